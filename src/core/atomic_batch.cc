@@ -1,0 +1,88 @@
+#include "core/atomic_batch.h"
+
+#include <set>
+
+namespace depot::core {
+namespace {
+// Below this many files, per-file fdatasync is cheaper than syncing the whole
+// filesystem (which also flushes other writers' dirty pages).
+constexpr std::size_t kPerFileSyncLimit = 16;
+}  // namespace
+
+AtomicBatch::AtomicBatch(Env* env, std::string sync_root)
+    : env_(env), sync_root_(std::move(sync_root)) {}
+
+AtomicBatch::~AtomicBatch() { Abort(); }
+
+Status AtomicBatch::Add(const std::string& final_path, std::string_view data,
+                        std::uint32_t mode) {
+  std::string tmp = TempPathFor(final_path);
+  auto file = env_->OpenForWrite(tmp, mode, /*exclusive=*/true);
+  if (!file.ok()) return file.status();
+  Status s = (*file)->Append(data);
+  if (s.ok()) s = (*file)->Close();
+  if (!s.ok()) {
+    env_->Remove(tmp).IgnoreError();
+    return s;
+  }
+  AddWritten(std::move(tmp), final_path);
+  return Status::Ok();
+}
+
+void AtomicBatch::AddWritten(std::string temp_path, std::string final_path) {
+  std::lock_guard<std::mutex> lock(mu_);
+  pending_.push_back(Pending{std::move(temp_path), std::move(final_path)});
+}
+
+std::size_t AtomicBatch::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return pending_.size();
+}
+
+Status AtomicBatch::Commit() {
+  std::vector<Pending> pending;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending.swap(pending_);
+  }
+  if (pending.empty()) return Status::Ok();
+
+  auto fail = [&](Status s, std::size_t from) {
+    for (std::size_t i = from; i < pending.size(); ++i) env_->Remove(pending[i].temp).IgnoreError();
+    return s;
+  };
+
+  const bool small = pending.size() <= kPerFileSyncLimit;
+  // Durability of the contents before any rename.
+  if (small) {
+    for (std::size_t i = 0; i < pending.size(); ++i) {
+      Status s = env_->SyncFile(pending[i].temp);
+      if (!s.ok()) return fail(std::move(s), 0);
+    }
+  } else {
+    Status s = env_->SyncFilesystem(sync_root_);
+    if (!s.ok()) return fail(std::move(s), 0);
+  }
+  std::set<std::string> dirs;
+  for (std::size_t i = 0; i < pending.size(); ++i) {
+    Status s = env_->Rename(pending[i].temp, pending[i].final_path);
+    if (!s.ok()) return fail(std::move(s), i);
+    if (small) dirs.insert(std::string(Dirname(pending[i].final_path)));
+  }
+  if (small) {
+    for (const auto& d : dirs) DEPOT_RETURN_IF_ERROR(env_->SyncDir(d));
+    return Status::Ok();
+  }
+  return env_->SyncFilesystem(sync_root_);
+}
+
+void AtomicBatch::Abort() {
+  std::vector<Pending> pending;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending.swap(pending_);
+  }
+  for (const auto& p : pending) env_->Remove(p.temp).IgnoreError();
+}
+
+}  // namespace depot::core

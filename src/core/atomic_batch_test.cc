@@ -1,0 +1,81 @@
+#include "core/atomic_batch.h"
+
+#include <gtest/gtest.h>
+
+#include "core/parallel.h"
+#include "core/testing.h"
+
+namespace depot::core {
+namespace {
+
+std::vector<std::string> Names(Env* env, const std::string& dir) {
+  std::vector<std::string> out;
+  for (auto& e : *env->ListDir(dir)) out.push_back(e.name);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(AtomicBatchTest, NothingVisibleBeforeCommit) {
+  testing::TempDir dir;
+  Env* env = Env::Default();
+  AtomicBatch batch(env, dir.path());
+  ASSERT_TRUE(batch.Add(dir.Sub("a"), "alpha").ok());
+  EXPECT_FALSE(*env->Exists(dir.Sub("a")));
+  ASSERT_TRUE(batch.Commit().ok());
+  EXPECT_EQ(testing::ReadFileOrDie(dir.Sub("a")), "alpha");
+  EXPECT_EQ(Names(env, dir.path()), std::vector<std::string>{"a"});
+}
+
+TEST(AtomicBatchTest, LargeConcurrentBatchUsesFilesystemSync) {
+  testing::TempDir dir;
+  Env* env = Env::Default();
+  AtomicBatch batch(env, dir.path());
+  RunParallel(4, [&](unsigned w) {
+    for (int i = 0; i < 50; ++i) {
+      std::string name = "f" + std::to_string(w) + "_" + std::to_string(i);
+      ASSERT_TRUE(batch.Add(dir.Sub(name), name).ok());
+    }
+  });
+  EXPECT_EQ(batch.size(), 200u);
+  ASSERT_TRUE(batch.Commit().ok());
+  EXPECT_EQ(Names(env, dir.path()).size(), 200u);
+  EXPECT_EQ(testing::ReadFileOrDie(dir.Sub("f3_49")), "f3_49");
+}
+
+TEST(AtomicBatchTest, AbortAndDestructorRemoveTemps) {
+  testing::TempDir dir;
+  Env* env = Env::Default();
+  {
+    AtomicBatch batch(env, dir.path());
+    ASSERT_TRUE(batch.Add(dir.Sub("a"), "alpha").ok());
+    ASSERT_TRUE(batch.Add(dir.Sub("b"), "beta").ok());
+  }
+  EXPECT_TRUE(Names(env, dir.path()).empty());
+}
+
+TEST(AtomicBatchTest, FailedSyncRenamesNothing) {
+  testing::TempDir dir;
+  testing::FaultyEnv env(Env::Default());
+  for (int n : {3, 40}) {  // the per-file path and the syncfs path
+    AtomicBatch batch(&env, dir.path());
+    for (int i = 0; i < n; ++i) ASSERT_TRUE(batch.Add(dir.Sub("f" + std::to_string(i)), "x").ok());
+    env.fail_sync = true;
+    Status s = batch.Commit();
+    env.fail_sync = false;
+    EXPECT_TRUE(s.IsIOError()) << s.ToString();
+    EXPECT_TRUE(Names(&env, dir.path()).empty()) << n;
+  }
+}
+
+TEST(AtomicBatchTest, FullDiskFailsAddCleanly) {
+  testing::TempDir dir;
+  testing::FaultyEnv env(Env::Default());
+  env.write_budget = 4;
+  AtomicBatch batch(&env, dir.path());
+  EXPECT_TRUE(batch.Add(dir.Sub("a"), "0123456789").IsIOError());
+  EXPECT_EQ(batch.size(), 0u);
+  EXPECT_TRUE(Names(&env, dir.path()).empty());
+}
+
+}  // namespace
+}  // namespace depot::core

@@ -1,0 +1,38 @@
+#include "core/clock.h"
+
+#include <gtest/gtest.h>
+
+namespace depot::core {
+namespace {
+
+TEST(ClockTest, UtcRoundTrip) {
+  auto t = ParseUtc("2026-11-22T03:04:05Z");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(FormatUtc(*t), "2026-11-22T03:04:05Z");
+  EXPECT_EQ(std::chrono::system_clock::to_time_t(*t), 1795316645);
+}
+
+TEST(ClockTest, UtcRejectsOtherForms) {
+  for (const char* s : {"2026-11-22T03:04:05", "2026-11-22 03:04:05Z", "2026-13-01T00:00:00Z",
+                        "2026-02-31T00:00:00Z", "2026-11-22T03:04:05.5Z", "",
+                        "2026-11-22T03:04:05+00:00"}) {
+    EXPECT_TRUE(ParseUtc(s).status().IsInvalidArgument()) << s;
+  }
+}
+
+TEST(ClockTest, ManualClockAdvancesOnSleep) {
+  ManualClock clock(*ParseUtc("2026-01-01T00:00:00Z"));
+  clock.SleepFor(std::chrono::hours(25));
+  EXPECT_EQ(FormatUtc(clock.Now()), "2026-01-02T01:00:00Z");
+}
+
+TEST(ClockTest, ParseDuration) {
+  EXPECT_EQ(*ParseDuration("90s"), std::chrono::seconds(90));
+  EXPECT_EQ(*ParseDuration("30d"), std::chrono::hours(720));
+  EXPECT_TRUE(ParseDuration("5").status().IsInvalidArgument());
+  EXPECT_TRUE(ParseDuration("5y").status().IsInvalidArgument());
+  EXPECT_TRUE(ParseDuration("-5s").status().IsInvalidArgument());
+}
+
+}  // namespace
+}  // namespace depot::core

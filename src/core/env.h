@@ -1,0 +1,138 @@
+// The disk seam. Everything in depot that touches the filesystem goes through an Env,
+// so tests can substitute one that fails (a full disk, an I/O error at the Nth write).
+// Only standard types appear in the signatures.
+//
+// Thread safety: Env methods may be called from any thread concurrently. The file
+// objects it returns are used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+namespace depot::core {
+
+enum class FileType { kRegular, kDirectory, kSymlink, kFifo, kSocket, kCharDevice,
+                      kBlockDevice, kUnknown };
+
+// Human name of a file type ("regular file", "FIFO", ...) for error messages.
+std::string_view FileTypeName(FileType t);
+
+struct FileInfo {
+  FileType type = FileType::kUnknown;
+  std::uint32_t mode = 0;  // permission bits only (07777)
+  std::uint64_t size = 0;
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  std::int64_t mtime_ns = 0;
+  std::int64_t ctime_ns = 0;
+
+  // True when two observations describe the same, unchanged file contents.
+  bool SameContentVersion(const FileInfo& o) const {
+    return type == o.type && size == o.size && device == o.device && inode == o.inode &&
+           mtime_ns == o.mtime_ns && ctime_ns == o.ctime_ns;
+  }
+};
+
+struct DirEntry {
+  std::string name;
+  FileType type = FileType::kUnknown;  // from d_type; kUnknown means "lstat it"
+};
+
+// A file opened for reading, sequentially or at offsets.
+class ReadableFile {
+ public:
+  virtual ~ReadableFile() = default;
+  // Reads up to `n` bytes at the current position; returns 0 at end of file.
+  virtual Result<std::size_t> Read(char* buf, std::size_t n) = 0;
+  // Reads up to `n` bytes at `offset` without moving the position.
+  virtual Result<std::size_t> ReadAt(std::uint64_t offset, char* buf, std::size_t n) = 0;
+  // Describes the open file (fstat): detects a file replaced or changed while read.
+  virtual Result<FileInfo> Stat() = 0;
+};
+
+// A file opened for writing. Close() must be called to learn of deferred errors;
+// the destructor closes silently.
+class WritableFile {
+ public:
+  virtual ~WritableFile() = default;
+  virtual Status Append(std::string_view data) = 0;
+  virtual Status WriteAt(std::uint64_t offset, std::string_view data) = 0;
+  // Sets the file size (allocating nothing); used to pre-size assembled files.
+  virtual Status Truncate(std::uint64_t size) = 0;
+  virtual Status Sync() = 0;  // fdatasync
+  virtual Status Close() = 0;
+};
+
+class Env {
+ public:
+  virtual ~Env() = default;
+
+  // The process-wide POSIX implementation. Never null; not owned by the caller.
+  static Env* Default();
+
+  // Opens `path` for reading. With `no_follow`, a symlink at `path` fails
+  // (InvalidArgument) instead of being followed. NotFound when absent.
+  virtual Result<std::unique_ptr<ReadableFile>> OpenForRead(const std::string& path,
+                                                            bool no_follow) = 0;
+  // Creates `path` with `mode`; `exclusive` fails if it exists (InvalidArgument),
+  // otherwise it is truncated.
+  virtual Result<std::unique_ptr<WritableFile>> OpenForWrite(const std::string& path,
+                                                             std::uint32_t mode,
+                                                             bool exclusive) = 0;
+
+  // Whole-file read, failing with InvalidArgument when the file exceeds `max_bytes`.
+  virtual Result<std::string> ReadFile(const std::string& path, std::uint64_t max_bytes);
+  // Durable replace: writes a temp file in the same directory, fsyncs it, renames it
+  // over `path`, fsyncs the directory. Readers see the old or the new file, never a mix.
+  virtual Status WriteFileAtomic(const std::string& path, std::string_view data,
+                                 std::uint32_t mode = 0644);
+
+  virtual Result<FileInfo> Stat(const std::string& path) = 0;   // follows symlinks
+  virtual Result<FileInfo> Lstat(const std::string& path) = 0;  // does not
+  virtual Result<std::vector<DirEntry>> ListDir(const std::string& path) = 0;
+  virtual Result<std::string> ReadLink(const std::string& path) = 0;
+
+  // Creates one directory; OK if it already exists as a directory.
+  virtual Status CreateDir(const std::string& path, std::uint32_t mode = 0755) = 0;
+  // Creates `path` and any missing parents.
+  Status CreateDirs(const std::string& path, std::uint32_t mode = 0755);
+  virtual Status CreateSymlink(const std::string& target, const std::string& path) = 0;
+  virtual Status Chmod(const std::string& path, std::uint32_t mode) = 0;
+  // Removes a file, a symlink or an empty directory. NotFound when absent.
+  virtual Status Remove(const std::string& path) = 0;
+  // Removes a tree (does not follow symlinks). OK when absent.
+  Status RemoveAll(const std::string& path);
+  virtual Status Rename(const std::string& from, const std::string& to) = 0;
+  // Makes an existing file's contents durable (fdatasync), e.g. a temp file written
+  // and closed earlier.
+  virtual Status SyncFile(const std::string& path) = 0;
+  // Makes a directory's entries durable (fsync on the directory).
+  virtual Status SyncDir(const std::string& path) = 0;
+  // Makes everything written on the filesystem holding `path` durable (syncfs). One
+  // call replaces thousands of per-file fsyncs; see AtomicBatch.
+  virtual Status SyncFilesystem(const std::string& path) = 0;
+  // Bytes available to unprivileged writers on the filesystem holding `path`.
+  virtual Result<std::uint64_t> FreeSpace(const std::string& path) = 0;
+
+  // Convenience: Lstat that maps NotFound to false.
+  Result<bool> Exists(const std::string& path);
+};
+
+// Joins path pieces with '/', skipping empty pieces.
+std::string JoinPath(std::string_view a, std::string_view b);
+// "a/b/c" -> "a/b"; "c" -> "".
+std::string_view Dirname(std::string_view path);
+// "a/b/c" -> "c".
+std::string_view Basename(std::string_view path);
+
+// A unique temp-file name for `final_path` in its own directory:
+// "<dir>/.<base>.tmp.<16 hex>". Names starting with '.' are skipped by stores and
+// swept by garbage collection.
+std::string TempPathFor(std::string_view final_path);
+
+}  // namespace depot::core

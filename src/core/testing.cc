@@ -1,0 +1,128 @@
+#include "core/testing.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cstring>
+#include <random>
+
+namespace depot::testing {
+
+using core::Status;
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/depot-test-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    ADD_FAILURE() << "mkdtemp failed: " << std::strerror(errno);
+    std::abort();
+  }
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  if (std::getenv("DEPOT_KEEP_TEST_DIRS") != nullptr) return;
+  // Tests may leave read-only directories behind; make them writable first.
+  std::string cmd = "chmod -R u+rwx '" + path_ + "' 2>/dev/null; rm -rf '" + path_ + "'";
+  if (std::system(cmd.c_str()) != 0) {
+    std::fprintf(stderr, "warning: could not remove %s\n", path_.c_str());
+  }
+}
+
+void WriteFileOrDie(const std::string& path, std::string_view data, std::uint32_t mode) {
+  auto* env = core::Env::Default();
+  Status s = env->CreateDirs(std::string(core::Dirname(path)));
+  if (s.ok()) {
+    auto f = env->OpenForWrite(path, mode, false);
+    s = f.ok() ? (*f)->Append(data) : f.status();
+    if (s.ok()) s = (*f)->Close();
+    if (s.ok()) s = env->Chmod(path, mode);
+  }
+  if (!s.ok()) {
+    ADD_FAILURE() << "writing " << path << ": " << s.ToString();
+    std::abort();
+  }
+}
+
+std::string ReadFileOrDie(const std::string& path) {
+  auto r = core::Env::Default()->ReadFile(path, 1ull << 32);
+  if (!r.ok()) {
+    ADD_FAILURE() << r.status().ToString();
+    std::abort();
+  }
+  return *r;
+}
+
+std::string RandomData(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string out(n, '\0');
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t v = rng();
+    std::memcpy(out.data() + i, &v, 8);
+  }
+  for (; i < n; ++i) out[i] = static_cast<char>(rng());
+  return out;
+}
+
+namespace {
+class FaultyWritableFile final : public core::WritableFile {
+ public:
+  FaultyWritableFile(FaultyEnv* env, std::unique_ptr<core::WritableFile> base)
+      : env_(env), base_(std::move(base)) {}
+  Status Append(std::string_view d) override {
+    if (!env_->Charge(d.size())) return Status::IOError("write: No space left on device");
+    return base_->Append(d);
+  }
+  Status WriteAt(std::uint64_t off, std::string_view d) override {
+    if (!env_->Charge(d.size())) return Status::IOError("write: No space left on device");
+    return base_->WriteAt(off, d);
+  }
+  Status Truncate(std::uint64_t size) override { return base_->Truncate(size); }
+  Status Sync() override {
+    if (env_->fail_sync) return Status::IOError("fsync: Input/output error (injected)");
+    return base_->Sync();
+  }
+  Status Close() override { return base_->Close(); }
+
+ private:
+  FaultyEnv* env_;
+  std::unique_ptr<core::WritableFile> base_;
+};
+}  // namespace
+
+bool FaultyEnv::Charge(std::size_t n) {
+  std::int64_t budget = write_budget.load();
+  while (budget >= 0) {
+    if (static_cast<std::int64_t>(n) > budget) return false;
+    if (write_budget.compare_exchange_weak(budget, budget - static_cast<std::int64_t>(n))) break;
+  }
+  return true;
+}
+
+core::Result<std::unique_ptr<core::WritableFile>> FaultyEnv::OpenForWrite(
+    const std::string& path, std::uint32_t mode, bool exclusive) {
+  auto f = base_->OpenForWrite(path, mode, exclusive);
+  if (!f.ok()) return f.status();
+  return std::unique_ptr<core::WritableFile>(new FaultyWritableFile(this, std::move(*f)));
+}
+
+Status FaultyEnv::Rename(const std::string& from, const std::string& to) {
+  if (fail_rename) return Status::IOError("rename " + from + ": Input/output error (injected)");
+  ++renames;
+  return base_->Rename(from, to);
+}
+Status FaultyEnv::SyncFile(const std::string& p) {
+  if (fail_sync) return Status::IOError("fsync " + p + ": Input/output error (injected)");
+  return base_->SyncFile(p);
+}
+Status FaultyEnv::SyncDir(const std::string& p) {
+  if (fail_sync) return Status::IOError("fsync " + p + ": Input/output error (injected)");
+  return base_->SyncDir(p);
+}
+Status FaultyEnv::SyncFilesystem(const std::string& p) {
+  if (fail_sync) return Status::IOError("syncfs " + p + ": Input/output error (injected)");
+  return base_->SyncFilesystem(p);
+}
+
+}  // namespace depot::testing
