@@ -17,7 +17,7 @@ AtomicBatch::~AtomicBatch() { Abort(); }
 Status AtomicBatch::Add(const std::string& final_path, std::string_view data,
                         std::uint32_t mode) {
   std::string tmp = TempPathFor(final_path);
-  auto file = env_->OpenForWrite(tmp, mode, /*exclusive=*/true);
+  auto file = env_->OpenForWrite(tmp, mode, Env::WriteMode::kCreateNew);
   if (!file.ok()) return file.status();
   Status s = (*file)->Append(data);
   if (s.ok()) s = (*file)->Close();

@@ -142,8 +142,10 @@ class PosixEnv final : public Env {
   }
 
   Result<std::unique_ptr<WritableFile>> OpenForWrite(const std::string& path, std::uint32_t mode,
-                                                     bool exclusive) override {
-    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (exclusive ? O_EXCL : O_TRUNC);
+                                                     WriteMode how) override {
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW;
+    if (how == WriteMode::kCreateNew) flags |= O_EXCL;
+    if (how == WriteMode::kTruncate) flags |= O_TRUNC;
     int fd = ::open(path.c_str(), flags, static_cast<mode_t>(mode));
     if (fd < 0) return ErrnoStatus(errno, "create " + path);
     return std::unique_ptr<WritableFile>(new PosixWritableFile(fd, path));
@@ -329,7 +331,7 @@ Result<std::string> Env::ReadFile(const std::string& path, std::uint64_t max_byt
 
 Status Env::WriteFileAtomic(const std::string& path, std::string_view data, std::uint32_t mode) {
   std::string tmp = TempPathFor(path);
-  auto file = OpenForWrite(tmp, mode, /*exclusive=*/true);
+  auto file = OpenForWrite(tmp, mode, WriteMode::kCreateNew);
   if (!file.ok()) return file.status();
   Status s = (*file)->Append(data);
   if (s.ok()) s = (*file)->Sync();

@@ -79,11 +79,16 @@ class Env {
   // (InvalidArgument) instead of being followed. NotFound when absent.
   virtual Result<std::unique_ptr<ReadableFile>> OpenForRead(const std::string& path,
                                                             bool no_follow) = 0;
-  // Creates `path` with `mode`; `exclusive` fails if it exists (InvalidArgument),
-  // otherwise it is truncated.
+  enum class WriteMode {
+    kCreateNew,  // fail (InvalidArgument) if `path` exists
+    kTruncate,   // create or truncate
+    kUpdate,     // create or open as is, for writes at offsets
+  };
+  // Opens `path` for writing, creating it with `mode` (subject to the umask). Never
+  // follows a symlink at `path`.
   virtual Result<std::unique_ptr<WritableFile>> OpenForWrite(const std::string& path,
                                                              std::uint32_t mode,
-                                                             bool exclusive) = 0;
+                                                             WriteMode how) = 0;
 
   // Whole-file read, failing with InvalidArgument when the file exceeds `max_bytes`.
   virtual Result<std::string> ReadFile(const std::string& path, std::uint64_t max_bytes);

@@ -1,5 +1,6 @@
 #include "core/path.h"
 
+#include <cstdint>
 #include <string>
 
 namespace depot::core {
@@ -20,6 +21,43 @@ std::string Quote(std::string_view p) {
 }
 }  // namespace
 
+bool IsValidUtf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    std::size_t len;
+    std::uint32_t cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > s.size()) return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+      return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
 Status ValidateRelativePath(std::string_view path) {
   auto bad = [&](std::string_view why) {
     return Status::InvalidArgument("path " + Quote(path) + " " + std::string(why));
@@ -32,6 +70,7 @@ Status ValidateRelativePath(std::string_view path) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return bad("contains a control character");
     if (c == '\\') return bad("contains a backslash (use '/')");
   }
+  if (!IsValidUtf8(path)) return bad("is not valid UTF-8");
   std::size_t start = 0;
   while (start <= path.size()) {
     std::size_t end = path.find('/', start);

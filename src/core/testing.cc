@@ -33,7 +33,7 @@ void WriteFileOrDie(const std::string& path, std::string_view data, std::uint32_
   auto* env = core::Env::Default();
   Status s = env->CreateDirs(std::string(core::Dirname(path)));
   if (s.ok()) {
-    auto f = env->OpenForWrite(path, mode, false);
+    auto f = env->OpenForWrite(path, mode, core::Env::WriteMode::kTruncate);
     s = f.ok() ? (*f)->Append(data) : f.status();
     if (s.ok()) s = (*f)->Close();
     if (s.ok()) s = env->Chmod(path, mode);
@@ -101,8 +101,8 @@ bool FaultyEnv::Charge(std::size_t n) {
 }
 
 core::Result<std::unique_ptr<core::WritableFile>> FaultyEnv::OpenForWrite(
-    const std::string& path, std::uint32_t mode, bool exclusive) {
-  auto f = base_->OpenForWrite(path, mode, exclusive);
+    const std::string& path, std::uint32_t mode, WriteMode how) {
+  auto f = base_->OpenForWrite(path, mode, how);
   if (!f.ok()) return f.status();
   return std::unique_ptr<core::WritableFile>(new FaultyWritableFile(this, std::move(*f)));
 }

@@ -46,13 +46,20 @@ class FaultyEnv final : public core::Env {
   std::atomic<bool> fail_rename{false};
   std::atomic<std::uint64_t> renames{0};
 
+  // Opening for read a path that contains this (non-empty) text fails with
+  // PermissionDenied, as an unreadable file would even for root. Set before use.
+  std::string deny_read;
+
   core::Result<std::unique_ptr<core::ReadableFile>> OpenForRead(const std::string& path,
                                                           bool no_follow) override {
+    if (!deny_read.empty() && path.find(deny_read) != std::string::npos) {
+      return core::Status::PermissionDenied("open " + path + ": Permission denied (injected)");
+    }
     return base_->OpenForRead(path, no_follow);
   }
   core::Result<std::unique_ptr<core::WritableFile>> OpenForWrite(const std::string& path,
                                                                  std::uint32_t mode,
-                                                                 bool exclusive) override;
+                                                                 WriteMode how) override;
   core::Result<core::FileInfo> Stat(const std::string& p) override { return base_->Stat(p); }
   core::Result<core::FileInfo> Lstat(const std::string& p) override { return base_->Lstat(p); }
   core::Result<std::vector<core::DirEntry>> ListDir(const std::string& p) override {

@@ -1,0 +1,188 @@
+#include "store/assemble.h"
+
+#include <algorithm>
+#include <mutex>
+#include <unordered_map>
+
+#include "core/parallel.h"
+
+namespace depot::store {
+
+using core::Status;
+
+Assembler::Assembler(core::Env* env, const Manifest* manifest, std::string staging)
+    : env_(env), manifest_(manifest), staging_(std::move(staging)) {
+  // Group every (file, offset) use of a chunk under that chunk.
+  std::unordered_map<ChunkId, std::uint32_t, ChunkIdHash> index;
+  std::vector<std::vector<Placement>> uses;
+  for (std::uint32_t e = 0; e < manifest_->entries.size(); ++e) {
+    const Entry& entry = manifest_->entries[e];
+    std::uint64_t offset = 0;
+    for (const auto& c : entry.chunks) {
+      auto [it, inserted] = index.emplace(c.id, static_cast<std::uint32_t>(chunks_.size()));
+      if (inserted) {
+        chunks_.push_back(c);
+        uses.emplace_back();
+      }
+      uses[it->second].push_back(Placement{e, offset});
+      offset += c.size;
+    }
+  }
+  first_placement_.reserve(chunks_.size() + 1);
+  for (auto& u : uses) {
+    first_placement_.push_back(static_cast<std::uint32_t>(placements_.size()));
+    placements_.insert(placements_.end(), u.begin(), u.end());
+  }
+  first_placement_.push_back(static_cast<std::uint32_t>(placements_.size()));
+  placed_ = std::make_unique<std::atomic<bool>[]>(chunks_.size());
+}
+
+Assembler::~Assembler() {
+  if (!committed_) Discard();
+}
+
+std::string Assembler::FilePath(std::uint32_t entry) const {
+  return core::JoinPath(staging_, manifest_->entries[entry].path);
+}
+
+Status Assembler::Prepare() {
+  DEPOT_ASSIGN_OR_RETURN(bool exists, env_->Exists(staging_));
+  if (exists) return Status::InvalidArgument("staging directory " + staging_ + " already exists");
+  DEPOT_RETURN_IF_ERROR(env_->CreateDir(staging_, 0700));
+  prepared_ = true;
+  for (const auto& e : manifest_->entries) {
+    std::string path = core::JoinPath(staging_, e.path);
+    switch (e.type) {
+      case EntryType::kDirectory:
+        // Owner-writable while assembling; the manifest's mode is applied in Finish().
+        DEPOT_RETURN_IF_ERROR(env_->CreateDir(path, 0700));
+        break;
+      case EntryType::kSymlink:
+        DEPOT_RETURN_IF_ERROR(env_->CreateSymlink(e.target, path));
+        break;
+      case EntryType::kFile:
+        if (e.size == 0) {
+          DEPOT_ASSIGN_OR_RETURN(auto f,
+                                 env_->OpenForWrite(path, 0600, core::Env::WriteMode::kCreateNew));
+          DEPOT_RETURN_IF_ERROR(f->Close());
+        }
+        break;
+    }
+  }
+  return Status::Ok();
+}
+
+Status Assembler::Place(std::size_t chunk_index, std::string_view data) {
+  if (chunk_index >= chunks_.size()) return Status::InvalidArgument("chunk index out of range");
+  const ChunkRef& ref = chunks_[chunk_index];
+  if (data.size() != ref.size) {
+    return Status::Corruption("chunk " + core::DigestHex(ref.id) + " has " +
+                              std::to_string(data.size()) + " bytes, the manifest says " +
+                              std::to_string(ref.size));
+  }
+  for (std::uint32_t p = first_placement_[chunk_index]; p < first_placement_[chunk_index + 1]; ++p) {
+    const Placement& pl = placements_[p];
+    // Files are created by whichever chunk arrives first; kUpdate never truncates, so
+    // concurrent writers of different chunks of one file do not clobber each other.
+    DEPOT_ASSIGN_OR_RETURN(auto f,
+                           env_->OpenForWrite(FilePath(pl.entry), 0600, core::Env::WriteMode::kUpdate));
+    DEPOT_RETURN_IF_ERROR(f->WriteAt(pl.offset, data));
+    DEPOT_RETURN_IF_ERROR(f->Close());
+  }
+  placed_[chunk_index] = true;
+  bytes_placed_ += data.size() * (first_placement_[chunk_index + 1] - first_placement_[chunk_index]);
+  return Status::Ok();
+}
+
+Status Assembler::Finish(unsigned threads) {
+  for (std::size_t i = 0; i < chunks_.size(); ++i) {
+    if (!placed_[i]) {
+      return Status::Corruption("chunk " + core::DigestHex(chunks_[i].id) + " was never placed");
+    }
+  }
+  // Verify multi-chunk files by reading them back; largest first across threads.
+  std::vector<std::uint32_t> to_verify;
+  for (std::uint32_t e = 0; e < manifest_->entries.size(); ++e) {
+    const Entry& entry = manifest_->entries[e];
+    if (entry.type == EntryType::kFile && entry.chunks.size() > 1) to_verify.push_back(e);
+  }
+  std::sort(to_verify.begin(), to_verify.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return manifest_->entries[a].size > manifest_->entries[b].size;
+  });
+  std::atomic<std::size_t> next{0};
+  std::mutex mu;
+  Status first_error;
+  core::RunParallel(std::max(1u, threads), [&](unsigned) {
+    std::string buf(1 << 20, '\0');
+    core::Sha256 hasher;
+    for (;;) {
+      std::size_t i = next++;
+      if (i >= to_verify.size()) return;
+      const Entry& entry = manifest_->entries[to_verify[i]];
+      Status s = [&]() -> Status {
+        DEPOT_ASSIGN_OR_RETURN(auto f, env_->OpenForRead(FilePath(to_verify[i]), true));
+        std::uint64_t total = 0;
+        for (;;) {
+          DEPOT_ASSIGN_OR_RETURN(std::size_t n, f->Read(buf.data(), buf.size()));
+          if (n == 0) break;
+          hasher.Update(buf.data(), n);
+          total += n;
+        }
+        core::Digest d = hasher.Finish();
+        if (total != entry.size || d != entry.sha256) {
+          return Status::Corruption(entry.path + ": assembled file does not match the manifest (" +
+                                    std::to_string(total) + " bytes, sha256 " + core::DigestHex(d) +
+                                    ")");
+        }
+        return Status::Ok();
+      }();
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (first_error.ok()) first_error = std::move(s);
+        next = to_verify.size();
+      }
+    }
+  });
+  DEPOT_RETURN_IF_ERROR(first_error);
+
+  // Modes: files first, then directories from the deepest up, so a read-only
+  // directory does not block anything still to be done inside it.
+  for (const auto& e : manifest_->entries) {
+    if (e.type == EntryType::kFile) {
+      DEPOT_RETURN_IF_ERROR(env_->Chmod(core::JoinPath(staging_, e.path), e.mode));
+    }
+  }
+  for (auto it = manifest_->entries.rbegin(); it != manifest_->entries.rend(); ++it) {
+    if (it->type == EntryType::kDirectory) {
+      DEPOT_RETURN_IF_ERROR(env_->Chmod(core::JoinPath(staging_, it->path), it->mode));
+    }
+  }
+  DEPOT_RETURN_IF_ERROR(env_->Chmod(staging_, 0755));
+  return env_->SyncFilesystem(staging_);
+}
+
+Status Assembler::CommitTo(const std::string& dest) {
+  DEPOT_ASSIGN_OR_RETURN(bool exists, env_->Exists(dest));
+  if (exists) {
+    return Status::InvalidArgument("destination " + dest +
+                                   " already exists; remove it or choose another path");
+  }
+  DEPOT_RETURN_IF_ERROR(env_->Rename(staging_, dest));
+  committed_ = true;
+  std::string parent(core::Dirname(dest));
+  return env_->SyncDir(parent.empty() ? "." : parent);
+}
+
+void Assembler::Discard() {
+  if (!prepared_ || committed_) return;
+  // Directories may already carry read-only modes from Finish().
+  for (const auto& e : manifest_->entries) {
+    if (e.type == EntryType::kDirectory) {
+      env_->Chmod(core::JoinPath(staging_, e.path), 0700).IgnoreError();
+    }
+  }
+  env_->RemoveAll(staging_).IgnoreError();
+  prepared_ = false;
+}
+
+}  // namespace depot::store

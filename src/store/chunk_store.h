@@ -1,0 +1,114 @@
+// The chunk store: content-addressed, immutable chunk files.
+//
+//   <root>/<first 2 hex of id>/<64 hex id>
+//
+// Each file is one zstd frame of the chunk's uncompressed bytes, whose SHA-256 is the
+// id. A file appears under its name only complete and durable (temp + sync + rename),
+// so a reader -- this process, another depot, nginx -- never sees a partial chunk, and
+// nothing is ever rewritten in place. Names starting with '.' are temp files.
+//
+// Thread safety: all methods may be called concurrently, also by several processes
+// on the same directory. Concurrent writers of the same chunk are safe: each writes
+// its own temp file and the renames are atomic; the bytes are the same.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+
+#include "core/atomic_batch.h"
+#include "core/env.h"
+#include "core/sha256.h"
+#include "core/status.h"
+
+namespace depot::store {
+
+using ChunkId = core::Digest;
+
+struct ChunkIdHash {
+  std::size_t operator()(const ChunkId& id) const {
+    std::size_t h;
+    static_assert(sizeof(h) <= sizeof(ChunkId));
+    __builtin_memcpy(&h, id.data(), sizeof(h));
+    return h;
+  }
+};
+using ChunkIdSet = std::unordered_set<ChunkId, ChunkIdHash>;
+
+// "ab/ab12...": a chunk's path relative to the store root (and, under "chunks/", to a
+// repository root).
+std::string ChunkRelPath(const ChunkId& id);
+
+struct GcStats {
+  std::uint64_t kept = 0;
+  std::uint64_t removed = 0;
+  std::uint64_t removed_bytes = 0;  // stored (compressed) bytes
+  std::uint64_t temp_removed = 0;
+};
+
+class ChunkStore {
+ public:
+  // `env` is not owned and must outlive the store.
+  ChunkStore(core::Env* env, std::string root, int compression_level);
+
+  // Creates the root and its 256 fan-out directories (idempotent).
+  core::Status Create();
+
+  const std::string& root() const { return root_; }
+  core::Env* env() const { return env_; }
+  std::string PathOf(const ChunkId& id) const;
+
+  // Whether the chunk file exists (not whether its bytes are right; see Get).
+  core::Result<bool> Has(const ChunkId& id);
+
+  // Stores `data` under `id` after checking SHA-256(data) == id (Corruption
+  // otherwise, nothing written). Idempotent: an existing chunk is left as is.
+  // With `batch`, the file becomes visible at batch->Commit(); without, it is durable
+  // on return.
+  core::Status Put(const ChunkId& id, std::string_view data, core::AtomicBatch* batch = nullptr);
+
+  // Stores a frame received from elsewhere after checking that it decompresses to
+  // exactly `size` bytes whose SHA-256 is `id`. Returns the uncompressed bytes (the
+  // caller usually needs them). The frame is stored as received.
+  core::Result<std::string> PutFrame(const ChunkId& id, std::uint64_t size,
+                                     std::string_view frame, core::AtomicBatch* batch = nullptr);
+
+  // Writes a frame the caller has just made itself from bytes it just hashed (the
+  // snapshot's hot path, which would otherwise hash and decompress everything twice).
+  // The caller guarantees frame == CompressFrame(data) with SHA-256(data) == id.
+  core::Status PutFrameTrusted(const ChunkId& id, std::string_view frame,
+                               core::AtomicBatch* batch);
+
+  // Reads a chunk's uncompressed bytes. NotFound when absent. `expected_size` (or
+  // UINT64_MAX when unknown, then bounded by kMaxChunkSizeLimit) and, with `verify`,
+  // the SHA-256 are checked: Corruption on any mismatch.
+  core::Result<std::string> Get(const ChunkId& id, std::uint64_t expected_size, bool verify);
+
+  // Reads the stored frame as is (what a server sends). NotFound when absent.
+  core::Result<std::string> GetFrame(const ChunkId& id);
+
+  // Removes a chunk; NotFound when absent.
+  core::Status Remove(const ChunkId& id);
+
+  // Calls fn(id, stored_bytes) for every chunk; stops early if fn returns false.
+  // Files whose names are not chunk ids (other than temp files) are reported through
+  // `on_stray` when given.
+  core::Status ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn,
+                       const std::function<void(const std::string&)>& on_stray = nullptr);
+
+  // Removes every chunk not in `live`, and temp files left by crashed writers.
+  // Concurrent writers must not run: a chunk put during collection may be removed
+  // unless it is in `live`.
+  core::Result<GcStats> CollectGarbage(const ChunkIdSet& live);
+
+ private:
+  core::Status WriteFrame(const ChunkId& id, std::string_view frame, core::AtomicBatch* batch);
+
+  core::Env* env_;
+  std::string root_;
+  int level_;
+};
+
+}  // namespace depot::store

@@ -1,0 +1,85 @@
+#include "store/compress.h"
+
+#include <zstd.h>
+
+namespace depot::store {
+namespace {
+
+// The one place zstd error codes become Status values.
+core::Status ZstdStatus(core::Code code, std::size_t rc, std::string_view what) {
+  std::string msg(what);
+  msg.append(": ").append(ZSTD_getErrorName(rc));
+  return core::Status(code, std::move(msg));
+}
+
+struct CCtx {
+  ZSTD_CCtx* ctx = ZSTD_createCCtx();
+  ~CCtx() { ZSTD_freeCCtx(ctx); }
+};
+struct DCtx {
+  ZSTD_DCtx* ctx = ZSTD_createDCtx();
+  ~DCtx() { ZSTD_freeDCtx(ctx); }
+};
+
+}  // namespace
+
+std::uint64_t MaxFrameSize(std::uint64_t size) { return ZSTD_compressBound(size) + 64; }
+
+core::Result<std::string> CompressFrame(std::string_view data, int level) {
+  thread_local CCtx cctx;
+  if (cctx.ctx == nullptr) return core::Status::IOError("zstd: cannot allocate a context");
+  std::string out(ZSTD_compressBound(data.size()), '\0');
+  ZSTD_CCtx_reset(cctx.ctx, ZSTD_reset_session_and_parameters);
+  ZSTD_CCtx_setParameter(cctx.ctx, ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(cctx.ctx, ZSTD_c_contentSizeFlag, 1);
+  ZSTD_CCtx_setParameter(cctx.ctx, ZSTD_c_checksumFlag, 0);  // SHA-256 covers it
+  std::size_t n = ZSTD_compress2(cctx.ctx, out.data(), out.size(), data.data(), data.size());
+  if (ZSTD_isError(n)) return ZstdStatus(core::Code::kIOError, n, "zstd compress");
+  out.resize(n);
+  return out;
+}
+
+core::Result<std::string> DecompressFrame(std::string_view frame, std::uint64_t expected_size) {
+  unsigned long long declared = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (declared == ZSTD_CONTENTSIZE_ERROR) {
+    return core::Status::Corruption("not a zstd frame");
+  }
+  if (declared == ZSTD_CONTENTSIZE_UNKNOWN) {
+    return core::Status::Corruption("zstd frame does not declare its size");
+  }
+  if (declared != expected_size) {
+    return core::Status::Corruption("zstd frame holds " + std::to_string(declared) +
+                                    " bytes, expected " + std::to_string(expected_size));
+  }
+  std::size_t frame_len = ZSTD_findFrameCompressedSize(frame.data(), frame.size());
+  if (ZSTD_isError(frame_len)) return ZstdStatus(core::Code::kCorruption, frame_len, "zstd frame");
+  if (frame_len != frame.size()) {
+    return core::Status::Corruption("zstd frame followed by " +
+                                    std::to_string(frame.size() - frame_len) + " extra bytes");
+  }
+  thread_local DCtx dctx;
+  if (dctx.ctx == nullptr) return core::Status::IOError("zstd: cannot allocate a context");
+  std::string out(expected_size, '\0');
+  std::size_t n = ZSTD_decompressDCtx(dctx.ctx, out.data(), out.size(), frame.data(), frame.size());
+  if (ZSTD_isError(n)) return ZstdStatus(core::Code::kCorruption, n, "zstd decompress");
+  if (n != expected_size) {
+    return core::Status::Corruption("zstd frame decompressed to " + std::to_string(n) +
+                                    " bytes, expected " + std::to_string(expected_size));
+  }
+  return out;
+}
+
+core::Result<std::string> DecompressFrameBounded(std::string_view frame, std::uint64_t max_size) {
+  unsigned long long declared = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (declared == ZSTD_CONTENTSIZE_ERROR) return core::Status::Corruption("not a zstd frame");
+  if (declared == ZSTD_CONTENTSIZE_UNKNOWN) {
+    return core::Status::Corruption("zstd frame does not declare its size");
+  }
+  if (declared > max_size) {
+    return core::Status::Corruption("zstd frame holds " + std::to_string(declared) +
+                                    " bytes, more than the limit of " + std::to_string(max_size));
+  }
+  return DecompressFrame(frame, declared);
+}
+
+}  // namespace depot::store

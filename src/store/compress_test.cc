@@ -1,0 +1,41 @@
+#include "store/compress.h"
+
+#include <gtest/gtest.h>
+
+#include "core/testing.h"
+
+namespace depot::store {
+namespace {
+
+TEST(CompressTest, RoundTrip) {
+  std::string text(100000, 'a');
+  auto frame = CompressFrame(text);
+  ASSERT_TRUE(frame.ok());
+  EXPECT_LT(frame->size(), 1000u);
+  EXPECT_EQ(*DecompressFrame(*frame, text.size()), text);
+  std::string random = testing::RandomData(70000, 9);
+  auto rframe = CompressFrame(random);
+  ASSERT_TRUE(rframe.ok());
+  EXPECT_LE(rframe->size(), MaxFrameSize(random.size()));
+  EXPECT_EQ(*DecompressFrame(*rframe, random.size()), random);
+  EXPECT_EQ(*DecompressFrame(*CompressFrame(""), 0), "");
+}
+
+TEST(CompressTest, DetectsDamage) {
+  std::string data = testing::RandomData(50000, 10) + std::string(50000, 'z');
+  std::string frame = *CompressFrame(data);
+  // Wrong declared size.
+  EXPECT_TRUE(DecompressFrame(frame, data.size() + 1).status().IsCorruption());
+  // Truncated.
+  EXPECT_TRUE(DecompressFrame(frame.substr(0, frame.size() - 10), data.size()).status().IsCorruption());
+  // Trailing garbage.
+  EXPECT_TRUE(DecompressFrame(frame + "xx", data.size()).status().IsCorruption());
+  // Not zstd at all.
+  EXPECT_TRUE(DecompressFrame("hello world", 11).status().IsCorruption());
+  // Oversized for the bound.
+  EXPECT_TRUE(DecompressFrameBounded(frame, data.size() - 1).status().IsCorruption());
+  EXPECT_TRUE(DecompressFrameBounded(frame, data.size()).ok());
+}
+
+}  // namespace
+}  // namespace depot::store

@@ -1,0 +1,535 @@
+#include "store/manifest.h"
+
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "core/clock.h"
+#include "core/hex.h"
+#include "core/path.h"
+
+namespace depot::store {
+
+using core::Status;
+using Json = nlohmann::json;
+
+std::string_view EntryTypeName(EntryType t) {
+  switch (t) {
+    case EntryType::kFile: return "file";
+    case EntryType::kDirectory: return "dir";
+    case EntryType::kSymlink: return "symlink";
+  }
+  return "?";
+}
+
+std::uint64_t Manifest::TotalFileBytes() const {
+  std::uint64_t n = 0;
+  for (const auto& e : entries) n += e.type == EntryType::kFile ? e.size : 0;
+  return n;
+}
+
+std::uint64_t Manifest::FileCount() const {
+  return static_cast<std::uint64_t>(std::count_if(
+      entries.begin(), entries.end(), [](const Entry& e) { return e.type == EntryType::kFile; }));
+}
+
+std::vector<ChunkRef> Manifest::UniqueChunks() const {
+  std::vector<ChunkRef> out;
+  ChunkIdSet seen;
+  for (const auto& e : entries) {
+    for (const auto& c : e.chunks) {
+      if (seen.insert(c.id).second) out.push_back(c);
+    }
+  }
+  return out;
+}
+
+const Program* Manifest::FindProgram(std::string_view name) const {
+  for (const auto& p : programs) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+Status ValidatePackageName(std::string_view name) {
+  auto bad = [&](std::string_view why) {
+    return Status::InvalidArgument("package name '" + std::string(name.substr(0, 80)) + "' " +
+                                   std::string(why));
+  };
+  if (name.empty() || name.size() > 64) return bad("must be 1 to 64 characters long");
+  if (name[0] == '.' || name[0] == '-') return bad("must not start with '.' or '-'");
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) return bad("may only contain letters, digits, '.', '_' and '-'");
+  }
+  return Status::Ok();
+}
+
+Status ValidateProgramName(std::string_view name) {
+  if (name.empty() || name.size() > 32 ||
+      !std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+      })) {
+    return Status::InvalidArgument("program name '" + std::string(name.substr(0, 40)) +
+                                   "' must be 1 to 32 characters of a-z, 0-9, '_' and '-'");
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+// Resolves symlink `link` (a path in the tree) physically against the tree's own
+// entries, and fails if the resolution ever climbs above the root. Links to paths
+// the tree does not contain are allowed as long as they stay inside.
+class LinkResolver {
+ public:
+  LinkResolver(const std::unordered_map<std::string_view, const Entry*>& index, std::uint32_t depth)
+      : index_(index), max_depth_(depth) {}
+
+  Status Check(const Entry& link) {
+    std::vector<std::string> stack = Split(std::string(core::Dirname(link.path)));
+    return Walk(link, link.target, stack, 0);
+  }
+
+ private:
+  static std::vector<std::string> Split(const std::string& p) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start < p.size()) {
+      std::size_t end = p.find('/', start);
+      if (end == std::string::npos) end = p.size();
+      if (end > start) out.push_back(p.substr(start, end - start));
+      start = end + 1;
+    }
+    return out;
+  }
+  static std::string Join(const std::vector<std::string>& parts) {
+    std::string out;
+    for (const auto& p : parts) {
+      if (!out.empty()) out.push_back('/');
+      out += p;
+    }
+    return out;
+  }
+
+  Status Walk(const Entry& origin, const std::string& target, std::vector<std::string>& stack,
+              std::uint32_t depth) {
+    if (depth > max_depth_) {
+      return Status::InvalidArgument("symlink '" + origin.path + "': too many levels of symlinks");
+    }
+    if (target.empty()) return Status::InvalidArgument("symlink '" + origin.path + "' is empty");
+    if (target[0] == '/') {
+      return Status::InvalidArgument("symlink '" + origin.path + "' -> '" + origin.target +
+                                     "' is absolute; links must stay inside the package");
+    }
+    for (const auto& comp : Split(target)) {
+      if (comp == ".") continue;
+      if (comp == "..") {
+        if (stack.empty()) {
+          return Status::InvalidArgument("symlink '" + origin.path + "' -> '" + origin.target +
+                                         "' escapes the package tree");
+        }
+        stack.pop_back();
+        continue;
+      }
+      stack.push_back(comp);
+      auto it = index_.find(Join(stack));
+      if (it != index_.end() && it->second->type == EntryType::kSymlink) {
+        stack.pop_back();
+        DEPOT_RETURN_IF_ERROR(Walk(origin, it->second->target, stack, depth + 1));
+      }
+    }
+    return Status::Ok();
+  }
+
+  const std::unordered_map<std::string_view, const Entry*>& index_;
+  std::uint32_t max_depth_;
+};
+
+Status ValidateProgram(const Program& p, const ManifestLimits& limits) {
+  DEPOT_RETURN_IF_ERROR(ValidateProgramName(p.name));
+  auto bad = [&](std::string_view why) {
+    return Status::InvalidArgument("program '" + p.name + "' " + std::string(why));
+  };
+  if (p.command.empty()) return bad("has an empty command");
+  if (p.command.size() > limits.max_command_length) return bad("has a command over 8192 bytes");
+  if (p.command.find('\0') != std::string::npos) return bad("has a NUL byte in its command");
+  if (!core::IsValidUtf8(p.command)) return bad("has a command that is not valid UTF-8");
+  if (p.timeout_s == 0 || p.timeout_s > 7 * 86400) {
+    return bad("timeout must be between 1 second and 7 days");
+  }
+  std::vector<int> all;
+  for (const auto* list : {&p.success_codes, &p.reboot_codes, &p.retry_codes}) {
+    if (list->size() > 64) return bad("lists more than 64 exit codes");
+    for (int c : *list) {
+      if (c < 0 || c > 255) return bad("exit code " + std::to_string(c) + " is not in 0..255");
+      all.push_back(c);
+    }
+  }
+  std::sort(all.begin(), all.end());
+  if (std::adjacent_find(all.begin(), all.end()) != all.end()) {
+    return bad("lists an exit code in more than one category");
+  }
+  if (p.success_codes.empty()) return bad("has no success exit code");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ValidateManifest(const Manifest& m, const ManifestLimits& limits) {
+  DEPOT_RETURN_IF_ERROR(ValidatePackageName(m.package_name));
+  if (m.package_id.empty() || m.package_id.size() > 64 ||
+      !std::all_of(m.package_id.begin(), m.package_id.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '_';
+      })) {
+    return Status::InvalidArgument("package id '" + m.package_id.substr(0, 80) +
+                                   "' must be 1 to 64 characters of letters, digits, '-', '_'");
+  }
+  if (m.version < 1 || m.version > (1ll << 53)) {
+    return Status::InvalidArgument("version " + std::to_string(m.version) + " is not in 1..2^53");
+  }
+  DEPOT_RETURN_IF_ERROR(core::ParseUtc(m.created).status().WithContext("created"));
+  if (!core::IsValidUtf8(m.description)) {
+    return Status::InvalidArgument("description is not valid UTF-8");
+  }
+  if (m.description.size() > limits.max_description_length) {
+    return Status::InvalidArgument("description is longer than 4096 bytes");
+  }
+  if (m.programs.size() > limits.max_programs) {
+    return Status::InvalidArgument("more than " + std::to_string(limits.max_programs) + " programs");
+  }
+  for (std::size_t i = 0; i < m.programs.size(); ++i) {
+    DEPOT_RETURN_IF_ERROR(ValidateProgram(m.programs[i], limits));
+    for (std::size_t j = 0; j < i; ++j) {
+      if (m.programs[j].name == m.programs[i].name) {
+        return Status::InvalidArgument("program '" + m.programs[i].name + "' is listed twice");
+      }
+    }
+  }
+  DEPOT_RETURN_IF_ERROR(Chunker::Create(m.chunker).status().WithContext("chunker"));
+  if (m.entries.size() > limits.max_entries) {
+    return Status::InvalidArgument("more than " + std::to_string(limits.max_entries) + " entries");
+  }
+
+  std::unordered_map<std::string_view, const Entry*> index;
+  index.reserve(m.entries.size());
+  std::uint64_t total = 0;
+  const std::string* prev = nullptr;
+  for (const auto& e : m.entries) {
+    DEPOT_RETURN_IF_ERROR(core::ValidateRelativePath(e.path));
+    auto bad = [&](std::string_view why) {
+      return Status::InvalidArgument(std::string(EntryTypeName(e.type)) + " '" + e.path + "' " +
+                                     std::string(why));
+    };
+    if (prev != nullptr && !(*prev < e.path)) {
+      if (*prev == e.path) return bad("is listed twice (duplicate path)");
+      return bad("is out of order (entries must be sorted by path)");
+    }
+    prev = &e.path;
+    std::string_view parent = core::Dirname(e.path);
+    if (!parent.empty()) {
+      auto it = index.find(parent);
+      if (it == index.end()) return bad("has no directory entry for its parent '" + std::string(parent) + "'");
+      if (it->second->type != EntryType::kDirectory) {
+        return bad("lies under '" + std::string(parent) + "', which is a " +
+                   std::string(EntryTypeName(it->second->type)) + ", not a directory");
+      }
+    }
+    if (e.mode & ~0777u) return bad("has mode bits outside 0777");
+    switch (e.type) {
+      case EntryType::kDirectory:
+      case EntryType::kSymlink:
+        if (e.size != 0 || !e.chunks.empty()) return bad("must not have a size or chunks");
+        if (e.type == EntryType::kDirectory && !e.target.empty()) return bad("must not have a target");
+        if (e.type == EntryType::kSymlink) {
+          if (e.target.empty() || e.target.size() > core::kMaxPathLength ||
+              e.target.find('\0') != std::string::npos || !core::IsValidUtf8(e.target)) {
+            return bad("has an empty, over-long, NUL-containing or non-UTF-8 target");
+          }
+        }
+        break;
+      case EntryType::kFile: {
+        if (!e.target.empty()) return bad("must not have a target");
+        if (e.size > limits.max_file_size) return bad("is larger than the 1 TiB limit");
+        std::uint64_t sum = 0;
+        for (const auto& c : e.chunks) {
+          if (c.size == 0 || c.size > m.chunker.max_size) {
+            return bad("has a chunk of " + std::to_string(c.size) + " bytes, outside 1.." +
+                       std::to_string(m.chunker.max_size));
+          }
+          sum += c.size;
+        }
+        if (sum != e.size) {
+          return bad("has chunks adding up to " + std::to_string(sum) + " bytes, not its size " +
+                     std::to_string(e.size));
+        }
+        if (e.size == 0 && e.sha256 != core::Sha256::Hash("")) {
+          return bad("is empty but its sha256 is not the hash of nothing");
+        }
+        if (e.chunks.size() == 1 && e.chunks[0].id != e.sha256) {
+          return bad("has one chunk whose id differs from the file's sha256");
+        }
+        total += e.size;
+        if (total > limits.max_total_size) return bad("pushes the package over 16 TiB");
+        break;
+      }
+    }
+    index.emplace(e.path, &e);
+  }
+  LinkResolver resolver(index, limits.max_symlink_depth);
+  for (const auto& e : m.entries) {
+    if (e.type == EntryType::kSymlink) DEPOT_RETURN_IF_ERROR(resolver.Check(e));
+  }
+  return Status::Ok();
+}
+
+core::Result<std::string> SerializeManifest(const Manifest& m) {
+  DEPOT_RETURN_IF_ERROR(ValidateManifest(m).WithContext("refusing to write an invalid manifest"));
+  Json programs = Json::array();
+  for (const auto& p : m.programs) {
+    programs.push_back({{"name", p.name},
+                        {"command", p.command},
+                        {"timeout_s", p.timeout_s},
+                        {"exit_codes",
+                         {{"success", p.success_codes},
+                          {"reboot", p.reboot_codes},
+                          {"retry", p.retry_codes}}}});
+  }
+  Json entries = Json::array();
+  for (const auto& e : m.entries) {
+    Json j = {{"path", e.path}, {"type", EntryTypeName(e.type)}};
+    switch (e.type) {
+      case EntryType::kDirectory: j["mode"] = e.mode; break;
+      case EntryType::kSymlink: j["target"] = e.target; break;
+      case EntryType::kFile: {
+        j["mode"] = e.mode;
+        j["size"] = e.size;
+        j["sha256"] = core::DigestHex(e.sha256);
+        Json chunks = Json::array();
+        for (const auto& c : e.chunks) chunks.push_back(Json::array({core::DigestHex(c.id), c.size}));
+        j["chunks"] = std::move(chunks);
+        break;
+      }
+    }
+    entries.push_back(std::move(j));
+  }
+  Json doc = {{"format", kManifestFormat},
+              {"package", {{"id", m.package_id}, {"name", m.package_name}}},
+              {"version", m.version},
+              {"created", m.created},
+              {"description", m.description},
+              {"programs", std::move(programs)},
+              {"chunker",
+               {{"algorithm", "fastcdc-gear64-nc2"},
+                {"min", m.chunker.min_size},
+                {"avg", m.chunker.avg_size},
+                {"max", m.chunker.max_size}}},
+              {"entries", std::move(entries)}};
+  // nlohmann objects are std::maps, so keys come out sorted: the bytes are a function
+  // of the manifest alone.
+  try {
+    return doc.dump(-1, ' ', false, Json::error_handler_t::strict);
+  } catch (const std::exception& e) {  // validated above; kept so nothing can escape
+    return Status::InvalidArgument(std::string("manifest: ") + e.what());
+  }
+}
+
+namespace {
+
+// Strict field access: every object's keys are checked against an allow-list and
+// every value's type is checked before use.
+class Reader {
+ public:
+  explicit Reader(std::string where) : where_(std::move(where)) {}
+
+  Status Keys(const Json& obj, std::initializer_list<std::string_view> required,
+              std::initializer_list<std::string_view> optional = {}) {
+    if (!obj.is_object()) return Fail("is not a JSON object");
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+      bool known = std::find(required.begin(), required.end(), it.key()) != required.end() ||
+                   std::find(optional.begin(), optional.end(), it.key()) != optional.end();
+      if (!known) return Fail("has an unknown field '" + it.key() + "'");
+    }
+    for (auto k : required) {
+      if (!obj.contains(k)) return Fail("lacks the field '" + std::string(k) + "'");
+    }
+    return Status::Ok();
+  }
+  Status String(const Json& obj, std::string_view key, std::string* out, std::size_t max_len) {
+    auto it = obj.find(key);
+    if (it == obj.end()) return Status::Ok();
+    if (!it->is_string()) return Fail("field '" + std::string(key) + "' is not a string");
+    const auto& s = it->get_ref<const std::string&>();
+    if (s.size() > max_len) return Fail("field '" + std::string(key) + "' is too long");
+    *out = s;
+    return Status::Ok();
+  }
+  template <typename T>
+  Status Int(const Json& obj, std::string_view key, T* out, std::int64_t lo, std::int64_t hi) {
+    auto it = obj.find(key);
+    if (it == obj.end()) return Status::Ok();
+    return IntValue(*it, std::string(key), out, lo, hi);
+  }
+  template <typename T>
+  Status IntValue(const Json& v, const std::string& what, T* out, std::int64_t lo, std::int64_t hi) {
+    if (!v.is_number_integer()) return Fail(what + " is not an integer");
+    if (v.is_number_unsigned()) {
+      auto u = v.get<std::uint64_t>();
+      if (u > static_cast<std::uint64_t>(hi) || (lo > 0 && u < static_cast<std::uint64_t>(lo))) {
+        return Fail(what + " is out of range");
+      }
+      *out = static_cast<T>(u);
+      return Status::Ok();
+    }
+    auto s = v.get<std::int64_t>();
+    if (s < lo || s > hi) return Fail(what + " is out of range");
+    *out = static_cast<T>(s);
+    return Status::Ok();
+  }
+  Status Fail(const std::string& why) const {
+    return Status::InvalidArgument("manifest: " + where_ + " " + why);
+  }
+
+ private:
+  std::string where_;
+};
+
+Status ParseCodes(const Json& codes, const std::string& where, std::string_view key,
+                  std::vector<int>* out) {
+  Reader r(where);
+  auto it = codes.find(key);
+  if (it == codes.end()) return Status::Ok();
+  if (!it->is_array() || it->size() > 64) return r.Fail(std::string(key) + " is not a short array");
+  out->clear();
+  for (const auto& v : *it) {
+    int c;
+    DEPOT_RETURN_IF_ERROR(r.IntValue(v, std::string(key) + " code", &c, 0, 255));
+    out->push_back(c);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+core::Result<Manifest> ParseManifest(std::string_view bytes, const ManifestLimits& limits) {
+  if (bytes.size() > limits.max_bytes) {
+    return Status::InvalidArgument("manifest is " + std::to_string(bytes.size()) +
+                                   " bytes, over the limit of " + std::to_string(limits.max_bytes));
+  }
+  Json doc = Json::parse(bytes.begin(), bytes.end(), nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return Status::InvalidArgument("manifest is not valid JSON");
+  Reader top("document");
+  DEPOT_RETURN_IF_ERROR(top.Keys(doc, {"format", "package", "version", "created", "programs",
+                                       "chunker", "entries"},
+                                 {"description"}));
+  int format = 0;
+  DEPOT_RETURN_IF_ERROR(top.Int(doc, "format", &format, 0, 1000));
+  if (format != kManifestFormat) {
+    return Status::InvalidArgument("manifest format " + std::to_string(format) +
+                                   " is not supported (this depot reads format 1); upgrade depot");
+  }
+  Manifest m;
+  const Json& pkg = doc["package"];
+  Reader rp("package");
+  DEPOT_RETURN_IF_ERROR(rp.Keys(pkg, {"id", "name"}));
+  DEPOT_RETURN_IF_ERROR(rp.String(pkg, "id", &m.package_id, 64));
+  DEPOT_RETURN_IF_ERROR(rp.String(pkg, "name", &m.package_name, 64));
+  DEPOT_RETURN_IF_ERROR(top.Int(doc, "version", &m.version, 1, 1ll << 53));
+  DEPOT_RETURN_IF_ERROR(top.String(doc, "created", &m.created, 32));
+  DEPOT_RETURN_IF_ERROR(top.String(doc, "description", &m.description, limits.max_description_length));
+
+  const Json& programs = doc["programs"];
+  if (!programs.is_array() || programs.size() > limits.max_programs) {
+    return top.Fail("programs is not an array of at most 32");
+  }
+  for (std::size_t i = 0; i < programs.size(); ++i) {
+    const Json& pj = programs[i];
+    Reader r("program #" + std::to_string(i + 1));
+    DEPOT_RETURN_IF_ERROR(r.Keys(pj, {"name", "command", "timeout_s", "exit_codes"}));
+    Program p;
+    DEPOT_RETURN_IF_ERROR(r.String(pj, "name", &p.name, 32));
+    DEPOT_RETURN_IF_ERROR(r.String(pj, "command", &p.command, limits.max_command_length));
+    DEPOT_RETURN_IF_ERROR(r.Int(pj, "timeout_s", &p.timeout_s, 1, 7 * 86400));
+    const Json& codes = pj["exit_codes"];
+    DEPOT_RETURN_IF_ERROR(r.Keys(codes, {"success"}, {"reboot", "retry"}));
+    std::string where = "program '" + p.name + "' exit_codes";
+    DEPOT_RETURN_IF_ERROR(ParseCodes(codes, where, "success", &p.success_codes));
+    DEPOT_RETURN_IF_ERROR(ParseCodes(codes, where, "reboot", &p.reboot_codes));
+    DEPOT_RETURN_IF_ERROR(ParseCodes(codes, where, "retry", &p.retry_codes));
+    m.programs.push_back(std::move(p));
+  }
+
+  const Json& ch = doc["chunker"];
+  Reader rc("chunker");
+  DEPOT_RETURN_IF_ERROR(rc.Keys(ch, {"algorithm", "min", "avg", "max"}));
+  std::string algorithm;
+  DEPOT_RETURN_IF_ERROR(rc.String(ch, "algorithm", &algorithm, 64));
+  if (algorithm != "fastcdc-gear64-nc2") {
+    return rc.Fail("algorithm '" + algorithm + "' is not supported");
+  }
+  DEPOT_RETURN_IF_ERROR(rc.Int(ch, "min", &m.chunker.min_size, 1, kMaxChunkSizeLimit));
+  DEPOT_RETURN_IF_ERROR(rc.Int(ch, "avg", &m.chunker.avg_size, 1, kMaxChunkSizeLimit));
+  DEPOT_RETURN_IF_ERROR(rc.Int(ch, "max", &m.chunker.max_size, 1, kMaxChunkSizeLimit));
+
+  const Json& entries = doc["entries"];
+  if (!entries.is_array()) return top.Fail("entries is not an array");
+  if (entries.size() > limits.max_entries) {
+    return top.Fail("has more than " + std::to_string(limits.max_entries) + " entries");
+  }
+  m.entries.reserve(entries.size());
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const Json& ej = entries[i];
+    Entry e;
+    Reader r("entry #" + std::to_string(i + 1));
+    if (!ej.is_object()) return r.Fail("is not an object");
+    std::string type;
+    DEPOT_RETURN_IF_ERROR(r.String(ej, "type", &type, 16));
+    DEPOT_RETURN_IF_ERROR(r.String(ej, "path", &e.path, core::kMaxPathLength + 1));
+    Reader re("entry '" + e.path + "'");
+    if (type == "file") {
+      e.type = EntryType::kFile;
+      DEPOT_RETURN_IF_ERROR(re.Keys(ej, {"path", "type", "mode", "size", "sha256", "chunks"}));
+      DEPOT_RETURN_IF_ERROR(re.Int(ej, "mode", &e.mode, 0, 0777));
+      DEPOT_RETURN_IF_ERROR(re.Int(ej, "size", &e.size, 0, static_cast<std::int64_t>(limits.max_file_size)));
+      std::string hash;
+      DEPOT_RETURN_IF_ERROR(re.String(ej, "sha256", &hash, 64));
+      auto d = core::ParseDigestHex(hash);
+      if (!d.ok()) return re.Fail("sha256: " + d.status().message());
+      e.sha256 = *d;
+      const Json& chunks = ej["chunks"];
+      if (!chunks.is_array()) return re.Fail("chunks is not an array");
+      // Bounded by the file size: every chunk holds at least one byte.
+      if (chunks.size() > e.size) return re.Fail("has more chunks than bytes");
+      e.chunks.reserve(chunks.size());
+      for (const auto& cj : chunks) {
+        if (!cj.is_array() || cj.size() != 2 || !cj[0].is_string()) {
+          return re.Fail("has a chunk that is not [\"<sha256>\", size]");
+        }
+        ChunkRef ref;
+        auto id = core::ParseDigestHex(cj[0].get_ref<const std::string&>());
+        if (!id.ok()) return re.Fail("chunk id: " + id.status().message());
+        ref.id = *id;
+        DEPOT_RETURN_IF_ERROR(re.IntValue(cj[1], "chunk size", &ref.size, 1, kMaxChunkSizeLimit));
+        e.chunks.push_back(ref);
+      }
+    } else if (type == "dir") {
+      e.type = EntryType::kDirectory;
+      DEPOT_RETURN_IF_ERROR(re.Keys(ej, {"path", "type", "mode"}));
+      DEPOT_RETURN_IF_ERROR(re.Int(ej, "mode", &e.mode, 0, 0777));
+    } else if (type == "symlink") {
+      e.type = EntryType::kSymlink;
+      DEPOT_RETURN_IF_ERROR(re.Keys(ej, {"path", "type", "target"}));
+      DEPOT_RETURN_IF_ERROR(re.String(ej, "target", &e.target, core::kMaxPathLength));
+    } else {
+      return re.Fail("has unknown type '" + type + "' (want file, dir or symlink)");
+    }
+    m.entries.push_back(std::move(e));
+  }
+  DEPOT_RETURN_IF_ERROR(ValidateManifest(m, limits).WithContext("manifest"));
+  return m;
+}
+
+}  // namespace depot::store

@@ -1,0 +1,159 @@
+#include "store/manifest.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+namespace depot::store {
+namespace {
+
+using core::Status;
+
+Entry Dir(std::string p, std::uint32_t mode = 0755) {
+  Entry e;
+  e.path = std::move(p);
+  e.type = EntryType::kDirectory;
+  e.mode = mode;
+  return e;
+}
+Entry File(std::string p, std::string_view content) {
+  Entry e;
+  e.path = std::move(p);
+  e.type = EntryType::kFile;
+  e.mode = 0644;
+  e.size = content.size();
+  e.sha256 = core::Sha256::Hash(content);
+  if (!content.empty()) e.chunks.push_back(ChunkRef{e.sha256, static_cast<std::uint32_t>(content.size())});
+  return e;
+}
+Entry Link(std::string p, std::string target) {
+  Entry e;
+  e.path = std::move(p);
+  e.type = EntryType::kSymlink;
+  e.target = std::move(target);
+  return e;
+}
+
+Manifest Sample() {
+  Manifest m;
+  m.package_id = "pkg-0001";
+  m.package_name = "tools";
+  m.version = 3;
+  m.created = "2026-11-22T03:04:05Z";
+  m.description = "sample";
+  Program p;
+  p.name = "install";
+  p.command = "./install.sh --quiet";
+  p.timeout_s = 600;
+  p.success_codes = {0};
+  p.reboot_codes = {194};
+  p.retry_codes = {75};
+  m.programs.push_back(p);
+  m.entries = {Dir("bin"), File("bin/tool", "#!/bin/sh\necho hi\n"), Dir("empty", 0700),
+               File("empty.txt", ""), Link("links", "bin/tool"), Dir("share"),
+               Link("share/up", "../bin")};
+  return m;
+}
+
+TEST(ManifestTest, RoundTripIsExact) {
+  Manifest m = Sample();
+  auto bytes = SerializeManifest(m);
+  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+  auto parsed = ParseManifest(*bytes);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(*SerializeManifest(*parsed), *bytes);
+  EXPECT_EQ(parsed->version, 3);
+  EXPECT_EQ(parsed->programs[0].reboot_codes, std::vector<int>{194});
+  EXPECT_EQ(parsed->FileCount(), 2u);
+  EXPECT_EQ(parsed->UniqueChunks().size(), 1u);
+}
+
+// Builds the JSON of Sample(), lets the test edit it, and parses the result.
+Status ParseEdited(const std::function<void(nlohmann::json&)>& edit) {
+  auto doc = nlohmann::json::parse(*SerializeManifest(Sample()));
+  edit(doc);
+  return ParseManifest(doc.dump()).status();
+}
+
+void ExpectRejected(const std::function<void(nlohmann::json&)>& edit, std::string_view needle) {
+  Status s = ParseEdited(edit);
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
+}
+
+TEST(ManifestTest, RejectsUnsafePaths) {
+  ExpectRejected([](auto& d) { d["entries"][1]["path"] = "../x"; }, "'..'");
+  ExpectRejected([](auto& d) { d["entries"][1]["path"] = "bin/../../x"; }, "'..'");
+  ExpectRejected([](auto& d) { d["entries"][1]["path"] = "/etc/passwd"; }, "absolute");
+  ExpectRejected([](auto& d) { d["entries"][1]["path"] = std::string("bin/a\0b", 7); }, "NUL");
+  ExpectRejected([](auto& d) { d["entries"][2] = d["entries"][1]; }, "duplicate");
+  ExpectRejected([](auto& d) { d["entries"][1]["path"] = "nodir/tool"; }, "no directory entry");
+}
+
+TEST(ManifestTest, RejectsEscapingSymlinks) {
+  ExpectRejected([](auto& d) { d["entries"][4]["target"] = "/etc/passwd"; }, "absolute");
+  ExpectRejected([](auto& d) { d["entries"][4]["target"] = "../outside"; }, "escapes");
+  ExpectRejected([](auto& d) { d["entries"][6]["target"] = "../../x"; }, "escapes");
+  // Escape through another symlink: share/up -> ../bin is fine, but links -> share/up/../..
+  // resolves share/up to bin, then bin/../.. is above the root.
+  ExpectRejected([](auto& d) { d["entries"][4]["target"] = "share/up/../.."; }, "escapes");
+  // A loop is caught by the depth limit.
+  ExpectRejected(
+      [](auto& d) {
+        d["entries"][4]["target"] = "share/up2";
+        d["entries"][6]["path"] = "share/up2";
+        d["entries"][6]["target"] = "../links";
+      },
+      "too many levels");
+}
+
+TEST(ManifestTest, RejectsEntriesUnderSymlinks) {
+  Manifest m = Sample();
+  m.entries.push_back(File("share/up/evil", "x"));
+  EXPECT_TRUE(ValidateManifest(m).IsInvalidArgument());
+}
+
+TEST(ManifestTest, RejectsInconsistentSizesAndHashes) {
+  ExpectRejected([](auto& d) { d["entries"][1]["size"] = 5; }, "adding up");
+  ExpectRejected([](auto& d) { d["entries"][1]["sha256"] = std::string(64, '0'); }, "one chunk");
+  ExpectRejected([](auto& d) { d["entries"][1]["sha256"] = "abc"; }, "sha256");
+  ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0][1] = 0; }, "out of range");
+}
+
+TEST(ManifestTest, RejectsUnknownAndMistypedFields) {
+  ExpectRejected([](auto& d) { d["extra"] = 1; }, "unknown field 'extra'");
+  ExpectRejected([](auto& d) { d["entries"][0]["size"] = 1; }, "unknown field 'size'");
+  ExpectRejected([](auto& d) { d["version"] = "3"; }, "not an integer");
+  ExpectRejected([](auto& d) { d["version"] = 0; }, "out of range");
+  ExpectRejected([](auto& d) { d["format"] = 2; }, "not supported");
+  ExpectRejected([](auto& d) { d["entries"][0]["type"] = "fifo"; }, "unknown type");
+  ExpectRejected([](auto& d) { d["package"]["name"] = "bad name"; }, "package name");
+  ExpectRejected([](auto& d) { d["programs"][0]["exit_codes"]["retry"] = {0}; },
+                 "more than one category");
+  ExpectRejected([](auto& d) { d.erase("entries"); }, "lacks the field 'entries'");
+  EXPECT_TRUE(ParseManifest("{not json").status().IsInvalidArgument());
+  EXPECT_TRUE(ParseManifest("[]").status().IsInvalidArgument());
+}
+
+TEST(ManifestTest, EnforcesLimits) {
+  ManifestLimits small;
+  small.max_bytes = 100;
+  EXPECT_TRUE(ParseManifest(*SerializeManifest(Sample()), small).status().IsInvalidArgument());
+  ManifestLimits few;
+  few.max_entries = 3;
+  EXPECT_TRUE(ParseManifest(*SerializeManifest(Sample()), few).status().IsInvalidArgument());
+  Manifest m = Sample();
+  m.programs[0].command = std::string(9000, 'x');
+  EXPECT_TRUE(SerializeManifest(m).status().IsInvalidArgument());
+}
+
+TEST(ManifestTest, PackageNames) {
+  EXPECT_TRUE(ValidatePackageName("Tools_2.0-beta").ok());
+  for (const char* bad : {"", ".hidden", "-x", "a/b", "a b", "ä"}) {
+    EXPECT_TRUE(ValidatePackageName(bad).IsInvalidArgument()) << bad;
+  }
+  EXPECT_TRUE(ValidatePackageName(std::string(65, 'a')).IsInvalidArgument());
+}
+
+}  // namespace
+}  // namespace depot::store

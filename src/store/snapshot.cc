@@ -1,0 +1,397 @@
+#include "store/snapshot.h"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "core/atomic_batch.h"
+#include "core/log.h"
+#include "core/parallel.h"
+#include "core/path.h"
+#include "store/compress.h"
+
+namespace depot::store {
+
+using core::FileInfo;
+using core::FileType;
+using core::Status;
+
+namespace {
+
+// Linux stamps files from a coarse clock (one tick: 1-10 ms). A file whose ctime is
+// this close to "now" could change again without its timestamps moving, so it is
+// read only after the window has passed.
+constexpr auto kRacyWindow = std::chrono::milliseconds(50);
+
+// A set of chunk ids seen by this snapshot, sharded to keep workers off one lock.
+class SeenSet {
+ public:
+  // True when `id` was not in the set (the caller is the first to see it).
+  bool Insert(const ChunkId& id) {
+    Shard& s = shards_[id[0] % kShards];
+    std::lock_guard<std::mutex> lock(s.mu);
+    return s.ids.insert(id).second;
+  }
+
+ private:
+  static constexpr int kShards = 32;
+  struct Shard {
+    std::mutex mu;
+    ChunkIdSet ids;
+  };
+  Shard shards_[kShards];
+};
+
+struct FileJob {
+  std::string rel;
+  std::uint64_t size_hint = 0;
+  std::size_t entry_index = 0;
+};
+
+struct Shared {
+  core::Env* env;
+  ChunkStore* store;
+  const Chunker* chunker;
+  const SnapshotOptions* options;
+  core::AtomicBatch* batch;
+  std::string root;
+  SeenSet seen;
+  std::atomic<bool> failed{false};
+  std::mutex error_mu;
+  Status first_error;
+  std::atomic<std::uint64_t> new_chunks{0}, new_bytes{0}, stored_bytes{0}, retries{0};
+
+  void Fail(Status s) {
+    std::lock_guard<std::mutex> lock(error_mu);
+    if (first_error.ok()) first_error = std::move(s);
+    failed = true;
+  }
+};
+
+std::string DescribeChange(const FileInfo& a, const FileInfo& b) {
+  if (a.inode != b.inode || a.device != b.device) return "the file was replaced";
+  if (a.size != b.size) {
+    return "size " + std::to_string(a.size) + " -> " + std::to_string(b.size);
+  }
+  if (a.mtime_ns != b.mtime_ns) return "modification time changed";
+  return "status change time changed";
+}
+
+// Outcome of one read attempt: an entry, a hard error, or "it changed, try again".
+struct Attempt {
+  Status status;
+  bool changed = false;
+  std::string change;
+};
+
+class Worker {
+ public:
+  explicit Worker(Shared* sh) : sh_(sh) {
+    const std::size_t max = sh->chunker->params().max_size;
+    buf_.resize(std::max<std::size_t>(4u << 20, 4 * max));
+  }
+
+  void Run(FileJob& job, Entry& entry) {
+    const std::string full = core::JoinPath(sh_->root, job.rel);
+    Attempt last;
+    core::Duration backoff = sh_->options->first_backoff;
+    for (int attempt = 1; attempt <= sh_->options->max_attempts; ++attempt) {
+      if (sh_->failed) return;
+      last = ReadOnce(full, job.rel, entry);
+      if (!last.changed) {
+        if (!last.status.ok()) sh_->Fail(std::move(last.status));
+        return;
+      }
+      ++sh_->retries;
+      core::Log(core::LogLevel::kInfo, "snapshot.file_changed",
+                {{"path", job.rel}, {"attempt", std::to_string(attempt)}, {"change", last.change}});
+      if (attempt < sh_->options->max_attempts) {
+        sh_->options->clock->SleepFor(backoff);
+        backoff *= 2;
+      }
+    }
+    sh_->Fail(Status::IOError(
+        job.rel + ": file changed while being read (" + last.change + "), " +
+        std::to_string(sh_->options->max_attempts) +
+        " attempts; stop the program writing it, or move it out of the source directory"));
+  }
+
+ private:
+  Attempt ReadOnce(const std::string& full, const std::string& rel, Entry& entry) {
+    Attempt a;
+    auto opened = sh_->env->OpenForRead(full, /*no_follow=*/true);
+    if (!opened.ok()) {
+      const Status& s = opened.status();
+      if (s.IsNotFound()) {
+        a.status = Status::NotFound(rel + ": vanished while the snapshot was running");
+      } else if (s.IsPermissionDenied()) {
+        a.status = Status::PermissionDenied(rel + ": cannot be read (" + s.message() + ")");
+      } else if (s.IsInvalidArgument()) {
+        a.changed = true;  // became a symlink under us
+        a.change = "the file was replaced by a symlink";
+      } else {
+        a.status = s.WithContext(rel);
+      }
+      return a;
+    }
+    auto file = std::move(*opened);
+    auto before = file->Stat();
+    if (!before.ok()) {
+      a.status = before.status().WithContext(rel);
+      return a;
+    }
+    if (before->type != FileType::kRegular) {
+      a.status = Status::InvalidArgument(rel + ": is a " + std::string(FileTypeName(before->type)) +
+                                         "; only regular files, directories and symlinks can be "
+                                         "packaged");
+      return a;
+    }
+    // Wait out the timestamp granularity window (real time: it is about the
+    // filesystem's clock, not the caller's).
+    for (int i = 0; i < 100; ++i) {
+      auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+      auto window = std::chrono::duration_cast<std::chrono::nanoseconds>(kRacyWindow).count();
+      std::int64_t newest = std::max(before->ctime_ns, before->mtime_ns);
+      if (newest + window <= now_ns) break;
+      std::this_thread::sleep_for(std::chrono::nanoseconds(newest + window - now_ns));
+      auto again = file->Stat();
+      if (!again.ok()) {
+        a.status = again.status().WithContext(rel);
+        return a;
+      }
+      before = std::move(again);
+    }
+
+    entry.chunks.clear();
+    file_hash_.Finish();  // drop what an earlier, abandoned attempt fed it
+    const bool single = before->size <= sh_->chunker->params().min_size;
+    std::uint64_t total = 0;
+    std::size_t have = 0;  // bytes in buf_ from its start
+    bool eof = false;
+    while (!eof || have > 0) {
+      if (sh_->failed) return a;
+      // Top up the buffer.
+      while (!eof && have < buf_.size()) {
+        auto n = file->Read(buf_.data() + have, buf_.size() - have);
+        if (!n.ok()) {
+          a.status = n.status().WithContext(rel);
+          return a;
+        }
+        if (*n == 0) {
+          eof = true;
+          break;
+        }
+        have += *n;
+      }
+      std::size_t off = 0;
+      const auto* base = reinterpret_cast<const std::uint8_t*>(buf_.data());
+      while (off < have) {
+        std::size_t cut = sh_->chunker->NextCut(base + off, have - off, eof);
+        if (!sh_->chunker->CutIsFinal(cut, have - off, eof)) break;
+        std::string_view chunk(buf_.data() + off, cut);
+        Status s = HandleChunk(chunk, entry, single);
+        if (!s.ok()) {
+          a.status = s.WithContext(rel);
+          return a;
+        }
+        off += cut;
+        total += cut;
+      }
+      if (sh_->options->progress_bytes) *sh_->options->progress_bytes += off;
+      std::memmove(buf_.data(), buf_.data() + off, have - off);
+      have -= off;
+    }
+    auto after = file->Stat();
+    if (!after.ok()) {
+      a.status = after.status().WithContext(rel);
+      return a;
+    }
+    auto at_path = sh_->env->Lstat(full);
+    FileInfo now_at_path;
+    if (at_path.ok()) now_at_path = *at_path;
+    if (!before->SameContentVersion(*after) || total != before->size || !at_path.ok() ||
+        !before->SameContentVersion(now_at_path)) {
+      a.changed = true;
+      a.change = !before->SameContentVersion(*after) ? DescribeChange(*before, *after)
+                 : total != before->size
+                     ? "read " + std::to_string(total) + " bytes of " + std::to_string(before->size)
+                 : !at_path.ok() ? "the file was removed"
+                                 : DescribeChange(*before, now_at_path);
+      if (sh_->options->progress_bytes) *sh_->options->progress_bytes -= total;
+      return a;
+    }
+    entry.size = total;
+    entry.mode = before->mode & 0777;
+    if (single || entry.chunks.size() <= 1) {
+      entry.sha256 = entry.chunks.empty() ? core::Sha256::Hash("") : entry.chunks[0].id;
+      file_hash_.Finish();  // discard anything fed for a multi-chunk guess
+    } else {
+      entry.sha256 = file_hash_.Finish();
+    }
+    if (sh_->options->progress_files) ++*sh_->options->progress_files;
+    return a;
+  }
+
+  Status HandleChunk(std::string_view chunk, Entry& entry, bool single) {
+    ChunkId id = core::Sha256::Hash(chunk);
+    if (!single) file_hash_.Update(chunk);
+    entry.chunks.push_back(ChunkRef{id, static_cast<std::uint32_t>(chunk.size())});
+    if (!sh_->seen.Insert(id)) return Status::Ok();
+    DEPOT_ASSIGN_OR_RETURN(bool present, sh_->store->Has(id));
+    if (present) return Status::Ok();
+    DEPOT_ASSIGN_OR_RETURN(std::string frame,
+                           CompressFrame(chunk, sh_->options->compression_level));
+    DEPOT_RETURN_IF_ERROR(sh_->store->PutFrameTrusted(id, frame, sh_->batch));
+    ++sh_->new_chunks;
+    sh_->new_bytes += chunk.size();
+    sh_->stored_bytes += frame.size();
+    return Status::Ok();
+  }
+
+  Shared* sh_;
+  std::string buf_;
+  core::Sha256 file_hash_;
+};
+
+// Walks the tree depth-first, recording every entry. Files get placeholder hashes
+// until the workers fill them in.
+Status Walk(core::Env* env, const std::string& root, const std::string& rel,
+            std::vector<Entry>* entries, std::vector<FileJob>* jobs, SnapshotStats* stats) {
+  const std::string dir = rel.empty() ? root : core::JoinPath(root, rel);
+  auto listing = env->ListDir(dir);
+  if (!listing.ok()) {
+    const Status& s = listing.status();
+    std::string what = rel.empty() ? "the source directory" : rel;
+    if (s.IsNotFound()) return Status::NotFound(what + ": vanished while the snapshot was running");
+    if (s.IsPermissionDenied()) {
+      return Status::PermissionDenied(what + ": cannot be listed (" + s.message() + ")");
+    }
+    return s.WithContext(what);
+  }
+  auto names = std::move(*listing);
+  std::sort(names.begin(), names.end(),
+            [](const core::DirEntry& a, const core::DirEntry& b) { return a.name < b.name; });
+  for (const auto& de : names) {
+    std::string child = rel.empty() ? de.name : core::JoinPath(rel, de.name);
+    DEPOT_RETURN_IF_ERROR(core::ValidateRelativePath(child).WithContext("cannot package"));
+    const std::string full = core::JoinPath(root, child);
+    auto info = env->Lstat(full);
+    if (!info.ok()) {
+      if (info.status().IsNotFound()) {
+        return Status::NotFound(child + ": vanished while the snapshot was running");
+      }
+      return info.status().WithContext(child);
+    }
+    Entry e;
+    e.path = child;
+    e.mode = info->mode & 0777;
+    switch (info->type) {
+      case FileType::kDirectory:
+        e.type = EntryType::kDirectory;
+        entries->push_back(std::move(e));
+        ++stats->dirs;
+        DEPOT_RETURN_IF_ERROR(Walk(env, root, child, entries, jobs, stats));
+        break;
+      case FileType::kSymlink: {
+        e.type = EntryType::kSymlink;
+        e.mode = 0;
+        auto target = env->ReadLink(full);
+        if (!target.ok()) return target.status().WithContext(child);
+        e.target = std::move(*target);
+        entries->push_back(std::move(e));
+        ++stats->symlinks;
+        break;
+      }
+      case FileType::kRegular:
+        e.type = EntryType::kFile;
+        e.sha256 = core::Sha256::Hash("");  // placeholder until read
+        jobs->push_back(FileJob{child, info->size, entries->size()});
+        entries->push_back(std::move(e));
+        ++stats->files;
+        break;
+      default:
+        return Status::InvalidArgument(child + ": is a " + std::string(FileTypeName(info->type)) +
+                                       "; only regular files, directories and symlinks can be "
+                                       "packaged (move it out of the source directory)");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_dir,
+                                      ChunkStore* store, const SnapshotOptions& options) {
+  DEPOT_ASSIGN_OR_RETURN(Chunker chunker, Chunker::Create(options.chunker));
+  auto root_info = env->Stat(source_dir);
+  if (!root_info.ok()) {
+    return root_info.status().WithContext("source directory " + source_dir);
+  }
+  if (root_info->type != FileType::kDirectory) {
+    return Status::InvalidArgument("source " + source_dir + " is not a directory");
+  }
+
+  SnapshotResult result;
+  std::vector<FileJob> jobs;
+  DEPOT_RETURN_IF_ERROR(Walk(env, source_dir, "", &result.entries, &jobs, &result.stats));
+
+  // Check paths and symlinks before reading a single byte: an escaping link should
+  // not cost a gigabyte of hashing to report.
+  {
+    Manifest probe;
+    probe.package_id = "probe";
+    probe.package_name = "probe";
+    probe.version = 1;
+    probe.created = core::FormatUtc(core::Clock::Real()->Now());
+    probe.chunker = options.chunker;
+    probe.entries = result.entries;  // files are empty placeholders here
+    DEPOT_RETURN_IF_ERROR(ValidateManifest(probe).WithContext("source " + source_dir));
+  }
+
+  // Largest files first, so no core is left with one big file at the end.
+  std::sort(jobs.begin(), jobs.end(),
+            [](const FileJob& a, const FileJob& b) { return a.size_hint > b.size_hint; });
+
+  core::AtomicBatch batch(env, store->root());
+  Shared shared;
+  shared.env = env;
+  shared.store = store;
+  shared.chunker = &chunker;
+  shared.options = &options;
+  shared.batch = &batch;
+  shared.root = source_dir;
+
+  std::atomic<std::size_t> next{0};
+  unsigned threads = options.threads ? options.threads : core::DefaultConcurrency();
+  threads = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(1, jobs.size())));
+  core::RunParallel(threads, [&](unsigned) {
+    Worker worker(&shared);
+    for (;;) {
+      std::size_t i = next++;
+      if (i >= jobs.size() || shared.failed) return;
+      worker.Run(jobs[i], result.entries[jobs[i].entry_index]);
+    }
+  });
+  if (shared.failed) {
+    batch.Abort();
+    return shared.first_error;
+  }
+  DEPOT_RETURN_IF_ERROR(batch.Commit().WithContext("storing chunks"));
+
+  auto& st = result.stats;
+  for (const auto& j : jobs) st.bytes += result.entries[j.entry_index].size;
+  for (const auto& j : jobs) st.chunk_refs += result.entries[j.entry_index].chunks.size();
+  st.new_chunks = shared.new_chunks;
+  st.new_bytes = shared.new_bytes;
+  st.stored_bytes = shared.stored_bytes;
+  // Bytes referenced that this snapshot did not have to store (already present, or
+  // repeated within the tree).
+  st.reused_bytes = st.bytes > st.new_bytes ? st.bytes - st.new_bytes : 0;
+  st.retries = shared.retries;
+  return result;
+}
+
+}  // namespace depot::store
