@@ -68,6 +68,12 @@ class WritableFile {
   virtual Status Close() = 0;
 };
 
+// An exclusive advisory lock on a file (flock); released on destruction.
+class FileLock {
+ public:
+  virtual ~FileLock() = default;
+};
+
 class Env {
  public:
   virtual ~Env() = default;
@@ -123,6 +129,10 @@ class Env {
   virtual Status SyncFilesystem(const std::string& path) = 0;
   // Bytes available to unprivileged writers on the filesystem holding `path`.
   virtual Result<std::uint64_t> FreeSpace(const std::string& path) = 0;
+
+  // Takes an exclusive lock on `path` (created if absent), waiting for other holders
+  // (processes or threads) to release it. Serialises writers of one repository.
+  virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) = 0;
 
   // Convenience: Lstat that maps NotFound to false.
   Result<bool> Exists(const std::string& path);

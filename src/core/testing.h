@@ -80,6 +80,9 @@ class FaultyEnv final : public core::Env {
   core::Status SyncFile(const std::string& p) override;
   core::Status SyncDir(const std::string& p) override;
   core::Status SyncFilesystem(const std::string& p) override;
+  core::Result<std::unique_ptr<core::FileLock>> LockFile(const std::string& p) override {
+    return base_->LockFile(p);
+  }
   core::Result<std::uint64_t> FreeSpace(const std::string& p) override {
     return base_->FreeSpace(p);
   }

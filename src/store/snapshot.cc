@@ -147,22 +147,28 @@ class Worker {
                                          "packaged");
       return a;
     }
-    // Wait out the timestamp granularity window (real time: it is about the
-    // filesystem's clock, not the caller's).
-    for (int i = 0; i < 100; ++i) {
+    // A file changed within the timestamp granularity window could change again
+    // without its timestamps moving: wait the window out (real time: it is about the
+    // filesystem's clock, not the caller's). If it changed meanwhile, it is in use.
+    {
       auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                         std::chrono::system_clock::now().time_since_epoch())
                         .count();
       auto window = std::chrono::duration_cast<std::chrono::nanoseconds>(kRacyWindow).count();
       std::int64_t newest = std::max(before->ctime_ns, before->mtime_ns);
-      if (newest + window <= now_ns) break;
-      std::this_thread::sleep_for(std::chrono::nanoseconds(newest + window - now_ns));
-      auto again = file->Stat();
-      if (!again.ok()) {
-        a.status = again.status().WithContext(rel);
-        return a;
+      if (newest + window > now_ns) {
+        std::this_thread::sleep_for(std::chrono::nanoseconds(newest + window - now_ns));
+        auto again = file->Stat();
+        if (!again.ok()) {
+          a.status = again.status().WithContext(rel);
+          return a;
+        }
+        if (!before->SameContentVersion(*again)) {
+          a.changed = true;
+          a.change = DescribeChange(*before, *again);
+          return a;
+        }
       }
-      before = std::move(again);
     }
 
     entry.chunks.clear();

@@ -23,6 +23,7 @@
 #include "core/env.h"
 #include "store/chunk_store.h"
 #include "store/chunker.h"
+#include "store/compress.h"
 #include "store/manifest.h"
 
 namespace depot::store {
@@ -30,15 +31,13 @@ namespace depot::store {
 struct SnapshotOptions {
   ChunkerParams chunker;
   unsigned threads = 0;  // 0: one per available core
-  int compression_level = kDefaultCompressionLevelForSnapshot;
+  int compression_level = kDefaultCompressionLevel;
   int max_attempts = 5;  // reads of one file before giving up on it
   core::Duration first_backoff = std::chrono::milliseconds(100);
   core::Clock* clock = core::Clock::Real();  // for backoff sleeps
   // Optional progress counters, updated as work is done (any thread may read them).
   std::atomic<std::uint64_t>* progress_bytes = nullptr;
   std::atomic<std::uint64_t>* progress_files = nullptr;
-
-  static constexpr int kDefaultCompressionLevelForSnapshot = 1;
 };
 
 struct SnapshotStats {

@@ -1,0 +1,18 @@
+// Registers depot's subcommands on a CLI11 app. Each command runs in the callback
+// and stores its exit code in *exit_code. Kept out of main.cc so tests and future
+// entry points (depot up) share them.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace depot::cli {
+
+struct GlobalFlags {
+  bool json = false;
+};
+
+void AddRepoCommands(CLI::App* app, GlobalFlags* flags, int* exit_code);
+
+}  // namespace depot::cli

@@ -1,0 +1,36 @@
+// depot: one binary, many subcommands. This file only wires the command line; the
+// commands live in the cli library.
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "cli/output.h"
+#include "core/log.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"depot: build, sign, replicate and install software packages"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version-info", "depot 0.1.0");
+  depot::cli::GlobalFlags flags;
+  std::string log_level = "warn";
+  bool log_json = false;
+  app.add_flag("--json", flags.json, "Print one JSON document on stdout");
+  app.add_option("--log-level", log_level, "debug, info, warn, error or off (default warn)");
+  app.add_flag("--log-json", log_json, "Structured logs as JSON lines on stderr");
+  app.parse_complete_callback([&] {
+    depot::core::LogLevel level;
+    if (!depot::core::ParseLogLevel(log_level, &level)) {
+      throw CLI::ValidationError("--log-level", "must be debug, info, warn, error or off");
+    }
+    depot::core::SetLogLevel(level);
+    depot::core::SetLogJson(log_json);
+  });
+  int exit_code = depot::cli::kExitOk;
+  depot::cli::AddRepoCommands(&app, &flags, &exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : depot::cli::kExitUsage;
+  }
+  return exit_code;
+}

@@ -1,0 +1,49 @@
+// How commands talk to operators and scripts: human text on stdout (or one JSON
+// document with --json), errors on stderr, and a progress bar on stderr when it is
+// a terminal.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <thread>
+
+#include "core/status.h"
+
+namespace depot::cli {
+
+// Process exit codes, stable for scripts (docs/cli.md).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;   // the operation failed; stderr says why
+inline constexpr int kExitUsage = 2;    // bad command line
+inline constexpr int kExitDamage = 3;   // verify found damaged objects
+
+// Prints "depot: error: <message>" to stderr, and with `json` also
+// {"error":{"code":...,"message":...}} to stdout. Returns kExitFailed.
+int ReportError(const core::Status& s, bool json);
+
+// "1.5 GiB", "512 KiB", "17 B".
+std::string HumanBytes(std::uint64_t n);
+
+// A progress bar drawn on stderr every 200 ms while alive, only when stderr is a
+// terminal. Reads the counters it is given; never writes them.
+class ProgressBar {
+ public:
+  ProgressBar(std::string label, const std::atomic<std::uint64_t>* done,
+              const std::atomic<std::uint64_t>* total);
+  ~ProgressBar();  // erases the bar
+  ProgressBar(const ProgressBar&) = delete;
+  ProgressBar& operator=(const ProgressBar&) = delete;
+
+ private:
+  void Draw(bool final);
+  std::string label_;
+  const std::atomic<std::uint64_t>* done_;
+  const std::atomic<std::uint64_t>* total_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  bool enabled_;
+  double start_;
+};
+
+}  // namespace depot::cli

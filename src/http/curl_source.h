@@ -1,0 +1,59 @@
+// CurlSource: a RepoSource over HTTP(S) with libcurl. Keeps connections alive across
+// requests, runs FetchMany() as parallel transfers on one libcurl multi handle,
+// enforces the caller's length cap while downloading (an endless response is cut
+// off at max_bytes + 1), and maps HTTP answers to Status codes:
+//   2xx -> OK; 404/410 -> NotFound; 401/403 -> PermissionDenied;
+//   anything else, timeouts and connection failures -> Unavailable.
+//
+// Thread safety: Fetch() may be called concurrently (each call uses its own pooled
+// handle); FetchMany() from one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/source.h"
+
+namespace depot::http {
+
+struct CurlOptions {
+  std::uint32_t connect_timeout_s = 10;
+  // A transfer slower than low_speed_bytes per second for low_speed_time_s is
+  // abandoned (Unavailable): a stalled server must not hang a fetch forever.
+  std::uint32_t low_speed_bytes = 1024;
+  std::uint32_t low_speed_time_s = 30;
+  std::string ca_file;              // extra CA bundle for https (private CA)
+  std::string bearer_token;         // sent as "Authorization: Bearer ..." when set
+  std::uint64_t max_rate_bytes = 0; // per-transfer receive rate limit; 0 = none
+};
+
+class CurlSource final : public core::RepoSource {
+ public:
+  // `base_url` is the repository root, e.g. "http://dp1:8080/repo" (a trailing '/'
+  // is ignored). InvalidArgument unless it starts with http:// or https://.
+  static core::Result<std::unique_ptr<CurlSource>> Create(std::string base_url,
+                                                          CurlOptions options = {});
+  ~CurlSource() override;
+
+  std::string Describe() const override { return base_url_; }
+  core::Result<std::string> Fetch(const std::string& path, std::uint64_t max_bytes) override;
+  core::Status FetchMany(
+      const std::vector<core::FetchRequest>& requests, unsigned parallel,
+      const std::function<bool(std::size_t, core::Result<std::string>)>& on_done) override;
+
+ private:
+  struct Handle;
+  CurlSource(std::string base_url, CurlOptions options);
+  std::unique_ptr<Handle> TakeHandle();
+  void ReturnHandle(std::unique_ptr<Handle> h);
+
+  std::string base_url_;
+  CurlOptions options_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Handle>> idle_;
+};
+
+}  // namespace depot::http

@@ -1,0 +1,278 @@
+#include "repo/fetch.h"
+
+#include <algorithm>
+#include <mutex>
+#include <thread>
+
+#include "core/atomic_batch.h"
+#include "core/log.h"
+#include "core/parallel.h"
+#include "core/random.h"
+#include "repo/layout.h"
+#include "repo/repository.h"
+#include "store/assemble.h"
+#include "store/chunk_store.h"
+#include "store/compress.h"
+#include "store/manifest.h"
+#include "tuf/client.h"
+
+namespace depot::repo {
+
+using core::Status;
+
+namespace {
+
+// Verified chunks are made durable in the cache every so often, so an interrupted
+// fetch keeps what it already verified.
+constexpr std::size_t kCacheCommitEvery = 2048;
+
+struct Work {
+  std::size_t chunk = 0;
+  core::Result<std::string> frame = Status::Unavailable("not fetched");
+};
+
+}  // namespace
+
+core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
+                                       core::RepoSource* source, const FetchRequest& req) {
+  DEPOT_RETURN_IF_ERROR(store::ValidatePackageName(req.package));
+  if (req.dest.empty()) return Status::InvalidArgument("no destination given");
+  DEPOT_ASSIGN_OR_RETURN(bool dest_exists, env->Exists(req.dest));
+  if (dest_exists) {
+    return Status::InvalidArgument("destination " + req.dest +
+                                   " already exists; remove it or choose another path");
+  }
+
+  // Trusted metadata and cached chunks. TUF state is kept per trust anchor, so one
+  // cache can serve several repositories without mixing their metadata.
+  std::unique_ptr<store::ChunkStore> cache;
+  std::string trusted_dir;
+  if (!req.cache_dir.empty()) {
+    cache = std::make_unique<store::ChunkStore>(env, core::JoinPath(req.cache_dir, "chunks"),
+                                                store::kDefaultCompressionLevel);
+    DEPOT_RETURN_IF_ERROR(cache->Create().WithContext("cache " + req.cache_dir));
+    trusted_dir = core::JoinPath(
+        req.cache_dir, "tuf/" + core::Sha256::HashHex(req.trusted_root).substr(0, 16));
+    DEPOT_RETURN_IF_ERROR(env->CreateDirs(trusted_dir, 0700));
+  }
+
+  tuf::Client client(env, clock, source, trusted_dir);
+  DEPOT_RETURN_IF_ERROR(client.Initialize(req.trusted_root).WithContext("trusted root"));
+  DEPOT_RETURN_IF_ERROR(client.Refresh().WithContext("metadata from " + source->Describe()));
+
+  // The target: the requested version, or the newest one signed.
+  std::vector<std::int64_t> versions;
+  for (const auto& t : client.Targets()) {
+    auto info = ParseVersionTarget(t);
+    if (info.ok() && info->package == req.package) versions.push_back(info->version);
+  }
+  std::sort(versions.begin(), versions.end());
+  if (versions.empty()) {
+    return Status::NotFound("package " + req.package + " has no signed versions in " +
+                            source->Describe());
+  }
+  std::int64_t version = req.version ? req.version : versions.back();
+  auto target = client.GetTarget(ManifestTargetPath(req.package, version));
+  if (!target.ok()) {
+    std::string list;
+    for (auto v : versions) list += (list.empty() ? "" : ", ") + std::to_string(v);
+    return Status::NotFound("package " + req.package + " has no version " +
+                            std::to_string(version) + " in " + source->Describe() +
+                            " (signed versions: " + list + ")");
+  }
+  DEPOT_ASSIGN_OR_RETURN(std::string manifest_bytes,
+                         client.FetchTarget(*target).WithContext("manifest " + target->path));
+  auto parsed = store::ParseManifest(manifest_bytes);
+  if (!parsed.ok()) {
+    // Signed but unparsable: never act on it.
+    return Status::Corruption(parsed.status().message() + " (signed manifest " + target->path +
+                              " from " + source->Describe() + ")");
+  }
+  const store::Manifest& m = *parsed;
+  if (m.package_name != req.package || m.version != version) {
+    return Status::Corruption("manifest " + target->path + " describes " + m.package_name +
+                              " version " + std::to_string(m.version) + ", not what it is signed as");
+  }
+
+  FetchResult result;
+  result.package = m.package_name;
+  result.version = m.version;
+  result.manifest_id = target->sha256;
+  result.files = m.FileCount();
+  result.bytes = m.TotalFileBytes();
+  const std::uint64_t transfer_start = source->BytesFetched();
+  if (req.progress_total) *req.progress_total = result.bytes;
+
+  std::string parent(core::Dirname(req.dest));
+  std::string staging = core::JoinPath(
+      parent, "." + std::string(core::Basename(req.dest)) + ".depot-staging-" + core::RandomHex(6));
+  store::Assembler assembler(env, &m, staging);
+  DEPOT_RETURN_IF_ERROR(assembler.Prepare());
+  const auto& chunks = assembler.chunks();
+  result.chunks = chunks.size();
+  const unsigned threads = req.threads ? req.threads : core::DefaultConcurrency();
+
+  std::unique_ptr<core::AtomicBatch> cache_batch;
+  if (cache) cache_batch = std::make_unique<core::AtomicBatch>(env, cache->root());
+  std::mutex mu;
+  Status first_error;
+  auto fail = [&](Status s) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (first_error.ok()) first_error = std::move(s);
+  };
+  auto failed = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return !first_error.ok();
+  };
+  auto place = [&](std::size_t i, std::string_view data) {
+    Status s = assembler.Place(i, data);
+    if (!s.ok()) fail(std::move(s));
+    if (req.progress_bytes) *req.progress_bytes = assembler.bytes_placed();
+  };
+
+  // 1. Chunks already in the cache (re-verified: a cache is only a hint).
+  std::vector<std::size_t> missing;
+  if (cache) {
+    std::vector<char> hit(chunks.size(), 0);
+    std::atomic<std::size_t> next{0};
+    std::atomic<std::uint64_t> hit_bytes{0};
+    core::RunParallel(threads, [&](unsigned) {
+      for (;;) {
+        std::size_t i = next++;
+        if (i >= chunks.size() || failed()) return;
+        auto data = cache->Get(chunks[i].id, chunks[i].size, /*verify=*/true);
+        if (data.ok()) {
+          hit[i] = 1;
+          hit_bytes += chunks[i].size;
+          place(i, *data);
+        } else if (data.status().IsCorruption()) {
+          core::Log(core::LogLevel::kWarn, "fetch.cache_damaged",
+                    {{"chunk", core::DigestHex(chunks[i].id)}, {"error", data.status().message()}});
+          cache->Remove(chunks[i].id).IgnoreError();
+        }
+      }
+    });
+    for (std::size_t i = 0; i < chunks.size(); ++i) {
+      if (!hit[i]) missing.push_back(i);
+    }
+    result.cache_chunks = chunks.size() - missing.size();
+    result.cache_bytes = hit_bytes;
+  } else {
+    missing.resize(chunks.size());
+    for (std::size_t i = 0; i < chunks.size(); ++i) missing[i] = i;
+  }
+  DEPOT_RETURN_IF_ERROR(first_error);
+
+  // 2. The rest from the source: the download thread (this one) hands frames to
+  // workers that verify, cache and place them. Transient failures are retried in
+  // later rounds with backoff; bad bytes are never written anywhere.
+  std::atomic<std::uint64_t> fetched_bytes{0}, fetched_chunks{0}, since_commit{0};
+  std::atomic<bool> committing{false};
+  core::Duration backoff = req.first_backoff;
+  for (int round = 1; !missing.empty(); ++round) {
+    std::vector<core::FetchRequest> requests;
+    requests.reserve(missing.size());
+    for (std::size_t i : missing) {
+      requests.push_back({std::string(kChunksDir) + "/" + store::ChunkRelPath(chunks[i].id),
+                          store::MaxFrameSize(chunks[i].size)});
+    }
+    std::vector<std::size_t> retry;
+    std::mutex retry_mu;
+    Status last_transient;
+    core::BlockingQueue<Work> queue(256);
+    std::vector<std::thread> workers;
+    for (unsigned w = 0; w < threads; ++w) {
+      workers.emplace_back([&] {
+        while (auto work = queue.Pop()) {
+          std::size_t i = work->chunk;
+          const auto& c = chunks[i];
+          if (!work->frame.ok()) {
+            const Status& s = work->frame.status();
+            if (s.IsUnavailable() || s.IsCorruption()) {
+              // A failed or cut-off transfer, or bytes that fail verification: try
+              // again next round (the source may have been mid-repair).
+              std::lock_guard<std::mutex> lock(retry_mu);
+              retry.push_back(i);
+              last_transient = s;
+            } else {
+              fail(s.WithContext("chunk " + core::DigestHex(c.id) + " from " + source->Describe()));
+            }
+            continue;
+          }
+          core::Result<std::string> data =
+              cache ? cache->PutFrame(c.id, c.size, *work->frame, cache_batch.get())
+                    : store::DecompressFrame(*work->frame, c.size);
+          if (data.ok() && !cache && core::Sha256::Hash(*data) != c.id) {
+            data = Status::Corruption("bytes do not hash to the chunk id");
+          }
+          if (!data.ok()) {
+            core::Log(core::LogLevel::kWarn, "fetch.bad_chunk",
+                      {{"chunk", core::DigestHex(c.id)},
+                       {"source", source->Describe()},
+                       {"error", data.status().message()}});
+            std::lock_guard<std::mutex> lock(retry_mu);
+            retry.push_back(i);
+            last_transient = Status::Corruption("chunk " + core::DigestHex(c.id) + " from " +
+                                                source->Describe() + ": " + data.status().message());
+            continue;
+          }
+          place(i, *data);
+          ++fetched_chunks;
+          fetched_bytes += c.size;
+          if (cache_batch && ++since_commit >= kCacheCommitEvery && !committing.exchange(true)) {
+            since_commit = 0;
+            Status s = cache_batch->Commit();
+            if (!s.ok()) fail(s.WithContext("cache"));
+            committing = false;
+          }
+        }
+      });
+    }
+    Status fetch_status = source->FetchMany(
+        requests, req.parallel, [&](std::size_t k, core::Result<std::string> frame) {
+          if (failed()) return false;
+          return queue.Push(Work{missing[k], std::move(frame)});
+        });
+    queue.Close();
+    for (auto& t : workers) t.join();
+    if (failed()) break;
+    if (!fetch_status.ok()) {
+      fail(fetch_status);
+      break;
+    }
+    if (retry.empty()) break;
+    if (round >= req.max_rounds) {
+      fail(last_transient.WithContext(std::to_string(retry.size()) + " chunks still failing after " +
+                                      std::to_string(round) + " attempts"));
+      break;
+    }
+    core::Log(core::LogLevel::kWarn, "fetch.retry",
+              {{"chunks", std::to_string(retry.size())},
+               {"round", std::to_string(round)},
+               {"error", last_transient.message()}});
+    clock->SleepFor(backoff);
+    backoff *= 2;
+    std::sort(retry.begin(), retry.end());
+    missing = std::move(retry);
+  }
+  result.fetched_chunks = fetched_chunks;
+  result.fetched_bytes = fetched_bytes;
+  result.transfer_bytes = source->BytesFetched() - transfer_start;
+
+  // Keep what was verified, whatever happens next.
+  if (cache_batch) {
+    Status s = cache_batch->Commit();
+    if (!s.ok()) fail(s.WithContext("cache"));
+  }
+  DEPOT_RETURN_IF_ERROR(first_error);
+  DEPOT_RETURN_IF_ERROR(assembler.Finish(threads));
+  DEPOT_RETURN_IF_ERROR(assembler.CommitTo(req.dest));
+  core::Log(core::LogLevel::kInfo, "fetch.done",
+            {{"package", m.package_name},
+             {"version", std::to_string(m.version)},
+             {"from_cache", std::to_string(result.cache_bytes)},
+             {"fetched", std::to_string(result.fetched_bytes)}});
+  return result;
+}
+
+}  // namespace depot::repo

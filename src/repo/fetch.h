@@ -1,0 +1,57 @@
+// Fetch: download, verify and materialise one package version from any repository
+// source (a directory, a site, a DP, nginx). The walk is TUF all the way down:
+// root -> timestamp -> snapshot -> targets -> manifest -> chunks, every link checked
+// by signature, hash and length; every chunk by SHA-256 and size; every assembled file
+// by its SHA-256. Chunks are taken from the cache when present, the rest fetched in
+// parallel. The destination appears complete and verified, or not at all; verified
+// chunks stay in the cache even when the fetch fails or is interrupted.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "core/clock.h"
+#include "core/env.h"
+#include "core/source.h"
+#include "core/status.h"
+
+namespace depot::repo {
+
+struct FetchRequest {
+  std::string package;
+  std::int64_t version = 0;  // 0: the newest signed version
+  std::string dest;          // must not exist
+  std::string trusted_root;  // bytes of the pinned root.json
+  std::string cache_dir;     // "" for none: then trusted metadata lives in memory only
+  unsigned parallel = 16;    // concurrent downloads
+  unsigned threads = 0;      // verify/assemble workers; 0: all cores
+  int max_rounds = 4;        // download rounds for chunks that failed transiently
+  core::Duration first_backoff = std::chrono::milliseconds(200);
+  // Progress counters (bytes placed into the tree, and its total) for a CLI bar.
+  std::atomic<std::uint64_t>* progress_bytes = nullptr;
+  std::atomic<std::uint64_t>* progress_total = nullptr;
+};
+
+struct FetchResult {
+  std::string package;
+  std::int64_t version = 0;
+  std::string manifest_id;
+  std::uint64_t files = 0;
+  std::uint64_t bytes = 0;          // file bytes in the tree
+  std::uint64_t chunks = 0;         // distinct chunks
+  std::uint64_t cache_chunks = 0;   // taken from the cache
+  std::uint64_t cache_bytes = 0;    // their uncompressed bytes
+  std::uint64_t fetched_chunks = 0;
+  std::uint64_t fetched_bytes = 0;  // their uncompressed bytes
+  std::uint64_t transfer_bytes = 0; // bytes received from the source (all requests)
+};
+
+// Fetches into req.dest. Errors: NotFound (no such package or version; the message
+// lists what exists), Corruption (a signature, hash or length check failed; names the
+// object and the source), Unavailable (the source failed after retries),
+// InvalidArgument (bad request, dest exists), IOError (local disk).
+core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
+                                       core::RepoSource* source, const FetchRequest& req);
+
+}  // namespace depot::repo

@@ -1,0 +1,242 @@
+#include "repo/fetch.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "core/testing.h"
+#include "repo/repository.h"
+
+namespace depot::repo {
+namespace {
+
+using core::Status;
+
+// A source that injects faults in front of a real repository directory.
+class FaultySource final : public core::RepoSource {
+ public:
+  explicit FaultySource(core::RepoSource* base) : base_(base) {}
+  std::string Describe() const override { return "faulty:" + base_->Describe(); }
+  core::Result<std::string> Fetch(const std::string& path, std::uint64_t max) override {
+    bool chunk = path.rfind("chunks/", 0) == 0;
+    if (chunk) {
+      ++chunk_requests;
+      if (fail_chunks_after >= 0 && chunk_requests > fail_chunks_after) {
+        return Status::Unavailable(path + ": connection refused (injected)");
+      }
+      if (corrupt_first_n > 0) {
+        --corrupt_first_n;
+        auto r = base_->Fetch(path, max);
+        if (r.ok() && !r->empty()) (*r)[r->size() / 2] ^= 0x55;
+        return r;
+      }
+      if (endless) return Status::Corruption(path + ": response longer than expected");
+    }
+    auto r = base_->Fetch(path, max);
+    if (r.ok()) CountBytes(r->size());
+    return r;
+  }
+  std::atomic<int> chunk_requests{0};
+  int fail_chunks_after = -1;
+  std::atomic<int> corrupt_first_n{0};
+  bool endless = false;
+
+ private:
+  core::RepoSource* base_;
+};
+
+class FetchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(Repository::Init(env_, clock_, dir_.Sub("repo"), {}).ok());
+    repo_ = std::move(*Repository::Open(env_, clock_, dir_.Sub("repo")));
+    testing::WriteFileOrDie(src_ + "/bin/tool", testing::RandomData(3 << 20, 1), 0755);
+    testing::WriteFileOrDie(src_ + "/etc/conf", "a=1\n", 0600);
+    testing::WriteFileOrDie(src_ + "/empty", "");
+    ::mkdir((src_ + "/var").c_str(), 0750);
+    ::symlink("../bin/tool", (src_ + "/etc/tool").c_str());
+    ASSERT_TRUE(AddVersion().ok());
+    trust_ = *repo_->TrustedRoot();
+  }
+
+  core::Result<AddResult> AddVersion() {
+    AddRequest req;
+    req.package = "tools";
+    req.source_dir = src_;
+    return repo_->AddVersion(req);
+  }
+
+  FetchRequest Request(const std::string& dest, bool cache = true) {
+    FetchRequest r;
+    r.package = "tools";
+    r.dest = dir_.Sub(dest);
+    r.trusted_root = trust_;
+    if (cache) r.cache_dir = dir_.Sub("cache");
+    r.first_backoff = std::chrono::milliseconds(1);
+    return r;
+  }
+
+  bool SameTree(const std::string& dest) {
+    std::string cmd = "diff -r --no-dereference '" + src_ + "' '" + dir_.Sub(dest) + "' >&2";
+    return std::system(cmd.c_str()) == 0;
+  }
+
+  core::Env* env_ = core::Env::Default();
+  core::Clock* clock_ = core::Clock::Real();
+  testing::TempDir dir_;
+  std::string src_ = dir_.Sub("src");
+  std::unique_ptr<Repository> repo_;
+  std::string trust_;
+  core::DirSource source_{env_, dir_.Sub("repo/repo")};
+};
+
+TEST_F(FetchTest, FetchesNewestVersionByteForByte) {
+  auto r = FetchVersion(env_, clock_, &source_, Request("out", /*cache=*/false));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->version, 1);
+  EXPECT_EQ(r->files, 3u);
+  EXPECT_TRUE(SameTree("out"));
+  struct stat st;
+  ASSERT_EQ(::stat(dir_.Sub("out/etc/conf").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(dir_.Sub("out/var").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0750u);
+}
+
+TEST_F(FetchTest, UpdateTransfersOnlyChangedChunks) {
+  ASSERT_TRUE(FetchVersion(env_, clock_, &source_, Request("v1")).ok());
+  // Edit 4 KiB in the middle of the big file; add version 2.
+  std::string tool = testing::ReadFileOrDie(src_ + "/bin/tool");
+  for (int i = 0; i < 4096; ++i) tool[(1 << 20) + i] ^= 0x1;
+  testing::WriteFileOrDie(src_ + "/bin/tool", tool, 0755);
+  ASSERT_EQ(AddVersion()->version, 2);
+  std::uint64_t before = source_.BytesFetched();
+  auto r = FetchVersion(env_, clock_, &source_, Request("v2"));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->version, 2);
+  EXPECT_TRUE(SameTree("v2"));
+  EXPECT_GE(r->fetched_chunks, 1u);
+  EXPECT_LE(r->fetched_chunks, 2u);
+  EXPECT_GT(r->cache_bytes, 2u << 20);
+  // Metadata + manifest + the changed chunk(s): far less than the 3 MiB file.
+  EXPECT_LT(source_.BytesFetched() - before, 600u * 1024);
+  // Version 1 can still be fetched by number.
+  auto old = Request("old");
+  old.version = 1;
+  auto r1 = FetchVersion(env_, clock_, &source_, old);
+  ASSERT_TRUE(r1.ok());
+  EXPECT_EQ(r1->fetched_chunks, 0u);
+}
+
+TEST_F(FetchTest, UnknownPackageOrVersionListsWhatExists) {
+  auto req = Request("out");
+  req.version = 7;
+  auto r = FetchVersion(env_, clock_, &source_, req);
+  EXPECT_TRUE(r.status().IsNotFound());
+  EXPECT_NE(r.status().message().find("signed versions: 1"), std::string::npos) << r.status().message();
+  req.package = "nope";
+  req.version = 0;
+  EXPECT_TRUE(FetchVersion(env_, clock_, &source_, req).status().IsNotFound());
+  EXPECT_FALSE(*env_->Exists(dir_.Sub("out")));
+}
+
+TEST_F(FetchTest, ExistingDestinationIsRefusedUntouched) {
+  testing::WriteFileOrDie(dir_.Sub("out/keep"), "mine");
+  auto r = FetchVersion(env_, clock_, &source_, Request("out"));
+  EXPECT_TRUE(r.status().IsInvalidArgument());
+  EXPECT_EQ(testing::ReadFileOrDie(dir_.Sub("out/keep")), "mine");
+}
+
+TEST_F(FetchTest, CorruptChunkOnSourceFailsAndLeavesNothing) {
+  // Damage one stored chunk in the repository itself.
+  std::string victim;
+  ASSERT_TRUE(repo_->chunks()
+                  ->ForEach([&](const store::ChunkId& id, std::uint64_t size) {
+                    if (size > 10000) victim = repo_->chunks()->PathOf(id);
+                    return victim.empty();
+                  })
+                  .ok());
+  std::string bytes = testing::ReadFileOrDie(victim);
+  bytes[bytes.size() / 2] ^= 0x20;
+  testing::WriteFileOrDie(victim, bytes);
+  auto r = FetchVersion(env_, clock_, &source_, Request("out"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsCorruption()) << r.status().ToString();
+  EXPECT_NE(r.status().message().find(std::string(core::Basename(victim))), std::string::npos)
+      << r.status().message();
+  EXPECT_FALSE(*env_->Exists(dir_.Sub("out")));
+  // No staging directory is left behind.
+  for (const auto& e : *env_->ListDir(dir_.path())) {
+    EXPECT_EQ(e.name.find("depot-staging"), std::string::npos) << e.name;
+  }
+  // The damaged chunk never reached the cache.
+  store::ChunkStore cache(env_, dir_.Sub("cache/chunks"), 1);
+  auto id = core::ParseDigestHex(core::Basename(victim));
+  EXPECT_FALSE(*cache.Has(*id));
+}
+
+TEST_F(FetchTest, TransientCorruptionIsRetried) {
+  FaultySource faulty(&source_);
+  faulty.corrupt_first_n = 3;
+  auto r = FetchVersion(env_, clock_, &faulty, Request("out"));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(SameTree("out"));
+}
+
+TEST_F(FetchTest, InterruptedFetchKeepsVerifiedChunksInCache) {
+  FaultySource faulty(&source_);
+  faulty.fail_chunks_after = 20;
+  auto req = Request("out");
+  req.parallel = 1;
+  req.max_rounds = 2;
+  auto r = FetchVersion(env_, clock_, &faulty, req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsUnavailable()) << r.status().ToString();
+  EXPECT_FALSE(*env_->Exists(dir_.Sub("out")));
+  // Second attempt against a healthy source fetches only what is still missing.
+  auto again = FetchVersion(env_, clock_, &source_, Request("out"));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->cache_chunks, 20u);
+  EXPECT_EQ(again->cache_chunks + again->fetched_chunks, again->chunks);
+  EXPECT_TRUE(SameTree("out"));
+}
+
+TEST_F(FetchTest, EndlessChunkResponsesFail) {
+  FaultySource faulty(&source_);
+  faulty.endless = true;
+  auto req = Request("out");
+  req.max_rounds = 2;
+  auto r = FetchVersion(env_, clock_, &faulty, req);
+  EXPECT_TRUE(r.status().IsCorruption()) << r.status().ToString();
+}
+
+TEST_F(FetchTest, WrongTrustRootIsRejected) {
+  ASSERT_TRUE(Repository::Init(env_, clock_, dir_.Sub("other"), {}).ok());
+  auto other = Repository::Open(env_, clock_, dir_.Sub("other"));
+  auto req = Request("out");
+  req.trusted_root = *(*other)->TrustedRoot();
+  auto r = FetchVersion(env_, clock_, &source_, req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_FALSE(*env_->Exists(dir_.Sub("out")));
+}
+
+TEST_F(FetchTest, DamagedCacheEntryIsRefetched) {
+  ASSERT_TRUE(FetchVersion(env_, clock_, &source_, Request("first")).ok());
+  // Corrupt every cached chunk.
+  store::ChunkStore cache(env_, dir_.Sub("cache/chunks"), 1);
+  std::vector<std::string> paths;
+  ASSERT_TRUE(cache.ForEach([&](const store::ChunkId& id, std::uint64_t) {
+                     paths.push_back(cache.PathOf(id));
+                     return true;
+                   }).ok());
+  for (const auto& p : paths) testing::WriteFileOrDie(p, "garbage");
+  auto r = FetchVersion(env_, clock_, &source_, Request("second"));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->cache_chunks, 0u);
+  EXPECT_TRUE(SameTree("second"));
+}
+
+}  // namespace
+}  // namespace depot::repo

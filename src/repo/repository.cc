@@ -1,0 +1,356 @@
+#include "repo/repository.h"
+
+#include <algorithm>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "core/hex.h"
+#include "core/log.h"
+#include "core/parallel.h"
+#include "core/random.h"
+#include "core/source.h"
+#include "store/compress.h"
+#include "tuf/client.h"
+
+namespace depot::repo {
+
+using core::Status;
+using Json = nlohmann::json;
+
+std::string ManifestTargetPath(const std::string& package, std::int64_t version) {
+  return package + "/" + std::to_string(version) + ".json";
+}
+
+namespace {
+
+constexpr int kSettingsFormat = 1;
+
+std::int64_t Seconds(core::Duration d) {
+  return std::chrono::duration_cast<std::chrono::seconds>(d).count();
+}
+
+std::string EncodeSettings(const RepoSettings& s) {
+  Json j = {{"format", kSettingsFormat},
+            {"chunker",
+             {{"min", s.chunker.min_size}, {"avg", s.chunker.avg_size}, {"max", s.chunker.max_size}}},
+            {"compression_level", s.compression_level},
+            {"expiry_seconds",
+             {{"root", Seconds(s.expiry.root)},
+              {"targets", Seconds(s.expiry.targets)},
+              {"snapshot", Seconds(s.expiry.snapshot)},
+              {"timestamp", Seconds(s.expiry.timestamp)}}}};
+  return j.dump(2) + "\n";
+}
+
+core::Result<RepoSettings> DecodeSettings(std::string_view text, const std::string& path) {
+  auto bad = [&](std::string_view why) {
+    return Status::InvalidArgument(path + ": " + std::string(why) +
+                                   " (restore it from a backup, or re-create the repository)");
+  };
+  Json j = Json::parse(text.begin(), text.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return bad("is not valid JSON");
+  RepoSettings s;
+  auto get_int = [&](const Json& obj, const char* key, std::int64_t lo, std::int64_t hi,
+                     std::int64_t* out) -> bool {
+    auto it = obj.find(key);
+    if (it == obj.end() || !it->is_number_integer()) return false;
+    std::int64_t v = it->get<std::int64_t>();
+    if (v < lo || v > hi) return false;
+    *out = v;
+    return true;
+  };
+  std::int64_t format = 0, level = 0, mn = 0, avg = 0, mx = 0;
+  if (!get_int(j, "format", 1, 1000, &format) || format != kSettingsFormat) {
+    return bad("has an unsupported format (upgrade depot)");
+  }
+  if (!get_int(j, "compression_level", store::kMinCompressionLevel, store::kMaxCompressionLevel,
+               &level)) {
+    return bad("has no valid compression_level");
+  }
+  s.compression_level = static_cast<int>(level);
+  const Json& ch = j.value("chunker", Json::object());
+  if (!ch.is_object() || !get_int(ch, "min", 1, store::kMaxChunkSizeLimit, &mn) ||
+      !get_int(ch, "avg", 1, store::kMaxChunkSizeLimit, &avg) ||
+      !get_int(ch, "max", 1, store::kMaxChunkSizeLimit, &mx)) {
+    return bad("has no valid chunker sizes");
+  }
+  s.chunker = {static_cast<std::uint32_t>(mn), static_cast<std::uint32_t>(avg),
+               static_cast<std::uint32_t>(mx)};
+  DEPOT_RETURN_IF_ERROR(store::Chunker::Create(s.chunker).status().WithContext(path));
+  const Json& ex = j.value("expiry_seconds", Json::object());
+  std::int64_t r = 0, t = 0, sn = 0, ts = 0;
+  constexpr std::int64_t kTenYears = 10ll * 366 * 86400;
+  if (!ex.is_object() || !get_int(ex, "root", 60, kTenYears, &r) ||
+      !get_int(ex, "targets", 60, kTenYears, &t) || !get_int(ex, "snapshot", 60, kTenYears, &sn) ||
+      !get_int(ex, "timestamp", 60, kTenYears, &ts)) {
+    return bad("has no valid expiry_seconds");
+  }
+  s.expiry.root = std::chrono::seconds(r);
+  s.expiry.targets = std::chrono::seconds(t);
+  s.expiry.snapshot = std::chrono::seconds(sn);
+  s.expiry.timestamp = std::chrono::seconds(ts);
+  return s;
+}
+
+std::string VersionCustom(const std::string& package, const std::string& package_id,
+                          std::int64_t version) {
+  // Canonical JSON by construction: sorted keys, no spaces, only integers, and the
+  // strings are validated names (no characters that would need escaping).
+  return "{\"package\":\"" + package + "\",\"package_id\":\"" + package_id +
+         "\",\"version\":" + std::to_string(version) + "}";
+}
+
+}  // namespace
+
+core::Result<VersionInfo> ParseVersionTarget(const tuf::TargetInfo& target) {
+  Json j = Json::parse(target.custom_json, nullptr, false);
+  auto bad = [&] {
+    return Status::InvalidArgument("target " + target.path +
+                                   " is not a depot package version (custom data missing)");
+  };
+  if (j.is_discarded() || !j.is_object()) return bad();
+  auto p = j.find("package"), id = j.find("package_id"), v = j.find("version");
+  if (p == j.end() || !p->is_string() || id == j.end() || !id->is_string() || v == j.end() ||
+      !v->is_number_integer()) {
+    return bad();
+  }
+  VersionInfo info;
+  info.package = p->get<std::string>();
+  info.package_id = id->get<std::string>();
+  info.version = v->get<std::int64_t>();
+  info.manifest_id = target.sha256;
+  info.manifest_bytes = target.length;
+  if (target.path != ManifestTargetPath(info.package, info.version)) return bad();
+  return info;
+}
+
+Repository::Repository(core::Env* env, core::Clock* clock, std::string dir, RepoSettings settings)
+    : env_(env),
+      clock_(clock),
+      layout_(std::move(dir)),
+      settings_(settings),
+      chunks_(env, layout_.chunks(), settings.compression_level) {}
+
+Status Repository::Init(core::Env* env, core::Clock* clock, const std::string& dir,
+                        const RepoSettings& settings) {
+  DEPOT_RETURN_IF_ERROR(store::Chunker::Create(settings.chunker).status());
+  RepoLayout layout(dir);
+  auto listing = env->ListDir(dir);
+  if (listing.ok() && !listing->empty()) {
+    return Status::InvalidArgument(dir + " already exists and is not empty; choose a new directory");
+  }
+  DEPOT_RETURN_IF_ERROR(env->CreateDirs(dir));
+  DEPOT_RETURN_IF_ERROR(env->CreateDirs(layout.metadata()));
+  DEPOT_RETURN_IF_ERROR(env->CreateDirs(layout.targets()));
+  store::ChunkStore chunks(env, layout.chunks(), settings.compression_level);
+  DEPOT_RETURN_IF_ERROR(chunks.Create());
+  DEPOT_RETURN_IF_ERROR(
+      tuf::RepositoryWriter::Init(env, clock, layout.keys(), layout.metadata(), settings.expiry));
+  // The settings file is written last: its presence marks a complete repository.
+  return env->WriteFileAtomic(layout.config(), EncodeSettings(settings), 0644);
+}
+
+core::Result<std::unique_ptr<Repository>> Repository::Open(core::Env* env, core::Clock* clock,
+                                                           const std::string& dir) {
+  RepoLayout layout(dir);
+  auto text = env->ReadFile(layout.config(), 64 * 1024);
+  if (!text.ok()) {
+    if (text.status().IsNotFound()) {
+      return Status::NotFound(dir + " is not a depot repository (no depot-repo.json); create one "
+                              "with `depot repo init " + dir + "`");
+    }
+    return text.status();
+  }
+  DEPOT_ASSIGN_OR_RETURN(RepoSettings settings, DecodeSettings(*text, layout.config()));
+  return std::unique_ptr<Repository>(new Repository(env, clock, dir, settings));
+}
+
+core::Result<std::vector<VersionInfo>> Repository::ListVersions() {
+  DEPOT_ASSIGN_OR_RETURN(auto writer,
+                         tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
+                                                     layout_.metadata(), settings_.expiry));
+  std::vector<VersionInfo> out;
+  for (const auto& [path, target] : writer.targets()) {
+    auto info = ParseVersionTarget(target);
+    if (info.ok()) out.push_back(std::move(*info));
+  }
+  std::sort(out.begin(), out.end(), [](const VersionInfo& a, const VersionInfo& b) {
+    return a.package != b.package ? a.package < b.package : a.version < b.version;
+  });
+  return out;
+}
+
+core::Result<AddResult> Repository::AddVersion(const AddRequest& req) {
+  DEPOT_RETURN_IF_ERROR(store::ValidatePackageName(req.package));
+  DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
+  DEPOT_ASSIGN_OR_RETURN(auto writer,
+                         tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
+                                                     layout_.metadata(), settings_.expiry));
+  // Next version and the package's stable id, from what is signed.
+  std::int64_t latest = 0;
+  std::string package_id;
+  for (const auto& [path, target] : writer.targets()) {
+    auto info = ParseVersionTarget(target);
+    if (!info.ok() || info->package != req.package) continue;
+    if (info->version > latest) {
+      latest = info->version;
+      package_id = info->package_id;
+    }
+  }
+  if (package_id.empty()) package_id = core::RandomHex(8);
+
+  store::SnapshotOptions opts;
+  opts.chunker = settings_.chunker;
+  opts.threads = req.threads;
+  opts.compression_level = settings_.compression_level;
+  opts.clock = clock_;
+  opts.progress_bytes = req.progress_bytes;
+  opts.progress_files = req.progress_files;
+  opts.max_attempts = req.max_attempts;
+  opts.first_backoff = req.first_backoff;
+  auto snap = store::Snapshot(env_, req.source_dir, &chunks_, opts);
+  if (!snap.ok()) return std::move(snap).status().WithContext("snapshot of " + req.source_dir);
+
+  store::Manifest m;
+  m.package_id = package_id;
+  m.package_name = req.package;
+  m.version = latest + 1;
+  m.created = core::FormatUtc(clock_->Now());
+  m.description = req.description;
+  m.programs = req.programs;
+  m.chunker = settings_.chunker;
+  m.entries = std::move(snap->entries);
+  DEPOT_ASSIGN_OR_RETURN(std::string bytes, store::SerializeManifest(m));
+
+  AddResult result;
+  result.package = req.package;
+  result.package_id = package_id;
+  result.version = m.version;
+  result.manifest_id = core::Sha256::HashHex(bytes);
+  result.target_path = ManifestTargetPath(req.package, m.version);
+  result.manifest_bytes = bytes.size();
+  result.stats = snap->stats;
+
+  // The manifest file first (content-addressed, invisible until signed), then the
+  // signed metadata, whose timestamp write makes the version visible.
+  std::string rel = tuf::ConsistentTargetPath(result.target_path, result.manifest_id);
+  std::string file = core::JoinPath(layout_.targets(), rel);
+  DEPOT_RETURN_IF_ERROR(env_->CreateDirs(std::string(core::Dirname(file))));
+  DEPOT_RETURN_IF_ERROR(env_->WriteFileAtomic(file, bytes, 0644));
+  tuf::TargetInfo target;
+  target.path = result.target_path;
+  target.length = bytes.size();
+  target.sha256 = result.manifest_id;
+  target.custom_json = VersionCustom(req.package, package_id, m.version);
+  DEPOT_RETURN_IF_ERROR(writer.Publish({target}, {}).WithContext("signing " + result.target_path));
+  core::Log(core::LogLevel::kInfo, "repo.version_added",
+            {{"package", req.package},
+             {"version", std::to_string(m.version)},
+             {"manifest", result.manifest_id},
+             {"new_bytes", std::to_string(result.stats.new_bytes)}});
+  return result;
+}
+
+Status Repository::Refresh() {
+  DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
+  DEPOT_ASSIGN_OR_RETURN(auto writer,
+                         tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
+                                                     layout_.metadata(), settings_.expiry));
+  return writer.Refresh();
+}
+
+core::Result<std::string> Repository::TrustedRoot() {
+  return tuf::ReadTrustedRoot(env_, layout_.metadata());
+}
+
+core::Result<VerifyReport> Repository::Verify(unsigned threads,
+                                              std::atomic<std::uint64_t>* progress_bytes) {
+  VerifyReport report;
+  std::mutex mu;
+  auto damaged = [&](std::string object, std::string problem) {
+    std::lock_guard<std::mutex> lock(mu);
+    report.damage.push_back(Damage{std::move(object), std::move(problem)});
+  };
+
+  // 1. Every chunk: decompress and re-hash.
+  std::vector<std::pair<store::ChunkId, std::uint64_t>> all;
+  DEPOT_RETURN_IF_ERROR(chunks_.ForEach(
+      [&](const store::ChunkId& id, std::uint64_t size) {
+        all.emplace_back(id, size);
+        return true;
+      },
+      [&](const std::string& stray) {
+        damaged(stray.substr(layout_.public_root().size() + 1), "not a chunk file (unexpected name)");
+      }));
+  std::vector<char> good(all.size(), 0);
+  std::atomic<std::size_t> next{0};
+  core::RunParallel(threads ? threads : core::DefaultConcurrency(), [&](unsigned) {
+    for (;;) {
+      std::size_t i = next++;
+      if (i >= all.size()) return;
+      const auto& [id, stored] = all[i];
+      auto data = chunks_.Get(id, UINT64_MAX, /*verify=*/true);
+      if (data.ok()) {
+        good[i] = 1;
+      } else {
+        damaged(std::string(kChunksDir) + "/" + store::ChunkRelPath(id), data.status().message());
+      }
+      if (progress_bytes) *progress_bytes += stored;
+    }
+  });
+  report.chunks_checked = all.size();
+  store::ChunkIdSet valid;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    report.chunk_bytes += all[i].second;
+    if (good[i]) valid.insert(all[i].first);
+  }
+
+  // 2. The signed metadata, walked by an independent client from the first root, so
+  // the whole rotation chain is checked too.
+  core::DirSource source(env_, layout_.public_root());
+  auto first_root = env_->ReadFile(core::JoinPath(layout_.metadata(), "1.root.json"), 1 << 20);
+  if (!first_root.ok()) {
+    damaged("metadata/1.root.json", first_root.status().message());
+    return report;
+  }
+  tuf::Client client(env_, clock_, &source, "");
+  Status s = client.Initialize(*first_root);
+  if (s.ok()) s = client.Refresh();
+  if (!s.ok()) {
+    damaged("metadata", s.message());
+    return report;
+  }
+
+  // 3. Every manifest: hash and length through TUF, strict parse, chunks present.
+  for (const auto& target : client.Targets()) {
+    ++report.manifests_checked;
+    std::string object = std::string(kTargetsDir) + "/" +
+                         tuf::ConsistentTargetPath(target.path, target.sha256);
+    auto bytes = client.FetchTarget(target);
+    if (!bytes.ok()) {
+      damaged(object, bytes.status().message());
+      continue;
+    }
+    auto m = store::ParseManifest(*bytes);
+    if (!m.ok()) {
+      damaged(object, m.status().message());
+      continue;
+    }
+    std::uint64_t missing = 0;
+    std::string first_missing;
+    for (const auto& c : m->UniqueChunks()) {
+      if (!valid.count(c.id)) {
+        if (missing++ == 0) first_missing = core::DigestHex(c.id);
+      }
+    }
+    if (missing) {
+      damaged(object, std::to_string(missing) + " of its chunks are missing or damaged (first: " +
+                          first_missing + ")");
+    }
+  }
+  std::sort(report.damage.begin(), report.damage.end(),
+            [](const Damage& a, const Damage& b) { return a.object < b.object; });
+  return report;
+}
+
+}  // namespace depot::repo

@@ -1,0 +1,129 @@
+// Repository: a depot content library on local disk -- chunk store, manifests and
+// signed TUF metadata in the layout of layout.h. It turns source directories into
+// signed package versions and checks its own integrity. The site server's content
+// library is one of these.
+//
+// Thread safety: a Repository may be used from several threads; AddVersion calls are
+// serialised by an exclusive lock on DIR/.lock, which also keeps other processes'
+// writers out.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/env.h"
+#include "core/status.h"
+#include "repo/layout.h"
+#include "store/chunk_store.h"
+#include "store/chunker.h"
+#include "store/compress.h"
+#include "store/manifest.h"
+#include "store/snapshot.h"
+#include "tuf/repository.h"
+
+namespace depot::repo {
+
+struct RepoSettings {
+  store::ChunkerParams chunker;
+  int compression_level = store::kDefaultCompressionLevel;
+  tuf::Expiry expiry;
+};
+
+struct AddRequest {
+  std::string package;
+  std::string source_dir;
+  std::vector<store::Program> programs;
+  std::string description;
+  unsigned threads = 0;  // 0: all cores
+  // Optional progress counters for a CLI progress bar.
+  std::atomic<std::uint64_t>* progress_bytes = nullptr;
+  std::atomic<std::uint64_t>* progress_files = nullptr;
+  // Snapshot retry tuning (tests shorten it).
+  int max_attempts = 5;
+  core::Duration first_backoff = std::chrono::milliseconds(100);
+};
+
+struct AddResult {
+  std::string package;
+  std::string package_id;
+  std::int64_t version = 0;
+  std::string manifest_id;    // SHA-256 of the manifest bytes
+  std::string target_path;    // "tools/3.json"
+  std::uint64_t manifest_bytes = 0;
+  store::SnapshotStats stats;
+};
+
+// One package version as listed by the signed targets.
+struct VersionInfo {
+  std::string package;
+  std::string package_id;
+  std::int64_t version = 0;
+  std::string manifest_id;
+  std::uint64_t manifest_bytes = 0;
+};
+
+struct Damage {
+  std::string object;  // path relative to the repository's public tree
+  std::string problem;
+};
+
+struct VerifyReport {
+  std::uint64_t chunks_checked = 0;
+  std::uint64_t chunk_bytes = 0;  // stored (compressed) bytes read
+  std::uint64_t manifests_checked = 0;
+  std::vector<Damage> damage;
+};
+
+class Repository {
+ public:
+  // Creates a repository in `dir` (which must not exist or be empty): settings, TUF
+  // keys and metadata version 1, an empty chunk store. `env`, `clock` not owned.
+  static core::Status Init(core::Env* env, core::Clock* clock, const std::string& dir,
+                           const RepoSettings& settings);
+
+  // Opens an existing repository. NotFound when `dir` holds none (with a hint to run
+  // `depot repo init`); InvalidArgument for unreadable settings.
+  static core::Result<std::unique_ptr<Repository>> Open(core::Env* env, core::Clock* clock,
+                                                        const std::string& dir);
+
+  const RepoLayout& layout() const { return layout_; }
+  const RepoSettings& settings() const { return settings_; }
+  store::ChunkStore* chunks() { return &chunks_; }
+
+  // Snapshots the source as the next version of the package, stores only missing
+  // chunks, writes the manifest and publishes it through TUF -- all or nothing.
+  core::Result<AddResult> AddVersion(const AddRequest& request);
+
+  // Every signed package version, ordered by package then version.
+  core::Result<std::vector<VersionInfo>> ListVersions();
+
+  // Re-hashes every chunk and manifest, checks every manifest's chunks are present,
+  // and verifies the TUF metadata with an independent client walk. Damage is
+  // reported, not repaired. `progress_bytes` counts stored bytes read.
+  core::Result<VerifyReport> Verify(unsigned threads, std::atomic<std::uint64_t>* progress_bytes);
+
+  // Re-signs snapshot and timestamp (and targets/root when near expiry).
+  core::Status Refresh();
+
+  // The newest root.json: the trust anchor clients pin.
+  core::Result<std::string> TrustedRoot();
+
+ private:
+  Repository(core::Env* env, core::Clock* clock, std::string dir, RepoSettings settings);
+
+  core::Env* env_;
+  core::Clock* clock_;
+  RepoLayout layout_;
+  RepoSettings settings_;
+  store::ChunkStore chunks_;
+};
+
+// Parses the "custom" JSON depot puts on manifest targets.
+core::Result<VersionInfo> ParseVersionTarget(const tuf::TargetInfo& target);
+
+}  // namespace depot::repo
