@@ -8,6 +8,7 @@
 #include "core/atomic_batch.h"
 #include "core/log.h"
 #include "core/parallel.h"
+#include "core/hex.h"
 #include "core/path.h"
 #include "store/compress.h"
 
@@ -49,7 +50,16 @@ struct FileJob {
   std::size_t entry_index = 0;
 };
 
+struct PendingWrite {
+  ChunkId id;
+  std::string frame;
+};
+
 struct Shared {
+  // Chunk files are created by one writer thread: on Linux, file creation in one
+  // filesystem is largely serialised by the kernel, so hashing and compressing
+  // workers should hand writes off rather than wait their turn.
+  core::BlockingQueue<PendingWrite> writes{256};
   core::Env* env;
   ChunkStore* store;
   const Chunker* chunker;
@@ -250,10 +260,10 @@ class Worker {
     if (present) return Status::Ok();
     DEPOT_ASSIGN_OR_RETURN(std::string frame,
                            CompressFrame(chunk, sh_->options->compression_level));
-    DEPOT_RETURN_IF_ERROR(sh_->store->PutFrameTrusted(id, frame, sh_->batch));
     ++sh_->new_chunks;
     sh_->new_bytes += chunk.size();
     sh_->stored_bytes += frame.size();
+    sh_->writes.Push(PendingWrite{id, std::move(frame)});
     return Status::Ok();
   }
 
@@ -370,6 +380,13 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
   shared.batch = &batch;
   shared.root = source_dir;
 
+  std::thread writer([&] {
+    while (auto w = shared.writes.Pop()) {
+      if (shared.failed) continue;  // drain
+      Status s = store->PutFrameTrusted(w->id, w->frame, &batch);
+      if (!s.ok()) shared.Fail(s.WithContext("storing chunk " + core::DigestHex(w->id)));
+    }
+  });
   std::atomic<std::size_t> next{0};
   unsigned threads = options.threads ? options.threads : core::DefaultConcurrency();
   threads = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(1, jobs.size())));
@@ -381,6 +398,8 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
       worker.Run(jobs[i], result.entries[jobs[i].entry_index]);
     }
   });
+  shared.writes.Close();
+  writer.join();
   if (shared.failed) {
     batch.Abort();
     return shared.first_error;

@@ -210,9 +210,9 @@ Result<Json> ParseStrictJson(std::string_view text, std::string_view what) {
   try {
     Json root;
     StrictSax sax(&root);
-    const bool ok = Json::sax_parse(text.begin(), text.end(), &sax,
-                                    nlohmann::detail::input_format_t::json,
-                                    /*strict=*/true, /*ignore_comments=*/false);
+    const bool ok =
+        Json::sax_parse(text.begin(), text.end(), &sax, nlohmann::detail::input_format_t::json,
+                        /*strict=*/true, /*ignore_comments=*/false);
     if (!ok) {
       return Status::InvalidArgument(std::string(what) + ": " +
                                      (sax.error().empty() ? "not valid JSON" : sax.error()));

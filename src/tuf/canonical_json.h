@@ -22,8 +22,7 @@ namespace depot::tuf {
 // `what` and the reason) for malformed JSON, floats, negative or >2^53 integers,
 // duplicate keys or excessive nesting. Used to normalise "custom" target data
 // before it is signed.
-core::Result<std::string> CanonicalizeJson(std::string_view text,
-                                           std::string_view what = "JSON");
+core::Result<std::string> CanonicalizeJson(std::string_view text, std::string_view what = "JSON");
 
 // OK when `bytes` is already exactly the canonical encoding of the value it
 // holds; InvalidArgument naming `what` (and why) otherwise.

@@ -54,9 +54,9 @@ TEST(CanonicalJsonTest, IntegersOnly) {
 }
 
 TEST(CanonicalJsonTest, RejectsMalformedInput) {
-  for (const char* bad : {"", "{", "{\"a\":1,}", "[1,]", "{'a':1}", "{\"a\":1} x", "nul",
-                          "{\"a\":1,\"a\":2}", "\"\xff\"", "\"\xc3\"", "\"\\ud800\"",
-                          "\"raw\ncontrol\""}) {
+  for (const char* bad :
+       {"", "{", "{\"a\":1,}", "[1,]", "{'a':1}", "{\"a\":1} x", "nul", "{\"a\":1,\"a\":2}",
+        "\"\xff\"", "\"\xc3\"", "\"\\ud800\"", "\"raw\ncontrol\""}) {
     core::Status s = CanonStatus(bad);
     EXPECT_TRUE(s.IsInvalidArgument()) << "'" << bad << "' -> " << s.ToString();
   }
@@ -93,9 +93,8 @@ TEST(CanonicalJsonTest, EncodeRejectsValuesWithoutCanonicalForm) {
   using internal::Json;
   EXPECT_TRUE(internal::EncodeCanonical(Json(1.5), "x").status().IsInvalidArgument());
   EXPECT_TRUE(internal::EncodeCanonical(Json(-1), "x").status().IsInvalidArgument());
-  EXPECT_TRUE(internal::EncodeCanonical(Json(std::uint64_t{1} << 54), "x")
-                  .status()
-                  .IsInvalidArgument());
+  EXPECT_TRUE(
+      internal::EncodeCanonical(Json(std::uint64_t{1} << 54), "x").status().IsInvalidArgument());
   auto ok = internal::EncodeCanonical(Json{{"v", 5}, {"s", "q\"\\"}}, "x");
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(*ok, R"({"s":"q\"\\","v":5})");

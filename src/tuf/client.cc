@@ -21,15 +21,16 @@ std::string MetadataPath(const std::string& name) { return std::string(kMetadata
 // Refusal of expired metadata: a freeze attack, or a repository nobody re-signed.
 Status Expired(std::string_view file, std::int64_t version, core::TimePoint expires,
                core::TimePoint now, Role role) {
-  const std::string fix =
-      role == Role::kRoot
-          ? "the repository's root must be re-signed with the offline root key "
-            "(depot repo resign --root)"
-          : "the repository must be re-signed (depot repo resign)";
+  const std::string fix = role == Role::kRoot
+                              ? "the repository's root must be re-signed with the offline root key "
+                                "(depot repo resign --root)"
+                              : "the repository must be re-signed (depot repo resign)";
   return Status::PermissionDenied(std::string(file) + " (version " + std::to_string(version) +
                                   "): expired at " + core::FormatUtc(expires) + " (now " +
-                                  core::FormatUtc(now) + "); refusing it (possible freeze "
-                                  "attack); " + fix);
+                                  core::FormatUtc(now) +
+                                  "); refusing it (possible freeze "
+                                  "attack); " +
+                                  fix);
 }
 
 bool SameKeyIds(const RoleKeys& a, const RoleKeys& b) {
@@ -93,10 +94,17 @@ Status Client::Persist(Role role, const std::string& bytes) {
 
 void Client::Forget(Role role) {
   switch (role) {
-    case Role::kTimestamp: timestamp_.reset(); break;
-    case Role::kSnapshot: snapshot_.reset(); break;
-    case Role::kTargets: targets_.reset(); break;
-    case Role::kRoot: return;  // the trusted root is only ever replaced
+    case Role::kTimestamp:
+      timestamp_.reset();
+      break;
+    case Role::kSnapshot:
+      snapshot_.reset();
+      break;
+    case Role::kTargets:
+      targets_.reset();
+      break;
+    case Role::kRoot:
+      return;  // the trusted root is only ever replaced
   }
   if (trusted_dir_.empty()) return;
   const std::string path = core::JoinPath(trusted_dir_, RoleFileName(role));
@@ -164,13 +172,16 @@ Status Client::Initialize(std::string_view bootstrap_root_json) {
   if (!from_disk) {
     if (bootstrap_root_json.empty()) {
       return Status::InvalidArgument(
-          "tuf client: no trusted root: " + (stored.empty() ? "" : stored + " does not exist and ") +
+          "tuf client: no trusted root: " +
+          (stored.empty() ? "" : stored + " does not exist and ") +
           "no bootstrap root.json was given; pin the repository's root.json on this machine");
     }
     bytes = std::string(bootstrap_root_json);
   }
-  DEPOT_ASSIGN_OR_RETURN(Signed<RootMetadata> root, ParseRoot(bytes, what));
-  Status s = VerifyThreshold(root.body, Role::kRoot, root.canonical, root.signatures, what);
+  auto root = ParseRoot(bytes, what);
+  Status s = root.ok()
+                 ? VerifyThreshold(root->body, Role::kRoot, root->canonical, root->signatures, what)
+                 : root.status();
   if (!s.ok()) {
     if (from_disk) {
       return Status(s.code(), s.message() + "; delete " + stored +
@@ -178,12 +189,12 @@ Status Client::Initialize(std::string_view bootstrap_root_json) {
     }
     return s;
   }
-  DEPOT_RETURN_IF_ERROR(RequireConsistentSnapshots(root.body, what));
+  DEPOT_RETURN_IF_ERROR(RequireConsistentSnapshots(root->body, what));
   if (!from_disk && !trusted_dir_.empty()) {
     DEPOT_RETURN_IF_ERROR(env_->CreateDirs(trusted_dir_, 0755));
     DEPOT_RETURN_IF_ERROR(Persist(Role::kRoot, bytes));
   }
-  root_ = Trusted<RootMetadata>{std::move(root), std::move(bytes)};
+  root_ = Trusted<RootMetadata>{std::move(root).value(), std::move(bytes)};
   LoadTrustedRoles();
   return Status::Ok();
 }
@@ -215,10 +226,27 @@ Status Client::Refresh() {
   return Status::Ok();
 }
 
+void Client::OnRootReplaced(const RootMetadata& previous) {
+  const RootMetadata& root = root_->meta.body;
+  // 5.3.11: new timestamp or snapshot keys -> forget both, so versions an attacker
+  // fast-forwarded with the old keys no longer block the real ones.
+  if (!SameKeyIds(previous.roles.at(Role::kTimestamp), root.roles.at(Role::kTimestamp)) ||
+      !SameKeyIds(previous.roles.at(Role::kSnapshot), root.roles.at(Role::kSnapshot))) {
+    Forget(Role::kTimestamp);
+    Forget(Role::kSnapshot);
+  }
+  // Whatever else the new root changed (thresholds, the targets key): keep only what
+  // it still vouches for.
+  auto still_signed = [&](Role role, const auto& t) {
+    return VerifyThreshold(root, role, t->meta.canonical, t->meta.signatures, RoleFileName(role))
+        .ok();
+  };
+  if (timestamp_ && !still_signed(Role::kTimestamp, timestamp_)) Forget(Role::kTimestamp);
+  if (snapshot_ && !still_signed(Role::kSnapshot, snapshot_)) Forget(Role::kSnapshot);
+  if (targets_ && !still_signed(Role::kTargets, targets_)) Forget(Role::kTargets);
+}
+
 Status Client::UpdateRoot(core::TimePoint now) {
-  const RoleKeys initial_timestamp = root_->meta.body.roles.at(Role::kTimestamp);
-  const RoleKeys initial_snapshot = root_->meta.body.roles.at(Role::kSnapshot);
-  bool changed = false;
   for (int i = 0; i < kMaxRootRotations; ++i) {
     const RootMetadata& trusted = root_->meta.body;
     const std::int64_t next_version = trusted.version + 1;
@@ -239,38 +267,20 @@ Status Client::UpdateRoot(core::TimePoint now) {
             .WithContext("checking against its own root keys"));
     // 5.3.5: exactly N+1.
     if (next.body.version != next_version) {
-      return Status::Corruption(name + ": holds root version " +
-                                std::to_string(next.body.version) + ", expected exactly " +
-                                std::to_string(next_version) +
+      return Status::Corruption(name + ": holds root version " + std::to_string(next.body.version) +
+                                ", expected exactly " + std::to_string(next_version) +
                                 " (rollback attack, or a broken root chain)");
     }
     DEPOT_RETURN_IF_ERROR(RequireConsistentSnapshots(next.body, name));
-    // 5.3.7-8: trust it and persist it.
+    // 5.3.7-8: trust it and persist it. The rest of the trusted state is reconciled at
+    // once, so a failure further down the chain cannot leave it stale.
     DEPOT_RETURN_IF_ERROR(Persist(Role::kRoot, *bytes));
+    RootMetadata previous = std::move(root_->meta.body);
     root_ = Trusted<RootMetadata>{std::move(next), std::move(*bytes)};
-    changed = true;
-  }
-  const RootMetadata& root = root_->meta.body;
-  if (changed) {
-    // 5.3.11: new timestamp or snapshot keys -> forget both, so versions an attacker
-    // fast-forwarded with the old keys no longer block the real ones.
-    if (!SameKeyIds(initial_timestamp, root.roles.at(Role::kTimestamp)) ||
-        !SameKeyIds(initial_snapshot, root.roles.at(Role::kSnapshot))) {
-      Forget(Role::kTimestamp);
-      Forget(Role::kSnapshot);
-    }
-    // Whatever else the new root changed (thresholds, targets key): keep only what it
-    // still vouches for.
-    auto still_signed = [&](Role role, const auto& t) {
-      return VerifyThreshold(root, role, t->meta.canonical, t->meta.signatures,
-                             RoleFileName(role))
-          .ok();
-    };
-    if (timestamp_ && !still_signed(Role::kTimestamp, timestamp_)) Forget(Role::kTimestamp);
-    if (snapshot_ && !still_signed(Role::kSnapshot, snapshot_)) Forget(Role::kSnapshot);
-    if (targets_ && !still_signed(Role::kTargets, targets_)) Forget(Role::kTargets);
+    OnRootReplaced(previous);
   }
   // 5.3.10: the final root must be fresh.
+  const RootMetadata& root = root_->meta.body;
   if (IsExpired(root.expires, now)) {
     return Expired("root.json", root.version, root.expires, now, Role::kRoot);
   }
@@ -301,8 +311,8 @@ Status Client::UpdateTimestamp(core::TimePoint now) {
     }
     if (ts.body.snapshot.version < old.snapshot.version) {
       return Status::Corruption(name + ": names snapshot version " +
-                                std::to_string(ts.body.snapshot.version) +
-                                ", older than version " + std::to_string(old.snapshot.version) +
+                                std::to_string(ts.body.snapshot.version) + ", older than version " +
+                                std::to_string(old.snapshot.version) +
                                 " named by the trusted timestamp (rollback attack?)");
     }
   }
@@ -351,10 +361,9 @@ Status Client::UpdateSnapshot(core::TimePoint now) {
     for (const auto& [file, old] : snapshot_->meta.body.meta) {
       auto it = snap.body.meta.find(file);
       if (it == snap.body.meta.end()) {
-        return Status::Corruption(name + ": no longer lists " + file +
-                                  ", which trusted snapshot version " +
-                                  std::to_string(snapshot_->meta.body.version) +
-                                  " listed (rollback attack?)");
+        return Status::Corruption(
+            name + ": no longer lists " + file + ", which trusted snapshot version " +
+            std::to_string(snapshot_->meta.body.version) + " listed (rollback attack?)");
       }
       if (it->second.version < old.version) {
         return Status::Corruption(name + ": names " + file + " version " +
@@ -400,18 +409,16 @@ Status Client::UpdateTargets(core::TimePoint now) {
                                         targets.signatures, name));
   // 5.6.4
   if (targets.body.version != meta.version) {
-    return Status::Corruption(name + ": holds targets version " +
-                              std::to_string(targets.body.version) + ", but " + referrer +
-                              " names " + std::to_string(meta.version) +
-                              " (mix-and-match attack?)");
+    return Status::Corruption(
+        name + ": holds targets version " + std::to_string(targets.body.version) + ", but " +
+        referrer + " names " + std::to_string(meta.version) + " (mix-and-match attack?)");
   }
   // Belt and braces: never go below the targets this client already trusted (the
   // snapshot check covers it unless the trusted snapshot was discarded).
   if (targets_ && targets.body.version < targets_->meta.body.version) {
     return Status::Corruption(name + ": version " + std::to_string(targets.body.version) +
                               " is older than the trusted version " +
-                              std::to_string(targets_->meta.body.version) +
-                              " (rollback attack?)");
+                              std::to_string(targets_->meta.body.version) + " (rollback attack?)");
   }
   // 5.6.5
   if (IsExpired(targets.body.expires, now)) {
@@ -425,8 +432,9 @@ Status Client::UpdateTargets(core::TimePoint now) {
 
 Result<TargetInfo> Client::GetTarget(std::string_view path) const {
   if (!refreshed_ || !targets_) {
-    return Status::InvalidArgument("tuf client: no trusted targets; Refresh() must succeed before "
-                                   "targets can be looked up");
+    return Status::InvalidArgument(
+        "tuf client: no trusted targets; Refresh() must succeed before "
+        "targets can be looked up");
   }
   const auto& map = targets_->meta.body.targets;
   auto it = map.find(std::string(path));
@@ -458,8 +466,8 @@ Result<std::string> Client::FetchTarget(const TargetInfo& info) {
       std::string(kTargetsPrefix) + ConsistentTargetPath(trusted.path, trusted.sha256);
   DEPOT_ASSIGN_OR_RETURN(std::string bytes, FetchCapped(path, trusted.length));
   if (bytes.size() != trusted.length) {
-    return Status::Corruption(path + ": " + std::to_string(bytes.size()) +
-                              " bytes from " + source_->Describe() + ", but targets.json says " +
+    return Status::Corruption(path + ": " + std::to_string(bytes.size()) + " bytes from " +
+                              source_->Describe() + ", but targets.json says " +
                               std::to_string(trusted.length));
   }
   const std::string got = core::Sha256::HashHex(bytes);

@@ -97,6 +97,7 @@ class Client {
   };
 
   core::Status UpdateRoot(core::TimePoint now);
+  void OnRootReplaced(const RootMetadata& previous);
   core::Status UpdateTimestamp(core::TimePoint now);
   core::Status UpdateSnapshot(core::TimePoint now);
   core::Status UpdateTargets(core::TimePoint now);

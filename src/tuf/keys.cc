@@ -59,9 +59,8 @@ std::string OctalMode(std::uint32_t mode) {
 }  // namespace
 
 std::string KeyId(const PublicKey& key) {
-  internal::Json obj = {{"keytype", key.keytype},
-                        {"scheme", key.scheme},
-                        {"keyval", {{"public", key.public_hex}}}};
+  internal::Json obj = {
+      {"keytype", key.keytype}, {"scheme", key.scheme}, {"keyval", {{"public", key.public_hex}}}};
   // Only strings are involved, so encoding cannot fail.
   auto canonical = internal::EncodeCanonical(obj, "key");
   return canonical.ok() ? core::Sha256::HashHex(*canonical) : std::string();
@@ -91,9 +90,9 @@ Status VerifySignature(const PublicKey& key, std::string_view message,
   auto raw_sig = core::FromHex(signature_hex);
   if (!raw_sig.ok()) return Status::Corruption("signature is not hex");
 
-  PkeyPtr pkey(EVP_PKEY_new_raw_public_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw_key.data()),
-      raw_key.size()));
+  PkeyPtr pkey(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
+                                           reinterpret_cast<const unsigned char*>(raw_key.data()),
+                                           raw_key.size()));
   if (!pkey) return core::OpenSslStatus(core::Code::kCorruption, "invalid Ed25519 public key");
   MdCtxPtr ctx(EVP_MD_CTX_new());
   if (!ctx) return core::OpenSslStatus(core::Code::kIOError, "EVP_MD_CTX_new");
@@ -139,8 +138,8 @@ Status PrivateKey::InitPublic(std::string_view what) {
     return core::OpenSslStatus(core::Code::kCorruption,
                                std::string(what) + ": cannot extract the Ed25519 public key");
   }
-  public_key_ = PublicKey{std::string(kKeyTypeEd25519), std::string(kSchemeEd25519),
-                          core::ToHex(raw, len)};
+  public_key_ =
+      PublicKey{std::string(kKeyTypeEd25519), std::string(kSchemeEd25519), core::ToHex(raw, len)};
   keyid_ = KeyId(public_key_);
   return Status::Ok();
 }
@@ -161,9 +160,8 @@ Result<PrivateKey> PrivateKey::FromPem(std::string_view pem, std::string_view wh
   if (!bio) return core::OpenSslStatus(core::Code::kIOError, "BIO_new_mem_buf");
   EVP_PKEY* raw = PEM_read_bio_PrivateKey(bio.get(), nullptr, &NoPassphrase, nullptr);
   if (raw == nullptr) {
-    return core::OpenSslStatus(
-        core::Code::kCorruption,
-        std::string(what) + ": not an unencrypted PKCS#8 PEM private key");
+    return core::OpenSslStatus(core::Code::kCorruption,
+                               std::string(what) + ": not an unencrypted PKCS#8 PEM private key");
   }
   PrivateKey key(raw);
   DEPOT_RETURN_IF_ERROR(key.InitPublic(what));
@@ -215,8 +213,7 @@ Result<std::string> PrivateKey::Sign(std::string_view message) const {
   }
   unsigned char sig[kEd25519SignatureBytes];
   std::size_t len = sizeof(sig);
-  if (EVP_DigestSign(ctx.get(), sig, &len,
-                     reinterpret_cast<const unsigned char*>(message.data()),
+  if (EVP_DigestSign(ctx.get(), sig, &len, reinterpret_cast<const unsigned char*>(message.data()),
                      message.size()) != 1 ||
       len != sizeof(sig)) {
     return core::OpenSslStatus(core::Code::kIOError, "signing with key " + keyid_);

@@ -15,7 +15,8 @@ constexpr char kRfcPem[] =
     "-----END PRIVATE KEY-----\n";
 constexpr char kRfcPublic[] = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
 constexpr char kRfcSignature[] =
-    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46"
+    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b4"
+    "6"
     "bd25bf5f0595bbe24655141438e7a100b";
 // sha256('{"keytype":"ed25519","keyval":{"public":"d75a...511a"},"scheme":"ed25519"}'),
 // computed independently with Python's hashlib.

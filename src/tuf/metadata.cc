@@ -102,8 +102,7 @@ class Reader {
   }
   const std::string& file() const { return file_; }
 
-  Result<const Json*> Field(const Json& obj, const std::string& key,
-                            std::string_view where) const {
+  Result<const Json*> Field(const Json& obj, const std::string& key, std::string_view where) const {
     auto it = obj.find(key);
     if (it == obj.end()) return Bad(where, "missing field '" + key + "'");
     return &*it;
@@ -116,8 +115,7 @@ class Reader {
     return v;
   }
 
-  Result<const Json*> Array(const Json& obj, const std::string& key,
-                            std::string_view where) const {
+  Result<const Json*> Array(const Json& obj, const std::string& key, std::string_view where) const {
     DEPOT_ASSIGN_OR_RETURN(const Json* v, Field(obj, key, where));
     if (!v->is_array()) return Bad(where, "'" + key + "' is not an array");
     return v;
@@ -141,8 +139,8 @@ class Reader {
       return Bad(where, "'" + std::string(name) + "' is not a non-negative integer");
     }
     if (n < min || n > max) {
-      return Bad(where, "'" + std::string(name) + "' is " + std::to_string(n) +
-                            ", outside " + std::to_string(min) + ".." + std::to_string(max));
+      return Bad(where, "'" + std::string(name) + "' is " + std::to_string(n) + ", outside " +
+                            std::to_string(min) + ".." + std::to_string(max));
     }
     return n;
   }
@@ -155,9 +153,8 @@ class Reader {
   }
 
   Result<std::int64_t> Version(const Json& obj, std::string_view where) const {
-    DEPOT_ASSIGN_OR_RETURN(std::uint64_t v,
-                           IntegerField(obj, "version", where, 1,
-                                        static_cast<std::uint64_t>(kMaxVersion)));
+    DEPOT_ASSIGN_OR_RETURN(std::uint64_t v, IntegerField(obj, "version", where, 1,
+                                                         static_cast<std::uint64_t>(kMaxVersion)));
     return static_cast<std::int64_t>(v);
   }
 
@@ -251,8 +248,8 @@ struct Common {
 Result<Common> ParseCommon(const Json& s, Role role, const Reader& r) {
   DEPOT_ASSIGN_OR_RETURN(std::string type, r.String(s, "_type", "signed"));
   if (type != RoleName(role)) {
-    return r.Bad("signed", "_type is " + Quote(type) + ", expected '" +
-                               std::string(RoleName(role)) + "'");
+    return r.Bad("signed",
+                 "_type is " + Quote(type) + ", expected '" + std::string(RoleName(role)) + "'");
   }
   DEPOT_ASSIGN_OR_RETURN(std::string spec, r.String(s, "spec_version", "signed"));
   if (!SpecVersionSupported(spec)) {
@@ -306,8 +303,8 @@ Result<Json> MetaFileJson(const MetaFile& m, std::string_view what) {
   Json j = {{"version", m.version}};
   if (m.length) {
     if (*m.length < 1 || *m.length > kMaxLength) {
-      return Status::InvalidArgument(std::string(what) + ": length " +
-                                     std::to_string(*m.length) + " is outside 1..2^53");
+      return Status::InvalidArgument(std::string(what) + ": length " + std::to_string(*m.length) +
+                                     " is outside 1..2^53");
     }
     j["length"] = *m.length;
   }
@@ -357,10 +354,14 @@ Status ValidateTargetInfo(const std::string& key, const TargetInfo& t) {
 
 std::string_view RoleName(Role role) {
   switch (role) {
-    case Role::kRoot: return "root";
-    case Role::kTargets: return "targets";
-    case Role::kSnapshot: return "snapshot";
-    case Role::kTimestamp: return "timestamp";
+    case Role::kRoot:
+      return "root";
+    case Role::kTargets:
+      return "targets";
+    case Role::kSnapshot:
+      return "snapshot";
+    case Role::kTimestamp:
+      return "timestamp";
   }
   return "unknown";
 }
@@ -400,10 +401,12 @@ std::string ConsistentTargetPath(std::string_view target_path, std::string_view 
   return dir.empty() ? name : core::JoinPath(dir, name);
 }
 
+namespace {
+
 // ---------------------------------------------------------------------------------
 // Parsers.
 
-Result<Signed<RootMetadata>> ParseRoot(std::string_view bytes, std::string_view file) {
+Result<Signed<RootMetadata>> ParseRootImpl(std::string_view bytes, std::string_view file) {
   const Reader r(file);
   DEPOT_ASSIGN_OR_RETURN(Envelope env, ParseEnvelope(bytes, r));
   const Json& s = env.signed_json;
@@ -480,7 +483,7 @@ Result<Signed<RootMetadata>> ParseRoot(std::string_view bytes, std::string_view 
   return out;
 }
 
-Result<Signed<TargetsMetadata>> ParseTargets(std::string_view bytes, std::string_view file) {
+Result<Signed<TargetsMetadata>> ParseTargetsImpl(std::string_view bytes, std::string_view file) {
   const Reader r(file);
   DEPOT_ASSIGN_OR_RETURN(Envelope env, ParseEnvelope(bytes, r));
   const Json& s = env.signed_json;
@@ -499,7 +502,8 @@ Result<Signed<TargetsMetadata>> ParseTargets(std::string_view bytes, std::string
       if (!empty) {
         return r.Bad("signed.delegations",
                      "delegated targets roles are not supported by depot (found a non-empty "
-                     "'" + k.substr(0, 40) + "')");
+                     "'" +
+                         k.substr(0, 40) + "')");
       }
     }
   }
@@ -523,8 +527,8 @@ Result<Signed<TargetsMetadata>> ParseTargets(std::string_view bytes, std::string
       if (!custom.is_object()) return r.Bad(where, "'custom' is not an object");
       DEPOT_ASSIGN_OR_RETURN(info.custom_json, internal::EncodeCanonical(custom, file));
       if (info.custom_json.size() > kMaxCustomBytes) {
-        return r.Bad(where, "'custom' is larger than " + std::to_string(kMaxCustomBytes) +
-                                " bytes");
+        return r.Bad(where,
+                     "'custom' is larger than " + std::to_string(kMaxCustomBytes) + " bytes");
       }
     }
     t.targets.emplace_hint(t.targets.end(), path, std::move(info));
@@ -534,7 +538,7 @@ Result<Signed<TargetsMetadata>> ParseTargets(std::string_view bytes, std::string
   return out;
 }
 
-Result<Signed<SnapshotMetadata>> ParseSnapshot(std::string_view bytes, std::string_view file) {
+Result<Signed<SnapshotMetadata>> ParseSnapshotImpl(std::string_view bytes, std::string_view file) {
   const Reader r(file);
   DEPOT_ASSIGN_OR_RETURN(Envelope env, ParseEnvelope(bytes, r));
   const Json& s = env.signed_json;
@@ -557,8 +561,8 @@ Result<Signed<SnapshotMetadata>> ParseSnapshot(std::string_view bytes, std::stri
   return out;
 }
 
-Result<Signed<TimestampMetadata>> ParseTimestamp(std::string_view bytes,
-                                                 std::string_view file) {
+Result<Signed<TimestampMetadata>> ParseTimestampImpl(std::string_view bytes,
+                                                     std::string_view file) {
   const Reader r(file);
   DEPOT_ASSIGN_OR_RETURN(Envelope env, ParseEnvelope(bytes, r));
   const Json& s = env.signed_json;
@@ -582,7 +586,7 @@ Result<Signed<TimestampMetadata>> ParseTimestamp(std::string_view bytes,
 // ---------------------------------------------------------------------------------
 // Encoders.
 
-Result<std::string> EncodeSigned(const RootMetadata& root) {
+Result<std::string> EncodeRoot(const RootMetadata& root) {
   DEPOT_RETURN_IF_ERROR(CheckVersion(root.version, "root"));
   if (root.keys.size() > kMaxKeys) return Status::InvalidArgument("root: too many keys");
   Json j = CommonJson(Role::kRoot, root.version, root.expires);
@@ -595,9 +599,8 @@ Result<std::string> EncodeSigned(const RootMetadata& root) {
       return Status::InvalidArgument("root: keyid " + Quote(keyid) + " is not the id of its key (" +
                                      KeyId(key) + ")");
     }
-    keys[keyid] = Json{{"keytype", key.keytype},
-                       {"scheme", key.scheme},
-                       {"keyval", {{"public", key.public_hex}}}};
+    keys[keyid] = Json{
+        {"keytype", key.keytype}, {"scheme", key.scheme}, {"keyval", {{"public", key.public_hex}}}};
   }
   j["keys"] = std::move(keys);
   Json roles = Json::object();
@@ -629,7 +632,7 @@ Result<std::string> EncodeSigned(const RootMetadata& root) {
   return FinishSigned(j, "root");
 }
 
-Result<std::string> EncodeSigned(const TargetsMetadata& targets) {
+Result<std::string> EncodeTargets(const TargetsMetadata& targets) {
   DEPOT_RETURN_IF_ERROR(CheckVersion(targets.version, "targets"));
   if (targets.targets.size() > kMaxTargets) {
     return Status::InvalidArgument("targets: " + std::to_string(targets.targets.size()) +
@@ -647,8 +650,8 @@ Result<std::string> EncodeSigned(const TargetsMetadata& targets) {
       if (!custom.is_object()) return Status::InvalidArgument(what + ": not a JSON object");
       DEPOT_ASSIGN_OR_RETURN(std::string canonical, internal::EncodeCanonical(custom, what));
       if (canonical.size() > kMaxCustomBytes) {
-        return Status::InvalidArgument(what + ": larger than " +
-                                       std::to_string(kMaxCustomBytes) + " bytes");
+        return Status::InvalidArgument(what + ": larger than " + std::to_string(kMaxCustomBytes) +
+                                       " bytes");
       }
       tj["custom"] = std::move(custom);
     }
@@ -658,7 +661,7 @@ Result<std::string> EncodeSigned(const TargetsMetadata& targets) {
   return FinishSigned(j, "targets");
 }
 
-Result<std::string> EncodeSigned(const SnapshotMetadata& snapshot) {
+Result<std::string> EncodeSnapshot(const SnapshotMetadata& snapshot) {
   DEPOT_RETURN_IF_ERROR(CheckVersion(snapshot.version, "snapshot"));
   if (!snapshot.meta.count(RoleFileName(Role::kTargets))) {
     return Status::InvalidArgument("snapshot: meta does not list targets.json");
@@ -675,12 +678,50 @@ Result<std::string> EncodeSigned(const SnapshotMetadata& snapshot) {
   return FinishSigned(j, "snapshot");
 }
 
-Result<std::string> EncodeSigned(const TimestampMetadata& timestamp) {
+Result<std::string> EncodeTimestamp(const TimestampMetadata& timestamp) {
   DEPOT_RETURN_IF_ERROR(CheckVersion(timestamp.version, "timestamp"));
   Json j = CommonJson(Role::kTimestamp, timestamp.version, timestamp.expires);
   DEPOT_ASSIGN_OR_RETURN(Json snap, MetaFileJson(timestamp.snapshot, "timestamp: snapshot.json"));
   j["meta"] = Json{{RoleFileName(Role::kSnapshot), std::move(snap)}};
   return FinishSigned(j, "timestamp");
+}
+
+// nlohmann::json only throws on misuse, which the checks above rule out; the guard
+// makes sure that, whatever happens, no exception leaves the component.
+template <typename F>
+auto Guarded(std::string_view what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string(what) + ": cannot process metadata: " + e.what());
+  }
+}
+
+}  // namespace
+
+Result<Signed<RootMetadata>> ParseRoot(std::string_view bytes, std::string_view file) {
+  return Guarded(file, [&] { return ParseRootImpl(bytes, file); });
+}
+Result<Signed<TargetsMetadata>> ParseTargets(std::string_view bytes, std::string_view file) {
+  return Guarded(file, [&] { return ParseTargetsImpl(bytes, file); });
+}
+Result<Signed<SnapshotMetadata>> ParseSnapshot(std::string_view bytes, std::string_view file) {
+  return Guarded(file, [&] { return ParseSnapshotImpl(bytes, file); });
+}
+Result<Signed<TimestampMetadata>> ParseTimestamp(std::string_view bytes, std::string_view file) {
+  return Guarded(file, [&] { return ParseTimestampImpl(bytes, file); });
+}
+Result<std::string> EncodeSigned(const RootMetadata& root) {
+  return Guarded("root", [&] { return EncodeRoot(root); });
+}
+Result<std::string> EncodeSigned(const TargetsMetadata& targets) {
+  return Guarded("targets", [&] { return EncodeTargets(targets); });
+}
+Result<std::string> EncodeSigned(const SnapshotMetadata& snapshot) {
+  return Guarded("snapshot", [&] { return EncodeSnapshot(snapshot); });
+}
+Result<std::string> EncodeSigned(const TimestampMetadata& timestamp) {
+  return Guarded("timestamp", [&] { return EncodeTimestamp(timestamp); });
 }
 
 std::string EncodeEnvelope(std::string_view canonical_signed,

@@ -78,10 +78,10 @@ struct RoleKeys {
 
 // One target file as signed in targets.json.
 struct TargetInfo {
-  std::string path;         // relative path, core::ValidateRelativePath rules, UTF-8
+  std::string path;          // relative path, core::ValidateRelativePath rules, UTF-8
   std::uint64_t length = 0;  // exact size in bytes
-  std::string sha256;       // 64 lowercase hex characters
-  std::string custom_json;  // canonical JSON object text, or "" when absent
+  std::string sha256;        // 64 lowercase hex characters
+  std::string custom_json;   // canonical JSON object text, or "" when absent
 
   friend bool operator==(const TargetInfo&, const TargetInfo&) = default;
 };
@@ -148,8 +148,7 @@ struct Signed {
 // Parse one metadata file. `file` names it in errors ("2.root.json").
 core::Result<Signed<RootMetadata>> ParseRoot(std::string_view bytes, std::string_view file);
 core::Result<Signed<TargetsMetadata>> ParseTargets(std::string_view bytes, std::string_view file);
-core::Result<Signed<SnapshotMetadata>> ParseSnapshot(std::string_view bytes,
-                                                     std::string_view file);
+core::Result<Signed<SnapshotMetadata>> ParseSnapshot(std::string_view bytes, std::string_view file);
 core::Result<Signed<TimestampMetadata>> ParseTimestamp(std::string_view bytes,
                                                        std::string_view file);
 
@@ -176,8 +175,7 @@ std::string EncodeEnvelope(std::string_view canonical_signed,
 // `root` made a valid signature over `canonical_signed`. Signatures by unknown keys
 // and invalid signatures are skipped, never counted; a key counts once however often
 // it appears. Corruption naming `file`, the role and the counts otherwise.
-core::Status VerifyThreshold(const RootMetadata& root, Role role,
-                             std::string_view canonical_signed,
+core::Status VerifyThreshold(const RootMetadata& root, Role role, std::string_view canonical_signed,
                              const std::vector<Signature>& signatures, std::string_view file);
 
 // OK when `path` may be a target path: core::ValidateRelativePath's rules, valid

@@ -73,8 +73,8 @@ TEST(MetadataTest, RootRoundTripAndSelfSignature) {
   EXPECT_EQ(parsed->body, root);
   EXPECT_EQ(parsed->canonical, *canonical);
   ASSERT_EQ(parsed->signatures.size(), 1u);
-  EXPECT_TRUE(VerifyThreshold(parsed->body, Role::kRoot, parsed->canonical,
-                              parsed->signatures, "1.root.json")
+  EXPECT_TRUE(VerifyThreshold(parsed->body, Role::kRoot, parsed->canonical, parsed->signatures,
+                              "1.root.json")
                   .ok());
   // The whole file is canonical JSON.
   EXPECT_EQ(bytes->find(' '), std::string::npos);
@@ -114,9 +114,11 @@ TEST(MetadataTest, TargetsSnapshotTimestampRoundTrip) {
   ts.snapshot = MetaFile{3, 100, kHash};
   auto tc = EncodeSigned(ts);
   ASSERT_TRUE(tc.ok());
-  EXPECT_EQ(*tc,
-            std::string(R"({"_type":"timestamp","expires":"2030-01-01T00:00:00Z","meta":{"snapshot.json":{"hashes":{"sha256":")") +
-                kHash + R"("},"length":100,"version":3}},"spec_version":"1.0.31","version":9})");
+  EXPECT_EQ(
+      *tc,
+      std::string(
+          R"({"_type":"timestamp","expires":"2030-01-01T00:00:00Z","meta":{"snapshot.json":{"hashes":{"sha256":")") +
+          kHash + R"("},"length":100,"version":3}},"spec_version":"1.0.31","version":9})");
   auto tp = ParseTimestamp(Wrap(*tc), "timestamp.json");
   ASSERT_TRUE(tp.ok());
   EXPECT_EQ(tp->body, ts);
@@ -135,18 +137,48 @@ TEST(MetadataTest, TargetsParsingIsStrict) {
 
   ExpectInvalid(ParseSnapshot(TargetsWith("{}"), "2.targets.json").status(),
                 "2.targets.json: signed: _type is 'targets', expected 'snapshot'");
-  ExpectInvalid(ParseTargets(Wrap(R"({"_type":"targets","spec_version":"1.0.31","expires":"2030-01-01T00:00:00Z","targets":{}})"), "t").status(),
-                "missing field 'version'");
-  ExpectInvalid(ParseTargets(Wrap(R"({"_type":"targets","spec_version":"1.0.31","version":0,"expires":"2030-01-01T00:00:00Z","targets":{}})"), "t").status(),
-                "outside 1..");
-  ExpectInvalid(ParseTargets(Wrap(R"({"_type":"targets","spec_version":"1.0.31","version":"1","expires":"2030-01-01T00:00:00Z","targets":{}})"), "t").status(),
-                "not a non-negative integer");
-  ExpectInvalid(ParseTargets(Wrap(R"({"_type":"targets","spec_version":"1.0.31","version":1.0,"expires":"2030-01-01T00:00:00Z","targets":{}})"), "t").status(),
-                "floating-point");
-  ExpectInvalid(ParseTargets(Wrap(R"({"_type":"targets","spec_version":"1.0.31","version":1,"expires":"2030-01-01","targets":{}})"), "t").status(),
-                "signed.expires");
-  ExpectInvalid(ParseTargets(Wrap(R"({"_type":"targets","spec_version":"2.0.0","version":1,"expires":"2030-01-01T00:00:00Z","targets":{}})"), "t").status(),
-                "spec_version '2.0.0' is not supported");
+  ExpectInvalid(
+      ParseTargets(
+          Wrap(
+              R"({"_type":"targets","spec_version":"1.0.31","expires":"2030-01-01T00:00:00Z","targets":{}})"),
+          "t")
+          .status(),
+      "missing field 'version'");
+  ExpectInvalid(
+      ParseTargets(
+          Wrap(
+              R"({"_type":"targets","spec_version":"1.0.31","version":0,"expires":"2030-01-01T00:00:00Z","targets":{}})"),
+          "t")
+          .status(),
+      "outside 1..");
+  ExpectInvalid(
+      ParseTargets(
+          Wrap(
+              R"({"_type":"targets","spec_version":"1.0.31","version":"1","expires":"2030-01-01T00:00:00Z","targets":{}})"),
+          "t")
+          .status(),
+      "not a non-negative integer");
+  ExpectInvalid(
+      ParseTargets(
+          Wrap(
+              R"({"_type":"targets","spec_version":"1.0.31","version":1.0,"expires":"2030-01-01T00:00:00Z","targets":{}})"),
+          "t")
+          .status(),
+      "floating-point");
+  ExpectInvalid(
+      ParseTargets(
+          Wrap(
+              R"({"_type":"targets","spec_version":"1.0.31","version":1,"expires":"2030-01-01","targets":{}})"),
+          "t")
+          .status(),
+      "signed.expires");
+  ExpectInvalid(
+      ParseTargets(
+          Wrap(
+              R"({"_type":"targets","spec_version":"2.0.0","version":1,"expires":"2030-01-01T00:00:00Z","targets":{}})"),
+          "t")
+          .status(),
+      "spec_version '2.0.0' is not supported");
   ExpectInvalid(ParseTargets(Wrap(std::string("{") + kTargetsHead + "}"), "t").status(),
                 "missing field 'targets'");
 
@@ -156,15 +188,23 @@ TEST(MetadataTest, TargetsParsingIsStrict) {
       ParseTargets(TargetsWith(TargetEntry(R"({"length":3,"hashes":{"sha512":"aa"}})")), "t")
           .status(),
       "no sha256");
-  ExpectInvalid(ParseTargets(TargetsWith(TargetEntry(
-                                 R"({"length":3,"hashes":{"sha256":"ABCDEF"}})")),
-                             "t")
-                    .status(),
-                "64 lowercase hex");
-  ExpectInvalid(ParseTargets(TargetsWith(TargetEntry(std::string(R"({"length":-3,"hashes":{"sha256":")") + kHash + "\"}}")), "t").status(),
-                "negative");
-  ExpectInvalid(ParseTargets(TargetsWith(TargetEntry(std::string(R"({"length":3,"custom":[],"hashes":{"sha256":")") + kHash + "\"}}")), "t").status(),
-                "'custom' is not an object");
+  ExpectInvalid(
+      ParseTargets(TargetsWith(TargetEntry(R"({"length":3,"hashes":{"sha256":"ABCDEF"}})")), "t")
+          .status(),
+      "64 lowercase hex");
+  ExpectInvalid(
+      ParseTargets(TargetsWith(TargetEntry(std::string(R"({"length":-3,"hashes":{"sha256":")") +
+                                           kHash + "\"}}")),
+                   "t")
+          .status(),
+      "negative");
+  ExpectInvalid(
+      ParseTargets(
+          TargetsWith(TargetEntry(std::string(R"({"length":3,"custom":[],"hashes":{"sha256":")") +
+                                  kHash + "\"}}")),
+          "t")
+          .status(),
+      "'custom' is not an object");
   ExpectInvalid(ParseTargets(TargetsWith(std::string(R"({"../x":)") + good + "}"), "t").status(),
                 "'..' component");
   ExpectInvalid(ParseTargets(TargetsWith(std::string(R"({"/abs":)") + good + "}"), "t").status(),
@@ -182,11 +222,11 @@ TEST(MetadataTest, TargetsParsingIsStrict) {
 TEST(MetadataTest, SnapshotAndTimestampParsingIsStrict) {
   const std::string head =
       R"("spec_version":"1.0.31","version":1,"expires":"2030-01-01T00:00:00Z")";
-  ExpectInvalid(ParseSnapshot(Wrap("{\"_type\":\"snapshot\"," + head +
-                                   R"(,"meta":{"other.json":{"version":1}}})"),
-                              "s")
-                    .status(),
-                "does not list targets.json");
+  ExpectInvalid(
+      ParseSnapshot(
+          Wrap("{\"_type\":\"snapshot\"," + head + R"(,"meta":{"other.json":{"version":1}}})"), "s")
+          .status(),
+      "does not list targets.json");
   ExpectInvalid(ParseSnapshot(Wrap("{\"_type\":\"snapshot\"," + head +
                                    R"(,"meta":{"targets.json":{"version":0}}})"),
                               "s")
@@ -197,11 +237,12 @@ TEST(MetadataTest, SnapshotAndTimestampParsingIsStrict) {
                               "s")
                     .status(),
                 "'length' is 0");
-  ExpectInvalid(ParseTimestamp(Wrap("{\"_type\":\"timestamp\"," + head +
-                                    R"(,"meta":{"snapshot.json":{"version":1},"x.json":{"version":1}}})"),
-                               "ts")
-                    .status(),
-                "exactly one file, snapshot.json");
+  ExpectInvalid(
+      ParseTimestamp(Wrap("{\"_type\":\"timestamp\"," + head +
+                          R"(,"meta":{"snapshot.json":{"version":1},"x.json":{"version":1}}})"),
+                     "ts")
+          .status(),
+      "exactly one file, snapshot.json");
   ExpectInvalid(ParseTimestamp(Wrap("{\"_type\":\"timestamp\"," + head +
                                     R"(,"meta":{"targets.json":{"version":1}}})"),
                                "ts")
@@ -279,10 +320,10 @@ TEST(MetadataTest, EnvelopeParsingIsStrict) {
   ExpectInvalid(ParseTimestamp(R"({"signatures":[]})", "ts").status(), "missing field 'signed'");
   ExpectInvalid(ParseTimestamp("{\"signatures\":{},\"signed\":" + canonical + "}", "ts").status(),
                 "'signatures' is not an array");
-  ExpectInvalid(ParseTimestamp(EncodeEnvelope(canonical, {{key.keyid(), sig}, {key.keyid(), sig}}),
-                               "ts")
-                    .status(),
-                "a second signature by key");
+  ExpectInvalid(
+      ParseTimestamp(EncodeEnvelope(canonical, {{key.keyid(), sig}, {key.keyid(), sig}}), "ts")
+          .status(),
+      "a second signature by key");
   ExpectInvalid(ParseTimestamp(EncodeEnvelope(canonical, {{key.keyid(), "xyz"}}), "ts").status(),
                 "sig is not lowercase hex");
   ExpectInvalid(ParseTimestamp(EncodeEnvelope(canonical, {{"KEY", sig}}), "ts").status(),
@@ -358,8 +399,8 @@ TEST(MetadataTest, ThresholdCountsDistinctValidAuthorizedKeys) {
   twin.keys.emplace(alias, keys[1].public_key());
   twin.roles[Role::kTargets] = RoleKeys{{keys[1].keyid(), alias}, 2};
   Signature aliased{alias, *keys[1].Sign(msg)};
-  EXPECT_TRUE(VerifyThreshold(twin, Role::kTargets, msg, {sig(keys[1]), aliased}, "t")
-                  .IsCorruption());
+  EXPECT_TRUE(
+      VerifyThreshold(twin, Role::kTargets, msg, {sig(keys[1]), aliased}, "t").IsCorruption());
 }
 
 TEST(MetadataTest, EncodeRefusesUnpublishableContent) {

@@ -63,13 +63,12 @@ Result<RootChain> LoadRootChain(core::Env* env, const std::string& metadata_dir)
       return next_bytes.status();
     }
     DEPOT_ASSIGN_OR_RETURN(Signed<RootMetadata> next, ParseRoot(*next_bytes, path));
-    DEPOT_RETURN_IF_ERROR(VerifyThreshold(chain.root.body, Role::kRoot, next.canonical,
-                                          next.signatures, path));
+    DEPOT_RETURN_IF_ERROR(
+        VerifyThreshold(chain.root.body, Role::kRoot, next.canonical, next.signatures, path));
     DEPOT_RETURN_IF_ERROR(
         VerifyThreshold(next.body, Role::kRoot, next.canonical, next.signatures, path));
     if (next.body.version != next_version) {
-      return Status::Corruption(path + ": holds root version " +
-                                std::to_string(next.body.version));
+      return Status::Corruption(path + ": holds root version " + std::to_string(next.body.version));
     }
     chain.previous = std::move(chain.root.body);
     chain.root = std::move(next);
@@ -83,8 +82,10 @@ Result<RootChain> LoadRootChain(core::Env* env, const std::string& metadata_dir)
     auto prev_bytes = env->ReadFile(path, kMaxRootBytes);
     if (prev_bytes.ok()) {
       auto prev = ParseRoot(*prev_bytes, path);
-      // Only a predecessor whose root keys signed the current root is trusted.
+      // Only a real predecessor is trusted: signed by its own root keys (which a forger
+      // cannot do with keys that also signed the current root) and linked to it.
       if (prev.ok() && prev->body.version == prev_version &&
+          VerifyThreshold(prev->body, Role::kRoot, prev->canonical, prev->signatures, path).ok() &&
           VerifyThreshold(prev->body, Role::kRoot, chain.root.canonical, chain.root.signatures,
                           path)
               .ok()) {
@@ -121,8 +122,7 @@ MetaFile DescribeFile(std::int64_t version, const std::string& bytes) {
 // publish a file its own clients would refuse.
 template <typename T>
 Status SelfCheck(const std::string& bytes, std::string_view canonical, const RootMetadata& root,
-                 Role role,
-                 Result<Signed<T>> (*parse)(std::string_view, std::string_view)) {
+                 Role role, Result<Signed<T>> (*parse)(std::string_view, std::string_view)) {
   const std::string what = "newly signed " + RoleFileName(role);
   DEPOT_ASSIGN_OR_RETURN(Signed<T> parsed, parse(bytes, what));
   if (parsed.canonical != canonical) {
@@ -162,8 +162,9 @@ Result<std::string> SignChecked(const T& body, const RootMetadata& root, Role ro
 Status ValidateExpiry(const Expiry& e) {
   if (e.root <= core::Duration::zero() || e.targets <= core::Duration::zero() ||
       e.snapshot <= core::Duration::zero() || e.timestamp <= core::Duration::zero()) {
-    return Status::InvalidArgument("every expiry period (root, targets, snapshot, timestamp) "
-                                   "must be positive");
+    return Status::InvalidArgument(
+        "every expiry period (root, targets, snapshot, timestamp) "
+        "must be positive");
   }
   return Status::Ok();
 }
@@ -261,25 +262,25 @@ Status RepositoryWriter::Init(core::Env* env, core::Clock* clock, const std::str
   TargetsMetadata targets;
   targets.version = 1;
   targets.expires = at(expiry.targets);
-  DEPOT_ASSIGN_OR_RETURN(std::string targets_bytes,
-                         SignChecked(targets, root, Role::kTargets, keys.at(Role::kTargets),
-                                     &ParseTargets));
+  DEPOT_ASSIGN_OR_RETURN(
+      std::string targets_bytes,
+      SignChecked(targets, root, Role::kTargets, keys.at(Role::kTargets), &ParseTargets));
   SnapshotMetadata snapshot;
   snapshot.version = 1;
   snapshot.expires = at(expiry.snapshot);
   snapshot.meta[RoleFileName(Role::kTargets)] = DescribeFile(1, targets_bytes);
-  DEPOT_ASSIGN_OR_RETURN(std::string snapshot_bytes,
-                         SignChecked(snapshot, root, Role::kSnapshot, keys.at(Role::kSnapshot),
-                                     &ParseSnapshot));
+  DEPOT_ASSIGN_OR_RETURN(
+      std::string snapshot_bytes,
+      SignChecked(snapshot, root, Role::kSnapshot, keys.at(Role::kSnapshot), &ParseSnapshot));
   TimestampMetadata timestamp;
   timestamp.version = 1;
   timestamp.expires = at(expiry.timestamp);
   timestamp.snapshot = DescribeFile(1, snapshot_bytes);
-  DEPOT_ASSIGN_OR_RETURN(std::string timestamp_bytes,
-                         SignChecked(timestamp, root, Role::kTimestamp,
-                                     keys.at(Role::kTimestamp), &ParseTimestamp));
-  DEPOT_ASSIGN_OR_RETURN(std::string root_bytes, SignChecked(root, root, Role::kRoot,
-                                                             keys.at(Role::kRoot), &ParseRoot));
+  DEPOT_ASSIGN_OR_RETURN(
+      std::string timestamp_bytes,
+      SignChecked(timestamp, root, Role::kTimestamp, keys.at(Role::kTimestamp), &ParseTimestamp));
+  DEPOT_ASSIGN_OR_RETURN(std::string root_bytes,
+                         SignChecked(root, root, Role::kRoot, keys.at(Role::kRoot), &ParseRoot));
 
   // Keys first: metadata naming keys that were never saved would be unusable.
   for (auto& [role, key] : keys) DEPOT_RETURN_IF_ERROR(key.Save(env, KeyFilePath(keys_dir, role)));
@@ -326,11 +327,11 @@ Status RepositoryWriter::Load() {
   DEPOT_ASSIGN_OR_RETURN(Signed<TimestampMetadata> ts, ParseTimestamp(ts_bytes, ts_path));
   DEPOT_RETURN_IF_ERROR(verify(Role::kTimestamp, ts.canonical, ts.signatures, ts_path));
 
-  const std::string snap_path = core::JoinPath(
-      metadata_dir_, VersionedFileName(Role::kSnapshot, ts.body.snapshot.version));
-  DEPOT_ASSIGN_OR_RETURN(std::string snap_bytes,
-                         ReadReferenced(env_, snap_path, ts.body.snapshot, kMaxSnapshotBytes,
-                                        "timestamp.json"));
+  const std::string snap_path =
+      core::JoinPath(metadata_dir_, VersionedFileName(Role::kSnapshot, ts.body.snapshot.version));
+  DEPOT_ASSIGN_OR_RETURN(
+      std::string snap_bytes,
+      ReadReferenced(env_, snap_path, ts.body.snapshot, kMaxSnapshotBytes, "timestamp.json"));
   DEPOT_ASSIGN_OR_RETURN(Signed<SnapshotMetadata> snap, ParseSnapshot(snap_bytes, snap_path));
   DEPOT_RETURN_IF_ERROR(verify(Role::kSnapshot, snap.canonical, snap.signatures, snap_path));
   if (snap.body.version != ts.body.snapshot.version) {
@@ -341,9 +342,8 @@ Status RepositoryWriter::Load() {
   const MetaFile& targets_meta = snap.body.meta.at(RoleFileName(Role::kTargets));
   const std::string targets_path =
       core::JoinPath(metadata_dir_, VersionedFileName(Role::kTargets, targets_meta.version));
-  DEPOT_ASSIGN_OR_RETURN(std::string targets_bytes,
-                         ReadReferenced(env_, targets_path, targets_meta, kMaxTargetsBytes,
-                                        snap_path));
+  DEPOT_ASSIGN_OR_RETURN(std::string targets_bytes, ReadReferenced(env_, targets_path, targets_meta,
+                                                                   kMaxTargetsBytes, snap_path));
   DEPOT_ASSIGN_OR_RETURN(Signed<TargetsMetadata> targets,
                          ParseTargets(targets_bytes, targets_path));
   DEPOT_RETURN_IF_ERROR(
@@ -383,14 +383,15 @@ Result<PrivateKey> RepositoryWriter::LoadRoleKey(Role role) {
 
   if (!key.ok()) {
     if (role == Role::kRoot) {
-      return Status::NotFound(path + ": not found; the root key is kept offline -- put root.pem "
-                              "back into " + keys_dir_ +
-                              " for this root operation, then move it away again");
+      return Status::NotFound(path +
+                              ": not found; the root key is kept offline -- put root.pem "
+                              "back into " +
+                              keys_dir_ + " for this root operation, then move it away again");
     }
     return Status::NotFound(path + ": not found; the " + std::string(RoleName(role)) +
                             " key is missing -- restore it from backup, or replace it with "
-                            "'depot repo rotate-keys " + std::string(RoleName(role)) +
-                            "' (needs the root key)");
+                            "'depot repo rotate-keys " +
+                            std::string(RoleName(role)) + "' (needs the root key)");
   }
   DEPOT_RETURN_IF_ERROR(CheckSigner(root_, role, *key, path));
   return std::move(key).value();  // not reached: CheckSigner fails for an untrusted key
@@ -414,8 +415,7 @@ Status RepositoryWriter::BuildChain(const RootMetadata& root,
   for (Role role : {Role::kTargets, Role::kSnapshot, Role::kTimestamp}) {
     auto it = signers.find(role);
     if (it != signers.end()) {
-      DEPOT_RETURN_IF_ERROR(CheckSigner(root, role, *it->second,
-                                        KeyFilePath(keys_dir_, role)));
+      DEPOT_RETURN_IF_ERROR(CheckSigner(root, role, *it->second, KeyFilePath(keys_dir_, role)));
     }
   }
   MetaFile targets_meta = snapshot_.meta.at(RoleFileName(Role::kTargets));
@@ -433,13 +433,12 @@ Status RepositoryWriter::BuildChain(const RootMetadata& root,
   }
 
   SnapshotMetadata snapshot = snapshot_;
-  DEPOT_ASSIGN_OR_RETURN(snapshot.version,
-                         NextFreeVersion(Role::kSnapshot, snapshot_.version + 1));
+  DEPOT_ASSIGN_OR_RETURN(snapshot.version, NextFreeVersion(Role::kSnapshot, snapshot_.version + 1));
   snapshot.expires = ExpiresAt(expiry_.snapshot);
   snapshot.meta[RoleFileName(Role::kTargets)] = targets_meta;
-  DEPOT_ASSIGN_OR_RETURN(std::string snapshot_bytes,
-                         SignChecked(snapshot, root, Role::kSnapshot,
-                                     *signers.at(Role::kSnapshot), &ParseSnapshot));
+  DEPOT_ASSIGN_OR_RETURN(
+      std::string snapshot_bytes,
+      SignChecked(snapshot, root, Role::kSnapshot, *signers.at(Role::kSnapshot), &ParseSnapshot));
 
   TimestampMetadata timestamp;
   timestamp.version = timestamp_.version + 1;
@@ -452,8 +451,8 @@ Status RepositoryWriter::BuildChain(const RootMetadata& root,
   pending->snapshot_file = Pending::File{VersionedFileName(Role::kSnapshot, snapshot.version),
                                          std::move(snapshot_bytes)};
   pending->snapshot = std::move(snapshot);
-  pending->timestamp_file = Pending::File{RoleFileName(Role::kTimestamp),
-                                          std::move(timestamp_bytes)};
+  pending->timestamp_file =
+      Pending::File{RoleFileName(Role::kTimestamp), std::move(timestamp_bytes)};
   pending->timestamp = std::move(timestamp);
   return Status::Ok();
 }
@@ -578,7 +577,8 @@ Status RepositoryWriter::RotateKeys(const std::vector<std::string>& roles) {
     DEPOT_ASSIGN_OR_RETURN(PrivateKey key, PrivateKey::Generate());
     Status s = key.Save(env_, KeyFilePath(keys_dir_, role) + ".new");
     if (!s.ok()) {
-      for (const auto& [r, k] : fresh) env_->Remove(KeyFilePath(keys_dir_, r) + ".new").IgnoreError();
+      for (const auto& [r, k] : fresh)
+        env_->Remove(KeyFilePath(keys_dir_, r) + ".new").IgnoreError();
       return s;
     }
     fresh.emplace(role, std::move(key));

@@ -22,6 +22,12 @@
 // (root,) then timestamp. A crash leaves at most unreferenced new files behind; their
 // version numbers are skipped, never reused, so a published file never changes.
 //
+// Trust: the writer treats its metadata directory like its keys directory -- storage
+// only the repository's operator can write. It re-checks every signature when it
+// opens a repository (catching corruption and naive tampering), but a party able to
+// rewrite the whole root chain there could get its content re-signed; clients would
+// still refuse any root not chained from the root they pinned.
+//
 // Thread safety: a RepositoryWriter is used by one thread at a time, and there must
 // be one writer per repository (the caller holds the lock, e.g. the site's catalog
 // transaction). The static functions may be called from any thread.

@@ -10,12 +10,13 @@ namespace depot::tuf {
 namespace {
 
 using testing::RepoTest;
+using testing::T0;
 
 class RepositoryTest : public RepoTest {};
 
 TEST_F(RepositoryTest, InitCreatesLayoutKeysAndVersionOne) {
-  for (const char* name : {"1.root.json", "root.json", "1.targets.json", "1.snapshot.json",
-                           "timestamp.json"}) {
+  for (const char* name :
+       {"1.root.json", "root.json", "1.targets.json", "1.snapshot.json", "timestamp.json"}) {
     const std::string bytes = ReadMeta(name);
     EXPECT_TRUE(ValidateCanonicalJson(bytes, name).ok()) << name;
   }
@@ -72,8 +73,7 @@ TEST_F(RepositoryTest, PublishWritesNewVersionsAndKeepsOldOnes) {
   // Snapshot and timestamp bind the files by version, length and hash.
   const auto snap = CurrentSnapshot();
   const std::string t2 = ReadMeta("2.targets.json");
-  EXPECT_EQ(snap.body.meta.at("targets.json"),
-            (MetaFile{2, t2.size(), core::Sha256::HashHex(t2)}));
+  EXPECT_EQ(snap.body.meta.at("targets.json"), (MetaFile{2, t2.size(), core::Sha256::HashHex(t2)}));
   const std::string s2 = ReadMeta("2.snapshot.json");
   EXPECT_EQ(CurrentTimestamp().body.snapshot, (MetaFile{2, s2.size(), core::Sha256::HashHex(s2)}));
 
@@ -166,8 +166,8 @@ TEST_F(RepositoryTest, RefreshResignsSnapshotTimestampAndTargetsWhenDue) {
   ASSERT_OK(writer->Refresh());
   EXPECT_EQ(writer->targets_version(), targets_version + 1);
   EXPECT_EQ(CurrentTargets().body.targets, writer->targets());
-  EXPECT_EQ(writer->targets_expires(), std::chrono::floor<std::chrono::seconds>(
-                                           clock.Now() + expiry.targets));
+  EXPECT_EQ(writer->targets_expires(),
+            std::chrono::floor<std::chrono::seconds>(clock.Now() + expiry.targets));
 }
 
 TEST_F(RepositoryTest, RefreshResignsRootWhenDueAndKeyPresent) {
@@ -222,21 +222,27 @@ TEST_F(RepositoryTest, FailedWriteLeavesStateAndNeverReusesVersions) {
   auto w = RepositoryWriter::Open(&faulty, &clock, keys_dir, metadata_dir, expiry);
   ASSERT_TRUE(w.ok());
   TargetInfo a = WriteTarget("a", "a");
-  // Let the targets file land, then fail the snapshot write.
-  faulty.write_budget = static_cast<std::int64_t>(500);
+  faulty.write_budget = 0;  // the disk is full
   core::Status s = w->Publish({a}, {});
-  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(s.IsIOError()) << s.ToString();
   EXPECT_TRUE(w->targets().empty());
   EXPECT_EQ(w->targets_version(), 1);
   EXPECT_EQ(CurrentTargets().body.version, 1);  // clients still see version 1
-  const bool leftover = *env->Exists(MetaPath("2.targets.json"));
-  const std::string leftover_bytes = leftover ? ReadMeta("2.targets.json") : "";
-
   faulty.write_budget = -1;
+
+  // Leftovers of a write that failed half-way (or crashed) are never overwritten:
+  // their version numbers are skipped.
+  WriteMeta("2.targets.json", "leftover targets");
+  WriteMeta("2.snapshot.json", "leftover snapshot");
   ASSERT_OK(w->Publish({a}, {}));
-  EXPECT_EQ(w->targets_version(), leftover ? 3 : 2);
-  if (leftover) EXPECT_EQ(ReadMeta("2.targets.json"), leftover_bytes);  // not rewritten
+  EXPECT_EQ(w->targets_version(), 3);
+  EXPECT_EQ(w->snapshot_version(), 3);
+  EXPECT_EQ(ReadMeta("2.targets.json"), "leftover targets");
+  EXPECT_EQ(ReadMeta("2.snapshot.json"), "leftover snapshot");
   EXPECT_EQ(CurrentTargets().body.targets.count("a"), 1u);
+  auto reopened = RepositoryWriter::Open(env, &clock, keys_dir, metadata_dir, expiry);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_EQ(reopened->targets_version(), 3);
 }
 
 TEST_F(RepositoryTest, RotateKeysPublishesLinkedRoot) {

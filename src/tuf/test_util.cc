@@ -21,8 +21,7 @@ Result<std::string> FaultySource::Fetch(const std::string& path, std::uint64_t m
     if (!o->second.ignore_cap && o->second.bytes.size() > max_bytes) {
       CountBytes(max_bytes + 1);
       return Status::Corruption(path + ": " + std::to_string(o->second.bytes.size()) +
-                                " bytes, more than the " + std::to_string(max_bytes) +
-                                " expected");
+                                " bytes, more than the " + std::to_string(max_bytes) + " expected");
     }
     CountBytes(o->second.bytes.size());
     return o->second.bytes;

@@ -30,7 +30,9 @@ class FaultySource final : public core::RepoSource {
   core::Result<std::string> Fetch(const std::string& path, std::uint64_t max_bytes) override;
 
   // Serves `bytes` for `path`, honouring the cap like a real transport.
-  void Serve(const std::string& path, std::string bytes) { overrides_[path] = {std::move(bytes), false}; }
+  void Serve(const std::string& path, std::string bytes) {
+    overrides_[path] = {std::move(bytes), false};
+  }
   // Serves `bytes` for `path` even when longer than the cap (a broken transport).
   void ServeIgnoringCap(const std::string& path, std::string bytes) {
     overrides_[path] = {std::move(bytes), true};
@@ -39,7 +41,9 @@ class FaultySource final : public core::RepoSource {
   // and fails with Corruption, as core::RepoSource requires.
   void Endless(const std::string& path) { endless_.insert(path); }
   // Answers `path` with this error.
-  void Fail(const std::string& path, core::Status s) { failures_.insert_or_assign(path, std::move(s)); }
+  void Fail(const std::string& path, core::Status s) {
+    failures_.insert_or_assign(path, std::move(s));
+  }
   void Reset() {
     overrides_.clear();
     endless_.clear();
@@ -107,9 +111,10 @@ class RepoTest : public ::testing::Test {
     return *bytes;
   }
 
-  // Publishes a hand-made chain: writes `targets_bytes` as N.targets.json, then a snapshot naming it and a timestamp naming that, both signed with
-  // the repository's keys (or the given ones) and fresh expiry. Returns the bytes of
-  // timestamp.json. `describe` adds length and hashes to the meta entries.
+  // Publishes a hand-made chain: writes `targets_bytes` as N.targets.json, then a snapshot naming
+  // it and a timestamp naming that, both signed with the repository's keys (or the given ones) and
+  // fresh expiry. Returns the bytes of timestamp.json. `describe` adds length and hashes to the
+  // meta entries.
   std::string PublishCraftedTargets(std::int64_t version, const std::string& targets_bytes,
                                     bool describe = true);
   std::string PublishCraftedSnapshot(const SnapshotMetadata& snapshot, bool describe = true,
@@ -128,15 +133,15 @@ class RepoTest : public ::testing::Test {
 };
 
 // Shortcuts for assertions on Status/Result.
-#define ASSERT_OK(expr)                                         \
-  do {                                                          \
-    const ::depot::core::Status assert_ok_s_ = (expr);          \
-    ASSERT_TRUE(assert_ok_s_.ok()) << assert_ok_s_.ToString();  \
+#define ASSERT_OK(expr)                                        \
+  do {                                                         \
+    const ::depot::core::Status assert_ok_s_ = (expr);         \
+    ASSERT_TRUE(assert_ok_s_.ok()) << assert_ok_s_.ToString(); \
   } while (0)
-#define EXPECT_OK(expr)                                         \
-  do {                                                          \
-    const ::depot::core::Status expect_ok_s_ = (expr);          \
-    EXPECT_TRUE(expect_ok_s_.ok()) << expect_ok_s_.ToString();  \
+#define EXPECT_OK(expr)                                        \
+  do {                                                         \
+    const ::depot::core::Status expect_ok_s_ = (expr);         \
+    EXPECT_TRUE(expect_ok_s_.ok()) << expect_ok_s_.ToString(); \
   } while (0)
 
 }  // namespace depot::tuf::testing

@@ -1,0 +1,683 @@
+// The TUF client against a real repository written by RepositoryWriter, and against
+// every attack the specification defends from. Each attack test also shows the
+// honest path succeeding where that is not already obvious, so the test can fail.
+#include "tuf/client.h"
+
+#include <gtest/gtest.h>
+
+#include "core/sha256.h"
+#include "tuf/test_util.h"
+
+namespace depot::tuf {
+namespace {
+
+using testing::RepoTest;
+
+class ClientTest : public RepoTest {
+ protected:
+  static void ExpectError(const core::Status& s, bool (core::Status::*pred)() const,
+                          const std::string& needle) {
+    EXPECT_TRUE((s.*pred)()) << s.ToString();
+    EXPECT_NE(s.message().find(needle), std::string::npos)
+        << "expected '" << needle << "' in: " << s.message();
+  }
+  std::string SnapshotName() const {
+    return VersionedFileName(Role::kSnapshot, CurrentTimestamp().body.snapshot.version);
+  }
+  std::string TargetsName() const {
+    return VersionedFileName(Role::kTargets,
+                             CurrentSnapshot().body.meta.at("targets.json").version);
+  }
+};
+
+// ----------------------------------------------------------------------------------
+// The honest path.
+
+TEST_F(ClientTest, RefreshAndFetchTargets) {
+  const TargetInfo a = PublishTarget("pkg/a.json", "alpha", R"({"version": 3, "name": "a"})");
+  const std::string b_bytes = depot::testing::RandomData(100000, 7);
+  const TargetInfo b = PublishTarget("pkg/sub/b.bin", b_bytes);
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  EXPECT_EQ(client->root_version(), 1);
+  EXPECT_EQ(client->timestamp_version(), 3);
+  EXPECT_EQ(client->snapshot_version(), 3);
+  EXPECT_EQ(client->targets_version(), 3);
+
+  auto got = client->GetTarget("pkg/a.json");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->sha256, a.sha256);
+  EXPECT_EQ(got->length, 5u);
+  EXPECT_EQ(got->custom_json, R"({"name":"a","version":3})");
+  EXPECT_TRUE(client->GetTarget("pkg/nope.json").status().IsNotFound());
+  const auto all = client->Targets();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].path, "pkg/a.json");
+  EXPECT_EQ(all[1].path, "pkg/sub/b.bin");
+
+  auto fetched = client->FetchTarget(*got);
+  ASSERT_TRUE(fetched.ok()) << fetched.status().ToString();
+  EXPECT_EQ(*fetched, "alpha");
+  auto fetched_b = client->FetchTarget(*client->GetTarget("pkg/sub/b.bin"));
+  ASSERT_TRUE(fetched_b.ok());
+  EXPECT_EQ(*fetched_b, b_bytes);
+
+  // Every download was capped as the specification says.
+  EXPECT_EQ(source->CapFor("metadata/2.root.json"), kMaxRootBytes);
+  EXPECT_EQ(source->CapFor("metadata/timestamp.json"), kMaxTimestampBytes);
+  EXPECT_EQ(source->CapFor("metadata/3.snapshot.json"), CurrentTimestamp().body.snapshot.length);
+  EXPECT_EQ(source->CapFor("metadata/3.targets.json"),
+            CurrentSnapshot().body.meta.at("targets.json").length);
+  EXPECT_EQ(source->CapFor("targets/pkg/sub/" + b.sha256 + ".b.bin"), b.length);
+
+  // Trusted metadata was persisted byte for byte.
+  EXPECT_EQ(ReadTrusted("root.json"), ReadMeta("1.root.json"));
+  EXPECT_EQ(ReadTrusted("timestamp.json"), ReadMeta("timestamp.json"));
+  EXPECT_EQ(ReadTrusted("snapshot.json"), ReadMeta("3.snapshot.json"));
+  EXPECT_EQ(ReadTrusted("targets.json"), ReadMeta("3.targets.json"));
+}
+
+TEST_F(ClientTest, NothingIsTrustedWithoutASuccessfulRefresh) {
+  PublishTarget("a", "a");
+  auto client = NewClient();
+  ExpectError(client->GetTarget("a").status(), &core::Status::IsInvalidArgument, "Refresh()");
+  EXPECT_TRUE(client->Targets().empty());
+  ASSERT_OK(client->Refresh());
+  EXPECT_TRUE(client->GetTarget("a").ok());
+  // A failed refresh (the source is down) withdraws trust; the source's code passes through.
+  source->Fail("metadata/2.root.json", core::Status::Unavailable("dp1: connection refused"));
+  core::Status s = client->Refresh();
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  EXPECT_TRUE(client->GetTarget("a").status().IsInvalidArgument());
+  EXPECT_TRUE(client->Targets().empty());
+
+  Client uninitialized(env, &clock, source.get(), "");
+  EXPECT_TRUE(uninitialized.Refresh().IsInvalidArgument());
+}
+
+TEST_F(ClientTest, SecondRunUsesPersistedMetadata) {
+  PublishTarget("a", "a");
+  ASSERT_OK(NewClient()->Refresh());
+
+  // A new process: no bootstrap needed, the stored root is used.
+  Client second(env, &clock, source.get(), trusted_dir);
+  ASSERT_OK(second.Initialize(""));
+  EXPECT_EQ(second.timestamp_version(), 2);  // trusted state loaded for rollback checks
+  source->requests.clear();
+  ASSERT_OK(second.Refresh());
+  EXPECT_TRUE(second.GetTarget("a").ok());
+  // Unchanged snapshot and targets are not downloaded again.
+  EXPECT_FALSE(source->Requested("metadata/2.snapshot.json"));
+  EXPECT_FALSE(source->Requested("metadata/2.targets.json"));
+
+  PublishTarget("b", "b");
+  ASSERT_OK(second.Refresh());
+  EXPECT_TRUE(second.GetTarget("b").ok());
+  EXPECT_EQ(second.targets_version(), 3);
+
+  // Without a stored root, a bootstrap root is required.
+  Client fresh(env, &clock, source.get(), tmp.Sub("empty-trust"));
+  ExpectError(fresh.Initialize(""), &core::Status::IsInvalidArgument, "no trusted root");
+  Client memory_only(env, &clock, source.get(), "");
+  ASSERT_OK(memory_only.Initialize(ReadMeta("root.json")));
+  ASSERT_OK(memory_only.Refresh());
+  EXPECT_TRUE(memory_only.GetTarget("b").ok());
+}
+
+TEST_F(ClientTest, TamperedTrustedRootIsRefusedWithAFix) {
+  ASSERT_OK(NewClient()->Refresh());
+  std::string root = ReadTrusted("root.json");
+  root.replace(root.find("\"version\":1"), 11, "\"version\":9");
+  ASSERT_OK(env->WriteFileAtomic(core::JoinPath(trusted_dir, "root.json"), root));
+  Client client(env, &clock, source.get(), trusted_dir);
+  core::Status s = client.Initialize(ReadMeta("1.root.json"));
+  ExpectError(s, &core::Status::IsCorruption, "to start over from the pinned bootstrap root");
+}
+
+// ----------------------------------------------------------------------------------
+// Rollback attacks: an older, validly signed file after the client saw a newer one.
+
+TEST_F(ClientTest, RollbackOfTimestampIsRefused) {
+  PublishTarget("a", "a");
+  const std::string old_timestamp = ReadMeta("timestamp.json");  // version 2
+  PublishTarget("b", "b");                                       // version 3
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  const std::string trusted = ReadTrusted("timestamp.json");
+
+  source->Serve("metadata/timestamp.json", old_timestamp);
+  ExpectError(client->Refresh(), &core::Status::IsCorruption,
+              "timestamp.json: version 2 is older than the trusted version 3");
+  EXPECT_EQ(ReadTrusted("timestamp.json"), trusted);
+  EXPECT_EQ(client->timestamp_version(), 3);
+  // Also across restarts: the persisted timestamp is the reference.
+  auto restarted = NewClient();
+  ExpectError(restarted->Refresh(), &core::Status::IsCorruption,
+              "older than the trusted version 3");
+}
+
+TEST_F(ClientTest, RollbackOfSnapshotIsRefused) {
+  PublishTarget("a", "a");
+  const std::string old_snapshot = ReadMeta("2.snapshot.json");
+  PublishTarget("b", "b");  // snapshot 3
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  // A newer timestamp (the timestamp key is online, so assume it is compromised) that
+  // points back at snapshot 2.
+  TimestampMetadata ts = CurrentTimestamp().body;
+  ts.version += 1;
+  ts.snapshot = MetaFile{2, old_snapshot.size(), core::Sha256::HashHex(old_snapshot)};
+  PublishCraftedTimestamp(ts);
+  ExpectError(client->Refresh(), &core::Status::IsCorruption,
+              "names snapshot version 2, older than version 3");
+  EXPECT_EQ(client->snapshot_version(), 3);
+}
+
+TEST_F(ClientTest, RollbackOfTargetsIsRefused) {
+  PublishTarget("a", "a");
+  const std::string old_targets = ReadMeta("2.targets.json");
+  PublishTarget("b", "b");  // targets 3
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  // A new, validly signed snapshot that names targets 2 again.
+  SnapshotMetadata s = CurrentSnapshot().body;
+  s.version += 1;
+  s.meta["targets.json"] = MetaFile{2, old_targets.size(), core::Sha256::HashHex(old_targets)};
+  PublishCraftedSnapshot(s);
+  ExpectError(client->Refresh(), &core::Status::IsCorruption,
+              "names targets.json version 2, older than version 3 in the trusted snapshot");
+  EXPECT_EQ(client->targets_version(), 3);
+  // A snapshot that drops targets.json cannot be built (parser refuses it), so the
+  // other half of the check is covered by the parser tests.
+}
+
+TEST_F(ClientTest, RollbackOfRootIsRefused) {
+  ASSERT_OK(writer->RotateKeys({"targets"}));  // root 2, same root key
+  auto client = NewClient("<default>", ReadMeta("2.root.json"));
+  ASSERT_OK(client->Refresh());
+  // 1.root.json is validly signed by the (unchanged) root key; served as the next root.
+  source->Serve("metadata/3.root.json", ReadMeta("1.root.json"));
+  ExpectError(client->Refresh(), &core::Status::IsCorruption,
+              "3.root.json: holds root version 1, expected exactly 3");
+  EXPECT_EQ(client->root_version(), 2);
+  EXPECT_EQ(ReadTrusted("root.json"), ReadMeta("2.root.json"));
+}
+
+// ----------------------------------------------------------------------------------
+// Freeze attacks: valid but expired metadata.
+
+TEST_F(ClientTest, FreezeWithExpiredRootIsRefused) {
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  // The root key is offline, so the repository keeps its other roles fresh but root
+  // expires.
+  ASSERT_OK(env->Rename(KeyFilePath(keys_dir, Role::kRoot), tmp.Sub("offline.pem")));
+  clock.Advance(expiry.root + std::chrono::hours(1));
+  ASSERT_OK(writer->Refresh());
+  ExpectError(client->Refresh(), &core::Status::IsPermissionDenied,
+              "root.json (version 1): expired at 2027-01-01T00:00:00Z (now 2027-01-01T01:00:00Z)");
+  EXPECT_TRUE(client->GetTarget("x").status().IsInvalidArgument());
+  // Re-signing the root fixes it.
+  ASSERT_OK(env->Rename(tmp.Sub("offline.pem"), KeyFilePath(keys_dir, Role::kRoot)));
+  ASSERT_OK(writer->ResignRoot());
+  ASSERT_OK(client->Refresh());
+}
+
+TEST_F(ClientTest, FreezeWithExpiredTimestampIsRefused) {
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  clock.Advance(expiry.timestamp + std::chrono::seconds(1));
+  // The attacker keeps serving the last timestamp: same version as the trusted one.
+  ExpectError(client->Refresh(), &core::Status::IsPermissionDenied,
+              "timestamp.json (version 1): expired at 2026-01-08T00:00:00Z");
+  // A client seeing it for the first time refuses it too, and does not persist it.
+  auto fresh = NewClient(tmp.Sub("fresh"));
+  ExpectError(fresh->Refresh(), &core::Status::IsPermissionDenied, "possible freeze attack");
+  EXPECT_FALSE(*env->Exists(core::JoinPath(tmp.Sub("fresh"), "timestamp.json")));
+  ASSERT_OK(writer->Refresh());
+  ASSERT_OK(client->Refresh());
+}
+
+TEST_F(ClientTest, FreezeWithExpiredSnapshotIsRefused) {
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  clock.Advance(expiry.snapshot + std::chrono::hours(1));
+  // A fresh timestamp that still names the old, expired snapshot.
+  TimestampMetadata ts = CurrentTimestamp().body;
+  ts.version += 1;
+  ts.expires = clock.Now() + expiry.timestamp;
+  PublishCraftedTimestamp(ts);
+  ExpectError(client->Refresh(), &core::Status::IsPermissionDenied,
+              "1.snapshot.json (version 1): expired");
+  auto fresh = NewClient(tmp.Sub("fresh"));
+  ExpectError(fresh->Refresh(), &core::Status::IsPermissionDenied,
+              "1.snapshot.json (version 1): expired");
+  EXPECT_FALSE(*env->Exists(core::JoinPath(tmp.Sub("fresh"), "snapshot.json")));
+}
+
+TEST_F(ClientTest, FreezeWithExpiredTargetsIsRefused) {
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  clock.Advance(expiry.targets + std::chrono::hours(1));
+  // Re-signing root re-signs snapshot and timestamp but leaves targets as it was.
+  ASSERT_OK(writer->ResignRoot());
+  EXPECT_EQ(CurrentTargets().body.version, 1);
+  ExpectError(client->Refresh(), &core::Status::IsPermissionDenied,
+              "1.targets.json (version 1): expired");
+  auto fresh = NewClient(tmp.Sub("fresh"));
+  ExpectError(fresh->Refresh(), &core::Status::IsPermissionDenied,
+              "1.targets.json (version 1): expired");
+  EXPECT_FALSE(*env->Exists(core::JoinPath(tmp.Sub("fresh"), "targets.json")));
+  ASSERT_OK(writer->Refresh());  // targets overdue: re-signed
+  ASSERT_OK(client->Refresh());
+}
+
+// ----------------------------------------------------------------------------------
+// Mix-and-match: files that do not match what their referrer signed.
+
+TEST_F(ClientTest, SnapshotNotMatchingTimestampIsRefused) {
+  PublishTarget("a", "a");
+  // Validly signed by the snapshot key, right version, different content.
+  SnapshotMetadata s = CurrentSnapshot().body;
+  s.expires += std::chrono::hours(1);
+  PrivateKey key = LoadKey(Role::kSnapshot);
+  source->Serve("metadata/" + SnapshotName(), SignWith(s, {&key}));
+  ExpectError(NewClient()->Refresh(), &core::Status::IsCorruption, "2.snapshot.json: sha256 ");
+  EXPECT_NE(NewClient()->Refresh().message().find("does not match timestamp.json"),
+            std::string::npos);
+}
+
+TEST_F(ClientTest, TargetsNotMatchingSnapshotIsRefused) {
+  PublishTarget("a", "a");
+  // Validly signed by the targets key, right version and length, but "a" now points
+  // at other bytes.
+  TargetsMetadata t = CurrentTargets().body;
+  t.targets["a"].sha256 = core::Sha256::HashHex("b");
+  PrivateKey key = LoadKey(Role::kTargets);
+  const std::string forged = SignWith(t, {&key});
+  ASSERT_EQ(forged.size(), ReadMeta(TargetsName()).size());
+  source->Serve("metadata/" + TargetsName(), forged);
+  auto client = NewClient();
+  ExpectError(client->Refresh(), &core::Status::IsCorruption,
+              "2.targets.json: sha256 " + core::Sha256::HashHex(forged) +
+                  " does not match 2.snapshot.json");
+  EXPECT_TRUE(client->GetTarget("a").status().IsInvalidArgument());
+  // A longer forgery is cut off by the length snapshot signed.
+  t.targets["evil"] = TargetInfo{"evil", 4, core::Sha256::HashHex("evil"), ""};
+  source->Serve("metadata/" + TargetsName(), SignWith(t, {&key}));
+  EXPECT_TRUE(client->Refresh().IsCorruption());
+  EXPECT_EQ(source->CapFor("metadata/" + TargetsName()),
+            CurrentSnapshot().body.meta.at("targets.json").length);
+  source->Reset();
+  ASSERT_OK(client->Refresh());
+}
+
+TEST_F(ClientTest, WrongVersionUnderTheExpectedNameIsRefused) {
+  // Without hashes in the referring metadata, only the version binds the file.
+  PublishTarget("a", "a");  // targets 2
+  PublishTarget("b", "b");  // targets 3
+  SnapshotMetadata s = CurrentSnapshot().body;
+  s.version += 1;
+  s.meta["targets.json"] = MetaFile{3, std::nullopt, ""};
+  PublishCraftedSnapshot(s, /*describe=*/false);
+  source->Serve("metadata/3.targets.json", ReadMeta("2.targets.json"));
+  ExpectError(NewClient()->Refresh(), &core::Status::IsCorruption,
+              "3.targets.json: holds targets version 2, but 4.snapshot.json names 3");
+  // The snapshot the timestamp names, swapped for another valid one.
+  source->Reset();
+  source->Serve("metadata/4.snapshot.json", ReadMeta("3.snapshot.json"));
+  ExpectError(NewClient(tmp.Sub("t2"))->Refresh(), &core::Status::IsCorruption,
+              "4.snapshot.json: holds snapshot version 3, but timestamp.json names 4");
+  source->Reset();
+  ASSERT_OK(NewClient(tmp.Sub("t3"))->Refresh());  // the honest files pass
+}
+
+// ----------------------------------------------------------------------------------
+// Keys: signatures by keys root does not trust; thresholds.
+
+TEST_F(ClientTest, RoleSignedByUntrustedKeyIsRefused) {
+  auto rogue = std::move(*PrivateKey::Generate());
+  TargetsMetadata t = CurrentTargets().body;
+  t.version = 2;
+  t.targets["evil"] = TargetInfo{"evil", 4, core::Sha256::HashHex("evil"), ""};
+  PublishCraftedTargets(2, SignWith(t, {&rogue}));
+  ExpectError(NewClient()->Refresh(), &core::Status::IsCorruption,
+              "2.targets.json: 0 valid signature(s) by targets keys, 1 required by root.json "
+              "version 1 (0 invalid, 1 by keys not trusted for the targets role)");
+
+  // A timestamp signed by the snapshot key (trusted, but for another role).
+  TimestampMetadata ts = CurrentTimestamp().body;
+  ts.version += 1;
+  PrivateKey snapshot_key = LoadKey(Role::kSnapshot);
+  PublishCraftedTimestamp(ts, &snapshot_key);
+  ExpectError(NewClient(tmp.Sub("t2"))->Refresh(), &core::Status::IsCorruption,
+              "timestamp.json: 0 valid signature(s) by timestamp keys");
+}
+
+TEST_F(ClientTest, ThresholdNotMetIsRefused) {
+  // Root 2 requires 2 of {k1, k2} for targets.
+  PrivateKey root_key = LoadKey(Role::kRoot);
+  PrivateKey k1 = LoadKey(Role::kTargets);
+  PrivateKey k2 = std::move(*PrivateKey::Generate());
+  RootMetadata r = CurrentRoot().body;
+  r.version = 2;
+  r.keys.emplace(k2.keyid(), k2.public_key());
+  r.roles[Role::kTargets] = RoleKeys{{k1.keyid(), k2.keyid()}, 2};
+  const std::string root2 = SignWith(r, {&root_key});
+  WriteMeta("2.root.json", root2);
+  WriteMeta("root.json", root2);
+
+  TargetsMetadata t = CurrentTargets().body;
+  t.version = 2;
+  t.targets["x"] = TargetInfo{"x", 1, core::Sha256::HashHex("x"), ""};
+  auto client = NewClient();
+
+  // One valid signature of the two required.
+  PublishCraftedTargets(2, SignWith(t, {&k1}));
+  ExpectError(client->Refresh(), &core::Status::IsCorruption,
+              "2.targets.json: 1 valid signature(s) by targets keys, 2 required");
+  EXPECT_EQ(client->root_version(), 2);
+
+  // The same signature twice: refused, never counted as two.
+  const std::string canonical = *EncodeSigned(t);
+  const Signature sig{k1.keyid(), *k1.Sign(canonical)};
+  PublishCraftedTargets(2, EncodeEnvelope(canonical, {sig, sig}));
+  core::Status dup = client->Refresh();
+  EXPECT_FALSE(dup.ok());
+  EXPECT_NE(dup.message().find("a second signature by key " + k1.keyid()), std::string::npos)
+      << dup.ToString();
+  EXPECT_TRUE(VerifyThreshold(r, Role::kTargets, canonical, {sig, sig}, "t").IsCorruption());
+
+  // Both keys: accepted.
+  PublishCraftedTargets(2, SignWith(t, {&k1, &k2}));
+  ASSERT_OK(client->Refresh());
+  EXPECT_TRUE(client->GetTarget("x").ok());
+}
+
+TEST_F(ClientTest, UnsupportedKeyTypesAndSettingsAreRefused) {
+  // A root that lists an RSA key (keyid correct, signature valid) is refused.
+  PrivateKey root_key = LoadKey(Role::kRoot);
+  std::string canonical = *EncodeSigned(CurrentRoot().body);
+  const std::string rsa_key =
+      R"({"keytype":"rsa","keyval":{"public":"-----BEGIN PUBLIC KEY-----"},"scheme":"rsassa-pss-sha256"})";
+  const std::string rsa_id = core::Sha256::HashHex(rsa_key);
+  canonical.insert(canonical.find("\"keys\":{") + 8, "\"" + rsa_id + "\":" + rsa_key + ",");
+  Client client(env, &clock, source.get(), "");
+  ExpectError(client.Initialize(*SignEnvelope(canonical, {&root_key})),
+              &core::Status::IsInvalidArgument,
+              "key type 'rsa' with scheme 'rsassa-pss-sha256' is not supported");
+
+  // A new root without consistent snapshots.
+  RootMetadata r = CurrentRoot().body;
+  r.version = 2;
+  r.consistent_snapshot = false;
+  WriteMeta("2.root.json", SignWith(r, {&root_key}));
+  ExpectError(NewClient()->Refresh(), &core::Status::IsInvalidArgument,
+              "consistent_snapshot is false");
+}
+
+// ----------------------------------------------------------------------------------
+// Endless data: every download is capped, and the cap is what refuses the attack.
+
+TEST_F(ClientTest, EndlessTimestampIsCutAtItsCap) {
+  source->Endless("metadata/timestamp.json");
+  EXPECT_TRUE(NewClient()->Refresh().IsCorruption());
+  EXPECT_EQ(source->CapFor("metadata/timestamp.json"), kMaxTimestampBytes);
+  EXPECT_EQ(source->endless_bytes_sent, kMaxTimestampBytes + 1);
+}
+
+TEST_F(ClientTest, EndlessRootIsCutAtItsCap) {
+  source->Endless("metadata/2.root.json");
+  EXPECT_TRUE(NewClient()->Refresh().IsCorruption());
+  EXPECT_EQ(source->CapFor("metadata/2.root.json"), kMaxRootBytes);
+}
+
+TEST_F(ClientTest, EndlessSnapshotIsCutAtTheLengthTimestampSigned) {
+  PublishTarget("a", "a");
+  const std::string name = "metadata/" + SnapshotName();
+  const std::uint64_t length = *CurrentTimestamp().body.snapshot.length;
+  source->Endless(name);
+  EXPECT_TRUE(NewClient()->Refresh().IsCorruption());
+  EXPECT_EQ(source->CapFor(name), length);
+  EXPECT_EQ(source->endless_bytes_sent, length + 1);
+}
+
+TEST_F(ClientTest, EndlessTargetsIsCutAtTheLengthSnapshotSigned) {
+  PublishTarget("a", "a");
+  const std::string name = "metadata/" + TargetsName();
+  const std::uint64_t length = *CurrentSnapshot().body.meta.at("targets.json").length;
+  source->Endless(name);
+  EXPECT_TRUE(NewClient()->Refresh().IsCorruption());
+  EXPECT_EQ(source->CapFor(name), length);
+  EXPECT_EQ(source->endless_bytes_sent, length + 1);
+}
+
+TEST_F(ClientTest, EndlessTargetFileIsCutAtItsLength) {
+  const TargetInfo a = PublishTarget("pkg/a.bin", depot::testing::RandomData(4096, 1));
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  const std::string path = "targets/pkg/" + a.sha256 + ".a.bin";
+  source->Endless(path);
+  EXPECT_TRUE(client->FetchTarget(a).status().IsCorruption());
+  EXPECT_EQ(source->CapFor(path), 4096u);
+  EXPECT_EQ(source->endless_bytes_sent, 4097u);
+}
+
+TEST_F(ClientTest, SourceIgnoringTheCapIsStillRefused) {
+  PublishTarget("a", "a");
+  const std::string big(kMaxTimestampBytes + 10, ' ');
+  source->ServeIgnoringCap("metadata/timestamp.json", ReadMeta("timestamp.json") + big);
+  ExpectError(NewClient()->Refresh(), &core::Status::IsCorruption, "endless data");
+  source->Reset();
+  auto client = NewClient(tmp.Sub("t2"));
+  ASSERT_OK(client->Refresh());
+  const TargetInfo a = *client->GetTarget("a");
+  source->ServeIgnoringCap("targets/" + a.sha256 + ".a", "aa");
+  ExpectError(client->FetchTarget(a).status(), &core::Status::IsCorruption, "endless data");
+}
+
+// ----------------------------------------------------------------------------------
+// Root rotation.
+
+TEST_F(ClientTest, FollowsRootRotationChain) {
+  PublishTarget("a", "a");
+  const std::string root1 = ReadMeta("1.root.json");
+  ASSERT_OK(writer->RotateKeys({"root", "targets"}));
+  ASSERT_OK(writer->RotateKeys({"root", "snapshot", "timestamp"}));
+  const TargetInfo b = PublishTarget("b", "bravo");
+  auto client = NewClient("<default>", root1);
+  ASSERT_OK(client->Refresh());
+  EXPECT_EQ(client->root_version(), 3);
+  EXPECT_TRUE(source->Requested("metadata/4.root.json"));  // looked for more, got NotFound
+  EXPECT_EQ(ReadTrusted("root.json"), ReadMeta("3.root.json"));
+  EXPECT_TRUE(client->GetTarget("a").ok());
+  auto fetched = client->FetchTarget(b);
+  ASSERT_TRUE(fetched.ok()) << fetched.status().ToString();
+  EXPECT_EQ(*fetched, "bravo");
+}
+
+TEST_F(ClientTest, RootNotSignedByPreviousRootKeysIsRefused) {
+  PrivateKey new_root_key = std::move(*PrivateKey::Generate());
+  RootMetadata r = CurrentRoot().body;
+  r.version = 2;
+  r.keys.emplace(new_root_key.keyid(), new_root_key.public_key());
+  const std::string old_id = r.roles[Role::kRoot].keyids[0];
+  r.roles[Role::kRoot] = RoleKeys{{new_root_key.keyid()}, 1};
+  r.keys.erase(old_id);
+  WriteMeta("2.root.json", SignWith(r, {&new_root_key}));  // only the new key signed
+  auto client = NewClient();
+  ExpectError(client->Refresh(), &core::Status::IsCorruption,
+              "checking against the trusted root (version 1): 2.root.json: 0 valid signature(s)");
+  EXPECT_EQ(client->root_version(), 1);
+  EXPECT_EQ(ReadTrusted("root.json"), ReadMeta("1.root.json"));
+
+  // Signed by the old key only: the new root's own threshold is not met.
+  PrivateKey old_root_key = LoadKey(Role::kRoot);
+  WriteMeta("2.root.json", SignWith(r, {&old_root_key}));
+  ExpectError(client->Refresh(), &core::Status::IsCorruption, "checking against its own root keys");
+
+  // Signed by both: accepted.
+  WriteMeta("2.root.json", SignWith(r, {&old_root_key, &new_root_key}));
+  ASSERT_OK(client->Refresh());
+  EXPECT_EQ(client->root_version(), 2);
+}
+
+TEST_F(ClientTest, RootVersionSkipIsRefused) {
+  PrivateKey root_key = LoadKey(Role::kRoot);
+  RootMetadata r = CurrentRoot().body;
+  r.version = 3;
+  WriteMeta("2.root.json", SignWith(r, {&root_key}));
+  auto client = NewClient();
+  ExpectError(client->Refresh(), &core::Status::IsCorruption,
+              "2.root.json: holds root version 3, expected exactly 2");
+  EXPECT_EQ(client->root_version(), 1);
+  EXPECT_EQ(ReadTrusted("root.json"), ReadMeta("1.root.json"));
+
+  // A gap in the chain: without 2.root.json the client never looks at 3.root.json.
+  ASSERT_OK(env->Remove(MetaPath("2.root.json")));
+  WriteMeta("3.root.json", SignWith(r, {&root_key}));
+  source->requests.clear();
+  ASSERT_OK(client->Refresh());
+  EXPECT_EQ(client->root_version(), 1);
+  EXPECT_FALSE(source->Requested("metadata/3.root.json"));
+}
+
+// ----------------------------------------------------------------------------------
+// Fast-forward recovery: rotating timestamp/snapshot keys discards trusted versions.
+
+TEST_F(ClientTest, TimestampKeyRotationRecoversFromFastForward) {
+  PublishTarget("a", "a");
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  // An attacker holding the online timestamp key pushes the version far ahead.
+  TimestampMetadata ts = CurrentTimestamp().body;
+  ts.version = 1000;
+  PublishCraftedTimestamp(ts);
+  ASSERT_OK(client->Refresh());
+  EXPECT_EQ(client->timestamp_version(), 1000);
+  // The repository's honest timestamp (version 3) now looks like a rollback...
+  ASSERT_OK(writer->Refresh());
+  ExpectError(client->Refresh(), &core::Status::IsCorruption,
+              "older than the trusted version 1000");
+  // ...until the compromised key is replaced.
+  ASSERT_OK(writer->RotateKeys({"timestamp"}));
+  ASSERT_OK(client->Refresh());
+  EXPECT_EQ(client->root_version(), 2);
+  EXPECT_EQ(client->timestamp_version(), writer->timestamp_version());
+  EXPECT_LT(client->timestamp_version(), 1000);
+  EXPECT_EQ(ReadTrusted("timestamp.json"), ReadMeta("timestamp.json"));
+}
+
+TEST_F(ClientTest, SnapshotKeyRotationDiscardsTrustedTimestampAndSnapshot) {
+  PublishTarget("a", "a");
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  ASSERT_FALSE(ReadTrusted("snapshot.json").empty());
+  ASSERT_OK(writer->RotateKeys({"snapshot"}));
+  // Stop the update right after the root step to observe the discard.
+  source->Fail("metadata/timestamp.json", core::Status::Unavailable("down"));
+  EXPECT_TRUE(client->Refresh().IsUnavailable());
+  EXPECT_EQ(client->root_version(), 2);
+  EXPECT_EQ(client->timestamp_version(), 0);
+  EXPECT_EQ(client->snapshot_version(), 0);
+  EXPECT_FALSE(*env->Exists(core::JoinPath(trusted_dir, "timestamp.json")));
+  EXPECT_FALSE(*env->Exists(core::JoinPath(trusted_dir, "snapshot.json")));
+  EXPECT_TRUE(*env->Exists(core::JoinPath(trusted_dir, "targets.json")));  // still signed
+  source->Reset();
+  ASSERT_OK(client->Refresh());
+  EXPECT_TRUE(client->GetTarget("a").ok());
+}
+
+TEST_F(ClientTest, RotationIsHonouredEvenWhenALaterRootFails) {
+  PublishTarget("a", "a");
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  ASSERT_OK(writer->RotateKeys({"timestamp"}));  // root 2
+  WriteMeta("3.root.json", "{}");                // a broken next root
+  EXPECT_TRUE(client->Refresh().IsInvalidArgument());
+  EXPECT_EQ(client->root_version(), 2);
+  EXPECT_EQ(client->timestamp_version(), 0);  // discarded with root 2, despite the error
+  ASSERT_OK(env->Remove(MetaPath("3.root.json")));
+  ASSERT_OK(client->Refresh());
+}
+
+// ----------------------------------------------------------------------------------
+// Persistence happens only after every check on the role passed.
+
+TEST_F(ClientTest, RoleIsNotPersistedWhenALaterCheckFails) {
+  PublishTarget("a", "a");
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  const std::string trusted_root = ReadTrusted("root.json");
+  const std::string trusted_ts = ReadTrusted("timestamp.json");
+  const std::string trusted_snap = ReadTrusted("snapshot.json");
+  const std::string trusted_targets = ReadTrusted("targets.json");
+
+  // Root: valid signatures, wrong version.
+  PrivateKey root_key = LoadKey(Role::kRoot);
+  RootMetadata r = CurrentRoot().body;
+  r.version = 5;
+  WriteMeta("2.root.json", SignWith(r, {&root_key}));
+  EXPECT_TRUE(client->Refresh().IsCorruption());
+  EXPECT_EQ(ReadTrusted("root.json"), trusted_root);
+  ASSERT_OK(env->Remove(MetaPath("2.root.json")));
+
+  // Timestamp: valid signature and versions, expired.
+  TimestampMetadata ts = CurrentTimestamp().body;
+  ts.version += 1;
+  ts.expires = clock.Now() - std::chrono::hours(1);
+  PublishCraftedTimestamp(ts);
+  EXPECT_TRUE(client->Refresh().IsPermissionDenied());
+  EXPECT_EQ(ReadTrusted("timestamp.json"), trusted_ts);
+  EXPECT_EQ(client->timestamp_version(), 2);
+
+  // Snapshot: matches the (new, valid) timestamp and is signed, but expired. The
+  // timestamp passed all its checks and is persisted; the snapshot is not.
+  SnapshotMetadata s = CurrentSnapshot().body;
+  s.version += 1;
+  s.expires = clock.Now() - std::chrono::hours(1);
+  const std::string new_ts = PublishCraftedSnapshot(s);
+  EXPECT_TRUE(client->Refresh().IsPermissionDenied());
+  EXPECT_EQ(ReadTrusted("timestamp.json"), new_ts);
+  EXPECT_EQ(ReadTrusted("snapshot.json"), trusted_snap);
+
+  // Targets: matches the snapshot and is signed, but expired.
+  PrivateKey targets_key = LoadKey(Role::kTargets);
+  TargetsMetadata t = CurrentTargets().body;
+  t.version += 1;
+  t.expires = clock.Now() - std::chrono::hours(1);
+  PublishCraftedTargets(t.version, SignWith(t, {&targets_key}));
+  EXPECT_TRUE(client->Refresh().IsPermissionDenied());
+  EXPECT_NE(ReadTrusted("snapshot.json"), trusted_snap);  // snapshot passed this time
+  EXPECT_EQ(ReadTrusted("targets.json"), trusted_targets);
+}
+
+// ----------------------------------------------------------------------------------
+// Target files.
+
+TEST_F(ClientTest, TamperedTargetBytesAreRefused) {
+  const TargetInfo a = PublishTarget("pkg/a.json", "original");
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  const std::string file = core::JoinPath(targets_dir, ConsistentTargetPath(a.path, a.sha256));
+  depot::testing::WriteFileOrDie(file, "tampered");  // same length
+  ExpectError(client->FetchTarget(a).status(), &core::Status::IsCorruption,
+              "does not match targets.json");
+  depot::testing::WriteFileOrDie(file, "short");
+  ExpectError(client->FetchTarget(a).status(), &core::Status::IsCorruption, "5 bytes from");
+  depot::testing::WriteFileOrDie(file, "much longer than expected");
+  EXPECT_TRUE(client->FetchTarget(a).status().IsCorruption());
+  depot::testing::WriteFileOrDie(file, "original");
+  ASSERT_TRUE(client->FetchTarget(a).ok());
+
+  // Info that is not what the trusted metadata says is refused before any download.
+  TargetInfo forged = a;
+  forged.sha256 = core::Sha256::HashHex("something else");
+  EXPECT_TRUE(client->FetchTarget(forged).status().IsInvalidArgument());
+  TargetInfo unknown = a;
+  unknown.path = "pkg/unknown.json";
+  EXPECT_TRUE(client->FetchTarget(unknown).status().IsNotFound());
+}
+
+}  // namespace
+}  // namespace depot::tuf

@@ -1,0 +1,167 @@
+"""Shared helpers for depot's cross-process tests.
+
+Everything here runs real programs: the depot binary under test, nginx, node.
+Nothing is mocked; fault-injecting servers live in fault_server.py.
+"""
+import hashlib
+import json
+import os
+import random
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+import unittest
+
+DEPOT = os.environ.get("DEPOT_BIN", "")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def free_port():
+    """A loopback port that was free a moment ago (for servers that cannot bind 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_depot(*args, check=True, json_out=False, timeout=600, env=None):
+    """Runs depot; returns (exit code, stdout, stderr), or parsed JSON stdout."""
+    cmd = [DEPOT] + (["--json"] if json_out else []) + [str(a) for a in args]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+    if json_out and p.stdout.strip():
+        return p.returncode, json.loads(p.stdout), p.stderr
+    return p.returncode, p.stdout, p.stderr
+
+
+def write(path, data, mode=0o644):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def make_tree(root, seed=1, big_mib=3):
+    """A small source tree with every entry kind depot packages: nested dirs with
+    modes, small text files, a multi-chunk binary, an empty file, an empty dir,
+    file and directory symlinks, read-only and executable files."""
+    rng = random.Random(seed)
+    words = b"alpha beta gamma delta install verify chunk manifest depot site agent".split()
+    for i in range(40):
+        text = b" ".join(rng.choice(words) for _ in range(rng.randint(10, 2000)))
+        write(os.path.join(root, f"src/mod{i % 4}/file{i}.txt"), text)
+    write(os.path.join(root, "bin/tool"), rng.randbytes(big_mib << 20), 0o755)
+    write(os.path.join(root, "bin/readonly"), b"do not edit\n", 0o444)
+    write(os.path.join(root, "etc/secret.conf"), b"key=value\n", 0o600)
+    write(os.path.join(root, "empty.txt"), b"")
+    os.makedirs(os.path.join(root, "var/empty"), exist_ok=True)
+    os.chmod(os.path.join(root, "var"), 0o750)
+    os.symlink("../bin/tool", os.path.join(root, "etc/tool-link"))
+    os.symlink("src/mod1", os.path.join(root, "mod1-link"))
+
+
+def describe_tree(root):
+    """{relative path: (kind, mode, sha256 or link target)} for byte-for-byte comparison."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root)
+            st = os.lstat(full)
+            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("symlink", 0, os.readlink(full))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", mode, "")
+            else:
+                with open(full, "rb") as f:
+                    out[rel] = ("file", mode, hashlib.sha256(f.read()).hexdigest())
+    return out
+
+
+class Nginx:
+    """A real nginx serving `root` on a free loopback port."""
+
+    def __init__(self, root, workdir):
+        self.root = root
+        self.dir = os.path.join(workdir, "nginx")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            # As root, nginx would hand requests to an unprivileged worker that cannot
+            # enter the test's private temp dir.
+            user = "user root;" if os.geteuid() == 0 else ""
+            f.write(f"""
+{user}
+worker_processes 1;
+daemon off;
+error_log {self.dir}/error.log;
+pid {self.dir}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+  sendfile on;
+  access_log {self.dir}/access.log;
+  default_type application/octet-stream;
+  client_body_temp_path {self.dir};
+  proxy_temp_path {self.dir};
+  fastcgi_temp_path {self.dir};
+  uwsgi_temp_path {self.dir};
+  scgi_temp_path {self.dir};
+  server {{
+    listen 127.0.0.1:{self.port};
+    root {root};
+    location / {{ }}
+  }}
+}}
+""")
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.proc = subprocess.Popen([nginx, "-c", conf, "-p", self.dir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None:
+                    with open(os.path.join(self.dir, "error.log")) as log:
+                        raise RuntimeError("nginx failed: " + log.read())
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("nginx did not start")
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class DepotTestCase(unittest.TestCase):
+    """A test with a fresh temp dir, cleaned up (writable first) afterwards."""
+
+    def setUp(self):
+        if not DEPOT or not os.access(DEPOT, os.X_OK):
+            self.fail("set DEPOT_BIN to the depot binary")
+        self.tmp = tempfile.mkdtemp(prefix="depot-it-")
+        self.addCleanup(self._cleanup)
+
+    def _cleanup(self):
+        if os.environ.get("DEPOT_KEEP_TEST_DIRS"):
+            print("kept", self.tmp)
+            return
+        for dirpath, dirnames, _ in os.walk(self.tmp):
+            for d in dirnames:
+                p = os.path.join(dirpath, d)
+                if not os.path.islink(p):
+                    os.chmod(p, 0o755)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
