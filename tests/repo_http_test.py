@@ -100,6 +100,30 @@ class RepoOverHttpTest(DepotTestCase):
         self.assertIn(os.path.basename(victim), stderr)
         self.assertFalse(os.path.exists(self.path("broken")))
 
+    def test_key_rotation_is_followed_and_root_key_can_be_offline(self):
+        first_root = os.path.join(self.repo, "repo/metadata/1.root.json")
+        # With the root key offline, versions can still be added...
+        keys = os.path.join(self.repo, "keys")
+        offline = self.path("offline-root.pem")
+        os.rename(os.path.join(keys, "root.pem"), offline)
+        run_depot("repo", "add", self.repo, "--package", "tools", "--source", self.src)
+        # ...but not keys rotated: the error says where the key must go back.
+        rc, _, stderr = run_depot("repo", "rotate-keys", self.repo, "timestamp", check=False)
+        self.assertEqual(rc, 1)
+        self.assertIn("root.pem", stderr)
+        os.rename(offline, os.path.join(keys, "root.pem"))
+        run_depot("repo", "rotate-keys", self.repo, "root", "targets", "snapshot", "timestamp")
+        _, v3, _ = run_depot("repo", "add", self.repo, "--package", "tools", "--source", self.src,
+                             json_out=True)
+        self.assertEqual(v3["version"], 3)
+        # A client pinned to the very first root follows the rotation chain.
+        _, out, _ = run_depot("repo", "fetch", self.nginx.url, "--package", "tools", "--dest",
+                              self.path("out"), "--trust", first_root, json_out=True)
+        self.assertEqual(out["version"], 3)
+        self.assertEqual(describe_tree(self.src), describe_tree(self.path("out")))
+        rc, report, _ = run_depot("repo", "verify", self.repo, json_out=True)
+        self.assertTrue(report["ok"], report)
+
     def test_wrong_trust_root_is_refused(self):
         other = self.path("other")
         run_depot("repo", "init", other)

@@ -316,15 +316,31 @@ int RunList(const std::string& dir, bool json) {
   return kExitOk;
 }
 
-int RunResign(const std::string& dir, bool json) {
+int RunResign(const std::string& dir, bool root, bool json) {
   auto repository = repo::Repository::Open(core::Env::Default(), core::Clock::Real(), dir);
   if (!repository.ok()) return ReportError(repository.status(), json);
-  Status s = (*repository)->Refresh();
+  Status s = (*repository)->Refresh(root);
   if (!s.ok()) return ReportError(s.WithContext("repo resign"), json);
   if (json) {
-    PrintJson({{"resigned", dir}});
+    PrintJson({{"resigned", dir}, {"root", root}});
   } else {
-    std::printf("re-signed snapshot and timestamp of %s\n", dir.c_str());
+    std::printf("re-signed %s of %s\n", root ? "root, snapshot and timestamp" : "snapshot and timestamp",
+                dir.c_str());
+  }
+  return kExitOk;
+}
+
+int RunRotate(const std::string& dir, const std::vector<std::string>& roles, bool json) {
+  auto repository = repo::Repository::Open(core::Env::Default(), core::Clock::Real(), dir);
+  if (!repository.ok()) return ReportError(repository.status(), json);
+  Status s = (*repository)->RotateKeys(roles);
+  if (!s.ok()) return ReportError(s.WithContext("repo rotate-keys"), json);
+  if (json) {
+    PrintJson({{"rotated", roles}});
+  } else {
+    std::printf("rotated the keys of");
+    for (const auto& r : roles) std::printf(" %s", r.c_str());
+    std::printf("; new root signed by the old and new root keys\n");
   }
   return kExitOk;
 }
@@ -395,8 +411,18 @@ void AddRepoCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
   {
     auto* cmd = repo->add_subcommand("resign", "Re-sign snapshot and timestamp before they expire");
     auto dir = std::make_shared<std::string>();
+    auto root = std::make_shared<bool>(false);
     cmd->add_option("DIR", *dir, "Repository directory")->required();
-    cmd->callback([=] { *exit_code = RunResign(*dir, flags->json); });
+    cmd->add_flag("--root", *root, "Also re-sign root with a fresh expiry (needs keys/root.pem)");
+    cmd->callback([=] { *exit_code = RunResign(*dir, *root, flags->json); });
+  }
+  {
+    auto* cmd = repo->add_subcommand("rotate-keys", "Replace signing keys; clients follow the new root");
+    auto dir = std::make_shared<std::string>();
+    auto roles = std::make_shared<std::vector<std::string>>();
+    cmd->add_option("DIR", *dir, "Repository directory")->required();
+    cmd->add_option("ROLE", *roles, "root, targets, snapshot and/or timestamp")->required();
+    cmd->callback([=] { *exit_code = RunRotate(*dir, *roles, flags->json); });
   }
 }
 

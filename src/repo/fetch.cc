@@ -56,6 +56,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     DEPOT_RETURN_IF_ERROR(env->CreateDirs(trusted_dir, 0700));
   }
 
+  const std::uint64_t transfer_start = source->BytesFetched();
   tuf::Client client(env, clock, source, trusted_dir);
   DEPOT_RETURN_IF_ERROR(client.Initialize(req.trusted_root).WithContext("trusted root"));
   DEPOT_RETURN_IF_ERROR(client.Refresh().WithContext("metadata from " + source->Describe()));
@@ -100,7 +101,6 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   result.manifest_id = target->sha256;
   result.files = m.FileCount();
   result.bytes = m.TotalFileBytes();
-  const std::uint64_t transfer_start = source->BytesFetched();
   if (req.progress_total) *req.progress_total = result.bytes;
 
   std::string parent(core::Dirname(req.dest));

@@ -44,7 +44,7 @@ struct FetchResult {
   std::uint64_t cache_bytes = 0;    // their uncompressed bytes
   std::uint64_t fetched_chunks = 0;
   std::uint64_t fetched_bytes = 0;  // their uncompressed bytes
-  std::uint64_t transfer_bytes = 0; // bytes received from the source (all requests)
+  std::uint64_t transfer_bytes = 0; // bytes received from the source: metadata, manifest, chunks
 };
 
 // Fetches into req.dest. Errors: NotFound (no such package or version; the message

@@ -251,12 +251,21 @@ core::Result<AddResult> Repository::AddVersion(const AddRequest& req) {
   return result;
 }
 
-Status Repository::Refresh() {
+Status Repository::Refresh(bool root) {
   DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
   DEPOT_ASSIGN_OR_RETURN(auto writer,
                          tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
                                                      layout_.metadata(), settings_.expiry));
+  if (root) DEPOT_RETURN_IF_ERROR(writer.ResignRoot());
   return writer.Refresh();
+}
+
+Status Repository::RotateKeys(const std::vector<std::string>& roles) {
+  DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
+  DEPOT_ASSIGN_OR_RETURN(auto writer,
+                         tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
+                                                     layout_.metadata(), settings_.expiry));
+  return writer.RotateKeys(roles);
 }
 
 core::Result<std::string> Repository::TrustedRoot() {

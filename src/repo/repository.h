@@ -107,8 +107,14 @@ class Repository {
   // reported, not repaired. `progress_bytes` counts stored bytes read.
   core::Result<VerifyReport> Verify(unsigned threads, std::atomic<std::uint64_t>* progress_bytes);
 
-  // Re-signs snapshot and timestamp (and targets/root when near expiry).
-  core::Status Refresh();
+  // Re-signs snapshot and timestamp (and targets/root when near expiry). With
+  // `root`, also re-signs root as a new version with fresh expiry (needs root.pem).
+  core::Status Refresh(bool root = false);
+
+  // Replaces the keys of `roles` ("root", "targets", "snapshot", "timestamp") and
+  // publishes a new root signed by old and new root keys (needs root.pem). Clients
+  // holding an older root follow the chain.
+  core::Status RotateKeys(const std::vector<std::string>& roles);
 
   // The newest root.json: the trust anchor clients pin.
   core::Result<std::string> TrustedRoot();
