@@ -1,10 +1,26 @@
 #!/usr/bin/env bash
 # Builds depot with warnings as errors and runs every test: unit tests (GoogleTest,
 # one executable per component) and cross-process tests (real depot processes,
-# nginx, tuf-js). Installs what it needs first. Ends with CTest's summary.
+# nginx, tuf-js) -- first on the normal build, then again on a build with
+# AddressSanitizer and UndefinedBehaviorSanitizer (DEPOT_SANITIZE). Installs what it
+# needs first. Ends with CTest's summary.
+#   scripts/test.sh [--no-sanitize]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$root/scripts/build.sh" --werror --test-deps
-cd "$root/build"
+sanitize=1
+[[ "${1:-}" == --no-sanitize ]] && sanitize=0
 jobs=$(nproc)
-ctest --output-on-failure --timeout 900 -j "$jobs"
+
+"$root/scripts/build.sh" --werror --test-deps
+if ((sanitize)); then
+  echo "== tests (build/)"
+  (cd "$root/build" && ctest --output-on-failure --timeout 900 -j "$jobs")
+  echo "== tests under ASan + UBSan (build-asan/)"
+  "$root/scripts/build.sh" --werror --sanitize --dir "$root/build-asan"
+  cd "$root/build-asan"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure --timeout 900 -j "$jobs"
+else
+  cd "$root/build"
+  ctest --output-on-failure --timeout 900 -j "$jobs"
+fi
