@@ -89,7 +89,7 @@ print_machine
 echo "server:    nginx $(nginx -v 2>&1 | sed 's/.*\///') on 127.0.0.1, sendfile on, access_log off, 2 workers;"
 echo "           client and server share the same 2 cores (server CPU shown separately)"
 echo "depot:     $fchunks chunks, $xfer bytes transferred; casync store: $(echo "$cas_store" | cut -d' ' -f2) chunks, $(echo "$cas_store" | cut -d' ' -f1) bytes"
-printf '%-32s %8s %8s %8s %8s %9s  %s\n' "" "wall s" "MB/s" "user s" "sys s" "nginx s" "all walls"
+printf '%-32s %8s %8s %8s %8s %8s %8s  %s\n' "" "wall s" "MB/s" "user s" "sys s" "nginx s" "others s" "all walls"
 for l in depot depot-cache casync curl; do
   case $l in
     depot) name="depot repo fetch (no cache)"; bytes=$TREE_BYTES ;;
@@ -98,11 +98,12 @@ for l in depot depot-cache casync curl; do
     curl) name="curl one 1 GiB file"; bytes=$BIG_BYTES ;;
   esac
   w=$(median $l 3)
-  printf '%-32s %8s %8s %8s %8s %9s  %s\n' "$name" "$w" "$(mbps "$bytes" "$w")" \
-    "$(median $l 4)" "$(median $l 5)" "$(median $l 8)" "$(all_walls $l)"
+  printf '%-32s %8s %8s %8s %8s %8s %8s  %s\n' "$name" "$w" "$(mbps "$bytes" "$w")" \
+    "$(median $l 4)" "$(median $l 5)" "$(median $l 8)" "$(median $l 6)" "$(all_walls $l)"
 done
 echo "(MB/s of tree bytes, $TREE_BYTES, for depot and casync; of the file's $BIG_BYTES bytes for curl;"
-echo " user/sys = client CPU incl. children (casync-http); nginx s = server workers' CPU)"
+echo " user/sys = client CPU incl. children (casync-http); nginx s = server workers' CPU;"
+echo " others s = CPU of every other process meanwhile, nginx included)"
 echo "RATIO depot/casync:             $(calc "$cw / $dw")x   (target >= 20x)"
 echo "RATIO depot/curl (MB/s):        $(calc "$dmb / $umb")x   (target >= 0.4x)"
 echo "RATIO depot --cache/casync:     $(calc "$cw / $kw")x"

@@ -330,6 +330,28 @@ int RunResign(const std::string& dir, bool root, bool json) {
   return kExitOk;
 }
 
+int RunGc(const std::string& dir, bool json) {
+  auto repository = repo::Repository::Open(core::Env::Default(), core::Clock::Real(), dir);
+  if (!repository.ok()) return ReportError(repository.status(), json);
+  auto r = (*repository)->CollectGarbage();
+  if (!r.ok()) return ReportError(r.status().WithContext("repo gc"), json);
+  if (json) {
+    PrintJson({{"live_chunks", r->live_chunks},
+               {"chunks_removed", r->chunks_removed},
+               {"bytes_removed", r->bytes_removed},
+               {"manifests_removed", r->manifests_removed},
+               {"temp_removed", r->temp_removed}});
+  } else {
+    std::printf("removed %llu unreferenced chunks (%s), %llu unsigned manifests, %llu temp files; "
+                "%llu chunks in use\n",
+                static_cast<unsigned long long>(r->chunks_removed), HumanBytes(r->bytes_removed).c_str(),
+                static_cast<unsigned long long>(r->manifests_removed),
+                static_cast<unsigned long long>(r->temp_removed),
+                static_cast<unsigned long long>(r->live_chunks));
+  }
+  return kExitOk;
+}
+
 int RunRotate(const std::string& dir, const std::vector<std::string>& roles, bool json) {
   auto repository = repo::Repository::Open(core::Env::Default(), core::Clock::Real(), dir);
   if (!repository.ok()) return ReportError(repository.status(), json);
@@ -415,6 +437,12 @@ void AddRepoCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
     cmd->add_option("DIR", *dir, "Repository directory")->required();
     cmd->add_flag("--root", *root, "Also re-sign root with a fresh expiry (needs keys/root.pem)");
     cmd->callback([=] { *exit_code = RunResign(*dir, *root, flags->json); });
+  }
+  {
+    auto* cmd = repo->add_subcommand("gc", "Remove chunks and files no signed version needs");
+    auto dir = std::make_shared<std::string>();
+    cmd->add_option("DIR", *dir, "Repository directory")->required();
+    cmd->callback([=] { *exit_code = RunGc(*dir, flags->json); });
   }
   {
     auto* cmd = repo->add_subcommand("rotate-keys", "Replace signing keys; clients follow the new root");

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 
 #include "core/errors.h"
 #include "core/random.h"
@@ -386,6 +388,9 @@ Status Env::RemoveAll(const std::string& path) {
   auto info = Lstat(path);
   if (!info.ok()) return info.status().IsNotFound() ? Status::Ok() : info.status();
   if (info->type == FileType::kDirectory) {
+    // A read-only directory (an assembled package may have them) cannot have its
+    // entries removed until the owner may write it again.
+    if ((info->mode & 0700) != 0700) Chmod(path, info->mode | 0700).IgnoreError();
     DEPOT_ASSIGN_OR_RETURN(auto entries, ListDir(path));
     for (const auto& e : entries) DEPOT_RETURN_IF_ERROR(RemoveAll(JoinPath(path, e.name)));
   }
@@ -422,14 +427,25 @@ std::string_view Basename(std::string_view path) {
 }
 
 std::string TempPathFor(std::string_view final_path) {
-  char suffix[24];
-  std::snprintf(suffix, sizeof(suffix), ".tmp.%016llx",
+  char suffix[48];
+  std::snprintf(suffix, sizeof(suffix), ".tmp.%ld-%016llx", static_cast<long>(::getpid()),
                 static_cast<unsigned long long>(FastRandom64()));
   std::string out(Dirname(final_path));
   if (!out.empty() && out != "/") out.push_back('/');
   out.push_back('.');
   out.append(Basename(final_path)).append(suffix);
   return out;
+}
+
+bool IsAbandonedTemp(std::string_view name) {
+  auto pos = name.rfind(".tmp.");
+  if (name.empty() || name[0] != '.' || pos == std::string_view::npos) return false;
+  std::string rest(name.substr(pos + 5));
+  char* end = nullptr;
+  long pid = std::strtol(rest.c_str(), &end, 10);
+  // Temp names without a pid come from older writers: treat them as abandoned.
+  if (end == rest.c_str() || *end != '-' || pid <= 0) return true;
+  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
 }
 
 }  // namespace depot::core

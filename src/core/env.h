@@ -116,7 +116,8 @@ class Env {
   virtual Status Chmod(const std::string& path, std::uint32_t mode) = 0;
   // Removes a file, a symlink or an empty directory. NotFound when absent.
   virtual Status Remove(const std::string& path) = 0;
-  // Removes a tree (does not follow symlinks). OK when absent.
+  // Removes a tree (does not follow symlinks), making read-only directories in it
+  // writable first. OK when absent.
   Status RemoveAll(const std::string& path);
   virtual Status Rename(const std::string& from, const std::string& to) = 0;
   // Makes an existing file's contents durable (fdatasync), e.g. a temp file written
@@ -146,8 +147,12 @@ std::string_view Dirname(std::string_view path);
 std::string_view Basename(std::string_view path);
 
 // A unique temp-file name for `final_path` in its own directory:
-// "<dir>/.<base>.tmp.<16 hex>". Names starting with '.' are skipped by stores and
-// swept by garbage collection.
+// "<dir>/.<base>.tmp.<pid>-<16 hex>". Names starting with '.' are skipped by stores;
+// the pid lets sweepers tell a crashed writer's leftovers from a live writer's work.
 std::string TempPathFor(std::string_view final_path);
+
+// True when `name` (a file name, not a path) is a temp file whose writing process no
+// longer exists, so it can be removed without disturbing anyone.
+bool IsAbandonedTemp(std::string_view name);
 
 }  // namespace depot::core

@@ -74,6 +74,11 @@ TEST(EnvTest, PathHelpers) {
   std::string t = TempPathFor("dir/name");
   EXPECT_EQ(t.rfind("dir/.name.tmp.", 0), 0u) << t;
   EXPECT_NE(TempPathFor("dir/name"), t);
+  // Our own temp files are live; a dead pid's (and an old unnamed one's) are abandoned.
+  EXPECT_FALSE(IsAbandonedTemp(Basename(t)));
+  EXPECT_TRUE(IsAbandonedTemp(".name.tmp.999999999-0123456789abcdef"));
+  EXPECT_TRUE(IsAbandonedTemp(".name.tmp.0123456789abcdef"));
+  EXPECT_FALSE(IsAbandonedTemp("name"));
 }
 
 }  // namespace

@@ -1,6 +1,11 @@
 #include "repo/fetch.h"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -22,9 +27,25 @@ using core::Status;
 
 namespace {
 
-// Verified chunks are made durable in the cache every so often, so an interrupted
-// fetch keeps what it already verified.
+// Verified chunks are made durable in the cache every so often (by count or by
+// time, whichever comes first), so an interrupted fetch keeps what it verified.
 constexpr std::size_t kCacheCommitEvery = 2048;
+constexpr auto kCacheCommitInterval = std::chrono::seconds(1);
+
+// Removes staging directories whose owning process no longer exists.
+void RemoveAbandonedStaging(core::Env* env, const std::string& dir, const std::string& prefix) {
+  auto entries = env->ListDir(dir);
+  if (!entries.ok()) return;
+  for (const auto& e : *entries) {
+    if (e.name.rfind(prefix, 0) != 0) continue;
+    long pid = std::strtol(e.name.c_str() + prefix.size(), nullptr, 10);
+    if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) {
+      std::string path = core::JoinPath(dir, e.name);
+      core::Log(core::LogLevel::kInfo, "fetch.staging_removed", {{"path", path}});
+      env->RemoveAll(path).IgnoreError();
+    }
+  }
+}
 
 struct Work {
   std::size_t chunk = 0;
@@ -51,6 +72,11 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     cache = std::make_unique<store::ChunkStore>(env, core::JoinPath(req.cache_dir, "chunks"),
                                                 store::kDefaultCompressionLevel);
     DEPOT_RETURN_IF_ERROR(cache->Create().WithContext("cache " + req.cache_dir));
+    // What an interrupted fetch was still writing when it died.
+    auto swept = cache->SweepAbandonedTemps();
+    if (swept.ok() && *swept > 0) {
+      core::Log(core::LogLevel::kInfo, "fetch.cache_temps_removed", {{"count", std::to_string(*swept)}});
+    }
     trusted_dir = core::JoinPath(
         req.cache_dir, "tuf/" + core::Sha256::HashHex(req.trusted_root).substr(0, 16));
     DEPOT_RETURN_IF_ERROR(env->CreateDirs(trusted_dir, 0700));
@@ -103,9 +129,13 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   result.bytes = m.TotalFileBytes();
   if (req.progress_total) *req.progress_total = result.bytes;
 
+  // Staging directories are named after their owner's pid, so one left behind by a
+  // killed fetch can be recognised and removed by the next fetch to the same place.
   std::string parent(core::Dirname(req.dest));
+  const std::string staging_prefix = "." + std::string(core::Basename(req.dest)) + ".depot-staging-";
+  RemoveAbandonedStaging(env, parent.empty() ? "." : parent, staging_prefix);
   std::string staging = core::JoinPath(
-      parent, "." + std::string(core::Basename(req.dest)) + ".depot-staging-" + core::RandomHex(6));
+      parent, staging_prefix + std::to_string(::getpid()) + "-" + core::RandomHex(6));
   store::Assembler assembler(env, &m, staging);
   DEPOT_RETURN_IF_ERROR(assembler.Prepare());
   const auto& chunks = assembler.chunks();
@@ -168,6 +198,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   // later rounds with backoff; bad bytes are never written anywhere.
   std::atomic<std::uint64_t> fetched_bytes{0}, fetched_chunks{0}, since_commit{0};
   std::atomic<bool> committing{false};
+  std::atomic<std::int64_t> last_commit{std::chrono::steady_clock::now().time_since_epoch().count()};
   core::Duration backoff = req.first_backoff;
   for (int round = 1; !missing.empty(); ++round) {
     std::vector<core::FetchRequest> requests;
@@ -219,11 +250,18 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
           place(i, *data);
           ++fetched_chunks;
           fetched_bytes += c.size;
-          if (cache_batch && ++since_commit >= kCacheCommitEvery && !committing.exchange(true)) {
-            since_commit = 0;
-            Status s = cache_batch->Commit();
-            if (!s.ok()) fail(s.WithContext("cache"));
-            committing = false;
+          if (cache_batch) {
+            auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+            bool due = ++since_commit >= kCacheCommitEvery ||
+                       now - last_commit.load() >
+                           std::chrono::steady_clock::duration(kCacheCommitInterval).count();
+            if (due && !committing.exchange(true)) {
+              since_commit = 0;
+              last_commit = now;
+              Status s = cache_batch->Commit();
+              if (!s.ok()) fail(s.WithContext("cache"));
+              committing = false;
+            }
           }
         }
       });

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "core/hex.h"
@@ -266,6 +267,67 @@ Status Repository::RotateKeys(const std::vector<std::string>& roles) {
                          tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
                                                      layout_.metadata(), settings_.expiry));
   return writer.RotateKeys(roles);
+}
+
+core::Result<GcReport> Repository::CollectGarbage() {
+  DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
+  DEPOT_ASSIGN_OR_RETURN(auto writer,
+                         tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
+                                                     layout_.metadata(), settings_.expiry));
+  GcReport report;
+  store::ChunkIdSet live;
+  std::set<std::string> live_manifests;  // paths relative to targets/
+  for (const auto& [path, target] : writer.targets()) {
+    std::string rel = tuf::ConsistentTargetPath(path, target.sha256);
+    live_manifests.insert(rel);
+    auto bytes = env_->ReadFile(core::JoinPath(layout_.targets(), rel), target.length);
+    if (!bytes.ok() || bytes->size() != target.length ||
+        core::Sha256::HashHex(*bytes) != target.sha256) {
+      return Status::Corruption("gc: signed manifest " + rel +
+                                " is missing or damaged; nothing was removed (run depot repo "
+                                "verify)");
+    }
+    auto m = store::ParseManifest(*bytes);
+    if (!m.ok()) return m.status().WithContext("gc: " + rel + "; nothing was removed");
+    for (const auto& e : m->entries) {
+      for (const auto& c : e.chunks) live.insert(c.id);
+    }
+  }
+  report.live_chunks = live.size();
+  DEPOT_ASSIGN_OR_RETURN(store::GcStats stats, chunks_.CollectGarbage(live));
+  report.chunks_removed = stats.removed;
+  report.bytes_removed = stats.removed_bytes;
+  report.temp_removed = stats.temp_removed;
+
+  // Manifests of adds that crashed before their signature, and temp files.
+  DEPOT_ASSIGN_OR_RETURN(auto packages, env_->ListDir(layout_.targets()));
+  for (const auto& pkg : packages) {
+    std::string dir = core::JoinPath(layout_.targets(), pkg.name);
+    if (pkg.type != core::FileType::kDirectory) {
+      if (!pkg.name.empty() && pkg.name[0] == '.' && env_->Remove(dir).ok()) ++report.temp_removed;
+      continue;
+    }
+    DEPOT_ASSIGN_OR_RETURN(auto files, env_->ListDir(dir));
+    for (const auto& f : files) {
+      std::string rel = pkg.name + "/" + f.name;
+      if (live_manifests.count(rel)) continue;
+      bool temp = !f.name.empty() && f.name[0] == '.';
+      if (env_->Remove(core::JoinPath(dir, f.name)).ok()) ++(temp ? report.temp_removed : report.manifests_removed);
+    }
+  }
+  DEPOT_ASSIGN_OR_RETURN(auto meta, env_->ListDir(layout_.metadata()));
+  for (const auto& f : meta) {
+    if (!f.name.empty() && f.name[0] == '.' &&
+        env_->Remove(core::JoinPath(layout_.metadata(), f.name)).ok()) {
+      ++report.temp_removed;
+    }
+  }
+  core::Log(core::LogLevel::kInfo, "repo.gc",
+            {{"chunks_removed", std::to_string(report.chunks_removed)},
+             {"bytes_removed", std::to_string(report.bytes_removed)},
+             {"manifests_removed", std::to_string(report.manifests_removed)},
+             {"temp_removed", std::to_string(report.temp_removed)}});
+  return report;
 }
 
 core::Result<std::string> Repository::TrustedRoot() {

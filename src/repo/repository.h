@@ -72,6 +72,14 @@ struct Damage {
   std::string problem;
 };
 
+struct GcReport {
+  std::uint64_t live_chunks = 0;
+  std::uint64_t chunks_removed = 0;
+  std::uint64_t bytes_removed = 0;      // stored bytes of removed chunks
+  std::uint64_t manifests_removed = 0;  // manifest files no signed target names
+  std::uint64_t temp_removed = 0;       // temp files of crashed writers
+};
+
 struct VerifyReport {
   std::uint64_t chunks_checked = 0;
   std::uint64_t chunk_bytes = 0;  // stored (compressed) bytes read
@@ -106,6 +114,12 @@ class Repository {
   // and verifies the TUF metadata with an independent client walk. Damage is
   // reported, not repaired. `progress_bytes` counts stored bytes read.
   core::Result<VerifyReport> Verify(unsigned threads, std::atomic<std::uint64_t>* progress_bytes);
+
+  // Removes what no signed version needs: chunks no manifest references, manifest
+  // files left by adds that crashed before signing, and temp files. Holds the writer
+  // lock, so no add runs meanwhile. Fails (removing nothing) if any signed manifest
+  // cannot be read and parsed: collecting on partial knowledge would destroy data.
+  core::Result<GcReport> CollectGarbage();
 
   // Re-signs snapshot and timestamp (and targets/root when near expiry). With
   // `root`, also re-signs root as a new version with fresh expiry (needs root.pem).

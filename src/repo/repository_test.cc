@@ -184,5 +184,41 @@ TEST_F(RepositoryTest, VerifyFindsDamagedChunksManifestsAndMetadata) {
   EXPECT_TRUE(metadata_damage);
 }
 
+TEST_F(RepositoryTest, GarbageCollectionKeepsWhatSignedVersionsNeed) {
+  auto v1 = Add();
+  ASSERT_TRUE(v1.ok());
+  // What a crashed add leaves: an unreferenced chunk, a temp file, an unsigned manifest.
+  std::string orphan = "orphan chunk bytes";
+  ASSERT_TRUE(repo_->chunks()->Put(core::Sha256::Hash(orphan), orphan).ok());
+  RepoLayout l(dir_.Sub("repo"));
+  testing::WriteFileOrDie(l.chunks() + "/ab/.abcd.tmp.0123456789abcdef", "partial");
+  testing::WriteFileOrDie(l.targets() + "/tools/" + std::string(64, 'e') + ".2.json", "{}");
+  auto report = repo_->CollectGarbage();
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->chunks_removed, 1u);
+  EXPECT_EQ(report->temp_removed, 1u);
+  EXPECT_EQ(report->manifests_removed, 1u);
+  EXPECT_FALSE(*repo_->chunks()->Has(core::Sha256::Hash(orphan)));
+  auto verify = repo_->Verify(2, nullptr);
+  ASSERT_TRUE(verify.ok());
+  EXPECT_TRUE(verify->damage.empty());
+  // Nothing left to collect the second time.
+  EXPECT_EQ(repo_->CollectGarbage()->chunks_removed, 0u);
+}
+
+TEST_F(RepositoryTest, GarbageCollectionRefusesWhenAManifestIsDamaged) {
+  auto v1 = Add();
+  ASSERT_TRUE(v1.ok());
+  std::size_t before = 0;
+  ASSERT_TRUE(repo_->chunks()->ForEach([&](const store::ChunkId&, std::uint64_t) { return ++before, true; }).ok());
+  RepoLayout l(dir_.Sub("repo"));
+  testing::WriteFileOrDie(l.targets() + "/tools/" + v1->manifest_id + ".1.json", "damaged");
+  auto report = repo_->CollectGarbage();
+  EXPECT_TRUE(report.status().IsCorruption()) << report.status().ToString();
+  std::size_t after = 0;
+  ASSERT_TRUE(repo_->chunks()->ForEach([&](const store::ChunkId&, std::uint64_t) { return ++after, true; }).ok());
+  EXPECT_EQ(after, before);
+}
+
 }  // namespace
 }  // namespace depot::repo

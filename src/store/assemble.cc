@@ -175,13 +175,7 @@ Status Assembler::CommitTo(const std::string& dest) {
 
 void Assembler::Discard() {
   if (!prepared_ || committed_) return;
-  // Directories may already carry read-only modes from Finish().
-  for (const auto& e : manifest_->entries) {
-    if (e.type == EntryType::kDirectory) {
-      env_->Chmod(core::JoinPath(staging_, e.path), 0700).IgnoreError();
-    }
-  }
-  env_->RemoveAll(staging_).IgnoreError();
+  env_->RemoveAll(staging_).IgnoreError();  // copes with read-only directories
   prepared_ = false;
 }
 

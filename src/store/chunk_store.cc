@@ -137,9 +137,8 @@ core::Result<GcStats> ChunkStore::CollectGarbage(const ChunkIdSet& live) {
     for (const auto& f : files) {
       std::string path = core::JoinPath(dir, f.name);
       if (!f.name.empty() && f.name[0] == '.') {
-        // A temp file: a writer that crashed, or one that is running right now. The
-        // contract says no writer runs during collection.
-        if (env_->Remove(path).ok()) ++stats.temp_removed;
+        // Only a crashed writer's temp files: a live one may be about to rename.
+        if (core::IsAbandonedTemp(f.name) && env_->Remove(path).ok()) ++stats.temp_removed;
         continue;
       }
       auto id = core::ParseDigestHex(f.name);
@@ -156,6 +155,22 @@ core::Result<GcStats> ChunkStore::CollectGarbage(const ChunkIdSet& live) {
     }
   }
   return stats;
+}
+
+core::Result<std::uint64_t> ChunkStore::SweepAbandonedTemps() {
+  std::uint64_t removed = 0;
+  DEPOT_ASSIGN_OR_RETURN(auto subdirs, env_->ListDir(root_));
+  for (const auto& sub : subdirs) {
+    if (sub.name.size() != 2 || !core::IsLowerHex(sub.name, 2)) continue;
+    std::string dir = core::JoinPath(root_, sub.name);
+    DEPOT_ASSIGN_OR_RETURN(auto files, env_->ListDir(dir));
+    for (const auto& f : files) {
+      if (core::IsAbandonedTemp(f.name) && env_->Remove(core::JoinPath(dir, f.name)).ok()) {
+        ++removed;
+      }
+    }
+  }
+  return removed;
 }
 
 }  // namespace depot::store

@@ -103,6 +103,10 @@ class ChunkStore {
   // unless it is in `live`.
   core::Result<GcStats> CollectGarbage(const ChunkIdSet& live);
 
+  // Removes only temp files whose writer process is gone (safe while other
+  // processes write). Returns how many were removed.
+  core::Result<std::uint64_t> SweepAbandonedTemps();
+
  private:
   core::Status WriteFrame(const ChunkId& id, std::string_view frame, core::AtomicBatch* batch);
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <thread>
 
 #include "core/parallel.h"
@@ -141,6 +143,9 @@ TEST_F(ChunkStoreTest, IterateAndCollectGarbage) {
   }
   // A temp file from a crashed writer, and a stray file.
   testing::WriteFileOrDie(dir_.Sub("chunks/00/.abc.tmp.1234"), "partial");
+  // A live writer's temp file (this process) is left alone.
+  std::string live_temp = dir_.Sub("chunks/01/.def.tmp." + std::to_string(::getpid()) + "-00ff");
+  testing::WriteFileOrDie(live_temp, "in progress");
   testing::WriteFileOrDie(dir_.Sub("chunks/00/README"), "not a chunk");
   std::size_t n = 0;
   std::vector<std::string> strays;
@@ -162,6 +167,7 @@ TEST_F(ChunkStoreTest, IterateAndCollectGarbage) {
   EXPECT_EQ(stats->temp_removed, 1u);
   for (int i = 0; i < 20; ++i) EXPECT_EQ(*store_.Has(all[i]), i % 2 == 0);
   EXPECT_TRUE(*core::Env::Default()->Exists(dir_.Sub("chunks/00/README")));
+  EXPECT_TRUE(*core::Env::Default()->Exists(live_temp));
 }
 
 }  // namespace
