@@ -164,15 +164,14 @@ int RunAdd(const std::string& dir, repo::AddRequest req, const ProgramFlags& pf,
   auto repository = repo::Repository::Open(env, core::Clock::Real(), dir);
   if (!repository.ok()) return ReportError(repository.status(), json);
 
-  // Total for the progress bar: a quick size walk is not worth it; the bar shows
-  // bytes and rate.
-  std::atomic<std::uint64_t> bytes{0}, files{0};
+  std::atomic<std::uint64_t> bytes{0}, files{0}, total{0};
   req.progress_bytes = &bytes;
   req.progress_files = &files;
+  req.progress_total = &total;
   auto start = std::chrono::steady_clock::now();
   core::Result<repo::AddResult> r = Status::Unavailable("not run");
   {
-    ProgressBar bar("snapshot " + req.package, &bytes, nullptr);
+    ProgressBar bar("snapshot " + req.package, &bytes, &total);
     r = (*repository)->AddVersion(req);
   }
   double secs = Since(start);

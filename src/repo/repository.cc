@@ -207,6 +207,7 @@ core::Result<AddResult> Repository::AddVersion(const AddRequest& req) {
   opts.clock = clock_;
   opts.progress_bytes = req.progress_bytes;
   opts.progress_files = req.progress_files;
+  opts.progress_total = req.progress_total;
   opts.max_attempts = req.max_attempts;
   opts.first_backoff = req.first_backoff;
   auto snap = store::Snapshot(env_, req.source_dir, &chunks_, opts);

@@ -43,6 +43,7 @@ struct AddRequest {
   // Optional progress counters for a CLI progress bar.
   std::atomic<std::uint64_t>* progress_bytes = nullptr;
   std::atomic<std::uint64_t>* progress_files = nullptr;
+  std::atomic<std::uint64_t>* progress_total = nullptr;
   // Snapshot retry tuning (tests shorten it).
   int max_attempts = 5;
   core::Duration first_backoff = std::chrono::milliseconds(100);

@@ -367,6 +367,11 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
     DEPOT_RETURN_IF_ERROR(ValidateManifest(probe).WithContext("source " + source_dir));
   }
 
+  if (options.progress_total) {
+    std::uint64_t total = 0;
+    for (const auto& j : jobs) total += j.size_hint;
+    *options.progress_total = total;
+  }
   // Largest files first, so no core is left with one big file at the end.
   std::sort(jobs.begin(), jobs.end(),
             [](const FileJob& a, const FileJob& b) { return a.size_hint > b.size_hint; });

@@ -38,6 +38,8 @@ struct SnapshotOptions {
   // Optional progress counters, updated as work is done (any thread may read them).
   std::atomic<std::uint64_t>* progress_bytes = nullptr;
   std::atomic<std::uint64_t>* progress_files = nullptr;
+  // Set once the walk has sized the tree: total file bytes to read.
+  std::atomic<std::uint64_t>* progress_total = nullptr;
 };
 
 struct SnapshotStats {
