@@ -16,6 +16,7 @@ ensure_deps
 ensure_tree
 make_workdir delta
 snapshot_depot
+RUNS_NOTE="one run of each (sizes are deterministic; times are single runs)"
 
 R="$WORK/depot"
 S="$WORK/casync/S.castr"
@@ -53,8 +54,8 @@ read -r dfiles dfbytes < <(added "$WORK/depot-chunks")
 read -r cfiles cbytes < <(added "$WORK/casync-chunks")
 
 j() { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(*(j[k] for k in sys.argv[2:]))' "$@"; }
-read -r d_new_chunks d_new_bytes d_stored d_manifest d_bytes < \
-  <(j "$WORK/log/depot-v2.1.out" new_chunks new_bytes stored_bytes manifest_bytes bytes)
+read -r d_new_chunks d_new_bytes d_stored d_manifest < \
+  <(j "$WORK/log/depot-v2.1.out" new_chunks new_bytes stored_bytes manifest_bytes)
 read -r d1_stored d1_manifest < <(j "$WORK/log/depot-v1.1.out" stored_bytes manifest_bytes)
 [[ "$dfiles" == "$d_new_chunks" && "$dfbytes" == "$d_stored" ]] ||
   log "NOTE: depot reported $d_new_chunks chunks / $d_stored bytes, its store grew by $dfiles files / $dfbytes bytes"

@@ -4,6 +4,7 @@
 #   depot-cache  the same with an empty --cache DIR (chunks also written to the cache)
 #   casync       casync extract --store=URL/S.castr URL/X.caidx OUT   (casync-http helper)
 #   curl         curl -s -o FILE of one 1 GiB file (head -c 1G of the tree's files)
+#   curl-null    the same to /dev/null (reference only: the cost of writing the file)
 # alternated RUNS times (default 3), server files warmed right before each run, medians.
 # Every output is checked against its source after the timed runs (diff -r / cmp), so
 # a broken fetch cannot look fast. Client and server share the same 2 cores.
@@ -22,7 +23,9 @@ snapshot_depot
 BIG="$BENCH_DATA/big1g.bin"
 if [[ ! -f "$BIG" ]]; then
   log "making $BIG (head -c 1G of the tree's files in sorted order)"
-  (cd "$TREE" && find . -type f -print0 | sort -z | xargs -0 cat | head -c 1G) >"$BIG.part"
+  # head closes the pipe after 1 GiB: cat's SIGPIPE is expected, the size is checked.
+  (cd "$TREE" && find . -type f -print0 | sort -z | xargs -0 cat 2>/dev/null | head -c 1G) >"$BIG.part" || true
+  [[ $(stat -c %s "$BIG.part") == $((1 << 30)) || "$TREE_MIB" != 1024 ]] || die "could not make $BIG"
   mv "$BIG.part" "$BIG"
 fi
 BIG_BYTES=$(stat -c %s "$BIG")
@@ -42,11 +45,20 @@ nginx_start "$WWW"
 U="$NGINX_URL"
 TRUST="$R/repo/metadata/root.json"
 
-# One untimed fetch of each kind: checks the setup, and nothing is first-run only.
 curl -sf -o /dev/null "$U/depot/metadata/timestamp.json" || die "nginx does not serve the depot tree"
 curl -sf -o /dev/null "$U/casync/X.caidx" || die "nginx does not serve the casync index"
 
+# One untimed run of each kind first: checks the set-up, and the first run after the
+# set-up (often slower: fresh memory, filesystem state) is not what we measure.
 mkdir -p "$WORK/out"
+log "warm-up runs (not timed)"
+settle; warm "$R/repo"
+"$DEPOT" --json repo fetch "$U/depot" --package bench --dest "$WORK/out/warm-depot" --trust "$TRUST" >/dev/null
+warm "$WWW/casync"
+casync extract --store="$U/casync/S.castr" "$U/casync/X.caidx" "$WORK/out/warm-casync"
+warm "$BIG"
+curl -s -f -o "$WORK/out/warm-curl" "$U/big1g.bin"
+
 for i in $(seq "$RUNS"); do
   log "round $i/$RUNS"
   settle; warm "$R/repo"
@@ -60,6 +72,9 @@ for i in $(seq "$RUNS"); do
   time_run casync "$i" casync extract --store="$U/casync/S.castr" "$U/casync/X.caidx" "$WORK/out/casync-$i"
   settle; warm "$BIG"
   time_run curl "$i" curl -s -f -o "$WORK/out/curl-$i" "$U/big1g.bin"
+  # For reference only (not in the ratios): the same transfer without writing a file.
+  settle; warm "$BIG"
+  time_run curl-null "$i" curl -s -f -o /dev/null "$U/big1g.bin"
 done
 
 log "checking every output against its source (not timed)"
@@ -90,12 +105,13 @@ echo "server:    nginx $(nginx -v 2>&1 | sed 's/.*\///') on 127.0.0.1, sendfile 
 echo "           client and server share the same 2 cores (server CPU shown separately)"
 echo "depot:     $fchunks chunks, $xfer bytes transferred; casync store: $(echo "$cas_store" | cut -d' ' -f2) chunks, $(echo "$cas_store" | cut -d' ' -f1) bytes"
 printf '%-32s %8s %8s %8s %8s %8s %8s  %s\n' "" "wall s" "MB/s" "user s" "sys s" "nginx s" "others s" "all walls"
-for l in depot depot-cache casync curl; do
+for l in depot depot-cache casync curl curl-null; do
   case $l in
     depot) name="depot repo fetch (no cache)"; bytes=$TREE_BYTES ;;
     depot-cache) name="depot repo fetch (empty --cache)"; bytes=$TREE_BYTES ;;
     casync) name="casync extract (HTTP)"; bytes=$TREE_BYTES ;;
     curl) name="curl one 1 GiB file"; bytes=$BIG_BYTES ;;
+    curl-null) name="  (curl -o /dev/null, reference)"; bytes=$BIG_BYTES ;;
   esac
   w=$(median $l 3)
   printf '%-32s %8s %8s %8s %8s %8s %8s  %s\n' "$name" "$w" "$(mbps "$bytes" "$w")" \

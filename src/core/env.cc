@@ -112,6 +112,18 @@ class PosixWritableFile final : public WritableFile {
     if (::fdatasync(fd_) != 0) return ErrnoStatus(errno, "fsync " + path_);
     return Status::Ok();
   }
+  Status StartWriteback(std::uint64_t offset, std::uint64_t length) override {
+    if (::sync_file_range(fd_, static_cast<off64_t>(offset), static_cast<off64_t>(length),
+                          SYNC_FILE_RANGE_WRITE) != 0) {
+      // Filesystems without support (ESPIPE, EINVAL, ENOSYS) simply sync later.
+      if (errno == EIO || errno == ENOSPC) return ErrnoStatus(errno, "writeback " + path_);
+    }
+    return Status::Ok();
+  }
+  Status SetMode(std::uint32_t mode) override {
+    if (::fchmod(fd_, static_cast<mode_t>(mode)) != 0) return ErrnoStatus(errno, "chmod " + path_);
+    return Status::Ok();
+  }
   Status Close() override {
     if (fd_ < 0) return Status::Ok();
     int fd = fd_;
@@ -361,10 +373,10 @@ Status Env::WriteFileAtomic(const std::string& path, std::string_view data, std:
   auto file = OpenForWrite(tmp, mode, WriteMode::kCreateNew);
   if (!file.ok()) return file.status();
   Status s = (*file)->Append(data);
+  // OpenForWrite applied the umask; the caller asked for `mode` exactly.
+  if (s.ok()) s = (*file)->SetMode(mode);
   if (s.ok()) s = (*file)->Sync();
   if (s.ok()) s = (*file)->Close();
-  // OpenForWrite applied the umask; the caller asked for `mode` exactly.
-  if (s.ok()) s = Chmod(tmp, mode);
   if (s.ok()) s = Rename(tmp, path);
   if (!s.ok()) {
     Remove(tmp).IgnoreError();

@@ -87,6 +87,11 @@ Status Assembler::Place(std::size_t chunk_index, std::string_view data) {
     DEPOT_ASSIGN_OR_RETURN(auto f,
                            env_->OpenForWrite(FilePath(pl.entry), 0600, core::Env::WriteMode::kUpdate));
     DEPOT_RETURN_IF_ERROR(f->WriteAt(pl.offset, data));
+    DEPOT_RETURN_IF_ERROR(f->StartWriteback(pl.offset, data.size()));
+    const Entry& entry = manifest_->entries[pl.entry];
+    // A one-chunk file is complete now: give it its mode while it is open, sparing
+    // Finish() a path lookup per file.
+    if (entry.chunks.size() == 1) DEPOT_RETURN_IF_ERROR(f->SetMode(entry.mode));
     DEPOT_RETURN_IF_ERROR(f->Close());
   }
   placed_[chunk_index] = true;
@@ -148,7 +153,7 @@ Status Assembler::Finish(unsigned threads) {
   // Modes: files first, then directories from the deepest up, so a read-only
   // directory does not block anything still to be done inside it.
   for (const auto& e : manifest_->entries) {
-    if (e.type == EntryType::kFile) {
+    if (e.type == EntryType::kFile && e.chunks.size() != 1) {
       DEPOT_RETURN_IF_ERROR(env_->Chmod(core::JoinPath(staging_, e.path), e.mode));
     }
   }
