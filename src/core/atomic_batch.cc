@@ -20,8 +20,6 @@ Status AtomicBatch::Add(const std::string& final_path, std::string_view data,
   auto file = env_->OpenForWrite(tmp, mode, Env::WriteMode::kCreateNew);
   if (!file.ok()) return file.status();
   Status s = (*file)->Append(data);
-  // Start the disk write now so Commit()'s sync finds little left to do.
-  if (s.ok()) s = (*file)->StartWriteback(0, 0);
   if (s.ok()) s = (*file)->Close();
   if (!s.ok()) {
     env_->Remove(tmp).IgnoreError();

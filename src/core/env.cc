@@ -112,14 +112,6 @@ class PosixWritableFile final : public WritableFile {
     if (::fdatasync(fd_) != 0) return ErrnoStatus(errno, "fsync " + path_);
     return Status::Ok();
   }
-  Status StartWriteback(std::uint64_t offset, std::uint64_t length) override {
-    if (::sync_file_range(fd_, static_cast<off64_t>(offset), static_cast<off64_t>(length),
-                          SYNC_FILE_RANGE_WRITE) != 0) {
-      // Filesystems without support (ESPIPE, EINVAL, ENOSYS) simply sync later.
-      if (errno == EIO || errno == ENOSPC) return ErrnoStatus(errno, "writeback " + path_);
-    }
-    return Status::Ok();
-  }
   Status SetMode(std::uint32_t mode) override {
     if (::fchmod(fd_, static_cast<mode_t>(mode)) != 0) return ErrnoStatus(errno, "chmod " + path_);
     return Status::Ok();

@@ -65,11 +65,6 @@ class WritableFile {
   // Sets the file size (allocating nothing); used to pre-size assembled files.
   virtual Status Truncate(std::uint64_t size) = 0;
   virtual Status Sync() = 0;  // fdatasync
-  // Asks the kernel to start writing [offset, offset+length) to disk now, without
-  // waiting (sync_file_range WRITE); length 0 means "to the end". A later sync of
-  // the file or filesystem then has little left to do, so disk writes overlap the
-  // work that produced them instead of piling up at the end. Best effort.
-  virtual Status StartWriteback(std::uint64_t offset, std::uint64_t length) = 0;
   // Sets the permission bits exactly (fchmod; not subject to the umask).
   virtual Status SetMode(std::uint32_t mode) = 0;
   virtual Status Close() = 0;

@@ -83,9 +83,6 @@ class FaultyWritableFile final : public core::WritableFile {
     if (env_->fail_sync) return Status::IOError("fsync: Input/output error (injected)");
     return base_->Sync();
   }
-  Status StartWriteback(std::uint64_t off, std::uint64_t len) override {
-    return base_->StartWriteback(off, len);
-  }
   Status SetMode(std::uint32_t mode) override { return base_->SetMode(mode); }
   Status Close() override { return base_->Close(); }
 

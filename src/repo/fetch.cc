@@ -210,11 +210,16 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     std::vector<std::size_t> retry;
     std::mutex retry_mu;
     Status last_transient;
-    core::BlockingQueue<Work> queue(256);
+    // One queue per worker, and every chunk goes to the worker that owns the file it
+    // lands in first: two threads writing one file contend on its inode lock.
+    std::vector<std::unique_ptr<core::BlockingQueue<Work>>> queues;
+    for (unsigned w = 0; w < threads; ++w) {
+      queues.push_back(std::make_unique<core::BlockingQueue<Work>>(128));
+    }
     std::vector<std::thread> workers;
     for (unsigned w = 0; w < threads; ++w) {
-      workers.emplace_back([&] {
-        while (auto work = queue.Pop()) {
+      workers.emplace_back([&, w] {
+        while (auto work = queues[w]->Pop()) {
           std::size_t i = work->chunk;
           const auto& c = chunks[i];
           if (!work->frame.ok()) {
@@ -269,9 +274,10 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     Status fetch_status = source->FetchMany(
         requests, req.parallel, [&](std::size_t k, core::Result<std::string> frame) {
           if (failed()) return false;
-          return queue.Push(Work{missing[k], std::move(frame)});
+          std::size_t i = missing[k];
+          return queues[assembler.HomeFile(i) % threads]->Push(Work{i, std::move(frame)});
         });
-    queue.Close();
+    for (auto& q : queues) q->Close();
     for (auto& t : workers) t.join();
     if (failed()) break;
     if (!fetch_status.ok()) {

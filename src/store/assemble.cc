@@ -87,7 +87,6 @@ Status Assembler::Place(std::size_t chunk_index, std::string_view data) {
     DEPOT_ASSIGN_OR_RETURN(auto f,
                            env_->OpenForWrite(FilePath(pl.entry), 0600, core::Env::WriteMode::kUpdate));
     DEPOT_RETURN_IF_ERROR(f->WriteAt(pl.offset, data));
-    DEPOT_RETURN_IF_ERROR(f->StartWriteback(pl.offset, data.size()));
     const Entry& entry = manifest_->entries[pl.entry];
     // A one-chunk file is complete now: give it its mode while it is open, sparing
     // Finish() a path lookup per file.

@@ -35,6 +35,12 @@ class Assembler {
   // The distinct chunks the tree needs; Place() takes an index into this list.
   const std::vector<ChunkRef>& chunks() const { return chunks_; }
 
+  // The index of the entry a chunk is first written to: callers spreading Place()
+  // calls over threads keep one file on one thread.
+  std::uint32_t HomeFile(std::size_t chunk_index) const {
+    return placements_[first_placement_[chunk_index]].entry;
+  }
+
   // Writes a chunk's bytes at every offset of every file that uses them. The caller
   // must have verified `data` against the chunk id (size is re-checked here).
   // Thread-safe; each index should be placed once.
