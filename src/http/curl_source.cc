@@ -5,35 +5,13 @@
 #include <deque>
 
 #include "core/path.h"
+#include "http/curl_errors.h"
 
 namespace depot::http {
 
 using core::Status;
 
 namespace {
-
-void GlobalInit() {
-  static const bool done = [] {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    return true;
-  }();
-  (void)done;
-}
-
-// The one place libcurl codes become Status values.
-Status CurlStatus(CURLcode code, const std::string& url, const char* errbuf) {
-  std::string msg = url + ": " + (errbuf && *errbuf ? errbuf : curl_easy_strerror(code));
-  switch (code) {
-    case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-      return Status::InvalidArgument(std::move(msg));
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CACERT_BADFILE:
-      return Status::PermissionDenied(std::move(msg) + " (TLS certificate not trusted)");
-    default:
-      return Status::Unavailable(std::move(msg));
-  }
-}
 
 Status HttpStatus(long code, const std::string& url) {
   std::string msg = url + ": HTTP " + std::to_string(code);
@@ -87,7 +65,7 @@ struct CurlSource::Handle {
       return Status::Corruption(url + ": response longer than the " + std::to_string(max_bytes) +
                                 " bytes expected");
     }
-    if (rc != CURLE_OK) return CurlStatus(rc, url, errbuf);
+    if (rc != CURLE_OK) return CurlCodeStatus(rc, url, errbuf);
     long code = 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
     if (code < 200 || code > 299) return HttpStatus(code, url);
@@ -103,7 +81,7 @@ core::Result<std::unique_ptr<CurlSource>> CurlSource::Create(std::string base_ur
     return Status::InvalidArgument("source URL '" + base_url + "' must start with http:// or https://");
   }
   while (!base_url.empty() && base_url.back() == '/') base_url.pop_back();
-  GlobalInit();
+  CurlGlobalInit();
   return std::unique_ptr<CurlSource>(new CurlSource(std::move(base_url), std::move(options)));
 }
 

@@ -1,0 +1,150 @@
+// The SQL seam of the catalog: a small interface over an embedded SQLite file (the
+// default) or a PostgreSQL server, so the same catalog code and the same tests run on
+// both. Nothing of sqlite3.h or libpq-fe.h appears here.
+//
+// SQL is written once, portably: `?` placeholders (the PostgreSQL backend rewrites
+// them to $1, $2, ...), BIGINT/TEXT/DOUBLE PRECISION columns, `INSERT ... RETURNING`,
+// `ON CONFLICT ... DO ...`. Times are BIGINT milliseconds since the epoch; booleans
+// are BIGINT 0/1; binary data is stored as lowercase hex TEXT.
+//
+// Every access goes through Db::Transaction, the one transaction helper: the function
+// runs inside BEGIN ... COMMIT, and on a busy/serialization conflict the whole
+// function is run again (so it must have no side effects outside the transaction, or
+// only idempotent ones). There is no autocommit path, so a multi-step change can
+// never be half applied.
+//
+// Thread safety: a Db may be used from any number of threads; each transaction takes
+// a connection from a pool for its duration. A Tx belongs to the thread running the
+// transaction function and must not escape it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "core/status.h"
+
+namespace depot::catalog {
+
+enum class Dialect { kSqlite, kPostgres };
+
+// A value bound to a placeholder or read from a column.
+class Value {
+ public:
+  Value() = default;  // NULL
+  Value(std::nullptr_t) {}
+  Value(std::int64_t v) : v_(v) {}
+  Value(int v) : v_(static_cast<std::int64_t>(v)) {}
+  Value(unsigned v) : v_(static_cast<std::int64_t>(v)) {}
+  Value(std::uint64_t v) : v_(static_cast<std::int64_t>(v)) {}
+  Value(long long v) : v_(static_cast<std::int64_t>(v)) {}
+  Value(bool v) : v_(static_cast<std::int64_t>(v ? 1 : 0)) {}
+  Value(double v) : v_(v) {}
+  Value(std::string v) : v_(std::move(v)) {}
+  Value(std::string_view v) : v_(std::string(v)) {}
+  Value(const char* v) : v_(std::string(v)) {}
+  template <typename T>
+  Value(const std::optional<T>& v) {
+    if (v) *this = Value(*v);
+  }
+
+  bool is_null() const { return v_.index() == 0; }
+  bool is_int() const { return v_.index() == 1; }
+  bool is_double() const { return v_.index() == 2; }
+  bool is_text() const { return v_.index() == 3; }
+  std::int64_t AsInt() const;      // 0 for NULL; text is parsed
+  double AsDouble() const;         // 0 for NULL
+  std::string AsText() const;      // "" for NULL; numbers are formatted
+  const std::string* text() const { return std::get_if<std::string>(&v_); }
+
+ private:
+  std::variant<std::monostate, std::int64_t, double, std::string> v_;
+};
+
+using Params = std::vector<Value>;
+
+// One result row. Column access by index; out-of-range reads return NULL.
+class Row {
+ public:
+  explicit Row(std::vector<Value> values) : values_(std::move(values)) {}
+  std::size_t size() const { return values_.size(); }
+  const Value& operator[](std::size_t i) const;
+  bool IsNull(std::size_t i) const { return (*this)[i].is_null(); }
+  std::int64_t Int(std::size_t i) const { return (*this)[i].AsInt(); }
+  double Double(std::size_t i) const { return (*this)[i].AsDouble(); }
+  std::string Text(std::size_t i) const { return (*this)[i].AsText(); }
+  std::optional<std::int64_t> OptInt(std::size_t i) const {
+    return IsNull(i) ? std::nullopt : std::optional<std::int64_t>(Int(i));
+  }
+  std::optional<std::string> OptText(std::size_t i) const {
+    return IsNull(i) ? std::nullopt : std::optional<std::string>(Text(i));
+  }
+
+ private:
+  std::vector<Value> values_;
+};
+
+using Rows = std::vector<Row>;
+
+// An open transaction. Errors: InvalidArgument (SQL error, constraint violation --
+// the message says which), Unavailable (lock conflict; Db::Transaction retries it),
+// IOError / Corruption / PermissionDenied from the database.
+class Tx {
+ public:
+  virtual ~Tx() = default;
+  virtual Dialect dialect() const = 0;
+  // Runs a statement that returns rows.
+  virtual core::Result<Rows> Query(std::string_view sql, const Params& params = {}) = 0;
+  // Runs a statement; returns the number of rows it changed.
+  virtual core::Result<std::int64_t> Exec(std::string_view sql, const Params& params = {}) = 0;
+  // Runs several statements with no parameters (schema changes).
+  virtual core::Status ExecScript(std::string_view sql) = 0;
+
+  // Convenience: the first row, or NotFound when there is none.
+  core::Result<Row> QueryRow(std::string_view sql, const Params& params = {});
+  // Convenience: the first column of the first row as an integer (NotFound if none).
+  core::Result<std::int64_t> QueryInt(std::string_view sql, const Params& params = {});
+};
+
+struct DbOptions {
+  unsigned max_connections = 8;
+  // How long a transaction keeps retrying lock conflicts before giving up with
+  // Unavailable.
+  std::int64_t busy_timeout_ms = 10'000;
+};
+
+class Db {
+ public:
+  virtual ~Db() = default;
+
+  // Opens (creating if absent) an SQLite database file in WAL mode with
+  // synchronous=FULL and foreign keys on. IOError / PermissionDenied / Corruption
+  // when the file cannot be opened or is not a database.
+  static core::Result<std::unique_ptr<Db>> OpenSqlite(const std::string& path,
+                                                      const DbOptions& options = {});
+
+  virtual Dialect dialect() const = 0;
+  // "sqlite:/path/catalog.db", for messages (never includes a password).
+  virtual std::string Describe() const = 0;
+
+  enum class Mode { kRead, kWrite };
+  // Runs `fn` in one transaction: commits when it returns OK, rolls back when it
+  // returns an error (which is returned). A lock conflict or serialization failure
+  // anywhere in it (Unavailable) rolls back and runs `fn` again, with backoff, up to
+  // the busy timeout. kWrite takes the write lock at BEGIN (no upgrade deadlocks).
+  virtual core::Status Transaction(const std::function<core::Status(Tx&)>& fn,
+                                   Mode mode = Mode::kWrite) = 0;
+
+  // Read-only convenience wrappers around Transaction(kRead).
+  core::Result<Rows> Query(std::string_view sql, const Params& params = {});
+  core::Result<Row> QueryRow(std::string_view sql, const Params& params = {});
+  core::Result<std::int64_t> QueryInt(std::string_view sql, const Params& params = {});
+};
+
+}  // namespace depot::catalog

@@ -1,0 +1,130 @@
+#include "catalog/db.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "core/testing.h"
+
+namespace depot::catalog {
+namespace {
+
+using core::Status;
+
+class DbTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto db = Db::OpenSqlite(dir_.Sub("test.db"));
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    db_ = std::move(*db);
+    ASSERT_TRUE(db_->Transaction([](Tx& tx) {
+                  return tx.ExecScript(
+                      "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+                      "n BIGINT, x DOUBLE PRECISION)");
+                }).ok());
+  }
+  testing::TempDir dir_;
+  std::unique_ptr<Db> db_;
+};
+
+TEST_F(DbTest, BindsAndReadsEveryType) {
+  ASSERT_TRUE(db_->Transaction([](Tx& tx) -> Status {
+                   auto r = tx.Query("INSERT INTO t (name, n, x) VALUES (?, ?, ?) RETURNING id",
+                                     {"a", std::int64_t{1} << 40, 2.5});
+                   if (!r.ok()) return r.status();
+                   EXPECT_EQ(r->size(), 1u);
+                   return tx.Exec("INSERT INTO t (name, n, x) VALUES (?, ?, ?)",
+                                  {std::string("b"), nullptr, std::optional<double>()})
+                       .status();
+                 })
+                  .ok());
+  auto rows = db_->Query("SELECT name, n, x FROM t ORDER BY name");
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].Text(0), "a");
+  EXPECT_EQ((*rows)[0].Int(1), std::int64_t{1} << 40);
+  EXPECT_DOUBLE_EQ((*rows)[0].Double(2), 2.5);
+  EXPECT_TRUE((*rows)[1].IsNull(1));
+  EXPECT_FALSE((*rows)[1].OptInt(1).has_value());
+  EXPECT_TRUE((*rows)[1].IsNull(2));
+}
+
+TEST_F(DbTest, ErrorRollsBackEverythingInTheTransaction) {
+  Status s = db_->Transaction([](Tx& tx) -> Status {
+    DEPOT_RETURN_IF_ERROR(tx.Exec("INSERT INTO t (name) VALUES (?)", {"x"}).status());
+    return Status::InvalidArgument("changed my mind");
+  });
+  EXPECT_TRUE(s.IsInvalidArgument());
+  EXPECT_EQ(*db_->QueryInt("SELECT COUNT(*) FROM t"), 0);
+}
+
+TEST_F(DbTest, ConstraintViolationIsInvalidArgumentNamingIt) {
+  ASSERT_TRUE(db_->Transaction([](Tx& tx) {
+                   return tx.Exec("INSERT INTO t (name) VALUES (?)", {"x"}).status();
+                 })
+                  .ok());
+  Status s = db_->Transaction(
+      [](Tx& tx) { return tx.Exec("INSERT INTO t (name) VALUES (?)", {"x"}).status(); });
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_NE(s.message().find("UNIQUE"), std::string::npos) << s.ToString();
+}
+
+TEST_F(DbTest, WrongParameterCountIsAnError) {
+  Status s = db_->Transaction(
+      [](Tx& tx) { return tx.Exec("INSERT INTO t (name) VALUES (?)", {}).status(); });
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+}
+
+TEST_F(DbTest, ConcurrentWritersNeverLoseAnUpdate) {
+  ASSERT_TRUE(db_->Transaction([](Tx& tx) {
+                   return tx.Exec("INSERT INTO t (name, n) VALUES ('counter', 0)").status();
+                 })
+                  .ok());
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        Status s = db_->Transaction([](Tx& tx) -> Status {
+          DEPOT_ASSIGN_OR_RETURN(std::int64_t n,
+                                 tx.QueryInt("SELECT n FROM t WHERE name = 'counter'"));
+          return tx.Exec("UPDATE t SET n = ? WHERE name = 'counter'", {n + 1}).status();
+        });
+        if (!s.ok()) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(*db_->QueryInt("SELECT n FROM t WHERE name = 'counter'"), 200);
+}
+
+TEST_F(DbTest, SecondProcessStyleConnectionSeesCommittedData) {
+  ASSERT_TRUE(db_->Transaction([](Tx& tx) {
+                   return tx.Exec("INSERT INTO t (name) VALUES ('seen')").status();
+                 })
+                  .ok());
+  auto other = Db::OpenSqlite(dir_.Sub("test.db"));
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(*(*other)->QueryInt("SELECT COUNT(*) FROM t WHERE name = 'seen'"), 1);
+}
+
+TEST(DbOpenTest, NotADatabaseIsCorruptionNamingTheFile) {
+  testing::TempDir dir;
+  testing::WriteFileOrDie(dir.Sub("junk.db"), std::string(8192, 'x'));
+  auto db = Db::OpenSqlite(dir.Sub("junk.db"));
+  ASSERT_FALSE(db.ok());
+  EXPECT_TRUE(db.status().IsCorruption()) << db.status().ToString();
+  EXPECT_NE(db.status().message().find("junk.db"), std::string::npos);
+}
+
+TEST(DbOpenTest, MissingDirectoryFails) {
+  auto db = Db::OpenSqlite("/nonexistent-dir/x/catalog.db");
+  ASSERT_FALSE(db.ok());
+  EXPECT_TRUE(db.status().IsPermissionDenied()) << db.status().ToString();
+}
+
+}  // namespace
+}  // namespace depot::catalog

@@ -1,0 +1,212 @@
+#include "catalog/schema.h"
+
+namespace depot::catalog {
+namespace {
+
+// Migration 1: the whole first schema. Times are BIGINT milliseconds since the epoch.
+constexpr std::string_view kV1 = R"sql(
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+
+-- Credentials. Only the SHA-256 of a secret is stored. kind: admin, operator,
+-- read-only (people and scripts), enroll (agents enroll with it), dp (one per DP),
+-- agent (one per enrolled client). subject_id names the DP or client.
+CREATE TABLE tokens (
+  id {{ID}},
+  kind TEXT NOT NULL,
+  name TEXT NOT NULL,
+  secret_hash TEXT NOT NULL UNIQUE,
+  subject_id BIGINT,
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT,
+  uses_left BIGINT,
+  uses BIGINT NOT NULL DEFAULT 0,
+  last_used_at BIGINT,
+  revoked_at BIGINT
+);
+
+CREATE TABLE packages (
+  id {{ID}},
+  name TEXT NOT NULL UNIQUE,
+  uid TEXT NOT NULL UNIQUE,
+  description TEXT NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  deleted_at BIGINT
+);
+
+-- One row per package version. state: publishing (number reserved, signing in
+-- progress), active (signed, in the repository's targets), retired (removed from
+-- the targets by retention or deletion; content collected after the grace period).
+CREATE TABLE versions (
+  id {{ID}},
+  package_id BIGINT NOT NULL REFERENCES packages(id),
+  version BIGINT NOT NULL,
+  state TEXT NOT NULL,
+  manifest_id TEXT NOT NULL DEFAULT '',
+  manifest_bytes BIGINT NOT NULL DEFAULT 0,
+  files BIGINT NOT NULL DEFAULT 0,
+  bytes BIGINT NOT NULL DEFAULT 0,
+  chunks BIGINT NOT NULL DEFAULT 0,
+  created_at BIGINT NOT NULL,
+  retired_at BIGINT,
+  UNIQUE (package_id, version)
+);
+
+CREATE TABLE dps (
+  id {{ID}},
+  name TEXT NOT NULL UNIQUE,
+  url TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  last_seen_at BIGINT,
+  -- The site's own checks of a DP that stopped polling: counted and backed off
+  -- per DP, never touching other DPs.
+  probe_attempts BIGINT NOT NULL DEFAULT 0,
+  next_probe_at BIGINT,
+  probe_error TEXT
+);
+
+CREATE TABLE dp_groups (
+  dp_id BIGINT NOT NULL REFERENCES dps(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  PRIMARY KEY (dp_id, name)
+);
+CREATE INDEX dp_groups_name ON dp_groups(name);
+
+CREATE TABLE dp_boundaries (
+  dp_id BIGINT NOT NULL REFERENCES dps(id) ON DELETE CASCADE,
+  cidr TEXT NOT NULL,
+  PRIMARY KEY (dp_id, cidr)
+);
+
+-- A package assigned to a DP or a DP group: its current and future versions.
+CREATE TABLE distributions (
+  id {{ID}},
+  package_id BIGINT NOT NULL REFERENCES packages(id),
+  target_kind TEXT NOT NULL,
+  target TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  UNIQUE (package_id, target_kind, target)
+);
+
+-- The reconciliation record: one per (package version, DP). state: pending,
+-- syncing, ready, failed. attempts/next_retry_at are this record's own backoff.
+CREATE TABLE dp_records (
+  version_id BIGINT NOT NULL REFERENCES versions(id),
+  dp_id BIGINT NOT NULL REFERENCES dps(id) ON DELETE CASCADE,
+  state TEXT NOT NULL,
+  attempts BIGINT NOT NULL DEFAULT 0,
+  next_retry_at BIGINT,
+  last_error TEXT,
+  bytes_total BIGINT NOT NULL DEFAULT 0,
+  bytes_done BIGINT NOT NULL DEFAULT 0,
+  chunks_total BIGINT NOT NULL DEFAULT 0,
+  chunks_done BIGINT NOT NULL DEFAULT 0,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (version_id, dp_id)
+);
+CREATE INDEX dp_records_dp ON dp_records(dp_id);
+CREATE INDEX dp_records_retry ON dp_records(next_retry_at);
+
+-- Managed machines. attributes: a JSON object of strings (hostname, os, arch,
+-- ips, agent_version, tag.KEY...).
+CREATE TABLE clients (
+  id {{ID}},
+  uid TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  attributes TEXT NOT NULL,
+  address TEXT NOT NULL DEFAULT '',
+  enrolled_at BIGINT NOT NULL,
+  last_seen_at BIGINT,
+  attributes_at BIGINT NOT NULL
+);
+CREATE INDEX clients_name ON clients(name);
+
+-- kind: static (members listed) or rule (members computed from the rule and kept
+-- up to date when a client's attributes or the rule change).
+CREATE TABLE collections (
+  id {{ID}},
+  name TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL,
+  rule TEXT NOT NULL DEFAULT '',
+  description TEXT NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL
+);
+
+CREATE TABLE collection_members (
+  collection_id BIGINT NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+  client_id BIGINT NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+  PRIMARY KEY (collection_id, client_id)
+);
+CREATE INDEX collection_members_client ON collection_members(client_id);
+
+-- kind: required or available. windows: JSON list of daily maintenance windows.
+-- pinned_version NULL follows the package's newest version.
+CREATE TABLE deployments (
+  id {{ID}},
+  package_id BIGINT NOT NULL REFERENCES packages(id),
+  pinned_version BIGINT,
+  program TEXT NOT NULL,
+  collection_id BIGINT NOT NULL REFERENCES collections(id),
+  kind TEXT NOT NULL,
+  start_at BIGINT NOT NULL,
+  deadline_at BIGINT,
+  windows TEXT NOT NULL DEFAULT '[]',
+  created_at BIGINT NOT NULL,
+  cancelled_at BIGINT
+);
+CREATE INDEX deployments_collection ON deployments(collection_id);
+
+-- What each client last reported for each deployment.
+CREATE TABLE client_deployments (
+  client_id BIGINT NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+  deployment_id BIGINT NOT NULL REFERENCES deployments(id),
+  state TEXT NOT NULL,
+  version BIGINT,
+  exit_code BIGINT,
+  detail TEXT NOT NULL DEFAULT '',
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (client_id, deployment_id)
+);
+CREATE INDEX client_deployments_deployment ON client_deployments(deployment_id);
+
+-- Status messages. source: "site", "dp:NAME", "client:UID"; source_seq is the
+-- sender's sequence number (NULL for the site's own), so re-sent batches are
+-- dropped. dedup_key: messages with the same key are one record with a count
+-- (a retry is a counter, not a new message).
+CREATE TABLE messages (
+  id {{ID}},
+  code BIGINT NOT NULL,
+  severity TEXT NOT NULL,
+  component TEXT NOT NULL,
+  source TEXT NOT NULL,
+  source_seq BIGINT,
+  dedup_key TEXT,
+  at BIGINT NOT NULL,
+  last_at BIGINT NOT NULL,
+  count BIGINT NOT NULL DEFAULT 1,
+  package TEXT,
+  version BIGINT,
+  dp TEXT,
+  client TEXT,
+  deployment BIGINT,
+  params TEXT NOT NULL DEFAULT '{}',
+  text TEXT NOT NULL
+);
+CREATE UNIQUE INDEX messages_source_seq ON messages(source, source_seq);
+CREATE UNIQUE INDEX messages_dedup ON messages(dedup_key);
+CREATE INDEX messages_last_at ON messages(last_at);
+)sql";
+
+}  // namespace
+
+const std::vector<Migration>& SiteMigrations() {
+  static const std::vector<Migration> kMigrations = {
+      {1, "initial schema", kV1},
+  };
+  return kMigrations;
+}
+
+}  // namespace depot::catalog

@@ -1,0 +1,177 @@
+#include "http/client.h"
+
+#include <curl/curl.h>
+#include <strings.h>
+
+#include <nlohmann/json.hpp>
+
+#include "http/curl_errors.h"
+
+namespace depot::http {
+
+using core::Status;
+
+const std::string* ClientResponse::GetHeader(std::string_view name) const {
+  for (const Header& h : headers) {
+    if (h.name.size() == name.size() && strncasecmp(h.name.data(), name.data(), name.size()) == 0) {
+      return &h.value;
+    }
+  }
+  return nullptr;
+}
+
+struct Client::Impl {
+  CURL* easy = nullptr;
+  ClientResponse* current = nullptr;
+  std::uint64_t max_bytes = 0;
+  bool too_big = false;
+  char errbuf[CURL_ERROR_SIZE] = {};
+
+  ~Impl() {
+    if (easy != nullptr) curl_easy_cleanup(easy);
+  }
+
+  static std::size_t OnData(char* ptr, std::size_t size, std::size_t nmemb, void* user) {
+    auto* impl = static_cast<Impl*>(user);
+    std::size_t n = size * nmemb;
+    if (impl->current->body.size() + n > impl->max_bytes) {
+      impl->too_big = true;
+      return 0;
+    }
+    impl->current->body.append(ptr, n);
+    return n;
+  }
+
+  static std::size_t OnHeader(char* ptr, std::size_t size, std::size_t nmemb, void* user) {
+    auto* impl = static_cast<Impl*>(user);
+    std::size_t n = size * nmemb;
+    std::string_view line(ptr, n);
+    if (line.rfind("HTTP/", 0) == 0) {
+      impl->current->headers.clear();  // a new response (after 100 Continue)
+      return n;
+    }
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos) return n;
+    std::string name(line.substr(0, colon));
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) {
+      value.remove_suffix(1);
+    }
+    impl->current->headers.push_back({std::move(name), std::string(value)});
+    return n;
+  }
+};
+
+Client::Client(std::string base_url, ClientOptions options)
+    : base_url_(std::move(base_url)), options_(std::move(options)), impl_(new Impl) {}
+
+Client::~Client() = default;
+
+core::Result<std::unique_ptr<Client>> Client::Create(std::string base_url,
+                                                     ClientOptions options) {
+  if (base_url.rfind("http://", 0) != 0 && base_url.rfind("https://", 0) != 0) {
+    return Status::InvalidArgument("URL '" + base_url + "' must start with http:// or https://");
+  }
+  while (!base_url.empty() && base_url.back() == '/') base_url.pop_back();
+  CurlGlobalInit();
+  std::unique_ptr<Client> c(new Client(std::move(base_url), std::move(options)));
+  c->impl_->easy = curl_easy_init();
+  if (c->impl_->easy == nullptr) return Status::Unavailable("libcurl: cannot create a handle");
+  return c;
+}
+
+core::Result<ClientResponse> Client::Do(std::string_view method, std::string_view target,
+                                        std::string_view body, std::string_view content_type,
+                                        const std::vector<std::string>& extra_headers,
+                                        long timeout_s) {
+  CURL* e = impl_->easy;
+  curl_easy_reset(e);  // keeps the connection cache
+  ClientResponse resp;
+  impl_->current = &resp;
+  impl_->too_big = false;
+  impl_->max_bytes = options_.max_response_bytes;
+  impl_->errbuf[0] = 0;
+  std::string url = base_url_ + std::string(target);
+  std::string m(method);
+  curl_easy_setopt(e, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::OnData);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, impl_.get());
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Impl::OnHeader);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, impl_.get());
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, impl_->errbuf);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
+  long timeout = timeout_s >= 0 ? timeout_s : options_.timeout_s;
+  curl_easy_setopt(e, CURLOPT_TIMEOUT, timeout);
+  curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "depot/0.1");
+  if (!options_.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, options_.ca_file.c_str());
+  curl_slist* headers = nullptr;
+  if (!options_.bearer_token.empty()) {
+    headers = curl_slist_append(headers, ("Authorization: Bearer " + options_.bearer_token).c_str());
+  }
+  // No "Expect: 100-continue" round trip before bodies.
+  headers = curl_slist_append(headers, "Expect:");
+  bool has_body = !body.empty() || m == "POST" || m == "PUT" || m == "PATCH";
+  if (has_body) {
+    headers = curl_slist_append(headers, ("Content-Type: " + std::string(content_type)).c_str());
+  }
+  for (const std::string& h : extra_headers) headers = curl_slist_append(headers, h.c_str());
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+  if (m == "HEAD") {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  } else if (m != "GET") {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m.c_str());
+  }
+  if (has_body) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  }
+  CURLcode rc = curl_easy_perform(e);
+  curl_slist_free_all(headers);
+  impl_->current = nullptr;
+  if (impl_->too_big) {
+    return Status::Corruption(url + ": response longer than " +
+                              std::to_string(options_.max_response_bytes) + " bytes");
+  }
+  if (rc != CURLE_OK) return CurlCodeStatus(rc, url, impl_->errbuf);
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &resp.status);
+  return resp;
+}
+
+Status ApiError(const ClientResponse& r, std::string_view what) {
+  if (r.status >= 200 && r.status <= 299) return Status::Ok();
+  std::string message;
+  std::string code;
+  nlohmann::json j = nlohmann::json::parse(r.body, nullptr, false);
+  if (!j.is_discarded() && j.is_object() && j.contains("error") && j["error"].is_object()) {
+    const auto& err = j["error"];
+    if (err.contains("message") && err["message"].is_string()) {
+      message = err["message"].get<std::string>();
+    }
+    if (err.contains("code") && err["code"].is_string()) code = err["code"].get<std::string>();
+  }
+  if (message.empty()) {
+    message = "HTTP " + std::to_string(r.status) + " " + std::string(ReasonPhrase(static_cast<int>(r.status)));
+  }
+  std::string msg = std::string(what) + ": " + message;
+  if (code == "NotFound" || (code.empty() && (r.status == 404 || r.status == 410))) {
+    return Status::NotFound(std::move(msg));
+  }
+  if (code == "PermissionDenied" || (code.empty() && (r.status == 401 || r.status == 403))) {
+    return Status::PermissionDenied(std::move(msg));
+  }
+  if (code == "InvalidArgument" ||
+      (code.empty() && (r.status == 400 || r.status == 409 || r.status == 413 || r.status == 422))) {
+    return Status::InvalidArgument(std::move(msg));
+  }
+  if (code == "Corruption") return Status::Corruption(std::move(msg));
+  if (code == "IOError") return Status::IOError(std::move(msg));
+  return Status::Unavailable(std::move(msg));
+}
+
+}  // namespace depot::http

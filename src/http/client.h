@@ -1,0 +1,69 @@
+// A small HTTP client for depot's JSON APIs (the CLI, DPs and agents talking to a
+// site), on libcurl with one kept-alive connection per Client.
+//
+// Transport failures are errors (Unavailable; PermissionDenied for an untrusted TLS
+// certificate; InvalidArgument for a bad URL); any HTTP status is a response, for
+// the caller to interpret (ApiError turns a depot JSON error into a Status).
+//
+// Thread safety: a Client is used by one thread at a time; make one per thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "http/server.h"
+
+namespace depot::http {
+
+struct ClientOptions {
+  std::string bearer_token;  // sent as "Authorization: Bearer ..." when set
+  std::string ca_file;       // PEM bundle to trust (a site's private CA)
+  long connect_timeout_s = 10;
+  long timeout_s = 600;                       // whole request, 0: none
+  std::uint64_t max_response_bytes = 256ull << 20;
+};
+
+struct ClientResponse {
+  long status = 0;
+  std::string body;
+  std::vector<Header> headers;  // lowercase names
+  const std::string* GetHeader(std::string_view name) const;
+};
+
+class Client {
+ public:
+  // `base_url` like "https://site:8443" (no trailing path needed).
+  static core::Result<std::unique_ptr<Client>> Create(std::string base_url,
+                                                      ClientOptions options = {});
+  ~Client();
+
+  const std::string& base_url() const { return base_url_; }
+
+  // Sends `method` to base_url + `target` ("/api/v1/x?y=1"). `body` is sent with
+  // `content_type` when non-empty (or for POST/PUT). `extra_headers` are "Name: value".
+  // `timeout_s` overrides the default when non-negative.
+  core::Result<ClientResponse> Do(std::string_view method, std::string_view target,
+                                  std::string_view body = {},
+                                  std::string_view content_type = "application/json",
+                                  const std::vector<std::string>& extra_headers = {},
+                                  long timeout_s = -1);
+
+ private:
+  struct Impl;
+  Client(std::string base_url, ClientOptions options);
+  std::string base_url_;
+  ClientOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Turns a non-2xx response into a Status, using depot's JSON error body
+// {"error":{"code":"NotFound","message":"..."}} when present, else the HTTP status
+// (404 -> NotFound, 401/403 -> PermissionDenied, 400/409/413/422 -> InvalidArgument,
+// others -> Unavailable). OK for 2xx.
+core::Status ApiError(const ClientResponse& r, std::string_view what);
+
+}  // namespace depot::http

@@ -1,0 +1,250 @@
+#include "http/server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "core/testing.h"
+#include "http/client.h"
+
+namespace depot::http {
+namespace {
+
+class TestHandler : public Handler {
+ public:
+  std::uint64_t BodyLimit(const Request& head) override {
+    return head.path == "/small" ? 16 : 1 << 20;
+  }
+  void Handle(Request& req, Response* resp) override {
+    ++calls;
+    if (req.path == "/echo") {
+      *resp = Response::Text(200, req.method + " " + req.body + " q=" +
+                                      req.QueryParam("q").value_or("-"));
+      return;
+    }
+    if (req.path == "/file") {
+      int fd = ::open(file_path.c_str(), O_RDONLY | O_CLOEXEC);
+      resp->file = FileBody{fd, 2, 5};
+      return;
+    }
+    if (req.path == "/poll") {
+      if (req.poll_round == 0) {
+        resp->wait = Response::Wait{"t", seen_for_poll, std::chrono::milliseconds(wait_ms)};
+        return;
+      }
+      *resp = Response::Text(200, req.poll_timed_out ? "timeout" : "woken");
+      return;
+    }
+    if (req.path == "/space dir/x") {
+      *resp = Response::Text(200, "decoded");
+      return;
+    }
+    *resp = Response::Json(404, R"({"error":{"code":"NotFound","message":"no such thing"}})");
+  }
+  std::atomic<int> calls{0};
+  std::string file_path;
+  std::uint64_t seen_for_poll = 0;
+  int wait_ms = 5000;
+};
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void Start(ServerOptions opts = {}) {
+    opts.metrics = &registry_;
+    auto s = Server::Start(&handler_, opts);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    server_ = std::move(*s);
+    auto c = Client::Create(server_->url());
+    ASSERT_TRUE(c.ok());
+    client_ = std::move(*c);
+  }
+  core::Registry registry_;
+  TestHandler handler_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(ServerTest, GetPostQueryAndErrors) {
+  Start();
+  auto r = client_->Do("GET", "/echo?q=a%20b");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "GET  q=a b");
+  r = client_->Do("POST", "/echo", "hello");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->body, "POST hello q=-");
+  r = client_->Do("GET", "/space%20dir/x");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->body, "decoded");
+  r = client_->Do("GET", "/nope");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404);
+  core::Status s = ApiError(*r, "get /nope");
+  EXPECT_TRUE(s.IsNotFound());
+  EXPECT_EQ(s.message(), "get /nope: no such thing");
+  EXPECT_NE(registry_.Render().find("depot_http_requests_total{code=\"2xx\"} 3"),
+            std::string::npos);
+}
+
+TEST_F(ServerTest, BodyOverTheLimitIs413AndNeverReachesTheHandler) {
+  Start();
+  auto r = client_->Do("POST", "/small", std::string(17, 'x'));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(handler_.calls.load(), 0);
+  r = client_->Do("POST", "/small", std::string(16, 'x'));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404);  // accepted, then routed
+}
+
+TEST_F(ServerTest, FileBodyWithSendfileAndHead) {
+  testing::TempDir dir;
+  handler_.file_path = dir.Sub("f");
+  testing::WriteFileOrDie(handler_.file_path, "0123456789");
+  Start();
+  auto r = client_->Do("GET", "/file");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->body, "23456");
+  r = client_->Do("HEAD", "/file");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->body, "");
+  ASSERT_NE(r->GetHeader("content-length"), nullptr);
+  EXPECT_EQ(*r->GetHeader("content-length"), "5");
+}
+
+TEST_F(ServerTest, LongPollWakesOnNotifyAndTimesOut) {
+  Start();
+  handler_.seen_for_poll = server_->Sequence("t");
+  std::thread notifier([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    server_->Notify("t");
+  });
+  auto r = client_->Do("GET", "/poll");
+  notifier.join();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->body, "woken");
+
+  handler_.seen_for_poll = server_->Sequence("t");
+  handler_.wait_ms = 100;
+  r = client_->Do("GET", "/poll");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->body, "timeout");
+
+  // A notification between the handler's look and the park is not lost.
+  handler_.seen_for_poll = server_->Sequence("t");
+  server_->Notify("t");
+  handler_.wait_ms = 5000;
+  auto start = std::chrono::steady_clock::now();
+  r = client_->Do("GET", "/poll");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->body, "woken");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4));
+}
+
+// A raw socket, to send what well-behaved clients never do.
+int Connect(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  return fd;
+}
+
+std::string ReadAll(int fd) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    out.append(buf, n);
+  }
+  return out;
+}
+
+TEST_F(ServerTest, OversizedHeadersAndGarbageAreRefused) {
+  Start();
+  int fd = Connect(server_->port());
+  std::string req = "GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') +
+                    "\r\n\r\n";
+  ASSERT_GT(::write(fd, req.data(), req.size()), 0);
+  EXPECT_EQ(ReadAll(fd).rfind("HTTP/1.1 431", 0), 0u);
+  ::close(fd);
+
+  fd = Connect(server_->port());
+  std::string junk = "NOT HTTP AT ALL\r\n\r\n";
+  ASSERT_GT(::write(fd, junk.data(), junk.size()), 0);
+  EXPECT_EQ(ReadAll(fd).rfind("HTTP/1.1 400", 0), 0u);
+  ::close(fd);
+
+  fd = Connect(server_->port());
+  std::string traversal = "GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_GT(::write(fd, traversal.data(), traversal.size()), 0);
+  EXPECT_EQ(ReadAll(fd).rfind("HTTP/1.1 400", 0), 0u);
+  ::close(fd);
+  EXPECT_EQ(handler_.calls.load(), 0);
+}
+
+TEST_F(ServerTest, ConnectionLimitAnswers503) {
+  ServerOptions opts;
+  opts.max_connections = 1;
+  Start(opts);
+  ASSERT_TRUE(client_->Do("GET", "/echo").ok());  // holds the one keep-alive connection
+  int fd = Connect(server_->port());
+  EXPECT_EQ(ReadAll(fd).rfind("HTTP/1.1 503", 0), 0u);
+  ::close(fd);
+}
+
+TEST_F(ServerTest, StopClosesIdleKeepAliveConnectionsPromptly) {
+  Start();
+  ASSERT_TRUE(client_->Do("GET", "/echo").ok());
+  EXPECT_EQ(server_->active_connections(), 1u);
+  auto start = std::chrono::steady_clock::now();
+  server_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST_F(ServerTest, StopAnswersParkedLongPolls) {
+  Start();
+  handler_.seen_for_poll = server_->Sequence("t");
+  handler_.wait_ms = 60000;
+  std::string body;
+  std::thread poller([&] {
+    auto r = client_->Do("GET", "/poll");
+    if (r.ok()) body = r->body;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  server_->Stop();
+  poller.join();
+  EXPECT_EQ(body, "woken");
+}
+
+TEST_F(ServerTest, BadListenAddressesAreClearErrors) {
+  ServerOptions opts;
+  opts.listen = "nonsense";
+  auto s = Server::Start(&handler_, opts);
+  EXPECT_TRUE(s.status().IsInvalidArgument());
+  Start();
+  opts.listen = "127.0.0.1:" + std::to_string(server_->port());
+  s = Server::Start(&handler_, opts);
+  EXPECT_TRUE(s.status().IsUnavailable()) << s.status().ToString();
+}
+
+TEST(PercentTest, DecodeAndEncode) {
+  EXPECT_EQ(*PercentDecode("a%2Fb%20c"), "a/b c");
+  EXPECT_FALSE(PercentDecode("a%2").ok());
+  EXPECT_FALSE(PercentDecode("a%zz").ok());
+  EXPECT_FALSE(PercentDecode("a%00").ok());
+  EXPECT_EQ(PercentEncode("a b/c"), "a%20b%2Fc");
+  EXPECT_EQ(PercentEncode("a b/c", true), "a%20b/c");
+}
+
+}  // namespace
+}  // namespace depot::http
