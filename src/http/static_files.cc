@@ -1,0 +1,178 @@
+#include "http/static_files.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+
+#include "core/errors.h"
+#include "core/path.h"
+
+namespace depot::http {
+
+namespace {
+
+bool AllHex(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return !s.empty();
+}
+
+bool AllDigits(std::string_view s) {
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return !s.empty();
+}
+
+bool ParseU64(std::string_view s, std::uint64_t* out) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+void NotFound(Response* resp) {
+  *resp = Response::Json(404, R"({"error":{"code":"NotFound","message":"no such object"}})");
+}
+
+}  // namespace
+
+bool IsImmutableName(std::string_view name) {
+  if (name.size() >= 64 && AllHex(name.substr(0, 64)) && (name.size() == 64 || name[64] == '.')) {
+    return true;
+  }
+  auto dot = name.find('.');
+  return dot != std::string_view::npos && AllDigits(name.substr(0, dot)) && name.size() > 5 &&
+         name.substr(name.size() - 5) == ".json";
+}
+
+bool ParseByteRange(std::string_view h, std::uint64_t size, std::uint64_t* first,
+                    std::uint64_t* last, bool* unsatisfiable) {
+  *unsatisfiable = false;
+  constexpr std::string_view kPrefix = "bytes=";
+  if (h.substr(0, kPrefix.size()) != kPrefix) return false;
+  h.remove_prefix(kPrefix.size());
+  while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
+  while (!h.empty() && h.back() == ' ') h.remove_suffix(1);
+  if (h.find(',') != std::string_view::npos) return false;  // several ranges: send it all
+  auto dash = h.find('-');
+  if (dash == std::string_view::npos) return false;
+  std::string_view a = h.substr(0, dash), b = h.substr(dash + 1);
+  if (a.empty()) {  // suffix: the last N bytes
+    std::uint64_t n;
+    if (!ParseU64(b, &n)) return false;
+    if (n == 0 || size == 0) {
+      *unsatisfiable = true;
+      return true;
+    }
+    *first = n >= size ? 0 : size - n;
+    *last = size - 1;
+    return true;
+  }
+  std::uint64_t f, l;
+  if (!ParseU64(a, &f)) return false;
+  if (b.empty()) {
+    l = size == 0 ? 0 : size - 1;
+  } else {
+    if (!ParseU64(b, &l) || l < f) return false;
+    if (l >= size) l = size == 0 ? 0 : size - 1;
+  }
+  if (f >= size) {
+    *unsatisfiable = true;
+    return true;
+  }
+  *first = f;
+  *last = l;
+  return true;
+}
+
+core::Result<std::unique_ptr<StaticTree>> StaticTree::Open(const std::string& root,
+                                                          StaticFileOptions options) {
+  int fd = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return core::ErrnoStatus(errno, "serve " + root);
+  return std::unique_ptr<StaticTree>(new StaticTree(root, fd, std::move(options)));
+}
+
+StaticTree::StaticTree(std::string root, int dirfd, StaticFileOptions options)
+    : root_(std::move(root)), dirfd_(dirfd), options_(std::move(options)) {}
+
+StaticTree::~StaticTree() { ::close(dirfd_); }
+
+void StaticTree::Serve(const Request& req, std::string_view rel, Response* resp) const {
+  const StaticFileOptions& options = options_;
+  if (req.method != "GET" && req.method != "HEAD") {
+    *resp = Response::Json(405, R"({"error":{"code":"InvalidArgument","message":"only GET and HEAD"}})");
+    resp->SetHeader("Allow", "GET, HEAD");
+    return;
+  }
+  if (!core::ValidateRelativePath(rel).ok()) return NotFound(resp);
+  std::string_view name = rel.substr(rel.rfind('/') == std::string_view::npos ? 0 : rel.rfind('/') + 1);
+  // Temp files and anything hidden stay invisible, at every level.
+  if (rel.front() == '.' || rel.find("/.") != std::string_view::npos) return NotFound(resp);
+  std::string path(rel);
+  open_how how{};
+  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  int fd = static_cast<int>(::syscall(SYS_openat2, dirfd_, path.c_str(), &how, sizeof(how)));
+  if (fd < 0 && errno == ENOSYS) {
+    // Kernels before 5.6: the trees depot serves contain no symlinks by construction.
+    fd = ::openat(dirfd_, path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  }
+  if (fd < 0) return NotFound(resp);
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return NotFound(resp);
+  }
+  std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+  bool immutable = IsImmutableName(name);
+  std::string etag = immutable ? "\"" + std::string(name.substr(0, 64)) + "\""
+                               : "\"" + std::to_string(st.st_ino) + "-" + std::to_string(size) +
+                                     "-" + std::to_string(st.st_mtim.tv_sec) + "." +
+                                     std::to_string(st.st_mtim.tv_nsec) + "\"";
+  resp->status = 200;
+  resp->SetHeader("ETag", etag);
+  resp->SetHeader("Cache-Control", immutable ? options.immutable_cache : options.mutable_cache);
+  resp->SetHeader("Accept-Ranges", "bytes");
+  resp->SetHeader("Content-Type", name.size() > 5 && name.substr(name.size() - 5) == ".json"
+                                      ? "application/json"
+                                      : "application/octet-stream");
+  if (const std::string* inm = req.GetHeader("if-none-match");
+      inm != nullptr && (*inm == etag || *inm == "*")) {
+    ::close(fd);
+    resp->status = 304;
+    return;
+  }
+  std::uint64_t first = 0, last = size == 0 ? 0 : size - 1;
+  std::uint64_t length = size;
+  const std::string* range = req.GetHeader("range");
+  const std::string* if_range = req.GetHeader("if-range");
+  if (range != nullptr && (if_range == nullptr || *if_range == etag)) {
+    bool unsatisfiable = false;
+    if (ParseByteRange(*range, size, &first, &last, &unsatisfiable)) {
+      if (unsatisfiable) {
+        ::close(fd);
+        resp->status = 416;
+        resp->SetHeader("Content-Range", "bytes */" + std::to_string(size));
+        resp->body.clear();
+        return;
+      }
+      length = last - first + 1;
+      resp->status = 206;
+      resp->SetHeader("Content-Range", "bytes " + std::to_string(first) + "-" +
+                                           std::to_string(last) + "/" + std::to_string(size));
+    } else {
+      first = 0;
+    }
+  }
+  // Blocking reads from here on (sendfile); O_NONBLOCK only guarded the open of a FIFO.
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  resp->file = FileBody{fd, first, length};
+}
+
+}  // namespace depot::http
