@@ -10,7 +10,7 @@ root="$(dirname "$here")"
 build_pkgs=(
   build-essential cmake ninja-build ccache pkg-config
   libboost1.81-dev libcurl4-openssl-dev libssl-dev libzstd-dev libsqlite3-dev
-  libpq-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
+  libpq-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 test_pkgs=(nginx-light curl zstd sqlite3 postgresql python3)

@@ -49,8 +49,10 @@ CREATE TABLE versions (
   files BIGINT NOT NULL DEFAULT 0,
   bytes BIGINT NOT NULL DEFAULT 0,
   chunks BIGINT NOT NULL DEFAULT 0,
+  programs TEXT NOT NULL DEFAULT '[]',
   created_at BIGINT NOT NULL,
   retired_at BIGINT,
+  collected_at BIGINT,
   UNIQUE (package_id, version)
 );
 
@@ -167,6 +169,7 @@ CREATE TABLE client_deployments (
   version BIGINT,
   exit_code BIGINT,
   detail TEXT NOT NULL DEFAULT '',
+  report_seq BIGINT NOT NULL DEFAULT 0,
   updated_at BIGINT NOT NULL,
   PRIMARY KEY (client_id, deployment_id)
 );

@@ -70,9 +70,14 @@ Result<TimePoint> ParseUtc(std::string_view s) {
 
 Result<Duration> ParseDuration(std::string_view s) {
   auto bad = [&] {
-    return Status::InvalidArgument("not a duration (want a number and one of s, m, h, d): '" +
+    return Status::InvalidArgument("not a duration (want a number and one of ms, s, m, h, d): '" +
                                    std::string(s.substr(0, 40)) + "'");
   };
+  if (s.size() > 2 && s.substr(s.size() - 2) == "ms") {
+    auto whole = ParseDuration(std::string(s.substr(0, s.size() - 2)) + "s");
+    if (!whole.ok()) return bad();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(*whole) / 1000;
+  }
   if (s.size() < 2) return bad();
   std::int64_t n = 0;
   for (std::size_t i = 0; i + 1 < s.size(); ++i) {

@@ -45,7 +45,7 @@ class ManualClock final : public Clock {
 std::string FormatUtc(TimePoint t);
 // Parses exactly the form FormatUtc writes; InvalidArgument otherwise.
 Result<TimePoint> ParseUtc(std::string_view s);
-// Parses a duration like "90s", "15m", "12h", "30d"; InvalidArgument otherwise.
+// Parses a duration like "250ms", "90s", "15m", "12h", "30d"; InvalidArgument otherwise.
 Result<Duration> ParseDuration(std::string_view s);
 
 }  // namespace depot::core

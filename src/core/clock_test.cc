@@ -29,6 +29,8 @@ TEST(ClockTest, ManualClockAdvancesOnSleep) {
 TEST(ClockTest, ParseDuration) {
   EXPECT_EQ(*ParseDuration("90s"), std::chrono::seconds(90));
   EXPECT_EQ(*ParseDuration("30d"), std::chrono::hours(720));
+  EXPECT_EQ(*ParseDuration("250ms"), std::chrono::milliseconds(250));
+  EXPECT_FALSE(ParseDuration("ms").ok());
   EXPECT_TRUE(ParseDuration("5").status().IsInvalidArgument());
   EXPECT_TRUE(ParseDuration("5y").status().IsInvalidArgument());
   EXPECT_TRUE(ParseDuration("-5s").status().IsInvalidArgument());

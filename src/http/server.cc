@@ -19,6 +19,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <ctime>
+#include <limits>
 #include <list>
 #include <mutex>
 #include <thread>
@@ -401,6 +402,8 @@ struct Server::Impl {
       if (stopping) co_return;
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(opts.max_header_bytes);
+      // The handler decides the body limit once it has seen the headers.
+      parser.body_limit(std::numeric_limits<std::uint64_t>::max());
       state->idle = true;
       lowest.expires_after(first ? opts.header_timeout : opts.idle_timeout);
       auto [rec, rn_unused] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
@@ -423,6 +426,7 @@ struct Server::Impl {
         req.target = std::string(h.target());
         req.remote_address = remote;
         req.tls = tls;
+        req.received = start;
         for (const auto& f : h) {
           std::string name(f.name_string());
           for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

@@ -248,3 +248,18 @@ TEST(PercentTest, DecodeAndEncode) {
 
 }  // namespace
 }  // namespace depot::http
+
+namespace depot::http {
+namespace {
+TEST_F(ServerTest, LargeBodyOverTheLimitOnAKeptAliveConnection) {
+  Start();
+  ASSERT_TRUE(client_->Do("POST", "/echo", "x").ok());
+  auto r = client_->Do("POST", "/small", std::string(2 << 20, ' '));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, 413) << r->body;
+  r = client_->Do("POST", "/echo", "after");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->body, "POST after q=-");
+}
+}  // namespace
+}  // namespace depot::http

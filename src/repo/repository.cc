@@ -1,6 +1,7 @@
 #include "repo/repository.h"
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <set>
 #include <nlohmann/json.hpp>
@@ -253,6 +254,149 @@ core::Result<AddResult> Repository::AddVersion(const AddRequest& req) {
   return result;
 }
 
+core::Result<AddResult> Repository::PublishManifest(const store::Manifest& manifest) {
+  DEPOT_RETURN_IF_ERROR(store::ValidatePackageName(manifest.package_name));
+  DEPOT_RETURN_IF_ERROR(store::ValidateManifest(manifest));
+  DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
+  DEPOT_ASSIGN_OR_RETURN(auto writer,
+                         tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
+                                                     layout_.metadata(), settings_.expiry));
+  for (const auto& [path, target] : writer.targets()) {
+    auto info = ParseVersionTarget(target);
+    if (!info.ok() || info->package != manifest.package_name) continue;
+    if (info->version >= manifest.version) {
+      return Status::InvalidArgument("package " + manifest.package_name + " already has signed version " +
+                                     std::to_string(info->version) + "; cannot publish version " +
+                                     std::to_string(manifest.version));
+    }
+    if (info->package_id != manifest.package_id) {
+      return Status::InvalidArgument("package " + manifest.package_name + " has id " +
+                                     info->package_id + ", not " + manifest.package_id);
+    }
+  }
+  // Presence is checked under the lock that garbage collection also takes, so no
+  // chunk can vanish between this check and the signature.
+  store::SnapshotStats stats;
+  std::uint64_t missing = 0;
+  std::string first_missing;
+  for (const store::ChunkRef& ref : manifest.UniqueChunks()) {
+    DEPOT_ASSIGN_OR_RETURN(bool has, chunks_.Has(ref.id));
+    if (!has) {
+      if (missing++ == 0) first_missing = core::DigestHex(ref.id);
+    }
+  }
+  if (missing > 0) {
+    return Status::NotFound(std::to_string(missing) + " chunks of " + manifest.package_name +
+                            " version " + std::to_string(manifest.version) +
+                            " are not in the content library (first: " + first_missing +
+                            "); upload them first");
+  }
+  for (const auto& e : manifest.entries) {
+    if (e.type == store::EntryType::kFile) {
+      ++stats.files;
+      stats.bytes += e.size;
+      stats.chunk_refs += e.chunks.size();
+    } else if (e.type == store::EntryType::kDirectory) {
+      ++stats.dirs;
+    } else {
+      ++stats.symlinks;
+    }
+  }
+  DEPOT_ASSIGN_OR_RETURN(std::string bytes, store::SerializeManifest(manifest));
+  AddResult result;
+  result.package = manifest.package_name;
+  result.package_id = manifest.package_id;
+  result.version = manifest.version;
+  result.manifest_id = core::Sha256::HashHex(bytes);
+  result.target_path = ManifestTargetPath(manifest.package_name, manifest.version);
+  result.manifest_bytes = bytes.size();
+  result.stats = stats;
+  std::string rel = tuf::ConsistentTargetPath(result.target_path, result.manifest_id);
+  std::string file = core::JoinPath(layout_.targets(), rel);
+  DEPOT_RETURN_IF_ERROR(env_->CreateDirs(std::string(core::Dirname(file))));
+  DEPOT_RETURN_IF_ERROR(env_->WriteFileAtomic(file, bytes, 0644));
+  tuf::TargetInfo target;
+  target.path = result.target_path;
+  target.length = bytes.size();
+  target.sha256 = result.manifest_id;
+  target.custom_json = VersionCustom(manifest.package_name, manifest.package_id, manifest.version);
+  DEPOT_RETURN_IF_ERROR(writer.Publish({target}, {}).WithContext("signing " + result.target_path));
+  core::Log(core::LogLevel::kInfo, "repo.version_published",
+            {{"package", manifest.package_name},
+             {"version", std::to_string(manifest.version)},
+             {"manifest", result.manifest_id}});
+  return result;
+}
+
+Status Repository::VerifyManifestContent(const store::Manifest& manifest, unsigned threads) {
+  std::vector<const store::Entry*> files;
+  for (const auto& e : manifest.entries) {
+    if (e.type == store::EntryType::kFile) files.push_back(&e);
+  }
+  std::atomic<std::size_t> next{0};
+  std::mutex mu;
+  Status first_error;
+  std::atomic<bool> failed{false};
+  if (threads == 0) threads = core::DefaultConcurrency();
+  core::RunParallel(threads, [&](unsigned) {
+    core::Sha256 hasher;
+    for (;;) {
+      std::size_t i = next++;
+      if (i >= files.size() || failed) return;
+      const store::Entry& e = *files[i];
+      Status s;
+      if (e.chunks.size() == 1 && e.chunks[0].size == e.size) {
+        // One chunk: its id is the file's hash; the size check below covers the rest.
+        if (e.chunks[0].id != e.sha256) {
+          s = Status::Corruption(e.path + ": file hash differs from its only chunk's id");
+        } else {
+          s = chunks_.Get(e.chunks[0].id, e.chunks[0].size, /*verify=*/false).status();
+        }
+      } else {
+        std::uint64_t total = 0;
+        for (const auto& c : e.chunks) {
+          auto data = chunks_.Get(c.id, c.size, /*verify=*/false);
+          if (!data.ok()) {
+            s = data.status();
+            break;
+          }
+          hasher.Update(*data);
+          total += data->size();
+        }
+        core::Digest d = hasher.Finish();
+        if (s.ok() && (total != e.size || d != e.sha256)) {
+          s = Status::Corruption(e.path + ": the chunks listed for it do not hash to its SHA-256");
+        }
+      }
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (first_error.ok()) first_error = s.WithContext("verify " + manifest.package_name);
+        failed = true;
+        return;
+      }
+    }
+  });
+  return first_error;
+}
+
+Status Repository::RemoveVersions(
+    const std::vector<std::pair<std::string, std::int64_t>>& versions) {
+  if (versions.empty()) return Status::Ok();
+  DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
+  DEPOT_ASSIGN_OR_RETURN(auto writer,
+                         tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
+                                                     layout_.metadata(), settings_.expiry));
+  std::vector<std::string> remove;
+  for (const auto& [package, version] : versions) {
+    std::string path = ManifestTargetPath(package, version);
+    if (writer.targets().count(path) && std::find(remove.begin(), remove.end(), path) == remove.end()) {
+      remove.push_back(path);
+    }
+  }
+  if (remove.empty()) return Status::Ok();
+  return writer.Publish({}, remove).WithContext("removing versions from the signed targets");
+}
+
 Status Repository::Refresh(bool root) {
   DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
   DEPOT_ASSIGN_OR_RETURN(auto writer,
@@ -270,7 +414,7 @@ Status Repository::RotateKeys(const std::vector<std::string>& roles) {
   return writer.RotateKeys(roles);
 }
 
-core::Result<GcReport> Repository::CollectGarbage() {
+core::Result<GcReport> Repository::CollectGarbage(core::Duration min_age) {
   DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
   DEPOT_ASSIGN_OR_RETURN(auto writer,
                          tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
@@ -295,7 +439,13 @@ core::Result<GcReport> Repository::CollectGarbage() {
     }
   }
   report.live_chunks = live.size();
-  DEPOT_ASSIGN_OR_RETURN(store::GcStats stats, chunks_.CollectGarbage(live));
+  std::int64_t keep_after = INT64_MIN;
+  if (min_age > core::Duration::zero()) {
+    keep_after = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                     (clock_->Now() - min_age).time_since_epoch())
+                     .count();
+  }
+  DEPOT_ASSIGN_OR_RETURN(store::GcStats stats, chunks_.CollectGarbage(live, keep_after));
   report.chunks_removed = stats.removed;
   report.bytes_removed = stats.removed_bytes;
   report.temp_removed = stats.temp_removed;

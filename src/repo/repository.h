@@ -108,6 +108,25 @@ class Repository {
   // chunks, writes the manifest and publishes it through TUF -- all or nothing.
   core::Result<AddResult> AddVersion(const AddRequest& request);
 
+  // Publishes a manifest built elsewhere (the site's upload protocol): under the
+  // writer lock, validates it, checks that every chunk it references is present,
+  // that its version is above every signed version of the package, writes it and
+  // signs it. The chunks must already be in the store (verified when they were put).
+  // InvalidArgument for a bad manifest or version number, NotFound naming the first
+  // missing chunk (and how many are missing).
+  core::Result<AddResult> PublishManifest(const store::Manifest& manifest);
+
+  // Checks that the stored chunks really make the files a manifest describes: each
+  // chunk decompresses to its listed size, and each file's bytes hash to its listed
+  // SHA-256. The site runs this before signing a manifest it did not build itself.
+  // NotFound for a missing chunk, Corruption naming the first file that disagrees.
+  core::Status VerifyManifestContent(const store::Manifest& manifest, unsigned threads);
+
+  // Removes package versions from the signed targets (retention, deletion). Absent
+  // versions are skipped; with nothing to remove nothing is re-signed. Their content
+  // stays until CollectGarbage.
+  core::Status RemoveVersions(const std::vector<std::pair<std::string, std::int64_t>>& versions);
+
   // Every signed package version, ordered by package then version.
   core::Result<std::vector<VersionInfo>> ListVersions();
 
@@ -120,7 +139,9 @@ class Repository {
   // files left by adds that crashed before signing, and temp files. Holds the writer
   // lock, so no add runs meanwhile. Fails (removing nothing) if any signed manifest
   // cannot be read and parsed: collecting on partial knowledge would destroy data.
-  core::Result<GcReport> CollectGarbage();
+  // With `min_age`, chunks modified more recently are kept even when unreferenced:
+  // they may belong to an upload whose version is not signed yet.
+  core::Result<GcReport> CollectGarbage(core::Duration min_age = core::Duration::zero());
 
   // Re-signs snapshot and timestamp (and targets/root when near expiry). With
   // `root`, also re-signs root as a new version with fresh expiry (needs root.pem).

@@ -127,7 +127,8 @@ core::Status ChunkStore::ForEach(const std::function<bool(const ChunkId&, std::u
   return core::Status::Ok();
 }
 
-core::Result<GcStats> ChunkStore::CollectGarbage(const ChunkIdSet& live) {
+core::Result<GcStats> ChunkStore::CollectGarbage(const ChunkIdSet& live,
+                                                 std::int64_t keep_modified_after_ns) {
   GcStats stats;
   DEPOT_ASSIGN_OR_RETURN(auto subdirs, env_->ListDir(root_));
   for (const auto& sub : subdirs) {
@@ -148,6 +149,10 @@ core::Result<GcStats> ChunkStore::CollectGarbage(const ChunkIdSet& live) {
         continue;
       }
       auto info = env_->Lstat(path);
+      if (info.ok() && info->mtime_ns > keep_modified_after_ns) {
+        ++stats.kept;  // too young: may belong to an upload whose version is not signed yet
+        continue;
+      }
       core::Status s = env_->Remove(path);
       if (!s.ok() && !s.IsNotFound()) return s;
       ++stats.removed;

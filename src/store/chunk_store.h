@@ -98,10 +98,13 @@ class ChunkStore {
   core::Status ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn,
                        const std::function<void(const std::string&)>& on_stray = nullptr);
 
-  // Removes every chunk not in `live`, and temp files left by crashed writers.
-  // Concurrent writers must not run: a chunk put during collection may be removed
-  // unless it is in `live`.
-  core::Result<GcStats> CollectGarbage(const ChunkIdSet& live);
+  // Removes every chunk not in `live` whose file was last modified at or before
+  // `keep_modified_after_ns` (ns since the epoch; the default removes regardless of
+  // age), and temp files left by crashed writers. Concurrent writers must not run
+  // unless the age bound covers them: a chunk put during collection may be removed
+  // unless it is in `live` or younger than the bound.
+  core::Result<GcStats> CollectGarbage(const ChunkIdSet& live,
+                                       std::int64_t keep_modified_after_ns = INT64_MIN);
 
   // Removes only temp files whose writer process is gone (safe while other
   // processes write). Returns how many were removed.

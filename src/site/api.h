@@ -1,0 +1,32 @@
+// The site's HTTP surface (internal to the site component): routes requests to the
+// modules, enforces credentials and roles, and maps errors to JSON responses
+// (docs/api.md). Also serves /repo/ (the content library), /healthz and /metrics.
+#pragma once
+
+#include "http/server.h"
+#include "site/context.h"
+
+namespace depot::site {
+
+class SiteApi final : public http::Handler {
+ public:
+  explicit SiteApi(SiteContext* ctx);
+  ~SiteApi() override;
+  std::uint64_t BodyLimit(const http::Request& head) override;
+  void Handle(http::Request& req, http::Response* resp) override;
+
+  struct Route;
+
+ private:
+  const Route* Match(const http::Request& req, std::vector<std::string>* params) const;
+  SiteContext* ctx_;
+  std::vector<Route> routes_;
+};
+
+// The HTTP status for an error code: NotFound 404, InvalidArgument 400,
+// PermissionDenied 403, Corruption 422, Unavailable 503, IOError 500.
+int HttpStatusFor(const core::Status& s);
+// {"error":{"code":"NotFound","message":"..."}} with the status above.
+http::Response ErrorResponse(const core::Status& s, int status = 0);
+
+}  // namespace depot::site

@@ -1,0 +1,75 @@
+// The site's configuration: DIR/site.toml, written by `depot site init` and read by
+// `depot site serve`. Every key has a default, so a minimal file is just the code.
+// Durations are strings like "90s", "15m", "12h", "30d".
+//
+//   [site]
+//   code = "ABC"                  # three letters/digits naming the site
+//   listen = "127.0.0.1:8080"
+//   public_url = ""               # what DPs and agents are told to use; "" derives it
+//   [tls]
+//   cert = "tls/site.pem"         # relative paths are inside the data directory
+//   key = "tls/site.key"
+//   ca = "tls/ca.pem"             # the private CA handed to agents, if any
+//   [packages]
+//   keep_versions = 5             # retention: newest K versions, plus any deployed
+//   gc_grace = "24h"              # content of retired versions is collected after this
+//   [distribution]
+//   retry_base = "30s"            # per-(version, DP) backoff after a failed copy
+//   retry_max = "6h"
+//   dp_offline_after = "5m"       # a DP silent this long is probed by the site
+//   probe_base = "1m"             # per-DP probe backoff
+//   probe_max = "12h"
+//   [agents]
+//   poll_interval = "60s"         # told to agents in every policy
+//   offline_after = "1h"          # `depot status` lists clients unseen this long
+//   [limits]
+//   max_connections = 10000
+//   max_upload_body = "64MiB"     # largest chunk batch in one request
+//
+// Thread safety: a plain value.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "core/clock.h"
+#include "core/env.h"
+#include "core/status.h"
+
+namespace depot::site {
+
+struct SiteConfig {
+  std::string code;
+  std::string listen = "127.0.0.1:8080";
+  std::string public_url;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
+  int keep_versions = 5;
+  core::Duration gc_grace = std::chrono::hours(24);
+  core::Duration retry_base = std::chrono::seconds(30);
+  core::Duration retry_max = std::chrono::hours(6);
+  core::Duration dp_offline_after = std::chrono::minutes(5);
+  core::Duration probe_base = std::chrono::minutes(1);
+  core::Duration probe_max = std::chrono::hours(12);
+  core::Duration poll_interval = std::chrono::seconds(60);
+  core::Duration client_offline_after = std::chrono::hours(1);
+  std::uint64_t max_connections = 10'000;
+  std::uint64_t max_upload_body = 64ull << 20;
+};
+
+// Site codes: 1-8 characters of [A-Z0-9].
+core::Status ValidateSiteCode(std::string_view code);
+
+// Reads and validates `path`. InvalidArgument naming the file, the key and the rule
+// for anything malformed or unknown (a typo in a key must not pass silently).
+core::Result<SiteConfig> LoadConfig(core::Env* env, const std::string& path);
+
+// The TOML text of `config` (every key, with comments).
+std::string RenderConfig(const SiteConfig& config);
+
+// "24h", "90s", "250ms": the shortest exact spelling of `d`.
+std::string FormatDuration(core::Duration d);
+
+}  // namespace depot::site

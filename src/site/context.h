@@ -1,0 +1,106 @@
+// State shared by the site's modules (internal to the site component). One
+// SiteContext per running site; every module is a set of functions over it.
+//
+// Thread safety: the members are either immutable after start, internally
+// synchronised (Db, Registry, Server, atomics) or guarded by the mutex next to them.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "catalog/db.h"
+#include "core/clock.h"
+#include "core/env.h"
+#include "core/metrics.h"
+#include "http/server.h"
+#include "http/static_files.h"
+#include "repo/repository.h"
+#include "site/config.h"
+
+namespace depot::site {
+
+enum class Role { kNone, kReadOnly, kOperator, kAdmin, kEnroll, kDp, kAgent };
+
+// Who is calling: resolved from the bearer token of a request.
+struct Principal {
+  Role role = Role::kNone;
+  std::int64_t token_id = 0;
+  std::int64_t subject_id = 0;  // the DP or client the token belongs to
+  std::string name;             // the token's name (for messages)
+};
+
+struct CachedToken {
+  Principal principal;
+  std::int64_t expires_at_ms = 0;  // 0: never
+  std::chrono::steady_clock::time_point cached_at;
+  std::chrono::steady_clock::time_point last_use_written;
+};
+
+struct CachedPolicy {
+  std::uint64_t revision = 0;
+  std::string etag;
+  std::string body;
+};
+
+struct SiteContext {
+  core::Env* env = nullptr;
+  core::Clock* clock = nullptr;
+  std::string data_dir;
+  SiteConfig config;
+  std::string public_url;  // base URL DPs and agents use, no trailing slash
+  std::unique_ptr<catalog::Db> db;
+  std::unique_ptr<repo::Repository> repo;
+  std::unique_ptr<http::StaticTree> repo_tree;  // the library's public tree, served at /repo/
+  core::Registry metrics;
+  http::Server* server = nullptr;  // set while serving
+
+  // Bumped by every change that can alter some client's policy or DP's assignment;
+  // policy and assignment caches are valid for one revision.
+  std::atomic<std::uint64_t> revision{1};
+
+  // Serialises signing within this process (the repository lock does it across
+  // processes; this keeps threads from queueing on a file lock).
+  std::mutex publish_mu;
+
+  std::mutex tokens_mu;
+  std::unordered_map<std::string, CachedToken> token_cache;  // by secret hash
+
+  std::mutex policy_mu;
+  std::unordered_map<std::int64_t, CachedPolicy> policy_cache;  // by client id
+
+  std::mutex seen_mu;  // last_seen_at writes are throttled per DP / client
+  std::map<std::int64_t, std::int64_t> dp_seen_written;
+  std::map<std::int64_t, std::int64_t> client_seen_written;
+
+  std::mutex root_mu;
+  std::string trusted_root;  // newest root.json, handed to enrolling agents
+
+  // Counters for /metrics.
+  core::Counter* chunks_received = nullptr;
+  core::Counter* chunk_bytes_received = nullptr;
+  core::Counter* chunks_rejected = nullptr;
+  core::Counter* policy_polls = nullptr;
+  core::Counter* policy_not_modified = nullptr;
+
+  std::int64_t NowMs() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               clock->Now().time_since_epoch())
+        .count();
+  }
+  // Marks every cached policy/assignment stale and wakes long polls.
+  void Changed() {
+    revision.fetch_add(1);
+    if (server != nullptr) server->Notify("assignments");
+  }
+};
+
+// Milliseconds since the epoch -> "2026-11-22T03:04:05Z"; 0 -> "".
+std::string FormatMs(std::int64_t ms);
+
+}  // namespace depot::site

@@ -1,0 +1,598 @@
+#include "site/distribution.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "core/log.h"
+#include "core/messages.h"
+#include "core/net.h"
+#include "core/random.h"
+#include "core/sha256.h"
+#include "http/client.h"
+#include "site/auth.h"
+#include "site/messages.h"
+#include "store/manifest.h"
+
+namespace depot::site {
+
+using core::Status;
+
+namespace {
+
+std::int64_t Ms(core::Duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
+Status ValidateDpName(const std::string& name) {
+  // DP names share the package-name alphabet: they appear in URLs and messages.
+  return store::ValidatePackageName(name).ok()
+             ? Status::Ok()
+             : Status::InvalidArgument("DP name `" + name.substr(0, 80) +
+                                       "` must be 1-64 characters of A-Z a-z 0-9 . _ -");
+}
+
+Status ValidateUrl(const std::string& url) {
+  if ((url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) || url.size() > 2048 ||
+      url.find_first_of(" \t\r\n\"'<>\\") != std::string::npos) {
+    return Status::InvalidArgument("DP url `" + url.substr(0, 120) +
+                                   "` must be an http:// or https:// URL, e.g. http://dp1:8081");
+  }
+  return Status::Ok();
+}
+
+std::string RecordStateMessageKey(const char* what, std::int64_t version_id, std::int64_t dp_id) {
+  return std::string(what) + ":" + std::to_string(version_id) + ":" + std::to_string(dp_id);
+}
+
+// The DPs a package is assigned to, directly or through a group.
+const char* kTargetedDps =
+    "SELECT d.id FROM dps d WHERE EXISTS (SELECT 1 FROM distributions x WHERE x.package_id = ? "
+    "AND ((x.target_kind = 'dp' AND x.target = d.name) OR (x.target_kind = 'group' AND "
+    "x.target IN (SELECT g.name FROM dp_groups g WHERE g.dp_id = d.id))))";
+
+}  // namespace
+
+core::Duration Backoff(core::Duration base, core::Duration max, std::int64_t n) {
+  double factor = std::ldexp(1.0, static_cast<int>(std::min<std::int64_t>(std::max<std::int64_t>(n, 1) - 1, 60)));
+  double ns = std::min(static_cast<double>(base.count()) * factor, static_cast<double>(max.count()));
+  double jitter = 0.8 + 0.4 * static_cast<double>(core::FastRandom64() % 1'000'000) / 1e6;
+  return core::Duration(static_cast<core::Duration::rep>(ns * jitter));
+}
+
+std::string DpName(SiteContext& ctx, std::int64_t dp_id) {
+  auto row = ctx.db->QueryRow("SELECT name FROM dps WHERE id = ?", {dp_id});
+  return row.ok() ? row->Text(0) : std::string();
+}
+
+Status SyncRecords(SiteContext& ctx, catalog::Tx& tx, std::int64_t package_id) {
+  std::int64_t now = ctx.NowMs();
+  DEPOT_RETURN_IF_ERROR(
+      tx.Exec(std::string("INSERT INTO dp_records (version_id, dp_id, state, created_at, "
+                          "updated_at) SELECT v.id, t.id, 'pending', ?, ? FROM versions v, (") +
+                  kTargetedDps +
+                  ") t WHERE v.package_id = ? AND v.state = 'active' ON CONFLICT (version_id, "
+                  "dp_id) DO NOTHING",
+              {now, now, package_id, package_id})
+          .status());
+  return tx
+      .Exec(std::string("DELETE FROM dp_records WHERE version_id IN (SELECT id FROM versions "
+                        "WHERE package_id = ?) AND (dp_id NOT IN (") +
+                kTargetedDps +
+                ") OR version_id NOT IN (SELECT id FROM versions WHERE package_id = ? AND state "
+                "= 'active'))",
+            {package_id, package_id, package_id})
+      .status();
+}
+
+Status AddRecordsForVersion(SiteContext& ctx, catalog::Tx& tx, std::int64_t, std::int64_t package_id) {
+  return SyncRecords(ctx, tx, package_id);
+}
+
+Status DeleteRecordsOfVersion(SiteContext&, catalog::Tx& tx, std::int64_t version_id) {
+  return tx.Exec("DELETE FROM dp_records WHERE version_id = ?", {version_id}).status();
+}
+
+core::Result<Json> AddDp(SiteContext& ctx, const Json& body) {
+  ObjectReader r(body, "new DP");
+  std::string name = r.String("name", true, 64);
+  std::string url = r.String("url", true, 2048);
+  std::vector<std::string> groups = r.Strings("groups", false, 64, 64);
+  std::vector<std::string> boundaries = r.Strings("boundaries", false, 256, 64);
+  DEPOT_RETURN_IF_ERROR(r.Finish());
+  DEPOT_RETURN_IF_ERROR(ValidateDpName(name));
+  DEPOT_RETURN_IF_ERROR(ValidateUrl(url));
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  for (const auto& g : groups) {
+    if (!store::ValidatePackageName(g).ok()) {
+      return Status::InvalidArgument("group name `" + g.substr(0, 80) +
+                                     "` must be 1-64 characters of A-Z a-z 0-9 . _ -");
+    }
+  }
+  std::vector<std::string> cidrs;
+  for (const auto& b : boundaries) {
+    DEPOT_ASSIGN_OR_RETURN(core::Cidr c, core::ParseCidr(b));
+    cidrs.push_back(c.text);
+  }
+  NewToken token;
+  std::int64_t dp_id = 0;
+  Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    DEPOT_ASSIGN_OR_RETURN(std::int64_t exists,
+                           tx.QueryInt("SELECT COUNT(*) FROM dps WHERE name = ?", {name}));
+    if (exists > 0) return Status::InvalidArgument("a DP named " + name + " already exists");
+    DEPOT_ASSIGN_OR_RETURN(dp_id, tx.QueryInt("INSERT INTO dps (name, url, created_at) VALUES "
+                                              "(?, ?, ?) RETURNING id",
+                                              {name, url, ctx.NowMs()}));
+    for (const auto& g : std::set<std::string>(groups.begin(), groups.end())) {
+      DEPOT_RETURN_IF_ERROR(
+          tx.Exec("INSERT INTO dp_groups (dp_id, name) VALUES (?, ?)", {dp_id, g}).status());
+    }
+    for (const auto& c : std::set<std::string>(cidrs.begin(), cidrs.end())) {
+      DEPOT_RETURN_IF_ERROR(
+          tx.Exec("INSERT INTO dp_boundaries (dp_id, cidr) VALUES (?, ?)", {dp_id, c}).status());
+    }
+    DEPOT_ASSIGN_OR_RETURN(token, CreateToken(ctx, tx, Role::kDp, "dp " + name, dp_id, 0, std::nullopt));
+    // Packages already distributed to its groups come to it now.
+    DEPOT_ASSIGN_OR_RETURN(catalog::Rows pkgs,
+                           tx.Query("SELECT DISTINCT x.package_id FROM distributions x JOIN "
+                                    "dp_groups g ON x.target_kind = 'group' AND x.target = g.name "
+                                    "WHERE g.dp_id = ?",
+                                    {dp_id}));
+    for (const auto& p : pkgs) DEPOT_RETURN_IF_ERROR(SyncRecords(ctx, tx, p.Int(0)));
+    return PostMessage(ctx, tx, core::msg::kDpAdded, {{}, {}, name, {}, {}},
+                       {{"dp", name}, {"url", url}});
+  });
+  if (!s.ok()) return s;
+  ctx.Changed();
+  return Json{{"name", name}, {"url", url}, {"token", token.secret}, {"groups", groups},
+              {"boundaries", cidrs}};
+}
+
+core::Result<Json> RemoveDp(SiteContext& ctx, const std::string& name) {
+  std::int64_t records = 0;
+  Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    auto row = tx.QueryRow("SELECT id FROM dps WHERE name = ?", {name});
+    if (!row.ok()) {
+      if (row.status().IsNotFound()) return Status::NotFound("no DP named " + name + " (see `depot dp list`)");
+      return row.status();
+    }
+    std::int64_t id = row->Int(0);
+    DEPOT_ASSIGN_OR_RETURN(records, tx.QueryInt("SELECT COUNT(*) FROM dp_records WHERE dp_id = ?", {id}));
+    // Its records, groups and boundaries go with it (ON DELETE CASCADE): every retry,
+    // probe and policy mention of this DP ends with this commit.
+    DEPOT_RETURN_IF_ERROR(RevokeSubjectTokens(ctx, tx, Role::kDp, id));
+    DEPOT_RETURN_IF_ERROR(tx.Exec("DELETE FROM dps WHERE id = ?", {id}).status());
+    DEPOT_RETURN_IF_ERROR(tx.Exec("DELETE FROM distributions WHERE target_kind = 'dp' AND target = ?", {name}).status());
+    return PostMessage(ctx, tx, core::msg::kDpRemoved, {{}, {}, name, {}, {}}, {{"dp", name}});
+  });
+  if (!s.ok()) return s;
+  ForgetCachedTokens(ctx);
+  ctx.Changed();
+  return Json{{"name", name}, {"records_cancelled", records}};
+}
+
+namespace {
+
+Json DpSummary(const catalog::Row& r) {
+  Json j = {{"name", r.Text(1)},
+            {"url", r.Text(2)},
+            {"created", FormatMs(r.Int(3))},
+            {"last_seen", r.IsNull(4) ? "" : FormatMs(r.Int(4))},
+            {"probe_attempts", r.Int(5)},
+            {"reachable", r.Int(5) == 0}};
+  if (!r.IsNull(6)) j["probe_error"] = r.Text(6);
+  return j;
+}
+
+constexpr const char* kDpColumns =
+    "SELECT id, name, url, created_at, last_seen_at, probe_attempts, probe_error FROM dps";
+
+}  // namespace
+
+core::Result<Json> ListDps(SiteContext& ctx) {
+  DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows, ctx.db->Query(std::string(kDpColumns) + " ORDER BY name"));
+  DEPOT_ASSIGN_OR_RETURN(catalog::Rows groups, ctx.db->Query("SELECT dp_id, name FROM dp_groups ORDER BY name"));
+  DEPOT_ASSIGN_OR_RETURN(catalog::Rows counts,
+                         ctx.db->Query("SELECT dp_id, state, COUNT(*) FROM dp_records GROUP BY dp_id, state"));
+  Json out = Json::array();
+  for (const auto& r : rows) {
+    Json j = DpSummary(r);
+    Json g = Json::array();
+    for (const auto& gr : groups) {
+      if (gr.Int(0) == r.Int(0)) g.push_back(gr.Text(1));
+    }
+    j["groups"] = g;
+    Json states = {{"pending", 0}, {"syncing", 0}, {"ready", 0}, {"failed", 0}};
+    for (const auto& c : counts) {
+      if (c.Int(0) == r.Int(0)) states[c.Text(1)] = c.Int(2);
+    }
+    j["versions"] = states;
+    out.push_back(std::move(j));
+  }
+  return Json{{"dps", out}};
+}
+
+core::Result<Json> ShowDp(SiteContext& ctx, const std::string& name) {
+  auto row = ctx.db->QueryRow(std::string(kDpColumns) + " WHERE name = ?", {name});
+  if (!row.ok()) {
+    if (row.status().IsNotFound()) return Status::NotFound("no DP named " + name + " (see `depot dp list`)");
+    return row.status();
+  }
+  std::int64_t id = row->Int(0);
+  Json j = DpSummary(*row);
+  DEPOT_ASSIGN_OR_RETURN(catalog::Rows groups, ctx.db->Query("SELECT name FROM dp_groups WHERE dp_id = ? ORDER BY name", {id}));
+  DEPOT_ASSIGN_OR_RETURN(catalog::Rows bounds, ctx.db->Query("SELECT cidr FROM dp_boundaries WHERE dp_id = ? ORDER BY cidr", {id}));
+  Json g = Json::array(), b = Json::array();
+  for (const auto& x : groups) g.push_back(x.Text(0));
+  for (const auto& x : bounds) b.push_back(x.Text(0));
+  j["groups"] = g;
+  j["boundaries"] = b;
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows recs,
+      ctx.db->Query("SELECT p.name, v.version, r.state, r.attempts, r.next_retry_at, r.last_error, "
+                    "r.bytes_done, r.bytes_total, r.updated_at FROM dp_records r JOIN versions v "
+                    "ON v.id = r.version_id JOIN packages p ON p.id = v.package_id WHERE r.dp_id "
+                    "= ? ORDER BY p.name, v.version",
+                    {id}));
+  Json versions = Json::array();
+  for (const auto& r : recs) {
+    Json v = {{"package", r.Text(0)},   {"version", r.Int(1)},    {"state", r.Text(2)},
+              {"attempts", r.Int(3)},   {"bytes_done", r.Int(6)}, {"bytes_total", r.Int(7)},
+              {"updated", FormatMs(r.Int(8))}};
+    if (!r.IsNull(4)) v["next_retry"] = FormatMs(r.Int(4));
+    if (!r.IsNull(5)) v["last_error"] = r.Text(5);
+    versions.push_back(std::move(v));
+  }
+  j["versions"] = versions;
+  return j;
+}
+
+core::Result<Json> Distribute(SiteContext& ctx, const Json& body) {
+  ObjectReader r(body, "distribution");
+  std::string package = r.String("package", true, 64);
+  std::vector<std::string> to = r.Strings("to", true, 256, 80);
+  bool remove = r.Bool("remove", false);
+  DEPOT_RETURN_IF_ERROR(r.Finish());
+  if (to.empty()) return Status::InvalidArgument("distribution: name at least one DP or group");
+  Json changed = Json::array();
+  Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    changed = Json::array();
+    auto pkg = tx.QueryRow("SELECT id FROM packages WHERE name = ? AND deleted_at IS NULL", {package});
+    if (!pkg.ok()) {
+      if (pkg.status().IsNotFound()) return Status::NotFound("no package named " + package);
+      return pkg.status();
+    }
+    std::int64_t package_id = pkg->Int(0);
+    for (const std::string& t : to) {
+      std::string kind, name;
+      if (t.rfind("dp:", 0) == 0) {
+        kind = "dp";
+        name = t.substr(3);
+      } else if (t.rfind("group:", 0) == 0) {
+        kind = "group";
+        name = t.substr(6);
+      } else {
+        name = t;
+      }
+      DEPOT_ASSIGN_OR_RETURN(std::int64_t is_dp, tx.QueryInt("SELECT COUNT(*) FROM dps WHERE name = ?", {name}));
+      DEPOT_ASSIGN_OR_RETURN(std::int64_t is_group, tx.QueryInt("SELECT COUNT(*) FROM dp_groups WHERE name = ?", {name}));
+      if (kind.empty()) {
+        if (is_dp > 0) {
+          kind = "dp";
+        } else if (is_group > 0) {
+          kind = "group";
+        } else if (!remove) {
+          return Status::NotFound("no DP or DP group named " + name +
+                                  " (use group:" + name + " to assign to a group before it has DPs)");
+        } else {
+          kind = "dp";
+        }
+      }
+      if (kind == "dp" && is_dp == 0 && !remove) return Status::NotFound("no DP named " + name);
+      if (!store::ValidatePackageName(name).ok()) {
+        return Status::InvalidArgument("`" + name.substr(0, 80) + "` is not a valid DP or group name");
+      }
+      std::string target = kind + ":" + name;
+      if (remove) {
+        DEPOT_ASSIGN_OR_RETURN(std::int64_t n,
+                               tx.Exec("DELETE FROM distributions WHERE package_id = ? AND target_kind = ? AND target = ?",
+                                       {package_id, kind, name}));
+        if (n == 0) return Status::NotFound("package " + package + " is not assigned to " + target);
+        DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kUnassigned, {package, {}, kind == "dp" ? name : "", {}, {}},
+                                          {{"package", package}, {"target", target}}));
+      } else {
+        DEPOT_ASSIGN_OR_RETURN(std::int64_t n,
+                               tx.Exec("INSERT INTO distributions (package_id, target_kind, target, created_at) VALUES "
+                                       "(?, ?, ?, ?) ON CONFLICT (package_id, target_kind, target) DO NOTHING",
+                                       {package_id, kind, name, ctx.NowMs()}));
+        if (n > 0) {
+          DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kAssigned, {package, {}, kind == "dp" ? name : "", {}, {}},
+                                            {{"package", package}, {"target", target}}));
+        }
+      }
+      changed.push_back(target);
+    }
+    return SyncRecords(ctx, tx, package_id);
+  });
+  if (!s.ok()) return s;
+  ctx.Changed();
+  return Json{{"package", package}, {remove ? "removed" : "assigned", changed}};
+}
+
+core::Result<Json> VersionCoverage(SiteContext& ctx, std::int64_t version_id) {
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows rows,
+      ctx.db->Query("SELECT d.name, r.state, r.attempts, r.bytes_done, r.bytes_total, r.last_error "
+                    "FROM dp_records r JOIN dps d ON d.id = r.dp_id WHERE r.version_id = ? ORDER BY d.name",
+                    {version_id}));
+  Json out = Json::array();
+  for (const auto& r : rows) {
+    Json j = {{"dp", r.Text(0)}, {"state", r.Text(1)}, {"attempts", r.Int(2)},
+              {"bytes_done", r.Int(3)}, {"bytes_total", r.Int(4)}};
+    if (!r.IsNull(5)) j["last_error"] = r.Text(5);
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+core::Result<Json> DistributionTargets(SiteContext& ctx, std::int64_t package_id) {
+  DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
+                         ctx.db->Query("SELECT target_kind, target FROM distributions WHERE package_id = ? ORDER BY target_kind, target",
+                                       {package_id}));
+  Json out = Json::array();
+  for (const auto& r : rows) out.push_back({{"kind", r.Text(0)}, {"name", r.Text(1)}});
+  return out;
+}
+
+namespace {
+
+// Touches last_seen_at at most every few seconds per DP, and clears a probe backoff
+// (the DP is evidently alive).
+void SeenDp(SiteContext& ctx, std::int64_t dp_id) {
+  std::int64_t now = ctx.NowMs();
+  {
+    std::lock_guard<std::mutex> lock(ctx.seen_mu);
+    auto& t = ctx.dp_seen_written[dp_id];
+    if (now - t < 5000 && now >= t) return;
+    t = now;
+  }
+  ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+       DEPOT_ASSIGN_OR_RETURN(auto row, tx.QueryRow("SELECT name, probe_attempts FROM dps WHERE id = ?", {dp_id}));
+       DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dps SET last_seen_at = ?, probe_attempts = 0, next_probe_at = NULL, "
+                                     "probe_error = NULL WHERE id = ?",
+                                     {now, dp_id})
+                                 .status());
+       if (row.Int(1) > 0) {
+         return PostMessage(ctx, tx, core::msg::kDpReachable, {{}, {}, row.Text(0), {}, {}}, {{"dp", row.Text(0)}});
+       }
+       return Status::Ok();
+     })
+      .IgnoreError();
+}
+
+core::Result<Json> Assignment(SiteContext& ctx, std::int64_t dp_id) {
+  DEPOT_ASSIGN_OR_RETURN(auto dp, ctx.db->QueryRow("SELECT name FROM dps WHERE id = ?", {dp_id}));
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows rows,
+      ctx.db->Query("SELECT p.name, p.uid, v.version, v.manifest_id, v.manifest_bytes, v.bytes, "
+                    "r.state, r.attempts, r.next_retry_at FROM dp_records r JOIN versions v ON "
+                    "v.id = r.version_id JOIN packages p ON p.id = v.package_id WHERE r.dp_id = ? "
+                    "ORDER BY p.name, v.version",
+                    {dp_id}));
+  Json versions = Json::array();
+  for (const auto& r : rows) {
+    Json v = {{"package", r.Text(0)},
+              {"package_id", r.Text(1)},
+              {"version", r.Int(2)},
+              {"manifest_id", r.Text(3)},
+              {"manifest_bytes", r.Int(4)},
+              {"bytes", r.Int(5)},
+              {"target", r.Text(0) + "/" + std::to_string(r.Int(2)) + ".json"},
+              {"state", r.Text(6)},
+              {"attempts", r.Int(7)}};
+    // A failed version is retried no earlier than this (its own backoff).
+    if (r.Text(6) == "failed" && !r.IsNull(8)) v["retry_at_ms"] = r.Int(8);
+    versions.push_back(std::move(v));
+  }
+  Json body = {{"dp", dp.Text(0)}, {"versions", versions}};
+  std::string etag = "\"" + core::Sha256::HashHex(Dump(body)).substr(0, 32) + "\"";
+  body["etag"] = etag;
+  body["revision"] = ctx.revision.load();
+  return body;
+}
+
+}  // namespace
+
+void HandleAssignment(SiteContext& ctx, std::int64_t dp_id, http::Request& req, http::Response* resp) {
+  // Read the topic sequence before the state, so no change can slip in between.
+  std::uint64_t seq = ctx.server != nullptr ? ctx.server->Sequence("assignments") : 0;
+  SeenDp(ctx, dp_id);
+  auto a = Assignment(ctx, dp_id);
+  if (!a.ok()) {
+    std::string code(core::CodeName(a.status().code()));
+    *resp = http::Response::Json(a.status().IsNotFound() ? 404 : 500,
+                                 Dump({{"error", {{"code", code}, {"message", a.status().message()}}}}));
+    return;
+  }
+  std::string etag = (*a)["etag"].get<std::string>();
+  const std::string* inm = req.GetHeader("if-none-match");
+  if (inm != nullptr && *inm == etag) {
+    std::int64_t wait_s = 30;
+    if (auto w = req.QueryParam("wait")) wait_s = std::clamp<std::int64_t>(catalog::Value(*w).AsInt(), 0, 120);
+    auto left = std::chrono::seconds(wait_s) -
+                std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - req.received);
+    if (left > std::chrono::milliseconds(0) && !req.poll_timed_out && ctx.server != nullptr) {
+      // First look, or woken by a change elsewhere: park (again) until one here.
+      resp->wait = http::Response::Wait{"assignments", seq,
+                                        std::chrono::duration_cast<std::chrono::milliseconds>(left)};
+      return;
+    }
+    resp->status = 304;
+    resp->SetHeader("ETag", etag);
+    return;
+  }
+  *resp = http::Response::Json(200, Dump(*a));
+  resp->SetHeader("ETag", etag);
+}
+
+core::Result<Json> DpReport(SiteContext& ctx, std::int64_t dp_id, const Json& body) {
+  ObjectReader r(body, "DP report");
+  const Json* list = r.Raw("versions");
+  DEPOT_RETURN_IF_ERROR(r.Finish());
+  if (list == nullptr || !list->is_array() || list->size() > 10000) {
+    return Status::InvalidArgument("DP report: field `versions` must be a list of at most 10000 items");
+  }
+  SeenDp(ctx, dp_id);
+  struct Item {
+    std::string package, state, error;
+    std::int64_t version, bytes_done, bytes_total, chunks_done, chunks_total;
+  };
+  std::vector<Item> items;
+  for (std::size_t i = 0; i < list->size(); ++i) {
+    ObjectReader ir((*list)[i], "DP report item " + std::to_string(i));
+    Item it;
+    it.package = ir.String("package", true, 64);
+    it.version = ir.Int("version", true, 1, INT64_MAX);
+    it.state = ir.String("state", true, 16);
+    it.bytes_done = ir.Int("bytes_done", false, 0, INT64_MAX);
+    it.bytes_total = ir.Int("bytes_total", false, 0, INT64_MAX);
+    it.chunks_done = ir.Int("chunks_done", false, 0, INT64_MAX);
+    it.chunks_total = ir.Int("chunks_total", false, 0, INT64_MAX);
+    it.error = ir.String("error", false, 2048);
+    DEPOT_RETURN_IF_ERROR(ir.Finish());
+    if (it.state != "syncing" && it.state != "ready" && it.state != "failed") {
+      return Status::InvalidArgument("DP report item " + std::to_string(i) + ": state must be syncing, ready or failed");
+    }
+    items.push_back(std::move(it));
+  }
+  Json unknown = Json::array();
+  bool changed = false;
+  Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    unknown = Json::array();
+    changed = false;
+    DEPOT_ASSIGN_OR_RETURN(auto dp, tx.QueryRow("SELECT name FROM dps WHERE id = ?", {dp_id}));
+    std::string dp_name = dp.Text(0);
+    std::int64_t now = ctx.NowMs();
+    for (const Item& it : items) {
+      auto rec = tx.QueryRow(
+          "SELECT r.version_id, r.state, r.attempts, v.bytes FROM dp_records r JOIN versions v ON "
+          "v.id = r.version_id JOIN packages p ON p.id = v.package_id WHERE r.dp_id = ? AND "
+          "p.name = ? AND v.version = ?",
+          {dp_id, it.package, it.version});
+      if (!rec.ok()) {
+        if (!rec.status().IsNotFound()) return rec.status();
+        // Not (or no longer) assigned: the DP learns it from its assignment.
+        unknown.push_back({{"package", it.package}, {"version", it.version}});
+        continue;
+      }
+      std::int64_t version_id = rec->Int(0);
+      std::string old_state = rec->Text(1);
+      std::int64_t attempts = rec->Int(2);
+      MessageSubject subject{it.package, it.version, dp_name, {}, {}};
+      std::map<std::string, std::string> params = {
+          {"dp", dp_name}, {"package", it.package}, {"version", std::to_string(it.version)}};
+      if (it.state == "syncing") {
+        DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dp_records SET state = 'syncing', bytes_done = ?, bytes_total = ?, "
+                                      "chunks_done = ?, chunks_total = ?, updated_at = ? WHERE version_id = ? AND dp_id = ?",
+                                      {it.bytes_done, it.bytes_total, it.chunks_done, it.chunks_total, now, version_id, dp_id})
+                                  .status());
+        if (old_state == "pending") {
+          DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kDpVersionSyncing, subject, params));
+        }
+        if (old_state == "ready") changed = true;
+      } else if (it.state == "ready") {
+        if (old_state != "ready") {
+          params["bytes"] = std::to_string(rec->Int(3));
+          DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kDpVersionReady, subject, params));
+          changed = true;
+        }
+        DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dp_records SET state = 'ready', bytes_done = ?, bytes_total = ?, "
+                                      "chunks_done = ?, chunks_total = ?, last_error = NULL, next_retry_at = NULL, "
+                                      "updated_at = ? WHERE version_id = ? AND dp_id = ?",
+                                      {it.bytes_done, it.bytes_total, it.chunks_done, it.chunks_total, now, version_id, dp_id})
+                                  .status());
+      } else {  // failed
+        ++attempts;
+        std::int64_t retry_at = now + Ms(Backoff(ctx.config.retry_base, ctx.config.retry_max, attempts));
+        DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dp_records SET state = 'failed', attempts = ?, next_retry_at = ?, "
+                                      "last_error = ?, bytes_done = ?, bytes_total = ?, updated_at = ? "
+                                      "WHERE version_id = ? AND dp_id = ?",
+                                      {attempts, retry_at, it.error, it.bytes_done, it.bytes_total, now, version_id, dp_id})
+                                  .status());
+        params["error"] = it.error.empty() ? "unknown error" : it.error;
+        params["next_retry"] = FormatMs(retry_at);
+        params["attempts"] = std::to_string(attempts);
+        // One message per failing record; retries only raise its count.
+        DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kDpVersionFailed, subject, params,
+                                          RecordStateMessageKey("dp-failed", version_id, dp_id)));
+        if (old_state == "ready") changed = true;
+        changed = true;  // the DP's assignment now carries the retry time
+      }
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  if (changed) ctx.Changed();
+  return Json{{"accepted", items.size() - unknown.size()}, {"not_assigned", unknown}};
+}
+
+void ProbeDps(SiteContext& ctx) {
+  std::int64_t now = ctx.NowMs();
+  std::int64_t offline_ms = Ms(ctx.config.dp_offline_after);
+  auto rows = ctx.db->Query(
+      "SELECT id, name, url, last_seen_at, probe_attempts FROM dps WHERE COALESCE(last_seen_at, "
+      "created_at) < ? AND (next_probe_at IS NULL OR next_probe_at <= ?)",
+      {now - offline_ms, now});
+  if (!rows.ok()) return;
+  for (const auto& r : *rows) {
+    std::int64_t id = r.Int(0);
+    std::string name = r.Text(1), url = r.Text(2);
+    http::ClientOptions opts;
+    opts.connect_timeout_s = 5;
+    opts.timeout_s = 10;
+    opts.max_response_bytes = 4096;
+    if (!ctx.config.tls_ca.empty()) opts.ca_file = core::JoinPath(ctx.data_dir, ctx.config.tls_ca);
+    std::string error;
+    auto client = http::Client::Create(url, opts);
+    if (!client.ok()) {
+      error = client.status().message();
+    } else {
+      auto resp = (*client)->Do("GET", "/healthz");
+      if (!resp.ok()) {
+        error = resp.status().message();
+      } else if (resp->status != 200) {
+        error = "healthz answered HTTP " + std::to_string(resp->status);
+      }
+    }
+    std::int64_t attempts = r.Int(4);
+    ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+         std::int64_t t = ctx.NowMs();
+         if (error.empty()) {
+           // Reachable but silent (a wrong token, a stopped sync loop): check again
+           // after the offline period, without counting it as a failed attempt.
+           return tx.Exec("UPDATE dps SET next_probe_at = ?, probe_error = ? WHERE id = ?",
+                          {t + offline_ms, "answers /healthz but does not poll its assignment", id})
+               .status();
+         }
+         std::int64_t n = attempts + 1;
+         std::int64_t next = t + Ms(Backoff(ctx.config.probe_base, ctx.config.probe_max, n));
+         DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dps SET probe_attempts = ?, next_probe_at = ?, probe_error = ? WHERE id = ?",
+                                       {n, next, error, id})
+                                   .status());
+         return PostMessage(ctx, tx, core::msg::kDpUnreachable, {{}, {}, name, {}, {}},
+                            {{"dp", name},
+                             {"url", url},
+                             {"error", error},
+                             {"last_seen", r.IsNull(3) ? "never" : FormatMs(r.Int(3))}},
+                            "dp-unreachable:" + std::to_string(id));
+       })
+        .IgnoreError();
+    if (!error.empty()) {
+      core::Log(core::LogLevel::kWarn, "site.dp_unreachable",
+                {{"dp", name}, {"attempt", std::to_string(attempts + 1)}, {"error", error}});
+    }
+  }
+}
+
+}  // namespace depot::site

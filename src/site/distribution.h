@@ -1,0 +1,59 @@
+// Distribution points and the reconciler (internal to the site component).
+//
+// The reconciler keeps one record per (package version, DP) -- pending, syncing,
+// ready or failed -- with its own attempt count and retry time. Records are created
+// and removed from the assignment (distributions x active versions) and change
+// state only on DP reports; a failure backs off that record alone, exponentially
+// with jitter, and is one status message whose count grows, not one per retry.
+// DPs pull: they long-poll their assignment and report per version. A DP that stops
+// polling is probed by the site with its own per-DP backoff; nothing else changes.
+#pragma once
+
+#include <string>
+
+#include "site/context.h"
+#include "site/json.h"
+
+namespace depot::site {
+
+core::Result<Json> AddDp(SiteContext& ctx, const Json& body);
+core::Result<Json> RemoveDp(SiteContext& ctx, const std::string& name);
+core::Result<Json> ListDps(SiteContext& ctx);
+core::Result<Json> ShowDp(SiteContext& ctx, const std::string& name);
+
+// {"package": P, "to": [DP or group names, or "dp:NAME" / "group:NAME"], "remove": bool}
+core::Result<Json> Distribute(SiteContext& ctx, const Json& body);
+
+// Makes the package's records match its assignment: a pending record for every
+// (active version, targeted DP) pair that lacks one; records of pairs no longer
+// assigned are deleted (which cancels that work on the DP at once).
+core::Status SyncRecords(SiteContext& ctx, catalog::Tx& tx, std::int64_t package_id);
+core::Status AddRecordsForVersion(SiteContext& ctx, catalog::Tx& tx, std::int64_t version_id,
+                                  std::int64_t package_id);
+core::Status DeleteRecordsOfVersion(SiteContext& ctx, catalog::Tx& tx, std::int64_t version_id);
+
+// [{dp, state, attempts, bytes_done, bytes_total, last_error}] for one version.
+core::Result<Json> VersionCoverage(SiteContext& ctx, std::int64_t version_id);
+// [{"kind":"dp"|"group","name":...}] for one package.
+core::Result<Json> DistributionTargets(SiteContext& ctx, std::int64_t package_id);
+
+// The DP API. GET /api/v1/dp/assignment long-polls: with If-None-Match equal to the
+// current ETag the request is parked until the assignment changes or `wait` seconds
+// (default 30, at most 120) pass, then answered 304.
+void HandleAssignment(SiteContext& ctx, std::int64_t dp_id, http::Request& req,
+                      http::Response* resp);
+// POST /api/v1/dp/report {"versions":[{"package","version","state","bytes_done",
+// "bytes_total","chunks_done","chunks_total","error"}]}
+core::Result<Json> DpReport(SiteContext& ctx, std::int64_t dp_id, const Json& body);
+
+// Timer work: probe DPs that stopped polling (per-DP backoff).
+void ProbeDps(SiteContext& ctx);
+
+// The name of a DP by id ("" if gone).
+std::string DpName(SiteContext& ctx, std::int64_t dp_id);
+
+// Backoff for the n-th consecutive failure (n >= 1): base * 2^(n-1), capped at `max`,
+// times a jitter factor in [0.8, 1.2).
+core::Duration Backoff(core::Duration base, core::Duration max, std::int64_t n);
+
+}  // namespace depot::site

@@ -1,0 +1,494 @@
+#include "site/packages.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/log.h"
+#include "core/messages.h"
+#include "core/random.h"
+#include "core/sha256.h"
+#include "site/distribution.h"
+#include "site/messages.h"
+#include "store/manifest.h"
+
+namespace depot::site {
+
+using core::Status;
+
+namespace {
+
+std::uint32_t ReadLe32(const char* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;  // little-endian hosts only (x86-64, aarch64)
+}
+
+struct VersionRow {
+  std::int64_t id = 0, package_id = 0, version = 0;
+  std::string package;
+};
+
+// Marks versions retired in one transaction (dropping their DP records, so DPs stop
+// at once), then removes them from the signed targets.
+Status RetireVersions(SiteContext& ctx, const std::vector<VersionRow>& versions,
+                      const std::string& reason) {
+  if (versions.empty()) return Status::Ok();
+  Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    for (const VersionRow& v : versions) {
+      DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE versions SET state = 'retired', retired_at = ? "
+                                    "WHERE id = ? AND state = 'active'",
+                                    {ctx.NowMs(), v.id})
+                                .status());
+      DEPOT_RETURN_IF_ERROR(DeleteRecordsOfVersion(ctx, tx, v.id));
+      DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kVersionRetired,
+                                        {v.package, v.version, {}, {}, {}},
+                                        {{"package", v.package},
+                                         {"version", std::to_string(v.version)},
+                                         {"reason", reason}}));
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  ctx.Changed();
+  std::vector<std::pair<std::string, std::int64_t>> remove;
+  for (const VersionRow& v : versions) remove.emplace_back(v.package, v.version);
+  std::lock_guard<std::mutex> lock(ctx.publish_mu);
+  return ctx.repo->RemoveVersions(remove);
+}
+
+}  // namespace
+
+core::Result<Json> ChunksMissing(SiteContext& ctx, const Json& body) {
+  ObjectReader r(body, "missing-chunks query");
+  std::vector<std::string> ids = r.Strings("chunks", true, 200'000, 64);
+  DEPOT_RETURN_IF_ERROR(r.Finish());
+  Json missing = Json::array();
+  for (const std::string& hex : ids) {
+    DEPOT_ASSIGN_OR_RETURN(core::Digest id, core::ParseDigestHex(hex));
+    DEPOT_ASSIGN_OR_RETURN(bool has, ctx.repo->chunks()->Has(id));
+    if (!has) missing.push_back(hex);
+  }
+  return Json{{"missing", missing}};
+}
+
+core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body) {
+  const std::uint32_t max_size = ctx.repo->settings().chunker.max_size;
+  core::AtomicBatch batch(ctx.env, ctx.repo->chunks()->root());
+  std::uint64_t stored = 0, bytes = 0;
+  std::size_t pos = 0;
+  std::size_t index = 0;
+  while (pos < body.size()) {
+    if (body.size() - pos < 40) {
+      return Status::InvalidArgument("chunk batch: record " + std::to_string(index) +
+                                     " is truncated");
+    }
+    core::Digest id;
+    std::memcpy(id.data(), body.data() + pos, 32);
+    std::uint32_t size = ReadLe32(body.data() + pos + 32);
+    std::uint32_t frame_len = ReadLe32(body.data() + pos + 36);
+    pos += 40;
+    if (size > max_size) {
+      return Status::InvalidArgument("chunk batch: chunk " + core::DigestHex(id) + " is " +
+                                     std::to_string(size) + " bytes, above the repository's " +
+                                     std::to_string(max_size) + "-byte maximum");
+    }
+    if (frame_len > body.size() - pos) {
+      return Status::InvalidArgument("chunk batch: record " + std::to_string(index) +
+                                     " is truncated");
+    }
+    std::string_view frame = body.substr(pos, frame_len);
+    pos += frame_len;
+    ++index;
+    auto put = ctx.repo->chunks()->PutFrame(id, size, frame, &batch);
+    if (!put.ok()) {
+      if (ctx.chunks_rejected) ctx.chunks_rejected->Inc();
+      return std::move(put).status().WithContext("chunk batch: chunk " + core::DigestHex(id) +
+                                                 " rejected");
+    }
+    ++stored;
+    bytes += frame_len;
+  }
+  DEPOT_RETURN_IF_ERROR(batch.Commit().WithContext("storing uploaded chunks"));
+  if (ctx.chunks_received) ctx.chunks_received->Inc(stored);
+  if (ctx.chunk_bytes_received) ctx.chunk_bytes_received->Inc(bytes);
+  return Json{{"stored", stored}, {"bytes", bytes}};
+}
+
+core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool create,
+                                 std::string_view manifest_body) {
+  DEPOT_RETURN_IF_ERROR(store::ValidatePackageName(name));
+  auto parsed = store::ParseManifest(manifest_body);
+  if (!parsed.ok()) return std::move(parsed).status().WithContext("manifest of " + name);
+  store::Manifest m = std::move(*parsed);
+  if (m.package_name != name) {
+    return Status::InvalidArgument("manifest names package `" + m.package_name + "`, not `" +
+                                   name + "`");
+  }
+  const auto& settings = ctx.repo->settings().chunker;
+  if (m.chunker.min_size != settings.min_size || m.chunker.avg_size != settings.avg_size ||
+      m.chunker.max_size != settings.max_size) {
+    return Status::InvalidArgument(
+        "manifest was chunked with " + std::to_string(m.chunker.min_size) + "/" +
+        std::to_string(m.chunker.avg_size) + "/" + std::to_string(m.chunker.max_size) +
+        " but this site uses " + std::to_string(settings.min_size) + "/" +
+        std::to_string(settings.avg_size) + "/" + std::to_string(settings.max_size) +
+        " (the CLI asks the site; upgrade the CLI)");
+  }
+  // Every chunk and file hash is checked before anything is reserved or signed.
+  DEPOT_RETURN_IF_ERROR(ctx.repo->VerifyManifestContent(m, 0));
+
+  // Reserve the next version number.
+  std::int64_t package_id = 0, version_id = 0, version = 0;
+  std::string uid;
+  Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    auto row = tx.QueryRow("SELECT id, uid, deleted_at FROM packages WHERE name = ?", {name});
+    if (!row.ok() && !row.status().IsNotFound()) return row.status();
+    bool exists = row.ok() && row->IsNull(2);
+    if (create && exists) {
+      return Status::InvalidArgument("package " + name +
+                                     " already exists; add a version with `depot package update`");
+    }
+    if (!create && !exists) {
+      return Status::NotFound("package " + name +
+                              " does not exist; create it with `depot package create`");
+    }
+    if (row.ok()) {
+      package_id = row->Int(0);
+      uid = row->Text(1);
+      if (!row->IsNull(2)) {  // re-created after deletion: same id, versions continue
+        DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE packages SET deleted_at = NULL, description = ? "
+                                      "WHERE id = ?",
+                                      {m.description, package_id})
+                                  .status());
+      }
+    } else {
+      uid = core::RandomHex(8);
+      DEPOT_ASSIGN_OR_RETURN(
+          package_id, tx.QueryInt("INSERT INTO packages (name, uid, description, created_at) "
+                                  "VALUES (?, ?, ?, ?) RETURNING id",
+                                  {name, uid, m.description, ctx.NowMs()}));
+    }
+    DEPOT_ASSIGN_OR_RETURN(std::int64_t latest,
+                           tx.QueryInt("SELECT COALESCE(MAX(version), 0) FROM versions WHERE "
+                                       "package_id = ?",
+                                       {package_id}));
+    version = latest + 1;
+    DEPOT_ASSIGN_OR_RETURN(version_id,
+                           tx.QueryInt("INSERT INTO versions (package_id, version, state, "
+                                       "created_at) VALUES (?, ?, 'publishing', ?) RETURNING id",
+                                       {package_id, version, ctx.NowMs()}));
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+
+  m.package_id = uid;
+  m.version = version;
+  m.created = core::FormatUtc(ctx.clock->Now());
+  repo::AddResult published;
+  {
+    std::lock_guard<std::mutex> lock(ctx.publish_mu);
+    auto r = ctx.repo->PublishManifest(m);
+    if (!r.ok()) {
+      // Give the number back: nothing was signed.
+      ctx.db->Transaction([&](catalog::Tx& tx) {
+           return tx.Exec("DELETE FROM versions WHERE id = ? AND state = 'publishing'",
+                          {version_id})
+               .status();
+         })
+          .IgnoreError();
+      return std::move(r).status();
+    }
+    published = std::move(*r);
+  }
+  Json programs = Json::array();
+  for (const auto& p : m.programs) programs.push_back(p.name);
+  std::uint64_t unique_chunks = m.UniqueChunks().size();
+  s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    DEPOT_RETURN_IF_ERROR(
+        tx.Exec("UPDATE versions SET state = 'active', manifest_id = ?, manifest_bytes = ?, "
+                "files = ?, bytes = ?, chunks = ?, programs = ? WHERE id = ?",
+                {published.manifest_id, published.manifest_bytes, published.stats.files,
+                 published.stats.bytes, unique_chunks, Dump(programs), version_id})
+            .status());
+    DEPOT_RETURN_IF_ERROR(AddRecordsForVersion(ctx, tx, version_id, package_id));
+    return PostMessage(ctx, tx, core::msg::kVersionCreated, {name, version, {}, {}, {}},
+                       {{"package", name},
+                        {"version", std::to_string(version)},
+                        {"files", std::to_string(published.stats.files)},
+                        {"bytes", std::to_string(published.stats.bytes)},
+                        {"manifest_id", published.manifest_id}});
+  });
+  if (!s.ok()) {
+    // Signed but not recorded: RecoverVersions activates it at the next start.
+    return s.WithContext("version " + std::to_string(version) + " of " + name +
+                         " was signed but not recorded; restart the site to finish it");
+  }
+  ctx.Changed();
+  core::Log(core::LogLevel::kInfo, "site.version_created",
+            {{"package", name}, {"version", std::to_string(version)},
+             {"manifest", published.manifest_id}});
+  ApplyRetention(ctx);
+  return Json{{"package", name},
+              {"package_id", uid},
+              {"version", version},
+              {"manifest_id", published.manifest_id},
+              {"manifest_bytes", published.manifest_bytes},
+              {"files", published.stats.files},
+              {"bytes", published.stats.bytes},
+              {"chunks", unique_chunks},
+              {"target", published.target_path}};
+}
+
+core::Result<Json> ListPackages(SiteContext& ctx) {
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows rows,
+      ctx.db->Query(
+          "SELECT p.name, p.uid, p.description, p.created_at, "
+          " (SELECT MAX(v.version) FROM versions v WHERE v.package_id = p.id AND v.state = "
+          "'active'),"
+          " (SELECT COUNT(*) FROM versions v WHERE v.package_id = p.id AND v.state = 'active'),"
+          " (SELECT v.bytes FROM versions v WHERE v.package_id = p.id AND v.state = 'active' "
+          "ORDER BY v.version DESC LIMIT 1),"
+          " (SELECT COUNT(*) FROM deployments d WHERE d.package_id = p.id AND d.cancelled_at IS "
+          "NULL) "
+          "FROM packages p WHERE p.deleted_at IS NULL ORDER BY p.name"));
+  Json out = Json::array();
+  for (const auto& r : rows) {
+    out.push_back({{"name", r.Text(0)},
+                   {"id", r.Text(1)},
+                   {"description", r.Text(2)},
+                   {"created", FormatMs(r.Int(3))},
+                   {"latest_version", r.OptInt(4).value_or(0)},
+                   {"versions", r.Int(5)},
+                   {"latest_bytes", r.OptInt(6).value_or(0)},
+                   {"deployments", r.Int(7)}});
+  }
+  return Json{{"packages", out}};
+}
+
+core::Result<Json> ShowPackage(SiteContext& ctx, const std::string& name) {
+  auto pkg = ctx.db->QueryRow(
+      "SELECT id, uid, description, created_at FROM packages WHERE name = ? AND deleted_at IS "
+      "NULL",
+      {name});
+  if (!pkg.ok()) {
+    if (pkg.status().IsNotFound()) {
+      return Status::NotFound("no package named " + name + " (see `depot package list`)");
+    }
+    return pkg.status();
+  }
+  std::int64_t package_id = pkg->Int(0);
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows versions,
+      ctx.db->Query("SELECT id, version, state, manifest_id, files, bytes, chunks, programs, "
+                    "created_at, retired_at FROM versions WHERE package_id = ? AND state != "
+                    "'publishing' ORDER BY version DESC",
+                    {package_id}));
+  Json vs = Json::array();
+  for (const auto& v : versions) {
+    Json item = {{"version", v.Int(1)},
+                 {"state", v.Text(2)},
+                 {"manifest_id", v.Text(3)},
+                 {"files", v.Int(4)},
+                 {"bytes", v.Int(5)},
+                 {"chunks", v.Int(6)},
+                 {"created", FormatMs(v.Int(8))}};
+    Json programs = Json::parse(v.Text(7), nullptr, false);
+    item["programs"] = programs.is_discarded() ? Json::array() : programs;
+    if (!v.IsNull(9)) item["retired"] = FormatMs(v.Int(9));
+    DEPOT_ASSIGN_OR_RETURN(Json dps, VersionCoverage(ctx, v.Int(0)));
+    item["dps"] = std::move(dps);
+    vs.push_back(std::move(item));
+  }
+  DEPOT_ASSIGN_OR_RETURN(Json targets, DistributionTargets(ctx, package_id));
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows deps,
+      ctx.db->Query("SELECT d.id, d.kind, d.program, c.name, d.pinned_version, d.cancelled_at "
+                    "FROM deployments d JOIN collections c ON c.id = d.collection_id WHERE "
+                    "d.package_id = ? ORDER BY d.id",
+                    {package_id}));
+  Json deployments = Json::array();
+  for (const auto& d : deps) {
+    Json item = {{"id", d.Int(0)},
+                 {"kind", d.Text(1)},
+                 {"program", d.Text(2)},
+                 {"collection", d.Text(3)},
+                 {"state", d.IsNull(5) ? "active" : "cancelled"}};
+    if (!d.IsNull(4)) item["pinned_version"] = d.Int(4);
+    deployments.push_back(std::move(item));
+  }
+  return Json{{"name", name},
+              {"id", pkg->Text(1)},
+              {"description", pkg->Text(2)},
+              {"created", FormatMs(pkg->Int(3))},
+              {"versions", vs},
+              {"distributed_to", targets},
+              {"deployments", deployments}};
+}
+
+core::Result<Json> DeletePackage(SiteContext& ctx, const std::string& name) {
+  std::vector<VersionRow> versions;
+  std::int64_t cancelled = 0;
+  Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    versions.clear();
+    auto pkg = tx.QueryRow("SELECT id FROM packages WHERE name = ? AND deleted_at IS NULL", {name});
+    if (!pkg.ok()) {
+      if (pkg.status().IsNotFound()) return Status::NotFound("no package named " + name);
+      return pkg.status();
+    }
+    std::int64_t id = pkg->Int(0);
+    std::int64_t now = ctx.NowMs();
+    DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
+                           tx.Query("SELECT id, version FROM versions WHERE package_id = ? AND "
+                                    "state IN ('active', 'publishing')",
+                                    {id}));
+    for (const auto& r : rows) versions.push_back({r.Int(0), id, r.Int(1), name});
+    // Out of every policy and assignment in this one transaction.
+    DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE packages SET deleted_at = ? WHERE id = ?", {now, id}).status());
+    DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE versions SET state = 'retired', retired_at = ? WHERE "
+                                  "package_id = ? AND state IN ('active', 'publishing')",
+                                  {now, id})
+                              .status());
+    for (const VersionRow& v : versions) DEPOT_RETURN_IF_ERROR(DeleteRecordsOfVersion(ctx, tx, v.id));
+    DEPOT_RETURN_IF_ERROR(tx.Exec("DELETE FROM distributions WHERE package_id = ?", {id}).status());
+    DEPOT_ASSIGN_OR_RETURN(cancelled, tx.Exec("UPDATE deployments SET cancelled_at = ? WHERE "
+                                              "package_id = ? AND cancelled_at IS NULL",
+                                              {now, id}));
+    return PostMessage(ctx, tx, core::msg::kPackageDeleted, {name, {}, {}, {}, {}},
+                       {{"package", name}, {"grace", FormatDuration(ctx.config.gc_grace)}});
+  });
+  if (!s.ok()) return s;
+  ctx.Changed();
+  std::vector<std::pair<std::string, std::int64_t>> remove;
+  for (const VersionRow& v : versions) remove.emplace_back(v.package, v.version);
+  {
+    std::lock_guard<std::mutex> lock(ctx.publish_mu);
+    Status rs = ctx.repo->RemoveVersions(remove);
+    if (!rs.ok()) {
+      core::Log(core::LogLevel::kWarn, "site.unsign_failed",
+                {{"package", name}, {"error", rs.ToString()}});
+    }
+  }
+  return Json{{"package", name},
+              {"versions_retired", versions.size()},
+              {"deployments_cancelled", cancelled},
+              {"content_collected_after", FormatDuration(ctx.config.gc_grace)}};
+}
+
+Status RecoverVersions(SiteContext& ctx) {
+  DEPOT_ASSIGN_OR_RETURN(std::vector<repo::VersionInfo> signed_versions, ctx.repo->ListVersions());
+  std::map<std::pair<std::string, std::int64_t>, repo::VersionInfo> by_key;
+  for (auto& v : signed_versions) by_key[{v.package, v.version}] = v;
+  DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
+                         ctx.db->Query("SELECT v.id, v.package_id, v.version, v.state, p.name "
+                                       "FROM versions v JOIN packages p ON p.id = v.package_id"));
+  std::vector<std::pair<std::string, std::int64_t>> unsign;
+  std::vector<VersionRow> lost;
+  for (const auto& r : rows) {
+    VersionRow v{r.Int(0), r.Int(1), r.Int(2), r.Text(4)};
+    std::string state = r.Text(3);
+    auto it = by_key.find({v.package, v.version});
+    bool is_signed = it != by_key.end();
+    if (state == "publishing") {
+      Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+        if (!is_signed) return tx.Exec("DELETE FROM versions WHERE id = ?", {v.id}).status();
+        auto bytes = ctx.env->ReadFile(
+            core::JoinPath(ctx.repo->layout().targets(),
+                           v.package + "/" + it->second.manifest_id + "." +
+                               std::to_string(v.version) + ".json"),
+            it->second.manifest_bytes);
+        std::uint64_t files = 0, total = 0, chunks = 0;
+        Json programs = Json::array();
+        if (bytes.ok()) {
+          auto m = store::ParseManifest(*bytes);
+          if (m.ok()) {
+            files = m->FileCount();
+            total = m->TotalFileBytes();
+            chunks = m->UniqueChunks().size();
+            for (const auto& p : m->programs) programs.push_back(p.name);
+          }
+        }
+        DEPOT_RETURN_IF_ERROR(
+            tx.Exec("UPDATE versions SET state = 'active', manifest_id = ?, manifest_bytes = ?, "
+                    "files = ?, bytes = ?, chunks = ?, programs = ? WHERE id = ?",
+                    {it->second.manifest_id, it->second.manifest_bytes, files, total, chunks,
+                     Dump(programs), v.id})
+                .status());
+        return AddRecordsForVersion(ctx, tx, v.id, v.package_id);
+      });
+      if (!s.ok()) return s.WithContext("recovering version " + std::to_string(v.version) + " of " + v.package);
+      core::Log(core::LogLevel::kInfo, "site.recovered_version",
+                {{"package", v.package}, {"version", std::to_string(v.version)},
+                 {"outcome", is_signed ? "activated" : "dropped"}});
+    } else if (state == "retired" && is_signed) {
+      unsign.emplace_back(v.package, v.version);
+    } else if (state == "active" && !is_signed) {
+      lost.push_back(v);
+    }
+  }
+  if (!unsign.empty()) {
+    std::lock_guard<std::mutex> lock(ctx.publish_mu);
+    DEPOT_RETURN_IF_ERROR(ctx.repo->RemoveVersions(unsign));
+  }
+  if (!lost.empty()) {
+    DEPOT_RETURN_IF_ERROR(RetireVersions(ctx, lost, "no longer in the signed targets"));
+  }
+  ctx.Changed();
+  return Status::Ok();
+}
+
+void ApplyRetention(SiteContext& ctx) {
+  // Active versions beyond the newest K of each package, unless a live deployment
+  // pins them.
+  auto rows = ctx.db->Query(
+      "SELECT v.id, v.package_id, v.version, p.name FROM versions v JOIN packages p ON p.id = "
+      "v.package_id WHERE v.state = 'active' AND p.deleted_at IS NULL AND "
+      "(SELECT COUNT(*) FROM versions n WHERE n.package_id = v.package_id AND n.state = 'active' "
+      " AND n.version > v.version) >= ? AND NOT EXISTS (SELECT 1 FROM deployments d WHERE "
+      "d.package_id = v.package_id AND d.pinned_version = v.version AND d.cancelled_at IS NULL)",
+      {ctx.config.keep_versions});
+  if (!rows.ok()) {
+    core::Log(core::LogLevel::kWarn, "site.retention_failed", {{"error", rows.status().ToString()}});
+    return;
+  }
+  std::vector<VersionRow> retire;
+  for (const auto& r : *rows) retire.push_back({r.Int(0), r.Int(1), r.Int(2), r.Text(3)});
+  Status s = RetireVersions(
+      ctx, retire, "retention keeps the newest " + std::to_string(ctx.config.keep_versions));
+  if (!s.ok()) {
+    core::Log(core::LogLevel::kWarn, "site.retention_failed", {{"error", s.ToString()}});
+  }
+}
+
+void CollectContent(SiteContext& ctx) {
+  std::int64_t grace_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.gc_grace).count();
+  std::int64_t cutoff = ctx.NowMs() - grace_ms;
+  auto due = ctx.db->Query(
+      "SELECT id FROM versions WHERE state = 'retired' AND collected_at IS NULL AND retired_at <= ?",
+      {cutoff});
+  if (!due.ok() || due->empty()) return;
+  // Under the publish lock: nothing gets signed while the live set is computed.
+  // Chunks younger than the grace period stay: they may belong to an upload in flight.
+  core::Result<repo::GcReport> report = [&] {
+    std::lock_guard<std::mutex> lock(ctx.publish_mu);
+    return ctx.repo->CollectGarbage(ctx.config.gc_grace);
+  }();
+  if (!report.ok()) {
+    core::Log(core::LogLevel::kWarn, "site.gc_failed", {{"error", report.status().ToString()}});
+    return;
+  }
+  Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    for (const auto& r : *due) {
+      DEPOT_RETURN_IF_ERROR(
+          tx.Exec("UPDATE versions SET collected_at = ? WHERE id = ?", {ctx.NowMs(), r.Int(0)})
+              .status());
+    }
+    return PostMessage(ctx, tx, core::msg::kContentCollected, {},
+                       {{"chunks", std::to_string(report->chunks_removed)},
+                        {"bytes", std::to_string(report->bytes_removed)}});
+  });
+  if (!s.ok()) core::Log(core::LogLevel::kWarn, "site.gc_failed", {{"error", s.ToString()}});
+}
+
+}  // namespace depot::site

@@ -1,0 +1,258 @@
+#include "site/site.h"
+
+#include <unistd.h>
+
+#include <condition_variable>
+#include <thread>
+
+#include "catalog/schema.h"
+#include "core/log.h"
+#include "core/messages.h"
+#include "site/api.h"
+#include "site/auth.h"
+#include "site/context.h"
+#include "site/distribution.h"
+#include "site/messages.h"
+#include "site/packages.h"
+#include "site/tls_ca.h"
+#include "tuf/repository.h"
+
+namespace depot::site {
+
+using core::Status;
+
+std::string FormatMs(std::int64_t ms) {
+  if (ms == 0) return {};
+  return core::FormatUtc(core::TimePoint(std::chrono::milliseconds(ms)));
+}
+
+namespace {
+
+constexpr char kConfigFile[] = "site.toml";
+constexpr char kCatalogFile[] = "catalog.db";
+constexpr char kLibraryDir[] = "library";
+
+std::string Resolve(const std::string& data_dir, const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  return core::JoinPath(data_dir, path);
+}
+
+std::string ListenHost(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  std::string host = colon == std::string::npos ? listen : listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  return host;
+}
+
+}  // namespace
+
+core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const InitOptions& o) {
+  DEPOT_RETURN_IF_ERROR(ValidateSiteCode(o.code));
+  if (o.data_dir.empty()) return Status::InvalidArgument("--data is required");
+  auto listing = env->ListDir(o.data_dir);
+  if (listing.ok() && !listing->empty()) {
+    auto has_config = env->Exists(core::JoinPath(o.data_dir, kConfigFile));
+    if (has_config.ok() && *has_config) {
+      return Status::InvalidArgument(o.data_dir + " already holds a site; serve it with `depot site serve --data " +
+                                     o.data_dir + "`");
+    }
+    return Status::InvalidArgument(o.data_dir + " exists and is not empty (an interrupted init leaves no site.toml: remove "
+                                   "the directory and run init again)");
+  }
+  if (o.tls_cert.empty() != o.tls_key.empty()) return Status::InvalidArgument("--tls-cert and --tls-key go together");
+  if (o.make_ca && !o.tls_cert.empty()) return Status::InvalidArgument("--make-ca and --tls-cert exclude each other");
+  SiteConfig config;
+  config.code = o.code;
+  config.listen = o.listen;
+  config.public_url = o.public_url;
+  config.keep_versions = o.keep_versions;
+  config.tls_cert = o.tls_cert;
+  config.tls_key = o.tls_key;
+  DEPOT_RETURN_IF_ERROR(env->CreateDirs(o.data_dir, 0750));
+
+  repo::RepoSettings settings;
+  DEPOT_RETURN_IF_ERROR(repo::Repository::Init(env, clock, core::JoinPath(o.data_dir, kLibraryDir), settings)
+                            .WithContext("content library"));
+  DEPOT_ASSIGN_OR_RETURN(auto db, catalog::Db::OpenSqlite(core::JoinPath(o.data_dir, kCatalogFile)));
+  DEPOT_RETURN_IF_ERROR(catalog::Migrate(db.get(), catalog::SiteMigrations()));
+
+  InitResult result;
+  SiteContext ctx;
+  ctx.env = env;
+  ctx.clock = clock;
+  ctx.config = config;
+  NewToken admin;
+  Status s = db->Transaction([&](catalog::Tx& tx) -> Status {
+    DEPOT_RETURN_IF_ERROR(tx.Exec("INSERT INTO meta (key, value) VALUES ('site_code', ?)", {o.code}).status());
+    DEPOT_ASSIGN_OR_RETURN(admin, CreateToken(ctx, tx, Role::kAdmin, "initial admin", 0, 0, std::nullopt));
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  result.admin_token = admin.secret;
+
+  if (o.make_ca) {
+    char host[256] = {};
+    ::gethostname(host, sizeof(host) - 1);
+    std::vector<std::string> names = {"localhost", "127.0.0.1", "::1"};
+    if (host[0] != 0) names.insert(names.begin(), host);
+    std::string lh = ListenHost(o.listen);
+    if (!lh.empty() && lh != "0.0.0.0" && lh != "::" && lh != "*" &&
+        std::find(names.begin(), names.end(), lh) == names.end()) {
+      names.insert(names.begin(), lh);
+    }
+    DEPOT_ASSIGN_OR_RETURN(CaFiles ca, MakePrivateCa(env, core::JoinPath(o.data_dir, "tls"), o.code, names));
+    config.tls_cert = "tls/site.pem";
+    config.tls_key = "tls/site.key";
+    config.tls_ca = "tls/ca.pem";
+    result.ca_file = ca.ca_cert;
+  }
+  result.config_path = core::JoinPath(o.data_dir, kConfigFile);
+  // Last: site.toml marks a complete data directory.
+  DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(result.config_path, RenderConfig(config), 0640));
+  core::Log(core::LogLevel::kInfo, "site.initialized", {{"data", o.data_dir}, {"code", o.code}});
+  return result;
+}
+
+struct Site::Worker {
+  std::thread thread;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+};
+
+Site::Site() : ctx_(std::make_unique<SiteContext>()) {}
+
+Site::~Site() { Stop(); }
+
+core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* clock, const std::string& data_dir,
+                                               const ServeOverrides& overrides) {
+  std::unique_ptr<Site> site(new Site());
+  SiteContext& ctx = *site->ctx_;
+  ctx.env = env;
+  ctx.clock = clock;
+  ctx.data_dir = data_dir;
+  DEPOT_ASSIGN_OR_RETURN(ctx.config, LoadConfig(env, core::JoinPath(data_dir, kConfigFile)));
+  if (!overrides.listen.empty()) ctx.config.listen = overrides.listen;
+  DEPOT_ASSIGN_OR_RETURN(ctx.repo, repo::Repository::Open(env, clock, core::JoinPath(data_dir, kLibraryDir)));
+  DEPOT_ASSIGN_OR_RETURN(ctx.repo_tree, http::StaticTree::Open(ctx.repo->layout().public_root()));
+  DEPOT_ASSIGN_OR_RETURN(ctx.db, catalog::Db::OpenSqlite(core::JoinPath(data_dir, kCatalogFile)));
+  DEPOT_RETURN_IF_ERROR(catalog::Migrate(ctx.db.get(), catalog::SiteMigrations()));
+  DEPOT_ASSIGN_OR_RETURN(ctx.trusted_root, ctx.repo->TrustedRoot());
+  DEPOT_RETURN_IF_ERROR(RecoverVersions(ctx).WithContext("recovering interrupted work"));
+  ctx.chunks_received = ctx.metrics.GetCounter("depot_site_chunks_received_total", "Chunks uploaded and verified");
+  ctx.chunk_bytes_received = ctx.metrics.GetCounter("depot_site_chunk_bytes_received_total", "Compressed chunk bytes uploaded");
+  ctx.chunks_rejected = ctx.metrics.GetCounter("depot_site_chunks_rejected_total", "Uploaded chunks that failed verification");
+  ctx.policy_polls = ctx.metrics.GetCounter("depot_site_policy_polls_total", "Agent policy requests");
+  ctx.policy_not_modified = ctx.metrics.GetCounter("depot_site_policy_not_modified_total", "Policy requests answered 304");
+  SiteContext* raw = &ctx;
+  ctx.metrics.AddCollector("depot_site_dp_records", "Reconciliation records by state",
+                           [raw](const core::Registry::Emit& emit) {
+                             auto rows = raw->db->Query("SELECT state, COUNT(*) FROM dp_records GROUP BY state");
+                             if (!rows.ok()) return;
+                             for (const auto& r : *rows) emit({{"state", r.Text(0)}}, static_cast<double>(r.Int(1)));
+                           });
+  ctx.metrics.AddCollector("depot_site_clients", "Enrolled clients", [raw](const core::Registry::Emit& emit) {
+    auto n = raw->db->QueryInt("SELECT COUNT(*) FROM clients");
+    if (n.ok()) emit({}, static_cast<double>(*n));
+  });
+  ctx.metrics.AddCollector("depot_site_messages", "Status message records by severity",
+                           [raw](const core::Registry::Emit& emit) {
+                             auto rows = raw->db->Query("SELECT severity, COUNT(*) FROM messages GROUP BY severity");
+                             if (!rows.ok()) return;
+                             for (const auto& r : *rows) emit({{"severity", r.Text(0)}}, static_cast<double>(r.Int(1)));
+                           });
+  return site;
+}
+
+Status Site::Start() {
+  SiteContext& ctx = *ctx_;
+  api_ = std::make_unique<SiteApi>(&ctx);
+  http::ServerOptions opts;
+  opts.listen = ctx.config.listen;
+  opts.tls_cert_file = Resolve(ctx.data_dir, ctx.config.tls_cert);
+  opts.tls_key_file = Resolve(ctx.data_dir, ctx.config.tls_key);
+  opts.max_connections = ctx.config.max_connections;
+  opts.metrics = &ctx.metrics;
+  opts.metrics_prefix = "depot_site_http";
+  opts.server_name = "depot-site";
+  DEPOT_ASSIGN_OR_RETURN(server_, http::Server::Start(api_.get(), opts));
+  ctx.server = server_.get();
+  if (!ctx.config.public_url.empty()) {
+    ctx.public_url = ctx.config.public_url;
+    while (!ctx.public_url.empty() && ctx.public_url.back() == '/') ctx.public_url.pop_back();
+  } else {
+    std::string host = ListenHost(ctx.config.listen);
+    if (host == "0.0.0.0" || host == "::" || host == "*" || host.empty()) {
+      char name[256] = {};
+      ::gethostname(name, sizeof(name) - 1);
+      ctx.public_url = std::string(server_->tls() ? "https://" : "http://") + name + ":" + std::to_string(server_->port());
+    } else {
+      ctx.public_url = server_->url();
+    }
+  }
+  ctx.db->Transaction([&](catalog::Tx& tx) {
+       return PostMessage(ctx, tx, core::msg::kSiteStarted, {}, {{"site", ctx.config.code}, {"listen", server_->url()}});
+     })
+      .IgnoreError();
+  core::Log(core::LogLevel::kInfo, "site.started", {{"code", ctx.config.code}, {"url", server_->url()}});
+
+  worker_ = std::make_unique<Worker>();
+  Worker* w = worker_.get();
+  w->thread = std::thread([this, w] {
+    SiteContext& c = *ctx_;
+    auto last_probe = std::chrono::steady_clock::time_point();
+    auto last_minute = std::chrono::steady_clock::now();
+    auto last_refresh = std::chrono::steady_clock::now();
+    auto refresh_every = std::max<core::Duration>(std::chrono::minutes(1), c.repo->settings().expiry.timestamp / 4);
+    // Fresh signatures at start: a site down for days comes back with valid metadata.
+    c.repo->Refresh().IgnoreError();
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(w->mu);
+        w->cv.wait_for(lock, std::chrono::milliseconds(500), [w] { return w->stop; });
+        if (w->stop) return;
+      }
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_probe >= std::chrono::seconds(2)) {
+        last_probe = now;
+        ProbeDps(c);
+      }
+      if (now - last_minute >= std::chrono::minutes(1)) {
+        last_minute = now;
+        ApplyRetention(c);
+        RecoverVersions(c).IgnoreError();
+        CollectContent(c);
+      }
+      if (now - last_refresh >= refresh_every) {
+        last_refresh = now;
+        std::lock_guard<std::mutex> lock(c.publish_mu);
+        Status s = c.repo->Refresh();
+        if (!s.ok()) core::Log(core::LogLevel::kError, "site.refresh_failed", {{"error", s.ToString()}});
+      }
+    }
+  });
+  return Status::Ok();
+}
+
+void Site::Stop() {
+  if (worker_) {
+    {
+      std::lock_guard<std::mutex> lock(worker_->mu);
+      worker_->stop = true;
+    }
+    worker_->cv.notify_all();
+    if (worker_->thread.joinable()) worker_->thread.join();
+    worker_.reset();
+  }
+  if (server_) {
+    server_->Stop();
+    ctx_->server = nullptr;
+    server_.reset();
+  }
+}
+
+std::string Site::url() const { return server_ ? ctx_->public_url : std::string(); }
+
+const SiteConfig& Site::config() const { return ctx_->config; }
+
+}  // namespace depot::site

@@ -1,0 +1,178 @@
+// In-process tests of the site's API: a real site on loopback, real SQLite, a real
+// content library, driven through the HTTP client like the CLI drives it.
+#include "site/site.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/testing.h"
+#include "http/client.h"
+
+namespace depot::site {
+namespace {
+
+using Json = nlohmann::json;
+
+class SiteTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    InitOptions o;
+    o.data_dir = dir_.Sub("site");
+    o.code = "TST";
+    o.listen = "127.0.0.1:0";
+    auto init = InitSite(core::Env::Default(), core::Clock::Real(), o);
+    ASSERT_TRUE(init.ok()) << init.status().ToString();
+    admin_token_ = init->admin_token;
+    auto site = Site::Open(core::Env::Default(), core::Clock::Real(), o.data_dir);
+    ASSERT_TRUE(site.ok()) << site.status().ToString();
+    site_ = std::move(*site);
+    ASSERT_TRUE(site_->Start().ok());
+    admin_ = Client(admin_token_);
+  }
+
+  std::unique_ptr<http::Client> Client(const std::string& token) {
+    http::ClientOptions opts;
+    opts.bearer_token = token;
+    return std::move(*http::Client::Create(site_->url(), opts));
+  }
+
+  Json Call(http::Client* c, const std::string& method, const std::string& target, const Json& body = nullptr,
+            long want = 200) {
+    auto r = c->Do(method, target, body.is_null() ? "" : body.dump());
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok()) return Json();
+    EXPECT_EQ(r->status, want) << method << " " << target << ": " << r->body;
+    Json j = Json::parse(r->body, nullptr, false);
+    return j.is_discarded() ? Json() : j;
+  }
+
+  testing::TempDir dir_;
+  std::string admin_token_;
+  std::unique_ptr<Site> site_;
+  std::unique_ptr<http::Client> admin_;
+};
+
+TEST_F(SiteTest, HealthMetricsAndRepositoryArePublic) {
+  auto anon = Client("");
+  auto r = anon->Do("GET", "/healthz");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  r = anon->Do("GET", "/metrics");
+  ASSERT_TRUE(r.ok());
+  EXPECT_NE(r->body.find("depot_site_http_requests_total"), std::string::npos);
+  r = anon->Do("GET", "/repo/metadata/1.root.json");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  r = anon->Do("GET", "/repo/metadata/../../catalog.db");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404);
+}
+
+TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredentials) {
+  Json ro = Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "read-only"}}, 201);
+  Json op = Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "operator"}}, 201);
+  Json en = Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "enroll"}, {"uses", 5}}, 201);
+  struct Endpoint {
+    const char* method;
+    const char* target;
+    const char* least;  // weakest role that passes
+  };
+  const Endpoint endpoints[] = {
+      {"POST", "/api/v1/tokens", "admin"},          {"GET", "/api/v1/tokens", "admin"},
+      {"DELETE", "/api/v1/tokens/999", "admin"},    {"POST", "/api/v1/chunks/missing", "operator"},
+      {"POST", "/api/v1/chunks", "operator"},       {"POST", "/api/v1/packages/x/versions", "operator"},
+      {"GET", "/api/v1/packages", "read-only"},     {"GET", "/api/v1/packages/x", "read-only"},
+      {"DELETE", "/api/v1/packages/x", "operator"}, {"GET", "/api/v1/settings", "read-only"},
+      {"POST", "/api/v1/dps", "admin"},             {"GET", "/api/v1/dps", "read-only"},
+      {"GET", "/api/v1/dps/x", "read-only"},        {"DELETE", "/api/v1/dps/x", "admin"},
+      {"POST", "/api/v1/distributions", "operator"}, {"GET", "/api/v1/clients", "read-only"},
+      {"GET", "/api/v1/clients/x", "read-only"},    {"POST", "/api/v1/collections", "operator"},
+      {"GET", "/api/v1/collections", "read-only"},  {"GET", "/api/v1/collections/x", "read-only"},
+      {"DELETE", "/api/v1/collections/x", "operator"}, {"PATCH", "/api/v1/collections/x", "operator"},
+      {"POST", "/api/v1/deployments", "operator"},  {"GET", "/api/v1/deployments", "read-only"},
+      {"GET", "/api/v1/deployments/1", "read-only"}, {"POST", "/api/v1/deployments/1/cancel", "operator"},
+      {"GET", "/api/v1/messages", "read-only"},     {"GET", "/api/v1/status", "read-only"},
+      {"GET", "/api/v1/dp/assignment", "dp"},       {"POST", "/api/v1/dp/report", "dp"},
+      {"POST", "/api/v1/dp/messages", "dp"},        {"POST", "/api/v1/agent/enroll", "enroll"},
+      {"GET", "/api/v1/agent/policy", "agent"},     {"POST", "/api/v1/agent/attributes", "agent"},
+      {"POST", "/api/v1/agent/status", "agent"},
+  };
+  auto none = Client("");
+  auto wrong = Client("depot_admin_" + std::string(64, '0'));
+  auto read_only = Client(ro["token"]);
+  auto oper = Client(op["token"]);
+  auto enroll = Client(en["token"]);
+  for (const auto& e : endpoints) {
+    std::string what = std::string(e.method) + " " + e.target;
+    std::string body = std::string(e.method) == "POST" || std::string(e.method) == "PATCH" ? "{}" : "";
+    auto r = none->Do(e.method, e.target, body);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->status, 401) << what << " without credentials";
+    r = wrong->Do(e.method, e.target, body);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->status, 401) << what << " with an unknown token";
+    std::string least = e.least;
+    // Every credential weaker than (or unrelated to) the least one is refused.
+    std::vector<std::pair<std::string, http::Client*>> weaker;
+    if (least == "admin") weaker = {{"operator", oper.get()}, {"read-only", read_only.get()}, {"enroll", enroll.get()}};
+    if (least == "operator") weaker = {{"read-only", read_only.get()}, {"enroll", enroll.get()}};
+    if (least == "read-only") weaker = {{"enroll", enroll.get()}};
+    if (least == "dp" || least == "agent") weaker = {{"admin", admin_.get()}, {"enroll", enroll.get()}};
+    if (least == "enroll") weaker = {{"admin", admin_.get()}, {"read-only", read_only.get()}};
+    for (auto& [name, c] : weaker) {
+      r = c->Do(e.method, e.target, body);
+      ASSERT_TRUE(r.ok());
+      EXPECT_EQ(r->status, 403) << what << " with a " << name << " token: " << r->body;
+    }
+  }
+}
+
+TEST_F(SiteTest, RevokedAndExpiredTokensStopWorkingAtOnce) {
+  Json t = Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "read-only"}, {"name", "ci"}}, 201);
+  auto c = Client(t["token"]);
+  Call(c.get(), "GET", "/api/v1/packages");
+  Call(admin_.get(), "DELETE", "/api/v1/tokens/" + std::to_string(t["id"].get<int>()));
+  auto r = c->Do("GET", "/api/v1/packages");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 401);
+  EXPECT_NE(r->body.find("revoked"), std::string::npos);
+  Json e = Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "enroll"}, {"uses", 1}}, 201);
+  auto enroll = Client(e["token"]);
+  Call(enroll.get(), "POST", "/api/v1/agent/enroll", {{"name", "pc1"}}, 201);
+  r = enroll->Do("POST", "/api/v1/agent/enroll", Json{{"name", "pc2"}}.dump());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 401);
+  EXPECT_NE(r->body.find("no uses left"), std::string::npos) << r->body;
+}
+
+TEST_F(SiteTest, BadInputIsAClearErrorAndChangesNothing) {
+  auto r = admin_->Do("POST", "/api/v1/dps", "{not json");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("not valid JSON"), std::string::npos);
+  r = admin_->Do("POST", "/api/v1/dps", Json{{"name", "dp1"}, {"url", "http://x"}, {"colour", "red"}}.dump());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("unknown field `colour`"), std::string::npos) << r->body;
+  r = admin_->Do("POST", "/api/v1/dps", Json{{"name", "../etc"}, {"url", "http://x"}}.dump());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 400);
+  r = admin_->Do("POST", "/api/v1/dps", Json{{"name", "dp1"}, {"url", "ftp://x"}}.dump());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 400);
+  std::string deep(100, '[');
+  r = admin_->Do("POST", "/api/v1/dps", deep);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 400);
+  r = admin_->Do("POST", "/api/v1/dps", std::string(2 << 20, ' '));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 413) << r->body;
+  EXPECT_EQ(Call(admin_.get(), "GET", "/api/v1/dps")["dps"].size(), 0u);
+  r = admin_->Do("GET", "/api/v1/nothing-here");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404);
+}
+
+}  // namespace
+}  // namespace depot::site
