@@ -14,5 +14,10 @@ struct GlobalFlags {
 };
 
 void AddRepoCommands(CLI::App* app, GlobalFlags* flags, int* exit_code);
+// depot site init | serve
+void AddSiteCommands(CLI::App* app, GlobalFlags* flags, int* exit_code);
+// The admin commands that talk to a site: token, package, dp, distribute,
+// collection, deploy, deployment, client, messages, status.
+void AddAdminCommands(CLI::App* app, GlobalFlags* flags, int* exit_code);
 
 }  // namespace depot::cli

@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   });
   int exit_code = depot::cli::kExitOk;
   depot::cli::AddRepoCommands(&app, &flags, &exit_code);
+  depot::cli::AddSiteCommands(&app, &flags, &exit_code);
+  depot::cli::AddAdminCommands(&app, &flags, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

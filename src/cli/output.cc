@@ -1,4 +1,5 @@
 #include "cli/output.h"
+#include "cli/json_output.h"
 
 #include <unistd.h>
 
@@ -86,6 +87,39 @@ void ProgressBar::Draw(bool) {
   std::fprintf(stderr, "\r\033[K%s %s  %s/s", label_.c_str(), bar.c_str(),
                HumanBytes(static_cast<std::uint64_t>(rate)).c_str());
   std::fflush(stderr);
+}
+
+}  // namespace depot::cli
+
+namespace depot::cli {
+
+void PrintJson(const nlohmann::json& j) {
+  std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
+
+}  // namespace depot::cli
+
+namespace depot::cli {
+
+void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width(header.size());
+  for (std::size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+  for (const auto& r : rows) {
+    for (std::size_t i = 0; i < r.size() && i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string out;
+    for (std::size_t i = 0; i < width.size(); ++i) {
+      std::string c = i < cells.size() ? cells[i] : "";
+      out += c;
+      if (i + 1 < width.size()) out += std::string(width[i] - c.size() + 2, ' ');
+    }
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+    std::printf("%s\n", out.c_str());
+  };
+  line(header);
+  for (const auto& r : rows) line(r);
+  if (rows.empty()) std::printf("(none)\n");
 }
 
 }  // namespace depot::cli

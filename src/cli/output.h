@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/status.h"
 
@@ -45,5 +46,12 @@ class ProgressBar {
   bool enabled_;
   double start_;
 };
+
+}  // namespace depot::cli
+
+namespace depot::cli {
+
+// Prints rows under a header, columns padded to their widest cell.
+void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
 
 }  // namespace depot::cli

@@ -8,6 +8,8 @@
 
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "cli/json_output.h"
+#include "cli/programs.h"
 #include "core/env.h"
 #include "core/source.h"
 #include "http/curl_source.h"
@@ -28,82 +30,6 @@ double Since(std::chrono::steady_clock::time_point t) {
 
 std::string Rate(std::uint64_t bytes, double seconds) {
   return seconds > 0 ? HumanBytes(static_cast<std::uint64_t>(bytes / seconds)) + "/s" : "-";
-}
-
-void PrintJson(const Json& j) {
-  std::printf("%s\n", j.dump(2, ' ', false, Json::error_handler_t::replace).c_str());
-}
-
-// "NAME=VALUE" -> (NAME, VALUE); InvalidArgument naming the flag otherwise.
-core::Result<std::pair<std::string, std::string>> SplitAssignment(const std::string& s,
-                                                                  const char* flag) {
-  auto eq = s.find('=');
-  if (eq == std::string::npos || eq == 0) {
-    return Status::InvalidArgument(std::string(flag) + " '" + s + "' must look like NAME=VALUE");
-  }
-  return std::make_pair(s.substr(0, eq), s.substr(eq + 1));
-}
-
-core::Result<std::vector<int>> ParseCodes(const std::string& list, const std::string& what) {
-  std::vector<int> out;
-  std::size_t start = 0;
-  while (start <= list.size()) {
-    std::size_t end = list.find(',', start);
-    if (end == std::string::npos) end = list.size();
-    std::string item = list.substr(start, end - start);
-    char* rest = nullptr;
-    long v = std::strtol(item.c_str(), &rest, 10);
-    if (item.empty() || *rest != '\0' || v < 0 || v > 255) {
-      return Status::InvalidArgument(what + ": '" + item + "' is not an exit code 0..255");
-    }
-    out.push_back(static_cast<int>(v));
-    start = end + 1;
-  }
-  return out;
-}
-
-struct ProgramFlags {
-  std::vector<std::string> programs, timeouts, success, reboot, retry;
-};
-
-core::Result<std::vector<store::Program>> BuildPrograms(const ProgramFlags& f) {
-  std::vector<store::Program> out;
-  for (const auto& s : f.programs) {
-    DEPOT_ASSIGN_OR_RETURN(auto kv, SplitAssignment(s, "--program"));
-    DEPOT_RETURN_IF_ERROR(store::ValidateProgramName(kv.first));
-    store::Program p;
-    p.name = kv.first;
-    p.command = kv.second;
-    out.push_back(std::move(p));
-  }
-  auto find = [&](const std::string& name, const char* flag) -> core::Result<store::Program*> {
-    for (auto& p : out) {
-      if (p.name == name) return &p;
-    }
-    return Status::InvalidArgument(std::string(flag) + " names program '" + name +
-                                   "', which no --program defines");
-  };
-  for (const auto& s : f.timeouts) {
-    DEPOT_ASSIGN_OR_RETURN(auto kv, SplitAssignment(s, "--timeout"));
-    DEPOT_ASSIGN_OR_RETURN(store::Program * p, find(kv.first, "--timeout"));
-    DEPOT_ASSIGN_OR_RETURN(core::Duration d, core::ParseDuration(kv.second));
-    p->timeout_s = static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
-  }
-  struct CodeFlag {
-    const std::vector<std::string>* values;
-    const char* flag;
-    std::vector<int> store::Program::*member;
-  };
-  for (const CodeFlag& cf : {CodeFlag{&f.success, "--success-codes", &store::Program::success_codes},
-                             CodeFlag{&f.reboot, "--reboot-codes", &store::Program::reboot_codes},
-                             CodeFlag{&f.retry, "--retry-codes", &store::Program::retry_codes}}) {
-    for (const auto& s : *cf.values) {
-      DEPOT_ASSIGN_OR_RETURN(auto kv, SplitAssignment(s, cf.flag));
-      DEPOT_ASSIGN_OR_RETURN(store::Program * p, find(kv.first, cf.flag));
-      DEPOT_ASSIGN_OR_RETURN(p->*cf.member, ParseCodes(kv.second, cf.flag));
-    }
-  }
-  return out;
 }
 
 // A repository directory (DIR with repo/ inside, or the public tree itself) or an
@@ -391,11 +317,7 @@ void AddRepoCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
     cmd->add_option("--package", req->package, "Package name")->required();
     cmd->add_option("--source", req->source_dir, "Source directory to snapshot")->required();
     cmd->add_option("--description", req->description, "Free text shown to operators");
-    cmd->add_option("--program", pf->programs, "Install program NAME=COMMAND (repeatable)");
-    cmd->add_option("--timeout", pf->timeouts, "Program timeout NAME=DURATION, e.g. install=30m");
-    cmd->add_option("--success-codes", pf->success, "NAME=CODES, e.g. install=0,1");
-    cmd->add_option("--reboot-codes", pf->reboot, "Exit codes meaning success, reboot required");
-    cmd->add_option("--retry-codes", pf->retry, "Exit codes meaning try again later");
+    AddProgramFlags(cmd, pf.get());
     cmd->add_option("--threads", req->threads, "Worker threads (default: all cores)");
     cmd->callback([=] { *exit_code = RunAdd(*dir, *req, *pf, flags->json); });
   }

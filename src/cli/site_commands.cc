@@ -1,0 +1,98 @@
+// depot site init | serve
+#include <CLI/CLI.hpp>
+#include <signal.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.h"
+#include "cli/json_output.h"
+#include "cli/output.h"
+#include "core/env.h"
+#include "core/log.h"
+#include "site/site.h"
+
+namespace depot::cli {
+
+using core::Status;
+using Json = nlohmann::json;
+
+namespace {
+
+int RunSiteInit(const site::InitOptions& o, bool json) {
+  auto r = site::InitSite(core::Env::Default(), core::Clock::Real(), o);
+  if (!r.ok()) return ReportError(r.status().WithContext("site init"), json);
+  if (json) {
+    Json out = {{"data", o.data_dir}, {"config", r->config_path}, {"admin_token", r->admin_token}};
+    if (!r->ca_file.empty()) out["ca"] = r->ca_file;
+    PrintJson(out);
+    return kExitOk;
+  }
+  std::printf("created site %s in %s\n", o.code.c_str(), o.data_dir.c_str());
+  std::printf("  configuration  %s\n", r->config_path.c_str());
+  if (!r->ca_file.empty()) {
+    std::printf("  private CA     %s (give it to DPs, agents and the CLI: --ca or DEPOT_CA)\n", r->ca_file.c_str());
+  }
+  std::printf("\nFirst admin token (shown only now; only its hash is stored):\n\n  %s\n\n", r->admin_token.c_str());
+  std::printf("Next:\n  depot site serve --data %s\n  export DEPOT_SITE=%s://%s DEPOT_TOKEN=%s\n",
+              o.data_dir.c_str(), (o.make_ca || !o.tls_cert.empty()) ? "https" : "http", o.listen.c_str(),
+              r->admin_token.c_str());
+  return kExitOk;
+}
+
+int RunSiteServe(const std::string& data, const site::ServeOverrides& overrides, bool json) {
+  // Signals are taken by sigwait below; block them before any thread starts so
+  // every thread inherits the mask.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  auto site = site::Site::Open(core::Env::Default(), core::Clock::Real(), data, overrides);
+  if (!site.ok()) return ReportError(site.status().WithContext("site serve"), json);
+  Status s = (*site)->Start();
+  if (!s.ok()) return ReportError(s.WithContext("site serve"), json);
+  if (json) {
+    PrintJson({{"site", (*site)->config().code}, {"url", (*site)->url()}});
+  } else {
+    std::printf("site %s serving at %s (Ctrl-C or SIGTERM stops it)\n", (*site)->config().code.c_str(),
+                (*site)->url().c_str());
+  }
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&set, &sig);
+  core::Log(core::LogLevel::kInfo, "site.stopping", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+  (*site)->Stop();
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddSiteCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
+  auto* site = app->add_subcommand("site", "Run a site server");
+  site->require_subcommand(1);
+  {
+    auto* cmd = site->add_subcommand("init", "Create a site data directory (config, keys, catalog)");
+    auto o = std::make_shared<site::InitOptions>();
+    cmd->add_option("--data", o->data_dir, "Data directory to create")->required();
+    cmd->add_option("--code", o->code, "Site code: 1-8 of A-Z 0-9")->required();
+    cmd->add_option("--listen", o->listen, "HOST:PORT to serve on (default 127.0.0.1:8080)");
+    cmd->add_option("--public-url", o->public_url, "URL DPs and agents use to reach the site");
+    cmd->add_option("--tls-cert", o->tls_cert, "PEM certificate chain for HTTPS");
+    cmd->add_option("--tls-key", o->tls_key, "PEM private key for HTTPS");
+    cmd->add_flag("--make-ca", o->make_ca, "Make a private CA and an HTTPS certificate for the site");
+    cmd->add_option("--keep-versions", o->keep_versions, "Versions kept per package (default 5)");
+    cmd->callback([=] { *exit_code = RunSiteInit(*o, flags->json); });
+  }
+  {
+    auto* cmd = site->add_subcommand("serve", "Serve a site until SIGTERM");
+    auto data = std::make_shared<std::string>();
+    auto ov = std::make_shared<site::ServeOverrides>();
+    cmd->add_option("--data", *data, "Site data directory")->required();
+    cmd->add_option("--listen", ov->listen, "HOST:PORT, overriding the configuration");
+    cmd->callback([=] { *exit_code = RunSiteServe(*data, *ov, flags->json); });
+  }
+}
+
+}  // namespace depot::cli
