@@ -165,3 +165,96 @@ class DepotTestCase(unittest.TestCase):
 
     def path(self, *parts):
         return os.path.join(self.tmp, *parts)
+
+
+class SiteProcess:
+    """A real `depot site serve` on a free loopback port, with its data directory made
+    by `depot site init`. `api()` talks to its HTTP API with any credential."""
+
+    def __init__(self, workdir, code="TST", init_args=(), env=None):
+        self.data = os.path.join(workdir, "site-" + code.lower())
+        self.env = env
+        _, out, _ = run_depot("site", "init", "--data", self.data, "--code", code,
+                              "--listen", "127.0.0.1:0", *init_args, json_out=True)
+        self.admin_token = out["admin_token"]
+        self.ca = out.get("ca", "")
+        self.proc = None
+        self.start()
+
+    def start(self, extra=()):
+        self.log = open(os.path.join(os.path.dirname(self.data), f"site-{os.getpid()}-{time.time()}.log"), "w")
+        self.proc = subprocess.Popen([DEPOT, "--json", "--log-level", "info", "site", "serve", "--data", self.data, *extra],
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True, env=self.env)
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(10)
+            with open(self.log.name) as f:
+                raise RuntimeError("site did not start: " + f.read())
+        self.url = json.loads(line)["url"]
+
+    def stop(self, sig=None):
+        if self.proc is None:
+            return None
+        if sig is None:
+            self.proc.terminate()
+        else:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.proc = None
+        self.log.close()
+        return rc
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+        self.log.close()
+
+    def cli_env(self, token=None):
+        e = dict(os.environ if self.env is None else self.env)
+        e["DEPOT_SITE"] = self.url
+        e["DEPOT_TOKEN"] = token or self.admin_token
+        if self.ca:
+            e["DEPOT_CA"] = self.ca
+        return e
+
+    def cli(self, *args, token=None, check=True, timeout=600):
+        """Runs a depot admin command against this site; returns parsed JSON (or the
+        (code, stdout, stderr) triple when check=False)."""
+        code, out, err = run_depot(*args, check=False, json_out=True, timeout=timeout, env=self.cli_env(token))
+        if check and code != 0:
+            raise AssertionError(f"depot {' '.join(map(str, args))} exited {code}\n{out}\n{err}")
+        return out if check else (code, out, err)
+
+    def api(self, method, target, token=None, body=None, headers=None, timeout=60):
+        """(status, parsed JSON or raw bytes, response headers) of one HTTP request."""
+        import http.client
+        import urllib.parse
+        u = urllib.parse.urlparse(self.url)
+        if u.scheme == "https":
+            import ssl
+            ctx = ssl.create_default_context(cafile=self.ca or None)
+            conn = http.client.HTTPSConnection(u.hostname, u.port, timeout=timeout, context=ctx)
+        else:
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = "Bearer " + token
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        conn.request(method, target, body=data, headers=h)
+        r = conn.getresponse()
+        raw = r.read()
+        hdrs = {k.lower(): v for k, v in r.getheaders()}
+        conn.close()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw
+        return r.status, parsed, hdrs

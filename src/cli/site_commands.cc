@@ -54,7 +54,8 @@ int RunSiteServe(const std::string& data, const site::ServeOverrides& overrides,
   Status s = (*site)->Start();
   if (!s.ok()) return ReportError(s.WithContext("site serve"), json);
   if (json) {
-    PrintJson({{"site", (*site)->config().code}, {"url", (*site)->url()}});
+    // One line, so a supervisor can read the URL as soon as it is serving.
+    std::printf("%s\n", Json({{"site", (*site)->config().code}, {"url", (*site)->url()}}).dump().c_str());
   } else {
     std::printf("site %s serving at %s (Ctrl-C or SIGTERM stops it)\n", (*site)->config().code.c_str(),
                 (*site)->url().c_str());

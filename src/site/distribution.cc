@@ -353,7 +353,9 @@ void SeenDp(SiteContext& ctx, std::int64_t dp_id) {
   {
     std::lock_guard<std::mutex> lock(ctx.seen_mu);
     auto& t = ctx.dp_seen_written[dp_id];
-    if (now - t < 5000 && now >= t) return;
+    // Often enough that a polling DP never looks silent to the prober.
+    std::int64_t every = std::min<std::int64_t>(5000, Ms(ctx.config.dp_offline_after) / 4);
+    if (now - t < every && now >= t) return;
     t = now;
   }
   ctx.db->Transaction([&](catalog::Tx& tx) -> Status {

@@ -1,0 +1,355 @@
+"""Site server tests with real processes: `depot site serve` on loopback with a real
+SQLite catalog and content library, the real CLI, and the DP and agent APIs driven
+over HTTP exactly as DPs and agents will drive them."""
+import os
+import signal
+import subprocess
+import threading
+import time
+import unittest
+
+from harness import (DepotTestCase, SiteProcess, describe_tree, make_tree, run_depot,
+                     write)
+
+
+class SiteTest(DepotTestCase):
+    def setUp(self):
+        super().setUp()
+        self.site = SiteProcess(self.tmp)
+        self.addCleanup(self.site.stop)
+
+    def create_package(self, name="tools", src=None, program="install=sh -c true", **kw):
+        src = src or self.path("src-" + name)
+        if not os.path.exists(src):
+            make_tree(src, big_mib=2)
+        args = ["package", "create", name, "--source", src]
+        if program:
+            args += ["--program", program]
+        return self.site.cli(*args, **kw)
+
+    def test_create_update_uploads_only_changed_chunks_and_serves_a_verifiable_repository(self):
+        src = self.path("src")
+        make_tree(src, big_mib=4)
+        v1 = self.create_package(src=src)
+        self.assertEqual(v1["version"], 1)
+        self.assertGreater(v1["uploaded_chunks"], 10)
+        with open(os.path.join(src, "src/mod1/file1.txt"), "ab") as f:
+            f.write(b"one more line\n")
+        v2 = self.site.cli("package", "update", "tools", "--source", src)
+        self.assertEqual(v2["version"], 2)
+        self.assertEqual(v2["uploaded_chunks"], 1, "only the edited file's chunk is new")
+        # Anyone can fetch and verify it from the site's /repo/ with the pinned root.
+        status, root, _ = self.site.api("GET", "/repo/metadata/1.root.json")
+        self.assertEqual(status, 200)
+        trust = self.path("root.json")
+        with open(trust, "w") as f:
+            import json
+            json.dump(root, f)
+        # The served root must be byte-exact: fetch raw.
+        import urllib.request
+        with urllib.request.urlopen(self.site.url + "/repo/metadata/1.root.json") as r, open(trust, "wb") as f:
+            f.write(r.read())
+        run_depot("repo", "fetch", self.site.url + "/repo", "--package", "tools", "--dest", self.path("out"),
+                  "--trust", trust)
+        self.assertEqual(describe_tree(src), describe_tree(self.path("out")))
+        show = self.site.cli("package", "show", "tools")
+        self.assertEqual([v["version"] for v in show["versions"]], [2, 1])
+
+    def test_create_refuses_existing_and_update_refuses_missing(self):
+        self.create_package()
+        code, out, err = self.create_package(check=False)
+        self.assertEqual(code, 1)
+        self.assertIn("already exists", err)
+        code, out, err = self.site.cli("package", "update", "nope", "--source", self.path("src-tools"), check=False)
+        self.assertEqual(code, 1)
+        self.assertIn("does not exist", err)
+
+    def test_concurrent_updates_get_distinct_versions(self):
+        self.create_package()
+        srcs = []
+        for i in range(3):
+            s = self.path(f"src{i}")
+            make_tree(s, seed=10 + i, big_mib=1)
+            srcs.append(s)
+        procs = [subprocess.Popen([os.environ["DEPOT_BIN"], "--json", "package", "update", "tools", "--source", s],
+                                  env=self.site.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for s in srcs]
+        versions = []
+        for p in procs:
+            out, err = p.communicate(timeout=300)
+            self.assertEqual(p.returncode, 0, err)
+            import json
+            versions.append(json.loads(out)["version"])
+        self.assertEqual(sorted(versions), [2, 3, 4])
+        show = self.site.cli("package", "show", "tools")
+        self.assertEqual(sorted(v["version"] for v in show["versions"]), [1, 2, 3, 4])
+
+    def test_source_file_changing_during_create_fails_naming_it_and_creates_nothing(self):
+        src = self.path("src")
+        make_tree(src, big_mib=1)
+        path = os.path.join(src, "bin/growing.log")
+        write(path, b"x" * (8 << 20))
+        stop = threading.Event()
+
+        def writer():
+            with open(path, "ab") as f:
+                while not stop.is_set():
+                    f.write(b"y" * 4096)
+                    f.flush()
+                    time.sleep(0.001)
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            code, out, err = self.site.cli("package", "create", "busy", "--source", src, check=False, timeout=300)
+        finally:
+            stop.set()
+            t.join()
+        self.assertNotEqual(code, 0)
+        self.assertIn("bin/growing.log", err)
+        self.assertEqual(self.site.cli("package", "list")["packages"], [])
+        # Once the writer stopped, the same command succeeds.
+        self.assertEqual(self.site.cli("package", "create", "busy", "--source", src)["version"], 1)
+
+    def test_sigterm_is_graceful_and_a_restart_loses_nothing(self):
+        self.create_package()
+        self.assertEqual(self.site.stop(), 0)
+        self.site.start()
+        show = self.site.cli("package", "show", "tools")
+        self.assertEqual(show["versions"][0]["version"], 1)
+        v2 = self.site.cli("package", "update", "tools", "--source", self.path("src-tools"))
+        self.assertEqual(v2["version"], 2)
+        self.assertEqual(v2["uploaded_chunks"], 0)
+
+    def test_kill_during_upload_then_retry_completes(self):
+        src = self.path("src")
+        make_tree(src, big_mib=24)
+        p = subprocess.Popen([os.environ["DEPOT_BIN"], "--json", "package", "create", "big", "--source", src],
+                             env=self.site.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Kill the site while chunks are flowing in.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            status, metrics, _ = self.site.api("GET", "/metrics")
+            if b"depot_site_chunks_received_total" in metrics and not b"depot_site_chunks_received_total 0\n" in metrics:
+                break
+            time.sleep(0.01)
+        self.site.kill()
+        p.communicate(timeout=120)
+        self.assertNotEqual(p.returncode, 0)
+        self.site.start()
+        self.assertEqual(self.site.cli("package", "list")["packages"], [])
+        out = self.site.cli("package", "create", "big", "--source", src)
+        self.assertEqual(out["version"], 1)
+        run_depot("repo", "verify", self.site.data + "/library")
+
+    def test_delete_removes_package_from_signed_targets_assignments_and_policies(self):
+        self.create_package()
+        dp = self.site.cli("dp", "add", "dp1", "--url", "http://127.0.0.1:9")
+        self.site.cli("distribute", "tools", "--to", "dp1")
+        _, a, _ = self.site.api("GET", "/api/v1/dp/assignment", token=dp["token"])
+        self.assertEqual(len(a["versions"]), 1)
+        enroll = self.site.cli("token", "create", "--role", "enroll", "--uses", "1")
+        status, client, _ = self.site.api("POST", "/api/v1/agent/enroll", token=enroll["token"],
+                                          body={"name": "pc1", "attributes": {"os": "linux"}})
+        self.assertEqual(status, 201)
+        self.site.cli("collection", "create", "linux", "--rule", 'os == "linux"')
+        self.site.cli("deploy", "tools", "--program", "install", "--to", "linux", "--required")
+        _, policy, _ = self.site.api("GET", "/api/v1/agent/policy", token=client["token"])
+        self.assertEqual(len(policy["deployments"]), 1)
+        out = self.site.cli("package", "delete", "tools")
+        self.assertEqual(out["versions_retired"], 1)
+        _, a, _ = self.site.api("GET", "/api/v1/dp/assignment", token=dp["token"])
+        self.assertEqual(a["versions"], [])
+        _, policy, _ = self.site.api("GET", "/api/v1/agent/policy", token=client["token"])
+        self.assertEqual(policy["deployments"], [])
+        code, _, err = run_depot("repo", "fetch", self.site.url + "/repo", "--package", "tools", "--dest",
+                                 self.path("out"), "--trust", self.site.data + "/library/repo/metadata/1.root.json",
+                                 check=False)
+        self.assertNotEqual(code, 0)
+        msgs = self.site.cli("messages", "--package", "tools")["messages"]
+        self.assertIn(1002, [m["code"] for m in msgs])
+
+    def test_dp_assignment_long_poll_reports_backoff_and_one_message_per_failing_record(self):
+        self.create_package()
+        dp = self.site.cli("dp", "add", "dp1", "--url", "http://127.0.0.1:9", "--group", "eu")
+        self.site.cli("dp", "add", "dp2", "--url", "http://127.0.0.1:9", "--group", "eu")
+        self.site.cli("distribute", "tools", "--to", "eu")
+        status, a, h = self.site.api("GET", "/api/v1/dp/assignment", token=dp["token"])
+        self.assertEqual(status, 200)
+        self.assertEqual(a["versions"][0]["state"], "pending")
+        etag = h["etag"]
+        # Nothing changes: the long poll waits, then answers 304.
+        t0 = time.time()
+        status, _, _ = self.site.api("GET", "/api/v1/dp/assignment?wait=1", token=dp["token"],
+                                     headers={"If-None-Match": etag})
+        self.assertEqual(status, 304)
+        self.assertGreaterEqual(time.time() - t0, 0.9)
+        # A new version wakes it at once.
+        result = {}
+
+        def poll():
+            result["r"] = self.site.api("GET", "/api/v1/dp/assignment?wait=30", token=dp["token"],
+                                        headers={"If-None-Match": etag})
+        t = threading.Thread(target=poll)
+        t.start()
+        time.sleep(0.3)
+        with open(self.path("src-tools/new.txt"), "w") as f:
+            f.write("v2")
+        t0 = time.time()
+        self.site.cli("package", "update", "tools", "--source", self.path("src-tools"))
+        t.join(30)
+        self.assertLess(time.time() - t0, 15)
+        status, a, h = result["r"]
+        self.assertEqual(status, 200)
+        self.assertEqual([v["version"] for v in a["versions"]], [1, 2])
+        # Failures back off per record and are one message whose count grows.
+        for i in range(3):
+            status, r, _ = self.site.api("POST", "/api/v1/dp/report", token=dp["token"], body={"versions": [
+                {"package": "tools", "version": 1, "state": "failed", "error": "upstream timed out"}]})
+            self.assertEqual(status, 200, r)
+        show = self.site.cli("dp", "show", "dp1")
+        rec = [v for v in show["versions"] if v["version"] == 1][0]
+        self.assertEqual(rec["state"], "failed")
+        self.assertEqual(rec["attempts"], 3)
+        other = self.site.cli("dp", "show", "dp2")
+        self.assertTrue(all(v["state"] == "pending" and v["attempts"] == 0 for v in other["versions"]),
+                        "no other DP's records change")
+        msgs = [m for m in self.site.cli("messages", "--code", "2005")["messages"]]
+        self.assertEqual(len(msgs), 1)
+        self.assertEqual(msgs[0]["count"], 3)
+        _, a, _ = self.site.api("GET", "/api/v1/dp/assignment", token=dp["token"])
+        v1 = [v for v in a["versions"] if v["version"] == 1][0]
+        self.assertIn("retry_at_ms", v1)
+        status, _, _ = self.site.api("POST", "/api/v1/dp/report", token=dp["token"], body={"versions": [
+            {"package": "tools", "version": 1, "state": "ready", "bytes_done": 10, "bytes_total": 10}]})
+        self.assertEqual(self.site.cli("dp", "show", "dp1")["versions"][0]["state"], "ready")
+        # Removing a DP cancels its work and its credential at once.
+        self.site.cli("dp", "remove", "dp1")
+        status, _, _ = self.site.api("GET", "/api/v1/dp/assignment", token=dp["token"])
+        self.assertEqual(status, 401)
+
+    def test_unreachable_dp_is_probed_with_backoff_that_touches_nothing_else(self):
+        # Compressed time: a DP counts as silent after 200 ms, probes back off from
+        # 200 ms. Its attempts must grow roughly with the log of the time.
+        self.site.stop()
+        cfg = os.path.join(self.site.data, "site.toml")
+        text = open(cfg).read()
+        text = text.replace('dp_offline_after = "5m"', 'dp_offline_after = "200ms"')
+        text = text.replace('probe_base = "1m"', 'probe_base = "200ms"')
+        open(cfg, "w").write(text)
+        self.site.start()
+        self.site.cli("dp", "add", "dead", "--url", "http://127.0.0.1:9")
+        alive = self.site.cli("dp", "add", "alive", "--url", "http://127.0.0.1:9")
+        stop = threading.Event()
+
+        def keep_polling():
+            while not stop.is_set():
+                self.site.api("GET", "/api/v1/dp/assignment", token=alive["token"])
+                time.sleep(0.05)
+        t = threading.Thread(target=keep_polling)
+        t.start()
+        try:
+            time.sleep(8)
+        finally:
+            stop.set()
+            t.join()
+        dps = {d["name"]: d for d in self.site.cli("dp", "list")["dps"]}
+        attempts = dps["dead"]["probe_attempts"]
+        # 8 s of 200 ms base doubling: about log2(8/0.2) + 1 = 6 attempts, not 40.
+        self.assertGreaterEqual(attempts, 3)
+        self.assertLessEqual(attempts, 8)
+        self.assertEqual(dps["alive"]["probe_attempts"], 0)
+        msgs = self.site.cli("messages", "--code", "2006")["messages"]
+        self.assertEqual(len(msgs), 1, "one record for the dead DP, its count grows")
+        self.assertEqual(msgs[0]["count"], attempts)
+
+    def test_enrollment_rules_deployments_and_policy_etag(self):
+        self.create_package()
+        dp_near = self.site.cli("dp", "add", "near", "--url", "http://127.0.0.1:9", "--boundary", "10.1.0.0/16")
+        dp_far = self.site.cli("dp", "add", "far", "--url", "http://127.0.0.1:9")
+        self.site.cli("distribute", "tools", "--to", "near", "far")
+        for dp in (dp_near, dp_far):
+            self.site.api("POST", "/api/v1/dp/report", token=dp["token"],
+                          body={"versions": [{"package": "tools", "version": 1, "state": "ready"}]})
+        enroll = self.site.cli("token", "create", "--role", "enroll", "--uses", "2")
+        _, c1, _ = self.site.api("POST", "/api/v1/agent/enroll", token=enroll["token"], body={
+            "name": "pc1", "attributes": {"os": "linux", "ips": ["10.1.2.3"], "tags": {"site": "berlin"}}})
+        _, c2, _ = self.site.api("POST", "/api/v1/agent/enroll", token=enroll["token"], body={
+            "name": "pc2", "attributes": {"os": "windows", "ips": ["192.168.1.2"]}})
+        self.assertIn("trusted_root", c1)
+        col = self.site.cli("collection", "create", "berlin-linux", "--rule", 'os == "linux" and tag.site == "berlin"')
+        self.assertEqual(col["members"], 1)
+        dep = self.site.cli("deploy", "tools", "--program", "install", "--to", "berlin-linux", "--required",
+                            "--deadline", "+2h", "--window", "22:00+4h@Europe/Berlin")
+        status, p1, h = self.site.api("GET", "/api/v1/agent/policy", token=c1["token"])
+        self.assertEqual(status, 200)
+        d = p1["deployments"][0]
+        self.assertEqual((d["package"], d["version"], d["program"], d["kind"]), ("tools", 1, "install", "required"))
+        self.assertEqual([s["name"] for s in d["sources"]], ["near", "far", "TST"], "boundary DP, other DP, site")
+        self.assertEqual(d["windows"][0]["tz"], "Europe/Berlin")
+        status, _, _ = self.site.api("GET", "/api/v1/agent/policy", token=c1["token"], headers={"If-None-Match": h["etag"]})
+        self.assertEqual(status, 304)
+        _, p2, _ = self.site.api("GET", "/api/v1/agent/policy", token=c2["token"])
+        self.assertEqual(p2["deployments"], [])
+        # A client whose attributes change leaves the rule collection, and its policy follows.
+        status, _, _ = self.site.api("POST", "/api/v1/agent/attributes", token=c1["token"],
+                                     body={"attributes": {"os": "linux", "ips": ["10.1.2.3"], "tags": {"site": "paris"}}})
+        self.assertEqual(status, 200)
+        status, p1, _ = self.site.api("GET", "/api/v1/agent/policy", token=c1["token"], headers={"If-None-Match": h["etag"]})
+        self.assertEqual(status, 200)
+        self.assertEqual(p1["deployments"], [])
+        # An agent sees only its own policy: there is no way to ask for another's.
+        status, _, _ = self.site.api("GET", "/api/v1/clients", token=c1["token"])
+        self.assertEqual(status, 403)
+        # Status reports are deduplicated by sequence number and counted per deployment.
+        self.site.cli("collection", "set-rule", "berlin-linux", 'os == "linux"')
+        body = {"messages": [{"seq": 1, "code": 4006, "package": "tools", "version": 1, "deployment": dep["id"],
+                              "params": {"exit_code": "0"}}],
+                "deployments": [{"deployment": dep["id"], "seq": 5, "state": "succeeded", "version": 1, "exit_code": 0}]}
+        status, r, _ = self.site.api("POST", "/api/v1/agent/status", token=c1["token"], body=body)
+        self.assertEqual(status, 200, r)
+        status, r, _ = self.site.api("POST", "/api/v1/agent/status", token=c1["token"], body=body)
+        self.assertEqual(r["messages"]["duplicates"], 1)
+        self.assertEqual(r["deployments"]["stale"], 1)
+        show = self.site.cli("deployment", "show", str(dep["id"]))
+        self.assertEqual(show["clients"]["succeeded"], 1)
+        self.assertEqual(show["clients"]["targeted"], 1)
+        self.assertEqual(len(self.site.cli("messages", "--code", "4006")["messages"]), 1)
+        status = self.site.cli("status")
+        self.assertEqual(status["deployments"][0]["clients"]["succeeded"], 1)
+        # Agents may not post another component's messages.
+        status, r, _ = self.site.api("POST", "/api/v1/agent/status", token=c1["token"],
+                                     body={"messages": [{"seq": 9, "code": 2004}]})
+        self.assertEqual(status, 400)
+
+    def test_retention_keeps_newest_and_pinned_versions(self):
+        self.site.stop()
+        cfg = os.path.join(self.site.data, "site.toml")
+        text = open(cfg).read().replace("keep_versions = 5", "keep_versions = 2")
+        open(cfg, "w").write(text)
+        self.site.start()
+        src = self.path("src")
+        make_tree(src, big_mib=1)
+        self.create_package(src=src)
+        self.site.cli("collection", "create", "all", "--rule", 'os != "none"')
+        self.site.cli("deploy", "tools", "--program", "install", "--to", "all", "--version", "1")
+        for i in range(3):
+            with open(os.path.join(src, "v.txt"), "w") as f:
+                f.write(str(i))
+            self.site.cli("package", "update", "tools", "--source", src)
+        states = {v["version"]: v["state"] for v in self.site.cli("package", "show", "tools")["versions"]}
+        self.assertEqual(states, {1: "active", 2: "retired", 3: "active", 4: "active"})
+
+    def test_tls_with_a_private_ca(self):
+        site = SiteProcess(self.tmp, code="SEC", init_args=["--make-ca"])
+        self.addCleanup(site.stop)
+        self.assertTrue(site.url.startswith("https://"))
+        self.assertEqual(site.cli("package", "list")["packages"], [])
+        env = site.cli_env()
+        del env["DEPOT_CA"]
+        code, _, err = run_depot("package", "list", check=False, env=env)
+        self.assertNotEqual(code, 0)
+        self.assertIn("certificate", err.lower())
+
+
+if __name__ == "__main__":
+    unittest.main()
