@@ -213,17 +213,8 @@ core::Result<Json> ParseWindows(const Json* raw) {
 }
 
 void SeenClient(SiteContext& ctx, std::int64_t client_id) {
-  std::int64_t now = ctx.NowMs();
-  {
-    std::lock_guard<std::mutex> lock(ctx.seen_mu);
-    auto& t = ctx.client_seen_written[client_id];
-    if (now - t < 30'000 && now >= t) return;
-    t = now;
-  }
-  ctx.db->Transaction([&](catalog::Tx& tx) {
-       return tx.Exec("UPDATE clients SET last_seen_at = ? WHERE id = ?", {now, client_id}).status();
-     })
-      .IgnoreError();
+  std::lock_guard<std::mutex> lock(ctx.seen_mu);
+  ctx.client_seen[client_id] = ctx.NowMs();
 }
 
 // Deployment state counts: clients targeted, and how many reported each state.

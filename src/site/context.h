@@ -74,9 +74,11 @@ struct SiteContext {
   std::mutex policy_mu;
   std::unordered_map<std::int64_t, CachedPolicy> policy_cache;  // by client id
 
-  std::mutex seen_mu;  // last_seen_at writes are throttled per DP / client
-  std::map<std::int64_t, std::int64_t> dp_seen_written;
-  std::map<std::int64_t, std::int64_t> client_seen_written;
+  // last_seen_at of DPs and clients: recorded in memory on every request and
+  // written in one transaction per flush (FlushSeen), not one per poll.
+  std::mutex seen_mu;
+  std::unordered_map<std::int64_t, std::int64_t> dp_seen;      // dp id -> ms
+  std::unordered_map<std::int64_t, std::int64_t> client_seen;  // client id -> ms
 
   std::mutex root_mu;
   std::string trusted_root;  // newest root.json, handed to enrolling agents

@@ -346,30 +346,9 @@ core::Result<Json> DistributionTargets(SiteContext& ctx, std::int64_t package_id
 
 namespace {
 
-// Touches last_seen_at at most every few seconds per DP, and clears a probe backoff
-// (the DP is evidently alive).
 void SeenDp(SiteContext& ctx, std::int64_t dp_id) {
-  std::int64_t now = ctx.NowMs();
-  {
-    std::lock_guard<std::mutex> lock(ctx.seen_mu);
-    auto& t = ctx.dp_seen_written[dp_id];
-    // Often enough that a polling DP never looks silent to the prober.
-    std::int64_t every = std::min<std::int64_t>(5000, Ms(ctx.config.dp_offline_after) / 4);
-    if (now - t < every && now >= t) return;
-    t = now;
-  }
-  ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-       DEPOT_ASSIGN_OR_RETURN(auto row, tx.QueryRow("SELECT name, probe_attempts FROM dps WHERE id = ?", {dp_id}));
-       DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dps SET last_seen_at = ?, probe_attempts = 0, next_probe_at = NULL, "
-                                     "probe_error = NULL WHERE id = ?",
-                                     {now, dp_id})
-                                 .status());
-       if (row.Int(1) > 0) {
-         return PostMessage(ctx, tx, core::msg::kDpReachable, {{}, {}, row.Text(0), {}, {}}, {{"dp", row.Text(0)}});
-       }
-       return Status::Ok();
-     })
-      .IgnoreError();
+  std::lock_guard<std::mutex> lock(ctx.seen_mu);
+  ctx.dp_seen[dp_id] = ctx.NowMs();
 }
 
 core::Result<Json> Assignment(SiteContext& ctx, std::int64_t dp_id) {
@@ -539,7 +518,42 @@ core::Result<Json> DpReport(SiteContext& ctx, std::int64_t dp_id, const Json& bo
   return Json{{"accepted", items.size() - unknown.size()}, {"not_assigned", unknown}};
 }
 
+void FlushSeen(SiteContext& ctx) {
+  std::unordered_map<std::int64_t, std::int64_t> dps, clients;
+  {
+    std::lock_guard<std::mutex> lock(ctx.seen_mu);
+    dps.swap(ctx.dp_seen);
+    clients.swap(ctx.client_seen);
+  }
+  if (dps.empty() && clients.empty()) return;
+  Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    for (const auto& [id, ms] : dps) {
+      DEPOT_ASSIGN_OR_RETURN(auto row, tx.QueryRow("SELECT name, probe_attempts FROM dps WHERE id = ?", {id}));
+      DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dps SET last_seen_at = ?, probe_attempts = 0, next_probe_at = NULL, "
+                                    "probe_error = NULL WHERE id = ?",
+                                    {ms, id})
+                                .status());
+      if (row.Int(1) > 0) {  // it was being probed: it is back
+        DEPOT_RETURN_IF_ERROR(
+            PostMessage(ctx, tx, core::msg::kDpReachable, {{}, {}, row.Text(0), {}, {}}, {{"dp", row.Text(0)}}));
+      }
+    }
+    for (const auto& [id, ms] : clients) {
+      DEPOT_RETURN_IF_ERROR(
+          tx.Exec("UPDATE clients SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)",
+                  {ms, id, ms})
+              .status());
+    }
+    return Status::Ok();
+  });
+  if (!s.ok() && !s.IsNotFound()) {
+    core::Log(core::LogLevel::kWarn, "site.last_seen_failed", {{"error", s.ToString()}});
+  }
+}
+
 void ProbeDps(SiteContext& ctx) {
+  // Pending sightings first, so a DP that just polled is not probed.
+  FlushSeen(ctx);
   std::int64_t now = ctx.NowMs();
   std::int64_t offline_ms = Ms(ctx.config.dp_offline_after);
   auto rows = ctx.db->Query(

@@ -48,6 +48,8 @@ core::Result<Json> DpReport(SiteContext& ctx, std::int64_t dp_id, const Json& bo
 
 // Timer work: probe DPs that stopped polling (per-DP backoff).
 void ProbeDps(SiteContext& ctx);
+// Writes the last-seen times recorded since the last flush, in one transaction.
+void FlushSeen(SiteContext& ctx);
 
 // The name of a DP by id ("" if gone).
 std::string DpName(SiteContext& ctx, std::int64_t dp_id);

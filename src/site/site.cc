@@ -248,6 +248,7 @@ void Site::Stop() {
     server_->Stop();
     ctx_->server = nullptr;
     server_.reset();
+    FlushSeen(*ctx_);
   }
 }
 
