@@ -77,4 +77,32 @@ say "depot repo fetch: version 2 transfers only the changed chunks"
 say "depot repo list / verify"
 "$depot" repo list "$work/repo"
 "$depot" repo verify "$work/repo"
+
+say "a site server: depot site init + serve (SQLite catalog, local content library)"
+"$depot" --json site init --data "$work/site" --code DEMO --listen 127.0.0.1:0 >"$work/site-init.json"
+"$depot" --json site serve --data "$work/site" >"$work/site.out" 2>"$work/site.log" &
+site=$!
+trap 'kill $server $site 2>/dev/null' EXIT
+for _ in $(seq 100); do [[ -s "$work/site.out" ]] && break; sleep 0.1; done
+DEPOT_SITE=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["url"])' "$work/site.out")
+DEPOT_TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin_token"])' "$work/site-init.json")
+export DEPOT_SITE DEPOT_TOKEN
+echo "site DEMO serving at $DEPOT_SITE (admin token in $work/site-init.json)"
+
+say "depot package create: snapshot locally, upload the chunks the site lacks, sign"
+"$depot" package create sample --source "$work/source" --program install=./install.sh
+
+say "edit the source again; depot package update uploads only the changed chunk"
+echo "another new page" > "$work/source/doc/part1/page1.txt"
+"$depot" package update sample --source "$work/source" --program install=./install.sh
+
+say "a DP, a collection and a required deployment"
+"$depot" dp add dp1 --url http://dp1.example:8081 --group eu --boundary 10.0.0.0/8 >/dev/null && echo "added DP dp1 (group eu)"
+"$depot" distribute sample --to eu
+"$depot" collection create linux --rule 'os == "linux"'
+"$depot" deploy sample --program install --to linux --required --deadline +1d --window '22:00+4h@Europe/Berlin'
+
+say "depot status / messages"
+"$depot" status
+"$depot" messages
 say "done: everything is under $work"
