@@ -339,6 +339,37 @@ class SiteTest(DepotTestCase):
         states = {v["version"]: v["state"] for v in self.site.cli("package", "show", "tools")["versions"]}
         self.assertEqual(states, {1: "active", 2: "retired", 3: "active", 4: "active"})
 
+    def test_deleted_content_is_collected_after_the_grace_period_and_shared_chunks_stay(self):
+        self.site.stop()
+        cfg = os.path.join(self.site.data, "site.toml")
+        import re
+        text = re.sub(r'gc_grace = "[^"]*"', 'gc_grace = "2s"', open(cfg).read())
+        open(cfg, "w").write(text)
+        self.site.start()
+        a, b = self.path("a"), self.path("b")
+        make_tree(a, seed=1, big_mib=2)
+        make_tree(b, seed=1, big_mib=2)
+        write(os.path.join(a, "only-a.bin"), os.urandom(300000))
+        self.create_package("pa", src=a)
+        self.create_package("pb", src=b)
+        chunks_dir = os.path.join(self.site.data, "library/repo/chunks")
+        count = lambda: sum(len(fs) for _, _, fs in os.walk(chunks_dir))
+        before = count()
+        self.site.cli("package", "delete", "pa")
+        time.sleep(1)
+        self.assertEqual(count(), before, "nothing is collected inside the grace period")
+        deadline = time.time() + 30
+        while time.time() < deadline and not self.site.cli("messages", "--code", "1004")["messages"]:
+            time.sleep(0.5)
+        msgs = self.site.cli("messages", "--code", "1004")["messages"]
+        self.assertEqual(len(msgs), 1)
+        self.assertLess(count(), before)
+        # pb shares every chunk but only-a.bin's: it stays intact and fetchable.
+        run_depot("repo", "verify", self.site.data + "/library")
+        run_depot("repo", "fetch", self.site.url + "/repo", "--package", "pb", "--dest", self.path("out"),
+                  "--trust", self.site.data + "/library/repo/metadata/1.root.json")
+        self.assertEqual(describe_tree(b), describe_tree(self.path("out")))
+
     def test_tls_with_a_private_ca(self):
         site = SiteProcess(self.tmp, code="SEC", init_args=["--make-ca"])
         self.addCleanup(site.stop)

@@ -35,7 +35,10 @@ Result<Cidr> ParseCidr(std::string_view s) {
     return Status::InvalidArgument("`" + std::string(s.substr(0, 80)) +
                                    "` is not a CIDR block like 10.0.0.0/8 or 2001:db8::/32");
   }
-  int max = ip->v4 ? 32 : 128;
+  // The spelling decides the family: "::ffff:0:0/96" is an IPv6 block even though its
+  // base is an IPv4-mapped address.
+  bool v6_text = s.substr(0, slash).find(':') != std::string_view::npos;
+  int max = v6_text ? 128 : 32;
   int prefix = max;
   if (slash != std::string_view::npos) {
     std::string_view p = s.substr(slash + 1);
@@ -47,13 +50,14 @@ Result<Cidr> ParseCidr(std::string_view s) {
   }
   Cidr c;
   c.base = *ip;
+  c.base.v4 = !v6_text;
   c.prefix = prefix;
-  int bits = ip->v4 ? 96 + prefix : prefix;
+  int bits = c.base.v4 ? 96 + prefix : prefix;
   for (int i = 0; i < 128; ++i) {
     if (i >= bits) c.base.bytes[i / 8] &= static_cast<std::uint8_t>(~(0x80 >> (i % 8)));
   }
   char buf[INET6_ADDRSTRLEN];
-  if (ip->v4) {
+  if (c.base.v4) {
     inet_ntop(AF_INET, c.base.bytes.data() + 12, buf, sizeof(buf));
   } else {
     inet_ntop(AF_INET6, c.base.bytes.data(), buf, sizeof(buf));

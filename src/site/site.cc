@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <thread>
 
@@ -204,6 +205,10 @@ Status Site::Start() {
     auto last_minute = std::chrono::steady_clock::now();
     auto last_refresh = std::chrono::steady_clock::now();
     auto refresh_every = std::max<core::Duration>(std::chrono::minutes(1), c.repo->settings().expiry.timestamp / 4);
+    // Retention, recovery and collection: every minute, or sooner when the grace
+    // period is short (so content is collected within about a quarter of it).
+    auto housekeeping_every = std::clamp<core::Duration>(c.config.gc_grace / 4, std::chrono::seconds(1),
+                                                         std::chrono::minutes(1));
     // Fresh signatures at start: a site down for days comes back with valid metadata.
     c.repo->Refresh().IgnoreError();
     for (;;) {
@@ -217,7 +222,7 @@ Status Site::Start() {
         last_probe = now;
         ProbeDps(c);
       }
-      if (now - last_minute >= std::chrono::minutes(1)) {
+      if (now - last_minute >= housekeeping_every) {
         last_minute = now;
         ApplyRetention(c);
         RecoverVersions(c).IgnoreError();

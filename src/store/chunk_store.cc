@@ -149,7 +149,7 @@ core::Result<GcStats> ChunkStore::CollectGarbage(const ChunkIdSet& live,
         continue;
       }
       auto info = env_->Lstat(path);
-      if (info.ok() && info->mtime_ns > keep_modified_after_ns) {
+      if (info.ok() && keep_modified_after_ns != INT64_MIN && info->mtime_ns > keep_modified_after_ns) {
         ++stats.kept;  // too young: may belong to an upload whose version is not signed yet
         continue;
       }
