@@ -49,9 +49,16 @@ class Value {
   Value(std::string v) : v_(std::move(v)) {}
   Value(std::string_view v) : v_(std::string(v)) {}
   Value(const char* v) : v_(std::string(v)) {}
-  template <typename T>
-  Value(const std::optional<T>& v) {
-    if (v) *this = Value(*v);
+  // An empty optional is NULL. (emplace, not assignment: GCC 12 with sanitizers sees
+  // a maybe-uninitialized string in a variant move-assignment.)
+  Value(const std::optional<std::int64_t>& v) {
+    if (v) v_.emplace<1>(*v);
+  }
+  Value(const std::optional<double>& v) {
+    if (v) v_.emplace<2>(*v);
+  }
+  Value(const std::optional<std::string>& v) {
+    if (v) v_.emplace<3>(*v);
   }
 
   bool is_null() const { return v_.index() == 0; }
