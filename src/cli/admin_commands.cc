@@ -239,8 +239,9 @@ void AddPackageCommands(CLI::App* app, Ctx c) {
 }
 
 void AddDpCommands(CLI::App* app, Ctx c) {
-  auto* dp = app->add_subcommand("dp", "Manage distribution points");
+  auto* dp = app->add_subcommand("dp", "Manage and run distribution points");
   dp->require_subcommand(1);
+  AddDpServeCommands(dp, c.flags, c.exit_code);
   {
     auto site = std::make_shared<SiteFlags>();
     auto name = std::make_shared<std::string>();

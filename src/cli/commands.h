@@ -19,5 +19,7 @@ void AddSiteCommands(CLI::App* app, GlobalFlags* flags, int* exit_code);
 // The admin commands that talk to a site: token, package, dp, distribute,
 // collection, deploy, deployment, client, messages, status.
 void AddAdminCommands(CLI::App* app, GlobalFlags* flags, int* exit_code);
+// depot dp serve | verify, added to the `dp` command group.
+void AddDpServeCommands(CLI::App* dp, GlobalFlags* flags, int* exit_code);
 
 }  // namespace depot::cli

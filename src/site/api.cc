@@ -244,6 +244,11 @@ SiteApi::SiteApi(SiteContext* ctx) : ctx_(ctx) {
     c.handled = true;
     return Json();
   });
+  add("GET", "/api/v1/dp/trust", Role::kDp, 0, [](Call& c) -> core::Result<Json> {
+    // The root a DP pins for verifying what it copies (the exact bytes, as a string).
+    std::lock_guard<std::mutex> lock(c.ctx.root_mu);
+    return Json{{"trusted_root", c.ctx.trusted_root}, {"site", c.ctx.config.code}};
+  });
   add("POST", "/api/v1/dp/report", Role::kDp, 16 << 20, [](Call& c) -> core::Result<Json> {
     DEPOT_ASSIGN_OR_RETURN(Json body, c.Body());
     return DpReport(c.ctx, c.who.subject_id, body);

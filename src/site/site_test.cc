@@ -94,6 +94,7 @@ TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredential
       {"GET", "/api/v1/deployments/1", "read-only"}, {"POST", "/api/v1/deployments/1/cancel", "operator"},
       {"GET", "/api/v1/messages", "read-only"},     {"GET", "/api/v1/status", "read-only"},
       {"GET", "/api/v1/dp/assignment", "dp"},       {"POST", "/api/v1/dp/report", "dp"},
+      {"GET", "/api/v1/dp/trust", "dp"},
       {"POST", "/api/v1/dp/messages", "dp"},        {"POST", "/api/v1/agent/enroll", "enroll"},
       {"GET", "/api/v1/agent/policy", "agent"},     {"POST", "/api/v1/agent/attributes", "agent"},
       {"POST", "/api/v1/agent/status", "agent"},

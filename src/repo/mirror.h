@@ -1,0 +1,59 @@
+// Mirroring chunks from a repository source into a chunk store: what a DP does to
+// copy a version (and to repair a damaged chunk). Every frame is verified --
+// decompressed to its listed size and hashed to its id -- before it is written, and
+// written through AtomicBatch commits every few megabytes or every second, so a kill
+// loses at most the chunks fetched since the last commit and nothing unverified or
+// partial is ever visible.
+//
+// Thread safety: MirrorChunks runs on the calling thread plus `threads` workers; the
+// store may be used by other threads and processes meanwhile.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/env.h"
+#include "core/source.h"
+#include "core/status.h"
+#include "store/chunk_store.h"
+#include "store/manifest.h"
+
+namespace depot::repo {
+
+struct MirrorOptions {
+  unsigned parallel = 8;   // concurrent downloads
+  unsigned threads = 0;    // verify workers; 0: all cores
+  int max_rounds = 3;      // download rounds for chunks that failed transiently
+  core::Duration first_backoff = std::chrono::milliseconds(200);
+  std::uint64_t commit_bytes = 8ull << 20;  // make stored chunks durable this often...
+  core::Duration commit_interval = std::chrono::seconds(1);  // ...or this often
+  // Polled between chunks: when it returns true the mirror stops (Unavailable
+  // "stopped") after committing what it verified.
+  std::function<bool()> cancelled;
+  // Progress: uncompressed bytes and chunks stored so far.
+  std::atomic<std::uint64_t>* progress_bytes = nullptr;
+  std::atomic<std::uint64_t>* progress_chunks = nullptr;
+  // Called for each chunk the source served that failed verification (a DP reports
+  // it): chunk id, error.
+  std::function<void(const store::ChunkId&, const core::Status&)> on_rejected;
+};
+
+struct MirrorResult {
+  std::uint64_t chunks = 0;          // stored by this call
+  std::uint64_t bytes = 0;           // their uncompressed bytes
+  std::uint64_t transfer_bytes = 0;  // received from the source
+  std::uint64_t rejected = 0;        // frames that failed verification
+};
+
+// Fetches every chunk of `chunks` the store lacks from "chunks/<2 hex>/<id>" at
+// `source`, verifies it, stores it. NotFound when the source lacks a chunk;
+// Corruption when a chunk kept failing verification; Unavailable when the source
+// kept failing; IOError from the disk.
+core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock, core::RepoSource* source,
+                                        store::ChunkStore* store, const std::vector<store::ChunkRef>& chunks,
+                                        const MirrorOptions& options);
+
+}  // namespace depot::repo
