@@ -4,14 +4,20 @@ web server, but misbehaves on chunk requests in one chosen way.
   python3 fault_server.py ROOT PORT MODE
 
 MODE: corrupt (flip one byte), truncate (close mid-body), endless (stream forever),
-missing (404), ok (behave). Prints "ready" on stdout once listening.
+missing (404), ok (behave), corrupt-first (corrupt the first response for each chunk,
+then behave). Chunks are any path with a "chunks/" component (the tree may be
+served under a prefix such as repo/). Prints "ready" on stdout once listening.
 """
 import http.server
 import os
 import socketserver
 import sys
 
+import threading
+
 ROOT, PORT, MODE = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+LOCK = threading.Lock()
+SEEN = set()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -26,11 +32,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(400)
             return
         full = os.path.join(ROOT, rel)
-        is_chunk = rel.startswith("chunks/")
-        if is_chunk and MODE == "missing":
+        is_chunk = rel.startswith("chunks/") or "/chunks/" in rel
+        mode = MODE
+        if MODE == "corrupt-first":
+            with LOCK:
+                mode = "ok" if rel in SEEN else "corrupt"
+                SEEN.add(rel)
+        if is_chunk and mode == "missing":
             self.send_error(404)
             return
-        if is_chunk and MODE == "endless":
+        if is_chunk and mode == "endless":
             self.send_response(200)
             self.send_header("Connection", "close")
             self.end_headers()
@@ -45,13 +56,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         with open(full, "rb") as f:
             body = f.read()
-        if is_chunk and MODE == "corrupt" and body:
+        if is_chunk and mode == "corrupt" and body:
             body = bytearray(body)
             body[len(body) // 2] ^= 0x01
             body = bytes(body)
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
-        if is_chunk and MODE == "truncate":
+        if is_chunk and mode == "truncate":
             self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body[: len(body) // 2])

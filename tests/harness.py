@@ -258,3 +258,89 @@ class SiteProcess:
         except ValueError:
             parsed = raw
         return r.status, parsed, hdrs
+
+
+class DpProcess:
+    """A real `depot dp serve` registered with `site` (dp add) and started on a free
+    loopback port; `stop()`/`kill()`/`start()` for restarts."""
+
+    def __init__(self, site, workdir, name, groups=(), boundaries=(), extra=(), register=True):
+        self.site = site
+        self.name = name
+        self.data = os.path.join(workdir, "dp-" + name)
+        self.extra = list(extra)
+        self.proc = None
+        if register:
+            args = ["dp", "add", name, "--url", "http://127.0.0.1:9"]
+            for g in groups:
+                args += ["--group", g]
+            for b in boundaries:
+                args += ["--boundary", b]
+            self.token = site.cli(*args)["token"]
+        self.start(first=True)
+
+    def start(self, first=False, extra=()):
+        self.log = open(os.path.join(os.path.dirname(self.data), f"dp-{self.name}-{time.time()}.log"), "w")
+        args = [DEPOT, "--json", "--log-level", "info", "dp", "serve", "--data", self.data]
+        if first:
+            args += ["--site", self.site.url, "--token", self.token, "--listen", "127.0.0.1:0"]
+            if self.site.ca:
+                args += ["--ca", self.site.ca]
+        # Flags given at the first start are kept in DIR/dp.toml; restarts pass only changes.
+        args += (self.extra if first else []) + list(extra)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(10)
+            with open(self.log.name) as f:
+                raise RuntimeError("dp did not start: " + f.read())
+        self.url = json.loads(line)["url"]
+        # Later restarts keep the port, so the site and tests can keep using the URL.
+        self.listen = self.url.split("://", 1)[1]
+
+    def restart(self, extra=()):
+        self.start(extra=("--listen", self.listen) + tuple(extra))
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        self.proc.terminate()
+        try:
+            rc = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.proc = None
+        self.log.close()
+        return rc
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+        self.log.close()
+
+    def record(self, package, version):
+        for v in self.site.cli("dp", "show", self.name)["versions"]:
+            if v["package"] == package and v["version"] == version:
+                return v
+        return None
+
+    def wait_state(self, package, version, state="ready", timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            r = self.record(package, version)
+            if r and r["state"] == state:
+                return r
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name}: {package} v{version} not {state} after {timeout}s: {self.record(package, version)}")
+
+
+def site_root_json(site, path):
+    """Writes the site's newest root.json (exact bytes) to `path` and returns it."""
+    import urllib.request
+    import ssl
+    ctx = ssl.create_default_context(cafile=site.ca) if site.ca else None
+    with urllib.request.urlopen(site.url + "/repo/metadata/root.json", context=ctx) as r, open(path, "wb") as f:
+        f.write(r.read())
+    return path

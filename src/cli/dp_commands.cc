@@ -20,7 +20,7 @@ using Json = nlohmann::json;
 namespace {
 
 struct ServeFlags {
-  std::string data, site, token, upstream, listen, tls_cert, tls_key, ca, scrub_every, gc_grace;
+  std::string data, site, token, upstream, listen, tls_cert, tls_key, ca, scrub_every, gc_grace, retry_base;
   long long max_sync_rate = -1;
   int parallel = 0;
 };
@@ -44,7 +44,8 @@ core::Result<dp::DpConfig> ResolveConfig(const ServeFlags& f) {
   if (!f.ca.empty()) c.ca = f.ca;
   if (f.max_sync_rate >= 0) c.max_sync_rate = static_cast<std::uint64_t>(f.max_sync_rate);
   if (f.parallel > 0) c.parallel = static_cast<unsigned>(f.parallel);
-  for (auto [text, out] : {std::pair{&f.scrub_every, &c.scrub_every}, std::pair{&f.gc_grace, &c.gc_grace}}) {
+  for (auto [text, out] : {std::pair{&f.scrub_every, &c.scrub_every}, std::pair{&f.gc_grace, &c.gc_grace},
+                           std::pair{&f.retry_base, &c.retry_base}}) {
     if (text->empty()) continue;
     auto d = core::ParseDuration(*text);
     if (!d.ok()) return d.status();
@@ -128,6 +129,7 @@ void AddDpServeCommands(CLI::App* dp, GlobalFlags* flags, int* exit_code) {
     cmd->add_option("--parallel", f->parallel, "Concurrent chunk downloads (default 8)");
     cmd->add_option("--scrub-every", f->scrub_every, "Full scrub at most this often (default 24h)");
     cmd->add_option("--gc-grace", f->gc_grace, "Keep unassigned content this long (default 1h)");
+    cmd->add_option("--retry-base", f->retry_base, "First local retry delay when the site or upstream fails (10s)");
     cmd->callback([=] { *exit_code = RunServe(*f, flags->json); });
   }
   {

@@ -114,6 +114,7 @@ struct DistributionPoint::Impl : public http::Handler {
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
+  std::atomic<bool> abort_requests{false};  // ends long polls and reports at Stop
   std::uint64_t generation = 0;             // bumped when the assignment changes
   std::map<std::string, Assigned> assigned;  // by target
   std::map<std::string, Local> local;        // by target
@@ -143,13 +144,15 @@ struct DistributionPoint::Impl : public http::Handler {
 
   std::string UpstreamBase() const { return cfg.upstream.empty() ? cfg.site : cfg.upstream; }
 
-  core::Result<std::unique_ptr<http::Client>> SiteClient(long timeout_s) const {
+  core::Result<std::unique_ptr<http::Client>> SiteClient(long timeout_s) {
     http::ClientOptions o;
     o.bearer_token = cfg.token;
     o.ca_file = cfg.ca;
     o.timeout_s = timeout_s;
     o.max_response_bytes = 64ull << 20;
-    return http::Client::Create(cfg.site, o);
+    DEPOT_ASSIGN_OR_RETURN(auto client, http::Client::Create(cfg.site, o));
+    client->SetAbortFlag(&abort_requests);
+    return client;
   }
 
   bool Stopping() {
@@ -417,6 +420,9 @@ struct DistributionPoint::Impl : public http::Handler {
     });
     repo::MirrorOptions o;
     o.parallel = cfg.parallel;
+    // Durable progress often: a kill refetches at most this much plus what was in flight.
+    o.commit_bytes = 4ull << 20;
+    o.commit_interval = std::chrono::milliseconds(500);
     o.progress_bytes = &sync_bytes;
     o.progress_chunks = &sync_chunks;
     o.cancelled = [&] { return !StillAssigned(a.target); };
@@ -995,6 +1001,7 @@ void DistributionPoint::Stop() {
     std::lock_guard<std::mutex> lock(impl->mu);
     impl->stopping = true;
   }
+  impl->abort_requests = true;
   impl->cv.notify_all();
   for (auto& t : impl->threads) {
     if (t.joinable()) t.join();

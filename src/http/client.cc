@@ -42,6 +42,11 @@ struct Client::Impl {
     return n;
   }
 
+  static int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+    const auto* flag = static_cast<const std::atomic<bool>*>(user);
+    return flag != nullptr && flag->load() ? 1 : 0;  // non-zero aborts the transfer
+  }
+
   static std::size_t OnHeader(char* ptr, std::size_t size, std::size_t nmemb, void* user) {
     auto* impl = static_cast<Impl*>(user);
     std::size_t n = size * nmemb;
@@ -110,6 +115,12 @@ core::Result<ClientResponse> Client::Do(std::string_view method, std::string_vie
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_USERAGENT, "depot/0.1");
   if (!options_.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, options_.ca_file.c_str());
+  if (abort_ != nullptr) {
+    if (abort_->load()) return Status::Unavailable(url + ": stopping");
+    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, &Impl::OnProgress);
+    curl_easy_setopt(e, CURLOPT_XFERINFODATA, abort_);
+  }
   curl_slist* headers = nullptr;
   if (!options_.bearer_token.empty()) {
     headers = curl_slist_append(headers, ("Authorization: Bearer " + options_.bearer_token).c_str());

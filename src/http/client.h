@@ -8,6 +8,7 @@
 // Thread safety: a Client is used by one thread at a time; make one per thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -43,6 +44,11 @@ class Client {
 
   const std::string& base_url() const { return base_url_; }
 
+  // While *flag is true, requests in flight are abandoned (Unavailable) within about
+  // a second and new ones fail at once: lets a long poll end promptly at shutdown.
+  // `flag` must outlive the client.
+  void SetAbortFlag(const std::atomic<bool>* flag) { abort_ = flag; }
+
   // Sends `method` to base_url + `target` ("/api/v1/x?y=1"). `body` is sent with
   // `content_type` when non-empty (or for POST/PUT). `extra_headers` are "Name: value".
   // `timeout_s` overrides the default when non-negative.
@@ -58,6 +64,7 @@ class Client {
   std::string base_url_;
   ClientOptions options_;
   std::unique_ptr<Impl> impl_;
+  const std::atomic<bool>* abort_ = nullptr;
 };
 
 // Turns a non-2xx response into a Status, using depot's JSON error body

@@ -182,7 +182,10 @@ struct Server::Impl {
     {
       std::lock_guard<std::mutex> lock(topics_mu);
       Topic& t = topics[wait.topic];
-      if (t.seq != wait.seen || stopping) co_return false;
+      // Stopping: answer as if the wait timed out, so the handler gives its final
+      // answer instead of parking again.
+      if (stopping) co_return true;
+      if (t.seq != wait.seen) co_return false;
       t.waiters.push_back(w);
     }
     co_await w->timer.async_wait(kTuple);
@@ -192,7 +195,7 @@ struct Server::Impl {
       notified = w->notified;
       if (!notified) topics[wait.topic].waiters.remove(w);
     }
-    co_return !notified;
+    co_return !notified || stopping;
   }
 
   // ---- serving ----

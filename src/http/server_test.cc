@@ -34,7 +34,7 @@ class TestHandler : public Handler {
       return;
     }
     if (req.path == "/poll") {
-      if (req.poll_round == 0) {
+      if (req.poll_round == 0 || (repark && !req.poll_timed_out)) {
         resp->wait = Response::Wait{"t", seen_for_poll, std::chrono::milliseconds(wait_ms)};
         return;
       }
@@ -51,6 +51,7 @@ class TestHandler : public Handler {
   std::string file_path;
   std::uint64_t seen_for_poll = 0;
   int wait_ms = 5000;
+  bool repark = false;
 };
 
 class ServerTest : public ::testing::Test {
@@ -223,7 +224,22 @@ TEST_F(ServerTest, StopAnswersParkedLongPolls) {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   server_->Stop();
   poller.join();
-  EXPECT_EQ(body, "woken");
+  EXPECT_EQ(body, "timeout");  // answered, as a timeout, at once
+}
+
+TEST_F(ServerTest, StopEndsAHandlerThatWouldParkAgain) {
+  // A handler that parks again after every wake-up that is not a timeout (like a
+  // long poll whose state did not change) must not keep a stopping server alive.
+  Start();
+  handler_.seen_for_poll = server_->Sequence("t");
+  handler_.wait_ms = 60000;
+  handler_.repark = true;
+  std::thread poller([&] { client_->Do("GET", "/poll").status().IgnoreError(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto start = std::chrono::steady_clock::now();
+  server_->Stop();
+  poller.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 TEST_F(ServerTest, BadListenAddressesAreClearErrors) {
