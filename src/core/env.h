@@ -53,6 +53,10 @@ class ReadableFile {
   virtual Result<std::size_t> ReadAt(std::uint64_t offset, char* buf, std::size_t n) = 0;
   // Describes the open file (fstat): detects a file replaced or changed while read.
   virtual Result<FileInfo> Stat() = 0;
+  // The file as it was when opened, before any byte was read. Implementations that
+  // looked at the file while opening it answer without another fstat (a snapshot
+  // opens tens of thousands of files); the default asks Stat().
+  virtual Result<FileInfo> StatAtOpen() { return Stat(); }
 };
 
 // A file opened for writing. Close() must be called to learn of deferred errors;

@@ -92,6 +92,18 @@ class ChunkStore {
   // Removes a chunk; NotFound when absent.
   core::Status Remove(const ChunkId& id);
 
+  // Adds the id of every chunk file present to `out`: one pass over the 256
+  // directories instead of one lookup per chunk (Has), which is what storing tens of
+  // thousands of new chunks would otherwise cost. A snapshot of the moment: chunks
+  // stored or removed afterwards by others are not reflected.
+  core::Status ListIds(ChunkIdSet* out);
+
+  // Roughly how many directory entries ListIds would have to read, judged from the
+  // sizes of the fan-out directories (which grow with their entries and never
+  // shrink, like the cost of reading them). Lets callers choose between ListIds and
+  // per-chunk Has. Cheap: 256 stat calls.
+  core::Result<std::uint64_t> EstimateEntries();
+
   // Calls fn(id, stored_bytes) for every chunk; stops early if fn returns false.
   // Files whose names are not chunk ids (other than temp files) are reported through
   // `on_stray` when given.

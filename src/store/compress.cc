@@ -25,18 +25,35 @@ struct DCtx {
 
 std::uint64_t MaxFrameSize(std::uint64_t size) { return ZSTD_compressBound(size) + 64; }
 
-core::Result<std::string> CompressFrame(std::string_view data, int level) {
+namespace {
+// Compresses into [dst, dst + capacity), which must hold ZSTD_compressBound bytes.
+core::Result<std::size_t> CompressTo(std::string_view data, int level, char* dst,
+                                     std::size_t capacity) {
   thread_local CCtx cctx;
   if (cctx.ctx == nullptr) return core::Status::IOError("zstd: cannot allocate a context");
-  std::string out(ZSTD_compressBound(data.size()), '\0');
   ZSTD_CCtx_reset(cctx.ctx, ZSTD_reset_session_and_parameters);
   ZSTD_CCtx_setParameter(cctx.ctx, ZSTD_c_compressionLevel, level);
   ZSTD_CCtx_setParameter(cctx.ctx, ZSTD_c_contentSizeFlag, 1);
   ZSTD_CCtx_setParameter(cctx.ctx, ZSTD_c_checksumFlag, 0);  // SHA-256 covers it
-  std::size_t n = ZSTD_compress2(cctx.ctx, out.data(), out.size(), data.data(), data.size());
+  std::size_t n = ZSTD_compress2(cctx.ctx, dst, capacity, data.data(), data.size());
   if (ZSTD_isError(n)) return ZstdStatus(core::Code::kIOError, n, "zstd compress");
+  return n;
+}
+}  // namespace
+
+core::Result<std::string> CompressFrame(std::string_view data, int level) {
+  std::string out(ZSTD_compressBound(data.size()), '\0');
+  DEPOT_ASSIGN_OR_RETURN(std::size_t n, CompressTo(data, level, out.data(), out.size()));
   out.resize(n);
   return out;
+}
+
+core::Result<std::string_view> CompressFrameInto(std::string_view data, int level,
+                                                 std::string* buffer) {
+  const std::size_t bound = ZSTD_compressBound(data.size());
+  if (buffer->size() < bound) buffer->resize(bound);
+  DEPOT_ASSIGN_OR_RETURN(std::size_t n, CompressTo(data, level, buffer->data(), buffer->size()));
+  return std::string_view(buffer->data(), n);
 }
 
 core::Result<std::string> DecompressFrame(std::string_view frame, std::uint64_t expected_size) {

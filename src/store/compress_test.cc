@@ -37,5 +37,19 @@ TEST(CompressTest, DetectsDamage) {
   EXPECT_TRUE(DecompressFrameBounded(frame, data.size()).ok());
 }
 
+TEST(CompressTest, IntoReusedBufferMatchesCompressFrame) {
+  std::string buffer;
+  std::string big = testing::RandomData(200000, 11);
+  std::string text(5000, 'q');
+  for (const std::string* data : {&big, &text, &big}) {
+    auto view = CompressFrameInto(*data, 1, &buffer);
+    ASSERT_TRUE(view.ok());
+    EXPECT_EQ(std::string(*view), *CompressFrame(*data, 1));
+    EXPECT_EQ(*DecompressFrame(*view, data->size()), *data);
+  }
+  // The buffer kept its size from the largest input (no reallocation later).
+  EXPECT_GE(buffer.size(), big.size());
+}
+
 }  // namespace
 }  // namespace depot::store

@@ -28,8 +28,16 @@
 
 namespace depot::store {
 
+// How a snapshot learns which chunks the store already has.
+enum class PresenceCheck {
+  kAuto,    // list the store once unless it is much larger than the source
+  kList,    // list the store once (ChunkStore::ListIds)
+  kLookup,  // look each new chunk up (ChunkStore::Has)
+};
+
 struct SnapshotOptions {
   ChunkerParams chunker;
+  PresenceCheck presence = PresenceCheck::kAuto;
   unsigned threads = 0;  // 0: one per available core
   int compression_level = kDefaultCompressionLevel;
   int max_attempts = 5;  // reads of one file before giving up on it
