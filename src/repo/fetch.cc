@@ -163,6 +163,16 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   // 1. Chunks already in the cache (re-verified: a cache is only a hint).
   std::vector<std::size_t> missing;
   if (cache) {
+    // Probing tens of thousands of absent chunks one open at a time costs more than
+    // listing the cache, unless the cache is much larger than this version.
+    store::ChunkIdSet listed;
+    bool use_list = false;
+    {
+      auto entries = cache->EstimateEntries();
+      if (entries.ok() && *entries <= 8 * chunks.size() + 4096) {
+        use_list = cache->ListIds(&listed).ok();
+      }
+    }
     std::vector<char> hit(chunks.size(), 0);
     std::atomic<std::size_t> next{0};
     std::atomic<std::uint64_t> hit_bytes{0};
@@ -170,6 +180,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
       for (;;) {
         std::size_t i = next++;
         if (i >= chunks.size() || failed()) return;
+        if (use_list && listed.count(chunks[i].id) == 0) continue;
         auto data = cache->Get(chunks[i].id, chunks[i].size, /*verify=*/true);
         if (data.ok()) {
           hit[i] = 1;
@@ -219,6 +230,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     std::vector<std::thread> workers;
     for (unsigned w = 0; w < threads; ++w) {
       workers.emplace_back([&, w] {
+        std::string buffer;  // this worker's decompressed chunks, reused
         while (auto work = queues[w]->Pop()) {
           std::size_t i = work->chunk;
           const auto& c = chunks[i];
@@ -235,11 +247,18 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
             }
             continue;
           }
-          core::Result<std::string> data =
-              cache ? cache->PutFrame(c.id, c.size, *work->frame, cache_batch.get())
-                    : store::DecompressFrame(*work->frame, c.size);
-          if (data.ok() && !cache && core::Sha256::Hash(*data) != c.id) {
-            data = Status::Corruption("bytes do not hash to the chunk id");
+          core::Result<std::string_view> data =
+              store::DecompressFrameInto(*work->frame, c.size, &buffer);
+          if (data.ok() && core::Sha256::Hash(*data) != c.id) {
+            data = Status::Corruption("bytes do not hash to the id");
+          }
+          if (data.ok() && cache) {
+            // Verified just now: the frame is cached as received.
+            Status s = cache->PutFrameTrusted(c.id, *work->frame, cache_batch.get());
+            if (!s.ok()) {
+              fail(s.WithContext("cache"));
+              continue;
+            }
           }
           if (!data.ok()) {
             core::Log(core::LogLevel::kWarn, "fetch.bad_chunk",

@@ -75,9 +75,12 @@ class ChunkStore {
   core::Result<std::string> PutFrame(const ChunkId& id, std::uint64_t size,
                                      std::string_view frame, core::AtomicBatch* batch = nullptr);
 
-  // Writes a frame the caller has just made itself from bytes it just hashed (the
-  // snapshot's hot path, which would otherwise hash and decompress everything twice).
-  // The caller guarantees frame == CompressFrame(data) with SHA-256(data) == id.
+  // Writes a frame the caller has verified itself, without checking again or
+  // looking for an existing copy: one it just made from bytes it just hashed (the
+  // snapshot), or one it just decompressed to bytes whose SHA-256 is `id` (a fetch
+  // filling its cache). Hashing and decompressing everything twice would otherwise
+  // double the CPU of both. A chunk already present is replaced by the same bytes
+  // (atomically, by rename).
   core::Status PutFrameTrusted(const ChunkId& id, std::string_view frame,
                                core::AtomicBatch* batch);
 

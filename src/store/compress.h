@@ -36,6 +36,12 @@ core::Result<std::string_view> CompressFrameInto(std::string_view data, int leve
 // decompresses to a different length.
 core::Result<std::string> DecompressFrame(std::string_view frame, std::uint64_t expected_size);
 
+// DecompressFrame into `*buffer` (grown as needed, never shrunk), returning a view of
+// the `expected_size` bytes, valid until the buffer is next used. Same checks.
+core::Result<std::string_view> DecompressFrameInto(std::string_view frame,
+                                                   std::uint64_t expected_size,
+                                                   std::string* buffer);
+
 // Decompresses one frame of unknown size, refusing more than `max_size` bytes.
 core::Result<std::string> DecompressFrameBounded(std::string_view frame, std::uint64_t max_size);
 

@@ -51,5 +51,17 @@ TEST(CompressTest, IntoReusedBufferMatchesCompressFrame) {
   EXPECT_GE(buffer.size(), big.size());
 }
 
+TEST(CompressTest, DecompressIntoReusedBufferChecksLikeDecompressFrame) {
+  std::string buffer;
+  std::string big = testing::RandomData(200000, 12);
+  std::string text(3000, 't');
+  std::string big_frame = *CompressFrame(big), text_frame = *CompressFrame(text);
+  EXPECT_EQ(*DecompressFrameInto(big_frame, big.size(), &buffer), big);
+  EXPECT_EQ(*DecompressFrameInto(text_frame, text.size(), &buffer), text);
+  EXPECT_TRUE(DecompressFrameInto(text_frame, text.size() + 1, &buffer).status().IsCorruption());
+  EXPECT_TRUE(DecompressFrameInto(text_frame + "x", text.size(), &buffer).status().IsCorruption());
+  EXPECT_TRUE(DecompressFrameInto("not zstd", 8, &buffer).status().IsCorruption());
+}
+
 }  // namespace
 }  // namespace depot::store
