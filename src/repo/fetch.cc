@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/atomic_batch.h"
+#include "core/background_sync.h"
 #include "core/log.h"
 #include "core/parallel.h"
 #include "core/random.h"
@@ -154,10 +155,16 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     std::lock_guard<std::mutex> lock(mu);
     return !first_error.ok();
   };
+  std::unique_ptr<core::BackgroundSync> background_sync;
+  if (req.background_sync_bytes != 0) {
+    background_sync = std::make_unique<core::BackgroundSync>(
+        env, parent.empty() ? "." : parent, req.background_sync_bytes);
+  }
   auto place = [&](std::size_t i, std::string_view data) {
     Status s = assembler.Place(i, data);
     if (!s.ok()) fail(std::move(s));
     if (req.progress_bytes) *req.progress_bytes = assembler.bytes_placed();
+    if (background_sync) background_sync->Wrote(data.size());
   };
 
   // 1. Chunks already in the cache (re-verified: a cache is only a hint).
@@ -322,6 +329,10 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   result.fetched_bytes = fetched_bytes;
   result.transfer_bytes = source->BytesFetched() - transfer_start;
 
+  if (background_sync) {
+    Status s = background_sync->Stop();
+    if (!s.ok()) fail(s.WithContext("writing " + staging));
+  }
   // Keep what was verified, whatever happens next.
   if (cache_batch) {
     Status s = cache_batch->Commit();

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <thread>
 
 #include "core/atomic_batch.h"
+#include "core/background_sync.h"
 #include "core/log.h"
 #include "core/parallel.h"
 #include "core/hex.h"
@@ -56,6 +58,7 @@ struct Shared {
   const Chunker* chunker;
   const SnapshotOptions* options;
   core::AtomicBatch* batch;
+  core::BackgroundSync* background_sync = nullptr;
   std::string root;
   SeenSet seen;
   // The chunks the store held when the snapshot began, when listing them was
@@ -271,8 +274,10 @@ class Worker {
     // Each worker writes its own chunk files. (Handing them to one writer thread
     // cost a futex hand-off per chunk and a third thread on two cores, and the kernel
     // does not serialise creations in different directories.)
-    return sh_->store->PutFrameTrusted(id, frame, sh_->batch)
-        .WithContext("storing chunk " + core::DigestHex(id));
+    DEPOT_RETURN_IF_ERROR(sh_->store->PutFrameTrusted(id, frame, sh_->batch)
+                              .WithContext("storing chunk " + core::DigestHex(id)));
+    if (sh_->background_sync != nullptr) sh_->background_sync->Wrote(frame.size());
+    return Status::Ok();
   }
 
   Shared* sh_;
@@ -421,6 +426,13 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
     }
   }
 
+  std::unique_ptr<core::BackgroundSync> background_sync;
+  if (options.background_sync_bytes != 0) {
+    background_sync = std::make_unique<core::BackgroundSync>(env, store->root(),
+                                                             options.background_sync_bytes);
+    shared.background_sync = background_sync.get();
+  }
+
   std::atomic<std::size_t> next{0};
   unsigned threads = options.threads ? options.threads : core::DefaultConcurrency();
   threads = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(1, jobs.size())));
@@ -432,6 +444,10 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
       worker.Run(jobs[i], result.entries[jobs[i].entry_index]);
     }
   });
+  if (background_sync) {
+    Status s = background_sync->Stop();
+    if (!s.ok()) shared.Fail(s.WithContext("storing chunks"));
+  }
   if (shared.failed) {
     batch.Abort();
     return shared.first_error;

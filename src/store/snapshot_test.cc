@@ -267,5 +267,27 @@ TEST_F(SnapshotTest, FullDiskFailsWithNothingStored) {
   EXPECT_EQ(temps, 0u);
 }
 
+TEST_F(SnapshotTest, FailedBackgroundSyncFailsTheSnapshotWithNothingStored) {
+  // A writeback error reported to a background sync is not reported again to the
+  // commit's sync: the snapshot must fail on it.
+  testing::FaultyEnv env(core::Env::Default());
+  for (int i = 0; i < 8; ++i) {
+    testing::WriteFileOrDie(src_ + "/f" + std::to_string(i), testing::RandomData(100000, 200 + i));
+  }
+  ChunkStore store(&env, store_.root(), 1);
+  SnapshotOptions opts;
+  opts.background_sync_bytes = 1;  // after every chunk
+  env.fail_sync = true;
+  auto r = Snapshot(&env, src_, &store, opts);
+  env.fail_sync = false;
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsIOError()) << r.status().ToString();
+  EXPECT_EQ(StoredChunks(), 0u);
+  // And with syncs that work, the same options store everything.
+  auto ok = Snapshot(&env, src_, &store, opts);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(StoredChunks(), ok->stats.new_chunks);
+}
+
 }  // namespace
 }  // namespace depot::store
