@@ -238,6 +238,41 @@ class PosixEnv final : public Env {
     }
   }
 
+  Result<std::vector<StatEntry>> ListDirStat(const std::string& path) override {
+    int dfd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return ErrnoStatus(errno, "open directory " + path);
+    DIR* d = ::fdopendir(dfd);
+    if (d == nullptr) {
+      int err = errno;
+      ::close(dfd);
+      return ErrnoStatus(err, "open directory " + path);
+    }
+    std::vector<StatEntry> out;
+    for (;;) {
+      errno = 0;
+      struct dirent* e = ::readdir(d);
+      if (e == nullptr) {
+        int err = errno;
+        ::closedir(d);  // closes dfd
+        if (err != 0) return ErrnoStatus(err, "read directory " + path);
+        return out;
+      }
+      std::string_view name = e->d_name;
+      if (name == "." || name == "..") continue;
+      struct stat st;
+      if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) {
+          out.push_back(StatEntry{std::string(name), FileInfo{}, /*vanished=*/true});
+          continue;
+        }
+        int err = errno;
+        ::closedir(d);
+        return ErrnoStatus(err, "lstat " + JoinPath(path, name));
+      }
+      out.push_back(StatEntry{std::string(name), InfoFromStat(st)});
+    }
+  }
+
   Result<std::string> ReadLink(const std::string& path) override {
     std::string buf(256, '\0');
     for (;;) {
@@ -414,6 +449,22 @@ Status Env::RemoveAll(const std::string& path) {
   }
   Status s = Remove(path);
   return s.IsNotFound() ? Status::Ok() : s;
+}
+
+Result<std::vector<Env::StatEntry>> Env::ListDirStat(const std::string& path) {
+  DEPOT_ASSIGN_OR_RETURN(auto names, ListDir(path));
+  std::vector<StatEntry> out;
+  out.reserve(names.size());
+  for (auto& e : names) {
+    auto info = Lstat(JoinPath(path, e.name));
+    if (!info.ok()) {
+      if (!info.status().IsNotFound()) return info.status();
+      out.push_back(StatEntry{std::move(e.name), FileInfo{}, /*vanished=*/true});
+      continue;
+    }
+    out.push_back(StatEntry{std::move(e.name), *info});
+  }
+  return out;
 }
 
 Result<bool> Env::Exists(const std::string& path) {

@@ -171,6 +171,20 @@ void CurlSource::ReturnHandle(std::unique_ptr<Handle> h) {
   if (idle_.size() < 64) idle_.push_back(std::move(h));
 }
 
+namespace {
+// Recycled bodies kept at most: a fetch's transfers in flight plus its workers'
+// queues; larger buffers (a manifest) are not kept.
+constexpr std::size_t kMaxSpare = 512;
+constexpr std::size_t kMaxSpareCapacity = 4u << 20;
+}  // namespace
+
+void CurlSource::Recycle(std::string buffer) {
+  if (buffer.capacity() == 0 || buffer.capacity() > kMaxSpareCapacity) return;
+  buffer.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (spare_.size() < kMaxSpare) spare_.push_back(std::move(buffer));
+}
+
 core::Result<std::string> CurlSource::Fetch(const std::string& path, std::uint64_t max_bytes) {
   DEPOT_RETURN_IF_ERROR(core::ValidateRelativePath(path));
   auto h = TakeHandle();
@@ -208,6 +222,13 @@ Status CurlSource::FetchMany(
       }
       auto h = TakeHandle();
       h->index = i;
+      if (h->body.capacity() == 0) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!spare_.empty()) {
+          h->body = std::move(spare_.back());
+          spare_.pop_back();
+        }
+      }
       h->Prepare(base_url_ + "/" + requests[i].path, requests[i].max_bytes);
       curl_easy_setopt(h->easy, CURLOPT_PRIVATE, h.get());
       curl_multi_add_handle(multi, h->easy);

@@ -279,6 +279,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
             continue;
           }
           place(i, *data);
+          source->Recycle(std::move(*work->frame));
           ++fetched_chunks;
           fetched_bytes += c.size;
           if (cache_batch) {

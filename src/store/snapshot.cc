@@ -291,7 +291,7 @@ class Worker {
 Status Walk(core::Env* env, const std::string& root, const std::string& rel,
             std::vector<Entry>* entries, std::vector<FileJob>* jobs, SnapshotStats* stats) {
   const std::string dir = rel.empty() ? root : core::JoinPath(root, rel);
-  auto listing = env->ListDir(dir);
+  auto listing = env->ListDirStat(dir);
   if (!listing.ok()) {
     const Status& s = listing.status();
     std::string what = rel.empty() ? "the source directory" : rel;
@@ -303,18 +303,15 @@ Status Walk(core::Env* env, const std::string& root, const std::string& rel,
   }
   auto names = std::move(*listing);
   std::sort(names.begin(), names.end(),
-            [](const core::DirEntry& a, const core::DirEntry& b) { return a.name < b.name; });
+            [](const core::Env::StatEntry& a, const core::Env::StatEntry& b) {
+              return a.name < b.name;
+            });
   for (const auto& de : names) {
     std::string child = rel.empty() ? de.name : core::JoinPath(rel, de.name);
     DEPOT_RETURN_IF_ERROR(core::ValidateRelativePath(child).WithContext("cannot package"));
     const std::string full = core::JoinPath(root, child);
-    auto info = env->Lstat(full);
-    if (!info.ok()) {
-      if (info.status().IsNotFound()) {
-        return Status::NotFound(child + ": vanished while the snapshot was running");
-      }
-      return info.status().WithContext(child);
-    }
+    if (de.vanished) return Status::NotFound(child + ": vanished while the snapshot was running");
+    const FileInfo* info = &de.info;
     Entry e;
     e.path = child;
     e.mode = info->mode & 0777;
