@@ -67,6 +67,32 @@ TEST(AtomicBatchTest, FailedSyncRenamesNothing) {
   }
 }
 
+TEST(AtomicBatchTest, FailedRenameInLargeBatchLeavesNoTemps) {
+  testing::TempDir dir;
+  Env* env = Env::Default();
+  AtomicBatch batch(env, dir.path());
+  // One final name is taken by a non-empty directory, so its rename fails while
+  // others (on other threads) may already have succeeded.
+  ASSERT_TRUE(env->CreateDir(dir.Sub("f1500")).ok());
+  testing::WriteFileOrDie(dir.Sub("f1500/inside"), "x");
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_TRUE(batch.Add(dir.Sub("f" + std::to_string(i)), std::to_string(i)).ok());
+  }
+  Status s = batch.Commit();
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("f1500"), std::string::npos) << s.ToString();
+  std::size_t files = 0;
+  for (const auto& name : Names(env, dir.path())) {
+    EXPECT_NE(name[0], '.') << "temp file left behind: " << name;
+    if (name != "f1500") {
+      ++files;
+      EXPECT_EQ(testing::ReadFileOrDie(dir.Sub(name)), name.substr(1));  // complete
+    }
+  }
+  EXPECT_LT(files, 3000u);
+  EXPECT_EQ(batch.size(), 0u);
+}
+
 TEST(AtomicBatchTest, FullDiskFailsAddCleanly) {
   testing::TempDir dir;
   testing::FaultyEnv env(Env::Default());

@@ -81,5 +81,28 @@ TEST(EnvTest, PathHelpers) {
   EXPECT_FALSE(IsAbandonedTemp("name"));
 }
 
+TEST(EnvTest, ListDirStatMatchesListDirAndLstat) {
+  testing::TempDir dir;
+  testing::WriteFileOrDie(dir.Sub("a/file"), "12345", 0640);
+  ASSERT_TRUE(Env::Default()->CreateDir(dir.Sub("a/sub")).ok());
+  ASSERT_TRUE(Env::Default()->CreateSymlink("file", dir.Sub("a/link")).ok());
+  testing::FaultyEnv generic(Env::Default());  // the base-class implementation
+  for (Env* env : {Env::Default(), static_cast<Env*>(&generic)}) {
+    auto listed = env->ListDirStat(dir.Sub("a"));
+    ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+    ASSERT_EQ(listed->size(), 3u);
+    for (const auto& e : *listed) {
+      EXPECT_FALSE(e.vanished);
+      auto want = env->Lstat(dir.Sub("a/" + e.name));
+      ASSERT_TRUE(want.ok());
+      EXPECT_EQ(e.info.type, want->type) << e.name;
+      EXPECT_EQ(e.info.mode, want->mode) << e.name;
+      EXPECT_EQ(e.info.size, want->size) << e.name;
+      EXPECT_EQ(e.info.inode, want->inode) << e.name;
+    }
+    EXPECT_TRUE(env->ListDirStat(dir.Sub("missing")).status().IsNotFound());
+  }
+}
+
 }  // namespace
 }  // namespace depot::core

@@ -51,6 +51,11 @@ TEST(Sha256Test, ParseDigestHex) {
   EXPECT_EQ(*d, Sha256::Hash("x"));
   EXPECT_TRUE(ParseDigestHex("abc").status().IsInvalidArgument());
   EXPECT_TRUE(ParseDigestHex(std::string(64, 'A')).status().IsInvalidArgument());
+  std::string last_bad = Sha256::HashHex("y");
+  last_bad.back() = 'g';
+  EXPECT_TRUE(ParseDigestHex(last_bad).status().IsInvalidArgument());
+  EXPECT_TRUE(ParseDigestHex(Sha256::HashHex("y") + "0").status().IsInvalidArgument());
+  EXPECT_EQ(DigestHex(*ParseDigestHex(Sha256::HashHex("y"))), Sha256::HashHex("y"));
 }
 
 }  // namespace

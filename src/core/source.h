@@ -44,6 +44,11 @@ class RepoSource {
   virtual Status FetchMany(const std::vector<FetchRequest>& requests, unsigned parallel,
                            const std::function<bool(std::size_t, Result<std::string>)>& on_done);
 
+  // Hands back a string a result was delivered in, once the caller is done with it,
+  // so a source may receive later bodies into its memory instead of allocating
+  // (tens of thousands of 16-256 KiB bodies per fetch). Optional; any thread.
+  virtual void Recycle(std::string buffer) { (void)buffer; }
+
   // Bytes received from this source so far (bodies, including rejected ones).
   std::uint64_t BytesFetched() const { return bytes_fetched_.load(); }
 

@@ -43,6 +43,7 @@ class CurlSource final : public core::RepoSource {
   core::Status FetchMany(
       const std::vector<core::FetchRequest>& requests, unsigned parallel,
       const std::function<bool(std::size_t, core::Result<std::string>)>& on_done) override;
+  void Recycle(std::string buffer) override;
 
  private:
   struct Handle;
@@ -54,6 +55,7 @@ class CurlSource final : public core::RepoSource {
   CurlOptions options_;
   std::mutex mu_;
   std::vector<std::unique_ptr<Handle>> idle_;
+  std::vector<std::string> spare_;  // recycled body buffers
 };
 
 }  // namespace depot::http

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/atomic_batch.h"
+#include "core/background_sync.h"
 #include "core/log.h"
 #include "core/parallel.h"
 #include "core/random.h"
@@ -154,15 +155,31 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     std::lock_guard<std::mutex> lock(mu);
     return !first_error.ok();
   };
+  std::unique_ptr<core::BackgroundSync> background_sync;
+  if (req.background_sync_bytes != 0) {
+    background_sync = std::make_unique<core::BackgroundSync>(
+        env, parent.empty() ? "." : parent, req.background_sync_bytes);
+  }
   auto place = [&](std::size_t i, std::string_view data) {
     Status s = assembler.Place(i, data);
     if (!s.ok()) fail(std::move(s));
     if (req.progress_bytes) *req.progress_bytes = assembler.bytes_placed();
+    if (background_sync) background_sync->Wrote(data.size());
   };
 
   // 1. Chunks already in the cache (re-verified: a cache is only a hint).
   std::vector<std::size_t> missing;
   if (cache) {
+    // Probing tens of thousands of absent chunks one open at a time costs more than
+    // listing the cache, unless the cache is much larger than this version.
+    store::ChunkIdSet listed;
+    bool use_list = false;
+    {
+      auto entries = cache->EstimateEntries();
+      if (entries.ok() && *entries <= 8 * chunks.size() + 4096) {
+        use_list = cache->ListIds(&listed).ok();
+      }
+    }
     std::vector<char> hit(chunks.size(), 0);
     std::atomic<std::size_t> next{0};
     std::atomic<std::uint64_t> hit_bytes{0};
@@ -170,6 +187,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
       for (;;) {
         std::size_t i = next++;
         if (i >= chunks.size() || failed()) return;
+        if (use_list && listed.count(chunks[i].id) == 0) continue;
         auto data = cache->Get(chunks[i].id, chunks[i].size, /*verify=*/true);
         if (data.ok()) {
           hit[i] = 1;
@@ -219,6 +237,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     std::vector<std::thread> workers;
     for (unsigned w = 0; w < threads; ++w) {
       workers.emplace_back([&, w] {
+        std::string buffer;  // this worker's decompressed chunks, reused
         while (auto work = queues[w]->Pop()) {
           std::size_t i = work->chunk;
           const auto& c = chunks[i];
@@ -235,11 +254,18 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
             }
             continue;
           }
-          core::Result<std::string> data =
-              cache ? cache->PutFrame(c.id, c.size, *work->frame, cache_batch.get())
-                    : store::DecompressFrame(*work->frame, c.size);
-          if (data.ok() && !cache && core::Sha256::Hash(*data) != c.id) {
-            data = Status::Corruption("bytes do not hash to the chunk id");
+          core::Result<std::string_view> data =
+              store::DecompressFrameInto(*work->frame, c.size, &buffer);
+          if (data.ok() && core::Sha256::Hash(*data) != c.id) {
+            data = Status::Corruption("bytes do not hash to the id");
+          }
+          if (data.ok() && cache) {
+            // Verified just now: the frame is cached as received.
+            Status s = cache->PutFrameTrusted(c.id, *work->frame, cache_batch.get());
+            if (!s.ok()) {
+              fail(s.WithContext("cache"));
+              continue;
+            }
           }
           if (!data.ok()) {
             core::Log(core::LogLevel::kWarn, "fetch.bad_chunk",
@@ -253,6 +279,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
             continue;
           }
           place(i, *data);
+          source->Recycle(std::move(*work->frame));
           ++fetched_chunks;
           fetched_bytes += c.size;
           if (cache_batch) {
@@ -303,6 +330,10 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   result.fetched_bytes = fetched_bytes;
   result.transfer_bytes = source->BytesFetched() - transfer_start;
 
+  if (background_sync) {
+    Status s = background_sync->Stop();
+    if (!s.ok()) fail(s.WithContext("writing " + staging));
+  }
   // Keep what was verified, whatever happens next.
   if (cache_batch) {
     Status s = cache_batch->Commit();

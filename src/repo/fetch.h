@@ -27,6 +27,9 @@ struct FetchRequest {
   unsigned parallel = 16;    // concurrent downloads
   unsigned threads = 0;      // verify/assemble workers; 0: all cores
   int max_rounds = 4;        // download rounds for chunks that failed transiently
+  // Sync the destination's filesystem in the background after this many bytes are
+  // placed (core::BackgroundSync), so the final sync has little left; 0: only then.
+  std::uint64_t background_sync_bytes = 128ull << 20;
   core::Duration first_backoff = std::chrono::milliseconds(200);
   // Progress counters (bytes placed into the tree, and its total) for a CLI bar.
   std::atomic<std::uint64_t>* progress_bytes = nullptr;

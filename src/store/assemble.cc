@@ -35,6 +35,9 @@ Assembler::Assembler(core::Env* env, const Manifest* manifest, std::string stagi
   }
   first_placement_.push_back(static_cast<std::uint32_t>(placements_.size()));
   placed_ = std::make_unique<std::atomic<bool>[]>(chunks_.size());
+  next_offset_.assign(manifest_->entries.size(), 0);
+  hash_state_.assign(manifest_->entries.size(), HashState::kInOrder);
+  stripes_ = std::make_unique<Stripe[]>(kStripes);
 }
 
 Assembler::~Assembler() {
@@ -92,10 +95,81 @@ Status Assembler::Place(std::size_t chunk_index, std::string_view data) {
     // Finish() a path lookup per file.
     if (entry.chunks.size() == 1) DEPOT_RETURN_IF_ERROR(f->SetMode(entry.mode));
     DEPOT_RETURN_IF_ERROR(f->Close());
+    if (entry.chunks.size() > 1) DEPOT_RETURN_IF_ERROR(HashInOrder(pl.entry, pl.offset, data));
   }
   placed_[chunk_index] = true;
   bytes_placed_ += data.size() * (first_placement_[chunk_index + 1] - first_placement_[chunk_index]);
   return Status::Ok();
+}
+
+// Hashing the bytes as they are written spares reading the file back in Finish. The
+// hash covers what was written, at the offsets written, so it checks the same thing
+// a read-back would: that the chunks, laid out as the manifest says, make the file
+// the manifest describes. A file whose chunks come too far out of order, or that is
+// written twice at one place, is left to Finish.
+Status Assembler::HashInOrder(std::uint32_t e, std::uint64_t offset, std::string_view data) {
+  const Entry& entry = manifest_->entries[e];
+  Stripe& stripe = stripes_[e % kStripes];
+  std::lock_guard<std::mutex> lock(stripe.mu);
+  if (hash_state_[e] == HashState::kReadBack || hash_state_[e] == HashState::kMismatch) {
+    return Status::Ok();
+  }
+  // Written again after it was verified, or over bytes already hashed (a repeated
+  // Place): only reading the file back tells what it holds now.
+  if (hash_state_[e] == HashState::kVerified || offset < next_offset_[e]) {
+    GiveUpHashing(stripe, e);
+    return Status::Ok();
+  }
+  auto& partial = stripe.active[e];
+  if (!partial) partial = std::make_unique<Partial>();
+  if (offset > next_offset_[e]) {
+    if (partial->early.count(offset) != 0 ||
+        early_bytes_.fetch_add(data.size()) + data.size() > kMaxEarlyBytes) {
+      early_bytes_ -= data.size();
+      GiveUpHashing(stripe, e);
+      return Status::Ok();
+    }
+    partial->early.emplace(offset, std::string(data));
+    return Status::Ok();
+  }
+  partial->hasher.Update(data);
+  next_offset_[e] += data.size();
+  // The chunks that were waiting for these bytes.
+  while (!partial->early.empty() && partial->early.begin()->first <= next_offset_[e]) {
+    auto node = partial->early.extract(partial->early.begin());
+    early_bytes_ -= node.mapped().size();
+    if (node.key() < next_offset_[e]) {  // overlaps bytes already hashed
+      GiveUpHashing(stripe, e);
+      return Status::Ok();
+    }
+    partial->hasher.Update(node.mapped());
+    next_offset_[e] += node.mapped().size();
+  }
+  if (next_offset_[e] < entry.size) return Status::Ok();
+  core::Digest d = partial->hasher.Finish();
+  const bool extra = !partial->early.empty();
+  DropPartial(stripe, e);
+  if (next_offset_[e] != entry.size || extra || d != entry.sha256) {
+    hash_state_[e] = HashState::kMismatch;
+    return Status::Corruption(entry.path + ": assembled file does not match the manifest (" +
+                              std::to_string(next_offset_[e]) + " bytes, sha256 " +
+                              core::DigestHex(d) + ")");
+  }
+  hash_state_[e] = HashState::kVerified;
+  ++hashed_in_order_;
+  return Status::Ok();
+}
+
+void Assembler::GiveUpHashing(Stripe& stripe, std::uint32_t e) {
+  hash_state_[e] = HashState::kReadBack;
+  DropPartial(stripe, e);
+}
+
+void Assembler::DropPartial(Stripe& stripe, std::uint32_t e) {
+  auto it = stripe.active.find(e);
+  if (it == stripe.active.end()) return;
+  for (const auto& [offset, bytes] : it->second->early) early_bytes_ -= bytes.size();
+  stripe.active.erase(it);
 }
 
 Status Assembler::Finish(unsigned threads) {
@@ -104,12 +178,17 @@ Status Assembler::Finish(unsigned threads) {
       return Status::Corruption("chunk " + core::DigestHex(chunks_[i].id) + " was never placed");
     }
   }
-  // Verify multi-chunk files by reading them back; largest first across threads.
+  // Verify the multi-chunk files Place could not hash in order by reading them back;
+  // largest first across threads.
   std::vector<std::uint32_t> to_verify;
   for (std::uint32_t e = 0; e < manifest_->entries.size(); ++e) {
     const Entry& entry = manifest_->entries[e];
-    if (entry.type == EntryType::kFile && entry.chunks.size() > 1) to_verify.push_back(e);
+    if (entry.type == EntryType::kFile && entry.chunks.size() > 1 &&
+        hash_state_[e] != HashState::kVerified) {
+      to_verify.push_back(e);
+    }
   }
+  read_back_ += to_verify.size();
   std::sort(to_verify.begin(), to_verify.end(), [&](std::uint32_t a, std::uint32_t b) {
     return manifest_->entries[a].size > manifest_->entries[b].size;
   });

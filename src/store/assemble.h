@@ -9,12 +9,16 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/env.h"
+#include "core/sha256.h"
 #include "store/manifest.h"
 
 namespace depot::store {
@@ -44,12 +48,24 @@ class Assembler {
   // Writes a chunk's bytes at every offset of every file that uses them. The caller
   // must have verified `data` against the chunk id (size is re-checked here).
   // Thread-safe; each index should be placed once.
+  //
+  // A multi-chunk file whose chunks are placed in file order, or nearly (a fetch
+  // requests them in that order; parallel transfers finish a little out of it), is
+  // hashed from the bytes as they are written: a chunk that comes early is kept in
+  // memory (kMaxEarlyBytes for all files together) until the bytes before it are
+  // hashed. Place returns Corruption naming the file when its last chunk completes a
+  // file whose SHA-256 differs from the manifest's.
   core::Status Place(std::size_t chunk_index, std::string_view data);
 
-  // Checks every chunk was placed, verifies the SHA-256 of every multi-chunk file by
-  // reading it back (a single-chunk file's hash is its verified chunk id), applies
-  // the manifest's modes, and makes everything durable. Corruption names the file.
+  // Checks every chunk was placed, verifies the SHA-256 of every multi-chunk file that
+  // Place could not hash in order by reading it back (a single-chunk file's hash is
+  // its verified chunk id), applies the manifest's modes, and makes everything
+  // durable. Corruption names the file.
   core::Status Finish(unsigned threads);
+
+  // Multi-chunk files verified while being written, and by reading back in Finish.
+  std::uint64_t files_hashed_in_order() const { return hashed_in_order_.load(); }
+  std::uint64_t files_read_back() const { return read_back_.load(); }
 
   // Renames the staging directory to `dest`, which must not exist (InvalidArgument
   // otherwise), and makes the rename durable.
@@ -65,7 +81,30 @@ class Assembler {
     std::uint32_t entry;
     std::uint64_t offset;
   };
+  // In-order hashing of one multi-chunk file (see Place).
+  enum class HashState : std::uint8_t {
+    kInOrder,   // every byte before next_offset_[e] was hashed, in order
+    kReadBack,  // a chunk came out of order: Finish reads the file back
+    kVerified,  // hashed completely, matches the manifest
+    kMismatch,  // hashed completely, does not match (Place reported it)
+  };
+  // Locks guard the hash states of the entries with the same index modulo kStripes;
+  // `active` holds the files partly hashed: the hasher, and chunks that came early
+  // (by offset).
+  static constexpr std::size_t kStripes = 64;
+  struct Partial {
+    core::Sha256 hasher;
+    std::map<std::uint64_t, std::string> early;
+  };
+  struct Stripe {
+    std::mutex mu;
+    std::unordered_map<std::uint32_t, std::unique_ptr<Partial>> active;
+  };
   std::string FilePath(std::uint32_t entry) const;
+  core::Status HashInOrder(std::uint32_t entry, std::uint64_t offset, std::string_view data);
+  // Drops a file's partial hash (its early chunks too): Finish reads it back.
+  void GiveUpHashing(Stripe& stripe, std::uint32_t entry);
+  void DropPartial(Stripe& stripe, std::uint32_t entry);  // frees it, keeps the state
 
   core::Env* env_;
   const Manifest* manifest_;
@@ -75,6 +114,16 @@ class Assembler {
   std::vector<Placement> placements_;           // grouped by chunk
   std::unique_ptr<std::atomic<bool>[]> placed_;
   std::atomic<std::uint64_t> bytes_placed_{0};
+  std::vector<std::uint64_t> next_offset_;  // per entry, guarded by its stripe
+  std::vector<HashState> hash_state_;       // per entry, guarded by its stripe
+  std::unique_ptr<Stripe[]> stripes_;
+  std::atomic<std::uint64_t> hashed_in_order_{0}, read_back_{0};
+  std::atomic<std::uint64_t> early_bytes_{0};  // held in Partial::early, all files
+
+ public:
+  // Memory for chunks that came early, all files together; beyond it a file is read
+  // back instead. A fetch's reordering window is about its parallel transfers.
+  static constexpr std::uint64_t kMaxEarlyBytes = 64ull << 20;
   bool prepared_ = false;
   bool committed_ = false;
 };

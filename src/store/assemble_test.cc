@@ -92,6 +92,70 @@ TEST_F(AssembleTest, WrongBytesAreCaughtAndNothingIsCommitted) {
   ::chmod((src_ + "/ro").c_str(), 0755);
 }
 
+// Orders in which a test places the chunks of the fixture's tree.
+enum class Order { kForward, kReverse, kRepeatSecond };
+
+std::vector<std::size_t> PlacementOrder(std::size_t n, Order order) {
+  std::vector<std::size_t> out;
+  for (std::size_t k = 0; k < n; ++k) out.push_back(order == Order::kReverse ? n - 1 - k : k);
+  // The second chunk twice, before the first: the same bytes written twice at one
+  // place, which only a read-back can vouch for.
+  if (order == Order::kRepeatSecond) out.insert(out.begin(), {1, 1});
+  return out;
+}
+
+TEST_F(AssembleTest, FilesAreHashedWhileWrittenEvenOutOfOrderElseReadBack) {
+  int round = 0;
+  for (Order order : {Order::kForward, Order::kReverse, Order::kRepeatSecond}) {
+    SCOPED_TRACE(++round);
+    std::string name = "out" + std::to_string(round);
+    Assembler a(core::Env::Default(), &m_, dir_.Sub("." + name + ".staging"));
+    ASSERT_TRUE(a.Prepare().ok());
+    for (std::size_t i : PlacementOrder(a.chunks().size(), order)) {
+      const auto& c = a.chunks()[i];
+      ASSERT_TRUE(a.Place(i, *store_.Get(c.id, c.size, true)).ok());
+    }
+    ASSERT_TRUE(a.Finish(2).ok());
+    // bin/tool and bin/copy (same bytes) are the multi-chunk files. Reversed, every
+    // chunk but the first comes early and waits in memory.
+    const bool read_back = order == Order::kRepeatSecond;
+    EXPECT_EQ(a.files_hashed_in_order(), read_back ? 0u : 2u);
+    EXPECT_EQ(a.files_read_back(), read_back ? 2u : 0u);
+    ASSERT_TRUE(a.CommitTo(dir_.Sub(name)).ok());
+    std::string cmd = "cmp -s '" + src_ + "/bin/tool' '" + dir_.Sub(name) + "/bin/copy'";
+    EXPECT_EQ(std::system(cmd.c_str()), 0);
+    ::chmod(dir_.Sub(name + "/ro").c_str(), 0755);
+  }
+  ::chmod((src_ + "/ro").c_str(), 0755);
+}
+
+TEST_F(AssembleTest, ManifestHashMismatchIsCaughtWhileWrittenOrOnReadBack) {
+  // The chunks are right but the manifest's file hash is not: Place reports it when
+  // it completes the file, Finish when it has to read the file back.
+  Manifest bad = m_;
+  for (auto& e : bad.entries) {
+    if (e.path == "bin/tool") e.sha256 = core::Sha256::Hash("something else");
+  }
+  int round = 0;
+  for (Order order : {Order::kForward, Order::kReverse, Order::kRepeatSecond}) {
+    SCOPED_TRACE(++round);
+    Assembler a(core::Env::Default(), &bad, dir_.Sub(".bad" + std::to_string(round)));
+    ASSERT_TRUE(a.Prepare().ok());
+    Status placed;
+    for (std::size_t i : PlacementOrder(a.chunks().size(), order)) {
+      const auto& c = a.chunks()[i];
+      Status s = a.Place(i, *store_.Get(c.id, c.size, true));
+      if (placed.ok()) placed = s;
+    }
+    Status finished = a.Finish(2);
+    Status s = order == Order::kRepeatSecond ? finished : placed;
+    EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+    EXPECT_NE(s.message().find("bin/tool"), std::string::npos) << s.message();
+    EXPECT_TRUE(finished.IsCorruption()) << finished.ToString();  // and it stays refused
+  }
+  ::chmod((src_ + "/ro").c_str(), 0755);
+}
+
 TEST_F(AssembleTest, MissingChunkAndWrongSizeAreErrors) {
   Assembler a(core::Env::Default(), &m_, dir_.Sub(".staging"));
   ASSERT_TRUE(a.Prepare().ok());

@@ -95,6 +95,41 @@ core::Result<std::string> ChunkStore::Get(const ChunkId& id, std::uint64_t expec
 
 core::Status ChunkStore::Remove(const ChunkId& id) { return env_->Remove(PathOf(id)); }
 
+core::Status ChunkStore::ListIds(ChunkIdSet* out) {
+  static const char kDigits[] = "0123456789abcdef";
+  for (int i = 0; i < 256; ++i) {
+    char sub[3] = {kDigits[i >> 4], kDigits[i & 15], 0};
+    auto files = env_->ListDir(core::JoinPath(root_, sub));
+    if (!files.ok()) {
+      if (files.status().IsNotFound()) continue;  // nothing stored there
+      return files.status();
+    }
+    for (const auto& f : *files) {
+      if (f.name.size() != 64 || f.name.compare(0, 2, sub) != 0) continue;  // temp or stray
+      auto id = core::ParseDigestHex(f.name);
+      if (id.ok()) out->insert(*id);
+    }
+  }
+  return core::Status::Ok();
+}
+
+core::Result<std::uint64_t> ChunkStore::EstimateEntries() {
+  // An ext4/xfs entry for a 64-character name takes about 72-80 bytes of directory.
+  constexpr std::uint64_t kBytesPerEntry = 72;
+  static const char kDigits[] = "0123456789abcdef";
+  std::uint64_t bytes = 0;
+  for (int i = 0; i < 256; ++i) {
+    char sub[3] = {kDigits[i >> 4], kDigits[i & 15], 0};
+    auto info = env_->Stat(core::JoinPath(root_, sub));
+    if (!info.ok()) {
+      if (info.status().IsNotFound()) continue;
+      return info.status();
+    }
+    bytes += info->size;
+  }
+  return bytes / kBytesPerEntry;
+}
+
 core::Status ChunkStore::ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn,
                                  const std::function<void(const std::string&)>& on_stray) {
   DEPOT_ASSIGN_OR_RETURN(auto subdirs, env_->ListDir(root_));

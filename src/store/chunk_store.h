@@ -75,9 +75,12 @@ class ChunkStore {
   core::Result<std::string> PutFrame(const ChunkId& id, std::uint64_t size,
                                      std::string_view frame, core::AtomicBatch* batch = nullptr);
 
-  // Writes a frame the caller has just made itself from bytes it just hashed (the
-  // snapshot's hot path, which would otherwise hash and decompress everything twice).
-  // The caller guarantees frame == CompressFrame(data) with SHA-256(data) == id.
+  // Writes a frame the caller has verified itself, without checking again or
+  // looking for an existing copy: one it just made from bytes it just hashed (the
+  // snapshot), or one it just decompressed to bytes whose SHA-256 is `id` (a fetch
+  // filling its cache). Hashing and decompressing everything twice would otherwise
+  // double the CPU of both. A chunk already present is replaced by the same bytes
+  // (atomically, by rename).
   core::Status PutFrameTrusted(const ChunkId& id, std::string_view frame,
                                core::AtomicBatch* batch);
 
@@ -91,6 +94,18 @@ class ChunkStore {
 
   // Removes a chunk; NotFound when absent.
   core::Status Remove(const ChunkId& id);
+
+  // Adds the id of every chunk file present to `out`: one pass over the 256
+  // directories instead of one lookup per chunk (Has), which is what storing tens of
+  // thousands of new chunks would otherwise cost. A snapshot of the moment: chunks
+  // stored or removed afterwards by others are not reflected.
+  core::Status ListIds(ChunkIdSet* out);
+
+  // Roughly how many directory entries ListIds would have to read, judged from the
+  // sizes of the fan-out directories (which grow with their entries and never
+  // shrink, like the cost of reading them). Lets callers choose between ListIds and
+  // per-chunk Has. Cheap: 256 stat calls.
+  core::Result<std::uint64_t> EstimateEntries();
 
   // Calls fn(id, stored_bytes) for every chunk; stops early if fn returns false.
   // Files whose names are not chunk ids (other than temp files) are reported through

@@ -25,10 +25,22 @@ inline constexpr int kMaxCompressionLevel = 19;
 // IOError only if zstd itself fails (out of memory).
 core::Result<std::string> CompressFrame(std::string_view data, int level = kDefaultCompressionLevel);
 
+// The same frame, made in `*buffer` (grown as needed, never shrunk) and returned as a
+// view into it, valid until the buffer is next used. For hot loops: a fresh
+// compressBound-sized string per chunk costs an allocation and a page-zeroing pass.
+core::Result<std::string_view> CompressFrameInto(std::string_view data, int level,
+                                                 std::string* buffer);
+
 // Decompresses one frame that must hold exactly `expected_size` bytes. Corruption if
 // the frame is malformed, declares another size, is followed by trailing bytes, or
 // decompresses to a different length.
 core::Result<std::string> DecompressFrame(std::string_view frame, std::uint64_t expected_size);
+
+// DecompressFrame into `*buffer` (grown as needed, never shrunk), returning a view of
+// the `expected_size` bytes, valid until the buffer is next used. Same checks.
+core::Result<std::string_view> DecompressFrameInto(std::string_view frame,
+                                                   std::uint64_t expected_size,
+                                                   std::string* buffer);
 
 // Decompresses one frame of unknown size, refusing more than `max_size` bytes.
 core::Result<std::string> DecompressFrameBounded(std::string_view frame, std::uint64_t max_size);

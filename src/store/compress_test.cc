@@ -37,5 +37,31 @@ TEST(CompressTest, DetectsDamage) {
   EXPECT_TRUE(DecompressFrameBounded(frame, data.size()).ok());
 }
 
+TEST(CompressTest, IntoReusedBufferMatchesCompressFrame) {
+  std::string buffer;
+  std::string big = testing::RandomData(200000, 11);
+  std::string text(5000, 'q');
+  for (const std::string* data : {&big, &text, &big}) {
+    auto view = CompressFrameInto(*data, 1, &buffer);
+    ASSERT_TRUE(view.ok());
+    EXPECT_EQ(std::string(*view), *CompressFrame(*data, 1));
+    EXPECT_EQ(*DecompressFrame(*view, data->size()), *data);
+  }
+  // The buffer kept its size from the largest input (no reallocation later).
+  EXPECT_GE(buffer.size(), big.size());
+}
+
+TEST(CompressTest, DecompressIntoReusedBufferChecksLikeDecompressFrame) {
+  std::string buffer;
+  std::string big = testing::RandomData(200000, 12);
+  std::string text(3000, 't');
+  std::string big_frame = *CompressFrame(big), text_frame = *CompressFrame(text);
+  EXPECT_EQ(*DecompressFrameInto(big_frame, big.size(), &buffer), big);
+  EXPECT_EQ(*DecompressFrameInto(text_frame, text.size(), &buffer), text);
+  EXPECT_TRUE(DecompressFrameInto(text_frame, text.size() + 1, &buffer).status().IsCorruption());
+  EXPECT_TRUE(DecompressFrameInto(text_frame + "x", text.size(), &buffer).status().IsCorruption());
+  EXPECT_TRUE(DecompressFrameInto("not zstd", 8, &buffer).status().IsCorruption());
+}
+
 }  // namespace
 }  // namespace depot::store

@@ -55,6 +55,90 @@ Manifest Sample() {
   return m;
 }
 
+// The serializer depot used before it wrote JSON directly: a nlohmann document,
+// dumped compact (std::map objects: keys in byte order). Its bytes are the format.
+std::string ReferenceSerialize(const Manifest& m) {
+  using Json = nlohmann::json;
+  Json programs = Json::array();
+  for (const auto& p : m.programs) {
+    programs.push_back({{"name", p.name},
+                        {"command", p.command},
+                        {"timeout_s", p.timeout_s},
+                        {"exit_codes",
+                         {{"success", p.success_codes},
+                          {"reboot", p.reboot_codes},
+                          {"retry", p.retry_codes}}}});
+  }
+  Json entries = Json::array();
+  for (const auto& e : m.entries) {
+    Json j = {{"path", e.path}, {"type", EntryTypeName(e.type)}};
+    switch (e.type) {
+      case EntryType::kDirectory: j["mode"] = e.mode; break;
+      case EntryType::kSymlink: j["target"] = e.target; break;
+      case EntryType::kFile: {
+        j["mode"] = e.mode;
+        j["size"] = e.size;
+        j["sha256"] = core::DigestHex(e.sha256);
+        Json chunks = Json::array();
+        for (const auto& c : e.chunks) chunks.push_back(Json::array({core::DigestHex(c.id), c.size}));
+        j["chunks"] = std::move(chunks);
+        break;
+      }
+    }
+    entries.push_back(std::move(j));
+  }
+  Json doc = {{"format", kManifestFormat},
+              {"package", {{"id", m.package_id}, {"name", m.package_name}}},
+              {"version", m.version},
+              {"created", m.created},
+              {"description", m.description},
+              {"programs", std::move(programs)},
+              {"chunker",
+               {{"algorithm", "fastcdc-gear64-nc2"},
+                {"min", m.chunker.min_size},
+                {"avg", m.chunker.avg_size},
+                {"max", m.chunker.max_size}}},
+              {"entries", std::move(entries)}};
+  return doc.dump(-1, ' ', false, Json::error_handler_t::strict);
+}
+
+TEST(ManifestTest, SerializesExactlyLikeTheNlohmannDocument) {
+  Manifest m = Sample();
+  EXPECT_EQ(*SerializeManifest(m), ReferenceSerialize(m));
+  // Strings that need escaping, and multi-byte UTF-8 that must not be.
+  std::string tricky = "q\"uote\\back/slash \t\n\r\b\f \x01\x1f\x7f caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa6";
+  m.description = tricky;
+  m.programs[0].command = "sh -c \"" + tricky + "\"";
+  m.programs[0].reboot_codes = {};
+  m.programs[0].retry_codes = {1, 2, 255};
+  Program second = m.programs[0];
+  second.name = "uninstall";
+  second.timeout_s = 7 * 86400;
+  m.programs.push_back(second);
+  m.entries.push_back(Dir("sp ace \xc3\xa9", 0));
+  m.entries.push_back(Link("sp ace \xc3\xa9/l\"nk", "../bin/tool"));
+  Entry big = File("zz", "");
+  big.size = 0;
+  for (int i = 0; i < 50; ++i) {
+    std::string part = "part " + std::to_string(i);
+    big.chunks.push_back(ChunkRef{core::Sha256::Hash(part), 4096u * 64u + static_cast<std::uint32_t>(i)});
+    big.size += big.chunks.back().size;
+  }
+  big.sha256 = core::Sha256::Hash("whole");
+  big.mode = 0777;
+  m.entries.push_back(big);
+  m.version = (1ll << 53);
+  m.chunker = {64, 128, 4u << 20};
+  ASSERT_TRUE(ValidateManifest(m).ok()) << ValidateManifest(m).ToString();
+  auto bytes = SerializeManifest(m);
+  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+  EXPECT_EQ(*bytes, ReferenceSerialize(m));
+  // And it parses back to the same manifest.
+  auto back = ParseManifest(*bytes);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*SerializeManifest(*back), *bytes);
+}
+
 TEST(ManifestTest, RoundTripIsExact) {
   Manifest m = Sample();
   auto bytes = SerializeManifest(m);

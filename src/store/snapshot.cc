@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <thread>
 
 #include "core/atomic_batch.h"
+#include "core/background_sync.h"
 #include "core/log.h"
 #include "core/parallel.h"
 #include "core/hex.h"
@@ -50,23 +52,18 @@ struct FileJob {
   std::size_t entry_index = 0;
 };
 
-struct PendingWrite {
-  ChunkId id;
-  std::string frame;
-};
-
 struct Shared {
-  // Chunk files are created by one writer thread: on Linux, file creation in one
-  // filesystem is largely serialised by the kernel, so hashing and compressing
-  // workers should hand writes off rather than wait their turn.
-  core::BlockingQueue<PendingWrite> writes{256};
   core::Env* env;
   ChunkStore* store;
   const Chunker* chunker;
   const SnapshotOptions* options;
   core::AtomicBatch* batch;
+  core::BackgroundSync* background_sync = nullptr;
   std::string root;
   SeenSet seen;
+  // The chunks the store held when the snapshot began, when listing them was
+  // cheaper than one lookup per chunk (see PresenceFor); null: ask the store.
+  const ChunkIdSet* present = nullptr;
   std::atomic<bool> failed{false};
   std::mutex error_mu;
   Status first_error;
@@ -146,7 +143,7 @@ class Worker {
       return a;
     }
     auto file = std::move(*opened);
-    auto before = file->Stat();
+    auto before = file->StatAtOpen();
     if (!before.ok()) {
       a.status = before.status().WithContext(rel);
       return a;
@@ -185,22 +182,29 @@ class Worker {
     file_hash_.Finish();  // drop what an earlier, abandoned attempt fed it
     const bool single = before->size <= sh_->chunker->params().min_size;
     std::uint64_t total = 0;
+    std::uint64_t read_total = 0;
     std::size_t have = 0;  // bytes in buf_ from its start
-    bool eof = false;
+    // Reading stops at the size the file had when opened, without the read that
+    // would return 0 (one system call per file saved): a file that grew meanwhile has
+    // new timestamps, which the check after the read catches.
+    bool eof = before->size == 0;
     while (!eof || have > 0) {
       if (sh_->failed) return a;
       // Top up the buffer.
       while (!eof && have < buf_.size()) {
-        auto n = file->Read(buf_.data() + have, buf_.size() - have);
+        const std::size_t want = static_cast<std::size_t>(
+            std::min<std::uint64_t>(buf_.size() - have, before->size - read_total));
+        auto n = file->Read(buf_.data() + have, want);
         if (!n.ok()) {
           a.status = n.status().WithContext(rel);
           return a;
         }
-        if (*n == 0) {
+        have += *n;
+        read_total += *n;
+        if (*n == 0 || read_total == before->size) {
           eof = true;
           break;
         }
-        have += *n;
       }
       std::size_t off = 0;
       const auto* base = reinterpret_cast<const std::uint8_t*>(buf_.data());
@@ -256,19 +260,29 @@ class Worker {
     if (!single) file_hash_.Update(chunk);
     entry.chunks.push_back(ChunkRef{id, static_cast<std::uint32_t>(chunk.size())});
     if (!sh_->seen.Insert(id)) return Status::Ok();
-    DEPOT_ASSIGN_OR_RETURN(bool present, sh_->store->Has(id));
-    if (present) return Status::Ok();
-    DEPOT_ASSIGN_OR_RETURN(std::string frame,
-                           CompressFrame(chunk, sh_->options->compression_level));
+    if (sh_->present != nullptr) {
+      if (sh_->present->count(id) != 0) return Status::Ok();
+    } else {
+      DEPOT_ASSIGN_OR_RETURN(bool present, sh_->store->Has(id));
+      if (present) return Status::Ok();
+    }
+    DEPOT_ASSIGN_OR_RETURN(std::string_view frame,
+                           CompressFrameInto(chunk, sh_->options->compression_level, &frame_buf_));
     ++sh_->new_chunks;
     sh_->new_bytes += chunk.size();
     sh_->stored_bytes += frame.size();
-    sh_->writes.Push(PendingWrite{id, std::move(frame)});
+    // Each worker writes its own chunk files. (Handing them to one writer thread
+    // cost a futex hand-off per chunk and a third thread on two cores, and the kernel
+    // does not serialise creations in different directories.)
+    DEPOT_RETURN_IF_ERROR(sh_->store->PutFrameTrusted(id, frame, sh_->batch)
+                              .WithContext("storing chunk " + core::DigestHex(id)));
+    if (sh_->background_sync != nullptr) sh_->background_sync->Wrote(frame.size());
     return Status::Ok();
   }
 
   Shared* sh_;
   std::string buf_;
+  std::string frame_buf_;  // reused for every frame this worker makes
   core::Sha256 file_hash_;
 };
 
@@ -277,7 +291,7 @@ class Worker {
 Status Walk(core::Env* env, const std::string& root, const std::string& rel,
             std::vector<Entry>* entries, std::vector<FileJob>* jobs, SnapshotStats* stats) {
   const std::string dir = rel.empty() ? root : core::JoinPath(root, rel);
-  auto listing = env->ListDir(dir);
+  auto listing = env->ListDirStat(dir);
   if (!listing.ok()) {
     const Status& s = listing.status();
     std::string what = rel.empty() ? "the source directory" : rel;
@@ -289,18 +303,15 @@ Status Walk(core::Env* env, const std::string& root, const std::string& rel,
   }
   auto names = std::move(*listing);
   std::sort(names.begin(), names.end(),
-            [](const core::DirEntry& a, const core::DirEntry& b) { return a.name < b.name; });
+            [](const core::Env::StatEntry& a, const core::Env::StatEntry& b) {
+              return a.name < b.name;
+            });
   for (const auto& de : names) {
     std::string child = rel.empty() ? de.name : core::JoinPath(rel, de.name);
     DEPOT_RETURN_IF_ERROR(core::ValidateRelativePath(child).WithContext("cannot package"));
     const std::string full = core::JoinPath(root, child);
-    auto info = env->Lstat(full);
-    if (!info.ok()) {
-      if (info.status().IsNotFound()) {
-        return Status::NotFound(child + ": vanished while the snapshot was running");
-      }
-      return info.status().WithContext(child);
-    }
+    if (de.vanished) return Status::NotFound(child + ": vanished while the snapshot was running");
+    const FileInfo* info = &de.info;
     Entry e;
     e.path = child;
     e.mode = info->mode & 0777;
@@ -335,6 +346,22 @@ Status Walk(core::Env* env, const std::string& root, const std::string& rel,
     }
   }
   return Status::Ok();
+}
+
+// Whether to list the store's chunks once (ChunkStore::ListIds) rather than look
+// each new chunk up (Has). A lookup that misses costs a directory search (~1-2 us);
+// listing costs a fraction of that per entry already stored. So list unless the
+// store is many times larger than what this snapshot is about to check.
+core::Result<bool> ShouldListStore(ChunkStore* store, const SnapshotOptions& options,
+                                   std::size_t files, std::uint64_t bytes) {
+  switch (options.presence) {
+    case PresenceCheck::kList: return true;
+    case PresenceCheck::kLookup: return false;
+    case PresenceCheck::kAuto: break;
+  }
+  const std::uint64_t expected_chunks = files + bytes / options.chunker.avg_size;
+  DEPOT_ASSIGN_OR_RETURN(std::uint64_t entries, store->EstimateEntries());
+  return entries <= 8 * expected_chunks + 4096;
 }
 
 }  // namespace
@@ -385,13 +412,24 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
   shared.batch = &batch;
   shared.root = source_dir;
 
-  std::thread writer([&] {
-    while (auto w = shared.writes.Pop()) {
-      if (shared.failed) continue;  // drain
-      Status s = store->PutFrameTrusted(w->id, w->frame, &batch);
-      if (!s.ok()) shared.Fail(s.WithContext("storing chunk " + core::DigestHex(w->id)));
+  ChunkIdSet present;
+  {
+    std::uint64_t bytes = 0;
+    for (const auto& j : jobs) bytes += j.size_hint;
+    DEPOT_ASSIGN_OR_RETURN(bool list, ShouldListStore(store, options, jobs.size(), bytes));
+    if (list) {
+      DEPOT_RETURN_IF_ERROR(store->ListIds(&present).WithContext("listing " + store->root()));
+      shared.present = &present;
     }
-  });
+  }
+
+  std::unique_ptr<core::BackgroundSync> background_sync;
+  if (options.background_sync_bytes != 0) {
+    background_sync = std::make_unique<core::BackgroundSync>(env, store->root(),
+                                                             options.background_sync_bytes);
+    shared.background_sync = background_sync.get();
+  }
+
   std::atomic<std::size_t> next{0};
   unsigned threads = options.threads ? options.threads : core::DefaultConcurrency();
   threads = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(1, jobs.size())));
@@ -403,8 +441,10 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
       worker.Run(jobs[i], result.entries[jobs[i].entry_index]);
     }
   });
-  shared.writes.Close();
-  writer.join();
+  if (background_sync) {
+    Status s = background_sync->Stop();
+    if (!s.ok()) shared.Fail(s.WithContext("storing chunks"));
+  }
   if (shared.failed) {
     batch.Abort();
     return shared.first_error;

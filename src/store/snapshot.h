@@ -28,11 +28,23 @@
 
 namespace depot::store {
 
+// How a snapshot learns which chunks the store already has.
+enum class PresenceCheck {
+  kAuto,    // list the store once unless it is much larger than the source
+  kList,    // list the store once (ChunkStore::ListIds)
+  kLookup,  // look each new chunk up (ChunkStore::Has)
+};
+
 struct SnapshotOptions {
   ChunkerParams chunker;
+  PresenceCheck presence = PresenceCheck::kAuto;
   unsigned threads = 0;  // 0: one per available core
   int compression_level = kDefaultCompressionLevel;
   int max_attempts = 5;  // reads of one file before giving up on it
+  // Sync the store's filesystem in the background after this many bytes of new
+  // chunk files (core::BackgroundSync), so the final commit has little left to
+  // write; 0: only at the commit.
+  std::uint64_t background_sync_bytes = 128ull << 20;
   core::Duration first_backoff = std::chrono::milliseconds(100);
   core::Clock* clock = core::Clock::Real();  // for backoff sleeps
   // Optional progress counters, updated as work is done (any thread may read them).

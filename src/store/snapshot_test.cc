@@ -104,6 +104,33 @@ TEST_F(SnapshotTest, SecondSnapshotStoresOnlyChangedChunks) {
   EXPECT_LT(edited->stats.new_bytes, 3u * 256 * 1024);
 }
 
+TEST_F(SnapshotTest, ListingAndLookupFindTheSameChunks) {
+  testing::WriteFileOrDie(src_ + "/a.bin", testing::RandomData(1 << 20, 4));
+  testing::WriteFileOrDie(src_ + "/b.txt", "small");
+  testing::WriteFileOrDie(src_ + "/c.txt", "small");  // same chunk as b.txt
+  int round = 0;
+  for (PresenceCheck mode : {PresenceCheck::kList, PresenceCheck::kLookup, PresenceCheck::kAuto}) {
+    SCOPED_TRACE(++round);
+    ChunkStore store(core::Env::Default(), dir_.Sub("store" + std::to_string(round)), 1);
+    ASSERT_TRUE(store.Create().ok());
+    SnapshotOptions opts;
+    opts.presence = mode;
+    auto first = Snapshot(core::Env::Default(), src_, &store, opts);
+    ASSERT_TRUE(first.ok()) << first.status().ToString();
+    EXPECT_GE(first->stats.new_chunks, 2u);
+    auto again = Snapshot(core::Env::Default(), src_, &store, opts);
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->stats.new_chunks, 0u);
+    // A chunk that went missing from the store is stored again, whichever way the
+    // snapshot learns what is present.
+    ASSERT_TRUE(store.Remove(core::Sha256::Hash("small")).ok());
+    auto repaired = Snapshot(core::Env::Default(), src_, &store, opts);
+    ASSERT_TRUE(repaired.ok());
+    EXPECT_EQ(repaired->stats.new_chunks, 1u);
+    EXPECT_TRUE(*store.Has(core::Sha256::Hash("small")));
+  }
+}
+
 TEST_F(SnapshotTest, RejectsSpecialFilesNamingThem) {
   testing::WriteFileOrDie(src_ + "/ok.txt", "x");
   ASSERT_EQ(::mkfifo((src_ + "/pipe").c_str(), 0644), 0);
@@ -238,6 +265,28 @@ TEST_F(SnapshotTest, FullDiskFailsWithNothingStored) {
     temps += core::Env::Default()->ListDir(core::JoinPath(store_.root(), sub.name))->size();
   }
   EXPECT_EQ(temps, 0u);
+}
+
+TEST_F(SnapshotTest, FailedBackgroundSyncFailsTheSnapshotWithNothingStored) {
+  // A writeback error reported to a background sync is not reported again to the
+  // commit's sync: the snapshot must fail on it.
+  testing::FaultyEnv env(core::Env::Default());
+  for (int i = 0; i < 8; ++i) {
+    testing::WriteFileOrDie(src_ + "/f" + std::to_string(i), testing::RandomData(100000, 200 + i));
+  }
+  ChunkStore store(&env, store_.root(), 1);
+  SnapshotOptions opts;
+  opts.background_sync_bytes = 1;  // after every chunk
+  env.fail_sync = true;
+  auto r = Snapshot(&env, src_, &store, opts);
+  env.fail_sync = false;
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsIOError()) << r.status().ToString();
+  EXPECT_EQ(StoredChunks(), 0u);
+  // And with syncs that work, the same options store everything.
+  auto ok = Snapshot(&env, src_, &store, opts);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(StoredChunks(), ok->stats.new_chunks);
 }
 
 }  // namespace
