@@ -423,6 +423,7 @@ struct DistributionPoint::Impl : public http::Handler {
     // Durable progress often: a kill refetches at most this much plus what was in flight.
     o.commit_bytes = 4ull << 20;
     o.commit_interval = std::chrono::milliseconds(500);
+    o.max_rate = cfg.max_sync_rate;
     o.progress_bytes = &sync_bytes;
     o.progress_chunks = &sync_chunks;
     o.cancelled = [&] { return !StillAssigned(a.target); };
@@ -946,9 +947,6 @@ core::Result<std::unique_ptr<DistributionPoint>> DistributionPoint::Open(core::E
   DEPOT_RETURN_IF_ERROR(catalog::Migrate(impl->db.get(), StateMigrations()));
   http::CurlOptions co;
   co.ca_file = config.ca;
-  if (config.max_sync_rate > 0) {
-    co.max_rate_bytes = std::max<std::uint64_t>(1024, config.max_sync_rate / std::max(1u, config.parallel));
-  }
   std::string base = impl->UpstreamBase();
   while (!base.empty() && base.back() == '/') base.pop_back();
   DEPOT_ASSIGN_OR_RETURN(impl->upstream, http::CurlSource::Create(base + "/repo", co));

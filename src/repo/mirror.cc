@@ -35,6 +35,8 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock, core
     return batch.Commit();
   };
   core::Duration backoff = o.first_backoff;
+  std::uint64_t received = 0;
+  const auto rate_start = std::chrono::steady_clock::now();
   for (int round = 1; !missing.empty(); ++round) {
     std::vector<core::FetchRequest> requests;
     requests.reserve(missing.size());
@@ -92,6 +94,17 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock, core
       if (o.cancelled && o.cancelled()) {
         stopped = true;
         return false;
+      }
+      if (o.max_rate > 0) {
+        // Ahead of the allowed average: pause (in short steps, staying cancellable).
+        received += frame.ok() ? frame->size() : 0;
+        for (;;) {
+          auto allowed = std::chrono::duration<double>(static_cast<double>(received) / static_cast<double>(o.max_rate));
+          auto spent = std::chrono::steady_clock::now() - rate_start;
+          if (spent >= allowed || (o.cancelled && o.cancelled())) break;
+          clock->SleepFor(std::min<core::Duration>(std::chrono::milliseconds(100),
+                                                   std::chrono::duration_cast<core::Duration>(allowed - spent)));
+        }
       }
       {
         std::lock_guard<std::mutex> lock(mu);

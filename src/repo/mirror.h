@@ -30,6 +30,9 @@ struct MirrorOptions {
   core::Duration first_backoff = std::chrono::milliseconds(200);
   std::uint64_t commit_bytes = 8ull << 20;  // make stored chunks durable this often...
   core::Duration commit_interval = std::chrono::seconds(1);  // ...or this often
+  // Average receive rate cap in bytes/s over the whole mirror (0: none). Enforced
+  // by pausing the download loop, so TCP backpressure slows the source.
+  std::uint64_t max_rate = 0;
   // Polled between chunks: when it returns true the mirror stops (Unavailable
   // "stopped") after committing what it verified.
   std::function<bool()> cancelled;
