@@ -129,7 +129,6 @@ void AddPackageCommands(CLI::App* app, Ctx c) {
     cmd->add_option("NAME", req->package, "Package name")->required();
     cmd->add_option("--source", req->source_dir, "Source directory")->required();
     cmd->add_option("--description", req->description, "Free text shown to operators");
-    cmd->add_option("--cache", req->staging_dir, "Keep the snapshot's chunks in DIR (faster next update)");
     cmd->add_option("--parallel", req->parallel, "Upload connections (default 2)");
     AddProgramFlags(cmd, pf.get());
     cmd->callback([=] {
@@ -166,8 +165,8 @@ void AddPackageCommands(CLI::App* app, Ctx c) {
                     HumanBytes(res->bytes).c_str(), static_cast<unsigned long long>(res->chunks));
         std::printf("  uploaded  %llu chunks the site lacked (%s compressed)\n",
                     static_cast<unsigned long long>(res->missing_chunks), HumanBytes(res->uploaded_bytes).c_str());
-        std::printf("  time      snapshot %.2f s, upload %.2f s, commit %.2f s\n", res->snapshot_s, res->upload_s,
-                    res->commit_s);
+        std::printf("  time      snapshot+upload %.2f s, upload tail %.2f s, commit %.2f s\n", res->snapshot_s,
+                    res->upload_s, res->commit_s);
       }
       *c.exit_code = kExitOk;
     });

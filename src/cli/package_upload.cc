@@ -2,15 +2,13 @@
 
 #include <cstring>
 #include <mutex>
+#include <set>
 #include <thread>
-#include <unordered_map>
 
 #include "cli/output.h"
 #include "core/env.h"
 #include "core/hex.h"
 #include "core/parallel.h"
-#include "core/random.h"
-#include "store/chunk_store.h"
 #include "store/snapshot.h"
 
 namespace depot::cli {
@@ -23,21 +21,126 @@ double Since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-// A temp directory removed on destruction (unless adopted).
-struct Staging {
-  core::Env* env;
-  std::string dir;
-  bool temporary = false;
-  ~Staging() {
-    if (temporary && !dir.empty()) env->RemoveAll(dir).IgnoreError();
-  }
-};
-
 void AppendLe32(std::string* out, std::uint32_t v) {
   char b[4];
   std::memcpy(b, &v, 4);  // little-endian hosts (x86-64, aarch64)
   out->append(b, 4);
 }
+
+// Receives the snapshot's chunks and uploads the ones the site lacks: each uploader
+// thread takes a batch of up to `max_body` bytes from a bounded queue, asks the site
+// which of its chunks are missing, and sends those in one request.
+class UploadSink final : public store::ChunkSink {
+ public:
+  UploadSink(std::vector<std::unique_ptr<ApiClient>> clients, std::uint64_t max_body)
+      : clients_(std::move(clients)), max_body_(max_body), queue_(256) {
+    for (std::size_t i = 0; i < clients_.size(); ++i) {
+      threads_.emplace_back([this, i] { Upload(clients_[i].get()); });
+    }
+  }
+  ~UploadSink() override { Finish().IgnoreError(); }
+
+  Status Put(const store::ChunkId& id, std::uint32_t size, std::string_view frame) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!error_.ok()) return error_;
+    }
+    if (!queue_.Push(Item{id, size, std::string(frame)})) return Error();
+    return Status::Ok();
+  }
+
+  // Waits for every queued chunk to be uploaded; the first upload error, if any.
+  Status Finish() {
+    queue_.Close();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+    return Error();
+  }
+
+  std::atomic<std::uint64_t> offered{0}, uploaded_chunks{0}, uploaded_bytes{0};
+
+ private:
+  struct Item {
+    store::ChunkId id;
+    std::uint32_t size;
+    std::string frame;
+  };
+
+  Status Error() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
+
+  void Fail(Status s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (error_.ok()) error_ = std::move(s);
+  }
+
+  void Upload(ApiClient* api) {
+    std::vector<Item> batch;
+    std::uint64_t bytes = 0;
+    bool closed = false;
+    while (!closed) {
+      auto item = queue_.Pop();
+      if (item) {
+        bytes += 40 + item->frame.size();
+        batch.push_back(std::move(*item));
+        offered += batch.back().size;
+      } else {
+        closed = true;
+      }
+      if (batch.empty() || (!closed && bytes < max_body_ - (256u << 10) && batch.size() < 4096)) continue;
+      Status s = SendBatch(api, &batch);
+      if (!s.ok()) {
+        Fail(s);
+        queue_.Close();  // the snapshot's next Put sees the error
+        while (queue_.Pop()) {
+        }
+        return;
+      }
+      batch.clear();
+      bytes = 0;
+    }
+  }
+
+  Status SendBatch(ApiClient* api, std::vector<Item>* batch) {
+    Json ids = Json::array();
+    for (const auto& it : *batch) ids.push_back(core::DigestHex(it.id));
+    DEPOT_ASSIGN_OR_RETURN(Json answer, api->Send("POST", "/api/v1/chunks/missing", {{"chunks", ids}}, "upload"));
+    if (!answer.contains("missing") || !answer["missing"].is_array()) {
+      return Status::Unavailable("upload: the site's answer lacks the missing-chunk list");
+    }
+    std::set<std::string> missing;
+    for (const auto& m : answer["missing"]) {
+      if (m.is_string()) missing.insert(m.get<std::string>());
+    }
+    if (missing.empty()) return Status::Ok();
+    std::string body;
+    std::uint64_t chunks = 0, frame_bytes = 0;
+    for (const auto& it : *batch) {
+      if (!missing.count(core::DigestHex(it.id))) continue;
+      body.append(reinterpret_cast<const char*>(it.id.data()), 32);
+      AppendLe32(&body, it.size);
+      AppendLe32(&body, static_cast<std::uint32_t>(it.frame.size()));
+      body.append(it.frame);
+      ++chunks;
+      frame_bytes += it.frame.size();
+    }
+    DEPOT_RETURN_IF_ERROR(
+        api->SendRaw("POST", "/api/v1/chunks", body, "application/vnd.depot.chunks", "upload").status());
+    uploaded_chunks += chunks;
+    uploaded_bytes += frame_bytes;
+    return Status::Ok();
+  }
+
+  std::vector<std::unique_ptr<ApiClient>> clients_;
+  std::uint64_t max_body_;
+  core::BlockingQueue<Item> queue_;
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  Status error_;
+};
 
 }  // namespace
 
@@ -59,33 +162,41 @@ core::Result<UploadResult> UploadPackage(ApiClient* api, const UploadRequest& re
     return Status::Unavailable("the site's settings are incomplete; is it a depot site of this version?");
   }
   // A batch must hold at least one whole chunk record.
-  max_body = std::max<std::uint64_t>(max_body, chunker.max_size + 4096);
+  max_body = std::max<std::uint64_t>(max_body, chunker.max_size + (512u << 10));
 
-  Staging staging{env, req.staging_dir};
-  if (staging.dir.empty()) {
-    const char* tmp = std::getenv("TMPDIR");
-    staging.dir = core::JoinPath(tmp != nullptr && *tmp ? tmp : "/tmp", "depot-upload-" + core::RandomHex(8));
-    staging.temporary = true;
+  std::vector<std::unique_ptr<ApiClient>> clients;
+  unsigned workers = std::max(1u, std::min<unsigned>(req.parallel, 8));
+  for (unsigned w = 0; w < workers; ++w) {
+    DEPOT_ASSIGN_OR_RETURN(auto c, api->Clone());
+    clients.push_back(std::move(c));
   }
-  store::ChunkStore chunks(env, staging.dir, level);
-  DEPOT_RETURN_IF_ERROR(chunks.Create().WithContext("staging directory " + staging.dir));
+  UploadSink sink(std::move(clients), max_body);
 
-  // 1. Snapshot.
+  // 1. Snapshot, streaming chunks to the uploaders as they are made.
   auto t0 = std::chrono::steady_clock::now();
   std::atomic<std::uint64_t> snap_bytes{0}, snap_files{0}, snap_total{0};
   store::SnapshotOptions opts;
   opts.chunker = chunker;
   opts.compression_level = level;
+  opts.sink = &sink;
   opts.progress_bytes = &snap_bytes;
   opts.progress_files = &snap_files;
   opts.progress_total = &snap_total;
   core::Result<store::SnapshotResult> snap = Status::Unavailable("not run");
   {
-    ProgressBar bar("snapshot " + req.package, &snap_bytes, &snap_total);
-    snap = store::Snapshot(env, req.source_dir, &chunks, opts);
+    ProgressBar bar("snapshot+upload " + req.package, &snap_bytes, &snap_total);
+    snap = store::Snapshot(env, req.source_dir, nullptr, opts);
   }
-  if (!snap.ok()) return std::move(snap).status().WithContext("snapshot of " + req.source_dir);
   result.snapshot_s = Since(t0);
+  // 2. The uploads still queued.
+  auto t1 = std::chrono::steady_clock::now();
+  Status uploaded = sink.Finish();
+  result.upload_s = Since(t1);
+  if (!snap.ok()) return std::move(snap).status().WithContext("snapshot of " + req.source_dir);
+  DEPOT_RETURN_IF_ERROR(uploaded.WithContext("upload"));
+  result.missing_chunks = sink.uploaded_chunks;
+  result.uploaded_bytes = sink.uploaded_bytes;
+
   store::Manifest m;
   m.package_id = "0000000000000000";  // the site assigns the real id, version and time
   m.package_name = req.package;
@@ -96,90 +207,11 @@ core::Result<UploadResult> UploadPackage(ApiClient* api, const UploadRequest& re
   m.chunker = chunker;
   m.entries = std::move(snap->entries);
   DEPOT_ASSIGN_OR_RETURN(std::string manifest, store::SerializeManifest(m));
-  std::vector<store::ChunkRef> unique = m.UniqueChunks();
   result.files = m.FileCount();
   result.bytes = m.TotalFileBytes();
-  result.chunks = unique.size();
+  result.chunks = m.UniqueChunks().size();
 
-  // 2. Which chunks does the site lack?
-  auto t1 = std::chrono::steady_clock::now();
-  std::vector<core::Digest> missing;
-  constexpr std::size_t kQueryBatch = 20000;
-  for (std::size_t i = 0; i < unique.size(); i += kQueryBatch) {
-    Json ids = Json::array();
-    for (std::size_t k = i; k < std::min(unique.size(), i + kQueryBatch); ++k) ids.push_back(core::DigestHex(unique[k].id));
-    DEPOT_ASSIGN_OR_RETURN(Json answer, api->Send("POST", "/api/v1/chunks/missing", {{"chunks", ids}}, "upload"));
-    if (!answer.contains("missing") || !answer["missing"].is_array()) {
-      return Status::Unavailable("upload: the site's answer lacks the missing-chunk list");
-    }
-    for (const auto& hex : answer["missing"]) {
-      if (!hex.is_string()) continue;
-      DEPOT_ASSIGN_OR_RETURN(core::Digest id, core::ParseDigestHex(hex.get<std::string>()));
-      missing.push_back(id);
-    }
-  }
-  result.missing_chunks = missing.size();
-
-  // 3. Upload them in batches over a few connections.
-  std::unordered_map<core::Digest, std::uint32_t, store::ChunkIdHash> sizes;
-  for (const auto& c : unique) sizes[c.id] = c.size;
-  std::atomic<std::size_t> next{0};
-  std::atomic<std::uint64_t> sent{0}, total_missing_bytes{0};
-  for (const auto& id : missing) total_missing_bytes += sizes[id];
-  std::mutex mu;
-  Status first_error;
-  std::atomic<bool> failed{false};
-  unsigned workers = std::max(1u, std::min<unsigned>(req.parallel, 8));
-  std::vector<std::unique_ptr<ApiClient>> clients;
-  for (unsigned w = 0; w < workers; ++w) {
-    DEPOT_ASSIGN_OR_RETURN(auto c, api->Clone());
-    clients.push_back(std::move(c));
-  }
-  {
-    ProgressBar bar("upload " + req.package, &sent, &total_missing_bytes);
-    core::RunParallel(workers, [&](unsigned w) {
-      std::string body;
-      auto flush = [&]() -> Status {
-        if (body.empty()) return Status::Ok();
-        auto r = clients[w]->SendRaw("POST", "/api/v1/chunks", body, "application/vnd.depot.chunks", "upload");
-        body.clear();
-        return r.status();
-      };
-      std::uint64_t uploaded = 0;
-      for (;;) {
-        std::size_t i = next++;
-        Status s;
-        if (i < missing.size() && !failed) {
-          auto frame = chunks.GetFrame(missing[i]);
-          if (!frame.ok()) {
-            s = frame.status();
-          } else {
-            if (body.size() + 40 + frame->size() > max_body) s = flush();
-            body.append(reinterpret_cast<const char*>(missing[i].data()), 32);
-            AppendLe32(&body, sizes[missing[i]]);
-            AppendLe32(&body, static_cast<std::uint32_t>(frame->size()));
-            body.append(*frame);
-            uploaded += frame->size();
-            sent += sizes[missing[i]];
-          }
-        } else {
-          s = failed ? Status::Ok() : flush();
-        }
-        if (!s.ok()) {
-          std::lock_guard<std::mutex> lock(mu);
-          if (first_error.ok()) first_error = s;
-          failed = true;
-        }
-        if (i >= missing.size() || failed) break;
-      }
-      std::lock_guard<std::mutex> lock(mu);
-      result.uploaded_bytes += uploaded;
-    });
-  }
-  if (!first_error.ok()) return first_error.WithContext("upload");
-  result.upload_s = Since(t1);
-
-  // 4. Commit: the site verifies, numbers, signs.
+  // 3. Commit: the site verifies, numbers, signs.
   auto t2 = std::chrono::steady_clock::now();
   std::string target = "/api/v1/packages/" + Escape(req.package) + "/versions" + (req.create ? "?create=1" : "");
   DEPOT_ASSIGN_OR_RETURN(result.version, api->SendRaw("POST", target, manifest, "application/json", "commit"));

@@ -1,6 +1,7 @@
 // The client side of the upload protocol (docs/api.md): snapshot a source directory
-// locally, ask the site which chunks it lacks, upload only those, submit the
-// manifest. Internal to the cli component.
+// locally, streaming its chunks as they are made to uploader threads that ask the
+// site which ones it lacks and upload only those, then submit the manifest. Nothing
+// is written to the local disk. Internal to the cli component.
 #pragma once
 
 #include <atomic>
@@ -18,7 +19,6 @@ struct UploadRequest {
   std::vector<store::Program> programs;
   std::string description;
   bool create = true;        // a new package (else a new version of an existing one)
-  std::string staging_dir;   // where the snapshot's chunks are kept; "" for a temp dir
   unsigned parallel = 2;     // upload connections
 };
 
@@ -26,7 +26,9 @@ struct UploadResult {
   Json version;  // the site's answer
   std::uint64_t files = 0, bytes = 0, chunks = 0;
   std::uint64_t missing_chunks = 0, uploaded_bytes = 0;
-  double snapshot_s = 0, upload_s = 0, commit_s = 0;
+  double snapshot_s = 0;  // snapshot and upload, which overlap
+  double upload_s = 0;    // the upload's tail after the snapshot finished
+  double commit_s = 0;
 };
 
 // Runs the protocol. Errors name the phase: snapshot (the file at fault), upload,

@@ -260,6 +260,14 @@ class Worker {
     if (!single) file_hash_.Update(chunk);
     entry.chunks.push_back(ChunkRef{id, static_cast<std::uint32_t>(chunk.size())});
     if (!sh_->seen.Insert(id)) return Status::Ok();
+    if (sh_->options->sink != nullptr) {
+      DEPOT_ASSIGN_OR_RETURN(std::string_view frame,
+                             CompressFrameInto(chunk, sh_->options->compression_level, &frame_buf_));
+      ++sh_->new_chunks;
+      sh_->new_bytes += chunk.size();
+      sh_->stored_bytes += frame.size();
+      return sh_->options->sink->Put(id, static_cast<std::uint32_t>(chunk.size()), frame);
+    }
     if (sh_->present != nullptr) {
       if (sh_->present->count(id) != 0) return Status::Ok();
     } else {
@@ -403,7 +411,9 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
   std::sort(jobs.begin(), jobs.end(),
             [](const FileJob& a, const FileJob& b) { return a.size_hint > b.size_hint; });
 
-  core::AtomicBatch batch(env, store->root());
+  const bool to_sink = options.sink != nullptr;
+  if (!to_sink && store == nullptr) return Status::InvalidArgument("internal: snapshot needs a store or a sink");
+  core::AtomicBatch batch(env, to_sink ? std::string() : store->root());
   Shared shared;
   shared.env = env;
   shared.store = store;
@@ -416,7 +426,10 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
   {
     std::uint64_t bytes = 0;
     for (const auto& j : jobs) bytes += j.size_hint;
-    DEPOT_ASSIGN_OR_RETURN(bool list, ShouldListStore(store, options, jobs.size(), bytes));
+    bool list = false;
+    if (!to_sink) {
+      DEPOT_ASSIGN_OR_RETURN(list, ShouldListStore(store, options, jobs.size(), bytes));
+    }
     if (list) {
       DEPOT_RETURN_IF_ERROR(store->ListIds(&present).WithContext("listing " + store->root()));
       shared.present = &present;
@@ -424,7 +437,7 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
   }
 
   std::unique_ptr<core::BackgroundSync> background_sync;
-  if (options.background_sync_bytes != 0) {
+  if (options.background_sync_bytes != 0 && !to_sink) {
     background_sync = std::make_unique<core::BackgroundSync>(env, store->root(),
                                                              options.background_sync_bytes);
     shared.background_sync = background_sync.get();

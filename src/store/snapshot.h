@@ -35,8 +35,23 @@ enum class PresenceCheck {
   kLookup,  // look each new chunk up (ChunkStore::Has)
 };
 
+// Where a snapshot sends its new chunks instead of a chunk store (the CLI streams
+// them to a site this way).
+class ChunkSink {
+ public:
+  virtual ~ChunkSink() = default;
+  // Receives one distinct chunk of the snapshot: its id, uncompressed size and zstd
+  // frame (valid only during the call). Called from worker threads concurrently; may
+  // block (backpressure). An error fails the snapshot. A file that changes while it
+  // is read is read again, so a sink may receive chunks no manifest ends up using.
+  virtual core::Status Put(const ChunkId& id, std::uint32_t size, std::string_view frame) = 0;
+};
+
 struct SnapshotOptions {
   ChunkerParams chunker;
+  // When set, every distinct chunk goes to the sink and Snapshot's `store` may be
+  // null: nothing is written locally.
+  ChunkSink* sink = nullptr;
   PresenceCheck presence = PresenceCheck::kAuto;
   unsigned threads = 0;  // 0: one per available core
   int compression_level = kDefaultCompressionLevel;
@@ -70,7 +85,7 @@ struct SnapshotResult {
   SnapshotStats stats;
 };
 
-// Snapshots `source_dir` into `store`. `env` and `store` are not owned. Errors:
+// Snapshots `source_dir` into `store` (or options.sink). `env` and `store` are not owned. Errors:
 // InvalidArgument (unsupported file type, escaping symlink, bad name),
 // NotFound (the source, or a file that vanished mid-walk), PermissionDenied
 // (unreadable file or directory), IOError (a file that kept changing, disk errors).

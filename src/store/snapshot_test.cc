@@ -7,10 +7,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
 #include <cstring>
 #include <thread>
 
+#include "core/sha256.h"
 #include "core/testing.h"
+#include "store/compress.h"
 
 namespace depot::store {
 namespace {
@@ -287,6 +292,63 @@ TEST_F(SnapshotTest, FailedBackgroundSyncFailsTheSnapshotWithNothingStored) {
   auto ok = Snapshot(&env, src_, &store, opts);
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
   EXPECT_EQ(StoredChunks(), ok->stats.new_chunks);
+}
+
+}  // namespace
+}  // namespace depot::store
+
+namespace depot::store {
+namespace {
+
+class CollectingSink : public ChunkSink {
+ public:
+  core::Status Put(const ChunkId& id, std::uint32_t size, std::string_view frame) override {
+    std::lock_guard<std::mutex> lock(mu);
+    auto data = DecompressFrame(frame, size);
+    if (!data.ok()) return data.status();
+    if (core::Sha256::Hash(*data) != id) return core::Status::Corruption("sink got a frame that is not its id");
+    EXPECT_TRUE(chunks.emplace(id, size).second) << "each distinct chunk once";
+    return core::Status::Ok();
+  }
+  std::mutex mu;
+  std::map<ChunkId, std::uint32_t> chunks;
+};
+
+TEST(SnapshotSinkTest, EveryDistinctChunkGoesToTheSinkAndNothingIsWritten) {
+  testing::TempDir dir;
+  testing::WriteFileOrDie(dir.Sub("src/a.bin"), testing::RandomData(900000, 1));
+  testing::WriteFileOrDie(dir.Sub("src/b.bin"), testing::RandomData(900000, 1));  // same content
+  testing::WriteFileOrDie(dir.Sub("src/c.txt"), "small");
+  CollectingSink sink;
+  SnapshotOptions opts;
+  opts.sink = &sink;
+  auto r = Snapshot(core::Env::Default(), dir.Sub("src"), nullptr, opts);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  std::set<ChunkId> referenced;
+  for (const auto& e : r->entries) {
+    for (const auto& c : e.chunks) referenced.insert(c.id);
+  }
+  EXPECT_EQ(referenced.size(), sink.chunks.size());
+  for (const auto& id : referenced) EXPECT_TRUE(sink.chunks.count(id));
+  EXPECT_EQ(r->stats.new_chunks, sink.chunks.size());
+}
+
+class FailingSink : public ChunkSink {
+ public:
+  core::Status Put(const ChunkId&, std::uint32_t, std::string_view) override {
+    return core::Status::Unavailable("site went away");
+  }
+};
+
+TEST(SnapshotSinkTest, ASinkErrorFailsTheSnapshot) {
+  testing::TempDir dir;
+  testing::WriteFileOrDie(dir.Sub("src/a.bin"), testing::RandomData(100000, 2));
+  FailingSink sink;
+  SnapshotOptions opts;
+  opts.sink = &sink;
+  auto r = Snapshot(core::Env::Default(), dir.Sub("src"), nullptr, opts);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("site went away"), std::string::npos);
 }
 
 }  // namespace
