@@ -116,11 +116,14 @@ class Repository {
   // missing chunk (and how many are missing).
   core::Result<AddResult> PublishManifest(const store::Manifest& manifest);
 
-  // Checks that the stored chunks really make the files a manifest describes: each
-  // chunk decompresses to its listed size, and each file's bytes hash to its listed
-  // SHA-256. The site runs this before signing a manifest it did not build itself.
-  // NotFound for a missing chunk, Corruption naming the first file that disagrees.
-  core::Status VerifyManifestContent(const store::Manifest& manifest, unsigned threads);
+  // Checks a manifest built elsewhere against the stored chunks before the site signs
+  // it: every chunk is present and its frame declares the listed size, and a file of
+  // one chunk has that chunk's id as its hash. (Chunks were verified when they were
+  // put. The hash of a file of several chunks is the uploader's statement: with
+  // `full`, every such file is re-hashed from its chunks too; agents verify every
+  // file whatever the site did.) NotFound for a missing chunk, Corruption naming the
+  // first entry that disagrees.
+  core::Status VerifyManifestContent(const store::Manifest& manifest, unsigned threads, bool full);
 
   // Removes package versions from the signed targets (retention, deletion). Absent
   // versions are skipped; with nothing to remove nothing is re-signed. Their content

@@ -96,6 +96,16 @@ class TableReader {
     *out = *d;
     return Status::Ok();
   }
+  Status Bool(const char* key, bool* out) {
+    Seen(key);
+    if (t_ == nullptr) return Status::Ok();
+    const toml::node* n = t_->get(key);
+    if (n == nullptr) return Status::Ok();
+    auto v = n->value<bool>();
+    if (!v) return Bad(key, "must be true or false");
+    *out = *v;
+    return Status::Ok();
+  }
   Status Size(const char* key, std::uint64_t* out) {
     std::string text;
     DEPOT_RETURN_IF_ERROR(String(key, &text));
@@ -177,6 +187,7 @@ core::Result<SiteConfig> LoadConfig(core::Env* env, const std::string& path) {
     DEPOT_RETURN_IF_ERROR(t.Int("keep_versions", 1, 10000, &keep));
     c.keep_versions = static_cast<int>(keep);
     DEPOT_RETURN_IF_ERROR(t.Duration("gc_grace", &c.gc_grace));
+    DEPOT_RETURN_IF_ERROR(t.Bool("verify_file_hashes", &c.verify_file_hashes));
     DEPOT_RETURN_IF_ERROR(t.Finish());
   }
   {
@@ -237,7 +248,10 @@ std::string RenderConfig(const SiteConfig& c) {
     << "# Keep the newest K versions of each package, plus any version still deployed.\n"
     << "keep_versions = " << c.keep_versions << "\n"
     << "# Content of retired versions and deleted packages is collected after this.\n"
-    << "gc_grace = " << q(FormatDuration(c.gc_grace)) << "\n\n"
+    << "gc_grace = " << q(FormatDuration(c.gc_grace)) << "\n"
+    << "# Chunks are verified when uploaded; this also re-hashes every multi-chunk file\n"
+    << "# from its chunks before signing (agents verify every file in any case).\n"
+    << "verify_file_hashes = " << (c.verify_file_hashes ? "true" : "false") << "\n\n"
     << "[distribution]\n"
     << "# Backoff of one (version, DP) record after a failed copy; other records never wait.\n"
     << "retry_base = " << q(FormatDuration(c.retry_base)) << "\n"

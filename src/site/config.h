@@ -13,6 +13,7 @@
 //   [packages]
 //   keep_versions = 5             # retention: newest K versions, plus any deployed
 //   gc_grace = "24h"              # content of retired versions is collected after this
+//   verify_file_hashes = false    # also re-hash multi-chunk files before signing
 //   [distribution]
 //   retry_base = "30s"            # per-(version, DP) backoff after a failed copy
 //   retry_max = "6h"
@@ -48,6 +49,7 @@ struct SiteConfig {
   std::string tls_ca;
   int keep_versions = 5;
   core::Duration gc_grace = std::chrono::hours(24);
+  bool verify_file_hashes = false;
   core::Duration retry_base = std::chrono::seconds(30);
   core::Duration retry_max = std::chrono::hours(6);
   core::Duration dp_offline_after = std::chrono::minutes(5);

@@ -134,8 +134,9 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
         std::to_string(settings.avg_size) + "/" + std::to_string(settings.max_size) +
         " (the CLI asks the site; upgrade the CLI)");
   }
-  // Every chunk and file hash is checked before anything is reserved or signed.
-  DEPOT_RETURN_IF_ERROR(ctx.repo->VerifyManifestContent(m, 0));
+  // Every chunk is present with its listed size (and, if configured, every file
+  // re-hashed) before anything is reserved or signed.
+  DEPOT_RETURN_IF_ERROR(ctx.repo->VerifyManifestContent(m, 0, ctx.config.verify_file_hashes));
 
   // Reserve the next version number.
   std::int64_t package_id = 0, version_id = 0, version = 0;

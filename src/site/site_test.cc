@@ -177,3 +177,81 @@ TEST_F(SiteTest, BadInputIsAClearErrorAndChangesNothing) {
 
 }  // namespace
 }  // namespace depot::site
+
+#include <cstring>
+
+#include "core/sha256.h"
+#include "store/chunk_store.h"
+#include "store/manifest.h"
+#include "store/snapshot.h"
+
+namespace depot::site {
+namespace {
+
+// Uploads a snapshot's chunks through the API and returns its manifest draft.
+store::Manifest UploadTree(SiteTest* t, http::Client* c, const std::string& src, const std::string& staging) {
+  store::ChunkStore local(core::Env::Default(), staging, 1);
+  EXPECT_TRUE(local.Create().ok());
+  auto snap = store::Snapshot(core::Env::Default(), src, &local, {});
+  EXPECT_TRUE(snap.ok());
+  store::Manifest m;
+  m.package_id = "0000000000000000";
+  m.package_name = "tampered";
+  m.version = 1;
+  m.created = "2026-01-01T00:00:00Z";
+  m.entries = snap->entries;
+  std::string body;
+  for (const auto& ref : m.UniqueChunks()) {
+    auto frame = local.GetFrame(ref.id);
+    EXPECT_TRUE(frame.ok());
+    body.append(reinterpret_cast<const char*>(ref.id.data()), 32);
+    std::uint32_t n = ref.size, f = static_cast<std::uint32_t>(frame->size());
+    body.append(reinterpret_cast<const char*>(&n), 4);
+    body.append(reinterpret_cast<const char*>(&f), 4);
+    body.append(*frame);
+  }
+  auto r = c->Do("POST", "/api/v1/chunks", body, "application/vnd.depot.chunks");
+  EXPECT_TRUE(r.ok() && r->status == 200) << (r.ok() ? r->body : r.status().ToString());
+  (void)t;
+  return m;
+}
+
+TEST_F(SiteTest, ManifestsThatDisagreeWithTheirChunksAreNotSigned) {
+  testing::WriteFileOrDie(dir_.Sub("src/big.bin"), testing::RandomData(700000, 5));
+  testing::WriteFileOrDie(dir_.Sub("src/small.txt"), "hello");
+  store::Manifest m = UploadTree(this, admin_.get(), dir_.Sub("src"), dir_.Sub("staging"));
+  auto post = [&](const store::Manifest& man) {
+    auto bytes = store::SerializeManifest(man);
+    EXPECT_TRUE(bytes.ok()) << bytes.status().ToString();
+    if (!bytes.ok()) return http::ClientResponse{};
+    auto r = admin_->Do("POST", "/api/v1/packages/tampered/versions?create=1", *bytes);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? *r : http::ClientResponse{};
+  };
+  // A chunk listed with the wrong size.
+  store::Manifest bad_size = m;
+  for (auto& e : bad_size.entries) {
+    if (e.path == "big.bin") {
+      e.chunks[0].size += 1;
+      e.size += 1;
+    }
+  }
+  auto r = post(bad_size);
+  EXPECT_EQ(r.status, 422) << r.body;
+  // A chunk the site does not have.
+  store::Manifest missing = m;
+  for (auto& e : missing.entries) {
+    if (e.path == "small.txt") {
+      e.chunks[0].id = core::Sha256::Hash("never uploaded");
+      e.sha256 = e.chunks[0].id;
+    }
+  }
+  r = post(missing);
+  EXPECT_EQ(r.status, 404) << r.body;
+  EXPECT_EQ(Call(admin_.get(), "GET", "/api/v1/packages")["packages"].size(), 0u) << "nothing was created";
+  r = post(m);
+  EXPECT_EQ(r.status, 201) << r.body;
+}
+
+}  // namespace
+}  // namespace depot::site

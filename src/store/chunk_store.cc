@@ -70,6 +70,18 @@ core::Status ChunkStore::PutFrameTrusted(const ChunkId& id, std::string_view fra
   return WriteFrame(id, frame, batch);
 }
 
+core::Result<std::uint64_t> ChunkStore::StoredSize(const ChunkId& id) {
+  DEPOT_ASSIGN_OR_RETURN(auto file, env_->OpenForRead(PathOf(id), /*no_follow=*/true));
+  char header[32];
+  std::size_t have = 0;
+  while (have < sizeof(header)) {
+    DEPOT_ASSIGN_OR_RETURN(std::size_t n, file->Read(header + have, sizeof(header) - have));
+    if (n == 0) break;
+    have += n;
+  }
+  return FrameContentSize(std::string_view(header, have)).WithContext("chunk " + core::DigestHex(id));
+}
+
 core::Result<std::string> ChunkStore::GetFrame(const ChunkId& id) {
   return env_->ReadFile(PathOf(id), MaxFrameSize(kMaxChunkSizeLimit));
 }

@@ -89,6 +89,10 @@ class ChunkStore {
   // the SHA-256 are checked: Corruption on any mismatch.
   core::Result<std::string> Get(const ChunkId& id, std::uint64_t expected_size, bool verify);
 
+  // The uncompressed size a stored chunk's frame declares, read from its header only
+  // (the bytes were verified when the chunk was put). NotFound when absent.
+  core::Result<std::uint64_t> StoredSize(const ChunkId& id);
+
   // Reads the stored frame as is (what a server sends). NotFound when absent.
   core::Result<std::string> GetFrame(const ChunkId& id);
 

@@ -25,6 +25,14 @@ struct DCtx {
 
 std::uint64_t MaxFrameSize(std::uint64_t size) { return ZSTD_compressBound(size) + 64; }
 
+core::Result<std::uint64_t> FrameContentSize(std::string_view frame_prefix) {
+  unsigned long long n = ZSTD_getFrameContentSize(frame_prefix.data(), frame_prefix.size());
+  if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN) {
+    return core::Status::Corruption("chunk frame header is malformed or declares no content size");
+  }
+  return static_cast<std::uint64_t>(n);
+}
+
 namespace {
 // Compresses into [dst, dst + capacity), which must hold ZSTD_compressBound bytes.
 core::Result<std::size_t> CompressTo(std::string_view data, int level, char* dst,

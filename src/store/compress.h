@@ -45,6 +45,11 @@ core::Result<std::string_view> DecompressFrameInto(std::string_view frame,
 // Decompresses one frame of unknown size, refusing more than `max_size` bytes.
 core::Result<std::string> DecompressFrameBounded(std::string_view frame, std::uint64_t max_size);
 
+// The content size a frame's header declares, from the frame's first bytes (at least
+// 18 of them, or the whole frame if shorter). Corruption when the header is malformed
+// or declares no size.
+core::Result<std::uint64_t> FrameContentSize(std::string_view frame_prefix);
+
 // The largest frame a chunk of `size` bytes can legitimately compress to; a peer
 // sending more is refused before reading further (download length cap).
 std::uint64_t MaxFrameSize(std::uint64_t size);
