@@ -19,5 +19,8 @@ while (($#)); do
   shift
 done
 "$root/scripts/install-deps.sh" "${deps[@]}"
+# Paths under the checkout are hashed relative to it, so clones in other places
+# (CI's clean clone) reuse the compiler cache.
+export CCACHE_BASEDIR="$root"
 cmake -S "$root" -B "$build_dir" "${cmake_args[@]}" >/dev/null
 ninja -C "$build_dir" "${targets[@]}"

@@ -391,6 +391,24 @@ struct Server::Impl {
     Count(status);
   }
 
+  // After answering a request whose body we will not read (413), closing at once
+  // would make the kernel reset the connection while the client is still sending,
+  // and the client might never see the answer. So, like nginx's lingering close:
+  // stop sending, then read and discard for a short while before closing.
+  template <typename Stream>
+  awaitable<void> LingeringClose(Stream& stream, beast::tcp_stream& lowest) {
+    beast::error_code ignored;
+    lowest.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest.expires_after(std::chrono::seconds(2));
+    std::vector<char> sink(64 * 1024);
+    std::uint64_t drained = 0;
+    while (drained < (64ull << 20)) {
+      auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), kTuple);
+      if (ec) break;
+      drained += n;
+    }
+  }
+
   void Count(int status) {
     int c = status / 100;
     if (c >= 1 && c <= 5 && requests_by_class[c] != nullptr) requests_by_class[c]->Inc();
@@ -453,6 +471,7 @@ struct Server::Impl {
         if (limit == 0 || (len && *len > limit)) {
           co_await WriteSimple(stream, lowest, 413,
                                "request body larger than " + std::to_string(limit) + " bytes");
+          if (!tls) co_await LingeringClose(stream, lowest);
           co_return;
         }
         parser.body_limit(limit);
@@ -469,6 +488,7 @@ struct Server::Impl {
           if (bec == bhttp::error::body_limit) {
             co_await WriteSimple(stream, lowest, 413,
                                  "request body larger than " + std::to_string(limit) + " bytes");
+            if (!tls) co_await LingeringClose(stream, lowest);
           }
           co_return;
         }
