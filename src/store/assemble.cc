@@ -123,8 +123,11 @@ Status Assembler::HashInOrder(std::uint32_t e, std::uint64_t offset, std::string
   auto& partial = stripe.active[e];
   if (!partial) partial = std::make_unique<Partial>();
   if (offset > next_offset_[e]) {
-    if (partial->early.count(offset) != 0 ||
-        early_bytes_.fetch_add(data.size()) + data.size() > kMaxEarlyBytes) {
+    if (partial->early.count(offset) != 0) {  // the same place written twice
+      GiveUpHashing(stripe, e);
+      return Status::Ok();
+    }
+    if (early_bytes_.fetch_add(data.size()) + data.size() > kMaxEarlyBytes) {
       early_bytes_ -= data.size();
       GiveUpHashing(stripe, e);
       return Status::Ok();

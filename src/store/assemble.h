@@ -66,6 +66,8 @@ class Assembler {
   // Multi-chunk files verified while being written, and by reading back in Finish.
   std::uint64_t files_hashed_in_order() const { return hashed_in_order_.load(); }
   std::uint64_t files_read_back() const { return read_back_.load(); }
+  // Bytes of early chunks held in memory right now (see Place).
+  std::uint64_t early_bytes() const { return early_bytes_.load(); }
 
   // Renames the staging directory to `dest`, which must not exist (InvalidArgument
   // otherwise), and makes the rename durable.

@@ -118,6 +118,7 @@ TEST_F(AssembleTest, FilesAreHashedWhileWrittenEvenOutOfOrderElseReadBack) {
     ASSERT_TRUE(a.Finish(2).ok());
     // bin/tool and bin/copy (same bytes) are the multi-chunk files. Reversed, every
     // chunk but the first comes early and waits in memory.
+    EXPECT_EQ(a.early_bytes(), 0u);  // nothing left waiting, whatever the order
     const bool read_back = order == Order::kRepeatSecond;
     EXPECT_EQ(a.files_hashed_in_order(), read_back ? 0u : 2u);
     EXPECT_EQ(a.files_read_back(), read_back ? 2u : 0u);
@@ -126,6 +127,27 @@ TEST_F(AssembleTest, FilesAreHashedWhileWrittenEvenOutOfOrderElseReadBack) {
     EXPECT_EQ(std::system(cmd.c_str()), 0);
     ::chmod(dir_.Sub(name + "/ro").c_str(), 0755);
   }
+  ::chmod((src_ + "/ro").c_str(), 0755);
+}
+
+TEST_F(AssembleTest, EarlyChunkPlacedTwiceReleasesItsMemory) {
+  Assembler a(core::Env::Default(), &m_, dir_.Sub(".twice.staging"));
+  ASSERT_TRUE(a.Prepare().ok());
+  ASSERT_GE(a.chunks().size(), 3u);
+  const auto& c = a.chunks()[2];
+  std::string data = *store_.Get(c.id, c.size, true);
+  ASSERT_TRUE(a.Place(2, data).ok());  // early: waits in memory for chunks 0 and 1
+  EXPECT_GT(a.early_bytes(), 0u);
+  ASSERT_TRUE(a.Place(2, data).ok());  // the same place again: read back instead
+  EXPECT_EQ(a.early_bytes(), 0u);
+  for (std::size_t i = 0; i < a.chunks().size(); ++i) {
+    if (i == 2) continue;
+    const auto& ci = a.chunks()[i];
+    ASSERT_TRUE(a.Place(i, *store_.Get(ci.id, ci.size, true)).ok());
+  }
+  EXPECT_EQ(a.early_bytes(), 0u);
+  ASSERT_TRUE(a.Finish(2).ok());
+  EXPECT_EQ(a.files_read_back(), 2u);
   ::chmod((src_ + "/ro").c_str(), 0755);
 }
 

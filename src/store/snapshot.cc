@@ -62,7 +62,7 @@ struct Shared {
   std::string root;
   SeenSet seen;
   // The chunks the store held when the snapshot began, when listing them was
-  // cheaper than one lookup per chunk (see PresenceFor); null: ask the store.
+  // cheaper than one lookup per chunk (see ShouldListStore); null: ask the store.
   const ChunkIdSet* present = nullptr;
   std::atomic<bool> failed{false};
   std::mutex error_mu;
@@ -186,7 +186,7 @@ class Worker {
     std::size_t have = 0;  // bytes in buf_ from its start
     // Reading stops at the size the file had when opened, without the read that
     // would return 0 (one system call per file saved): a file that grew meanwhile has
-    // new timestamps, which the check after the read catches.
+    // a new size and timestamps, which the check after the read catches.
     bool eof = before->size == 0;
     while (!eof || have > 0) {
       if (sh_->failed) return a;
