@@ -167,32 +167,23 @@ class DepotTestCase(unittest.TestCase):
         return os.path.join(self.tmp, *parts)
 
 
-class SiteProcess:
-    """A real `depot site serve` on a free loopback port, with its data directory made
-    by `depot site init`. `api()` talks to its HTTP API with any credential."""
+class ServerProcess:
+    """A depot server process (`site serve`, `dp serve`) started with --json, which
+    prints one line with its URL once it is listening; its stderr goes to a log file
+    next to its data directory."""
 
-    def __init__(self, workdir, code="TST", init_args=(), env=None):
-        self.data = os.path.join(workdir, "site-" + code.lower())
-        self.env = env
-        _, out, _ = run_depot("site", "init", "--data", self.data, "--code", code,
-                              "--listen", "127.0.0.1:0", *init_args, json_out=True)
-        self.admin_token = out["admin_token"]
-        self.ca = out.get("ca", "")
-        self.proc = None
-        self.start()
-
-    def start(self, extra=()):
-        self.log = open(os.path.join(os.path.dirname(self.data), f"site-{os.getpid()}-{time.time()}.log"), "w")
-        self.proc = subprocess.Popen([DEPOT, "--json", "--log-level", "info", "site", "serve", "--data", self.data, *extra],
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True, env=self.env)
+    def _spawn(self, what, args, env=None):
+        self.log = open(os.path.join(os.path.dirname(self.data), f"{what}-{time.time()}.log"), "w")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
         line = self.proc.stdout.readline()
         if not line:
             self.proc.wait(10)
             with open(self.log.name) as f:
-                raise RuntimeError("site did not start: " + f.read())
+                raise RuntimeError(f"{what} did not start: " + f.read())
         self.url = json.loads(line)["url"]
 
     def stop(self, sig=None):
+        """Asks the server to stop (SIGTERM unless `sig`); returns its exit code."""
         if self.proc is None:
             return None
         if sig is None:
@@ -213,6 +204,25 @@ class SiteProcess:
         self.proc.wait()
         self.proc = None
         self.log.close()
+
+
+class SiteProcess(ServerProcess):
+    """A real `depot site serve` on a free loopback port, with its data directory made
+    by `depot site init`. `api()` talks to its HTTP API with any credential."""
+
+    def __init__(self, workdir, code="TST", init_args=(), env=None):
+        self.data = os.path.join(workdir, "site-" + code.lower())
+        self.env = env
+        _, out, _ = run_depot("site", "init", "--data", self.data, "--code", code,
+                              "--listen", "127.0.0.1:0", *init_args, json_out=True)
+        self.admin_token = out["admin_token"]
+        self.ca = out.get("ca", "")
+        self.proc = None
+        self.start()
+
+    def start(self, extra=()):
+        self._spawn("site", [DEPOT, "--json", "--log-level", "info", "site", "serve", "--data", self.data, *extra],
+                    env=self.env)
 
     def cli_env(self, token=None):
         e = dict(os.environ if self.env is None else self.env)
@@ -260,7 +270,7 @@ class SiteProcess:
         return r.status, parsed, hdrs
 
 
-class DpProcess:
+class DpProcess(ServerProcess):
     """A real `depot dp serve` registered with `site` (dp add) and started on a free
     loopback port; `stop()`/`kill()`/`start()` for restarts."""
 
@@ -280,7 +290,6 @@ class DpProcess:
         self.start(first=True)
 
     def start(self, first=False, extra=()):
-        self.log = open(os.path.join(os.path.dirname(self.data), f"dp-{self.name}-{time.time()}.log"), "w")
         args = [DEPOT, "--json", "--log-level", "info", "dp", "serve", "--data", self.data]
         if first:
             args += ["--site", self.site.url, "--token", self.token, "--listen", "127.0.0.1:0"]
@@ -288,37 +297,12 @@ class DpProcess:
                 args += ["--ca", self.site.ca]
         # Flags given at the first start are kept in DIR/dp.toml; restarts pass only changes.
         args += (self.extra if first else []) + list(extra)
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait(10)
-            with open(self.log.name) as f:
-                raise RuntimeError("dp did not start: " + f.read())
-        self.url = json.loads(line)["url"]
+        self._spawn("dp-" + self.name, args)
         # Later restarts keep the port, so the site and tests can keep using the URL.
         self.listen = self.url.split("://", 1)[1]
 
     def restart(self, extra=()):
         self.start(extra=("--listen", self.listen) + tuple(extra))
-
-    def stop(self):
-        if self.proc is None:
-            return None
-        self.proc.terminate()
-        try:
-            rc = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self.proc = None
-        self.log.close()
-        return rc
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-        self.log.close()
 
     def record(self, package, version):
         for v in self.site.cli("dp", "show", self.name)["versions"]:

@@ -1,6 +1,5 @@
 // depot dp serve | verify: running a distribution point.
 #include <CLI/CLI.hpp>
-#include <signal.h>
 
 #include <cstdio>
 #include <memory>
@@ -60,12 +59,7 @@ core::Result<dp::DpConfig> ResolveConfig(const ServeFlags& f) {
 }
 
 int RunServe(const ServeFlags& f, bool json) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  StopSignals signals;  // before any thread starts
   auto cfg = ResolveConfig(f);
   if (!cfg.ok()) return ReportError(cfg.status().WithContext("dp serve"), json);
   auto point = dp::DistributionPoint::Open(core::Env::Default(), core::Clock::Real(), f.data, *cfg);
@@ -79,8 +73,7 @@ int RunServe(const ServeFlags& f, bool json) {
                 (cfg->upstream.empty() ? cfg->site : cfg->upstream).c_str());
   }
   std::fflush(stdout);
-  int sig = 0;
-  sigwait(&set, &sig);
+  signals.Wait();
   (*point)->Stop();
   return kExitOk;
 }

@@ -123,3 +123,21 @@ void PrintTable(const std::vector<std::string>& header, const std::vector<std::v
 }
 
 }  // namespace depot::cli
+
+namespace depot::cli {
+
+StopSignals::StopSignals() {
+  sigemptyset(&set_);
+  sigaddset(&set_, SIGINT);
+  sigaddset(&set_, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int StopSignals::Wait() {
+  int sig = 0;
+  sigwait(&set_, &sig);
+  return sig;
+}
+
+}  // namespace depot::cli

@@ -3,6 +3,8 @@
 // a terminal.
 #pragma once
 
+#include <signal.h>
+
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -53,5 +55,22 @@ namespace depot::cli {
 
 // Prints rows under a header, columns padded to their widest cell.
 void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
+
+}  // namespace depot::cli
+
+namespace depot::cli {
+
+// For the serve commands: blocks SIGINT and SIGTERM (and ignores SIGPIPE) in the
+// calling thread and so in every thread it starts afterwards -- construct it before
+// starting any -- so Wait() can take the signal synchronously.
+class StopSignals {
+ public:
+  StopSignals();
+  // Blocks until SIGINT or SIGTERM arrives; returns the signal.
+  int Wait();
+
+ private:
+  sigset_t set_;
+};
 
 }  // namespace depot::cli

@@ -1,6 +1,5 @@
 // depot site init | serve
 #include <CLI/CLI.hpp>
-#include <signal.h>
 
 #include <cstdio>
 #include <memory>
@@ -41,14 +40,7 @@ int RunSiteInit(const site::InitOptions& o, bool json) {
 }
 
 int RunSiteServe(const std::string& data, const site::ServeOverrides& overrides, bool json) {
-  // Signals are taken by sigwait below; block them before any thread starts so
-  // every thread inherits the mask.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  StopSignals signals;  // before any thread starts
   auto site = site::Site::Open(core::Env::Default(), core::Clock::Real(), data, overrides);
   if (!site.ok()) return ReportError(site.status().WithContext("site serve"), json);
   Status s = (*site)->Start();
@@ -61,8 +53,7 @@ int RunSiteServe(const std::string& data, const site::ServeOverrides& overrides,
                 (*site)->url().c_str());
   }
   std::fflush(stdout);
-  int sig = 0;
-  sigwait(&set, &sig);
+  int sig = signals.Wait();
   core::Log(core::LogLevel::kInfo, "site.stopping", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
   (*site)->Stop();
   return kExitOk;

@@ -88,6 +88,32 @@ struct Local {
   bool report_due = true;
 };
 
+// The versions of an assignment answer, by target; malformed entries are skipped
+// (the site wrote them; a DP must not stop over one bad row).
+std::map<std::string, Assigned> ParseAssignment(const Json& j) {
+  std::map<std::string, Assigned> out;
+  if (!j.contains("versions") || !j["versions"].is_array()) return out;
+  for (const auto& v : j["versions"]) {
+    Assigned a;
+    try {
+      a.target = v.at("target").get<std::string>();
+      a.package = v.at("package").get<std::string>();
+      a.package_id = v.at("package_id").get<std::string>();
+      a.version = v.at("version").get<std::int64_t>();
+      a.manifest_id = v.at("manifest_id").get<std::string>();
+      a.manifest_bytes = v.at("manifest_bytes").get<std::uint64_t>();
+      a.bytes = v.value("bytes", std::uint64_t{0});
+      a.retry_at_ms = v.value("retry_at_ms", std::int64_t{0});
+    } catch (const std::exception&) {
+      core::Log(core::LogLevel::kWarn, "dp.assignment_entry_malformed", {});
+      continue;
+    }
+    if (!core::ValidateRelativePath(a.target).ok() || !core::IsLowerHex(a.manifest_id, 64)) continue;
+    out[a.target] = a;
+  }
+  return out;
+}
+
 }  // namespace
 
 struct DistributionPoint::Impl : public http::Handler {
@@ -230,24 +256,7 @@ struct DistributionPoint::Impl : public http::Handler {
         continue;
       }
       if (const std::string* e = r->GetHeader("etag")) etag = *e;
-      std::map<std::string, Assigned> next;
-      for (const auto& v : j["versions"]) {
-        Assigned a;
-        try {
-          a.target = v.at("target").get<std::string>();
-          a.package = v.at("package").get<std::string>();
-          a.package_id = v.at("package_id").get<std::string>();
-          a.version = v.at("version").get<std::int64_t>();
-          a.manifest_id = v.at("manifest_id").get<std::string>();
-          a.manifest_bytes = v.at("manifest_bytes").get<std::uint64_t>();
-          a.bytes = v.value("bytes", std::uint64_t{0});
-          a.retry_at_ms = v.value("retry_at_ms", std::int64_t{0});
-        } catch (const std::exception&) {
-          continue;
-        }
-        if (!core::ValidateRelativePath(a.target).ok() || !core::IsLowerHex(a.manifest_id, 64)) continue;
-        next[a.target] = a;
-      }
+      std::map<std::string, Assigned> next = ParseAssignment(j);
       ApplyAssignment(std::move(next));
     }
   }
@@ -291,7 +300,8 @@ struct DistributionPoint::Impl : public http::Handler {
   // ---------------------------------------------------------------- syncing
 
   std::string PublishedPath(const std::string& package, std::int64_t version, const std::string& manifest_id) const {
-    return core::JoinPath(layout.targets(), package + "/" + manifest_id + "." + std::to_string(version) + ".json");
+    return core::JoinPath(layout.targets(),
+                          tuf::ConsistentTargetPath(repo::ManifestTargetPath(package, version), manifest_id));
   }
   std::string StagedPath(const std::string& manifest_id) const {
     return core::JoinPath(staged_dir, manifest_id + ".json");
@@ -356,10 +366,8 @@ struct DistributionPoint::Impl : public http::Handler {
   }
 
   core::Result<std::string> ManifestBytes(tuf::Client* client, const Assigned& a) {
-    auto staged = env->ReadFile(StagedPath(a.manifest_id), a.manifest_bytes);
-    if (staged.ok() && core::Sha256::HashHex(*staged) == a.manifest_id) return *staged;
-    auto published = env->ReadFile(PublishedPath(a.package, a.version, a.manifest_id), a.manifest_bytes);
-    if (published.ok() && core::Sha256::HashHex(*published) == a.manifest_id) return *published;
+    auto local_copy = ManifestBytesLocal(a);
+    if (local_copy.ok()) return local_copy;
     if (client == nullptr) {
       // Pull-through: the assignment (from the authenticated site) names the hash.
       DEPOT_ASSIGN_OR_RETURN(std::string bytes,
@@ -392,21 +400,15 @@ struct DistributionPoint::Impl : public http::Handler {
                                 std::to_string(m.version));
     }
     std::vector<store::ChunkRef> refs = m.UniqueChunks();
-    std::uint64_t total = 0, present_bytes = 0, present_chunks = 0;
+    std::uint64_t total = 0;
     {
       std::lock_guard<std::mutex> lock(mu);
       for (const auto& c : refs) wanted[c.id] = c.size;
     }
-    for (const auto& c : refs) {
-      total += c.size;
-      DEPOT_ASSIGN_OR_RETURN(bool has, chunks.Has(c.id));
-      if (has) {
-        present_bytes += c.size;
-        ++present_chunks;
-      }
-    }
-    sync_bytes = present_bytes;
-    sync_chunks = present_chunks;
+    for (const auto& c : refs) total += c.size;
+    // MirrorChunks counts what is already here first, then each chunk it stores.
+    sync_bytes = 0;
+    sync_chunks = 0;
     {
       std::lock_guard<std::mutex> lock(mu);
       syncing_target = a.target;
@@ -415,8 +417,6 @@ struct DistributionPoint::Impl : public http::Handler {
       l.state = "syncing";
       l.bytes_total = total;
       l.chunks_total = refs.size();
-      l.bytes_done = present_bytes;
-      l.chunks_done = present_chunks;
     });
     repo::MirrorOptions o;
     o.parallel = cfg.parallel;
@@ -436,6 +436,11 @@ struct DistributionPoint::Impl : public http::Handler {
     {
       std::lock_guard<std::mutex> lock(mu);
       syncing_target.clear();
+      auto it = local.find(a.target);
+      if (it != local.end()) {
+        it->second.bytes_done = sync_bytes;
+        it->second.chunks_done = sync_chunks;
+      }
     }
     if (r.ok()) {
       if (synced_bytes) synced_bytes->Inc(r->bytes);
@@ -1022,25 +1027,13 @@ core::Result<VerifyReport> DistributionPoint::Verify(bool repair) {
       auto r = (*c)->Do("GET", "/api/v1/dp/assignment");
       if (r.ok() && r->status == 200) {
         Json j = Json::parse(r->body, nullptr, false);
-        if (!j.is_discarded() && j.contains("versions")) {
-          for (const auto& v : j["versions"]) {
-            Assigned a;
-            try {
-              a.target = v.at("target").get<std::string>();
-              a.package = v.at("package").get<std::string>();
-              a.version = v.at("version").get<std::int64_t>();
-              a.manifest_id = v.at("manifest_id").get<std::string>();
-              a.manifest_bytes = v.at("manifest_bytes").get<std::uint64_t>();
-            } catch (const std::exception&) {
-              continue;
-            }
-            auto bytes = impl_->ManifestBytesLocal(a);
-            if (!bytes.ok()) continue;
-            auto m = store::ParseManifest(*bytes);
-            if (!m.ok()) continue;
-            std::lock_guard<std::mutex> lock(impl_->mu);
-            for (const auto& ch : m->UniqueChunks()) impl_->wanted[ch.id] = ch.size;
-          }
+        for (const auto& [t, a] : ParseAssignment(j.is_discarded() ? Json() : j)) {
+          auto bytes = impl_->ManifestBytesLocal(a);
+          if (!bytes.ok()) continue;
+          auto m = store::ParseManifest(*bytes);
+          if (!m.ok()) continue;
+          std::lock_guard<std::mutex> lock(impl_->mu);
+          for (const auto& ch : m->UniqueChunks()) impl_->wanted[ch.id] = ch.size;
         }
       }
     }

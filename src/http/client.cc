@@ -1,7 +1,6 @@
 #include "http/client.h"
 
 #include <curl/curl.h>
-#include <strings.h>
 
 #include <nlohmann/json.hpp>
 
@@ -11,14 +10,7 @@ namespace depot::http {
 
 using core::Status;
 
-const std::string* ClientResponse::GetHeader(std::string_view name) const {
-  for (const Header& h : headers) {
-    if (h.name.size() == name.size() && strncasecmp(h.name.data(), name.data(), name.size()) == 0) {
-      return &h.value;
-    }
-  }
-  return nullptr;
-}
+const std::string* ClientResponse::GetHeader(std::string_view name) const { return FindHeader(headers, name); }
 
 struct Client::Impl {
   CURL* easy = nullptr;

@@ -20,12 +20,14 @@ int HexValue(char c) {
 
 }  // namespace
 
-const std::string* Request::GetHeader(std::string_view name) const {
+const std::string* FindHeader(const std::vector<Header>& headers, std::string_view name) {
   for (const Header& h : headers) {
     if (IEquals(h.name, name)) return &h.value;
   }
   return nullptr;
 }
+
+const std::string* Request::GetHeader(std::string_view name) const { return FindHeader(headers, name); }
 
 std::optional<std::string> Request::QueryParam(std::string_view name) const {
   std::string_view q = query;
@@ -59,12 +61,7 @@ void Response::SetHeader(std::string_view name, std::string value) {
   headers.push_back({std::string(name), std::move(value)});
 }
 
-const std::string* Response::GetHeader(std::string_view name) const {
-  for (const Header& h : headers) {
-    if (IEquals(h.name, name)) return &h.value;
-  }
-  return nullptr;
-}
+const std::string* Response::GetHeader(std::string_view name) const { return FindHeader(headers, name); }
 
 Response Response::Json(int status, std::string body) {
   Response r;

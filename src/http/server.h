@@ -34,6 +34,9 @@ struct Header {
   std::string value;
 };
 
+// The value of header `name` (case-insensitive) in `headers`, or nullptr.
+const std::string* FindHeader(const std::vector<Header>& headers, std::string_view name);
+
 struct Request {
   std::string method;  // "GET", "POST", ...
   std::string target;  // as received: "/api/v1/x?y=1"

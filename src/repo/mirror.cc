@@ -20,7 +20,12 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock, core
   std::vector<store::ChunkRef> missing;
   for (const auto& c : chunks) {
     DEPOT_ASSIGN_OR_RETURN(bool has, store->Has(c.id));
-    if (!has) missing.push_back(c);
+    if (!has) {
+      missing.push_back(c);
+      continue;
+    }
+    if (o.progress_bytes) *o.progress_bytes += c.size;
+    if (o.progress_chunks) ++*o.progress_chunks;
   }
   const unsigned threads = o.threads ? o.threads : core::DefaultConcurrency();
   const std::uint64_t transfer_start = source->BytesFetched();

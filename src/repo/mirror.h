@@ -36,7 +36,8 @@ struct MirrorOptions {
   // Polled between chunks: when it returns true the mirror stops (Unavailable
   // "stopped") after committing what it verified.
   std::function<bool()> cancelled;
-  // Progress: uncompressed bytes and chunks stored so far.
+  // Progress: uncompressed bytes and chunks present so far (those already in the
+  // store are counted first, then each one stored).
   std::atomic<std::uint64_t>* progress_bytes = nullptr;
   std::atomic<std::uint64_t>* progress_chunks = nullptr;
   // Called for each chunk the source served that failed verification (a DP reports

@@ -223,17 +223,26 @@ core::Result<AddResult> Repository::AddVersion(const AddRequest& req) {
   m.programs = req.programs;
   m.chunker = settings_.chunker;
   m.entries = std::move(snap->entries);
-  DEPOT_ASSIGN_OR_RETURN(std::string bytes, store::SerializeManifest(m));
+  DEPOT_ASSIGN_OR_RETURN(AddResult result, SignManifest(writer, m, snap->stats));
+  core::Log(core::LogLevel::kInfo, "repo.version_added",
+            {{"package", req.package},
+             {"version", std::to_string(m.version)},
+             {"manifest", result.manifest_id},
+             {"new_bytes", std::to_string(result.stats.new_bytes)}});
+  return result;
+}
 
+core::Result<AddResult> Repository::SignManifest(tuf::RepositoryWriter& writer, const store::Manifest& m,
+                                                const store::SnapshotStats& stats) {
+  DEPOT_ASSIGN_OR_RETURN(std::string bytes, store::SerializeManifest(m));
   AddResult result;
-  result.package = req.package;
-  result.package_id = package_id;
+  result.package = m.package_name;
+  result.package_id = m.package_id;
   result.version = m.version;
   result.manifest_id = core::Sha256::HashHex(bytes);
-  result.target_path = ManifestTargetPath(req.package, m.version);
+  result.target_path = ManifestTargetPath(m.package_name, m.version);
   result.manifest_bytes = bytes.size();
-  result.stats = snap->stats;
-
+  result.stats = stats;
   // The manifest file first (content-addressed, invisible until signed), then the
   // signed metadata, whose timestamp write makes the version visible.
   std::string rel = tuf::ConsistentTargetPath(result.target_path, result.manifest_id);
@@ -244,13 +253,8 @@ core::Result<AddResult> Repository::AddVersion(const AddRequest& req) {
   target.path = result.target_path;
   target.length = bytes.size();
   target.sha256 = result.manifest_id;
-  target.custom_json = VersionCustom(req.package, package_id, m.version);
+  target.custom_json = VersionCustom(m.package_name, m.package_id, m.version);
   DEPOT_RETURN_IF_ERROR(writer.Publish({target}, {}).WithContext("signing " + result.target_path));
-  core::Log(core::LogLevel::kInfo, "repo.version_added",
-            {{"package", req.package},
-             {"version", std::to_string(m.version)},
-             {"manifest", result.manifest_id},
-             {"new_bytes", std::to_string(result.stats.new_bytes)}});
   return result;
 }
 
@@ -302,25 +306,7 @@ core::Result<AddResult> Repository::PublishManifest(const store::Manifest& manif
       ++stats.symlinks;
     }
   }
-  DEPOT_ASSIGN_OR_RETURN(std::string bytes, store::SerializeManifest(manifest));
-  AddResult result;
-  result.package = manifest.package_name;
-  result.package_id = manifest.package_id;
-  result.version = manifest.version;
-  result.manifest_id = core::Sha256::HashHex(bytes);
-  result.target_path = ManifestTargetPath(manifest.package_name, manifest.version);
-  result.manifest_bytes = bytes.size();
-  result.stats = stats;
-  std::string rel = tuf::ConsistentTargetPath(result.target_path, result.manifest_id);
-  std::string file = core::JoinPath(layout_.targets(), rel);
-  DEPOT_RETURN_IF_ERROR(env_->CreateDirs(std::string(core::Dirname(file))));
-  DEPOT_RETURN_IF_ERROR(env_->WriteFileAtomic(file, bytes, 0644));
-  tuf::TargetInfo target;
-  target.path = result.target_path;
-  target.length = bytes.size();
-  target.sha256 = result.manifest_id;
-  target.custom_json = VersionCustom(manifest.package_name, manifest.package_id, manifest.version);
-  DEPOT_RETURN_IF_ERROR(writer.Publish({target}, {}).WithContext("signing " + result.target_path));
+  DEPOT_ASSIGN_OR_RETURN(AddResult result, SignManifest(writer, manifest, stats));
   core::Log(core::LogLevel::kInfo, "repo.version_published",
             {{"package", manifest.package_name},
              {"version", std::to_string(manifest.version)},

@@ -160,6 +160,9 @@ class Repository {
 
  private:
   Repository(core::Env* env, core::Clock* clock, std::string dir, RepoSettings settings);
+  // Writes `m` into the targets and signs it with `writer` (the caller holds the lock).
+  core::Result<AddResult> SignManifest(tuf::RepositoryWriter& writer, const store::Manifest& m,
+                                       const store::SnapshotStats& stats);
 
   core::Env* env_;
   core::Clock* clock_;

@@ -10,6 +10,7 @@
 #include "core/net.h"
 #include "core/random.h"
 #include "core/sha256.h"
+#include "site/api.h"
 #include "site/auth.h"
 #include "site/config.h"
 #include "site/distribution.h"
@@ -371,7 +372,7 @@ core::Result<Json> BuildPolicy(SiteContext& ctx, std::int64_t client_id) {
                  {"package", d.Text(1)},
                  {"package_id", d.Text(2)},
                  {"version", version},
-                 {"target", d.Text(1) + "/" + std::to_string(version) + ".json"},
+                 {"target", repo::ManifestTargetPath(d.Text(1), version)},
                  {"manifest_id", v->Text(1)},
                  {"manifest_bytes", v->Int(2)},
                  {"bytes", v->Int(3)},
@@ -410,8 +411,7 @@ void HandlePolicy(SiteContext& ctx, std::int64_t client_id, const http::Request&
   if (!hit) {
     auto policy = BuildPolicy(ctx, client_id);
     if (!policy.ok()) {
-      *resp = http::Response::Json(500, Dump({{"error", {{"code", std::string(core::CodeName(policy.status().code()))},
-                                                         {"message", policy.status().message()}}}}));
+      *resp = ErrorResponse(policy.status());
       return;
     }
     cached.revision = revision;

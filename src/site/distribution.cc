@@ -10,6 +10,7 @@
 #include "core/random.h"
 #include "core/sha256.h"
 #include "http/client.h"
+#include "site/api.h"
 #include "site/auth.h"
 #include "site/messages.h"
 #include "store/manifest.h"
@@ -83,10 +84,6 @@ Status SyncRecords(SiteContext& ctx, catalog::Tx& tx, std::int64_t package_id) {
                 "= 'active'))",
             {package_id, package_id, package_id})
       .status();
-}
-
-Status AddRecordsForVersion(SiteContext& ctx, catalog::Tx& tx, std::int64_t, std::int64_t package_id) {
-  return SyncRecords(ctx, tx, package_id);
 }
 
 Status DeleteRecordsOfVersion(SiteContext&, catalog::Tx& tx, std::int64_t version_id) {
@@ -368,7 +365,7 @@ core::Result<Json> Assignment(SiteContext& ctx, std::int64_t dp_id) {
               {"manifest_id", r.Text(3)},
               {"manifest_bytes", r.Int(4)},
               {"bytes", r.Int(5)},
-              {"target", r.Text(0) + "/" + std::to_string(r.Int(2)) + ".json"},
+              {"target", repo::ManifestTargetPath(r.Text(0), r.Int(2))},
               {"state", r.Text(6)},
               {"attempts", r.Int(7)}};
     // A failed version is retried no earlier than this (its own backoff).
@@ -390,9 +387,7 @@ void HandleAssignment(SiteContext& ctx, std::int64_t dp_id, http::Request& req, 
   SeenDp(ctx, dp_id);
   auto a = Assignment(ctx, dp_id);
   if (!a.ok()) {
-    std::string code(core::CodeName(a.status().code()));
-    *resp = http::Response::Json(a.status().IsNotFound() ? 404 : 500,
-                                 Dump({{"error", {{"code", code}, {"message", a.status().message()}}}}));
+    *resp = ErrorResponse(a.status());
     return;
   }
   std::string etag = (*a)["etag"].get<std::string>();

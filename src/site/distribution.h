@@ -28,8 +28,6 @@ core::Result<Json> Distribute(SiteContext& ctx, const Json& body);
 // (active version, targeted DP) pair that lacks one; records of pairs no longer
 // assigned are deleted (which cancels that work on the DP at once).
 core::Status SyncRecords(SiteContext& ctx, catalog::Tx& tx, std::int64_t package_id);
-core::Status AddRecordsForVersion(SiteContext& ctx, catalog::Tx& tx, std::int64_t version_id,
-                                  std::int64_t package_id);
 core::Status DeleteRecordsOfVersion(SiteContext& ctx, catalog::Tx& tx, std::int64_t version_id);
 
 // [{dp, state, attempts, bytes_done, bytes_total, last_error}] for one version.

@@ -10,6 +10,7 @@
 #include "site/distribution.h"
 #include "site/messages.h"
 #include "store/manifest.h"
+#include "tuf/metadata.h"
 
 namespace depot::site {
 
@@ -211,7 +212,7 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
                 {published.manifest_id, published.manifest_bytes, published.stats.files,
                  published.stats.bytes, unique_chunks, Dump(programs), version_id})
             .status());
-    DEPOT_RETURN_IF_ERROR(AddRecordsForVersion(ctx, tx, version_id, package_id));
+    DEPOT_RETURN_IF_ERROR(SyncRecords(ctx, tx, package_id));
     return PostMessage(ctx, tx, core::msg::kVersionCreated, {name, version, {}, {}, {}},
                        {{"package", name},
                         {"version", std::to_string(version)},
@@ -395,8 +396,8 @@ Status RecoverVersions(SiteContext& ctx) {
         if (!is_signed) return tx.Exec("DELETE FROM versions WHERE id = ?", {v.id}).status();
         auto bytes = ctx.env->ReadFile(
             core::JoinPath(ctx.repo->layout().targets(),
-                           v.package + "/" + it->second.manifest_id + "." +
-                               std::to_string(v.version) + ".json"),
+                           tuf::ConsistentTargetPath(repo::ManifestTargetPath(v.package, v.version),
+                                                     it->second.manifest_id)),
             it->second.manifest_bytes);
         std::uint64_t files = 0, total = 0, chunks = 0;
         Json programs = Json::array();
@@ -415,7 +416,7 @@ Status RecoverVersions(SiteContext& ctx) {
                     {it->second.manifest_id, it->second.manifest_bytes, files, total, chunks,
                      Dump(programs), v.id})
                 .status());
-        return AddRecordsForVersion(ctx, tx, v.id, v.package_id);
+        return SyncRecords(ctx, tx, v.package_id);
       });
       if (!s.ok()) return s.WithContext("recovering version " + std::to_string(v.version) + " of " + v.package);
       core::Log(core::LogLevel::kInfo, "site.recovered_version",
