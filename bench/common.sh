@@ -325,3 +325,24 @@ nginx_stop() {
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null || true
 }
+
+# ---------------------------------------------------------------- depot servers
+
+# json_field FILE KEY [line] -> the value of KEY in the JSON document in FILE (with
+# "line": of its first line, as `serve --json` prints).
+json_field() {
+  python3 -c 'import json,sys; f=open(sys.argv[1]); d=json.loads(f.readline()) if len(sys.argv) > 3 else json.load(f); print(d[sys.argv[2]])' "$@"
+}
+
+# serve_start NAME ARGS... -> runs `depot --json ARGS` (a `site serve` or `dp serve`)
+# in the background with its output in $WORK/NAME.out/.err; sets SERVE_PID and
+# SERVE_URL once it is listening.
+serve_start() {
+  local name="$1"; shift
+  "$DEPOT" --json "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  SERVE_PID=$!
+  local _k
+  for _k in $(seq 100); do [[ -s "$WORK/$name.out" ]] && break; sleep 0.1; done
+  [[ -s "$WORK/$name.out" ]] || die "$name did not start: $(tail -3 "$WORK/$name.err")"
+  SERVE_URL=$(json_field "$WORK/$name.out" url line)
+}

@@ -26,13 +26,12 @@ snapshot_depot
 
 log "site and DP"
 "$DEPOT" --json site init --data "$WORK/site" --code BDP --listen 127.0.0.1:0 >"$WORK/init.json"
-"$DEPOT" --json site serve --data "$WORK/site" >"$WORK/site.out" 2>"$WORK/site.err" &
-SITE_PID=$!
+serve_start site site serve --data "$WORK/site"
+SITE_PID=$SERVE_PID
 DP_PID=""
 trap 'kill $SITE_PID ${DP_PID:-} 2>/dev/null; cleanup' EXIT
-for _ in $(seq 100); do [[ -s "$WORK/site.out" ]] && break; sleep 0.1; done
-DEPOT_SITE=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["url"])' "$WORK/site.out")
-DEPOT_TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin_token"])' "$WORK/init.json")
+DEPOT_SITE=$SERVE_URL
+DEPOT_TOKEN=$(json_field "$WORK/init.json" admin_token)
 export DEPOT_SITE DEPOT_TOKEN
 
 log "objects: $OBJECTS x 64 KiB, $OBJECTS x 1 KiB, one 256 MiB (named by their SHA-256, like chunks)"
@@ -58,11 +57,9 @@ with open(os.path.join(root, "big", "object256m"), "wb") as f:
         f.write(os.urandom(1 << 20))
 PY
 dtok=$("$DEPOT" --json dp add bench-dp --url http://127.0.0.1:9 | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-"$DEPOT" --json dp serve --data "$WORK/dp" --site "$DEPOT_SITE" --token "$dtok" --listen 127.0.0.1:0 \
-  --scrub-every 24h >"$WORK/dp.out" 2>"$WORK/dp.err" &
-DP_PID=$!
-for _ in $(seq 100); do [[ -s "$WORK/dp.out" ]] && break; sleep 0.1; done
-DP_URL=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["url"])' "$WORK/dp.out")
+serve_start dp dp serve --data "$WORK/dp" --site "$DEPOT_SITE" --token "$dtok" --listen 127.0.0.1:0 --scrub-every 24h
+DP_PID=$SERVE_PID
+DP_URL=$SERVE_URL
 nginx_start "$WORK/dp"
 log "DP at $DP_URL (pid $DP_PID), nginx at $NGINX_URL"
 

@@ -25,12 +25,11 @@ TREE="(none: synthetic clients)" TREE_FILES=0 TREE_BYTES=0
 
 log "site with $CLIENTS clients"
 "$DEPOT" --json site init --data "$WORK/site" --code BENCH --listen 127.0.0.1:0 >"$WORK/init.json"
-token=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin_token"])' "$WORK/init.json")
+token=$(json_field "$WORK/init.json" admin_token)
 start_site() {
-  "$DEPOT" --json site serve --data "$WORK/site" >"$WORK/serve.out" 2>"$WORK/serve.err" &
-  SITE_PID=$!
-  for _ in $(seq 100); do [[ -s "$WORK/serve.out" ]] && break; sleep 0.1; done
-  SITE_URL=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["url"])' "$WORK/serve.out")
+  serve_start serve site serve --data "$WORK/site"
+  SITE_PID=$SERVE_PID
+  SITE_URL=$SERVE_URL
   export DEPOT_SITE="$SITE_URL" DEPOT_TOKEN="$token"
 }
 start_site

@@ -21,11 +21,10 @@ done
 SITE_PID=""
 start_site() {
   local i="$1"
-  "$DEPOT" --json site serve --data "$WORK/site-$i" >"$WORK/serve-$i.out" 2>"$WORK/serve-$i.err" &
-  SITE_PID=$!
-  for _ in $(seq 100); do [[ -s "$WORK/serve-$i.out" ]] && break; sleep 0.1; done
-  DEPOT_SITE=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["url"])' "$WORK/serve-$i.out")
-  DEPOT_TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin_token"])' "$WORK/site-$i.json")
+  serve_start "serve-$i" site serve --data "$WORK/site-$i"
+  SITE_PID=$SERVE_PID
+  DEPOT_SITE=$SERVE_URL
+  DEPOT_TOKEN=$(json_field "$WORK/site-$i.json" admin_token)
   export DEPOT_SITE DEPOT_TOKEN
   SERVER_PIDS=("$SITE_PID")
 }
