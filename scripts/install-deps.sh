@@ -12,6 +12,7 @@ build_pkgs=(
   libboost1.81-dev libcurl4-openssl-dev libssl-dev libzstd-dev libsqlite3-dev
   libpq-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  tzdata  # the agent reads maintenance-window time zones from /usr/share/zoneinfo
 )
 test_pkgs=(nginx-light curl zstd sqlite3 postgresql python3)
 bench_pkgs=(casync rsync wrk hyperfine)

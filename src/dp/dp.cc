@@ -11,6 +11,7 @@
 
 #include "catalog/db.h"
 #include "catalog/migrate.h"
+#include "catalog/outbox.h"
 #include "core/hex.h"
 #include "core/log.h"
 #include "core/messages.h"
@@ -61,7 +62,10 @@ CREATE TABLE outbox (
 )sql";
 
 const std::vector<catalog::Migration>& StateMigrations() {
-  static const std::vector<catalog::Migration> kMigrations = {{1, "dp state", kStateMigration1}};
+  static const std::vector<catalog::Migration> kMigrations = {
+      {1, "dp state", kStateMigration1},
+      // The shared outbox (catalog/outbox.h) carries a deployment subject too.
+      {2, "outbox deployment", "ALTER TABLE outbox ADD COLUMN deployment BIGINT;"}};
   return kMigrations;
 }
 
@@ -196,22 +200,8 @@ struct DistributionPoint::Impl : public http::Handler {
   // ---------------------------------------------------------------- messages
 
   void Post(int code, const std::string& package, std::int64_t version, std::map<std::string, std::string> params) {
-    Json p = Json::object();
-    for (auto& [k, v] : params) p[k] = v;
-    Status s = db->Transaction([&](catalog::Tx& tx) -> Status {
-      DEPOT_ASSIGN_OR_RETURN(std::int64_t seq,
-                             tx.QueryInt("SELECT COALESCE((SELECT CAST(value AS BIGINT) FROM meta WHERE key = "
-                                         "'next_seq'), 1)"));
-      DEPOT_RETURN_IF_ERROR(tx.Exec("INSERT INTO meta (key, value) VALUES ('next_seq', ?) ON CONFLICT (key) DO "
-                                    "UPDATE SET value = excluded.value",
-                                    {std::to_string(seq + 1)})
-                                .status());
-      return tx
-          .Exec("INSERT INTO outbox (seq, code, time_ms, package, version, params) VALUES (?, ?, ?, ?, ?, ?)",
-                {seq, code, NowMs(), package.empty() ? catalog::Value() : catalog::Value(package),
-                 version == 0 ? catalog::Value() : catalog::Value(version), Dump(p)})
-          .status();
-    });
+    catalog::OutboxMessage m{code, NowMs(), package, version, 0, std::move(params)};
+    Status s = db->Transaction([&](catalog::Tx& tx) { return catalog::AppendOutbox(tx, m).status(); });
     if (!s.ok()) core::Log(core::LogLevel::kWarn, "dp.outbox_failed", {{"error", s.ToString()}});
     cv.notify_all();
   }
@@ -703,26 +693,13 @@ struct DistributionPoint::Impl : public http::Handler {
 
   Status SendMessages(http::Client* client) {
     for (;;) {
-      DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
-                             db->Query("SELECT seq, code, time_ms, package, version, params FROM outbox ORDER BY seq "
-                                       "LIMIT 500"));
-      if (rows.empty()) return Status::Ok();
-      Json msgs = Json::array();
-      for (const auto& r : rows) {
-        Json m = {{"seq", r.Int(0)}, {"code", r.Int(1)}, {"time_ms", r.Int(2)}};
-        if (!r.IsNull(3)) m["package"] = r.Text(3);
-        if (!r.IsNull(4)) m["version"] = r.Int(4);
-        Json p = Json::parse(r.Text(5), nullptr, false);
-        m["params"] = p.is_discarded() ? Json::object() : p;
-        msgs.push_back(std::move(m));
-      }
+      DEPOT_ASSIGN_OR_RETURN(catalog::OutboxBatch batch, catalog::ReadOutbox(db.get(), 500));
+      if (batch.count == 0) return Status::Ok();
       DEPOT_ASSIGN_OR_RETURN(http::ClientResponse resp,
-                             client->Do("POST", "/api/v1/dp/messages", Dump({{"messages", msgs}})));
+                             client->Do("POST", "/api/v1/dp/messages", "{\"messages\":" + batch.json + "}"));
       DEPOT_RETURN_IF_ERROR(http::ApiError(resp, "messages"));
-      std::int64_t last = rows.back().Int(0);
-      DEPOT_RETURN_IF_ERROR(db->Transaction(
-          [&](catalog::Tx& tx) { return tx.Exec("DELETE FROM outbox WHERE seq <= ?", {last}).status(); }));
-      if (rows.size() < 500) return Status::Ok();
+      DEPOT_RETURN_IF_ERROR(catalog::AckOutbox(db.get(), batch.last_seq));
+      if (batch.count < 500) return Status::Ok();
     }
   }
 

@@ -96,6 +96,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   }
   std::sort(versions.begin(), versions.end());
   if (versions.empty()) {
+    if (req.diagnostics) req.diagnostics->newest_available = 0;
     return Status::NotFound("package " + req.package + " has no signed versions in " +
                             source->Describe());
   }
@@ -104,6 +105,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   if (!target.ok()) {
     std::string list;
     for (auto v : versions) list += (list.empty() ? "" : ", ") + std::to_string(v);
+    if (req.diagnostics) req.diagnostics->newest_available = versions.back();
     return Status::NotFound("package " + req.package + " has no version " +
                             std::to_string(version) + " in " + source->Describe() +
                             " (signed versions: " + list + ")");
@@ -113,11 +115,13 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   auto parsed = store::ParseManifest(manifest_bytes);
   if (!parsed.ok()) {
     // Signed but unparsable: never act on it.
+    if (req.diagnostics) req.diagnostics->manifest_refused = true;
     return Status::Corruption(parsed.status().message() + " (signed manifest " + target->path +
                               " from " + source->Describe() + ")");
   }
   const store::Manifest& m = *parsed;
   if (m.package_name != req.package || m.version != version) {
+    if (req.diagnostics) req.diagnostics->manifest_refused = true;
     return Status::Corruption("manifest " + target->path + " describes " + m.package_name +
                               " version " + std::to_string(m.version) + ", not what it is signed as");
   }
@@ -126,6 +130,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   result.package = m.package_name;
   result.version = m.version;
   result.manifest_id = target->sha256;
+  result.manifest = manifest_bytes;
   result.files = m.FileCount();
   result.bytes = m.TotalFileBytes();
   if (req.progress_total) *req.progress_total = result.bytes;
@@ -152,6 +157,10 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     if (first_error.ok()) first_error = std::move(s);
   };
   auto failed = [&] {
+    if (req.cancel != nullptr && req.cancel->load()) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (first_error.ok()) first_error = Status::Unavailable("fetch of " + req.package + " cancelled");
+    }
     std::lock_guard<std::mutex> lock(mu);
     return !first_error.ok();
   };

@@ -18,6 +18,16 @@
 
 namespace depot::repo {
 
+// What a failed fetch learned, for callers that choose between sources.
+struct FetchDiagnostics {
+  // The newest signed version of the package the source offered when the requested
+  // one was missing (0: none at all). Set with a NotFound.
+  std::int64_t newest_available = 0;
+  // The signed manifest itself is unacceptable (an unsafe path, limits exceeded,
+  // not what it is signed as): every source serves the same bytes, so no retry helps.
+  bool manifest_refused = false;
+};
+
 struct FetchRequest {
   std::string package;
   std::int64_t version = 0;  // 0: the newest signed version
@@ -34,12 +44,17 @@ struct FetchRequest {
   // Progress counters (bytes placed into the tree, and its total) for a CLI bar.
   std::atomic<std::uint64_t>* progress_bytes = nullptr;
   std::atomic<std::uint64_t>* progress_total = nullptr;
+  // When set and it becomes true, the fetch stops soon (Unavailable "cancelled");
+  // what was verified so far stays in the cache. Not owned.
+  const std::atomic<bool>* cancel = nullptr;
+  FetchDiagnostics* diagnostics = nullptr;  // filled on failure when set; not owned
 };
 
 struct FetchResult {
   std::string package;
   std::int64_t version = 0;
   std::string manifest_id;
+  std::string manifest;             // its exact signed bytes
   std::uint64_t files = 0;
   std::uint64_t bytes = 0;          // file bytes in the tree
   std::uint64_t chunks = 0;         // distinct chunks

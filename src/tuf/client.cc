@@ -8,6 +8,11 @@
 #include "core/sha256.h"
 
 namespace depot::tuf {
+
+bool IsRollback(const core::Status& s) {
+  return s.IsCorruption() && s.message().find("(rollback attack") != std::string::npos;
+}
+
 namespace {
 
 using core::Result;

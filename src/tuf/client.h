@@ -45,6 +45,10 @@
 
 namespace depot::tuf {
 
+// Whether `s` is Refresh()'s refusal of metadata older than what this client already
+// trusts: a source that is behind (a stale mirror) or replaying old metadata.
+bool IsRollback(const core::Status& s);
+
 class Client {
  public:
   // `source` serves the repository's public tree: "metadata/<file>" and
