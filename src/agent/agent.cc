@@ -303,6 +303,7 @@ struct Agent::Impl {
 
   // Set when anything failed / succeeded during RunOnce.
   bool any_failed = false, any_succeeded = false;
+  std::uint64_t transitions = 0;  // every state change, so RunOnce knows when all rest
 
   std::string Path(const std::string& rel) const { return core::JoinPath(data_dir, rel); }
   std::string ContentDir(const std::string& package, std::int64_t version) const {
@@ -435,6 +436,7 @@ struct Agent::Impl {
     });
     if (!s.ok()) return s;
     if (result) {
+      ++transitions;
       core::Log(core::LogLevel::kInfo, "agent.transition",
                 {{"deployment", std::to_string(id)}, {"event", std::string(EventName(event))},
                  {"state", std::string(StateName(*result))}});
@@ -672,6 +674,8 @@ struct Agent::Impl {
   DownloadOutcome Download(const Row& d, const std::vector<Source>& order) {
     DownloadOutcome out;
     std::string dest = ContentDir(d.package, d.version);
+    out.status = env->CreateDirs(Path("content/" + d.package), 0750);
+    if (!out.status.ok()) return out;
     for (const Source& src : order) {
       if (job_cancel) break;
       auto source = sources(src.url, config);
@@ -1338,8 +1342,15 @@ Agent::~Agent() {
 
 core::Result<std::unique_ptr<Agent>> Agent::Open(core::Env* env, core::Clock* clock, const std::string& data_dir,
                                                  const AgentConfig& overrides, SourceFactory sources) {
-  auto impl = std::make_unique<Impl>(env, clock, data_dir);
-  DEPOT_RETURN_IF_ERROR(env->CreateDirs(data_dir, 0750));
+  // Absolute: programs run in their content directory and write to their run directory.
+  std::string dir = data_dir;
+  if (!dir.empty() && dir[0] != '/') {
+    char cwd[4096];
+    if (::getcwd(cwd, sizeof(cwd)) == nullptr) return Status::IOError("cannot read the current directory");
+    dir = core::JoinPath(cwd, dir);
+  }
+  auto impl = std::make_unique<Impl>(env, clock, dir);
+  DEPOT_RETURN_IF_ERROR(env->CreateDirs(dir, 0750));
   auto held = env->LockFile(impl->Path("agent.lock"));
   if (!held.ok()) {
     return Status::Unavailable("another depot agent is running on " + data_dir + " (" + held.status().message() + ")");
@@ -1389,8 +1400,10 @@ core::Result<Agent::Outcome> Agent::RunOnce() {
   Status poll = a.MaybePoll(true);
   bool failed = !poll.ok();
   for (;;) {
+    std::uint64_t before = a.transitions;
     DEPOT_ASSIGN_OR_RETURN(bool busy, a.Step());
     a.Purge().IgnoreError();
+    if (a.transitions != before) continue;  // something moved: it may move on at once
     if (!busy) break;
     a.Wait(std::chrono::milliseconds(200));
   }

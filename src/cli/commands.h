@@ -21,5 +21,7 @@ void AddSiteCommands(CLI::App* app, GlobalFlags* flags, int* exit_code);
 void AddAdminCommands(CLI::App* app, GlobalFlags* flags, int* exit_code);
 // depot dp serve | verify, added to the `dp` command group.
 void AddDpServeCommands(CLI::App* dp, GlobalFlags* flags, int* exit_code);
+// depot agent run | status | install.
+void AddAgentCommands(CLI::App* app, GlobalFlags* flags, int* exit_code);
 
 }  // namespace depot::cli
