@@ -5,7 +5,9 @@ web server, but misbehaves on chunk requests in one chosen way.
 
 MODE: corrupt (flip one byte), truncate (close mid-body), endless (stream forever),
 missing (404), ok (behave), corrupt-first (corrupt the first response for each chunk,
-then behave). Chunks are any path with a "chunks/" component (the tree may be
+then behave), stall (send headers, then nothing), missing-version (404 for targets/
+and chunks/: the source lacks every version). With FAULT_LOG set, every request
+path is appended to that file. Chunks are any path with a "chunks/" component (the tree may be
 served under a prefix such as repo/). Prints "ready" on stdout once listening.
 """
 import http.server
@@ -18,6 +20,8 @@ import threading
 ROOT, PORT, MODE = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 LOCK = threading.Lock()
 SEEN = set()
+STOP = threading.Event()
+LOG = os.environ.get("FAULT_LOG", "")
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -28,6 +32,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         rel = self.path.lstrip("/").split("?")[0]
+        if LOG:
+            with LOCK, open(LOG, "a") as f:
+                f.write(rel + "\n")
         if ".." in rel.split("/"):
             self.send_error(400)
             return
@@ -40,6 +47,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 SEEN.add(rel)
         if is_chunk and mode == "missing":
             self.send_error(404)
+            return
+        if mode == "missing-version" and (is_chunk or rel.startswith("targets/") or "/targets/" in rel):
+            self.send_error(404)
+            return
+        if is_chunk and mode == "stall" and os.path.isfile(full):
+            self.send_response(200)
+            self.send_header("Content-Length", str(os.path.getsize(full)))
+            self.end_headers()
+            self.wfile.flush()
+            STOP.wait(600)
             return
         if is_chunk and mode == "endless":
             self.send_response(200)

@@ -11,6 +11,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -274,14 +275,20 @@ class DpProcess(ServerProcess):
     """A real `depot dp serve` registered with `site` (dp add) and started on a free
     loopback port; `stop()`/`kill()`/`start()` for restarts."""
 
-    def __init__(self, site, workdir, name, groups=(), boundaries=(), extra=(), register=True):
+    def __init__(self, site, workdir, name, groups=(), boundaries=(), extra=(), register=True, url=None,
+                 port=0):
+        """`url`: what the site tells agents (default: the DP itself when `port` is
+        given, else a dead address); `port`: where the DP listens (0: any)."""
         self.site = site
         self.name = name
         self.data = os.path.join(workdir, "dp-" + name)
         self.extra = list(extra)
+        self.port = port
         self.proc = None
         if register:
-            args = ["dp", "add", name, "--url", "http://127.0.0.1:9"]
+            if url is None:
+                url = f"http://127.0.0.1:{port}" if port else "http://127.0.0.1:9"
+            args = ["dp", "add", name, "--url", url]
             for g in groups:
                 args += ["--group", g]
             for b in boundaries:
@@ -292,7 +299,7 @@ class DpProcess(ServerProcess):
     def start(self, first=False, extra=()):
         args = [DEPOT, "--json", "--log-level", "info", "dp", "serve", "--data", self.data]
         if first:
-            args += ["--site", self.site.url, "--token", self.token, "--listen", "127.0.0.1:0"]
+            args += ["--site", self.site.url, "--token", self.token, "--listen", f"127.0.0.1:{self.port}"]
             if self.site.ca:
                 args += ["--ca", self.site.ca]
         # Flags given at the first start are kept in DIR/dp.toml; restarts pass only changes.
@@ -318,6 +325,105 @@ class DpProcess(ServerProcess):
                 return r
             time.sleep(0.2)
         raise AssertionError(f"{self.name}: {package} v{version} not {state} after {timeout}s: {self.record(package, version)}")
+
+
+class AgentProcess:
+    """A real `depot agent` enrolled with `site`: `once()` runs one cycle, `start()`
+    runs it in the background (kill()/stop() end it), `status()` reads its state."""
+
+    def __init__(self, site, workdir, name="pc1", extra=()):
+        self.site = site
+        self.name = name
+        self.data = os.path.join(workdir, "agent-" + name)
+        self.workdir = workdir
+        self.proc = None
+        self.log = None
+        self.enroll_token = site.cli("token", "create", "--role", "enroll", "--uses", "1")["token"]
+        self.first = ["--site", site.url, "--enroll-token", self.enroll_token, "--name", name] + list(extra)
+        if site.ca:
+            self.first += ["--ca", site.ca]
+
+    def _args(self, extra):
+        args = [DEPOT, "--log-level", "info", "agent", "run", "--data", self.data]
+        if not os.path.exists(os.path.join(self.data, "agent.json")):
+            args += self.first
+        return args + [str(a) for a in extra]
+
+    def once(self, *extra, timeout=300):
+        """(exit code, stderr) of `agent run --once`."""
+        p = subprocess.run(self._args(extra) + ["--once"], capture_output=True, text=True, timeout=timeout)
+        with open(os.path.join(self.workdir, f"agent-{self.name}-once.log"), "a") as f:
+            f.write(p.stderr)
+        return p.returncode, p.stderr
+
+    def start(self, *extra):
+        self.log = open(os.path.join(self.workdir, f"agent-{self.name}-{time.time()}.log"), "w")
+        self.proc = subprocess.Popen(self._args(extra), stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+        self.log.close()
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        self.proc.terminate()
+        try:
+            rc = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.proc = None
+        self.log.close()
+        return rc
+
+    def status(self):
+        return run_depot("agent", "status", "--data", self.data, json_out=True)[1]
+
+    def deployment(self, package):
+        for d in self.status()["deployments"]:
+            if d["package"] == package:
+                return d
+        return None
+
+    def wait(self, pred, what, timeout=60):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            try:
+                last = self.status()
+            except (AssertionError, ValueError):
+                last = None
+            if last is not None and pred(last):
+                return last
+            time.sleep(0.1)
+        raise AssertionError(f"agent {self.name}: {what} not reached in {timeout}s: {last}")
+
+    def client(self):
+        with open(os.path.join(self.data, "agent.json")) as f:
+            return json.load(f)["client"]
+
+
+class FaultServer:
+    """fault_server.py serving `root` in `mode` on `port`; `log` collects the paths
+    requested."""
+
+    def __init__(self, root, port, mode, log=None):
+        env = dict(os.environ)
+        if log:
+            env["FAULT_LOG"] = log
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "fault_server.py"), root, str(port), mode],
+                                     stdout=subprocess.PIPE, text=True, env=env)
+        assert self.proc.stdout.readline().strip() == "ready"
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self):
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
 
 
 def site_root_json(site, path):

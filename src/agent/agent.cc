@@ -187,7 +187,6 @@ Json CollectAttributes(const AgentConfig& config) {
 core::Result<std::unique_ptr<core::RepoSource>> DefaultSource(const std::string& url, const AgentConfig& config) {
   http::CurlOptions o;
   o.ca_file = config.ca;
-  o.max_rate_bytes = config.max_rate;
   o.low_speed_time_s = static_cast<std::uint32_t>(
       std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(config.stall_timeout).count()));
   DEPOT_ASSIGN_OR_RETURN(auto src, http::CurlSource::Create(url, o));
@@ -691,6 +690,7 @@ struct Agent::Impl {
       req.trusted_root = trusted_root;
       req.cache_dir = Path("cache");
       req.parallel = config.parallel;
+      req.max_rate = config.max_rate;
       req.threads = std::min(4u, core::DefaultConcurrency());
       req.max_rounds = 2;
       req.first_backoff = std::chrono::milliseconds(200);
@@ -701,6 +701,7 @@ struct Agent::Impl {
       req.diagnostics = &diag;
       auto r = repo::FetchVersion(env, clock, source->get(), req);
       if (r.ok()) {
+        out.status = Status::Ok();
         out.result = std::move(*r);
         out.source = src.url;
         return out;
@@ -717,9 +718,10 @@ struct Agent::Impl {
       const Status& s = r.status();
       if (s.IsIOError() || s.IsInvalidArgument()) return out;  // local trouble: no source is to blame
       penalised_until_ms[src.url] = NowMs() + Ms(config.source_penalty);
-      if (s.IsNotFound() || tuf::IsRollback(s)) {
-        std::string has = s.IsNotFound() ? (diag.newest_available ? std::to_string(diag.newest_available) : "none")
-                                         : "older signed metadata";
+      if (diag.version_missing || tuf::IsRollback(s)) {
+        std::string has = diag.version_missing
+                              ? (diag.newest_available ? std::to_string(diag.newest_available) : "none")
+                              : "older signed metadata";
         out.events.push_back(Message(core::msg::kAgentSourceStale, d,
                                      {{"source", src.url}, {"source_version", has}, {"error", s.message()}}));
       } else if (s.IsCorruption()) {
@@ -859,6 +861,7 @@ struct Agent::Impl {
                               {{"exit_code", std::to_string(code)}, {"program", d.program}})})
               .status());
       RemoveOtherVersions(d.package);
+      EnforceCacheLimit();  // the previous version is no longer pinned
       return Status::Ok();
     }
     if (in(program.retry_codes)) {

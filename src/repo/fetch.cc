@@ -11,6 +11,7 @@
 
 #include "core/atomic_batch.h"
 #include "core/background_sync.h"
+#include "core/rate_limiter.h"
 #include "core/log.h"
 #include "core/parallel.h"
 #include "core/random.h"
@@ -96,7 +97,10 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   }
   std::sort(versions.begin(), versions.end());
   if (versions.empty()) {
-    if (req.diagnostics) req.diagnostics->newest_available = 0;
+    if (req.diagnostics) {
+      req.diagnostics->newest_available = 0;
+      req.diagnostics->version_missing = true;
+    }
     return Status::NotFound("package " + req.package + " has no signed versions in " +
                             source->Describe());
   }
@@ -105,13 +109,23 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   if (!target.ok()) {
     std::string list;
     for (auto v : versions) list += (list.empty() ? "" : ", ") + std::to_string(v);
-    if (req.diagnostics) req.diagnostics->newest_available = versions.back();
+    if (req.diagnostics) {
+      req.diagnostics->newest_available = versions.back();
+      req.diagnostics->version_missing = true;
+    }
     return Status::NotFound("package " + req.package + " has no version " +
                             std::to_string(version) + " in " + source->Describe() +
                             " (signed versions: " + list + ")");
   }
-  DEPOT_ASSIGN_OR_RETURN(std::string manifest_bytes,
-                         client.FetchTarget(*target).WithContext("manifest " + target->path));
+  auto fetched_manifest = client.FetchTarget(*target);
+  if (!fetched_manifest.ok()) {
+    if (req.diagnostics && fetched_manifest.status().IsNotFound()) {
+      req.diagnostics->newest_available = versions.back();
+      req.diagnostics->version_missing = true;
+    }
+    return fetched_manifest.status().WithContext("manifest " + target->path);
+  }
+  std::string manifest_bytes = std::move(*fetched_manifest);
   auto parsed = store::ParseManifest(manifest_bytes);
   if (!parsed.ok()) {
     // Signed but unparsable: never act on it.
@@ -227,6 +241,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   std::atomic<bool> committing{false};
   std::atomic<std::int64_t> last_commit{std::chrono::steady_clock::now().time_since_epoch().count()};
   core::Duration backoff = req.first_backoff;
+  core::RateLimiter limiter(clock, req.max_rate);
   for (int round = 1; !missing.empty(); ++round) {
     std::vector<core::FetchRequest> requests;
     requests.reserve(missing.size());
@@ -309,6 +324,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     }
     Status fetch_status = source->FetchMany(
         requests, req.parallel, [&](std::size_t k, core::Result<std::string> frame) {
+          limiter.Throttle(frame.ok() ? frame->size() : 0, [&] { return req.cancel != nullptr && req.cancel->load(); });
           if (failed()) return false;
           std::size_t i = missing[k];
           return queues[assembler.HomeFile(i) % threads]->Push(Work{i, std::move(frame)});

@@ -23,6 +23,9 @@ struct FetchDiagnostics {
   // The newest signed version of the package the source offered when the requested
   // one was missing (0: none at all). Set with a NotFound.
   std::int64_t newest_available = 0;
+  // The source does not offer the requested version: not in its signed targets, or
+  // its manifest is missing (404) there.
+  bool version_missing = false;
   // The signed manifest itself is unacceptable (an unsafe path, limits exceeded,
   // not what it is signed as): every source serves the same bytes, so no retry helps.
   bool manifest_refused = false;
@@ -35,6 +38,7 @@ struct FetchRequest {
   std::string trusted_root;  // bytes of the pinned root.json
   std::string cache_dir;     // "" for none: then trusted metadata lives in memory only
   unsigned parallel = 16;    // concurrent downloads
+  std::uint64_t max_rate = 0;  // average bytes/s over all chunk downloads, 0 = unlimited
   unsigned threads = 0;      // verify/assemble workers; 0: all cores
   int max_rounds = 4;        // download rounds for chunks that failed transiently
   // Sync the destination's filesystem in the background after this many bytes are

@@ -6,6 +6,7 @@
 #include "core/atomic_batch.h"
 #include "core/log.h"
 #include "core/parallel.h"
+#include "core/rate_limiter.h"
 #include "repo/layout.h"
 #include "store/compress.h"
 
@@ -40,8 +41,7 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock, core
     return batch.Commit();
   };
   core::Duration backoff = o.first_backoff;
-  std::uint64_t received = 0;
-  const auto rate_start = std::chrono::steady_clock::now();
+  core::RateLimiter limiter(clock, o.max_rate);
   for (int round = 1; !missing.empty(); ++round) {
     std::vector<core::FetchRequest> requests;
     requests.reserve(missing.size());
@@ -100,17 +100,8 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock, core
         stopped = true;
         return false;
       }
-      if (o.max_rate > 0) {
-        // Ahead of the allowed average: pause (in short steps, staying cancellable).
-        received += frame.ok() ? frame->size() : 0;
-        for (;;) {
-          auto allowed = std::chrono::duration<double>(static_cast<double>(received) / static_cast<double>(o.max_rate));
-          auto spent = std::chrono::steady_clock::now() - rate_start;
-          if (spent >= allowed || (o.cancelled && o.cancelled())) break;
-          clock->SleepFor(std::min<core::Duration>(std::chrono::milliseconds(100),
-                                                   std::chrono::duration_cast<core::Duration>(allowed - spent)));
-        }
-      }
+      // Ahead of the allowed average: pause (staying cancellable).
+      limiter.Throttle(frame.ok() ? frame->size() : 0, o.cancelled);
       {
         std::lock_guard<std::mutex> lock(mu);
         if (!first_error.ok()) return false;

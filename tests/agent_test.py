@@ -1,0 +1,268 @@
+"""Agent tests with real processes: a site, DPs (some behind fault-injecting servers)
+and `depot agent` on loopback."""
+import os
+import re
+import shutil
+import time
+
+from harness import (AgentProcess, DepotTestCase, DpProcess, FaultServer, SiteProcess, describe_tree, free_port,
+                     make_tree, write)
+
+
+class AgentTest(DepotTestCase):
+    def setUp(self):
+        super().setUp()
+        self.site = SiteProcess(self.tmp)
+        self.addCleanup(self.site.stop)
+        # Compressed time: failed DP copies are retried after ~200 ms, not 30 s.
+        self.site.stop()
+        cfg = os.path.join(self.site.data, "site.toml")
+        with open(cfg) as f:
+            text = re.sub(r'retry_base = "[^"]*"', 'retry_base = "200ms"', f.read())
+        with open(cfg, "w") as f:
+            f.write(text)
+        self.site.start()
+        self.site.cli("collection", "create", "all", "--rule", 'os == "linux"')
+        self.runs = self.path("runs.log")
+
+    # ------------------------------------------------------------------ helpers
+
+    def program(self, extra=""):
+        # Appends one line per run, outside the content directory, to count runs.
+        return f"install=echo $DEPOT_PACKAGE-$DEPOT_VERSION-$DEPOT_DEPLOYMENT >> {self.runs}{extra}"
+
+    def publish(self, src, update=False, program=None, name="tools"):
+        return self.site.cli("package", "update" if update else "create", name, "--source", src,
+                             "--program", program or self.program())
+
+    def runs_logged(self):
+        if not os.path.exists(self.runs):
+            return []
+        with open(self.runs) as f:
+            return f.read().split()
+
+    def agent(self, name="pc1", extra=()):
+        a = AgentProcess(self.site, self.tmp, name, extra=("--poll-interval", "1", "--retry-base", "1s") + tuple(extra))
+        self.addCleanup(a.stop)
+        return a
+
+    def dp(self, name, **kw):
+        d = DpProcess(self.site, self.tmp, name, **kw)
+        self.addCleanup(d.stop)
+        return d
+
+    def messages(self, agent, code=None):
+        out = self.site.cli("messages", "--client", agent.client(), "--limit", "1000")["messages"]
+        return [m for m in out if code is None or m["code"] == code]
+
+    def content(self, agent, package, version):
+        return os.path.join(agent.data, "content", package, str(version))
+
+    # ------------------------------------------------------------------ tests
+
+    def test_cold_install_and_update_fetch_only_changed_chunks_from_the_dp(self):
+        src = self.path("src")
+        make_tree(src, seed=1, big_mib=3)
+        self.publish(src)
+        dp = self.dp("near", port=free_port())
+        self.site.cli("distribute", "tools", "--to", "near")
+        dp.wait_state("tools", 1)
+        dep = self.site.cli("deploy", "tools", "--program", "install", "--to", "all", "--required")
+        a = self.agent()
+        code, err = a.once()
+        self.assertEqual(code, 0, err)
+        self.assertEqual(describe_tree(src), describe_tree(self.content(a, "tools", 1)))
+        self.assertEqual(self.runs_logged(), [f"tools-1-{dep['id']}"])
+        got = self.messages(a, 4002)[0]
+        self.assertEqual(got["params"]["source"], dp.url + "/repo")
+        self.assertEqual(a.status()["installed"], {"tools": 1})
+        # The site's summary reflects the agent.
+        counts = self.site.cli("deployment", "show", str(dep["id"]))
+        self.assertEqual(counts["clients"]["succeeded"], 1, counts)
+
+        # Nothing new: nothing happens, and the program does not run again.
+        code, _ = a.once()
+        self.assertEqual(code, 4)
+        self.assertEqual(len(self.runs_logged()), 1)
+
+        # Update: one small file changes; only its chunk moves.
+        write(os.path.join(src, "src/mod1/file1.txt"), b"changed for version 2\n")
+        self.publish(src, update=True)
+        dp.wait_state("tools", 2)
+        code, err = a.once()
+        self.assertEqual(code, 0, err)
+        self.assertEqual(describe_tree(src), describe_tree(self.content(a, "tools", 2)))
+        self.assertFalse(os.path.exists(self.content(a, "tools", 1)), "the previous version is removed after success")
+        v2 = [m for m in self.messages(a, 4002) if m["version"] == 2][0]["params"]
+        self.assertLess(int(v2["bytes_fetched"]), 100_000, v2)
+        self.assertGreater(int(v2["bytes_from_cache"]), 3_000_000, v2)
+        self.assertEqual(self.runs_logged(), [f"tools-1-{dep['id']}", f"tools-2-{dep['id']}"])
+
+    def test_available_deployment_installs_only_on_request(self):
+        src = self.path("src")
+        make_tree(src, seed=2, big_mib=1)
+        self.publish(src)
+        self.site.cli("deploy", "tools", "--program", "install", "--to", "all")
+        a = self.agent()
+        code, _ = a.once()
+        self.assertEqual(code, 4)
+        self.assertEqual(a.deployment("tools")["state"], "waiting")
+        self.assertEqual(self.runs_logged(), [])
+        from harness import run_depot
+        code, out, err = run_depot("agent", "install", "--data", a.data, "tools", check=False)
+        self.assertEqual(code, 0, out + err)
+        self.assertEqual(a.deployment("tools")["state"], "succeeded")
+        self.assertEqual(len(self.runs_logged()), 1)
+        code, out, err = run_depot("agent", "install", "--data", a.data, "nosuch", check=False)
+        self.assertNotEqual(code, 0)
+        self.assertIn("no available deployment of nosuch", out + err)
+
+    def test_kill_during_download_resumes_from_cache(self):
+        src = self.path("src")
+        make_tree(src, seed=3, big_mib=4)
+        self.publish(src)
+        self.site.cli("deploy", "tools", "--program", "install", "--to", "all", "--required")
+        a = self.agent(extra=("--max-rate", "300000", "--parallel", "1"))
+        a.start()
+        a.wait(lambda s: s["deployments"] and s["deployments"][0]["bytes_done"] > 1_000_000, "download under way")
+        a.kill()
+        self.assertFalse(os.path.exists(self.content(a, "tools", 1)))
+        code, err = a.once("--max-rate", "1000000000", "--parallel", "8")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(describe_tree(src), describe_tree(self.content(a, "tools", 1)))
+        got = self.messages(a, 4002)[0]["params"]
+        self.assertGreater(int(got["bytes_from_cache"]), 500_000, got)
+        self.assertEqual(len(self.runs_logged()), 1)
+
+    def test_kill_during_program_never_runs_it_twice(self):
+        src = self.path("src")
+        make_tree(src, seed=4, big_mib=1)
+        self.publish(src, program=self.program("; sleep 3"))
+        self.site.cli("deploy", "tools", "--program", "install", "--to", "all", "--required")
+        a = self.agent()
+        a.start()
+        a.wait(lambda s: s["deployments"] and s["deployments"][0]["state"] == "installing", "installing")
+        time.sleep(0.5)
+        a.kill()  # the program keeps running without its agent
+        code, err = a.once()
+        self.assertEqual(code, 0, err)
+        self.assertEqual(a.deployment("tools")["state"], "succeeded")
+        self.assertEqual(len(self.runs_logged()), 1)
+        code, _ = a.once()
+        self.assertEqual(code, 4)
+        self.assertEqual(len(self.runs_logged()), 1)
+        self.assertEqual(len(self.messages(a, 4006)), 1)
+
+    def test_failing_sources_fall_back_in_order_and_each_is_reported(self):
+        src = self.path("src")
+        make_tree(src, seed=5, big_mib=1)
+        self.publish(src)
+        modes = {"a-down": None, "b-missing": "missing-version", "c-older": "ok", "d-corrupt": "corrupt",
+                 "e-stall": "stall"}
+        ports = {n: free_port() for n in modes}
+        dps = {n: self.dp(n, url=f"http://127.0.0.1:{ports[n]}") for n in modes}
+        for n in modes:
+            self.site.cli("distribute", "tools", "--to", n)
+        for d in dps.values():
+            d.wait_state("tools", 1)
+        # c-older will serve this copy: a mirror stuck at version 1.
+        old = self.path("c-older-frozen")
+        shutil.copytree(dps["c-older"].data, old, symlinks=True)
+        write(os.path.join(src, "src/mod2/file2.txt"), b"version 2\n")
+        self.publish(src, update=True)
+        for d in dps.values():
+            d.wait_state("tools", 2)
+        for n, mode in modes.items():
+            if mode:
+                fs = FaultServer(old if n == "c-older" else dps[n].data, ports[n], mode)
+                self.addCleanup(fs.stop)
+        self.site.cli("deploy", "tools", "--program", "install", "--to", "all", "--required")
+        a = self.agent(extra=("--stall-timeout", "2s"))
+        code, err = a.once()
+        self.assertEqual(code, 0, err)
+        self.assertEqual(describe_tree(src), describe_tree(self.content(a, "tools", 2)))
+        self.assertEqual(a.status()["installed"], {"tools": 2}, "never an older version")
+        by_source = {}
+        for m in self.messages(a):
+            if "source" in m["params"]:
+                by_source.setdefault(m["params"]["source"], set()).add(m["code"])
+        url = lambda n: f"http://127.0.0.1:{ports[n]}/repo"
+        self.assertIn(4003, by_source[url("a-down")], by_source)
+        self.assertIn(4004, by_source[url("b-missing")], by_source)
+        self.assertIn(4004, by_source[url("c-older")], by_source)
+        self.assertIn(4012, by_source[url("d-corrupt")], by_source)
+        self.assertIn(4003, by_source[url("e-stall")], by_source)
+        self.assertIn(4002, by_source[self.site.url + "/repo"], by_source)
+        stale = [m for m in self.messages(a, 4004) if m["params"]["source"] == url("b-missing")][0]
+        self.assertEqual(stale["version"], 2)
+        self.assertIn("needs package tools version 2", stale["text"])
+
+    def test_deleted_package_is_never_requested_again_and_purged_after_grace(self):
+        src = self.path("src")
+        make_tree(src, seed=6, big_mib=1)
+        self.publish(src)
+        port = free_port()
+        dp = self.dp("near", url=f"http://127.0.0.1:{port}")
+        self.site.cli("distribute", "tools", "--to", "near")
+        dp.wait_state("tools", 1)
+        log = self.path("near-requests.log")
+        fs = FaultServer(dp.data, port, "ok", log=log)
+        self.addCleanup(fs.stop)
+        self.site.cli("deploy", "tools", "--program", "install", "--to", "all", "--required")
+        a = self.agent(extra=("--purge-grace", "3s"))
+        a.start()
+        a.wait(lambda s: s["deployments"] and s["deployments"][0]["state"] == "succeeded", "installed")
+        self.assertTrue(os.path.exists(self.content(a, "tools", 1)))
+        self.assertGreater(a.status()["cache"]["bytes"], 0)
+        self.site.cli("package", "delete", "tools")
+        a.wait(lambda s: all(d["removed"] for d in s["deployments"]), "deployment removed", timeout=20)
+        seen = open(log).read()
+        a.wait(lambda s: not s["deployments"] and s["cache"]["bytes"] == 0, "purged", timeout=30)
+        self.assertFalse(os.path.exists(os.path.join(a.data, "content", "tools")))
+        time.sleep(2)  # more polls
+        self.assertEqual(open(log).read(), seen, "no request for a deleted package after the poll")
+        codes = {m["code"] for m in self.messages(a)}
+        self.assertIn(4010, codes)
+        self.assertIn(4011, codes)
+
+    def test_cache_limit_holds_across_a_sequence_of_installs(self):
+        limit = 2_500_000
+        a = None
+        for seed in (11, 12, 13):
+            src = self.path(f"src{seed}")
+            make_tree(src, seed=seed, big_mib=1)
+            self.publish(src, update=a is not None)
+            if a is None:
+                self.site.cli("deploy", "tools", "--program", "install", "--to", "all", "--required")
+                a = self.agent(extra=("--cache-size", str(limit)))
+            code, err = a.once()
+            self.assertEqual(code, 0, err)
+            cache = a.status()["cache"]
+            self.assertLessEqual(cache["bytes"], limit, cache)
+            self.assertGreater(cache["bytes"], 0, "the installed version stays cached")
+        self.assertEqual(len(self.runs_logged()), 3)
+
+    def test_program_missing_from_the_signed_manifest_is_refused(self):
+        src = self.path("src")
+        make_tree(src, seed=7, big_mib=1)
+        self.publish(src)
+        self.site.cli("deploy", "tools", "--program", "install", "--to", "all", "--required")
+        a = self.agent()
+        code, err = a.once()
+        self.assertEqual(code, 0, err)
+        # Version 2 has no `install` program, but the deployment follows the newest version.
+        self.publish(src, update=True, program="other=true")
+        code, err = a.once()
+        self.assertEqual(code, 1, err)
+        d = a.deployment("tools")
+        self.assertEqual((d["state"], d["version"]), ("failed_final", 2))
+        self.assertIn("not in the signed manifest", d["last_error"])
+        self.assertFalse(os.path.exists(self.content(a, "tools", 2)))
+        self.assertTrue(os.path.exists(self.content(a, "tools", 1)), "the installed version stays")
+        self.assertEqual(len(self.runs_logged()), 1)
+        self.assertTrue(any("not in the signed manifest" in m["text"] for m in self.messages(a, 4009)))
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
