@@ -96,13 +96,32 @@ say "edit the source again; depot package update uploads only the changed chunk"
 echo "another new page" > "$work/source/doc/part1/page1.txt"
 "$depot" package update sample --source "$work/source" --program install=./install.sh
 
-say "a DP, a collection and a required deployment"
-"$depot" dp add dp1 --url http://dp1.example:8081 --group eu --boundary 10.0.0.0/8 >/dev/null && echo "added DP dp1 (group eu)"
+say "a DP (depot dp serve), a collection and a required deployment"
+dp_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+dp_token=$("$depot" --json dp add dp1 --url "http://127.0.0.1:$dp_port" --group eu --boundary 127.0.0.0/8 |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+"$depot" --json dp serve --data "$work/dp1" --site "$DEPOT_SITE" --token "$dp_token" \
+  --listen "127.0.0.1:$dp_port" >"$work/dp1.out" 2>"$work/dp1.log" &
+dp=$!
+trap 'kill $server $site $dp 2>/dev/null' EXIT
+echo "DP dp1 serving $work/dp1/repo at http://127.0.0.1:$dp_port (group eu, boundary 127.0.0.0/8)"
 "$depot" distribute sample --to eu
 "$depot" collection create linux --rule 'os == "linux"'
-"$depot" deploy sample --program install --to linux --required --deadline +1d --window '22:00+4h@Europe/Berlin'
+"$depot" deploy sample --program install --to linux --required --deadline +1d
+for _ in $(seq 300); do
+  "$depot" --json dp show dp1 | python3 -c 'import json,sys; v=json.load(sys.stdin)["versions"]; sys.exit(0 if v and all(r["state"] == "ready" for r in v) else 1)' && break
+  sleep 0.2
+done
+"$depot" dp show dp1
+
+say "an agent: enroll, poll, download from the DP (verified), install, report"
+enroll=$("$depot" --json token create --role enroll --uses 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+"$depot" agent run --data "$work/agent" --site "$DEPOT_SITE" --enroll-token "$enroll" --name demo-pc --once
+"$depot" agent status --data "$work/agent"
+echo "installed files: $(find "$work/agent/content/sample" -type f | wc -l) under $work/agent/content/sample"
 
 say "depot status / messages"
 "$depot" status
+"$depot" deployment list
 "$depot" messages
 say "done: everything is under $work"

@@ -242,6 +242,35 @@ class AgentTest(DepotTestCase):
             self.assertGreater(cache["bytes"], 0, "the installed version stays cached")
         self.assertEqual(len(self.runs_logged()), 3)
 
+    def test_download_happens_outside_the_window_and_the_program_waits_for_it(self):
+        src = self.path("src")
+        make_tree(src, seed=8, big_mib=1)
+        self.publish(src)
+        # A one-hour window twelve hours from now, in UTC and in Tokyo time (the same
+        # instant): it is closed now.
+        later = time.gmtime(time.time() + 12 * 3600)
+        tokyo = time.gmtime(time.time() + 21 * 3600)
+        self.site.cli("deploy", "tools", "--program", "install", "--to", "all", "--required",
+                      "--window", time.strftime("%H:%M", later) + "+1h@UTC",
+                      "--window", time.strftime("%H:%M", tokyo) + "+1h@Asia/Tokyo")
+        a = self.agent()
+        code, err = a.once()
+        self.assertEqual(code, 4, err)
+        self.assertEqual(a.deployment("tools")["state"], "downloaded")
+        self.assertTrue(os.path.exists(self.content(a, "tools", 1)))
+        self.assertEqual(self.runs_logged(), [])
+        # A window that is open now lets it install.
+        now = time.gmtime(time.time() - 600)
+        self.site.cli("deploy", "tools", "--program", "install", "--to", "all", "--required",
+                      "--window", time.strftime("%H:%M", now) + "+1h@UTC")
+        code, err = a.once()
+        self.assertEqual(code, 0, err)
+        self.assertEqual(len(self.runs_logged()), 1)
+        # The first deployment still holds the shared content for its own window.
+        states = sorted(d["state"] for d in a.status()["deployments"])
+        self.assertEqual(states, ["downloaded", "succeeded"])
+        self.assertTrue(os.path.exists(os.path.join(self.content(a, "tools", 1), "bin/tool")))
+
     def test_program_missing_from_the_signed_manifest_is_refused(self):
         src = self.path("src")
         make_tree(src, seed=7, big_mib=1)

@@ -878,6 +878,15 @@ struct Agent::Impl {
 
   // ------------------------------------------------------------------ driving
 
+  // Whether another live deployment of the same package version holds its content
+  // directory (downloaded, installing or succeeded with it): it is shared, not redone.
+  bool SharedContent(const Row& d) {
+    auto n = db->QueryInt("SELECT COUNT(*) FROM deployments WHERE package = ? AND version = ? AND id != ? AND "
+                          "removed_ms IS NULL AND state IN ('downloaded', 'installing', 'succeeded')",
+                          {d.package, d.version, d.id});
+    return n.ok() && *n > 0;
+  }
+
   core::Result<std::vector<Row>> LiveRows() {
     DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows, db->Query(std::string("SELECT ") + kRowColumns +
                                                          " FROM deployments WHERE removed_ms IS NULL ORDER BY id"));
@@ -938,7 +947,7 @@ struct Agent::Impl {
             DEPOT_RETURN_IF_ERROR(Transition(d.id, Event::kProgramSucceeded, {}, {}).status());
             break;
           }
-          if (!current) {
+          if (!current && !SharedContent(d)) {
             // Content a failed attempt may have changed: assembled afresh (from the cache).
             env->RemoveAll(dir).IgnoreError();
           }
@@ -953,8 +962,8 @@ struct Agent::Impl {
           std::string dir = ContentDir(d.package, d.version);
           auto installed = db->QueryRow("SELECT version FROM installed WHERE package = ?", {d.package});
           bool current = installed.ok() && installed->Int(0) == d.version;
-          if (current && env->Exists(dir).ok() && *env->Exists(dir)) {
-            // Installed content another deployment put there: verified then, and in use.
+          if ((current || SharedContent(d)) && env->Exists(dir).ok() && *env->Exists(dir)) {
+            // Content another deployment of this version put there: verified then, in use.
             DownloadOutcome o;
             auto manifest = env->ReadFile(ManifestPath(d.manifest_id), 512ull << 20);
             if (manifest.ok()) {
