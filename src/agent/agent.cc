@@ -1353,7 +1353,7 @@ Agent::~Agent() {
 }
 
 core::Result<std::unique_ptr<Agent>> Agent::Open(core::Env* env, core::Clock* clock, const std::string& data_dir,
-                                                 const AgentConfig& overrides, SourceFactory sources) {
+                                                 const AgentOverrides& overrides, SourceFactory sources) {
   // Absolute: programs run in their content directory and write to their run directory.
   std::string dir = data_dir;
   if (!dir.empty() && dir[0] != '/') {
@@ -1371,21 +1371,25 @@ core::Result<std::unique_ptr<Agent>> Agent::Open(core::Env* env, core::Clock* cl
   AgentConfig c;
   Status loaded = Impl::LoadConfig(env, data_dir, &c, &impl->identity);
   if (!loaded.ok() && !loaded.IsNotFound()) return loaded;
-  AgentConfig defaults;
   if (!overrides.site.empty()) c.site = overrides.site;
   if (!overrides.ca.empty()) c.ca = overrides.ca;
   if (!overrides.name.empty()) c.name = overrides.name;
   for (const auto& [k, v] : overrides.tags) c.tags[k] = v;
-  if (overrides.poll_interval.count() > 0) c.poll_interval = overrides.poll_interval;
-  if (overrides.cache_max_bytes != defaults.cache_max_bytes) c.cache_max_bytes = overrides.cache_max_bytes;
-  if (overrides.purge_grace != defaults.purge_grace) c.purge_grace = overrides.purge_grace;
-  if (overrides.parallel != defaults.parallel) c.parallel = overrides.parallel;
-  if (overrides.max_rate != defaults.max_rate) c.max_rate = overrides.max_rate;
-  if (overrides.stall_timeout != defaults.stall_timeout) c.stall_timeout = overrides.stall_timeout;
-  if (overrides.retry_base != defaults.retry_base) c.retry_base = overrides.retry_base;
-  if (overrides.retry_max != defaults.retry_max) c.retry_max = overrides.retry_max;
-  if (overrides.max_attempts != defaults.max_attempts) c.max_attempts = overrides.max_attempts;
-  if (overrides.source_penalty != defaults.source_penalty) c.source_penalty = overrides.source_penalty;
+  auto take = [](auto& into, const auto& from) {
+    if (from) into = *from;
+  };
+  take(c.poll_interval, overrides.poll_interval);
+  take(c.purge_grace, overrides.purge_grace);
+  take(c.stall_timeout, overrides.stall_timeout);
+  take(c.retry_base, overrides.retry_base);
+  take(c.retry_max, overrides.retry_max);
+  take(c.source_penalty, overrides.source_penalty);
+  take(c.cache_max_bytes, overrides.cache_max_bytes);
+  take(c.max_rate, overrides.max_rate);
+  take(c.parallel, overrides.parallel);
+  take(c.max_attempts, overrides.max_attempts);
+  if (c.parallel < 1 || c.parallel > 64) return Status::InvalidArgument("parallel must be from 1 to 64");
+  if (c.max_attempts < 1) return Status::InvalidArgument("max_attempts must be at least 1");
   if (c.site.empty()) return Status::InvalidArgument("no site: pass --site URL on the first start");
   while (!c.site.empty() && c.site.back() == '/') c.site.pop_back();
   impl->config = c;

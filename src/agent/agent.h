@@ -56,6 +56,17 @@ struct AgentConfig {
   core::Duration source_penalty = std::chrono::minutes(10);  // a failed source goes last this long
 };
 
+// Settings given on the command line: each one that is set replaces the stored one
+// (and is saved), so a later start with fewer flags keeps the rest.
+struct AgentOverrides {
+  std::string site, ca, name;  // "" = keep
+  std::map<std::string, std::string> tags;
+  std::optional<core::Duration> poll_interval, purge_grace, stall_timeout, retry_base, retry_max, source_penalty;
+  std::optional<std::uint64_t> cache_max_bytes, max_rate;
+  std::optional<unsigned> parallel;
+  std::optional<int> max_attempts;
+};
+
 // Set once by enrollment, kept in agent.json.
 struct Identity {
   std::string client;  // uid the site assigned
@@ -90,7 +101,7 @@ class Agent {
   // `overrides` that are set replace stored settings and are saved. Takes the agent
   // lock: Unavailable when another process drives this directory.
   static core::Result<std::unique_ptr<Agent>> Open(core::Env* env, core::Clock* clock, const std::string& data_dir,
-                                                   const AgentConfig& overrides, SourceFactory sources = nullptr);
+                                                   const AgentOverrides& overrides, SourceFactory sources = nullptr);
   ~Agent();
 
   // Enrolls with the site when not enrolled yet (needs `enroll_token`); pins the

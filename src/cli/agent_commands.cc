@@ -28,8 +28,8 @@ struct RunFlags {
   bool once = false;
 };
 
-core::Result<agent::AgentConfig> ConfigFromFlags(const RunFlags& f) {
-  agent::AgentConfig c;
+core::Result<agent::AgentOverrides> ConfigFromFlags(const RunFlags& f) {
+  agent::AgentOverrides c;
   c.site = f.site;
   c.ca = f.ca;
   c.name = f.name;
@@ -85,7 +85,7 @@ int RunAgent(const RunFlags& f, bool json) {
     stop = true;
   }).detach();
   if (json) {
-    std::printf("%s\n", Json({{"data", f.data}, {"site", cfg->site}}).dump().c_str());
+    std::printf("%s\n", Json({{"data", f.data}}).dump().c_str());
   } else {
     std::printf("agent running on %s\n", f.data.c_str());
   }
