@@ -132,6 +132,10 @@ IDLE=$!
 sleep 10
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$IDLE/status")
 hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$IDLE/status")
+# Most of the RSS is shared library pages (libcrypto, libstdc++, libc) every process
+# on the machine shares; PSS and private pages say what the agent itself costs.
+pss_kb=$(awk '/^Pss:/ {print $2}' "/proc/$IDLE/smaps_rollup")
+priv_kb=$(awk '/^Private_(Clean|Dirty):/ {s+=$2} END {print s}' "/proc/$IDLE/smaps_rollup")
 kill $IDLE; wait $IDLE 2>/dev/null || true
 
 aw=$(median agent 3); cw=$(median casync 3); uw=$(median curl 3)
@@ -153,7 +157,7 @@ done
 echo "update: $mutated"
 echo "  agent received $a_xfer bytes (chunks fetched $a_fetched uncompressed, $a_cache from its cache)"
 echo "  casync seeded extract fetches $c_files new chunk files, $c_bytes bytes, + index $c_index bytes"
-echo "idle agent: VmRSS $rss_kb KiB, peak during the idle run $hwm_kb KiB"
+echo "idle agent: VmRSS $rss_kb KiB (PSS $pss_kb KiB, private $priv_kb KiB), peak during the idle run $hwm_kb KiB"
 echo "RATIO agent/curl (MB/s):        $(calc "$amb / $umb")x   (target >= 0.4x)"
 echo "RATIO agent/casync:             $(calc "$cw / $aw")x   (target >= 20x)"
 echo "RATIO update bytes agent/casync: $(calc "$a_xfer / ($c_bytes + $c_index)")x   (target <= 0.5x)"
