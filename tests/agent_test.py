@@ -1,27 +1,18 @@
 """Agent tests with real processes: a site, DPs (some behind fault-injecting servers)
 and `depot agent` on loopback."""
 import os
-import re
 import shutil
 import time
 
-from harness import (AgentProcess, DepotTestCase, DpProcess, FaultServer, SiteProcess, describe_tree, free_port,
-                     make_tree, write)
+from harness import (AgentProcess, DepotTestCase, describe_tree, DpProcess, FaultServer, free_port, make_tree,
+                     run_depot, site_with_fast_retries, write)
 
 
 class AgentTest(DepotTestCase):
     def setUp(self):
         super().setUp()
-        self.site = SiteProcess(self.tmp)
+        self.site = site_with_fast_retries(self.tmp)
         self.addCleanup(self.site.stop)
-        # Compressed time: failed DP copies are retried after ~200 ms, not 30 s.
-        self.site.stop()
-        cfg = os.path.join(self.site.data, "site.toml")
-        with open(cfg) as f:
-            text = re.sub(r'retry_base = "[^"]*"', 'retry_base = "200ms"', f.read())
-        with open(cfg, "w") as f:
-            f.write(text)
-        self.site.start()
         self.site.cli("collection", "create", "all", "--rule", 'os == "linux"')
         self.runs = self.path("runs.log")
 
@@ -108,7 +99,6 @@ class AgentTest(DepotTestCase):
         self.assertEqual(code, 4)
         self.assertEqual(a.deployment("tools")["state"], "waiting")
         self.assertEqual(self.runs_logged(), [])
-        from harness import run_depot
         code, out, err = run_depot("agent", "install", "--data", a.data, "tools", check=False)
         self.assertEqual(code, 0, out + err)
         self.assertEqual(a.deployment("tools")["state"], "succeeded")

@@ -3,15 +3,14 @@ nginx, and a fault-injecting upstream, all on loopback."""
 import hashlib
 import http.client
 import os
-import re
 import subprocess
 import sys
 import time
 import unittest
 import urllib.parse
 
-from harness import (DepotTestCase, DpProcess, Nginx, SiteProcess, describe_tree, free_port, make_tree,
-                     run_depot, site_root_json, write, HERE)
+from harness import (DepotTestCase, describe_tree, DpProcess, free_port, HERE, make_tree, Nginx, run_depot,
+                     site_root_json, site_with_fast_retries, write)
 
 
 def http_get(url, path, headers=None, method="GET"):
@@ -28,14 +27,8 @@ def http_get(url, path, headers=None, method="GET"):
 class DpTest(DepotTestCase):
     def setUp(self):
         super().setUp()
-        self.site = SiteProcess(self.tmp)
+        self.site = site_with_fast_retries(self.tmp)
         self.addCleanup(self.site.stop)
-        # Compressed time: failed copies are retried after ~200 ms, not 30 s.
-        self.site.stop()
-        cfg = os.path.join(self.site.data, "site.toml")
-        text = re.sub(r'retry_base = "[^"]*"', 'retry_base = "200ms"', open(cfg).read())
-        open(cfg, "w").write(text)
-        self.site.start()
         self.trust = site_root_json(self.site, self.path("root.json"))
 
     def dp(self, name, **kw):

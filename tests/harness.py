@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import stat
@@ -169,9 +170,9 @@ class DepotTestCase(unittest.TestCase):
 
 
 class ServerProcess:
-    """A depot server process (`site serve`, `dp serve`) started with --json, which
-    prints one line with its URL once it is listening; its stderr goes to a log file
-    next to its data directory."""
+    """A long-running depot process (`site serve`, `dp serve`, `agent run`) with its
+    stderr in a log file. Servers are started with --json and print one line with
+    their URL once listening (`_spawn`); stop() and kill() end any of them."""
 
     def _spawn(self, what, args, env=None):
         self.log = open(os.path.join(os.path.dirname(self.data), f"{what}-{time.time()}.log"), "w")
@@ -327,7 +328,7 @@ class DpProcess(ServerProcess):
         raise AssertionError(f"{self.name}: {package} v{version} not {state} after {timeout}s: {self.record(package, version)}")
 
 
-class AgentProcess:
+class AgentProcess(ServerProcess):
     """A real `depot agent` enrolled with `site`: `once()` runs one cycle, `start()`
     runs it in the background (kill()/stop() end it), `status()` reads its state."""
 
@@ -359,25 +360,6 @@ class AgentProcess:
     def start(self, *extra):
         self.log = open(os.path.join(self.workdir, f"agent-{self.name}-{time.time()}.log"), "w")
         self.proc = subprocess.Popen(self._args(extra), stdout=subprocess.DEVNULL, stderr=self.log)
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-        self.log.close()
-
-    def stop(self):
-        if self.proc is None:
-            return None
-        self.proc.terminate()
-        try:
-            rc = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self.proc = None
-        self.log.close()
-        return rc
 
     def status(self):
         return run_depot("agent", "status", "--data", self.data, json_out=True)[1]
@@ -424,6 +406,19 @@ class FaultServer:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+
+def site_with_fast_retries(workdir):
+    """A SiteProcess whose failed DP copies are retried after ~200 ms, not 30 s."""
+    site = SiteProcess(workdir)
+    site.stop()
+    cfg = os.path.join(site.data, "site.toml")
+    with open(cfg) as f:
+        text = re.sub(r'retry_base = "[^"]*"', 'retry_base = "200ms"', f.read())
+    with open(cfg, "w") as f:
+        f.write(text)
+    site.start()
+    return site
 
 
 def site_root_json(site, path):

@@ -200,7 +200,9 @@ struct Source {
 // One deployment row, as the driver needs it.
 struct Row {
   std::int64_t id = 0, version = 0, attempts = 0, next_try_ms = 0, run_started_ms = 0;
-  std::string package, package_id, manifest_id, program, kind, run_dir;
+  std::int64_t bytes_done = 0, bytes_total = 0;
+  std::optional<std::int64_t> exit_code;
+  std::string package, package_id, manifest_id, program, kind, run_dir, last_error, output;
   State state = State::kWaiting;
   bool requested = false, removed = false;
   Json policy;
@@ -212,7 +214,7 @@ struct Row {
 
 constexpr char kRowColumns[] =
     "id, package, package_id, version, manifest_id, program, kind, policy, state, attempts, next_try_ms, "
-    "requested, run_dir, run_started_ms, removed_ms";
+    "requested, run_dir, run_started_ms, removed_ms, bytes_done, bytes_total, exit_code, last_error, output";
 
 Row ToRow(const catalog::Row& r) {
   Row d;
@@ -232,6 +234,11 @@ Row ToRow(const catalog::Row& r) {
   d.run_dir = r.Text(12);
   d.run_started_ms = r.Int(13);
   d.removed = !r.IsNull(14);
+  d.bytes_done = r.Int(15);
+  d.bytes_total = r.Int(16);
+  d.exit_code = r.OptInt(17);
+  d.last_error = r.Text(18);
+  d.output = r.Text(19);
   d.start_ms = d.policy.value("start_ms", std::int64_t{0});
   if (d.policy.contains("deadline_ms") && d.policy["deadline_ms"].is_number_integer()) {
     d.deadline_ms = d.policy["deadline_ms"].get<std::int64_t>();
@@ -296,6 +303,9 @@ struct Agent::Impl {
   std::atomic<bool> job_cancel{false};
   std::atomic<std::uint64_t> job_bytes{0}, job_total{0};
   DownloadOutcome job_outcome;
+
+  // Programs of held manifests, by manifest id (ProgramOf). Driver thread only.
+  std::map<std::string, std::vector<store::Program>> programs;
 
   // Sources that failed recently go to the back of the list until then.
   std::map<std::string, std::int64_t> penalised_until_ms;
@@ -806,6 +816,24 @@ struct Agent::Impl {
 
   // ------------------------------------------------------------------ install
 
+  // The program `name` of a held version, or nullptr when its manifest is missing or
+  // damaged or has no such program. Programs are kept per manifest id: a running
+  // program is checked several times a second, and a large version's manifest is
+  // megabytes to hash and parse.
+  const store::Program* ProgramOf(const std::string& manifest_id, const std::string& name) {
+    auto it = programs.find(manifest_id);
+    if (it == programs.end()) {
+      auto m = LoadManifest(manifest_id);
+      if (!m.ok()) return nullptr;
+      if (programs.size() > 64) programs.clear();
+      it = programs.emplace(manifest_id, std::move(m->programs)).first;
+    }
+    for (const auto& p : it->second) {
+      if (p.name == name) return &p;
+    }
+    return nullptr;
+  }
+
   core::Result<store::Manifest> LoadManifest(const std::string& manifest_id) {
     DEPOT_ASSIGN_OR_RETURN(std::string bytes, env->ReadFile(ManifestPath(manifest_id), 512ull << 20));
     if (core::Sha256::HashHex(bytes) != manifest_id) {
@@ -878,12 +906,14 @@ struct Agent::Impl {
 
   // ------------------------------------------------------------------ driving
 
-  // Whether another live deployment of the same package version holds its content
-  // directory (downloaded, installing or succeeded with it): it is shared, not redone.
-  bool SharedContent(const Row& d) {
-    auto n = db->QueryInt("SELECT COUNT(*) FROM deployments WHERE package = ? AND version = ? AND id != ? AND "
-                          "removed_ms IS NULL AND state IN ('downloaded', 'installing', 'succeeded')",
-                          {d.package, d.version, d.id});
+  // Whether the content directory of d's version is in use and must be kept as is:
+  // it is the installed version of the package, or another live deployment of the
+  // same version holds it (downloaded, installing or succeeded with it).
+  bool ReusableContent(const Row& d) {
+    auto n = db->QueryInt("SELECT (SELECT COUNT(*) FROM installed WHERE package = ? AND version = ?) + (SELECT "
+                          "COUNT(*) FROM deployments WHERE package = ? AND version = ? AND id != ? AND removed_ms IS "
+                          "NULL AND state IN ('downloaded', 'installing', 'succeeded'))",
+                          {d.package, d.version, d.package, d.version, d.id});
     return n.ok() && *n > 0;
   }
 
@@ -936,20 +966,15 @@ struct Agent::Impl {
           auto done = db->QueryInt("SELECT COUNT(*) FROM succeeded WHERE deployment = ? AND version = ?",
                                    {d.id, d.version});
           DEPOT_RETURN_IF_ERROR(done.status());
-          std::string dir = ContentDir(d.package, d.version);
-          auto installed = db->QueryRow("SELECT version FROM installed WHERE package = ?", {d.package});
-          bool current = installed.ok() && installed->Int(0) == d.version;
-          if (*done > 0 && current) {
+          bool reusable = ReusableContent(d);
+          if (*done > 0 && reusable) {
             // Already done for this version (it came back to the policy): never again.
-            DEPOT_RETURN_IF_ERROR(Transition(d.id, Event::kStart, {}, {}).status());
-            DEPOT_RETURN_IF_ERROR(Transition(d.id, Event::kDownloaded, {}, {}).status());
-            DEPOT_RETURN_IF_ERROR(Transition(d.id, Event::kInstallAllowed, {}, {}).status());
-            DEPOT_RETURN_IF_ERROR(Transition(d.id, Event::kProgramSucceeded, {}, {}).status());
+            DEPOT_RETURN_IF_ERROR(Transition(d.id, Event::kAlreadySucceeded, {}, {}).status());
             break;
           }
-          if (!current && !SharedContent(d)) {
+          if (!reusable) {
             // Content a failed attempt may have changed: assembled afresh (from the cache).
-            env->RemoveAll(dir).IgnoreError();
+            env->RemoveAll(ContentDir(d.package, d.version)).IgnoreError();
           }
           DEPOT_ASSIGN_OR_RETURN(auto to, Transition(d.id, Event::kStart, {},
                                                      {Message(core::msg::kAgentDownloadStarted, d,
@@ -960,9 +985,8 @@ struct Agent::Impl {
         case State::kDownloading: {
           busy = true;
           std::string dir = ContentDir(d.package, d.version);
-          auto installed = db->QueryRow("SELECT version FROM installed WHERE package = ?", {d.package});
-          bool current = installed.ok() && installed->Int(0) == d.version;
-          if ((current || SharedContent(d)) && env->Exists(dir).ok() && *env->Exists(dir)) {
+          auto exists = env->Exists(dir);
+          if (exists.ok() && *exists && ReusableContent(d)) {
             // Content another deployment of this version put there: verified then, in use.
             DownloadOutcome o;
             auto manifest = env->ReadFile(ManifestPath(d.manifest_id), 512ull << 20);
@@ -990,12 +1014,11 @@ struct Agent::Impl {
           }
           auto inside = InsideWindows(&zones, d.windows, now / 1000);
           if (!inside.ok()) {
-            DEPOT_RETURN_IF_ERROR(FailFinal(d, Event::kDeadlinePassed, inside.status().message()));
+            DEPOT_RETURN_IF_ERROR(FailFinal(d, Event::kUnschedulable, inside.status().message()));
             break;
           }
           if (!*inside) break;
-          auto manifest = LoadManifest(d.manifest_id);
-          const store::Program* program = manifest.ok() ? manifest->FindProgram(d.program) : nullptr;
+          const store::Program* program = ProgramOf(d.manifest_id, d.program);
           if (program == nullptr) {
             // Its manifest is gone or damaged: download again (from the cache).
             DEPOT_RETURN_IF_ERROR(
@@ -1048,8 +1071,7 @@ struct Agent::Impl {
   }
 
   Status DriveProgram(const Row& d) {
-    auto manifest = LoadManifest(d.manifest_id);
-    const store::Program* program = manifest.ok() ? manifest->FindProgram(d.program) : nullptr;
+    const store::Program* program = ProgramOf(d.manifest_id, d.program);
     if (d.run_dir.empty()) {
       // Stopped between recording "installing" and starting the attempt.
       if (program == nullptr) return Fail(d, Event::kOutcomeUnknown, "manifest missing", std::nullopt, "");
@@ -1452,43 +1474,60 @@ Status Agent::Run(const std::atomic<bool>* stop) {
     }
     a.Wait(busy.ok() && *busy ? std::chrono::milliseconds(200) : std::chrono::milliseconds(1000));
   }
-  a.CancelDownload(a.job_deployment);
+  a.job_cancel = true;  // whatever is downloading: verified chunks stay in the cache
   if (a.worker.joinable()) a.worker.join();
   a.Flush().IgnoreError();
   return Status::Ok();
 }
 
+namespace {
+
+// The state database of an agent data directory another process may be running; a
+// directory that is not one is an error that says so (never a new empty database).
+core::Result<std::unique_ptr<catalog::Db>> OpenState(core::Env* env, const std::string& data_dir, AgentConfig* c,
+                                                     Identity* id) {
+  Status loaded = Agent::Impl::LoadConfig(env, data_dir, c, id);
+  if (loaded.IsNotFound()) {
+    return Status::NotFound(data_dir + " is not an agent data directory (no " + kConfigFile +
+                            "): start one with `depot agent run --data " + data_dir +
+                            " --site URL --enroll-token T`");
+  }
+  DEPOT_RETURN_IF_ERROR(loaded.WithContext("agent data " + data_dir));
+  DEPOT_ASSIGN_OR_RETURN(auto db, catalog::Db::OpenSqlite(core::JoinPath(data_dir, "state.db")));
+  DEPOT_RETURN_IF_ERROR(catalog::Migrate(db.get(), StateMigrations()));
+  return db;
+}
+
+}  // namespace
+
 core::Result<LocalStatusReport> Agent::LocalStatus(core::Env* env, const std::string& data_dir) {
   LocalStatusReport out;
   AgentConfig c;
   Identity id;
-  DEPOT_RETURN_IF_ERROR(Impl::LoadConfig(env, data_dir, &c, &id).WithContext("agent data " + data_dir));
+  DEPOT_ASSIGN_OR_RETURN(auto db, OpenState(env, data_dir, &c, &id));
   out.site = c.site;
   out.client = id.client;
   out.cache_max_bytes = c.cache_max_bytes;
-  DEPOT_ASSIGN_OR_RETURN(auto db, catalog::Db::OpenSqlite(core::JoinPath(data_dir, "state.db")));
-  DEPOT_RETURN_IF_ERROR(catalog::Migrate(db.get(), StateMigrations()));
   DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
-                         db->Query("SELECT id, package, kind, program, state, version, attempts, next_try_ms, "
-                                   "bytes_done, bytes_total, exit_code, last_error, output, requested, removed_ms FROM "
-                                   "deployments ORDER BY id"));
+                         db->Query(std::string("SELECT ") + kRowColumns + " FROM deployments ORDER BY id"));
   for (const auto& r : rows) {
+    Row row = ToRow(r);
     DeploymentStatus d;
-    d.id = r.Int(0);
-    d.package = r.Text(1);
-    d.kind = r.Text(2);
-    d.program = r.Text(3);
-    d.state = r.Text(4);
-    d.version = r.Int(5);
-    d.attempts = r.Int(6);
-    d.next_try_ms = r.Int(7);
-    d.bytes_done = r.Int(8);
-    d.bytes_total = r.Int(9);
-    d.exit_code = r.OptInt(10);
-    d.last_error = r.Text(11);
-    d.output = r.Text(12);
-    d.requested = r.Int(13) != 0;
-    d.removed = !r.IsNull(14);
+    d.id = row.id;
+    d.package = row.package;
+    d.kind = row.kind;
+    d.program = row.program;
+    d.state = std::string(StateName(row.state));
+    d.version = row.version;
+    d.attempts = row.attempts;
+    d.next_try_ms = row.next_try_ms;
+    d.bytes_done = row.bytes_done;
+    d.bytes_total = row.bytes_total;
+    d.exit_code = row.exit_code;
+    d.last_error = row.last_error;
+    d.output = row.output;
+    d.requested = row.requested;
+    d.removed = row.removed;
     out.deployments.push_back(std::move(d));
   }
   DEPOT_ASSIGN_OR_RETURN(catalog::Rows inst, db->Query("SELECT package, version FROM installed ORDER BY package"));
@@ -1504,9 +1543,9 @@ core::Result<LocalStatusReport> Agent::LocalStatus(core::Env* env, const std::st
 }
 
 Status Agent::RequestInstall(core::Env* env, const std::string& data_dir, const std::string& package) {
-  DEPOT_ASSIGN_OR_RETURN(auto db, catalog::Db::OpenSqlite(core::JoinPath(data_dir, "state.db")));
-  DEPOT_RETURN_IF_ERROR(catalog::Migrate(db.get(), StateMigrations()));
-  (void)env;
+  AgentConfig c;
+  Identity id;
+  DEPOT_ASSIGN_OR_RETURN(auto db, OpenState(env, data_dir, &c, &id));
   std::int64_t n = 0;
   DEPOT_RETURN_IF_ERROR(db->Transaction([&](catalog::Tx& tx) -> Status {
     DEPOT_ASSIGN_OR_RETURN(n, tx.Exec("UPDATE deployments SET requested = 1 WHERE package = ? AND kind = 'available' "

@@ -16,11 +16,13 @@ struct Transition {
 constexpr std::array kTable = {
     Transition{State::kWaiting, Event::kStart, State::kDownloading},
     Transition{State::kWaiting, Event::kDeadlinePassed, State::kFailedFinal},
+    Transition{State::kWaiting, Event::kAlreadySucceeded, State::kSucceeded},
     Transition{State::kDownloading, Event::kDownloaded, State::kDownloaded},
     Transition{State::kDownloading, Event::kDownloadFailed, State::kFailedRetry},
     Transition{State::kDownloading, Event::kDownloadRefused, State::kFailedFinal},
     Transition{State::kDownloaded, Event::kInstallAllowed, State::kInstalling},
     Transition{State::kDownloaded, Event::kDeadlinePassed, State::kFailedFinal},
+    Transition{State::kDownloaded, Event::kUnschedulable, State::kFailedFinal},
     Transition{State::kInstalling, Event::kProgramSucceeded, State::kSucceeded},
     Transition{State::kInstalling, Event::kProgramRebootRequired, State::kSucceeded},
     Transition{State::kInstalling, Event::kProgramRetry, State::kFailedRetry},
@@ -60,10 +62,11 @@ std::optional<State> ParseState(std::string_view name) {
 }
 
 std::string_view EventName(Event e) {
-  static constexpr std::array<std::string_view, 15> kNames = {
+  static constexpr std::array<std::string_view, 17> kNames = {
       "start",           "downloaded",    "download_failed", "download_refused", "install_allowed",
       "program_succeeded", "program_reboot_required", "program_retry", "program_timed_out", "program_failed",
-      "outcome_unknown", "retry_due",     "give_up",         "deadline_passed",  "new_version"};
+      "outcome_unknown", "retry_due",     "give_up",         "deadline_passed",  "already_succeeded",
+      "unschedulable",   "new_version"};
   return kNames[static_cast<std::size_t>(e)];
 }
 

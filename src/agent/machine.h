@@ -9,6 +9,7 @@
 //   downloading --DownloadFailed--> failed_retry;  --DownloadRefused--> failed_final
 //   failed_retry --RetryDue--> waiting;  failed_retry --GiveUp--> failed_final
 //   waiting|downloaded|failed_retry --DeadlinePassed--> failed_final
+//   waiting --AlreadySucceeded--> succeeded (never run twice);  downloaded --Unschedulable--> failed_final
 //   any --NewVersion--> waiting (the policy names another version: start over)
 //
 // The agent persists each transition before it acts on the new state, so after a
@@ -49,7 +50,9 @@ enum class Event {
   kRetryDue,
   kGiveUp,                 // too many attempts
   kDeadlinePassed,
-  kNewVersion,
+  kAlreadySucceeded,       // this deployment's program already succeeded for this version
+  kUnschedulable,          // its windows cannot be evaluated here (unknown time zone)
+  kNewVersion,             // keep last: tests enumerate the events up to it
 };
 
 // The state after `event` in `from`, or nullopt when the event does not apply there

@@ -67,6 +67,14 @@ TEST(MachineTest, InstallingNeedsADownloadAndStartNeedsWaiting) {
   }
 }
 
+TEST(MachineTest, AlreadySucceededSkipsStraightToSucceededFromWaitingOnly) {
+  for (State s : kAllStates) {
+    EXPECT_EQ(Next(s, Event::kAlreadySucceeded).has_value(), s == State::kWaiting) << StateName(s);
+  }
+  EXPECT_EQ(Next(State::kWaiting, Event::kAlreadySucceeded), State::kSucceeded);
+  EXPECT_EQ(Next(State::kDownloaded, Event::kUnschedulable), State::kFailedFinal);
+}
+
 TEST(MachineTest, RetriesReturnToWaitingOrGiveUp) {
   EXPECT_EQ(Next(State::kFailedRetry, Event::kRetryDue), State::kWaiting);
   EXPECT_EQ(Next(State::kFailedRetry, Event::kGiveUp), State::kFailedFinal);

@@ -170,12 +170,12 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     std::lock_guard<std::mutex> lock(mu);
     if (first_error.ok()) first_error = std::move(s);
   };
+  // A cancellation is the first error like any other, so every exit path sees it.
   auto failed = [&] {
-    if (req.cancel != nullptr && req.cancel->load()) {
-      std::lock_guard<std::mutex> lock(mu);
-      if (first_error.ok()) first_error = Status::Unavailable("fetch of " + req.package + " cancelled");
-    }
     std::lock_guard<std::mutex> lock(mu);
+    if (first_error.ok() && req.cancel != nullptr && req.cancel->load()) {
+      first_error = Status::Unavailable("fetch of " + req.package + " cancelled");
+    }
     return !first_error.ok();
   };
   std::unique_ptr<core::BackgroundSync> background_sync;
