@@ -23,5 +23,7 @@ void AddAdminCommands(CLI::App* app, GlobalFlags* flags, int* exit_code);
 void AddDpServeCommands(CLI::App* dp, GlobalFlags* flags, int* exit_code);
 // depot agent run | status | install.
 void AddAgentCommands(CLI::App* app, GlobalFlags* flags, int* exit_code);
+// depot up: site + DP + agent in one process on embedded defaults (--demo).
+void AddUpCommand(CLI::App* app, GlobalFlags* flags, int* exit_code);
 
 }  // namespace depot::cli

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   depot::cli::AddSiteCommands(&app, &flags, &exit_code);
   depot::cli::AddAdminCommands(&app, &flags, &exit_code);
   depot::cli::AddAgentCommands(&app, &flags, &exit_code);
+  depot::cli::AddUpCommand(&app, &flags, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
