@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "cli/commands.h"
@@ -19,7 +20,7 @@ using Json = nlohmann::json;
 namespace {
 
 struct ServeFlags {
-  std::string data, site, token, upstream, listen, tls_cert, tls_key, ca, scrub_every, gc_grace, retry_base;
+  std::string data, site, token, upstream, listen, tls_cert, tls_key, ca, scrub_every, gc_grace, retry_base, access_log;
   long long max_sync_rate = -1;
   int parallel = 0;
 };
@@ -41,6 +42,7 @@ core::Result<dp::DpConfig> ResolveConfig(const ServeFlags& f) {
   if (!f.tls_cert.empty()) c.tls_cert = f.tls_cert;
   if (!f.tls_key.empty()) c.tls_key = f.tls_key;
   if (!f.ca.empty()) c.ca = f.ca;
+  if (!f.access_log.empty()) c.access_log = std::filesystem::absolute(f.access_log).string();
   if (f.max_sync_rate >= 0) c.max_sync_rate = static_cast<std::uint64_t>(f.max_sync_rate);
   if (f.parallel > 0) c.parallel = static_cast<unsigned>(f.parallel);
   for (auto [text, out] : {std::pair{&f.scrub_every, &c.scrub_every}, std::pair{&f.gc_grace, &c.gc_grace},
@@ -118,6 +120,7 @@ void AddDpServeCommands(CLI::App* dp, GlobalFlags* flags, int* exit_code) {
     cmd->add_option("--tls-cert", f->tls_cert, "PEM certificate chain for HTTPS");
     cmd->add_option("--tls-key", f->tls_key, "PEM private key for HTTPS");
     cmd->add_option("--ca", f->ca, "CA certificate to trust for the site and upstream");
+    cmd->add_option("--access-log", f->access_log, "Append one JSON line per HTTP request to this file");
     cmd->add_option("--max-sync-rate", f->max_sync_rate, "Sync bandwidth limit in bytes/s (0: none)");
     cmd->add_option("--parallel", f->parallel, "Concurrent chunk downloads (default 8)");
     cmd->add_option("--scrub-every", f->scrub_every, "Full scrub at most this often (default 24h)");

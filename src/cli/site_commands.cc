@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "cli/commands.h"
@@ -83,7 +84,13 @@ void AddSiteCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
     auto ov = std::make_shared<site::ServeOverrides>();
     cmd->add_option("--data", *data, "Site data directory")->required();
     cmd->add_option("--listen", ov->listen, "HOST:PORT, overriding the configuration");
-    cmd->callback([=] { *exit_code = RunSiteServe(*data, *ov, flags->json); });
+    cmd->add_option("--access-log", ov->access_log, "Append one JSON line per HTTP request to this file");
+    cmd->callback([=] {
+      site::ServeOverrides o = *ov;
+      // A flag is relative to where the command runs, not to the data directory.
+      if (!o.access_log.empty()) o.access_log = std::filesystem::absolute(o.access_log).string();
+      *exit_code = RunSiteServe(*data, o, flags->json);
+    });
   }
 }
 

@@ -103,6 +103,8 @@ core::Result<DpConfig> LoadDpConfig(core::Env* env, const std::string& data_dir)
       DEPOT_RETURN_IF_ERROR(dur(&c.retry_base));
     } else if (key == "retry_max") {
       DEPOT_RETURN_IF_ERROR(dur(&c.retry_max));
+    } else if (key == "access_log") {
+      DEPOT_RETURN_IF_ERROR(str(&c.access_log));
     } else if (key == "max_connections") {
       DEPOT_RETURN_IF_ERROR(num(&n));
       c.max_connections = n;
@@ -131,7 +133,8 @@ Status SaveDpConfig(core::Env* env, const std::string& data_dir, const DpConfig&
     << "gc_grace = " << Quote(Dur(c.gc_grace)) << "\n"
     << "retry_base = " << Quote(Dur(c.retry_base)) << "\n"
     << "retry_max = " << Quote(Dur(c.retry_max)) << "\n"
-    << "max_connections = " << c.max_connections << "\n";
+    << "max_connections = " << c.max_connections << "\n"
+    << "access_log = " << Quote(c.access_log) << "\n";
   DEPOT_RETURN_IF_ERROR(env->CreateDirs(data_dir, 0750));
   return env->WriteFileAtomic(core::JoinPath(data_dir, kConfigFile), o.str(), 0600);
 }

@@ -965,6 +965,7 @@ Status DistributionPoint::Start() {
   o.metrics = &impl->metrics;
   o.metrics_prefix = "depot_dp_http";
   o.server_name = "depot-dp";
+  o.access_log = impl->cfg.access_log;
   DEPOT_ASSIGN_OR_RETURN(impl->server, http::Server::Start(impl, o));
   impl->threads.emplace_back([impl] { impl->PollLoop(); });
   impl->threads.emplace_back([impl] { impl->SyncLoop(); });

@@ -47,6 +47,7 @@ struct DpConfig {
   core::Duration retry_base = std::chrono::seconds(10);  // local backoff when the site is silent
   core::Duration retry_max = std::chrono::minutes(30);
   std::size_t max_connections = 10'000;
+  std::string access_log;  // one JSON line per HTTP request appended here; "" = none
 };
 
 // Reads DIR/dp.toml. NotFound when absent (with the command that creates it).

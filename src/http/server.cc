@@ -18,6 +18,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <limits>
 #include <list>
@@ -26,6 +28,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/errors.h"
 #include "core/log.h"
 
 namespace depot::http {
@@ -93,6 +96,9 @@ struct Waiter {
 struct Server::Impl {
   Impl(Handler* h, ServerOptions o)
       : handler(h), opts(std::move(o)), acceptor(ioc) {}
+  ~Impl() {
+    if (access_fd >= 0) ::close(access_fd);
+  }
 
   Handler* handler;
   ServerOptions opts;
@@ -118,6 +124,8 @@ struct Server::Impl {
 
   std::vector<std::shared_ptr<asio::steady_timer>> every_timers;
   std::mutex every_mu;
+
+  int access_fd = -1;  // the access log, or -1
 
   // Metrics (null when no registry).
   core::Counter* requests_by_class[6] = {};
@@ -409,6 +417,51 @@ struct Server::Impl {
     }
   }
 
+  // One line per request, written with a single write(2) so lines from the server's
+  // threads never interleave.
+  void LogAccess(const Request& req, int status, std::uint64_t bytes,
+                 std::chrono::steady_clock::time_point start) {
+    if (access_fd < 0) return;
+    auto now = std::chrono::system_clock::now();
+    std::time_t secs = std::chrono::system_clock::to_time_t(now);
+    int ms_part = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char when[96];
+    std::snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms_part);
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    std::string line = "{\"time\":\"" + std::string(when) + "\",\"remote\":" + JsonString(req.remote_address) +
+                       ",\"method\":" + JsonString(req.method) + ",\"target\":" + JsonString(req.target) +
+                       ",\"status\":" + std::to_string(status) + ",\"bytes\":" + std::to_string(bytes);
+    char tail[48];
+    std::snprintf(tail, sizeof(tail), ",\"ms\":%.3f}\n", ms);
+    line += tail;
+    if (::write(access_fd, line.data(), line.size()) < 0) {
+      core::Log(core::LogLevel::kWarn, "http.access_log_failed", {{"error", std::strerror(errno)}});
+    }
+  }
+
+  static std::string JsonString(std::string_view s) {
+    std::string out = "\"";
+    for (char c : s) {
+      auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += c;
+      } else if (u < 0x20 || u >= 0x7f) {
+        // Request targets are bytes, not UTF-8: escape anything outside printable ASCII.
+        char buf[8];
+        std::snprintf(buf, sizeof(buf), "\\u%04x", u);
+        out += buf;
+      } else {
+        out += c;
+      }
+    }
+    return out + "\"";
+  }
+
   void Count(int status) {
     int c = status / 100;
     if (c >= 1 && c <= 5 && requests_by_class[c] != nullptr) requests_by_class[c]->Inc();
@@ -531,6 +584,11 @@ struct Server::Impl {
         }
       }
       Count(resp.status);
+      LogAccess(req, resp.status,
+                req.method == "HEAD" || resp.status == 304 || resp.status == 204 ? 0
+                : resp.file                                                     ? resp.file->length
+                                                                                : resp.body.size(),
+                start);
       if (latency) {
         latency->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
                              .count());
@@ -632,6 +690,12 @@ core::Result<std::unique_ptr<Server>> Server::Start(Handler* handler,
   impl->host = local.address().is_unspecified()
                    ? (local.address().is_v6() ? "::1" : "127.0.0.1")
                    : local.address().to_string();
+  if (!options.access_log.empty()) {
+    impl->access_fd = ::open(options.access_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (impl->access_fd < 0) {
+      return core::ErrnoStatus(errno, "access log " + options.access_log);
+    }
+  }
   impl->SetUpMetrics();
 
   Impl* raw = impl.get();

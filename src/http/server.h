@@ -113,6 +113,10 @@ struct ServerOptions {
   std::chrono::milliseconds shutdown_grace{10'000};
   std::string server_name = "depot";
   core::Registry* metrics = nullptr;  // request counters and latencies, if given
+  // Access log: one JSON line per answered request appended to this file
+  // ({"time","remote","method","target","status","bytes","ms"}), "" = none. Opened
+  // with O_APPEND, so logrotate's copytruncate and several processes are safe.
+  std::string access_log;
   std::string metrics_prefix = "depot_http";
 };
 

@@ -71,6 +71,37 @@ class ServerTest : public ::testing::Test {
   std::unique_ptr<Client> client_;
 };
 
+TEST_F(ServerTest, AccessLogHasOneJsonLinePerRequest) {
+  testing::TempDir dir;
+  ServerOptions opts;
+  opts.access_log = dir.path() + "/access.log";
+  Start(opts);
+  ASSERT_TRUE(client_->Do("GET", "/echo?q=%22x%22").ok());
+  ASSERT_TRUE(client_->Do("POST", "/echo", "body").ok());
+  ASSERT_TRUE(client_->Do("GET", "/nope").ok());
+  server_->Stop();
+  auto text = core::Env::Default()->ReadFile(opts.access_log, 1 << 20);
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  std::vector<std::string> lines;
+  for (std::size_t at = 0, nl; (nl = text->find('\n', at)) != std::string::npos; at = nl + 1) {
+    lines.push_back(text->substr(at, nl - at));
+  }
+  ASSERT_EQ(lines.size(), 3u) << *text;
+  EXPECT_NE(lines[0].find(R"("method":"GET","target":"/echo?q=%22x%22","status":200)"), std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[0].find(R"("remote":"127.0.0.1")"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find(R"("method":"POST")"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[2].find(R"("status":404)"), std::string::npos) << lines[2];
+}
+
+TEST_F(ServerTest, UnwritableAccessLogIsAnErrorNamingIt) {
+  ServerOptions opts;
+  opts.access_log = "/nonexistent-dir/access.log";
+  auto s = Server::Start(&handler_, opts);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().ToString().find("/nonexistent-dir/access.log"), std::string::npos);
+}
+
 TEST_F(ServerTest, GetPostQueryAndErrors) {
   Start();
   auto r = client_->Do("GET", "/echo?q=a%20b");

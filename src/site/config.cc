@@ -172,6 +172,7 @@ core::Result<SiteConfig> LoadConfig(core::Env* env, const std::string& path) {
     DEPOT_RETURN_IF_ERROR(t.String("code", &c.code));
     DEPOT_RETURN_IF_ERROR(t.String("listen", &c.listen));
     DEPOT_RETURN_IF_ERROR(t.String("public_url", &c.public_url));
+    DEPOT_RETURN_IF_ERROR(t.String("access_log", &c.access_log));
     DEPOT_RETURN_IF_ERROR(t.Finish());
   }
   {
@@ -238,7 +239,9 @@ std::string RenderConfig(const SiteConfig& c) {
     << "code = " << q(c.code) << "\n"
     << "listen = " << q(c.listen) << "\n"
     << "# The URL DPs and agents are told to use; empty: derived from listen.\n"
-    << "public_url = " << q(c.public_url) << "\n\n"
+    << "public_url = " << q(c.public_url) << "\n"
+    << "# One JSON line per HTTP request (relative: inside the data directory); empty: none.\n"
+    << "access_log = " << q(c.access_log) << "\n\n"
     << "[tls]\n"
     << "# PEM files; relative paths are inside the data directory. Empty: plain HTTP.\n"
     << "cert = " << q(c.tls_cert) << "\n"

@@ -44,6 +44,7 @@ struct SiteConfig {
   std::string code;
   std::string listen = "127.0.0.1:8080";
   std::string public_url;
+  std::string access_log;  // one JSON line per request; relative: inside the data dir
   std::string tls_cert;
   std::string tls_key;
   std::string tls_ca;

@@ -134,6 +134,7 @@ core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* cloc
   ctx.data_dir = data_dir;
   DEPOT_ASSIGN_OR_RETURN(ctx.config, LoadConfig(env, core::JoinPath(data_dir, kConfigFile)));
   if (!overrides.listen.empty()) ctx.config.listen = overrides.listen;
+  if (!overrides.access_log.empty()) ctx.config.access_log = overrides.access_log;
   DEPOT_ASSIGN_OR_RETURN(ctx.repo, repo::Repository::Open(env, clock, core::JoinPath(data_dir, kLibraryDir)));
   DEPOT_ASSIGN_OR_RETURN(ctx.repo_tree, http::StaticTree::Open(ctx.repo->layout().public_root()));
   DEPOT_ASSIGN_OR_RETURN(ctx.db, catalog::Db::OpenSqlite(core::JoinPath(data_dir, kCatalogFile)));
@@ -176,6 +177,7 @@ Status Site::Start() {
   opts.metrics = &ctx.metrics;
   opts.metrics_prefix = "depot_site_http";
   opts.server_name = "depot-site";
+  if (!ctx.config.access_log.empty()) opts.access_log = Resolve(ctx.data_dir, ctx.config.access_log);
   DEPOT_ASSIGN_OR_RETURN(server_, http::Server::Start(api_.get(), opts));
   ctx.server = server_.get();
   if (!ctx.config.public_url.empty()) {

@@ -46,7 +46,8 @@ struct InitResult {
 core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const InitOptions& options);
 
 struct ServeOverrides {
-  std::string listen;  // replaces the configured address when set
+  std::string listen;      // replaces the configured address when set
+  std::string access_log;  // replaces the configured access log when set
 };
 
 struct SiteContext;
