@@ -85,13 +85,15 @@ def describe_tree(root):
 
 
 class Nginx:
-    """A real nginx serving `root` on a free loopback port."""
+    """A real nginx serving `root` on `port` (default: a free one) of loopback; its
+    access log is `access_log`."""
 
-    def __init__(self, root, workdir):
+    def __init__(self, root, workdir, port=None):
         self.root = root
         self.dir = os.path.join(workdir, "nginx")
         os.makedirs(self.dir, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
+        self.access_log = os.path.join(self.dir, "access.log")
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
             # As root, nginx would hand requests to an unprivileged worker that cannot
@@ -223,6 +225,7 @@ class SiteProcess(ServerProcess):
         self.start()
 
     def start(self, extra=()):
+        self.extra = list(extra)
         self._spawn("site", [DEPOT, "--json", "--log-level", "info", "site", "serve", "--data", self.data, *extra],
                     env=self.env)
 
@@ -408,17 +411,26 @@ class FaultServer:
             self.proc = None
 
 
-def site_with_fast_retries(workdir):
-    """A SiteProcess whose failed DP copies are retried after ~200 ms, not 30 s."""
+def site_with(workdir, settings, extra=()):
+    """A SiteProcess whose site.toml string settings are replaced by `settings`
+    ({"retry_base": "200ms", ...}: compressed time), started with `extra` flags."""
     site = SiteProcess(workdir)
     site.stop()
     cfg = os.path.join(site.data, "site.toml")
     with open(cfg) as f:
-        text = re.sub(r'retry_base = "[^"]*"', 'retry_base = "200ms"', f.read())
+        text = f.read()
+    for key, value in settings.items():
+        text, n = re.subn(rf'^{key} = "[^"]*"', f'{key} = "{value}"', text, flags=re.M)
+        assert n == 1, f"site.toml has no string setting {key}"
     with open(cfg, "w") as f:
         f.write(text)
-    site.start()
+    site.start(extra)
     return site
+
+
+def site_with_fast_retries(workdir):
+    """A SiteProcess whose failed DP copies are retried after ~200 ms, not 30 s."""
+    return site_with(workdir, {"retry_base": "200ms"})
 
 
 def site_root_json(site, path):
@@ -429,3 +441,21 @@ def site_root_json(site, path):
     with urllib.request.urlopen(site.url + "/repo/metadata/root.json", context=ctx) as r, open(path, "wb") as f:
         f.write(r.read())
     return path
+
+
+class AccessLog:
+    """A depot access log (`--access-log`): `mark()` remembers how far it was read,
+    `since(mark)` returns the requests logged after it, as dicts."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def mark(self):
+        return os.path.getsize(self.path) if os.path.exists(self.path) else 0
+
+    def since(self, mark=0):
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(mark)
+            return [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
