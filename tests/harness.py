@@ -280,7 +280,7 @@ class DpProcess(ServerProcess):
     loopback port; `stop()`/`kill()`/`start()` for restarts."""
 
     def __init__(self, site, workdir, name, groups=(), boundaries=(), extra=(), register=True, url=None,
-                 port=0):
+                 port=0, env=None):
         """`url`: what the site tells agents (default: the DP itself when `port` is
         given, else a dead address); `port`: where the DP listens (0: any)."""
         self.site = site
@@ -289,6 +289,7 @@ class DpProcess(ServerProcess):
         self.extra = list(extra)
         self.port = port
         self.proc = None
+        self.env = env  # for the first start (e.g. DEPOT_CRASH_AT)
         if register:
             if url is None:
                 url = f"http://127.0.0.1:{port}" if port else "http://127.0.0.1:9"
@@ -308,7 +309,7 @@ class DpProcess(ServerProcess):
                 args += ["--ca", self.site.ca]
         # Flags given at the first start are kept in DIR/dp.toml; restarts pass only changes.
         args += (self.extra if first else []) + list(extra)
-        self._spawn("dp-" + self.name, args)
+        self._spawn("dp-" + self.name, args, env=self.env if first else None)
         # Later restarts keep the port, so the site and tests can keep using the URL.
         self.listen = self.url.split("://", 1)[1]
 
@@ -353,9 +354,9 @@ class AgentProcess(ServerProcess):
             args += self.first
         return args + [str(a) for a in extra]
 
-    def once(self, *extra, timeout=300):
+    def once(self, *extra, timeout=300, env=None):
         """(exit code, stderr) of `agent run --once`."""
-        p = subprocess.run(self._args(extra) + ["--once"], capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(self._args(extra) + ["--once"], capture_output=True, text=True, timeout=timeout, env=env)
         with open(os.path.join(self.workdir, f"agent-{self.name}-once.log"), "a") as f:
             f.write(p.stderr)
         return p.returncode, p.stderr

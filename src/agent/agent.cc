@@ -23,6 +23,7 @@
 #include "catalog/db.h"
 #include "catalog/migrate.h"
 #include "catalog/outbox.h"
+#include "core/crash_point.h"
 #include "core/log.h"
 #include "core/messages.h"
 #include "core/parallel.h"
@@ -810,6 +811,7 @@ struct Agent::Impl {
                              {"bytes_from_cache", std::to_string(o.result.cache_bytes)},
                              {"bytes_transferred", std::to_string(o.result.transfer_bytes)}})})
             .status());
+    core::CrashPoint("agent.download_recorded");
     EnforceCacheLimit();
     return Status::Ok();
   }
@@ -859,11 +861,13 @@ struct Agent::Impl {
     if (!pid.ok()) return Fail(d, Event::kProgramRetry, pid.status().message(), std::nullopt, "");
     core::Log(core::LogLevel::kInfo, "agent.program_started",
               {{"deployment", std::to_string(d.id)}, {"program", program.name}, {"run", run_dir}});
+    core::CrashPoint("agent.program_started");
     return Status::Ok();
   }
 
   // The program of `d` exited with `code`: map it by the manifest.
   Status Finish(const Row& d, const store::Program& program, int code, const std::string& output) {
+    core::CrashPoint("agent.program_exited");
     auto in = [code](const std::vector<int>& v) { return std::find(v.begin(), v.end(), code) != v.end(); };
     if (in(program.success_codes) || in(program.reboot_codes)) {
       bool reboot = in(program.reboot_codes);
@@ -888,6 +892,7 @@ struct Agent::Impl {
                      {Message(reboot ? core::msg::kAgentInstallRebootRequired : core::msg::kAgentInstallSucceeded, d,
                               {{"exit_code", std::to_string(code)}, {"program", d.program}})})
               .status());
+      core::CrashPoint("agent.succeeded_recorded");
       RemoveOtherVersions(d.package);
       EnforceCacheLimit();  // the previous version is no longer pinned
       return Status::Ok();

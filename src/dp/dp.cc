@@ -12,6 +12,7 @@
 #include "catalog/db.h"
 #include "catalog/migrate.h"
 #include "catalog/outbox.h"
+#include "core/crash_point.h"
 #include "core/hex.h"
 #include "core/log.h"
 #include "core/messages.h"
@@ -438,9 +439,11 @@ struct DistributionPoint::Impl : public http::Handler {
     }
     if (!r.ok()) return r.status();
     // Everything is present and durable: publish the manifest, last.
+    core::CrashPoint("dp.before_publish");
     std::string published = PublishedPath(a.package, a.version, a.manifest_id);
     DEPOT_RETURN_IF_ERROR(env->CreateDirs(std::string(core::Dirname(published))));
     DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(published, bytes, 0644));
+    core::CrashPoint("dp.published");
     DEPOT_RETURN_IF_ERROR(db->Transaction([&](catalog::Tx& tx) {
       return tx
           .Exec("INSERT INTO versions (target, package, version, manifest_id, published_at) VALUES (?, ?, ?, ?, ?) "

@@ -3,6 +3,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/crash_point.h"
 #include "core/atomic_batch.h"
 #include "core/log.h"
 #include "core/parallel.h"
@@ -38,7 +39,9 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock, core
   auto commit_locked = [&]() -> Status {
     uncommitted = 0;
     last_commit = std::chrono::steady_clock::now();
-    return batch.Commit();
+    Status s = batch.Commit();
+    core::CrashPoint("mirror.chunks_committed");
+    return s;
   };
   core::Duration backoff = o.first_backoff;
   core::RateLimiter limiter(clock, o.max_rate);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/crash_point.h"
 #include "core/log.h"
 #include "core/messages.h"
 #include "core/random.h"
@@ -110,6 +111,7 @@ core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body) {
     bytes += frame_len;
   }
   DEPOT_RETURN_IF_ERROR(batch.Commit().WithContext("storing uploaded chunks"));
+  core::CrashPoint("site.chunks_stored");
   if (ctx.chunks_received) ctx.chunks_received->Inc(stored);
   if (ctx.chunk_bytes_received) ctx.chunk_bytes_received->Inc(bytes);
   return Json{{"stored", stored}, {"bytes", bytes}};
@@ -146,6 +148,14 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
     auto row = tx.QueryRow("SELECT id, uid, deleted_at FROM packages WHERE name = ?", {name});
     if (!row.ok() && !row.status().IsNotFound()) return row.status();
     bool exists = row.ok() && row->IsNull(2);
+    if (exists) {
+      // A package row without a single version is what a crash between reserving
+      // version 1 and signing it leaves (the reservation is dropped at restart): the
+      // package was never created, so `create` may take it over.
+      DEPOT_ASSIGN_OR_RETURN(std::int64_t n, tx.QueryInt("SELECT COUNT(*) FROM versions WHERE package_id = ?",
+                                                         {row->Int(0)}));
+      if (n == 0 && create) exists = false;
+    }
     if (create && exists) {
       return Status::InvalidArgument("package " + name +
                                      " already exists; add a version with `depot package update`");
@@ -157,7 +167,7 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
     if (row.ok()) {
       package_id = row->Int(0);
       uid = row->Text(1);
-      if (!row->IsNull(2)) {  // re-created after deletion: same id, versions continue
+      if (!row->IsNull(2) || create) {  // re-created after deletion (same id, versions continue) or taken over
         DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE packages SET deleted_at = NULL, description = ? "
                                       "WHERE id = ?",
                                       {m.description, package_id})
@@ -182,6 +192,7 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
     return Status::Ok();
   });
   if (!s.ok()) return s;
+  core::CrashPoint("site.version_reserved");
 
   m.package_id = uid;
   m.version = version;
@@ -201,6 +212,7 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
       return std::move(r).status();
     }
     published = std::move(*r);
+    core::CrashPoint("site.version_signed");
   }
   Json programs = Json::array();
   for (const auto& p : m.programs) programs.push_back(p.name);
@@ -393,7 +405,17 @@ Status RecoverVersions(SiteContext& ctx) {
     bool is_signed = it != by_key.end();
     if (state == "publishing") {
       Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-        if (!is_signed) return tx.Exec("DELETE FROM versions WHERE id = ?", {v.id}).status();
+        if (!is_signed) {
+          DEPOT_RETURN_IF_ERROR(tx.Exec("DELETE FROM versions WHERE id = ?", {v.id}).status());
+          // A package whose first version was reserved but never signed was never
+          // created: drop its row unless something refers to it.
+          return tx
+              .Exec("DELETE FROM packages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM versions WHERE package_id = ?) "
+                    "AND NOT EXISTS (SELECT 1 FROM distributions WHERE package_id = ?) AND NOT EXISTS (SELECT 1 "
+                    "FROM deployments WHERE package_id = ?)",
+                    {v.package_id, v.package_id, v.package_id, v.package_id})
+              .status();
+        }
         auto bytes = ctx.env->ReadFile(
             core::JoinPath(ctx.repo->layout().targets(),
                            tuf::ConsistentTargetPath(repo::ManifestTargetPath(v.package, v.version),
@@ -416,7 +438,14 @@ Status RecoverVersions(SiteContext& ctx) {
                     {it->second.manifest_id, it->second.manifest_bytes, files, total, chunks,
                      Dump(programs), v.id})
                 .status());
-        return SyncRecords(ctx, tx, v.package_id);
+        DEPOT_RETURN_IF_ERROR(SyncRecords(ctx, tx, v.package_id));
+        // The crash came before the version's message was posted; post it now.
+        return PostMessage(ctx, tx, core::msg::kVersionCreated, {v.package, v.version, {}, {}, {}},
+                           {{"package", v.package},
+                            {"version", std::to_string(v.version)},
+                            {"files", std::to_string(files)},
+                            {"bytes", std::to_string(total)},
+                            {"manifest_id", it->second.manifest_id}});
       });
       if (!s.ok()) return s.WithContext("recovering version " + std::to_string(v.version) + " of " + v.package);
       core::Log(core::LogLevel::kInfo, "site.recovered_version",

@@ -4,6 +4,7 @@
 #include <set>
 #include <utility>
 
+#include "core/crash_point.h"
 #include "core/sha256.h"
 #include "tuf/canonical_json.h"
 
@@ -474,6 +475,7 @@ Status RepositoryWriter::Commit(Pending* p) {
     for (const auto& [from, to] : p->key_renames) DEPOT_RETURN_IF_ERROR(env_->Rename(from, to));
     if (!p->key_renames.empty()) DEPOT_RETURN_IF_ERROR(env_->SyncDir(keys_dir_));
   }
+  core::CrashPoint("tuf.before_timestamp");
   DEPOT_RETURN_IF_ERROR(write(p->timestamp_file));
   if (p->targets) {
     targets_ = std::move(*p->targets);
