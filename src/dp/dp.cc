@@ -152,6 +152,7 @@ struct DistributionPoint::Impl : public http::Handler {
   bool have_assignment = false;
   std::unordered_map<store::ChunkId, std::uint32_t, store::ChunkIdHash> wanted;  // chunks of known assigned manifests
   std::set<store::ChunkId> pulling;  // pull-through fetches in flight
+  std::map<store::ChunkId, Status> pull_failed;  // why the last pull-through of a chunk failed (bounded)
   std::atomic<std::uint64_t> sync_bytes{0}, sync_chunks{0};  // progress of the current sync
   std::string syncing_target;
 
@@ -543,6 +544,7 @@ struct DistributionPoint::Impl : public http::Handler {
         continue;
       }
       Status s = SyncOne(client, *pick);
+      if (s.ok()) KeepDiskReserve();
       if (!s.ok()) {
         if (!StillAssigned(pick->a.target)) continue;  // cancelled: the assignment dropped it
         Failed(pick->a, s);
@@ -550,9 +552,21 @@ struct DistributionPoint::Impl : public http::Handler {
     }
   }
 
+  // A full disk would also refuse the outbox row that reports it: a few pages are
+  // kept in reserve (state/disk-reserve) and given up exactly then, so the message is
+  // stored and delivered; the reserve comes back once space does.
+  static constexpr std::size_t kDiskReserve = 1 << 20;
+  std::string ReservePath() const { return core::JoinPath(state_dir, "disk-reserve"); }
+  void KeepDiskReserve() {
+    if (env->Stat(ReservePath()).ok()) return;
+    Status s = env->WriteFileAtomic(ReservePath(), std::string(kDiskReserve, '\0'), 0600);
+    if (!s.ok()) core::Log(core::LogLevel::kInfo, "dp.disk_reserve_pending", {{"error", s.ToString()}});
+  }
+
   void Failed(const Assigned& a, const Status& s) {
     core::Log(core::LogLevel::kWarn, "dp.sync_failed", {{"target", a.target}, {"error", s.ToString()}});
     if (s.IsIOError() && s.message().find("No space") != std::string::npos) {
+      env->Remove(ReservePath()).IgnoreError();
       Post(core::msg::kDpDiskFull, a.package, a.version, {{"error", s.message()}});
     }
     SetLocal(a.target, [&](Local& l) {
@@ -864,7 +878,16 @@ struct DistributionPoint::Impl : public http::Handler {
       }
       if (req.poll_round > 0) {
         if (resp->status == 404) {
-          *resp = http::Response::Json(502, R"({"error":{"code":"Unavailable","message":"upstream could not supply the chunk"}})");
+          Status why = Status::Unavailable("upstream could not supply the chunk");
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            auto it = pull_failed.find(*id);
+            if (it != pull_failed.end()) why = it->second;
+          }
+          // The DP's own disk (full, failing) is not the upstream's fault: 503, not 502.
+          Json err = {{"error", {{"code", why.IsIOError() ? "IOError" : "Unavailable"}, {"message", why.message()}}}};
+          *resp = http::Response::Json(why.IsIOError() ? 503 : 502, err.dump());
+          if (why.IsIOError()) resp->SetHeader("Retry-After", "60");
         }
         return;
       }
@@ -885,6 +908,12 @@ struct DistributionPoint::Impl : public http::Handler {
           {
             std::lock_guard<std::mutex> lock(mu);
             pulling.erase(cid);
+            if (s.ok()) {
+              pull_failed.erase(cid);
+            } else {
+              if (pull_failed.size() >= 1024) pull_failed.clear();
+              pull_failed[cid] = s;
+            }
           }
           if (server) server->Notify(topic);
         }).detach();
@@ -970,6 +999,7 @@ Status DistributionPoint::Start() {
   o.server_name = "depot-dp";
   o.access_log = impl->cfg.access_log;
   DEPOT_ASSIGN_OR_RETURN(impl->server, http::Server::Start(impl, o));
+  impl->KeepDiskReserve();
   impl->threads.emplace_back([impl] { impl->PollLoop(); });
   impl->threads.emplace_back([impl] { impl->SyncLoop(); });
   impl->threads.emplace_back([impl] { impl->ReportLoop(); });
