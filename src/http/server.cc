@@ -392,7 +392,7 @@ struct Server::Impl {
                               std::string_view message) {
     Response r = Response::Json(
         status, std::string("{\"error\":{\"code\":\"") +
-                    (status == 413 ? "TooLarge" : status == 431 ? "HeadersTooLarge" : "BadRequest") +
+                    "InvalidArgument" +
                     "\",\"message\":\"" + std::string(message) + "\"}}");
     std::string head = HeadText(r, r.body.size(), false);
     co_await WriteAll(stream, lowest, head, r.body);
@@ -511,7 +511,9 @@ struct Server::Impl {
       auto qpos = t.find('?');
       auto decoded = PercentDecode(t.substr(0, qpos));
       if (!decoded.ok() || decoded->empty() || (*decoded)[0] != '/') {
-        co_await WriteSimple(stream, lowest, 400, "bad request target");
+        co_await WriteSimple(stream, lowest, 400,
+                             "bad request target: the path must start with / and hold no NUL or "
+                             "malformed %-escape");
         co_return;
       }
       req.path = std::move(*decoded);

@@ -337,7 +337,12 @@ Status Repository::VerifyManifestContent(const store::Manifest& manifest, unsign
       if (i >= unique.size() || failed) return;
       auto size = chunks_.StoredSize(unique[i].id);
       if (!size.ok()) {
-        fail(size.status());
+        // Named by id, not by where it would be stored: the caller may be remote.
+        fail(size.status().IsNotFound()
+                 ? Status::NotFound("chunk " + core::DigestHex(unique[i].id) +
+                                    " is not in the content library; upload it first (the upload protocol asks "
+                                    "which chunks are missing)")
+                 : size.status());
         return;
       }
       if (*size != unique[i].size) {

@@ -51,6 +51,7 @@ struct Call {
 using Fn = std::function<core::Result<Json>(Call&)>;
 
 constexpr std::uint64_t kSmallBody = 1 << 20;
+constexpr std::uint64_t kUnknownRouteBody = 64 << 10;
 
 core::Result<std::int64_t> IdParam(const std::string& s) {
   std::int64_t v = 0;
@@ -231,6 +232,11 @@ SiteApi::SiteApi(SiteContext* ctx) : ctx_(ctx) {
   });
   add("POST", "/api/v1/deployments/{}/cancel", Role::kOperator, kSmallBody, [](Call& c) -> core::Result<Json> {
     DEPOT_ASSIGN_OR_RETURN(std::int64_t id, IdParam(c.params[0]));
+    if (!c.req.body.empty()) {  // no fields; `{}` or nothing
+      DEPOT_ASSIGN_OR_RETURN(Json body, c.Body());
+      ObjectReader r(body, "cancel");
+      DEPOT_RETURN_IF_ERROR(r.Finish());
+    }
     return CancelDeployment(c.ctx, id);
   });
 
@@ -315,7 +321,9 @@ const SiteApi::Route* SiteApi::Match(const http::Request& req, std::vector<std::
 std::uint64_t SiteApi::BodyLimit(const http::Request& head) {
   std::vector<std::string> params;
   const Route* r = Match(head, &params);
-  return r != nullptr ? r->body_limit : 0;
+  // No such endpoint: a small body is read so the answer can be the 404 (or 405) that
+  // names the path, rather than a 413 about a limit that does not exist.
+  return r != nullptr ? r->body_limit : kUnknownRouteBody;
 }
 
 void SiteApi::Handle(http::Request& req, http::Response* resp) {

@@ -441,21 +441,18 @@ core::Result<Json> AgentStatus(SiteContext& ctx, std::int64_t client_id, const J
   DEPOT_ASSIGN_OR_RETURN(auto client, ctx.db->QueryRow("SELECT uid FROM clients WHERE id = ?", {client_id}));
   std::string uid = client.Text(0);
   Json out = Json::object();
-  if (messages != nullptr) {
-    DEPOT_ASSIGN_OR_RETURN(Json m, IngestMessages(ctx, "client:" + uid, "agent", "", uid, Json{{"messages", *messages}}));
-    out["messages"] = m;
-  }
   std::int64_t applied = 0, stale = 0;
+  // Every part is validated before anything is stored: a refused request changes nothing.
+  struct Item {
+    std::int64_t deployment, seq;
+    std::string state, detail;
+    std::optional<std::int64_t> version, exit_code;
+  };
+  std::vector<Item> items;
   if (deployments != nullptr) {
     if (!deployments->is_array() || deployments->size() > 1000) {
       return Status::InvalidArgument("agent status: deployments must be a list of at most 1000 items");
     }
-    struct Item {
-      std::int64_t deployment, seq;
-      std::string state, detail;
-      std::optional<std::int64_t> version, exit_code;
-    };
-    std::vector<Item> items;
     static const std::set<std::string> kStates = {"waiting", "downloading", "downloaded", "installing",
                                                    "succeeded", "failed"};
     for (std::size_t i = 0; i < deployments->size(); ++i) {
@@ -474,6 +471,12 @@ core::Result<Json> AgentStatus(SiteContext& ctx, std::int64_t client_id, const J
       }
       items.push_back(std::move(it));
     }
+  }
+  if (messages != nullptr) {
+    DEPOT_ASSIGN_OR_RETURN(Json m, IngestMessages(ctx, "client:" + uid, "agent", "", uid, Json{{"messages", *messages}}));
+    out["messages"] = m;
+  }
+  if (deployments != nullptr) {
     Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
       applied = stale = 0;
       for (const Item& it : items) {
