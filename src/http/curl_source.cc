@@ -71,6 +71,16 @@ struct CurlSource::Handle {
     curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(cap));
   }
 
+  // The body bytes that came over the wire: fewer than the decoded body when the
+  // server sent it zstd-encoded (manifests).
+  std::uint64_t WireBytes(std::uint64_t decoded) const {
+    curl_off_t n = -1;
+    if (curl_easy_getinfo(easy, CURLINFO_SIZE_DOWNLOAD_T, &n) == CURLE_OK && n >= 0) {
+      return static_cast<std::uint64_t>(n);
+    }
+    return decoded;
+  }
+
   core::Result<std::string> Finish(CURLcode rc) {
     if (too_big || rc == CURLE_FILESIZE_EXCEEDED) {
       return Status::Corruption(url + ": response longer than the " + std::to_string(max_bytes) +
@@ -128,8 +138,10 @@ std::unique_ptr<CurlSource::Handle> CurlSource::TakeHandle() {
   // write callbacks per chunk; 64 handles at most, so at most 16 MiB).
   curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  // Bodies are verified by hash; a transparent decoding layer would only add risk.
-  curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+  // Manifests come zstd-encoded from depot servers; libcurl decodes them, and the
+  // decoded bytes are what the caller's length cap (OnData: a decompression bomb
+  // stops there) and hash check apply to. Only zstd is asked for.
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "zstd");
   if (!options_.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, options_.ca_file.c_str());
   if (options_.max_rate_bytes) {
     curl_easy_setopt(e, CURLOPT_MAX_RECV_SPEED_LARGE,
@@ -170,7 +182,7 @@ core::Result<std::string> CurlSource::Fetch(const std::string& path, std::uint64
   h->Prepare(base_url_ + "/" + path, max_bytes);
   CURLcode rc = curl_easy_perform(h->easy);
   auto result = h->Finish(rc);
-  CountBytes(h->body.size() + (result.ok() ? result->size() : 0));
+  CountBytes(h->WireBytes(h->body.size() + (result.ok() ? result->size() : 0)));
   ReturnHandle(std::move(h));
   return result;
 }
@@ -236,7 +248,7 @@ Status CurlSource::FetchMany(
       std::unique_ptr<Handle> h = std::move(*it);
       active.erase(it);
       auto body = h->Finish(rc);
-      CountBytes(body.ok() ? body->size() : h->body.size());
+      CountBytes(h->WireBytes(body.ok() ? body->size() : h->body.size()));
       std::size_t index = h->index;
       ReturnHandle(std::move(h));
       if (!stop && !on_done(index, std::move(body))) stop = true;

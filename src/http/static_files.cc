@@ -10,6 +10,7 @@
 
 #include "core/errors.h"
 #include "core/path.h"
+#include "store/compress.h"
 
 namespace depot::http {
 
@@ -102,6 +103,63 @@ StaticTree::StaticTree(std::string root, int dirfd, StaticFileOptions options)
 
 StaticTree::~StaticTree() { ::close(dirfd_); }
 
+namespace {
+
+// True when an Accept-Encoding header lists zstd with a non-zero weight.
+bool AcceptsZstd(const Request& req) {
+  const std::string* h = req.GetHeader("accept-encoding");
+  if (h == nullptr) return false;
+  std::string_view s = *h;
+  while (!s.empty()) {
+    auto comma = s.find(',');
+    std::string_view item = s.substr(0, comma);
+    s = comma == std::string_view::npos ? std::string_view() : s.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    auto semi = item.find(';');
+    std::string_view coding = item.substr(0, semi);
+    while (!coding.empty() && coding.back() == ' ') coding.remove_suffix(1);
+    if (coding != "zstd") continue;
+    if (semi == std::string_view::npos) return true;
+    std::string_view params = item.substr(semi + 1);
+    auto q = params.find("q=");
+    return q == std::string_view::npos || params.substr(q + 2).find_first_not_of("0.") != std::string_view::npos;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::shared_ptr<const std::string> StaticTree::Encoded(const std::string& key, int fd, std::uint64_t size) const {
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return it->second;
+  }
+  if (size > options_.encoded_cache_bytes * 4) return nullptr;
+  std::string plain(size, '\0');
+  std::uint64_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, plain.data() + done, size - done, static_cast<off_t>(done));
+    if (n <= 0) return nullptr;
+    done += static_cast<std::uint64_t>(n);
+  }
+  auto z = store::CompressFrame(plain, store::kDefaultCompressionLevel);
+  if (!z.ok() || z->size() >= size) return nullptr;
+  auto encoded = std::make_shared<const std::string>(std::move(*z));
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  auto [it, inserted] = cache_.emplace(key, encoded);
+  if (!inserted) return it->second;  // another request made it meanwhile
+  cache_order_.push_back(key);
+  cache_bytes_ += encoded->size();
+  while (cache_bytes_ > options_.encoded_cache_bytes && cache_order_.size() > 1) {
+    auto old = cache_.find(cache_order_.front());
+    cache_bytes_ -= old->second->size();
+    cache_.erase(old);
+    cache_order_.pop_front();
+  }
+  return encoded;
+}
+
 void StaticTree::Serve(const Request& req, std::string_view rel, Response* resp) const {
   const StaticFileOptions& options = options_;
   if (req.method != "GET" && req.method != "HEAD") {
@@ -147,9 +205,32 @@ void StaticTree::Serve(const Request& req, std::string_view rel, Response* resp)
     resp->status = 304;
     return;
   }
+  const std::string* range = req.GetHeader("range");
+  if (immutable && range == nullptr && size >= 1024 && options.encoded_cache_bytes > 0 &&
+      rel.rfind("targets/", 0) == 0 && name.size() > 5 && name.substr(name.size() - 5) == ".json" &&
+      AcceptsZstd(req)) {
+    if (auto encoded = Encoded(std::string(rel), fd, size)) {
+      ::close(fd);
+      std::string zetag = etag.substr(0, etag.size() - 1) + "-zstd\"";
+      resp->SetHeader("ETag", zetag);
+      resp->SetHeader("Content-Encoding", "zstd");
+      resp->SetHeader("Vary", "Accept-Encoding");
+      if (const std::string* inm = req.GetHeader("if-none-match"); inm != nullptr && *inm == zetag) {
+        resp->status = 304;
+        return;
+      }
+      if (req.method == "HEAD") {
+        resp->head_length = encoded->size();
+      } else {
+        resp->body = *encoded;
+      }
+      return;
+    }
+  }
+  // Files that may be encoded vary by Accept-Encoding in every answer, caches beware.
+  if (immutable && rel.rfind("targets/", 0) == 0) resp->SetHeader("Vary", "Accept-Encoding");
   std::uint64_t first = 0, last = size == 0 ? 0 : size - 1;
   std::uint64_t length = size;
-  const std::string* range = req.GetHeader("range");
   const std::string* if_range = req.GetHeader("if-range");
   if (range != nullptr && (if_range == nullptr || *if_range == etag)) {
     bool unsatisfiable = false;

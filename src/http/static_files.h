@@ -8,10 +8,20 @@
 // directory listing. A file is opened before its size is taken, so the bytes sent
 // are those of one immutable file even if it is replaced meanwhile.
 //
-// Thread safety: stateless; call from any thread.
+// Manifests (immutable `targets/**.json`, 1 KiB or more) go out zstd-encoded
+// (Content-Encoding: zstd) to clients that accept it and ask for the whole file: a
+// manifest is mostly hex hashes and shrinks about 4x, and it is most of what an
+// update moves. The encoded copy is made once per manifest and kept in memory
+// (bounded); TUF still verifies the decoded bytes. Ranges and other clients get the
+// file as stored, so nginx serving the same tree stays a drop-in.
+//
+// Thread safety: any thread; the encoded-copy cache has its own lock.
 #pragma once
 
+#include <deque>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -25,6 +35,8 @@ struct StaticFileOptions {
   std::string immutable_cache = "public, max-age=31536000, immutable";
   // Cache-Control for everything else (timestamp.json, root.json).
   std::string mutable_cache = "no-cache";
+  // Memory for zstd-encoded manifests; 0 turns encoding off.
+  std::size_t encoded_cache_bytes = 64u << 20;
 };
 
 // True for names depot never rewrites: "<64 hex>", "<64 hex>.<anything>",
@@ -51,9 +63,17 @@ class StaticTree {
 
  private:
   StaticTree(std::string root, int dirfd, StaticFileOptions options);
+  // The zstd encoding of the immutable file `fd` (`size` bytes) named `key`, made
+  // once; nullptr when it cannot be made.
+  std::shared_ptr<const std::string> Encoded(const std::string& key, int fd, std::uint64_t size) const;
+
   std::string root_;
   int dirfd_;
   StaticFileOptions options_;
+  mutable std::mutex cache_mu_;
+  mutable std::map<std::string, std::shared_ptr<const std::string>> cache_;
+  mutable std::deque<std::string> cache_order_;  // oldest first
+  mutable std::size_t cache_bytes_ = 0;
 };
 
 // Parses a "Range: bytes=..." header against a body of `size` bytes. Returns false

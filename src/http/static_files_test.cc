@@ -5,6 +5,7 @@
 
 #include "core/testing.h"
 #include "http/client.h"
+#include "store/compress.h"
 
 namespace depot::http {
 namespace {
@@ -74,6 +75,42 @@ TEST_F(StaticFilesTest, WholeFileWithImmutableCachingAndEtag) {
   EXPECT_EQ(*r.GetHeader("content-type"), "application/json");
   EXPECT_EQ(*Get("/repo/metadata/3.snapshot.json").GetHeader("cache-control"),
             "public, max-age=31536000, immutable");
+}
+
+TEST_F(StaticFilesTest, ManifestsGoZstdEncodedToClientsThatAskForTheWholeFile) {
+  std::string manifest;
+  for (int i = 0; i < 400; ++i) manifest += "{\"path\":\"f" + std::to_string(i) + "\",\"sha256\":\"" + chunk_ + "\"}\n";
+  std::string rel = "targets/tools/" + std::string(64, 'b') + ".1.json";
+  testing::WriteFileOrDie(dir_.Sub("tree/" + rel), manifest);
+  testing::WriteFileOrDie(dir_.Sub("tree/metadata/9.targets.json"), manifest);  // not a manifest
+  std::string url = "/repo/" + rel;
+
+  auto r = Get(url, {"Accept-Encoding: gzip, zstd"});
+  ASSERT_EQ(r.status, 200);
+  ASSERT_NE(r.GetHeader("content-encoding"), nullptr);
+  EXPECT_EQ(*r.GetHeader("content-encoding"), "zstd");
+  EXPECT_EQ(*r.GetHeader("vary"), "Accept-Encoding");
+  EXPECT_LT(r.body.size(), manifest.size() / 4);
+  auto plain = store::DecompressFrameBounded(r.body, 1 << 20);
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(*plain, manifest);
+  std::string zetag = *r.GetHeader("etag");
+  EXPECT_EQ(zetag, "\"" + std::string(64, 'b') + "-zstd\"");
+  EXPECT_EQ(Get(url, {"Accept-Encoding: zstd", "If-None-Match: " + zetag}).status, 304);
+  r = Get(url, {"Accept-Encoding: zstd"}, "HEAD");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(*r.GetHeader("content-encoding"), "zstd");
+
+  // As stored: no Accept-Encoding, zstd refused by q=0, a range, or not a manifest.
+  for (const auto& headers : std::vector<std::vector<std::string>>{
+           {}, {"Accept-Encoding: gzip"}, {"Accept-Encoding: zstd;q=0"}, {"Accept-Encoding: zstd", "Range: bytes=0-9"}}) {
+    r = Get(url, headers);
+    EXPECT_EQ(r.GetHeader("content-encoding"), nullptr) << (headers.empty() ? "" : headers[0]);
+    EXPECT_EQ(r.body, headers.size() == 2 ? manifest.substr(0, 10) : manifest);
+  }
+  r = Get("/repo/metadata/9.targets.json", {"Accept-Encoding: zstd"});
+  EXPECT_EQ(r.GetHeader("content-encoding"), nullptr);
+  EXPECT_EQ(r.body, manifest);
 }
 
 TEST_F(StaticFilesTest, Ranges) {
