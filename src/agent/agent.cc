@@ -7,6 +7,8 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cmath>
 #include <condition_variable>
@@ -1466,9 +1468,17 @@ Status Agent::Run(const std::atomic<bool>* stop) {
   a.stop = stop;
   a.site->SetAbortFlag(stop);
   std::int64_t next_flush = 0, flush_failures = 0;
+  bool was_busy = true;
   while (!stop->load()) {
     a.MaybePoll(false).IgnoreError();
     auto busy = a.Step();
+    bool is_busy = busy.ok() && *busy;
+    if (was_busy && !is_busy) {
+      // Going idle, maybe for days: give back what a download's buffers left in the
+      // allocator's arenas (an idle agent should cost its machine next to nothing).
+      ::malloc_trim(0);
+    }
+    was_busy = is_busy;
     if (!busy.ok()) core::Log(core::LogLevel::kWarn, "agent.step_failed", {{"error", busy.status().ToString()}});
     a.Purge().IgnoreError();
     std::int64_t now = a.NowMs();
