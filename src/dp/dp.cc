@@ -835,7 +835,11 @@ struct DistributionPoint::Impl : public http::Handler {
 
   // ---------------------------------------------------------------- serving
 
-  std::uint64_t BodyLimit(const http::Request&) override { return 0; }
+  // Nothing here takes a body; a small one is read so that a PUT or POST gets the 405
+  // that says so rather than a 413.
+  std::uint64_t BodyLimit(const http::Request& head) override {
+    return head.method == "GET" || head.method == "HEAD" ? 0 : 64 << 10;
+  }
 
   void Handle(http::Request& req, http::Response* resp) override {
     if (req.path == "/healthz") {
