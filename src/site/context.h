@@ -74,11 +74,12 @@ struct SiteContext {
   std::mutex policy_mu;
   std::unordered_map<std::int64_t, CachedPolicy> policy_cache;  // by client id
 
-  // last_seen_at of DPs and clients: recorded in memory on every request and
+  // last_seen_at of DPs and clients and last_used_at of tokens: recorded in memory on every request and
   // written in one transaction per flush (FlushSeen), not one per poll.
   std::mutex seen_mu;
   std::unordered_map<std::int64_t, std::int64_t> dp_seen;      // dp id -> ms
   std::unordered_map<std::int64_t, std::int64_t> client_seen;  // client id -> ms
+  std::unordered_map<std::int64_t, std::int64_t> token_used;   // token id -> ms (last_used_at)
 
   std::mutex root_mu;
   std::string trusted_root;  // newest root.json, handed to enrolling agents

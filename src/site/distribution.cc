@@ -514,13 +514,14 @@ core::Result<Json> DpReport(SiteContext& ctx, std::int64_t dp_id, const Json& bo
 }
 
 void FlushSeen(SiteContext& ctx) {
-  std::unordered_map<std::int64_t, std::int64_t> dps, clients;
+  std::unordered_map<std::int64_t, std::int64_t> dps, clients, tokens;
   {
     std::lock_guard<std::mutex> lock(ctx.seen_mu);
     dps.swap(ctx.dp_seen);
     clients.swap(ctx.client_seen);
+    tokens.swap(ctx.token_used);
   }
-  if (dps.empty() && clients.empty()) return;
+  if (dps.empty() && clients.empty() && tokens.empty()) return;
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
     for (const auto& [id, ms] : dps) {
       DEPOT_ASSIGN_OR_RETURN(auto row, tx.QueryRow("SELECT name, probe_attempts FROM dps WHERE id = ?", {id}));
@@ -538,6 +539,9 @@ void FlushSeen(SiteContext& ctx) {
           tx.Exec("UPDATE clients SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)",
                   {ms, id, ms})
               .status());
+    }
+    for (const auto& [id, ms] : tokens) {
+      DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE tokens SET last_used_at = ? WHERE id = ?", {ms, id}).status());
     }
     return Status::Ok();
   });
