@@ -63,6 +63,18 @@ class DpTest(DepotTestCase):
         self.assertIn(3001, [m["code"] for m in msgs])
         self.assertIn(2004, [m["code"] for m in msgs])
 
+    def test_an_idle_long_poll_ending_unchanged_is_not_a_failure(self):
+        # Long polls of 1 s that end with 304 (nothing changed) must not put the DP into
+        # a failure backoff (here 60 s): a package assigned after a few of them arrives
+        # within the next poll.
+        dp = self.dp("idle", extra=("--poll-wait", "1s", "--retry-base", "60s"))
+        time.sleep(4)
+        self.package()
+        self.site.cli("distribute", "tools", "--to", "idle")
+        dp.wait_state("tools", 1, timeout=20)
+        with open(dp.log.name) as f:
+            self.assertNotIn("assignment_failed", f.read())
+
     def test_range_requests_head_and_404(self):
         self.package()
         dp = self.dp("dp1")

@@ -103,6 +103,8 @@ core::Result<DpConfig> LoadDpConfig(core::Env* env, const std::string& data_dir)
       DEPOT_RETURN_IF_ERROR(dur(&c.retry_base));
     } else if (key == "retry_max") {
       DEPOT_RETURN_IF_ERROR(dur(&c.retry_max));
+    } else if (key == "poll_wait") {
+      DEPOT_RETURN_IF_ERROR(dur(&c.poll_wait));
     } else if (key == "access_log") {
       DEPOT_RETURN_IF_ERROR(str(&c.access_log));
     } else if (key == "max_connections") {
@@ -133,6 +135,7 @@ Status SaveDpConfig(core::Env* env, const std::string& data_dir, const DpConfig&
     << "gc_grace = " << Quote(Dur(c.gc_grace)) << "\n"
     << "retry_base = " << Quote(Dur(c.retry_base)) << "\n"
     << "retry_max = " << Quote(Dur(c.retry_max)) << "\n"
+    << "poll_wait = " << Quote(Dur(c.poll_wait)) << "\n"
     << "max_connections = " << c.max_connections << "\n"
     << "access_log = " << Quote(c.access_log) << "\n";
   DEPOT_RETURN_IF_ERROR(env->CreateDirs(data_dir, 0750));

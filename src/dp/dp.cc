@@ -226,9 +226,13 @@ struct DistributionPoint::Impl : public http::Handler {
       }
       std::vector<std::string> headers;
       if (!etag.empty()) headers.push_back("If-None-Match: " + etag);
-      auto r = client->Do("GET", "/api/v1/dp/assignment?wait=60", {}, "application/json", headers, 150);
+      std::int64_t wait_s = std::clamp<std::int64_t>(
+          std::chrono::duration_cast<std::chrono::seconds>(cfg.poll_wait).count(), 1, 120);
+      auto r = client->Do("GET", "/api/v1/dp/assignment?wait=" + std::to_string(wait_s), {}, "application/json",
+                          headers, static_cast<int>(wait_s + 90));
       if (Stopping()) return;
-      Status s = r.ok() ? http::ApiError(*r, "assignment") : r.status();
+      // 304 is the long poll's normal end when nothing changed, not a failure to back off from.
+      Status s = !r.ok() ? r.status() : r->status == 304 ? Status::Ok() : http::ApiError(*r, "assignment");
       if (!s.ok() || (r->status != 200 && r->status != 304)) {
         ++failures;
         core::Log(core::LogLevel::kWarn, "dp.assignment_failed",

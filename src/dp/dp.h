@@ -46,6 +46,7 @@ struct DpConfig {
   core::Duration gc_grace = std::chrono::hours(1);      // unassigned content kept this long
   core::Duration retry_base = std::chrono::seconds(10);  // local backoff when the site is silent
   core::Duration retry_max = std::chrono::minutes(30);
+  core::Duration poll_wait = std::chrono::seconds(60);  // long-poll of the assignment (site caps it at 120 s)
   std::size_t max_connections = 10'000;
   std::string access_log;  // one JSON line per HTTP request appended here; "" = none
 };
