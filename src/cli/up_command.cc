@@ -287,13 +287,19 @@ Status EnsureDistributedAndDeployed(ApiClient* api) {
       .status();
 }
 
-// Follows version `version` from the DP to the installed state, printing each change.
-// Returns the agent's final deployment state, or Unavailable on timeout / stop.
+// Follows version `version` from the DP to the installed state, printing each change,
+// until the agent's deployment is final and the DP holds the version (an agent may
+// finish first, from the site, when the DP is still copying; then the DP gets up to
+// 30 s more). Returns the agent's final deployment state, or Unavailable on timeout
+// or stop.
 Result<agent::DeploymentStatus> Watch(core::Env* env, ApiClient* api, const std::string& agent_dir,
                                       std::int64_t version, const std::atomic<bool>* stop, Reporter* out) {
   std::string last_dp, last_agent;
+  std::optional<agent::DeploymentStatus> final_state;
+  bool dp_done = false;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
   while (!*stop && std::chrono::steady_clock::now() < deadline) {
+    if (final_state && dp_done) return *final_state;
     auto dp = api->Get(std::string("/api/v1/dps/") + kDpName, "dp show");
     if (dp.ok()) {
       for (const auto& r : (*dp)["versions"]) {
@@ -302,6 +308,7 @@ Result<agent::DeploymentStatus> Watch(core::Env* env, ApiClient* api, const std:
         std::uint64_t done = r.value("bytes_done", 0ull), total = r.value("bytes_total", 0ull);
         int pct = total ? static_cast<int>(100 * done / total) : 0;
         std::string key = state + "/" + std::to_string(pct / 25);
+        dp_done = state == "ready" || state == "failed";
         if (key != last_dp) {
           last_dp = key;
           out->Event("dp", {{"state", state}, {"bytes_done", done}, {"bytes_total", total}},
@@ -326,11 +333,15 @@ Result<agent::DeploymentStatus> Watch(core::Env* env, ApiClient* api, const std:
           out->Event("agent", {{"state", d.state}, {"bytes_done", d.bytes_done}, {"bytes_total", d.bytes_total}},
                      text);
         }
-        if (d.state == "succeeded" || d.state == "failed_final") return d;
+        if (!final_state && (d.state == "succeeded" || d.state == "failed_final")) {
+          final_state = d;
+          deadline = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(30));
+        }
       }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
+  if (final_state && !*stop) return *final_state;  // the DP is still behind; the agent is done
   return Status::Unavailable(*stop ? "stopped" : "version " + std::to_string(version) + " not installed in 10 minutes");
 }
 
@@ -408,7 +419,9 @@ Status RunDemo(core::Env* env, const UpFlags& f, ApiClient* api, const std::atom
   if (d.exit_code) text += ", program exit code " + std::to_string(*d.exit_code);
   text += "\n  installed in " + installed;
   if (!d.output.empty()) text += "\n  program output: " + d.output.substr(0, d.output.find_last_not_of('\n') + 1);
-  text += "\n  agent downloaded " + HumanBytes(fetched) + " from the DP, took " + HumanBytes(cached) +
+  std::string from = dl.contains("params") ? dl["params"].value("source", std::string("its sources")) : "its sources";
+  result["source"] = from;
+  text += "\n  agent downloaded " + HumanBytes(fetched) + " from " + from + ", took " + HumanBytes(cached) +
           " from its chunk cache (version size " + HumanBytes(up.bytes) + ")";
   if (!create) text += "\n  only the changed chunks moved: run `depot up --demo` again for another update";
   out->Event("result", result, text);
