@@ -207,6 +207,7 @@ class ScenarioTest(DepotTestCase):
         self.assertEqual(requests_for_package(dp_log, marks[1]), [], "no request for the deleted package")
         self.assertTrue(site_log.since(marks[0]), "the site kept being polled (the log is live)")
         self.assertFalse(os.path.exists(os.path.join(a.data, "content", "tools")))
+        self.assertEqual(os.listdir(os.path.join(dp.data, "repo", "targets")), [], "nothing of it left on the DP")
         codes = collections.Counter(m["code"] for m in self.messages())
         for code in (1002, 4010, 4011, 3006, 1004):  # deleted; agent removed + purged; DP purged; site collected
             self.assertEqual(codes[code], 1, (code, codes))

@@ -623,7 +623,11 @@ struct DistributionPoint::Impl : public http::Handler {
     for (const auto& r : *due) {
       std::string target = r.Text(0), package = r.Text(1), manifest_id = r.Text(3);
       std::int64_t version = r.Int(2);
-      env->Remove(PublishedPath(package, version, manifest_id)).IgnoreError();
+      std::string published = PublishedPath(package, version, manifest_id);
+      env->Remove(published).IgnoreError();
+      // The package's directory goes with its last version (fails, harmlessly, while
+      // others remain). Publishing runs on this same thread, so nothing races it.
+      env->Remove(std::string(core::Dirname(published))).IgnoreError();
       env->Remove(StagedPath(manifest_id)).IgnoreError();
       db->Transaction([&](catalog::Tx& tx) {
           return tx.Exec("DELETE FROM versions WHERE target = ?", {target}).status();
