@@ -203,6 +203,13 @@ class ServerProcess:
         self.log.close()
         return rc
 
+    def wait_exit(self, timeout=60):
+        """Waits for a server that ends by itself (e.g. at a crash point); its exit status."""
+        rc = self.proc.wait(timeout)
+        self.proc = None
+        self.log.close()
+        return rc
+
     def kill(self):
         self.proc.kill()
         self.proc.wait()

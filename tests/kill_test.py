@@ -14,14 +14,6 @@ def crash_env(point):
     return dict(os.environ, DEPOT_CRASH_AT=point)
 
 
-def died(server):
-    """Waits for a server process that killed itself; returns its exit status."""
-    rc = server.proc.wait(60)
-    server.proc = None
-    server.log.close()
-    return rc
-
-
 class KillTest(DepotTestCase):
     def fetch_equals(self, site, url, src, dest):
         run_depot("repo", "fetch", url, "--package", "tools", "--dest", dest,
@@ -41,7 +33,7 @@ class KillTest(DepotTestCase):
                 code, out, err = site.cli("package", "create", "tools", "--source", src, "--program",
                                           "install=true", check=False)
                 self.assertNotEqual(code, 0, "the site died under the upload")
-                self.assertEqual(died(site), KILLED, f"the site did not reach {point}")
+                self.assertEqual(site.wait_exit(), KILLED, f"the site did not reach {point}")
                 site.env = None
                 site.start()
                 # Whatever was left: the library verifies, and a listed version is whole.
@@ -77,7 +69,7 @@ class KillTest(DepotTestCase):
                 dp = DpProcess(site, self.tmp, name, port=free_port(), env=crash_env(point))
                 self.addCleanup(dp.stop)
                 site.cli("distribute", "tools", "--to", name)
-                self.assertEqual(died(dp), KILLED, f"the DP did not reach {point}")
+                self.assertEqual(dp.wait_exit(), KILLED, f"the DP did not reach {point}")
                 targets = os.path.join(dp.data, "repo", "targets")
                 published = [f for _, _, fs in os.walk(targets) for f in fs] if os.path.isdir(targets) else []
                 if point != "dp.published":

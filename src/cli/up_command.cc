@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <cstdio>
@@ -35,6 +36,7 @@
 #include "cli/output.h"
 #include "cli/package_upload.h"
 #include "core/env.h"
+#include "core/errors.h"
 #include "core/log.h"
 #include "dp/dp.h"
 #include "site/site.h"
@@ -78,7 +80,7 @@ bool SplitListen(const std::string& listen, std::string* host, int* port) {
 // it is registered, and registering comes before it can start.
 Result<int> FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status::IOError("socket() failed while picking the DP's port");
+  if (fd < 0) return core::ErrnoStatus(errno, "socket() while picking the DP's port");
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -107,7 +109,6 @@ class Reporter {
     }
     std::fflush(stdout);
   }
-  bool json() const { return json_; }
 
  private:
   bool json_;
