@@ -25,6 +25,7 @@
 #include "catalog/db.h"
 #include "catalog/migrate.h"
 #include "catalog/outbox.h"
+#include "core/atomic_batch.h"
 #include "core/crash_point.h"
 #include "core/log.h"
 #include "core/messages.h"
@@ -49,6 +50,9 @@ namespace {
 constexpr char kAgentVersion[] = "0.1.0";
 constexpr char kConfigFile[] = "agent.json";
 constexpr char kRootFile[] = "trusted_root.json";
+// Content directories one download looks through for chunks it already has: each
+// costs its manifest's parse, and beyond a handful few chunks are found only there.
+constexpr std::size_t kMaxSeeds = 16;
 
 constexpr std::string_view kStateMigration1 = R"sql(
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -271,6 +275,12 @@ struct DownloadOutcome {
   repo::FetchResult result;
   std::string source;      // where the chunks came from
   std::vector<catalog::OutboxMessage> events;  // one per source that failed
+};
+
+// A version's directory the next download may take chunks from (repo::FetchSeed).
+struct SeedSpec {
+  std::string dir;
+  std::string manifest_id;
 };
 
 }  // namespace
@@ -682,12 +692,43 @@ struct Agent::Impl {
     return good;
   }
 
+  // The content directories a download of `d` may take chunks from: every other
+  // version whose directory is here (installed, or downloaded for a deployment),
+  // the same package's first, then the most recently used. They are the agent's
+  // copy of those chunks: the cache holds only what no directory does. Driver thread.
+  std::vector<SeedSpec> SeedsFor(const Row& d) {
+    std::vector<SeedSpec> out;
+    auto rows = db->Query(
+        "SELECT manifest_id, package, version FROM held ORDER BY package = ? DESC, last_used_ms DESC", {d.package});
+    if (!rows.ok()) return out;
+    for (const auto& r : *rows) {
+      if (r.Text(1) == d.package && r.Int(2) == d.version) continue;
+      std::string dir = ContentDir(r.Text(1), r.Int(2));
+      auto exists = env->Exists(dir);
+      if (!exists.ok() || !*exists) continue;
+      out.push_back({dir, r.Text(0)});
+      if (out.size() >= kMaxSeeds) break;
+    }
+    return out;
+  }
+
   // Runs on the worker thread: no database access, only the outcome.
-  DownloadOutcome Download(const Row& d, const std::vector<Source>& order) {
+  DownloadOutcome Download(const Row& d, const std::vector<Source>& order, const std::vector<SeedSpec>& seed_specs) {
     DownloadOutcome out;
     std::string dest = ContentDir(d.package, d.version);
     out.status = env->CreateDirs(Path("content/" + d.package), 0750);
     if (!out.status.ok()) return out;
+    // Manifests of the seeds; one that is gone or damaged only means fewer local chunks.
+    std::vector<store::Manifest> seed_manifests;
+    std::vector<repo::FetchSeed> seeds;
+    seed_manifests.reserve(seed_specs.size());
+    for (const auto& spec : seed_specs) {
+      auto m = LoadManifest(spec.manifest_id);
+      if (!m.ok()) continue;
+      seed_manifests.push_back(std::move(*m));
+      seeds.push_back({spec.dir, nullptr});
+    }
+    for (std::size_t i = 0; i < seeds.size(); ++i) seeds[i].manifest = &seed_manifests[i];
     for (const Source& src : order) {
       if (job_cancel) break;
       auto source = sources(src.url, config);
@@ -702,6 +743,11 @@ struct Agent::Impl {
       req.dest = dest;
       req.trusted_root = trusted_root;
       req.cache_dir = Path("cache");
+      // The assembled tree is the agent's copy of the version's chunks (a seed for the
+      // next download); an interrupted or failed download keeps its partial tree.
+      req.seeds = seeds;
+      req.cache_fetched = false;
+      req.keep_partial = true;
       req.parallel = config.parallel;
       req.max_rate = config.max_rate;
       req.threads = std::min(4u, core::DefaultConcurrency());
@@ -764,8 +810,9 @@ struct Agent::Impl {
     job_bytes = 0;
     job_total = 0;
     auto order = OrderSources(d.sources);
-    worker = std::thread([this, d, order] {
-      DownloadOutcome o = Download(d, order);
+    auto seeds = SeedsFor(d);
+    worker = std::thread([this, d, order, seeds] {
+      DownloadOutcome o = Download(d, order, seeds);
       std::lock_guard<std::mutex> guard(mu);
       job_outcome = std::move(o);
       job_running = false;
@@ -895,8 +942,8 @@ struct Agent::Impl {
                               {{"exit_code", std::to_string(code)}, {"program", d.program}})})
               .status());
       core::CrashPoint("agent.succeeded_recorded");
-      RemoveOtherVersions(d.package);
-      EnforceCacheLimit();  // the previous version is no longer pinned
+      RemoveOtherVersions(d.package, /*cache_chunks=*/true);
+      EnforceCacheLimit();  // the previous version's chunks may have joined the cache
       return Status::Ok();
     }
     if (in(program.retry_codes)) {
@@ -980,8 +1027,9 @@ struct Agent::Impl {
             break;
           }
           if (!reusable) {
-            // Content a failed attempt may have changed: assembled afresh (from the cache).
-            env->RemoveAll(ContentDir(d.package, d.version)).IgnoreError();
+            // Content a failed attempt may have changed: assembled afresh, taking what
+            // still verifies from it.
+            SetAsideContent(d.package, d.version);
           }
           DEPOT_ASSIGN_OR_RETURN(auto to, Transition(d.id, Event::kStart, {},
                                                      {Message(core::msg::kAgentDownloadStarted, d,
@@ -1004,7 +1052,7 @@ struct Agent::Impl {
               DEPOT_RETURN_IF_ERROR(FinishDownload(d, std::move(o)));
               break;
             }
-            env->RemoveAll(dir).IgnoreError();
+            SetAsideContent(d.package, d.version);
           }
           bool mine;
           {
@@ -1027,7 +1075,7 @@ struct Agent::Impl {
           if (!*inside) break;
           const store::Program* program = ProgramOf(d.manifest_id, d.program);
           if (program == nullptr) {
-            // Its manifest is gone or damaged: download again (from the cache).
+            // Its manifest is gone or damaged: download again (what is here is reused).
             DEPOT_RETURN_IF_ERROR(
                 Fail(d, Event::kDownloadFailed, "manifest of the download is missing; fetching again", std::nullopt, ""));
             break;
@@ -1176,9 +1224,23 @@ struct Agent::Impl {
     return pinned;
   }
 
+  // Moves a version's content directory to where the next fetch of it looks for a
+  // partial tree (repo::PartialPath), replacing any partial tree there: the fetch
+  // then takes every chunk that still verifies from it instead of downloading it.
+  void SetAsideContent(const std::string& package, std::int64_t version) {
+    std::string dir = ContentDir(package, version);
+    auto exists = env->Exists(dir);
+    if (!exists.ok() || !*exists) return;
+    std::string partial = repo::PartialPath(dir);
+    env->RemoveAll(partial).IgnoreError();
+    if (!env->Rename(dir, partial).ok()) env->RemoveAll(dir).IgnoreError();
+  }
+
   // Removes content directories of `package` that are neither installed nor being
-  // worked on.
-  void RemoveOtherVersions(const std::string& package) {
+  // worked on, and the partial and staging trees of such versions. With
+  // `cache_chunks`, a removed version's chunks go into the cache first (see
+  // CacheChunksOf).
+  void RemoveOtherVersions(const std::string& package, bool cache_chunks) {
     std::set<std::int64_t> keep;
     auto inst = db->QueryRow("SELECT version FROM installed WHERE package = ?", {package});
     if (inst.ok()) keep.insert(inst->Int(0));
@@ -1188,16 +1250,70 @@ struct Agent::Impl {
     if (live.ok()) {
       for (const auto& r : *live) keep.insert(r.Int(0));
     }
+    {
+      // What the download worker is writing right now is not ours to remove.
+      std::lock_guard<std::mutex> l(mu);
+      if (job_running) keep.insert(job_version);
+    }
     std::string dir = Path("content/" + package);
     auto entries = env->ListDir(dir);
     if (!entries.ok()) return;
     for (const auto& e : *entries) {
+      // "<version>", or ".<version>.depot-partial" / ".<version>.depot-staging-…".
+      bool hidden = !e.name.empty() && e.name[0] == '.';
+      const char* start = e.name.c_str() + (hidden ? 1 : 0);
       char* end = nullptr;
-      long long v = std::strtoll(e.name.c_str(), &end, 10);
-      if (end == nullptr || *end != '\0' || keep.count(v)) continue;
-      env->RemoveAll(core::JoinPath(dir, e.name)).IgnoreError();
-      core::Log(core::LogLevel::kInfo, "agent.content_removed", {{"package", package}, {"version", e.name}});
+      long long v = std::strtoll(start, &end, 10);
+      if (end == start || keep.count(v)) continue;
+      if (hidden ? *end != '.' : *end != '\0') continue;
+      std::string path = core::JoinPath(dir, e.name);
+      if (!hidden && cache_chunks) CacheChunksOf(package, v, path);
+      env->RemoveAll(path).IgnoreError();
+      core::Log(core::LogLevel::kInfo, "agent.content_removed", {{"package", package}, {"entry", e.name}});
     }
+  }
+
+  // Before a superseded version's directory goes: its chunks that no pinned version
+  // uses are put into the cache (read back, verified, at most the cache's limit), so
+  // a return to that version (a rollback, another deployment of it) finds them here.
+  // Chunks of pinned versions need no copy: their directories are seeds.
+  void CacheChunksOf(const std::string& package, std::int64_t version, const std::string& dir) {
+    auto held = db->Query("SELECT manifest_id FROM held WHERE package = ? AND version = ?", {package, version});
+    auto pinned = PinnedManifests();
+    if (!held.ok() || held->empty() || !pinned.ok()) return;
+    store::ChunkIdSet skip;
+    for (const auto& id : *pinned) {
+      auto c = ChunksOf(id);
+      skip.insert(c.begin(), c.end());
+    }
+    store::ChunkStore cache(env, Path("cache/chunks"), 3);
+    core::AtomicBatch batch(env, cache.root());
+    std::uint64_t cached = 0;
+    std::string buffer;
+    for (const auto& h : *held) {
+      auto m = LoadManifest(h.Text(0));
+      if (!m.ok()) continue;
+      for (const auto& e : m->entries) {
+        if (e.type != store::EntryType::kFile || e.chunks.empty()) continue;
+        auto file = env->OpenForRead(core::JoinPath(dir, e.path), /*no_follow=*/true);
+        if (!file.ok()) continue;
+        std::uint64_t offset = 0;
+        for (const auto& c : e.chunks) {
+          std::uint64_t at = offset;
+          offset += c.size;
+          if (!skip.insert(c.id).second) continue;
+          if (cached + c.size > config.cache_max_bytes) break;
+          buffer.resize(c.size);
+          auto n = (*file)->ReadAt(at, buffer.data(), c.size);
+          if (!n.ok() || *n != c.size) continue;
+          if (cache.Put(c.id, buffer, &batch).ok()) cached += c.size;  // Put verifies the id
+        }
+      }
+    }
+    Status s = batch.Commit();
+    core::Log(s.ok() ? core::LogLevel::kInfo : core::LogLevel::kWarn, "agent.cached_superseded",
+              {{"package", package}, {"version", std::to_string(version)}, {"bytes", std::to_string(cached)},
+               {"error", s.ok() ? "" : s.message()}});
   }
 
   // Deployments that left the policy more than purge_grace ago: content and cache
@@ -1236,7 +1352,7 @@ struct Agent::Impl {
           return tx.Exec("DELETE FROM installed WHERE package = ?", {package}).status();
         }));
       } else {
-        RemoveOtherVersions(package);
+        RemoveOtherVersions(package, /*cache_chunks=*/false);
       }
       // Cache entries of its versions nothing pins any more.
       DEPOT_ASSIGN_OR_RETURN(std::set<std::string> pinned, PinnedManifests());

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "core/atomic_batch.h"
 #include "core/background_sync.h"
@@ -34,19 +35,74 @@ namespace {
 constexpr std::size_t kCacheCommitEvery = 2048;
 constexpr auto kCacheCommitInterval = std::chrono::seconds(1);
 
-// Removes staging directories whose owning process no longer exists.
-void RemoveAbandonedStaging(core::Env* env, const std::string& dir, const std::string& prefix) {
+constexpr std::string_view kStagingInfix = ".depot-staging-";
+constexpr std::string_view kPartialSuffix = ".depot-partial";
+
+// Staging directories of fetches to the same destination whose owning process no
+// longer exists (killed mid-fetch): what they hold is taken like a seed.
+std::vector<std::string> AbandonedStaging(core::Env* env, const std::string& dir, const std::string& prefix) {
+  std::vector<std::string> out;
   auto entries = env->ListDir(dir);
-  if (!entries.ok()) return;
+  if (!entries.ok()) return out;
   for (const auto& e : *entries) {
     if (e.name.rfind(prefix, 0) != 0) continue;
     long pid = std::strtol(e.name.c_str() + prefix.size(), nullptr, 10);
     if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) {
-      std::string path = core::JoinPath(dir, e.name);
-      core::Log(core::LogLevel::kInfo, "fetch.staging_removed", {{"path", path}});
-      env->RemoveAll(path).IgnoreError();
+      out.push_back(core::JoinPath(dir, e.name));
     }
   }
+  return out;
+}
+
+// The chunks of a version found in seeds: per seed file, which chunk sits at which
+// offset. Each chunk is looked for at its first place in the seeds only.
+struct SeedRead {
+  std::size_t chunk;
+  std::uint64_t offset;
+};
+struct SeedFile {
+  std::string path;
+  std::vector<SeedRead> reads;
+};
+
+std::vector<SeedFile> LocateInSeeds(const std::vector<FetchSeed>& seeds,
+                                    const std::vector<store::ChunkRef>& chunks) {
+  std::unordered_map<store::ChunkId, std::size_t, store::ChunkIdHash> wanted;
+  wanted.reserve(chunks.size());
+  for (std::size_t i = 0; i < chunks.size(); ++i) wanted.emplace(chunks[i].id, i);
+  std::vector<SeedFile> files;
+  for (const auto& seed : seeds) {
+    if (seed.manifest == nullptr) continue;
+    for (const auto& e : seed.manifest->entries) {
+      if (e.type != store::EntryType::kFile || wanted.empty()) continue;
+      SeedFile f;
+      std::uint64_t offset = 0;
+      for (const auto& c : e.chunks) {
+        auto it = wanted.find(c.id);
+        if (it != wanted.end() && chunks[it->second].size == c.size) {
+          f.reads.push_back({it->second, offset});
+          wanted.erase(it);
+        }
+        offset += c.size;
+      }
+      if (!f.reads.empty()) {
+        f.path = core::JoinPath(seed.dir, e.path);
+        files.push_back(std::move(f));
+      }
+    }
+  }
+  return files;
+}
+
+// Reads exactly data->size() bytes at `offset`; false on a short read or an error.
+bool ReadExactly(core::ReadableFile* file, std::uint64_t offset, std::string* data) {
+  std::size_t done = 0;
+  while (done < data->size()) {
+    auto n = file->ReadAt(offset + done, data->data() + done, data->size() - done);
+    if (!n.ok() || *n == 0) return false;
+    done += *n;
+  }
+  return true;
 }
 
 struct Work {
@@ -55,6 +111,11 @@ struct Work {
 };
 
 }  // namespace
+
+std::string PartialPath(const std::string& dest) {
+  std::string parent(core::Dirname(dest));
+  return core::JoinPath(parent, "." + std::string(core::Basename(dest)) + std::string(kPartialSuffix));
+}
 
 core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
                                        core::RepoSource* source, const FetchRequest& req) {
@@ -150,10 +211,23 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   if (req.progress_total) *req.progress_total = result.bytes;
 
   // Staging directories are named after their owner's pid, so one left behind by a
-  // killed fetch can be recognised and removed by the next fetch to the same place.
+  // killed fetch can be recognised by the next fetch to the same place, which takes
+  // what it can from it (verified) and removes it, as it does with a partial tree.
   std::string parent(core::Dirname(req.dest));
-  const std::string staging_prefix = "." + std::string(core::Basename(req.dest)) + ".depot-staging-";
-  RemoveAbandonedStaging(env, parent.empty() ? "." : parent, staging_prefix);
+  const std::string staging_prefix =
+      "." + std::string(core::Basename(req.dest)) + std::string(kStagingInfix);
+  const std::string partial = PartialPath(req.dest);
+  std::vector<std::string> leftovers = AbandonedStaging(env, parent.empty() ? "." : parent, staging_prefix);
+  {
+    auto partial_exists = env->Exists(partial);
+    if (partial_exists.ok() && *partial_exists) leftovers.push_back(partial);
+  }
+  auto remove_leftovers = [&] {
+    for (const auto& dir : leftovers) {
+      core::Log(core::LogLevel::kInfo, "fetch.staging_removed", {{"path", dir}});
+      env->RemoveAll(dir).IgnoreError();
+    }
+  };
   std::string staging = core::JoinPath(
       parent, staging_prefix + std::to_string(::getpid()) + "-" + core::RandomHex(6));
   store::Assembler assembler(env, &m, staging);
@@ -163,7 +237,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   const unsigned threads = req.threads ? req.threads : core::DefaultConcurrency();
 
   std::unique_ptr<core::AtomicBatch> cache_batch;
-  if (cache) cache_batch = std::make_unique<core::AtomicBatch>(env, cache->root());
+  if (cache && req.cache_fetched) cache_batch = std::make_unique<core::AtomicBatch>(env, cache->root());
   std::mutex mu;
   Status first_error;
   auto fail = [&](Status s) {
@@ -190,7 +264,37 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     if (background_sync) background_sync->Wrote(data.size());
   };
 
-  // 1. Chunks already in the cache (re-verified: a cache is only a hint).
+  // 1. Chunks already here: in the seeds and leftovers of earlier fetches, then in
+  // the cache. Everything is re-verified: local copies are only hints.
+  std::vector<char> hit(chunks.size(), 0);
+  {
+    std::vector<FetchSeed> seeds = req.seeds;
+    for (const auto& dir : leftovers) seeds.push_back({dir, &m});
+    std::vector<SeedFile> files = LocateInSeeds(seeds, chunks);
+    std::atomic<std::size_t> next{0};
+    std::atomic<std::uint64_t> seed_bytes{0}, seed_chunks{0};
+    core::RunParallel(threads, [&](unsigned) {
+      std::string buffer;
+      for (;;) {
+        std::size_t k = next++;
+        if (k >= files.size() || failed()) return;
+        auto file = env->OpenForRead(files[k].path, /*no_follow=*/false);
+        if (!file.ok()) continue;
+        for (const auto& r : files[k].reads) {
+          const auto& c = chunks[r.chunk];
+          buffer.resize(c.size);
+          if (!ReadExactly(file->get(), r.offset, &buffer) || core::Sha256::Hash(buffer) != c.id) continue;
+          hit[r.chunk] = 1;
+          seed_bytes += c.size;
+          ++seed_chunks;
+          place(r.chunk, buffer);
+        }
+      }
+    });
+    result.seed_chunks = seed_chunks;
+    result.seed_bytes = seed_bytes;
+  }
+  DEPOT_RETURN_IF_ERROR(first_error);
   std::vector<std::size_t> missing;
   if (cache) {
     // Probing tens of thousands of absent chunks one open at a time costs more than
@@ -203,13 +307,13 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
         use_list = cache->ListIds(&listed).ok();
       }
     }
-    std::vector<char> hit(chunks.size(), 0);
     std::atomic<std::size_t> next{0};
     std::atomic<std::uint64_t> hit_bytes{0};
     core::RunParallel(threads, [&](unsigned) {
       for (;;) {
         std::size_t i = next++;
         if (i >= chunks.size() || failed()) return;
+        if (hit[i]) continue;
         if (use_list && listed.count(chunks[i].id) == 0) continue;
         auto data = cache->Get(chunks[i].id, chunks[i].size, /*verify=*/true);
         if (data.ok()) {
@@ -223,15 +327,15 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
         }
       }
     });
-    for (std::size_t i = 0; i < chunks.size(); ++i) {
-      if (!hit[i]) missing.push_back(i);
-    }
-    result.cache_chunks = chunks.size() - missing.size();
     result.cache_bytes = hit_bytes;
-  } else {
-    missing.resize(chunks.size());
-    for (std::size_t i = 0; i < chunks.size(); ++i) missing[i] = i;
   }
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    if (!hit[i]) missing.push_back(i);
+  }
+  result.cache_chunks = chunks.size() - missing.size();
+  result.cache_bytes += result.seed_bytes;
+  // From here on the staging tree holds at least what the leftovers gave, so it may
+  // replace them (keep_partial); a failure before this point leaves them as they are.
   DEPOT_RETURN_IF_ERROR(first_error);
 
   // 2. The rest from the source: the download thread (this one) hands frames to
@@ -283,7 +387,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
           if (data.ok() && core::Sha256::Hash(*data) != c.id) {
             data = Status::Corruption("bytes do not hash to the id");
           }
-          if (data.ok() && cache) {
+          if (data.ok() && cache && req.cache_fetched) {
             // Verified just now: the frame is cached as received.
             Status s = cache->PutFrameTrusted(c.id, *work->frame, cache_batch.get());
             if (!s.ok()) {
@@ -364,9 +468,20 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     Status s = cache_batch->Commit();
     if (!s.ok()) fail(s.WithContext("cache"));
   }
-  DEPOT_RETURN_IF_ERROR(first_error);
-  DEPOT_RETURN_IF_ERROR(assembler.Finish(threads));
-  DEPOT_RETURN_IF_ERROR(assembler.CommitTo(req.dest));
+  Status done = first_error;
+  if (done.ok()) done = assembler.Finish(threads);
+  if (done.ok()) done = assembler.CommitTo(req.dest);
+  if (!done.ok()) {
+    if (req.keep_partial && assembler.bytes_placed() > 0) {
+      remove_leftovers();
+      Status kept = assembler.KeepUnfinished(partial);
+      if (!kept.ok()) {
+        core::Log(core::LogLevel::kWarn, "fetch.partial_not_kept", {{"path", partial}, {"error", kept.message()}});
+      }
+    }
+    return done;
+  }
+  remove_leftovers();
   core::Log(core::LogLevel::kInfo, "fetch.done",
             {{"package", m.package_name},
              {"version", std::to_string(m.version)},

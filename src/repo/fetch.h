@@ -10,13 +10,31 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/clock.h"
 #include "core/env.h"
 #include "core/source.h"
 #include "core/status.h"
 
+namespace depot::store {
+struct Manifest;
+}
+
 namespace depot::repo {
+
+// A local tree laid out as `manifest` describes, such as an installed version: the
+// fetch takes from it every chunk it needs that is there, read at the chunk's offset
+// in the first file that holds it and verified against its id. The tree may have
+// changed since it was written; a chunk that fails verification there is only a miss.
+struct FetchSeed {
+  std::string dir;
+  const store::Manifest* manifest = nullptr;  // not owned; must outlive the fetch
+};
+
+// Where a fetch to `dest` keeps an unfinished tree for the next fetch to the same
+// place (FetchRequest::keep_partial): a hidden sibling of `dest`.
+std::string PartialPath(const std::string& dest);
 
 // What a failed fetch learned, for callers that choose between sources.
 struct FetchDiagnostics {
@@ -52,6 +70,19 @@ struct FetchRequest {
   // what was verified so far stays in the cache. Not owned.
   const std::atomic<bool>* cancel = nullptr;
   FetchDiagnostics* diagnostics = nullptr;  // filled on failure when set; not owned
+  // Local trees to take chunks from before the cache and the source (see FetchSeed).
+  // Besides these, a fetch always looks in DEST's partial tree and in staging trees
+  // that killed fetches to DEST left behind, and removes them once it is done.
+  std::vector<FetchSeed> seeds;
+  // Whether chunks fetched from the source are also written to cache_dir. A caller
+  // that keeps the tree it fetched and passes it as a seed next time (the agent) turns
+  // this off: one copy of every byte on disk, and no file per chunk to create.
+  bool cache_fetched = true;
+  // On a failure or cancellation after chunks began to be placed, keep the unfinished
+  // tree as DEST's partial tree instead of deleting it, so the next fetch to DEST
+  // takes what was verified from it (it is re-verified then). Without it, only the
+  // cache keeps what a failed fetch verified.
+  bool keep_partial = false;
 };
 
 struct FetchResult {
@@ -62,8 +93,10 @@ struct FetchResult {
   std::uint64_t files = 0;
   std::uint64_t bytes = 0;          // file bytes in the tree
   std::uint64_t chunks = 0;         // distinct chunks
-  std::uint64_t cache_chunks = 0;   // taken from the cache
+  std::uint64_t cache_chunks = 0;   // taken locally: from the cache, seeds or a partial tree
   std::uint64_t cache_bytes = 0;    // their uncompressed bytes
+  std::uint64_t seed_chunks = 0;    // of those, taken from seeds and partial trees
+  std::uint64_t seed_bytes = 0;     // their uncompressed bytes
   std::uint64_t fetched_chunks = 0;
   std::uint64_t fetched_bytes = 0;  // their uncompressed bytes
   std::uint64_t transfer_bytes = 0; // bytes received from the source: metadata, manifest, chunks

@@ -8,6 +8,7 @@
 
 #include "core/testing.h"
 #include "repo/repository.h"
+#include "store/manifest.h"
 
 namespace depot::repo {
 namespace {
@@ -236,6 +237,84 @@ TEST_F(FetchTest, DamagedCacheEntryIsRefetched) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->cache_chunks, 0u);
   EXPECT_TRUE(SameTree("second"));
+}
+
+TEST_F(FetchTest, SeedTreeSuppliesUnchangedChunksAndDamageThereIsOnlyAMiss) {
+  auto v1 = FetchVersion(env_, clock_, &source_, Request("v1", /*cache=*/false));
+  ASSERT_TRUE(v1.ok()) << v1.status().ToString();
+  auto m1 = store::ParseManifest(v1->manifest);
+  ASSERT_TRUE(m1.ok());
+  std::string tool = testing::ReadFileOrDie(src_ + "/bin/tool");
+  for (int i = 0; i < 4096; ++i) tool[(1 << 20) + i] ^= 0x1;
+  testing::WriteFileOrDie(src_ + "/bin/tool", tool, 0755);
+  ASSERT_EQ(AddVersion()->version, 2);
+
+  auto req = Request("v2", /*cache=*/false);
+  req.seeds = {{dir_.Sub("v1"), &*m1}};
+  auto r = FetchVersion(env_, clock_, &source_, req);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(SameTree("v2"));
+  EXPECT_GE(r->fetched_chunks, 1u);
+  EXPECT_LE(r->fetched_chunks, 2u);
+  EXPECT_GT(r->seed_bytes, 2u << 20);
+  EXPECT_EQ(r->cache_bytes, r->seed_bytes);
+
+  // The seed changed since it was assembled (a program edited it): its bytes fail
+  // verification there and are fetched instead; the result is still exact.
+  std::string seeded = testing::ReadFileOrDie(dir_.Sub("v1/bin/tool"));
+  for (std::size_t i = 0; i < seeded.size(); i += 4096) seeded[i] ^= 0x40;
+  ASSERT_EQ(::chmod(dir_.Sub("v1/bin").c_str(), 0755), 0);
+  testing::WriteFileOrDie(dir_.Sub("v1/bin/tool"), seeded, 0755);
+  req.dest = dir_.Sub("v2b");
+  auto again = FetchVersion(env_, clock_, &source_, req);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(SameTree("v2b"));
+  EXPECT_GT(again->fetched_bytes, 2u << 20);
+  EXPECT_EQ(again->cache_chunks + again->fetched_chunks, again->chunks);
+}
+
+TEST_F(FetchTest, FailedFetchKeepsItsPartialTreeAndTheNextOneResumesFromIt) {
+  FaultySource faulty(&source_);
+  faulty.fail_chunks_after = 20;
+  auto req = Request("out");
+  req.parallel = 1;
+  req.max_rounds = 2;
+  req.cache_fetched = false;
+  req.keep_partial = true;
+  auto r = FetchVersion(env_, clock_, &faulty, req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_FALSE(*env_->Exists(dir_.Sub("out")));
+  EXPECT_TRUE(*env_->Exists(PartialPath(dir_.Sub("out"))));
+  // Nothing went into the cache: the partial tree is the only copy.
+  store::ChunkStore cache(env_, dir_.Sub("cache/chunks"), 1);
+  ASSERT_TRUE(cache.ForEach([](const store::ChunkId&, std::uint64_t) {
+                     ADD_FAILURE() << "a chunk was cached";
+                     return false;
+                   }).ok());
+
+  auto again = FetchVersion(env_, clock_, &source_, req);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->seed_chunks, 20u);
+  EXPECT_EQ(again->seed_chunks + again->fetched_chunks, again->chunks);
+  EXPECT_TRUE(SameTree("out"));
+  EXPECT_FALSE(*env_->Exists(PartialPath(dir_.Sub("out"))));
+}
+
+TEST_F(FetchTest, StagingTreeOfAKilledFetchIsReusedThenRemoved) {
+  ASSERT_TRUE(FetchVersion(env_, clock_, &source_, Request("whole", /*cache=*/false)).ok());
+  // What a fetch killed at the very end leaves: a staging tree named after a pid
+  // that no longer runs. One of a live process would be left alone.
+  std::string abandoned = dir_.Sub(".out.depot-staging-999999999-abcdef");
+  ASSERT_EQ(::rename(dir_.Sub("whole").c_str(), abandoned.c_str()), 0);
+  std::string live = dir_.Sub(".out.depot-staging-" + std::to_string(::getpid()) + "-abcdef");
+  ASSERT_EQ(::mkdir(live.c_str(), 0700), 0);
+  auto r = FetchVersion(env_, clock_, &source_, Request("out", /*cache=*/false));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->fetched_chunks, 0u);
+  EXPECT_EQ(r->seed_chunks, r->chunks);
+  EXPECT_TRUE(SameTree("out"));
+  EXPECT_FALSE(*env_->Exists(abandoned));
+  EXPECT_TRUE(*env_->Exists(live));
 }
 
 }  // namespace

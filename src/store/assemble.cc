@@ -259,6 +259,13 @@ Status Assembler::CommitTo(const std::string& dest) {
   return env_->SyncDir(parent.empty() ? "." : parent);
 }
 
+Status Assembler::KeepUnfinished(const std::string& path) {
+  if (!prepared_ || committed_) return Status::Ok();
+  DEPOT_RETURN_IF_ERROR(env_->Rename(staging_, path));
+  committed_ = true;
+  return Status::Ok();
+}
+
 void Assembler::Discard() {
   if (!prepared_ || committed_) return;
   env_->RemoveAll(staging_).IgnoreError();  // copes with read-only directories

@@ -73,6 +73,12 @@ class Assembler {
   // otherwise), and makes the rename durable.
   core::Status CommitTo(const std::string& dest);
 
+  // Renames the unfinished staging directory to `path` (which must not exist) and
+  // gives it up: nothing in it is verified or durable, so whoever reads it later
+  // must verify what it takes (a fetch resuming from it does). No-op when not
+  // prepared or already committed.
+  core::Status KeepUnfinished(const std::string& path);
+
   // Removes the staging directory. Idempotent.
   void Discard();
 
