@@ -194,6 +194,8 @@ Json CollectAttributes(const AgentConfig& config) {
 core::Result<std::unique_ptr<core::RepoSource>> DefaultSource(const std::string& url, const AgentConfig& config) {
   http::CurlOptions o;
   o.ca_file = config.ca;
+  // Depot's DPs and sites answer many chunks per request; nginx mirrors get GETs.
+  o.chunk_batches = true;
   o.low_speed_time_s = static_cast<std::uint32_t>(
       std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(config.stall_timeout).count()));
   DEPOT_ASSIGN_OR_RETURN(auto src, http::CurlSource::Create(url, o));

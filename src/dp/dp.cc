@@ -865,6 +865,12 @@ struct DistributionPoint::Impl : public http::Handler {
       return;
     }
     std::string_view rel = std::string_view(req.path).substr(6);
+    if (rel == http::kChunkBatchPath) {
+      // What is not here yet is answered "-": the client asks for it alone, and that
+      // GET reaches the pull-through below.
+      tree->ServeChunkBatch(req, resp);
+      return;
+    }
     tree->Serve(req, rel, resp);
     if (resp->status != 404 || (req.method != "GET" && req.method != "HEAD")) return;
     PullThrough(req, rel, resp);

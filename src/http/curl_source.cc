@@ -3,10 +3,12 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <charconv>
 #include <deque>
 
 #include "core/path.h"
 #include "http/curl_errors.h"
+#include "http/static_files.h"
 
 namespace depot::http {
 
@@ -21,13 +23,28 @@ Status HttpStatus(long code, const std::string& url) {
   return Status::Unavailable(std::move(msg));
 }
 
+// Chunks per batch request, and the sum of their length caps: a batch of small
+// chunks saves most of the per-request cost, and an answer stays a few MiB.
+constexpr std::size_t kBatchChunks = 128;
+constexpr std::uint64_t kBatchCapBytes = 4u << 20;
+constexpr std::uint64_t kBatchLineBytes = 64 + 1 + 20 + 1;  // "<id> <n>\n" at most
+
+// "chunks/ab/ab12...": the objects a batch can carry.
+bool IsChunkPath(const std::string& p) {
+  return p.size() == 7 + 3 + 64 && p.compare(0, 7, "chunks/") == 0 && p[9] == '/' &&
+         p.compare(7, 2, p, 10, 2) == 0;
+}
+
 }  // namespace
 
 // One easy handle with its per-transfer state; reused for keep-alive.
 struct CurlSource::Handle {
   CURL* easy = nullptr;
-  curl_slist* headers = nullptr;
+  curl_slist* headers = nullptr;        // for GETs: authorization, if any
+  curl_slist* batch_headers = nullptr;  // for batches: the same, no Expect, a type
   std::string body;
+  std::vector<std::size_t> batch;       // request indices a batch carries; empty for a GET
+  std::string post_body;
   std::uint64_t max_bytes = 0;
   bool too_big = false;
   std::string url;
@@ -37,6 +54,7 @@ struct CurlSource::Handle {
   ~Handle() {
     if (easy) curl_easy_cleanup(easy);
     if (headers) curl_slist_free_all(headers);
+    if (batch_headers) curl_slist_free_all(batch_headers);
   }
 
   static std::size_t OnData(char* ptr, std::size_t size, std::size_t nmemb, void* user) {
@@ -63,12 +81,32 @@ struct CurlSource::Handle {
   void Prepare(const std::string& full_url, std::uint64_t cap) {
     url = full_url;
     body.clear();
+    batch.clear();
     too_big = false;
     max_bytes = cap;
     errbuf[0] = 0;
+    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
     // Reject up front when the server announces a longer body.
     curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(cap));
+  }
+
+  // A chunk batch: POST the ids of `indices` (paths "chunks/xx/<id>").
+  void PrepareBatch(const std::string& full_url, const std::vector<core::FetchRequest>& requests,
+                    std::vector<std::size_t> indices) {
+    std::uint64_t cap = 0;
+    post_body.clear();
+    for (std::size_t i : indices) {
+      cap += requests[i].max_bytes + kBatchLineBytes;
+      post_body.append(requests[i].path, 10, 64);
+      post_body.push_back('\n');
+    }
+    Prepare(full_url, cap);
+    batch = std::move(indices);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, batch_headers);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, post_body.c_str());
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(post_body.size()));
   }
 
   // The body bytes that came over the wire: fewer than the decoded body when the
@@ -150,8 +188,11 @@ std::unique_ptr<CurlSource::Handle> CurlSource::TakeHandle() {
   if (!options_.bearer_token.empty()) {
     std::string auth = "Authorization: Bearer " + options_.bearer_token;
     h->headers = curl_slist_append(h->headers, auth.c_str());
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
+    h->batch_headers = curl_slist_append(h->batch_headers, auth.c_str());
   }
+  // A batch is a few KiB of ids: no 100-continue round trip before it.
+  h->batch_headers = curl_slist_append(h->batch_headers, "Expect:");
+  h->batch_headers = curl_slist_append(h->batch_headers, "Content-Type: text/plain");
   curl_easy_setopt(e, CURLOPT_USERAGENT, "depot/0.1");
   return h;
 }
@@ -199,35 +240,144 @@ Status CurlSource::FetchMany(
 
   std::vector<std::unique_ptr<Handle>> active;  // owned while attached to `multi`
   std::size_t next = 0;
+  std::deque<std::size_t> singles;  // chunks a batch answer did not carry: one GET each
   bool stop = false;
   Status result;
 
+  // Starts the next transfer: a single GET, or a batch of the consecutive chunk
+  // requests that come next. Returns false when on_done asked to stop.
   auto start_one = [&]() -> bool {
-    while (next < requests.size()) {
-      std::size_t i = next++;
-      Status valid = core::ValidateRelativePath(requests[i].path);
-      if (!valid.ok()) {
-        if (!on_done(i, valid)) return false;
-        continue;
+    for (;;) {
+      std::vector<std::size_t> take;
+      if (!singles.empty()) {
+        take.push_back(singles.front());
+        singles.pop_front();
+      } else if (next < requests.size()) {
+        std::uint64_t caps = 0;
+        bool batches = options_.chunk_batches && !batches_refused_.load();
+        do {
+          caps += requests[next].max_bytes;
+          take.push_back(next++);
+        } while (batches && IsChunkPath(requests[take.front()].path) && next < requests.size() &&
+                 take.size() < kBatchChunks && IsChunkPath(requests[next].path) &&
+                 caps + requests[next].max_bytes <= kBatchCapBytes);
+      } else {
+        return true;
       }
       auto h = TakeHandle();
-      h->index = i;
-      if (h->body.capacity() == 0) {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (!spare_.empty()) {
-          h->body = std::move(spare_.back());
-          spare_.pop_back();
+      if (take.size() > 1) {
+        h->PrepareBatch(base_url_ + "/" + std::string(kChunkBatchPath), requests, std::move(take));
+      } else {
+        std::size_t i = take.front();
+        Status valid = core::ValidateRelativePath(requests[i].path);
+        if (!valid.ok()) {
+          ReturnHandle(std::move(h));
+          if (!on_done(i, valid)) return false;
+          continue;
         }
+        h->index = i;
+        if (h->body.capacity() == 0) {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (!spare_.empty()) {
+            h->body = std::move(spare_.back());
+            spare_.pop_back();
+          }
+        }
+        h->Prepare(base_url_ + "/" + requests[i].path, requests[i].max_bytes);
       }
-      h->Prepare(base_url_ + "/" + requests[i].path, requests[i].max_bytes);
       curl_easy_setopt(h->easy, CURLOPT_PRIVATE, h.get());
       curl_multi_add_handle(multi, h->easy);
       active.push_back(std::move(h));
       return true;
     }
+  };
+  auto fill = [&]() -> bool {
+    while (active.size() < parallel && (next < requests.size() || !singles.empty())) {
+      if (!start_one()) return false;
+    }
     return true;
   };
-  for (unsigned k = 0; k < parallel && next < requests.size() && !stop; ++k) stop = !start_one();
+
+  // Hands out what a finished batch carried; the rest goes to `singles`. Returns
+  // false when on_done asked to stop.
+  auto finish_batch = [&](Handle* h, CURLcode rc) -> bool {
+    long code = 0;
+    curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &code);
+    std::string type;
+    struct curl_header* ct = nullptr;
+    if (curl_easy_header(h->easy, "Content-Type", 0, CURLH_HEADER, -1, &ct) == CURLHE_OK) type = ct->value;
+    bool answered = code == 200 && type == kChunkBatchContentType;
+    bool refused = rc == CURLE_OK && !answered &&
+                   (code == 200 || code == 501 || (code >= 400 && code < 500 && code != 429));
+    // A server that never answered a batch and drops the connection instead may
+    // simply not take POSTs with a body it does not read: it gets the benefit of the
+    // doubt, and its GETs tell whether it is down.
+    if (rc != CURLE_OK && !batches_answered_.load()) refused = true;
+    if (refused) {
+      // Not a depot server (nginx: 405; 501 "not implemented"), or one that does not
+      // take batches: plain GETs from now on. Other server errors (5xx, 429) are only
+      // failures, retried later.
+      batches_refused_ = true;
+      CountBytes(h->WireBytes(h->body.size()));
+      singles.insert(singles.end(), h->batch.begin(), h->batch.end());
+      return true;
+    }
+    auto body = h->Finish(rc);
+    CountBytes(h->WireBytes(body.ok() ? body->size() : h->body.size()));
+    if (!body.ok()) {
+      for (std::size_t i : h->batch) {
+        if (!on_done(i, body.status())) return false;
+      }
+      return true;
+    }
+    batches_answered_ = true;
+    std::string_view rest = *body;
+    std::size_t k = 0;
+    for (; k < h->batch.size(); ++k) {
+      std::size_t i = h->batch[k];
+      std::string_view id = std::string_view(requests[i].path).substr(10);
+      std::size_t nl = rest.find('\n');
+      if (nl == std::string_view::npos || nl > kBatchLineBytes || rest.substr(0, 64) != id ||
+          nl < 66 || rest[64] != ' ') {
+        break;
+      }
+      std::string_view n = rest.substr(65, nl - 65);
+      rest.remove_prefix(nl + 1);
+      if (n == "-") {
+        singles.push_back(i);
+        continue;
+      }
+      std::uint64_t size = 0;
+      auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), size);
+      if (ec != std::errc() || end != n.data() + n.size() || size > rest.size()) break;
+      if (size > requests[i].max_bytes) {
+        rest.remove_prefix(size);
+        Status s = Status::Corruption(h->url + ": " + requests[i].path + " is longer than the " +
+                                      std::to_string(requests[i].max_bytes) + " bytes expected");
+        if (!on_done(i, std::move(s))) return false;
+        continue;
+      }
+      std::string frame;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!spare_.empty()) {
+          frame = std::move(spare_.back());
+          spare_.pop_back();
+        }
+      }
+      frame.assign(rest.data(), size);
+      rest.remove_prefix(size);
+      if (!on_done(i, std::move(frame))) return false;
+    }
+    for (; k < h->batch.size(); ++k) {
+      // A malformed answer: what could not be cut out of it counts as bad bytes
+      // from this source (retried by the caller like any other).
+      if (!on_done(h->batch[k], Status::Corruption(h->url + ": malformed chunk batch answer"))) return false;
+    }
+    return true;
+  };
+
+  stop = !fill();
 
   while (!active.empty()) {
     int running = 0;
@@ -247,12 +397,18 @@ Status CurlSource::FetchMany(
                              [&](const std::unique_ptr<Handle>& p) { return p.get() == raw; });
       std::unique_ptr<Handle> h = std::move(*it);
       active.erase(it);
-      auto body = h->Finish(rc);
-      CountBytes(h->WireBytes(body.ok() ? body->size() : h->body.size()));
-      std::size_t index = h->index;
-      ReturnHandle(std::move(h));
-      if (!stop && !on_done(index, std::move(body))) stop = true;
-      if (!stop) stop = !start_one();
+      if (!h->batch.empty()) {
+        if (!stop && !finish_batch(h.get(), rc)) stop = true;
+        h->body.clear();
+        ReturnHandle(std::move(h));
+      } else {
+        auto body = h->Finish(rc);
+        CountBytes(h->WireBytes(body.ok() ? body->size() : h->body.size()));
+        std::size_t index = h->index;
+        ReturnHandle(std::move(h));
+        if (!stop && !on_done(index, std::move(body))) stop = true;
+      }
+      if (!stop) stop = !fill();
     }
     if (active.empty()) break;
     if (stop) break;

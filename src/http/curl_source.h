@@ -5,10 +5,14 @@
 //   2xx -> OK; 404/410 -> NotFound; 401/403 -> PermissionDenied;
 //   anything else, timeouts and connection failures -> Unavailable.
 //
+// With CurlOptions::chunk_batches, FetchMany fetches chunks many per request from
+// servers that offer it (depot's sites and DPs).
+//
 // Thread safety: Fetch() may be called concurrently (each call uses its own pooled
 // handle); FetchMany() from one thread at a time.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -28,6 +32,11 @@ struct CurlOptions {
   std::string ca_file;              // extra CA bundle for https (private CA)
   std::string bearer_token;         // sent as "Authorization: Bearer ..." when set
   std::uint64_t max_rate_bytes = 0; // per-transfer receive rate limit; 0 = none
+  // FetchMany asks for runs of consecutive chunks in chunk batches (static_files.h)
+  // instead of one GET each. A server that does not offer them (nginx: 405) is asked
+  // once; the source then uses GETs for the rest of its life. Chunks a batch answer
+  // does not carry are fetched with a GET each.
+  bool chunk_batches = false;
 };
 
 class CurlSource final : public core::RepoSource {
@@ -56,6 +65,8 @@ class CurlSource final : public core::RepoSource {
   std::mutex mu_;
   std::vector<std::unique_ptr<Handle>> idle_;
   std::vector<std::string> spare_;  // recycled body buffers
+  std::atomic<bool> batches_refused_{false};   // the server does not offer chunk batches
+  std::atomic<bool> batches_answered_{false};  // it answered one: it does
 };
 
 }  // namespace depot::http

@@ -6,7 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <vector>
 
 #include "core/errors.h"
 #include "core/path.h"
@@ -160,6 +163,84 @@ std::shared_ptr<const std::string> StaticTree::Encoded(const std::string& key, i
   return encoded;
 }
 
+int StaticTree::OpenBeneath(const std::string& rel) const {
+  open_how how{};
+  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  int fd = static_cast<int>(::syscall(SYS_openat2, dirfd_, rel.c_str(), &how, sizeof(how)));
+  if (fd < 0 && errno == ENOSYS) {
+    // Kernels before 5.6: the trees depot serves contain no symlinks by construction.
+    fd = ::openat(dirfd_, rel.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  }
+  return fd;
+}
+
+void StaticTree::ServeChunkBatch(const Request& req, Response* resp) const {
+  if (req.method != "POST") {
+    *resp = Response::Json(405, R"({"error":{"code":"InvalidArgument","message":"chunk batches are POSTed"}})");
+    resp->SetHeader("Allow", "POST");
+    return;
+  }
+  // Parse the whole list before reading anything.
+  std::vector<std::string_view> ids;
+  std::string_view rest = req.body;
+  while (!rest.empty()) {
+    std::size_t nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    if (line.empty()) continue;
+    bool hex = line.size() == 64 && std::all_of(line.begin(), line.end(), [](char c) {
+                 return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+               });
+    if (!hex || ids.size() >= kMaxBatchIds) {
+      std::string why = !hex ? "a line of the chunk batch is not a chunk id (64 lowercase hex)"
+                             : "a chunk batch lists at most " + std::to_string(kMaxBatchIds) + " ids";
+      *resp = Response::Json(400, R"({"error":{"code":"InvalidArgument","message":")" + why + "\"}}");
+      return;
+    }
+    ids.push_back(line);
+  }
+  std::string body;
+  std::string path = "chunks/xx/";
+  for (std::string_view id : ids) {
+    path.replace(7, std::string::npos, std::string(id.substr(0, 2)) + "/" + std::string(id));
+    body.append(id);
+    int fd = body.size() < kMaxBatchBytes ? OpenBeneath(path) : -1;
+    struct stat st;
+    if (fd >= 0 && (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+                    body.size() + static_cast<std::uint64_t>(st.st_size) > kMaxBatchBytes)) {
+      ::close(fd);
+      fd = -1;
+    }
+    if (fd < 0) {
+      body.append(" -\n");
+      continue;
+    }
+    std::size_t size = static_cast<std::size_t>(st.st_size);
+    std::string header = " " + std::to_string(size) + "\n";
+    std::size_t mark = body.size();
+    body.append(header);
+    std::size_t start = body.size();
+    body.resize(start + size);
+    std::size_t done = 0;
+    while (done < size) {
+      ssize_t n = ::pread(fd, body.data() + start + done, size - done, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    if (done != size) {
+      body.resize(mark);  // a file that shrank under us: not in this answer
+      body.append(" -\n");
+    }
+  }
+  resp->status = 200;
+  resp->SetHeader("Content-Type", std::string(kChunkBatchContentType));
+  resp->SetHeader("Cache-Control", "no-store");
+  resp->body = std::move(body);
+}
+
 void StaticTree::Serve(const Request& req, std::string_view rel, Response* resp) const {
   const StaticFileOptions& options = options_;
   if (req.method != "GET" && req.method != "HEAD") {
@@ -171,15 +252,7 @@ void StaticTree::Serve(const Request& req, std::string_view rel, Response* resp)
   std::string_view name = rel.substr(rel.rfind('/') == std::string_view::npos ? 0 : rel.rfind('/') + 1);
   // Temp files and anything hidden stay invisible, at every level.
   if (rel.front() == '.' || rel.find("/.") != std::string_view::npos) return NotFound(resp);
-  std::string path(rel);
-  open_how how{};
-  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  int fd = static_cast<int>(::syscall(SYS_openat2, dirfd_, path.c_str(), &how, sizeof(how)));
-  if (fd < 0 && errno == ENOSYS) {
-    // Kernels before 5.6: the trees depot serves contain no symlinks by construction.
-    fd = ::openat(dirfd_, path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  }
+  int fd = OpenBeneath(std::string(rel));
   if (fd < 0) return NotFound(resp);
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

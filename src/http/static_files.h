@@ -39,6 +39,20 @@ struct StaticFileOptions {
   std::size_t encoded_cache_bytes = 64u << 20;
 };
 
+// Chunk batches, an extension of the plain /repo/ layout that depot's servers offer
+// (nginx serving the same tree answers 405, and clients fall back to one GET per
+// chunk). Request: POST <repo>/chunks/batch, body = chunk ids (64 lowercase hex),
+// one per line, at most kMaxBatchIds. Response 200, Content-Type
+// kChunkBatchContentType: for every id in the request, in order, the line
+// "<id> <n>\n" followed by the n bytes of its stored frame, or the line "<id> -\n"
+// when this answer does not carry it (absent here, or past kMaxBatchBytes): the
+// client asks for that one alone, which is also how a DP's pull-through is reached.
+// Nothing in it is trusted more than a GET: the client verifies every frame.
+inline constexpr std::string_view kChunkBatchPath = "chunks/batch";
+inline constexpr std::string_view kChunkBatchContentType = "application/x-depot-chunk-batch";
+inline constexpr std::size_t kMaxBatchIds = 1024;
+inline constexpr std::size_t kMaxBatchBytes = 32u << 20;
+
 // True for names depot never rewrites: "<64 hex>", "<64 hex>.<anything>",
 // "<digits>.<anything>.json".
 bool IsImmutableName(std::string_view file_name);
@@ -61,11 +75,19 @@ class StaticTree {
   // for anything absent or not servable.
   void Serve(const Request& req, std::string_view rel_path, Response* resp) const;
 
+  // Answers a chunk batch (kChunkBatchPath; POST, others get 405): many chunk files in
+  // one response, so a client fetching tens of thousands of small chunks does not
+  // pay a request for each (docs/api.md, "Chunk batches"). 400 for a malformed list.
+  void ServeChunkBatch(const Request& req, Response* resp) const;
+
  private:
   StaticTree(std::string root, int dirfd, StaticFileOptions options);
   // The zstd encoding of the immutable file `fd` (`size` bytes) named `key`, made
   // once; nullptr when it cannot be made.
   std::shared_ptr<const std::string> Encoded(const std::string& key, int fd, std::uint64_t size) const;
+  // Opens root/rel for reading without leaving the tree or following any symlink;
+  // -1 when that is not possible.
+  int OpenBeneath(const std::string& rel) const;
 
   std::string root_;
   int dirfd_;

@@ -3,8 +3,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
+
+#include "core/sha256.h"
 #include "core/testing.h"
 #include "http/client.h"
+#include "http/curl_source.h"
 #include "store/compress.h"
 
 namespace depot::http {
@@ -13,14 +17,23 @@ namespace {
 class TreeHandler : public Handler {
  public:
   explicit TreeHandler(StaticTree* tree) : tree_(tree) {}
-  std::uint64_t BodyLimit(const Request&) override { return 0; }
+  std::uint64_t BodyLimit(const Request&) override { return 1 << 20; }
   void Handle(Request& req, Response* resp) override {
     if (req.path.rfind("/repo/", 0) != 0) {
       *resp = Response::Text(404, "");
       return;
     }
-    tree_->Serve(req, std::string_view(req.path).substr(6), resp);
+    std::string_view rel = std::string_view(req.path).substr(6);
+    if (rel == kChunkBatchPath && batches) {
+      ++batch_requests;
+      tree_->ServeChunkBatch(req, resp);
+      return;
+    }
+    ++get_requests;
+    tree_->Serve(req, rel, resp);
   }
+  std::atomic<bool> batches{true};  // false: answer batches like nginx (405)
+  std::atomic<int> batch_requests{0}, get_requests{0};
 
  private:
   StaticTree* tree_;
@@ -167,6 +180,91 @@ TEST(ByteRangeTest, Parse) {
   EXPECT_TRUE(u);
   EXPECT_TRUE(ParseByteRange("bytes=0-", 0, &f, &l, &u));
   EXPECT_TRUE(u);
+}
+
+// A chunk file as a store holds it: named after an id, any bytes (frames are not
+// checked by the server; the client verifies them).
+std::string PutChunkFile(testing::TempDir& dir, int i, std::string bytes) {
+  std::string id = core::Sha256::HashHex("chunk " + std::to_string(i));
+  testing::WriteFileOrDie(dir.Sub("tree/chunks/" + id.substr(0, 2) + "/" + id), bytes);
+  return id;
+}
+
+TEST_F(StaticFilesTest, ChunkBatchCarriesPresentChunksAndMarksTheRest) {
+  std::string a = PutChunkFile(dir_, 1, "first frame");
+  std::string b = PutChunkFile(dir_, 2, std::string(100000, 'x'));
+  std::string absent = core::Sha256::HashHex("not stored");
+  auto r = client_->Do("POST", "/repo/chunks/batch", a + "\n" + absent + "\n" + b + "\n", "text/plain");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(*r->GetHeader("content-type"), kChunkBatchContentType);
+  std::string expected = a + " 11\nfirst frame" + absent + " -\n" + b + " 100000\n" + std::string(100000, 'x');
+  EXPECT_EQ(r->body.size(), expected.size());
+  EXPECT_TRUE(r->body == expected) << r->body.substr(0, 300);
+
+  // Malformed lists and the wrong method are refused; nothing outside chunks/ is reachable.
+  for (std::string body : {std::string("../../secret\n"), std::string(63, 'a') + "\n", std::string(64, 'A') + "\n"}) {
+    auto bad = client_->Do("POST", "/repo/chunks/batch", body, "text/plain");
+    ASSERT_TRUE(bad.ok());
+    EXPECT_EQ(bad->status, 400) << body;
+  }
+  std::string many;
+  for (std::size_t i = 0; i <= kMaxBatchIds; ++i) many += a + "\n";
+  EXPECT_EQ(client_->Do("POST", "/repo/chunks/batch", many, "text/plain")->status, 400);
+  EXPECT_EQ(Get("/repo/chunks/batch").status, 405);
+}
+
+TEST_F(StaticFilesTest, CurlSourceFetchesChunksInBatchesAndFallsBackToGets) {
+  std::vector<core::FetchRequest> requests;
+  std::vector<std::string> want;
+  for (int i = 0; i < 300; ++i) {
+    std::string bytes = "frame " + std::to_string(i) + std::string(i * 10, 'z');
+    std::string id = PutChunkFile(dir_, i, bytes);
+    requests.push_back({"chunks/" + id.substr(0, 2) + "/" + id, bytes.size()});
+    want.push_back(bytes);
+  }
+  // One the server lacks: the batch answers "-", the client asks with a GET (404).
+  std::string absent = core::Sha256::HashHex("absent");
+  requests.insert(requests.begin() + 150, {"chunks/" + absent.substr(0, 2) + "/" + absent, 100});
+  want.insert(want.begin() + 150, "");
+  // A file longer than its cap: refused like an endless GET.
+  want[10] = "";
+
+  auto run = [&](CurlSource* src) {
+    requests[10].max_bytes = 3;
+    std::vector<core::Result<std::string>> got(requests.size(), core::Status::Unavailable("not delivered"));
+    ASSERT_TRUE(src->FetchMany(requests, 4, [&](std::size_t i, core::Result<std::string> r) {
+                     got[i] = std::move(r);
+                     return true;
+                   }).ok());
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      if (i == 150) {
+        EXPECT_TRUE(got[i].status().IsNotFound()) << got[i].status().ToString();
+      } else if (i == 10) {
+        EXPECT_TRUE(got[i].status().IsCorruption()) << got[i].status().ToString();
+      } else {
+        ASSERT_TRUE(got[i].ok()) << i << ": " << got[i].status().ToString();
+        EXPECT_EQ(*got[i], want[i]) << i;
+      }
+    }
+  };
+  CurlOptions options;
+  options.chunk_batches = true;
+  auto batched = CurlSource::Create(server_->url() + "/repo", options);
+  ASSERT_TRUE(batched.ok());
+  run(batched->get());
+  EXPECT_GE(handler_->batch_requests.load(), 3);
+  EXPECT_LE(handler_->batch_requests.load(), 10);
+  EXPECT_LE(handler_->get_requests.load(), 2);  // the absent chunk; the refused one maybe
+
+  // A server without batches (as nginx): one refused batch, then GETs.
+  handler_->batches = false;
+  handler_->batch_requests = 0;
+  handler_->get_requests = 0;
+  auto plain = CurlSource::Create(server_->url() + "/repo", options);
+  ASSERT_TRUE(plain.ok());
+  run(plain->get());
+  EXPECT_GE(handler_->get_requests.load(), static_cast<int>(requests.size()));
 }
 
 }  // namespace

@@ -341,7 +341,12 @@ void SiteApi::Handle(http::Request& req, http::Response* resp) {
     }
     if (req.path.rfind("/repo/", 0) == 0) {
       // Public like any mirror: every byte is verified by TUF on the client.
-      ctx_->repo_tree->Serve(req, std::string_view(req.path).substr(6), resp);
+      std::string_view rel = std::string_view(req.path).substr(6);
+      if (rel == http::kChunkBatchPath) {
+        ctx_->repo_tree->ServeChunkBatch(req, resp);
+      } else {
+        ctx_->repo_tree->Serve(req, rel, resp);
+      }
       return;
     }
     std::vector<std::string> params;
