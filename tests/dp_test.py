@@ -161,8 +161,9 @@ class DpTest(DepotTestCase):
         dp.wait_state("big", 1)
         fetched = self.site_bytes_sent() - before
         # At most what was in flight or not yet committed at the kill is fetched twice:
-        # 4 downloads of <= 256 KiB plus one 4 MiB commit window, plus metadata.
-        slack = 4 * (256 << 10) + (4 << 20) + (512 << 10)
+        # 4 chunk batches of <= 1 MiB (docs/api.md) plus one 4 MiB commit window, plus
+        # metadata.
+        slack = 4 * (1 << 20) + (4 << 20) + (512 << 10)
         self.assertLessEqual(fetched, compressed + slack, f"fetched {fetched} for {compressed} bytes of chunks")
         self.fetch(dp.url, "big", self.path("out"))
         self.assertEqual(describe_tree(src), describe_tree(self.path("out")))

@@ -979,6 +979,9 @@ core::Result<std::unique_ptr<DistributionPoint>> DistributionPoint::Open(core::E
   DEPOT_RETURN_IF_ERROR(catalog::Migrate(impl->db.get(), StateMigrations()));
   http::CurlOptions co;
   co.ca_file = config.ca;
+  // The upstream is a site or a DP: many chunks per request; a plain web server
+  // (nginx) as upstream gets GETs.
+  co.chunk_batches = true;
   std::string base = impl->UpstreamBase();
   while (!base.empty() && base.back() == '/') base.pop_back();
   DEPOT_ASSIGN_OR_RETURN(impl->upstream, http::CurlSource::Create(base + "/repo", co));

@@ -24,9 +24,10 @@ Status HttpStatus(long code, const std::string& url) {
 }
 
 // Chunks per batch request, and the sum of their length caps: a batch of small
-// chunks saves most of the per-request cost, and an answer stays a few MiB.
+// chunks (tens per MiB) saves most of the per-request cost, while what is in flight
+// -- and fetched again after a kill -- stays near parallel x 1 MiB.
 constexpr std::size_t kBatchChunks = 128;
-constexpr std::uint64_t kBatchCapBytes = 4u << 20;
+constexpr std::uint64_t kBatchCapBytes = 1u << 20;
 constexpr std::uint64_t kBatchLineBytes = 64 + 1 + 20 + 1;  // "<id> <n>\n" at most
 
 // "chunks/ab/ab12...": the objects a batch can carry.
