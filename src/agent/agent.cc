@@ -831,8 +831,17 @@ struct Agent::Impl {
       if (o.refused) return FailFinal(d, Event::kDownloadRefused, "refused: " + o.status.message());
       return Fail(d, Event::kDownloadFailed, o.status.message(), std::nullopt, "");
     }
-    auto parsed = store::ParseManifest(o.result.manifest);
-    const store::Program* program = parsed.ok() ? parsed->FindProgram(d.program) : nullptr;
+    // A fetch hands over the programs of the manifest it verified; content found in
+    // place comes with its stored manifest only. A large version's manifest is
+    // megabytes: parsing it again would hold up the install.
+    if (o.result.programs.empty()) {
+      auto parsed = store::ParseManifest(o.result.manifest);
+      if (parsed.ok()) o.result.programs = std::move(parsed->programs);
+    }
+    const store::Program* program = nullptr;
+    for (const auto& p : o.result.programs) {
+      if (p.name == d.program) program = &p;
+    }
     if (program == nullptr) {
       // Only programs inside the signed manifest ever run.
       env->RemoveAll(ContentDir(d.package, d.version)).IgnoreError();
@@ -862,6 +871,8 @@ struct Agent::Impl {
                              {"bytes_from_cache", std::to_string(o.result.cache_bytes)},
                              {"bytes_transferred", std::to_string(o.result.transfer_bytes)}})})
             .status());
+    if (programs.size() > 64) programs.clear();
+    programs[manifest_id] = std::move(o.result.programs);  // what ProgramOf would parse
     core::CrashPoint("agent.download_recorded");
     EnforceCacheLimit();
     return Status::Ok();

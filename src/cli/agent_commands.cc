@@ -11,6 +11,7 @@
 #include "cli/json_output.h"
 #include "cli/output.h"
 #include "core/env.h"
+#include "core/errors.h"
 #include "core/log.h"
 
 namespace depot::cli {
@@ -57,6 +58,9 @@ core::Result<agent::AgentOverrides> ConfigFromFlags(const RunFlags& f) {
 }
 
 int RunAgent(const RunFlags& f, bool json) {
+  // An agent runs on every machine for months: its idle footprint matters more than
+  // readable OpenSSL error texts (errors keep their codes).
+  core::SkipOpenSslErrorStrings();
   std::unique_ptr<StopSignals> signals;
   if (!f.once) signals = std::make_unique<StopSignals>();  // before any thread starts
   auto cfg = ConfigFromFlags(f);

@@ -1,5 +1,6 @@
 #include "core/errors.h"
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 
 #include <cerrno>
@@ -47,6 +48,10 @@ Status OpenSslStatus(Code code, std::string_view what) {
   }
   if (code == Code::kOk) code = Code::kIOError;
   return Status(code, std::move(msg));
+}
+
+void SkipOpenSslErrorStrings() {
+  OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, nullptr);
 }
 
 }  // namespace depot::core

@@ -20,4 +20,11 @@ Status ErrnoStatus(int err, std::string_view what);
 // signature or key, kIOError for an internal failure).
 Status OpenSslStatus(Code code, std::string_view what);
 
+// Keeps OpenSSL from loading its error strings for the rest of the process: they
+// cost ~650 KiB of resident memory in every process that uses libcrypto, which a
+// long-running agent pays for nothing. Messages then name errors by code
+// ("error:0A000086:lib(20)::reason(134)"; `openssl errstr 0A000086` gives the text).
+// Call before anything else uses OpenSSL or libcurl. Any thread; idempotent.
+void SkipOpenSslErrorStrings();
+
 }  // namespace depot::core

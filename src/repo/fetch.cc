@@ -206,6 +206,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   result.version = m.version;
   result.manifest_id = target->sha256;
   result.manifest = manifest_bytes;
+  result.programs = m.programs;
   result.files = m.FileCount();
   result.bytes = m.TotalFileBytes();
   if (req.progress_total) *req.progress_total = result.bytes;

@@ -16,10 +16,7 @@
 #include "core/env.h"
 #include "core/source.h"
 #include "core/status.h"
-
-namespace depot::store {
-struct Manifest;
-}
+#include "store/manifest.h"
 
 namespace depot::repo {
 
@@ -90,6 +87,7 @@ struct FetchResult {
   std::int64_t version = 0;
   std::string manifest_id;
   std::string manifest;             // its exact signed bytes
+  std::vector<store::Program> programs;  // the manifest's, parsed and verified with it
   std::uint64_t files = 0;
   std::uint64_t bytes = 0;          // file bytes in the tree
   std::uint64_t chunks = 0;         // distinct chunks
