@@ -423,7 +423,7 @@ Status RunDemo(core::Env* env, const UpFlags& f, ApiClient* api, const std::atom
   std::string from = dl.contains("params") ? dl["params"].value("source", std::string("its sources")) : "its sources";
   result["source"] = from;
   text += "\n  agent downloaded " + HumanBytes(fetched) + " from " + from + ", took " + HumanBytes(cached) +
-          " from its chunk cache (version size " + HumanBytes(up.bytes) + ")";
+          " locally: installed versions and its cache (version size " + HumanBytes(up.bytes) + ")";
   if (!create) text += "\n  only the changed chunks moved: run `depot up --demo` again for another update";
   out->Event("result", result, text);
   if (d.state != "succeeded") return Status::Unavailable("the demo deployment ended " + d.state + ": " + d.last_error);
