@@ -199,13 +199,13 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
-        self.proc = None
-        self.log.close()
-        return rc
+        return self._ended(rc)
 
     def wait_exit(self, timeout=60):
         """Waits for a server that ends by itself (e.g. at a crash point); its exit status."""
-        rc = self.proc.wait(timeout)
+        return self._ended(self.proc.wait(timeout))
+
+    def _ended(self, rc):
         self.proc = None
         self.log.close()
         return rc

@@ -279,6 +279,11 @@ struct DownloadOutcome {
   std::vector<catalog::OutboxMessage> events;  // one per source that failed
 };
 
+// The agent's chunk cache: chunks of versions whose directory is gone.
+store::ChunkStore AgentCache(core::Env* env, const std::string& data_dir) {
+  return store::ChunkStore(env, core::JoinPath(data_dir, "cache/chunks"), 3);
+}
+
 // A version's directory the next download may take chunks from (repo::FetchSeed).
 struct SeedSpec {
   std::string dir;
@@ -838,11 +843,7 @@ struct Agent::Impl {
       auto parsed = store::ParseManifest(o.result.manifest);
       if (parsed.ok()) o.result.programs = std::move(parsed->programs);
     }
-    const store::Program* program = nullptr;
-    for (const auto& p : o.result.programs) {
-      if (p.name == d.program) program = &p;
-    }
-    if (program == nullptr) {
+    if (store::FindProgram(o.result.programs, d.program) == nullptr) {
       // Only programs inside the signed manifest ever run.
       env->RemoveAll(ContentDir(d.package, d.version)).IgnoreError();
       return FailFinal(d, Event::kDownloadRefused,
@@ -871,8 +872,7 @@ struct Agent::Impl {
                              {"bytes_from_cache", std::to_string(o.result.cache_bytes)},
                              {"bytes_transferred", std::to_string(o.result.transfer_bytes)}})})
             .status());
-    if (programs.size() > 64) programs.clear();
-    programs[manifest_id] = std::move(o.result.programs);  // what ProgramOf would parse
+    RememberPrograms(manifest_id, std::move(o.result.programs));  // what ProgramOf would parse
     core::CrashPoint("agent.download_recorded");
     EnforceCacheLimit();
     return Status::Ok();
@@ -889,13 +889,15 @@ struct Agent::Impl {
     if (it == programs.end()) {
       auto m = LoadManifest(manifest_id);
       if (!m.ok()) return nullptr;
-      if (programs.size() > 64) programs.clear();
-      it = programs.emplace(manifest_id, std::move(m->programs)).first;
+      RememberPrograms(manifest_id, std::move(m->programs));
+      it = programs.find(manifest_id);
     }
-    for (const auto& p : it->second) {
-      if (p.name == name) return &p;
-    }
-    return nullptr;
+    return store::FindProgram(it->second, name);
+  }
+
+  void RememberPrograms(const std::string& manifest_id, std::vector<store::Program> list) {
+    if (programs.size() > 64) programs.clear();
+    programs[manifest_id] = std::move(list);
   }
 
   core::Result<store::Manifest> LoadManifest(const std::string& manifest_id) {
@@ -1272,15 +1274,14 @@ struct Agent::Impl {
     auto entries = env->ListDir(dir);
     if (!entries.ok()) return;
     for (const auto& e : *entries) {
-      // "<version>", or ".<version>.depot-partial" / ".<version>.depot-staging-…".
-      bool hidden = !e.name.empty() && e.name[0] == '.';
-      const char* start = e.name.c_str() + (hidden ? 1 : 0);
+      // "<version>", or a fetch's partial or staging tree of "<version>".
+      std::string_view leftover_of = repo::LeftoverOf(e.name);
+      std::string version(leftover_of.empty() ? std::string_view(e.name) : leftover_of);
       char* end = nullptr;
-      long long v = std::strtoll(start, &end, 10);
-      if (end == start || keep.count(v)) continue;
-      if (hidden ? *end != '.' : *end != '\0') continue;
+      long long v = std::strtoll(version.c_str(), &end, 10);
+      if (version.empty() || *end != '\0' || keep.count(v)) continue;
       std::string path = core::JoinPath(dir, e.name);
-      if (!hidden && cache_chunks) CacheChunksOf(package, v, path);
+      if (leftover_of.empty() && cache_chunks) CacheChunksOf(package, v, path);
       env->RemoveAll(path).IgnoreError();
       core::Log(core::LogLevel::kInfo, "agent.content_removed", {{"package", package}, {"entry", e.name}});
     }
@@ -1299,7 +1300,7 @@ struct Agent::Impl {
       auto c = ChunksOf(id);
       skip.insert(c.begin(), c.end());
     }
-    store::ChunkStore cache(env, Path("cache/chunks"), 3);
+    store::ChunkStore cache = AgentCache(env, data_dir);
     core::AtomicBatch batch(env, cache.root());
     std::uint64_t cached = 0;
     std::string buffer;
@@ -1317,8 +1318,7 @@ struct Agent::Impl {
           if (!skip.insert(c.id).second) continue;
           if (cached + c.size > config.cache_max_bytes) break;
           buffer.resize(c.size);
-          auto n = (*file)->ReadAt(at, buffer.data(), c.size);
-          if (!n.ok() || *n != c.size) continue;
+          if (!core::ReadExactlyAt(file->get(), at, buffer.data(), c.size).ok()) continue;
           if (cache.Put(c.id, buffer, &batch).ok()) cached += c.size;  // Put verifies the id
         }
       }
@@ -1401,7 +1401,7 @@ struct Agent::Impl {
       auto c = ChunksOf(id);
       keep.insert(c.begin(), c.end());
     }
-    store::ChunkStore cache(env, Path("cache/chunks"), 3);
+    store::ChunkStore cache = AgentCache(env, data_dir);
     for (const auto& id : manifest_ids) {
       for (const auto& c : ChunksOf(id)) {
         if (!keep.count(c)) cache.Remove(c).IgnoreError();
@@ -1417,7 +1417,7 @@ struct Agent::Impl {
   // Keeps the cache under its limit: chunks nothing refers to go first, then those of
   // the least recently used versions; chunks of pinned versions always stay.
   void EnforceCacheLimit() {
-    store::ChunkStore cache(env, Path("cache/chunks"), 3);
+    store::ChunkStore cache = AgentCache(env, data_dir);
     std::vector<std::pair<store::ChunkId, std::uint64_t>> all;
     std::uint64_t total = 0;
     Status s = cache.ForEach([&](const store::ChunkId& id, std::uint64_t bytes) {
@@ -1677,7 +1677,7 @@ core::Result<LocalStatusReport> Agent::LocalStatus(core::Env* env, const std::st
   DEPOT_ASSIGN_OR_RETURN(catalog::Rows inst, db->Query("SELECT package, version FROM installed ORDER BY package"));
   for (const auto& r : inst) out.installed[r.Text(0)] = r.Int(1);
   DEPOT_ASSIGN_OR_RETURN(out.outbox, catalog::OutboxDepth(db.get()));
-  store::ChunkStore cache(env, core::JoinPath(data_dir, "cache/chunks"), 3);
+  store::ChunkStore cache = AgentCache(env, data_dir);
   cache.ForEach([&](const store::ChunkId&, std::uint64_t bytes) {
          out.cache_bytes += bytes;
          ++out.cache_chunks;

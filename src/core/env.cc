@@ -474,6 +474,19 @@ Result<bool> Env::Exists(const std::string& path) {
   return info.status();
 }
 
+Status ReadExactlyAt(ReadableFile* file, std::uint64_t offset, char* buf, std::size_t n) {
+  std::size_t done = 0;
+  while (done < n) {
+    DEPOT_ASSIGN_OR_RETURN(std::size_t got, file->ReadAt(offset + done, buf + done, n - done));
+    if (got == 0) {
+      return Status::IOError("the file ends at byte " + std::to_string(offset + done) + ", before byte " +
+                             std::to_string(offset + n));
+    }
+    done += got;
+  }
+  return Status::Ok();
+}
+
 std::string JoinPath(std::string_view a, std::string_view b) {
   if (a.empty()) return std::string(b);
   if (b.empty()) return std::string(a);

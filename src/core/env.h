@@ -154,6 +154,10 @@ class Env {
   Result<bool> Exists(const std::string& path);
 };
 
+// Reads exactly `n` bytes at `offset` of `file`, over as many reads as it takes.
+// IOError when a read fails or the file ends first (the message says where).
+Status ReadExactlyAt(ReadableFile* file, std::uint64_t offset, char* buf, std::size_t n);
+
 // Joins path pieces with '/', skipping empty pieces.
 std::string JoinPath(std::string_view a, std::string_view b);
 // "a/b/c" -> "a/b"; "c" -> "".

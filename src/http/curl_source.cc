@@ -210,6 +210,14 @@ constexpr std::size_t kMaxSpare = 512;
 constexpr std::size_t kMaxSpareCapacity = 4u << 20;
 }  // namespace
 
+std::string CurlSource::TakeSpare() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (spare_.empty()) return {};
+  std::string s = std::move(spare_.back());
+  spare_.pop_back();
+  return s;
+}
+
 void CurlSource::Recycle(std::string buffer) {
   if (buffer.capacity() == 0 || buffer.capacity() > kMaxSpareCapacity) return;
   buffer.clear();
@@ -277,13 +285,7 @@ Status CurlSource::FetchMany(
           continue;
         }
         h->index = i;
-        if (h->body.capacity() == 0) {
-          std::lock_guard<std::mutex> lock(mu_);
-          if (!spare_.empty()) {
-            h->body = std::move(spare_.back());
-            spare_.pop_back();
-          }
-        }
+        if (h->body.capacity() == 0) h->body = TakeSpare();
         h->Prepare(base_url_ + "/" + requests[i].path, requests[i].max_bytes);
       }
       curl_easy_setopt(h->easy, CURLOPT_PRIVATE, h.get());
@@ -358,14 +360,7 @@ Status CurlSource::FetchMany(
         if (!on_done(i, std::move(s))) return false;
         continue;
       }
-      std::string frame;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (!spare_.empty()) {
-          frame = std::move(spare_.back());
-          spare_.pop_back();
-        }
-      }
+      std::string frame = TakeSpare();
       frame.assign(rest.data(), size);
       rest.remove_prefix(size);
       if (!on_done(i, std::move(frame))) return false;

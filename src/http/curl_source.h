@@ -59,6 +59,7 @@ class CurlSource final : public core::RepoSource {
   CurlSource(std::string base_url, CurlOptions options);
   std::unique_ptr<Handle> TakeHandle();
   void ReturnHandle(std::unique_ptr<Handle> h);
+  std::string TakeSpare();  // a recycled body buffer (empty when none is spare)
 
   std::string base_url_;
   CurlOptions options_;

@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <vector>
@@ -37,6 +36,19 @@ bool ParseU64(std::string_view s, std::uint64_t* out) {
   if (s.empty()) return false;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
   return ec == std::errc() && p == s.data() + s.size();
+}
+
+// Reads `size` bytes of `fd` from its start into `out`; false when it ends first or
+// a read fails.
+bool PreadExactly(int fd, char* out, std::size_t size) {
+  std::size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, out + done, size - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
 }
 
 void NotFound(Response* resp) {
@@ -140,12 +152,7 @@ std::shared_ptr<const std::string> StaticTree::Encoded(const std::string& key, i
   }
   if (size > options_.encoded_cache_bytes * 4) return nullptr;
   std::string plain(size, '\0');
-  std::uint64_t done = 0;
-  while (done < size) {
-    ssize_t n = ::pread(fd, plain.data() + done, size - done, static_cast<off_t>(done));
-    if (n <= 0) return nullptr;
-    done += static_cast<std::uint64_t>(n);
-  }
+  if (!PreadExactly(fd, plain.data(), plain.size())) return nullptr;
   auto z = store::CompressFrame(plain, store::kDefaultCompressionLevel);
   if (!z.ok() || z->size() >= size) return nullptr;
   auto encoded = std::make_shared<const std::string>(std::move(*z));
@@ -189,9 +196,7 @@ void StaticTree::ServeChunkBatch(const Request& req, Response* resp) const {
     std::string_view line = rest.substr(0, nl);
     rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
     if (line.empty()) continue;
-    bool hex = line.size() == 64 && std::all_of(line.begin(), line.end(), [](char c) {
-                 return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-               });
+    bool hex = line.size() == 64 && AllHex(line);
     if (!hex || ids.size() >= kMaxBatchIds) {
       std::string why = !hex ? "a line of the chunk batch is not a chunk id (64 lowercase hex)"
                              : "a chunk batch lists at most " + std::to_string(kMaxBatchIds) + " ids";
@@ -201,9 +206,8 @@ void StaticTree::ServeChunkBatch(const Request& req, Response* resp) const {
     ids.push_back(line);
   }
   std::string body;
-  std::string path = "chunks/xx/";
   for (std::string_view id : ids) {
-    path.replace(7, std::string::npos, std::string(id.substr(0, 2)) + "/" + std::string(id));
+    std::string path = "chunks/" + std::string(id.substr(0, 2)) + "/" + std::string(id);
     body.append(id);
     int fd = body.size() < kMaxBatchBytes ? OpenBeneath(path) : -1;
     struct stat st;
@@ -217,20 +221,13 @@ void StaticTree::ServeChunkBatch(const Request& req, Response* resp) const {
       continue;
     }
     std::size_t size = static_cast<std::size_t>(st.st_size);
-    std::string header = " " + std::to_string(size) + "\n";
     std::size_t mark = body.size();
-    body.append(header);
+    body.append(" " + std::to_string(size) + "\n");
     std::size_t start = body.size();
     body.resize(start + size);
-    std::size_t done = 0;
-    while (done < size) {
-      ssize_t n = ::pread(fd, body.data() + start + done, size - done, static_cast<off_t>(done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<std::size_t>(n);
-    }
+    bool whole = PreadExactly(fd, body.data() + start, size);
     ::close(fd);
-    if (done != size) {
+    if (!whole) {
       body.resize(mark);  // a file that shrank under us: not in this answer
       body.append(" -\n");
     }

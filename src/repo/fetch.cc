@@ -94,17 +94,6 @@ std::vector<SeedFile> LocateInSeeds(const std::vector<FetchSeed>& seeds,
   return files;
 }
 
-// Reads exactly data->size() bytes at `offset`; false on a short read or an error.
-bool ReadExactly(core::ReadableFile* file, std::uint64_t offset, std::string* data) {
-  std::size_t done = 0;
-  while (done < data->size()) {
-    auto n = file->ReadAt(offset + done, data->data() + done, data->size() - done);
-    if (!n.ok() || *n == 0) return false;
-    done += *n;
-  }
-  return true;
-}
-
 struct Work {
   std::size_t chunk = 0;
   core::Result<std::string> frame = Status::Unavailable("not fetched");
@@ -115,6 +104,16 @@ struct Work {
 std::string PartialPath(const std::string& dest) {
   std::string parent(core::Dirname(dest));
   return core::JoinPath(parent, "." + std::string(core::Basename(dest)) + std::string(kPartialSuffix));
+}
+
+std::string_view LeftoverOf(std::string_view name) {
+  if (name.size() < 2 || name[0] != '.') return {};
+  name.remove_prefix(1);
+  if (name.size() > kPartialSuffix.size() && name.substr(name.size() - kPartialSuffix.size()) == kPartialSuffix) {
+    return name.substr(0, name.size() - kPartialSuffix.size());
+  }
+  std::size_t infix = name.find(kStagingInfix);
+  return infix == std::string_view::npos || infix == 0 ? std::string_view() : name.substr(0, infix);
 }
 
 core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
@@ -284,7 +283,10 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
         for (const auto& r : files[k].reads) {
           const auto& c = chunks[r.chunk];
           buffer.resize(c.size);
-          if (!ReadExactly(file->get(), r.offset, &buffer) || core::Sha256::Hash(buffer) != c.id) continue;
+          if (!core::ReadExactlyAt(file->get(), r.offset, buffer.data(), c.size).ok() ||
+              core::Sha256::Hash(buffer) != c.id) {
+            continue;  // changed or cut short since: a miss
+          }
           hit[r.chunk] = 1;
           seed_bytes += c.size;
           ++seed_chunks;

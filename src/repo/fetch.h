@@ -33,6 +33,11 @@ struct FetchSeed {
 // place (FetchRequest::keep_partial): a hidden sibling of `dest`.
 std::string PartialPath(const std::string& dest);
 
+// For a directory entry named `name`: the base name of the destination whose partial
+// tree or (possibly abandoned) staging tree it is, or "" when it is neither. Lets a
+// caller that owns the destinations' parent directory clean up after fetches.
+std::string_view LeftoverOf(std::string_view name);
+
 // What a failed fetch learned, for callers that choose between sources.
 struct FetchDiagnostics {
   // The newest signed version of the package the source offered when the requested

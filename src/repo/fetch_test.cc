@@ -79,6 +79,16 @@ class FetchTest : public ::testing::Test {
     return r;
   }
 
+  // Fetches through a source that refuses every chunk after the first 20, one
+  // transfer at a time, so exactly 20 chunks are verified before the fetch fails.
+  core::Result<FetchResult> FetchCutAfter20Chunks(FetchRequest req) {
+    FaultySource faulty(&source_);
+    faulty.fail_chunks_after = 20;
+    req.parallel = 1;
+    req.max_rounds = 2;
+    return FetchVersion(env_, clock_, &faulty, req);
+  }
+
   bool SameTree(const std::string& dest) {
     std::string cmd = "diff -r --no-dereference '" + src_ + "' '" + dir_.Sub(dest) + "' >&2";
     return std::system(cmd.c_str()) == 0;
@@ -187,12 +197,7 @@ TEST_F(FetchTest, TransientCorruptionIsRetried) {
 }
 
 TEST_F(FetchTest, InterruptedFetchKeepsVerifiedChunksInCache) {
-  FaultySource faulty(&source_);
-  faulty.fail_chunks_after = 20;
-  auto req = Request("out");
-  req.parallel = 1;
-  req.max_rounds = 2;
-  auto r = FetchVersion(env_, clock_, &faulty, req);
+  auto r = FetchCutAfter20Chunks(Request("out"));
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().IsUnavailable()) << r.status().ToString();
   EXPECT_FALSE(*env_->Exists(dir_.Sub("out")));
@@ -274,14 +279,10 @@ TEST_F(FetchTest, SeedTreeSuppliesUnchangedChunksAndDamageThereIsOnlyAMiss) {
 }
 
 TEST_F(FetchTest, FailedFetchKeepsItsPartialTreeAndTheNextOneResumesFromIt) {
-  FaultySource faulty(&source_);
-  faulty.fail_chunks_after = 20;
   auto req = Request("out");
-  req.parallel = 1;
-  req.max_rounds = 2;
   req.cache_fetched = false;
   req.keep_partial = true;
-  auto r = FetchVersion(env_, clock_, &faulty, req);
+  auto r = FetchCutAfter20Chunks(req);
   ASSERT_FALSE(r.ok());
   EXPECT_FALSE(*env_->Exists(dir_.Sub("out")));
   EXPECT_TRUE(*env_->Exists(PartialPath(dir_.Sub("out"))));
@@ -315,6 +316,16 @@ TEST_F(FetchTest, StagingTreeOfAKilledFetchIsReusedThenRemoved) {
   EXPECT_TRUE(SameTree("out"));
   EXPECT_FALSE(*env_->Exists(abandoned));
   EXPECT_TRUE(*env_->Exists(live));
+}
+
+TEST(FetchLeftoverTest, NamesPartialAndStagingTreesByTheirDestination) {
+  std::string dest = "/data/content/tools/3";
+  EXPECT_EQ(LeftoverOf(core::Basename(PartialPath(dest))), "3");
+  EXPECT_EQ(LeftoverOf(".3.depot-staging-4242-a1b2c3"), "3");
+  EXPECT_EQ(LeftoverOf("3"), "");
+  EXPECT_EQ(LeftoverOf(".depot-partial"), "");
+  EXPECT_EQ(LeftoverOf("..depot-staging-1-x"), "");
+  EXPECT_EQ(LeftoverOf(".tmp.3"), "");
 }
 
 }  // namespace

@@ -46,12 +46,14 @@ std::vector<ChunkRef> Manifest::UniqueChunks() const {
   return out;
 }
 
-const Program* Manifest::FindProgram(std::string_view name) const {
+const Program* FindProgram(const std::vector<Program>& programs, std::string_view name) {
   for (const auto& p : programs) {
     if (p.name == name) return &p;
   }
   return nullptr;
 }
+
+const Program* Manifest::FindProgram(std::string_view name) const { return store::FindProgram(programs, name); }
 
 Status ValidatePackageName(std::string_view name) {
   auto bad = [&](std::string_view why) {

@@ -80,6 +80,10 @@ struct ManifestLimits {
   std::uint32_t max_symlink_depth = 40;
 };
 
+// The program called `name` in `programs`, or nullptr (Manifest::FindProgram for a
+// list kept apart from its manifest).
+const Program* FindProgram(const std::vector<Program>& programs, std::string_view name);
+
 // Package names: 1-64 characters of [A-Za-z0-9._-], not starting with '.' or '-'.
 // They appear in URLs and paths, hence the narrow alphabet.
 core::Status ValidatePackageName(std::string_view name);
