@@ -18,17 +18,23 @@ AtomicBatch::AtomicBatch(Env* env, std::string sync_root)
 
 AtomicBatch::~AtomicBatch() { Abort(); }
 
-Status AtomicBatch::Add(const std::string& final_path, std::string_view data,
-                        std::uint32_t mode) {
+Result<std::string> AtomicBatch::WriteTemp(Env* env, const std::string& final_path, std::string_view data,
+                                           std::uint32_t mode) {
   std::string tmp = TempPathFor(final_path);
-  auto file = env_->OpenForWrite(tmp, mode, Env::WriteMode::kCreateNew);
+  auto file = env->OpenForWrite(tmp, mode, Env::WriteMode::kCreateNew);
   if (!file.ok()) return file.status();
   Status s = (*file)->Append(data);
   if (s.ok()) s = (*file)->Close();
   if (!s.ok()) {
-    env_->Remove(tmp).IgnoreError();
+    env->Remove(tmp).IgnoreError();
     return s;
   }
+  return tmp;
+}
+
+Status AtomicBatch::Add(const std::string& final_path, std::string_view data,
+                        std::uint32_t mode) {
+  DEPOT_ASSIGN_OR_RETURN(std::string tmp, WriteTemp(env_, final_path, data, mode));
   AddWritten(std::move(tmp), final_path);
   return Status::Ok();
 }

@@ -314,7 +314,8 @@ core::Result<AddResult> Repository::PublishManifest(const store::Manifest& manif
   return result;
 }
 
-Status Repository::VerifyManifestContent(const store::Manifest& manifest, unsigned threads, bool full) {
+Status Repository::VerifyManifestContent(const store::Manifest& manifest, unsigned threads, bool full,
+                                         const std::function<bool(const store::ChunkId&, std::uint64_t)>& known) {
   std::vector<const store::Entry*> files;
   for (const auto& e : manifest.entries) {
     if (e.type == store::EntryType::kFile) files.push_back(&e);
@@ -335,6 +336,7 @@ Status Repository::VerifyManifestContent(const store::Manifest& manifest, unsign
     for (;;) {
       std::size_t i = next++;
       if (i >= unique.size() || failed) return;
+      if (known && known(unique[i].id, unique[i].size)) continue;
       auto size = chunks_.StoredSize(unique[i].id);
       if (!size.ok()) {
         // Named by id, not by where it would be stored: the caller may be remote.

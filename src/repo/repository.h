@@ -122,8 +122,12 @@ class Repository {
   // put. The hash of a file of several chunks is the uploader's statement: with
   // `full`, every such file is re-hashed from its chunks too; agents verify every
   // file whatever the site did.) NotFound for a missing chunk, Corruption naming the
-  // first entry that disagrees.
-  core::Status VerifyManifestContent(const store::Manifest& manifest, unsigned threads, bool full);
+  // first entry that disagrees. `known`, when given, vouches for chunks the caller
+  // itself verified and stored moments ago (id and uncompressed size): those are not
+  // opened again.
+  core::Status VerifyManifestContent(
+      const store::Manifest& manifest, unsigned threads, bool full,
+      const std::function<bool(const store::ChunkId&, std::uint64_t)>& known = nullptr);
 
   // Removes package versions from the signed targets (retention, deletion). Absent
   // versions are skipped; with nothing to remove nothing is re-signed. Their content

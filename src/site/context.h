@@ -22,6 +22,7 @@
 #include "http/static_files.h"
 #include "repo/repository.h"
 #include "site/config.h"
+#include "store/chunk_intake.h"
 
 namespace depot::site {
 
@@ -57,6 +58,9 @@ struct SiteContext {
   std::unique_ptr<catalog::Db> db;
   std::unique_ptr<repo::Repository> repo;
   std::unique_ptr<http::StaticTree> repo_tree;  // the library's public tree, served at /repo/
+  // Uploaded chunks, verified and made durable in group commits; a version commit
+  // flushes it first. Declared after `repo` so it is destroyed (and flushed) first.
+  std::unique_ptr<store::ChunkIntake> intake;
   core::Registry metrics;
   http::Server* server = nullptr;  // set while serving
 

@@ -67,6 +67,9 @@ core::Result<Json> ChunksMissing(SiteContext& ctx, const Json& body) {
   Json missing = Json::array();
   for (const std::string& hex : ids) {
     DEPOT_ASSIGN_OR_RETURN(core::Digest id, core::ParseDigestHex(hex));
+    // A chunk another request staged is not missing: it is durable by the time a
+    // version referencing it commits (CreateVersion flushes the intake first).
+    if (ctx.intake->Staged(id)) continue;
     DEPOT_ASSIGN_OR_RETURN(bool has, ctx.repo->chunks()->Has(id));
     if (!has) missing.push_back(hex);
   }
@@ -75,7 +78,8 @@ core::Result<Json> ChunksMissing(SiteContext& ctx, const Json& body) {
 
 core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body) {
   const std::uint32_t max_size = ctx.repo->settings().chunker.max_size;
-  core::AtomicBatch batch(ctx.env, ctx.repo->chunks()->root());
+  // One decompression buffer per server thread, reused across requests.
+  thread_local std::string scratch;
   std::uint64_t stored = 0, bytes = 0;
   std::size_t pos = 0;
   std::size_t index = 0;
@@ -101,7 +105,7 @@ core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body) {
     std::string_view frame = body.substr(pos, frame_len);
     pos += frame_len;
     ++index;
-    auto put = ctx.repo->chunks()->PutFrame(id, size, frame, &batch);
+    auto put = ctx.intake->Put(id, size, frame, &scratch);
     if (!put.ok()) {
       if (ctx.chunks_rejected) ctx.chunks_rejected->Inc();
       return std::move(put).status().WithContext("chunk batch: chunk " + core::DigestHex(id) +
@@ -110,7 +114,8 @@ core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body) {
     ++stored;
     bytes += frame_len;
   }
-  DEPOT_RETURN_IF_ERROR(batch.Commit().WithContext("storing uploaded chunks"));
+  // Staged: verified and written, durable at the intake's next group commit, which
+  // runs off this thread (and at the latest when a version referencing them commits).
   core::CrashPoint("site.chunks_stored");
   if (ctx.chunks_received) ctx.chunks_received->Inc(stored);
   if (ctx.chunk_bytes_received) ctx.chunk_bytes_received->Inc(bytes);
@@ -137,9 +142,14 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
         std::to_string(settings.avg_size) + "/" + std::to_string(settings.max_size) +
         " (the CLI asks the site; upgrade the CLI)");
   }
-  // Every chunk is present with its listed size (and, if configured, every file
-  // re-hashed) before anything is reserved or signed.
-  DEPOT_RETURN_IF_ERROR(ctx.repo->VerifyManifestContent(m, 0, ctx.config.verify_file_hashes));
+  // Chunks uploaded for this version may still be staged: make them durable and
+  // visible, then check every chunk is present with its listed size (and, if
+  // configured, every file re-hashed) before anything is reserved or signed.
+  DEPOT_RETURN_IF_ERROR(ctx.intake->Flush().WithContext("committing the uploaded chunks of " + name));
+  store::ChunkIntake* intake = ctx.intake.get();
+  DEPOT_RETURN_IF_ERROR(ctx.repo->VerifyManifestContent(
+      m, 0, ctx.config.verify_file_hashes,
+      [intake](const store::ChunkId& id, std::uint64_t size) { return intake->Verified(id, size); }));
 
   // Reserve the next version number.
   std::int64_t package_id = 0, version_id = 0, version = 0;

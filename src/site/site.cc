@@ -140,6 +140,14 @@ core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* cloc
   DEPOT_ASSIGN_OR_RETURN(ctx.db, catalog::Db::OpenSqlite(core::JoinPath(data_dir, kCatalogFile)));
   DEPOT_RETURN_IF_ERROR(catalog::Migrate(ctx.db.get(), catalog::SiteMigrations()));
   DEPOT_ASSIGN_OR_RETURN(ctx.trusted_root, ctx.repo->TrustedRoot());
+  {
+    store::ChunkIntakeOptions intake;
+    // The intake vouches for a chunk it committed only while collection cannot have
+    // removed it (collection spares chunks younger than the grace period).
+    intake.remember_for = std::min<std::chrono::milliseconds>(
+        std::chrono::minutes(10), std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.gc_grace) / 2);
+    ctx.intake = std::make_unique<store::ChunkIntake>(ctx.repo->chunks(), intake);
+  }
   DEPOT_RETURN_IF_ERROR(RecoverVersions(ctx).WithContext("recovering interrupted work"));
   ctx.chunks_received = ctx.metrics.GetCounter("depot_site_chunks_received_total", "Chunks uploaded and verified");
   ctx.chunk_bytes_received = ctx.metrics.GetCounter("depot_site_chunk_bytes_received_total", "Compressed chunk bytes uploaded");
@@ -256,6 +264,10 @@ void Site::Stop() {
     ctx_->server = nullptr;
     server_.reset();
     FlushSeen(*ctx_);
+    // Uploads whose version was not committed yet: their chunks still become durable
+    // chunks (collected later if no version ever references them).
+    Status s = ctx_->intake->Flush();
+    if (!s.ok()) core::Log(core::LogLevel::kError, "site.upload_commit_failed", {{"error", s.ToString()}});
   }
 }
 
