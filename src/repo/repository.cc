@@ -258,7 +258,8 @@ core::Result<AddResult> Repository::SignManifest(tuf::RepositoryWriter& writer, 
   return result;
 }
 
-core::Result<AddResult> Repository::PublishManifest(const store::Manifest& manifest) {
+core::Result<AddResult> Repository::PublishManifest(
+    const store::Manifest& manifest, const std::function<bool(const store::ChunkId&, std::uint64_t)>& known) {
   DEPOT_RETURN_IF_ERROR(store::ValidatePackageName(manifest.package_name));
   DEPOT_RETURN_IF_ERROR(store::ValidateManifest(manifest));
   DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
@@ -284,6 +285,7 @@ core::Result<AddResult> Repository::PublishManifest(const store::Manifest& manif
   std::uint64_t missing = 0;
   std::string first_missing;
   for (const store::ChunkRef& ref : manifest.UniqueChunks()) {
+    if (known && known(ref.id, ref.size)) continue;
     DEPOT_ASSIGN_OR_RETURN(bool has, chunks_.Has(ref.id));
     if (!has) {
       if (missing++ == 0) first_missing = core::DigestHex(ref.id);

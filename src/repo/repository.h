@@ -113,8 +113,12 @@ class Repository {
   // that its version is above every signed version of the package, writes it and
   // signs it. The chunks must already be in the store (verified when they were put).
   // InvalidArgument for a bad manifest or version number, NotFound naming the first
-  // missing chunk (and how many are missing).
-  core::Result<AddResult> PublishManifest(const store::Manifest& manifest);
+  // missing chunk (and how many are missing). `known` vouches for chunks the caller
+  // stored moments ago, as in VerifyManifestContent (only sound while garbage
+  // collection cannot have removed them): those are not looked up again.
+  core::Result<AddResult> PublishManifest(
+      const store::Manifest& manifest,
+      const std::function<bool(const store::ChunkId&, std::uint64_t)>& known = nullptr);
 
   // Checks a manifest built elsewhere against the stored chunks before the site signs
   // it: every chunk is present and its frame declares the listed size, and a file of

@@ -145,11 +145,13 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
   // Chunks uploaded for this version may still be staged: make them durable and
   // visible, then check every chunk is present with its listed size (and, if
   // configured, every file re-hashed) before anything is reserved or signed.
+  auto t_start = std::chrono::steady_clock::now();
   DEPOT_RETURN_IF_ERROR(ctx.intake->Flush().WithContext("committing the uploaded chunks of " + name));
+  auto t_flushed = std::chrono::steady_clock::now();
   store::ChunkIntake* intake = ctx.intake.get();
-  DEPOT_RETURN_IF_ERROR(ctx.repo->VerifyManifestContent(
-      m, 0, ctx.config.verify_file_hashes,
-      [intake](const store::ChunkId& id, std::uint64_t size) { return intake->Verified(id, size); }));
+  auto just_stored = [intake](const store::ChunkId& id, std::uint64_t size) { return intake->Verified(id, size); };
+  DEPOT_RETURN_IF_ERROR(ctx.repo->VerifyManifestContent(m, 0, ctx.config.verify_file_hashes, just_stored));
+  auto t_verified = std::chrono::steady_clock::now();
 
   // Reserve the next version number.
   std::int64_t package_id = 0, version_id = 0, version = 0;
@@ -210,7 +212,7 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
   repo::AddResult published;
   {
     std::lock_guard<std::mutex> lock(ctx.publish_mu);
-    auto r = ctx.repo->PublishManifest(m);
+    auto r = ctx.repo->PublishManifest(m, just_stored);
     if (!r.ok()) {
       // Give the number back: nothing was signed.
       ctx.db->Transaction([&](catalog::Tx& tx) {
@@ -224,6 +226,7 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
     published = std::move(*r);
     core::CrashPoint("site.version_signed");
   }
+  auto t_signed = std::chrono::steady_clock::now();
   Json programs = Json::array();
   for (const auto& p : m.programs) programs.push_back(p.name);
   std::uint64_t unique_chunks = m.UniqueChunks().size();
@@ -248,9 +251,12 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
                          " was signed but not recorded; restart the site to finish it");
   }
   ctx.Changed();
+  auto ms = [](auto a, auto b) { return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count()); };
   core::Log(core::LogLevel::kInfo, "site.version_created",
             {{"package", name}, {"version", std::to_string(version)},
-             {"manifest", published.manifest_id}});
+             {"manifest", published.manifest_id},
+             {"flush_ms", ms(t_start, t_flushed)}, {"verify_ms", ms(t_flushed, t_verified)},
+             {"sign_ms", ms(t_verified, t_signed)}, {"record_ms", ms(t_signed, std::chrono::steady_clock::now())}});
   ApplyRetention(ctx);
   return Json{{"package", name},
               {"package_id", uid},
