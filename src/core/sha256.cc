@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <array>
 #include <cstdlib>
 #include <cstring>
 
@@ -25,22 +26,34 @@ const EVP_MD* Md() {
 
 std::string DigestHex(const Digest& d) { return ToHex(d.data(), d.size()); }
 
+namespace {
+
+// Lowercase hex digit -> value; everything else -> 0xff.
+constexpr std::array<std::uint8_t, 256> kNibble = [] {
+  std::array<std::uint8_t, 256> t{};
+  for (auto& v : t) v = 0xff;
+  for (int c = '0'; c <= '9'; ++c) t[c] = static_cast<std::uint8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) t[c] = static_cast<std::uint8_t>(c - 'a' + 10);
+  return t;
+}();
+
+}  // namespace
+
 Result<Digest> ParseDigestHex(std::string_view hex) {
-  // Decoded in place: a manifest holds one id per chunk and file (tens of thousands),
-  // and a temporary string per id showed in fetch profiles.
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
+  // Decoded in place, by table and without a branch per digit: a manifest holds one
+  // id per chunk and file (~84 k in the 1 GiB benchmark tree), parsed on every
+  // version commit, sync and install.
   Digest d;
-  bool ok = hex.size() == 64;
-  for (std::size_t i = 0; ok && i < d.size(); ++i) {
-    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-    ok = hi >= 0 && lo >= 0;
-    d[i] = static_cast<std::uint8_t>((hi << 4) | (lo & 15));
+  std::uint8_t bad = hex.size() == 64 ? 0 : 0xf0;
+  if (bad == 0) {
+    for (std::size_t i = 0; i < d.size(); ++i) {
+      std::uint8_t hi = kNibble[static_cast<unsigned char>(hex[2 * i])];
+      std::uint8_t lo = kNibble[static_cast<unsigned char>(hex[2 * i + 1])];
+      bad |= hi | lo;
+      d[i] = static_cast<std::uint8_t>((hi << 4) | (lo & 15));
+    }
   }
-  if (!ok) {
+  if (bad & 0xf0) {
     return Status::InvalidArgument("not a SHA-256 id (want 64 lowercase hex digits): '" +
                                    std::string(hex.substr(0, 80)) + "'");
   }

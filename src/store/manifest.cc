@@ -9,6 +9,7 @@
 #include "core/clock.h"
 #include "core/hex.h"
 #include "core/path.h"
+#include "store/json_scanner.h"
 
 namespace depot::store {
 
@@ -575,6 +576,115 @@ Status ParseCodes(const Json& codes, const std::string& where, std::string_view 
   return Status::Ok();
 }
 
+
+// The entries array, read by the scanner into `out`. Every rule of the document
+// Reader holds: known fields only, each once, the ones its type requires, types and
+// ranges; the path rules follow in ValidateManifest.
+Status ParseEntries(JsonScanner* sc, const ManifestLimits& limits, std::vector<Entry>* out) {
+  enum : unsigned { kPath = 1, kType = 2, kMode = 4, kSize = 8, kSha = 16, kChunks = 32, kTarget = 64 };
+  static constexpr std::pair<std::string_view, unsigned> kFields[] = {
+      {"path", kPath}, {"type", kType},     {"mode", kMode},     {"size", kSize},
+      {"sha256", kSha}, {"chunks", kChunks}, {"target", kTarget}};
+  if (!sc->BeginArray()) return Status::InvalidArgument("manifest: entries is not an array (" + sc->error() + ")");
+  std::string key, type, hex;
+  bool done = false;
+  for (std::size_t i = 0; sc->NextElement(&done); ++i) {
+    if (i >= limits.max_entries) {
+      return Status::InvalidArgument("manifest: document has more than " + std::to_string(limits.max_entries) +
+                                     " entries");
+    }
+    Entry e;
+    unsigned seen = 0;
+    type.clear();
+    auto fail = [&](const std::string& why) {
+      std::string where = (seen & kPath) ? "entry '" + e.path + "'" : "entry #" + std::to_string(i + 1);
+      return Status::InvalidArgument("manifest: " + where + " " + why);
+    };
+    if (!sc->BeginObject()) return fail("is not a JSON object (" + sc->error() + ")");
+    bool end_of_entry = false;
+    while (sc->NextKey(&key, &end_of_entry)) {
+      unsigned bit = 0;
+      for (const auto& [name, b] : kFields) {
+        if (key == name) bit = b;
+      }
+      if (bit == 0) return fail("has an unknown field '" + key + "'");
+      if (seen & bit) return fail("has the field '" + key + "' twice");
+      std::int64_t v = 0;
+      bool ok = true;
+      switch (bit) {
+        case kPath: ok = sc->String(&e.path, core::kMaxPathLength + 1); break;
+        case kType: ok = sc->String(&type, 16); break;
+        case kMode:
+          ok = sc->Int(&v, 0, 0777);
+          e.mode = static_cast<std::uint32_t>(v);
+          break;
+        case kSize:
+          ok = sc->Int(&v, 0, static_cast<std::int64_t>(limits.max_file_size));
+          e.size = static_cast<std::uint64_t>(v);
+          break;
+        case kSha:
+          ok = sc->String(&hex, 64);
+          if (ok) {
+            auto d = core::ParseDigestHex(hex);
+            if (!d.ok()) return fail("sha256: " + d.status().message());
+            e.sha256 = *d;
+          }
+          break;
+        case kChunks: {
+          ok = sc->BeginArray();
+          bool chunks_done = false;
+          while (ok && sc->NextElement(&chunks_done)) {
+            // ["<sha256>", size]
+            bool pair_done = false;
+            ChunkRef ref;
+            ok = sc->BeginArray() && sc->NextElement(&pair_done) && sc->String(&hex, 64);
+            if (!ok) break;
+            auto id = core::ParseDigestHex(hex);
+            if (!id.ok()) return fail("chunk id: " + id.status().message());
+            ref.id = *id;
+            ok = sc->NextElement(&pair_done) && sc->Int(&v, 1, kMaxChunkSizeLimit);
+            if (ok && sc->NextElement(&pair_done)) ok = sc->Fail("a chunk is [\"<sha256>\", size]");
+            if (!ok || !pair_done) break;
+            ref.size = static_cast<std::uint32_t>(v);
+            e.chunks.push_back(ref);
+          }
+          ok = ok && chunks_done;
+          break;
+        }
+        case kTarget: ok = sc->String(&e.target, core::kMaxPathLength); break;
+      }
+      if (!ok || sc->failed()) {
+        return fail("field '" + key + "': " + (sc->failed() ? sc->error() : std::string("malformed")));
+      }
+      seen |= bit;
+    }
+    if (!end_of_entry) return fail("is malformed (" + sc->error() + ")");
+    if (!(seen & kType)) return fail("lacks the field 'type'");
+    unsigned allowed;
+    if (type == "file") {
+      e.type = EntryType::kFile;
+      allowed = kPath | kType | kMode | kSize | kSha | kChunks;
+    } else if (type == "dir") {
+      e.type = EntryType::kDirectory;
+      allowed = kPath | kType | kMode;
+    } else if (type == "symlink") {
+      e.type = EntryType::kSymlink;
+      allowed = kPath | kType | kTarget;
+    } else {
+      return fail("has unknown type '" + type + "' (want file, dir or symlink)");
+    }
+    for (const auto& [name, b] : kFields) {
+      if ((seen & b) && !(allowed & b)) return fail("has an unknown field '" + std::string(name) + "'");
+      if (!(seen & b) && (allowed & b)) return fail("lacks the field '" + std::string(name) + "'");
+    }
+    // Bounded by the file size: every chunk holds at least one byte.
+    if (e.chunks.size() > e.size) return fail("has more chunks than bytes");
+    out->push_back(std::move(e));
+  }
+  if (!done) return Status::InvalidArgument("manifest: entries are malformed (" + sc->error() + ")");
+  return Status::Ok();
+}
+
 }  // namespace
 
 core::Result<Manifest> ParseManifest(std::string_view bytes, const ManifestLimits& limits) {
@@ -582,19 +692,41 @@ core::Result<Manifest> ParseManifest(std::string_view bytes, const ManifestLimit
     return Status::InvalidArgument("manifest is " + std::to_string(bytes.size()) +
                                    " bytes, over the limit of " + std::to_string(limits.max_bytes));
   }
-  Json doc = Json::parse(bytes.begin(), bytes.end(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return Status::InvalidArgument("manifest is not valid JSON");
+  // The entries (nearly all of the bytes) are read straight into their structs; the
+  // few small header fields go through a document, checked by the Reader rules.
+  Manifest m;
+  JsonScanner sc(bytes);
+  Json doc = Json::object();
+  bool have_entries = false;
+  if (!sc.BeginObject()) return Status::InvalidArgument("manifest is not a JSON object (" + sc.error() + ")");
+  std::string key;
+  bool done = false;
+  while (sc.NextKey(&key, &done)) {
+    if (key == "entries") {
+      if (have_entries) return Status::InvalidArgument("manifest: document has the field 'entries' twice");
+      have_entries = true;
+      DEPOT_RETURN_IF_ERROR(ParseEntries(&sc, limits, &m.entries));
+      continue;
+    }
+    if (doc.contains(key)) return Status::InvalidArgument("manifest: document has the field '" + key + "' twice");
+    std::string_view text;
+    if (!sc.SkipValue(&text)) break;
+    Json value = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+    if (value.is_discarded()) return Status::InvalidArgument("manifest: field '" + key + "' is not valid JSON");
+    doc[key] = std::move(value);
+  }
+  if (!done || !sc.AtEnd()) return Status::InvalidArgument("manifest is not valid JSON (" + sc.error() + ")");
   Reader top("document");
   DEPOT_RETURN_IF_ERROR(top.Keys(doc, {"format", "package", "version", "created", "programs",
-                                       "chunker", "entries"},
+                                       "chunker"},
                                  {"description"}));
+  if (!have_entries) return top.Fail("lacks the field 'entries'");
   int format = 0;
   DEPOT_RETURN_IF_ERROR(top.Int(doc, "format", &format, 0, 1000));
   if (format != kManifestFormat) {
     return Status::InvalidArgument("manifest format " + std::to_string(format) +
                                    " is not supported (this depot reads format 1); upgrade depot");
   }
-  Manifest m;
   const Json& pkg = doc["package"];
   Reader rp("package");
   DEPOT_RETURN_IF_ERROR(rp.Keys(pkg, {"id", "name"}));
@@ -637,60 +769,7 @@ core::Result<Manifest> ParseManifest(std::string_view bytes, const ManifestLimit
   DEPOT_RETURN_IF_ERROR(rc.Int(ch, "avg", &m.chunker.avg_size, 1, kMaxChunkSizeLimit));
   DEPOT_RETURN_IF_ERROR(rc.Int(ch, "max", &m.chunker.max_size, 1, kMaxChunkSizeLimit));
 
-  const Json& entries = doc["entries"];
-  if (!entries.is_array()) return top.Fail("entries is not an array");
-  if (entries.size() > limits.max_entries) {
-    return top.Fail("has more than " + std::to_string(limits.max_entries) + " entries");
-  }
-  m.entries.reserve(entries.size());
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    const Json& ej = entries[i];
-    Entry e;
-    Reader r("entry #" + std::to_string(i + 1));
-    if (!ej.is_object()) return r.Fail("is not an object");
-    std::string type;
-    DEPOT_RETURN_IF_ERROR(r.String(ej, "type", &type, 16));
-    DEPOT_RETURN_IF_ERROR(r.String(ej, "path", &e.path, core::kMaxPathLength + 1));
-    Reader re("entry '" + e.path + "'");
-    if (type == "file") {
-      e.type = EntryType::kFile;
-      DEPOT_RETURN_IF_ERROR(re.Keys(ej, {"path", "type", "mode", "size", "sha256", "chunks"}));
-      DEPOT_RETURN_IF_ERROR(re.Int(ej, "mode", &e.mode, 0, 0777));
-      DEPOT_RETURN_IF_ERROR(re.Int(ej, "size", &e.size, 0, static_cast<std::int64_t>(limits.max_file_size)));
-      std::string hash;
-      DEPOT_RETURN_IF_ERROR(re.String(ej, "sha256", &hash, 64));
-      auto d = core::ParseDigestHex(hash);
-      if (!d.ok()) return re.Fail("sha256: " + d.status().message());
-      e.sha256 = *d;
-      const Json& chunks = ej["chunks"];
-      if (!chunks.is_array()) return re.Fail("chunks is not an array");
-      // Bounded by the file size: every chunk holds at least one byte.
-      if (chunks.size() > e.size) return re.Fail("has more chunks than bytes");
-      e.chunks.reserve(chunks.size());
-      for (const auto& cj : chunks) {
-        if (!cj.is_array() || cj.size() != 2 || !cj[0].is_string()) {
-          return re.Fail("has a chunk that is not [\"<sha256>\", size]");
-        }
-        ChunkRef ref;
-        auto id = core::ParseDigestHex(cj[0].get_ref<const std::string&>());
-        if (!id.ok()) return re.Fail("chunk id: " + id.status().message());
-        ref.id = *id;
-        DEPOT_RETURN_IF_ERROR(re.IntValue(cj[1], "chunk size", &ref.size, 1, kMaxChunkSizeLimit));
-        e.chunks.push_back(ref);
-      }
-    } else if (type == "dir") {
-      e.type = EntryType::kDirectory;
-      DEPOT_RETURN_IF_ERROR(re.Keys(ej, {"path", "type", "mode"}));
-      DEPOT_RETURN_IF_ERROR(re.Int(ej, "mode", &e.mode, 0, 0777));
-    } else if (type == "symlink") {
-      e.type = EntryType::kSymlink;
-      DEPOT_RETURN_IF_ERROR(re.Keys(ej, {"path", "type", "target"}));
-      DEPOT_RETURN_IF_ERROR(re.String(ej, "target", &e.target, core::kMaxPathLength));
-    } else {
-      return re.Fail("has unknown type '" + type + "' (want file, dir or symlink)");
-    }
-    m.entries.push_back(std::move(e));
-  }
+
   DEPOT_RETURN_IF_ERROR(ValidateManifest(m, limits).WithContext("manifest"));
   return m;
 }

@@ -219,6 +219,47 @@ TEST(ManifestTest, RejectsUnknownAndMistypedFields) {
   EXPECT_TRUE(ParseManifest("[]").status().IsInvalidArgument());
 }
 
+// The entries are read by a scanner, not through a document: the same rules hold.
+TEST(ManifestTest, EntriesAreAsStrictAsTheRestOfTheDocument) {
+  ExpectRejected([](auto& d) { d["entries"][1].erase("chunks"); }, "lacks the field 'chunks'");
+  ExpectRejected([](auto& d) { d["entries"][1].erase("type"); }, "lacks the field 'type'");
+  ExpectRejected([](auto& d) { d["entries"][0].erase("mode"); }, "lacks the field 'mode'");
+  ExpectRejected([](auto& d) { d["entries"][4].erase("target"); }, "lacks the field 'target'");
+  ExpectRejected([](auto& d) { d["entries"][4]["mode"] = 0755; }, "unknown field 'mode'");
+  ExpectRejected([](auto& d) { d["entries"][1]["owner"] = "root"; }, "unknown field 'owner'");
+  ExpectRejected([](auto& d) { d["entries"][1]["mode"] = "0755"; }, "'mode'");
+  ExpectRejected([](auto& d) { d["entries"][1]["mode"] = 01000; }, "out of range");
+  ExpectRejected([](auto& d) { d["entries"][1]["size"] = -1; }, "out of range");
+  ExpectRejected([](auto& d) { d["entries"][1]["size"] = 1.5; }, "not an integer");
+  ExpectRejected([](auto& d) { d["entries"][1]["path"] = 7; }, "'path'");
+  ExpectRejected([](auto& d) { d["entries"][1]["chunks"] = "x"; }, "'chunks'");
+  ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0] = {d["entries"][1]["chunks"][0][0]}; }, "'chunks'");
+  ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0].push_back(1); }, "'chunks'");
+  ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0][0] = "zz"; }, "chunk id");
+  ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0][1] = 1ll << 40; }, "out of range");
+  ExpectRejected([](auto& d) { d["entries"][1]["chunks"].push_back(d["entries"][1]["chunks"][0]); }, "");
+  ExpectRejected([](auto& d) { d["entries"][2] = "file"; }, "entry #3 is not a JSON object");
+  ExpectRejected([](auto& d) { d["entries"] = {{"a", 1}}; }, "entries is not an array");
+  // A key given twice (a document would silently keep the last one).
+  std::string bytes = *SerializeManifest(Sample());
+  auto at = bytes.find("\"mode\":");
+  ASSERT_NE(at, std::string::npos);
+  std::string twice = bytes.substr(0, at) + "\"mode\":493," + bytes.substr(at);
+  Status s = ParseManifest(twice).status();
+  EXPECT_TRUE(s.IsInvalidArgument());
+  EXPECT_NE(s.message().find("twice"), std::string::npos) << s.message();
+  std::string entries_twice = bytes.substr(0, bytes.size() - 1) + ",\"entries\":[]}";
+  EXPECT_NE(ParseManifest(entries_twice).status().message().find("twice"), std::string::npos);
+  // Whitespace anywhere JSON allows it is fine; trailing text is not.
+  EXPECT_TRUE(ParseManifest(nlohmann::json::parse(bytes).dump(2)).ok());
+  EXPECT_TRUE(ParseManifest(bytes + " x").status().IsInvalidArgument());
+  // Every prefix fails cleanly.
+  for (std::size_t n = 0; n < bytes.size(); n += 7) {
+    std::string prefix = bytes.substr(0, n);
+    EXPECT_TRUE(ParseManifest(prefix).status().IsInvalidArgument()) << n;
+  }
+}
+
 TEST(ManifestTest, EnforcesLimits) {
   ManifestLimits small;
   small.max_bytes = 100;
