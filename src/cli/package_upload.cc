@@ -27,13 +27,21 @@ void AppendLe32(std::string* out, std::uint32_t v) {
   out->append(b, 4);
 }
 
-// Receives the snapshot's chunks and uploads the ones the site lacks: each uploader
-// thread takes a batch of up to `max_body` bytes from a bounded queue, asks the site
-// which of its chunks are missing, and sends those in one request.
+// Receives the snapshot's chunks and uploads the ones the site lacks. Chunks are
+// appended, as upload records, straight into the body of the next request (one copy
+// of each frame, no per-chunk allocation); a full body goes to a bounded queue, and
+// each uploader thread asks the site which of its chunks are missing and sends the
+// body -- as it is when all are missing (a first upload), else rebuilt from the
+// missing records. The first bodies are small so the site starts verifying and
+// writing while the snapshot is still warming up; later ones grow to `max_body`.
 class UploadSink final : public store::ChunkSink {
  public:
-  UploadSink(std::vector<std::unique_ptr<ApiClient>> clients, std::uint64_t max_body)
-      : clients_(std::move(clients)), max_body_(max_body), queue_(256) {
+  // A body never exceeds `max_body`, which must hold two records of `max_record`.
+  UploadSink(std::vector<std::unique_ptr<ApiClient>> clients, std::uint64_t max_body, std::uint64_t max_record)
+      : clients_(std::move(clients)),
+        fill_limit_(max_body - max_record),
+        target_(std::min<std::uint64_t>(1u << 20, fill_limit_)),
+        queue_(clients_.size()) {
     for (std::size_t i = 0; i < clients_.size(); ++i) {
       threads_.emplace_back([this, i] { Upload(clients_[i].get()); });
     }
@@ -41,16 +49,35 @@ class UploadSink final : public store::ChunkSink {
   ~UploadSink() override { Finish().IgnoreError(); }
 
   Status Put(const store::ChunkId& id, std::uint32_t size, std::string_view frame) override {
+    Batch full;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!error_.ok()) return error_;
+      offered += size;
+      Record r{id, current_.body.size(), 40 + frame.size(), frame.size()};
+      current_.body.append(reinterpret_cast<const char*>(id.data()), 32);
+      AppendLe32(&current_.body, size);
+      AppendLe32(&current_.body, static_cast<std::uint32_t>(frame.size()));
+      current_.body.append(frame);
+      current_.records.push_back(r);
+      if (current_.body.size() < target_ && current_.records.size() < kMaxRecords) return Status::Ok();
+      full = std::move(current_);
+      current_ = Batch();
+      target_ = std::min<std::uint64_t>(target_ * 2, fill_limit_);
     }
-    if (!queue_.Push(Item{id, size, std::string(frame)})) return Error();
+    if (!queue_.Push(std::move(full))) return Error();
     return Status::Ok();
   }
 
-  // Waits for every queued chunk to be uploaded; the first upload error, if any.
+  // Sends what is left, waits for every upload; the first upload error, if any.
   Status Finish() {
+    Batch last;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      last = std::move(current_);
+      current_ = Batch();
+    }
+    if (!last.records.empty()) queue_.Push(std::move(last));
     queue_.Close();
     for (auto& t : threads_) {
       if (t.joinable()) t.join();
@@ -61,10 +88,18 @@ class UploadSink final : public store::ChunkSink {
   std::atomic<std::uint64_t> offered{0}, uploaded_chunks{0}, uploaded_bytes{0};
 
  private:
-  struct Item {
+  // The missing-chunk query of one request is bounded too (ids are JSON text).
+  static constexpr std::size_t kMaxRecords = 4096;
+
+  struct Record {
     store::ChunkId id;
-    std::uint32_t size;
-    std::string frame;
+    std::size_t offset;  // of the record in the body
+    std::size_t length;  // of the record: 40 + frame bytes
+    std::size_t frame_bytes;
+  };
+  struct Batch {
+    std::string body;
+    std::vector<Record> records;
   };
 
   Status Error() {
@@ -78,20 +113,8 @@ class UploadSink final : public store::ChunkSink {
   }
 
   void Upload(ApiClient* api) {
-    std::vector<Item> batch;
-    std::uint64_t bytes = 0;
-    bool closed = false;
-    while (!closed) {
-      auto item = queue_.Pop();
-      if (item) {
-        bytes += 40 + item->frame.size();
-        batch.push_back(std::move(*item));
-        offered += batch.back().size;
-      } else {
-        closed = true;
-      }
-      if (batch.empty() || (!closed && bytes < max_body_ - (256u << 10) && batch.size() < 4096)) continue;
-      Status s = SendBatch(api, &batch);
+    while (auto batch = queue_.Pop()) {
+      Status s = SendBatch(api, &*batch);
       if (!s.ok()) {
         Fail(s);
         queue_.Close();  // the snapshot's next Put sees the error
@@ -99,14 +122,12 @@ class UploadSink final : public store::ChunkSink {
         }
         return;
       }
-      batch.clear();
-      bytes = 0;
     }
   }
 
-  Status SendBatch(ApiClient* api, std::vector<Item>* batch) {
+  Status SendBatch(ApiClient* api, Batch* batch) {
     Json ids = Json::array();
-    for (const auto& it : *batch) ids.push_back(core::DigestHex(it.id));
+    for (const auto& r : batch->records) ids.push_back(core::DigestHex(r.id));
     DEPOT_ASSIGN_OR_RETURN(Json answer, api->Send("POST", "/api/v1/chunks/missing", {{"chunks", ids}}, "upload"));
     if (!answer.contains("missing") || !answer["missing"].is_array()) {
       return Status::Unavailable("upload: the site's answer lacks the missing-chunk list");
@@ -116,17 +137,16 @@ class UploadSink final : public store::ChunkSink {
       if (m.is_string()) missing.insert(m.get<std::string>());
     }
     if (missing.empty()) return Status::Ok();
-    std::string body;
     std::uint64_t chunks = 0, frame_bytes = 0;
-    for (const auto& it : *batch) {
-      if (!missing.count(core::DigestHex(it.id))) continue;
-      body.append(reinterpret_cast<const char*>(it.id.data()), 32);
-      AppendLe32(&body, it.size);
-      AppendLe32(&body, static_cast<std::uint32_t>(it.frame.size()));
-      body.append(it.frame);
+    std::string filtered;
+    bool all = missing.size() == batch->records.size();
+    for (const auto& r : batch->records) {
+      if (!all && !missing.count(core::DigestHex(r.id))) continue;
+      if (!all) filtered.append(batch->body, r.offset, r.length);
       ++chunks;
-      frame_bytes += it.frame.size();
+      frame_bytes += r.frame_bytes;
     }
+    const std::string& body = all ? batch->body : filtered;
     DEPOT_RETURN_IF_ERROR(
         api->SendRaw("POST", "/api/v1/chunks", body, "application/vnd.depot.chunks", "upload").status());
     uploaded_chunks += chunks;
@@ -135,10 +155,13 @@ class UploadSink final : public store::ChunkSink {
   }
 
   std::vector<std::unique_ptr<ApiClient>> clients_;
-  std::uint64_t max_body_;
-  core::BlockingQueue<Item> queue_;
+  // A body below this takes one more record of at most max_record bytes.
+  const std::uint64_t fill_limit_;
+  std::mutex mu_;         // guards target_, current_, error_
+  std::uint64_t target_;  // fill bodies to this much (grows to fill_limit_)
+  core::BlockingQueue<Batch> queue_;
   std::vector<std::thread> threads_;
-  std::mutex mu_;
+  Batch current_;
   Status error_;
 };
 
@@ -161,8 +184,10 @@ core::Result<UploadResult> UploadPackage(ApiClient* api, const UploadRequest& re
   } catch (const std::exception&) {
     return Status::Unavailable("the site's settings are incomplete; is it a depot site of this version?");
   }
-  // A batch must hold at least one whole chunk record.
-  max_body = std::max<std::uint64_t>(max_body, chunker.max_size + (512u << 10));
+  // A record: 40 bytes of header and one frame, which zstd may make slightly larger
+  // than the chunk (incompressible data). A body must hold at least two.
+  const std::uint64_t max_record = 40 + chunker.max_size + chunker.max_size / 128 + 1024;
+  max_body = std::max<std::uint64_t>(max_body, 2 * max_record);
 
   std::vector<std::unique_ptr<ApiClient>> clients;
   unsigned workers = std::max(1u, std::min<unsigned>(req.parallel, 8));
@@ -170,7 +195,7 @@ core::Result<UploadResult> UploadPackage(ApiClient* api, const UploadRequest& re
     DEPOT_ASSIGN_OR_RETURN(auto c, api->Clone());
     clients.push_back(std::move(c));
   }
-  UploadSink sink(std::move(clients), max_body);
+  UploadSink sink(std::move(clients), max_body, max_record);
 
   // 1. Snapshot, streaming chunks to the uploaders as they are made.
   auto t0 = std::chrono::steady_clock::now();

@@ -600,6 +600,13 @@ Status ParseEntries(JsonScanner* sc, const ManifestLimits& limits, std::vector<E
       std::string where = (seen & kPath) ? "entry '" + e.path + "'" : "entry #" + std::to_string(i + 1);
       return Status::InvalidArgument("manifest: " + where + " " + why);
     };
+    // A well-formed value that breaks a rule is reported once the whole entry is
+    // read, so the message can name the entry by its path (keys come sorted, and
+    // "chunks" and "mode" precede "path").
+    std::string deferred;
+    auto defer = [&](std::string why) {
+      if (deferred.empty()) deferred = std::move(why);
+    };
     if (!sc->BeginObject()) return fail("is not a JSON object (" + sc->error() + ")");
     bool end_of_entry = false;
     while (sc->NextKey(&key, &end_of_entry)) {
@@ -615,19 +622,21 @@ Status ParseEntries(JsonScanner* sc, const ManifestLimits& limits, std::vector<E
         case kPath: ok = sc->String(&e.path, core::kMaxPathLength + 1); break;
         case kType: ok = sc->String(&type, 16); break;
         case kMode:
-          ok = sc->Int(&v, 0, 0777);
+          ok = sc->Int(&v, INT64_MIN, INT64_MAX);
+          if (ok && (v < 0 || v > 0777)) defer("mode is out of range");
           e.mode = static_cast<std::uint32_t>(v);
           break;
         case kSize:
-          ok = sc->Int(&v, 0, static_cast<std::int64_t>(limits.max_file_size));
+          ok = sc->Int(&v, INT64_MIN, INT64_MAX);
+          if (ok && (v < 0 || static_cast<std::uint64_t>(v) > limits.max_file_size)) defer("size is out of range");
           e.size = static_cast<std::uint64_t>(v);
           break;
         case kSha:
-          ok = sc->String(&hex, 64);
+          ok = sc->String(&hex, 80);
           if (ok) {
             auto d = core::ParseDigestHex(hex);
-            if (!d.ok()) return fail("sha256: " + d.status().message());
-            e.sha256 = *d;
+            if (!d.ok()) defer("sha256: " + d.status().message());
+            e.sha256 = d.ok() ? *d : core::Digest{};
           }
           break;
         case kChunks: {
@@ -637,12 +646,13 @@ Status ParseEntries(JsonScanner* sc, const ManifestLimits& limits, std::vector<E
             // ["<sha256>", size]
             bool pair_done = false;
             ChunkRef ref;
-            ok = sc->BeginArray() && sc->NextElement(&pair_done) && sc->String(&hex, 64);
+            ok = sc->BeginArray() && sc->NextElement(&pair_done) && sc->String(&hex, 80);
             if (!ok) break;
             auto id = core::ParseDigestHex(hex);
-            if (!id.ok()) return fail("chunk id: " + id.status().message());
-            ref.id = *id;
-            ok = sc->NextElement(&pair_done) && sc->Int(&v, 1, kMaxChunkSizeLimit);
+            if (!id.ok()) defer("chunk id: " + id.status().message());
+            ref.id = id.ok() ? *id : core::Digest{};
+            ok = sc->NextElement(&pair_done) && sc->Int(&v, INT64_MIN, INT64_MAX);
+            if (ok && (v < 1 || v > kMaxChunkSizeLimit)) defer("chunk size is out of range");
             if (ok && sc->NextElement(&pair_done)) ok = sc->Fail("a chunk is [\"<sha256>\", size]");
             if (!ok || !pair_done) break;
             ref.size = static_cast<std::uint32_t>(v);
@@ -659,6 +669,7 @@ Status ParseEntries(JsonScanner* sc, const ManifestLimits& limits, std::vector<E
       seen |= bit;
     }
     if (!end_of_entry) return fail("is malformed (" + sc->error() + ")");
+    if (!deferred.empty()) return fail(deferred);
     if (!(seen & kType)) return fail("lacks the field 'type'");
     unsigned allowed;
     if (type == "file") {

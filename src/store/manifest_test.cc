@@ -228,14 +228,16 @@ TEST(ManifestTest, EntriesAreAsStrictAsTheRestOfTheDocument) {
   ExpectRejected([](auto& d) { d["entries"][4]["mode"] = 0755; }, "unknown field 'mode'");
   ExpectRejected([](auto& d) { d["entries"][1]["owner"] = "root"; }, "unknown field 'owner'");
   ExpectRejected([](auto& d) { d["entries"][1]["mode"] = "0755"; }, "'mode'");
-  ExpectRejected([](auto& d) { d["entries"][1]["mode"] = 01000; }, "out of range");
-  ExpectRejected([](auto& d) { d["entries"][1]["size"] = -1; }, "out of range");
+  // Rule breaks name the entry by its path, even when the path comes later.
+  ExpectRejected([](auto& d) { d["entries"][1]["mode"] = 04755; }, "entry 'bin/tool' mode is out of range");
+  ExpectRejected([](auto& d) { d["entries"][1]["size"] = -1; }, "entry 'bin/tool' size is out of range");
+  ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0][1] = 0; }, "entry 'bin/tool' chunk size");
   ExpectRejected([](auto& d) { d["entries"][1]["size"] = 1.5; }, "not an integer");
   ExpectRejected([](auto& d) { d["entries"][1]["path"] = 7; }, "'path'");
   ExpectRejected([](auto& d) { d["entries"][1]["chunks"] = "x"; }, "'chunks'");
   ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0] = {d["entries"][1]["chunks"][0][0]}; }, "'chunks'");
   ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0].push_back(1); }, "'chunks'");
-  ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0][0] = "zz"; }, "chunk id");
+  ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0][0] = "zz"; }, "entry 'bin/tool' chunk id");
   ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0][1] = 1ll << 40; }, "out of range");
   ExpectRejected([](auto& d) { d["entries"][1]["chunks"].push_back(d["entries"][1]["chunks"][0]); }, "");
   ExpectRejected([](auto& d) { d["entries"][2] = "file"; }, "entry #3 is not a JSON object");
