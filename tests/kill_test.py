@@ -3,6 +3,7 @@ during an upload, of a DP during sync, of an agent during download and install: 
 a restart everything converges, nothing corrupt is stored or installed, and no program
 runs twice after it succeeded."""
 import os
+import time
 
 from harness import (AgentProcess, DepotTestCase, DpProcess, SiteProcess, describe_tree, free_port, make_tree,
                      run_depot, site_root_json, site_with)
@@ -36,6 +37,14 @@ class KillTest(DepotTestCase):
                 self.assertEqual(site.wait_exit(), KILLED, f"the site did not reach {point}")
                 site.env = None
                 site.start()
+                # Chunks the dead site had staged but not committed are swept after restart.
+                chunks_dir = os.path.join(site.data, "library", "repo", "chunks")
+                def temp_files():
+                    return [f for _, _, files in os.walk(chunks_dir) for f in files if f.startswith(".")]
+                deadline = time.time() + 20
+                while temp_files() and time.time() < deadline:
+                    time.sleep(0.2)
+                self.assertEqual(temp_files(), [], point)
                 # Whatever was left: the library verifies, and a listed version is whole.
                 code, report, _ = run_depot("repo", "verify", os.path.join(site.data, "library"), json_out=True,
                                             check=False)

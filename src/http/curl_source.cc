@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <deque>
 
 #include "core/path.h"
+#include "core/log.h"
 #include "http/curl_errors.h"
+#include "http/pipeline.h"
 #include "http/static_files.h"
 
 namespace depot::http {
@@ -237,7 +240,61 @@ core::Result<std::string> CurlSource::Fetch(const std::string& path, std::uint64
   return result;
 }
 
+namespace {
+
+// Runs shorter than this are not worth a pipeline's connections.
+constexpr std::size_t kMinPipelined = 8;
+
+bool ProxyInEnvironment() {
+  // libcurl's variables for http:// URLs (it ignores upper-case HTTP_PROXY).
+  for (const char* name : {"http_proxy", "all_proxy", "ALL_PROXY"}) {
+    const char* v = std::getenv(name);
+    if (v != nullptr && *v != '\0') return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 Status CurlSource::FetchMany(
+    const std::vector<core::FetchRequest>& requests, unsigned parallel,
+    const std::function<bool(std::size_t, core::Result<std::string>)>& on_done) {
+  PipelineTarget target;
+  // Batches first where they may exist (a depot server answers the first one); else
+  // a pipeline where the server is plain HTTP and nothing sits in between.
+  bool batches_first = options_.chunk_batches && !batches_refused_.load();
+  if (!options_.pipelining || batches_first || pipeline_refused_.load() || options_.max_rate_bytes != 0 ||
+      requests.size() < kMinPipelined || ProxyInEnvironment() || !ParsePlainHttpUrl(base_url_, &target)) {
+    return CurlFetchMany(requests, parallel, on_done);
+  }
+  PipelineOptions po;
+  po.connections = std::max(1u, std::min(parallel, 4u));
+  po.depth = one_at_a_time_.load() ? 1 : 32;
+  po.connect_timeout_s = options_.connect_timeout_s;
+  po.stall_timeout_s = options_.low_speed_time_s;
+  po.bearer_token = options_.bearer_token;
+  PipelineHooks hooks;
+  hooks.on_done = on_done;
+  hooks.take_buffer = [this] { return TakeSpare(); };
+  hooks.count_bytes = [this](std::uint64_t n) { CountBytes(n); };
+  std::vector<std::size_t> all(requests.size());
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+  PipelineOutcome out = PipelinedGet(target, po, requests, all, hooks);
+  if (out.no_pipelining) one_at_a_time_ = true;
+  if (out.stopped || out.rest.empty()) return Status::Ok();
+  // Answers this client cannot take in a pipeline: libcurl for the rest, and for
+  // this source from now on.
+  pipeline_refused_ = true;
+  core::Log(core::LogLevel::kInfo, "http.pipeline_fallback", {{"source", base_url_}, {"why", out.why_rest}});
+  std::vector<core::FetchRequest> rest;
+  rest.reserve(out.rest.size());
+  for (std::size_t i : out.rest) rest.push_back(requests[i]);
+  return CurlFetchMany(rest, parallel, [&](std::size_t k, core::Result<std::string> r) {
+    return on_done(out.rest[k], std::move(r));
+  });
+}
+
+Status CurlSource::CurlFetchMany(
     const std::vector<core::FetchRequest>& requests, unsigned parallel,
     const std::function<bool(std::size_t, core::Result<std::string>)>& on_done) {
   if (requests.empty()) return Status::Ok();

@@ -37,6 +37,10 @@ struct CurlOptions {
   // once; the source then uses GETs for the rest of its life. Chunks a batch answer
   // does not carry are fetched with a GET each.
   bool chunk_batches = false;
+  // FetchMany over plain http:// pipelines its GETs (http/pipeline.h) instead of one
+  // libcurl transfer each, unless a proxy is configured in the environment or a
+  // receive rate limit is set. Off: libcurl for everything (tests compare the two).
+  bool pipelining = true;
 };
 
 class CurlSource final : public core::RepoSource {
@@ -66,7 +70,12 @@ class CurlSource final : public core::RepoSource {
   std::mutex mu_;
   std::vector<std::unique_ptr<Handle>> idle_;
   std::vector<std::string> spare_;  // recycled body buffers
+  core::Status CurlFetchMany(const std::vector<core::FetchRequest>& requests, unsigned parallel,
+                             const std::function<bool(std::size_t, core::Result<std::string>)>& on_done);
+
   std::atomic<bool> batches_refused_{false};   // the server does not offer chunk batches
+  std::atomic<bool> pipeline_refused_{false};  // its answers cannot be pipelined (chunked...)
+  std::atomic<bool> one_at_a_time_{false};     // it dropped pipelined requests: depth 1
   std::atomic<bool> batches_answered_{false};  // it answered one: it does
 };
 

@@ -265,6 +265,20 @@ TEST_F(StaticFilesTest, CurlSourceFetchesChunksInBatchesAndFallsBackToGets) {
   ASSERT_TRUE(plain.ok());
   run(plain->get());
   EXPECT_GE(handler_->get_requests.load(), static_cast<int>(requests.size()));
+
+  // Known not to offer batches: the next run pipelines its GETs (http/pipeline.h)
+  // to this server, with the same results.
+  handler_->batch_requests = 0;
+  handler_->get_requests = 0;
+  run(plain->get());
+  EXPECT_EQ(handler_->batch_requests.load(), 0);
+  EXPECT_EQ(handler_->get_requests.load(), static_cast<int>(requests.size()));
+  // And the same with pipelining off (libcurl, one transfer per GET).
+  CurlOptions no_pipeline;
+  no_pipeline.pipelining = false;
+  auto curl_only = CurlSource::Create(server_->url() + "/repo", no_pipeline);
+  ASSERT_TRUE(curl_only.ok());
+  run(curl_only->get());
 }
 
 }  // namespace

@@ -221,6 +221,12 @@ Status Site::Start() {
                                                          std::chrono::minutes(1));
     // Fresh signatures at start: a site down for days comes back with valid metadata.
     c.repo->Refresh().IgnoreError();
+    // Uploaded chunks a crashed site staged but never committed (temp files named
+    // after its pid): gone with it. Off the start-up path: it lists the whole store.
+    auto swept = c.repo->chunks()->SweepAbandonedTemps();
+    if (swept.ok() && *swept > 0) {
+      core::Log(core::LogLevel::kInfo, "site.swept_temp_files", {{"files", std::to_string(*swept)}});
+    }
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(w->mu);
