@@ -328,6 +328,7 @@ class Run {
             c->out_off = 0;
           }
         } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+          if (errno == EPIPE || errno == ECONNRESET) why[k] = "server closed";
           drop[k] = true;
           continue;
         }
@@ -351,13 +352,22 @@ class Run {
   }
 
   // A connection is gone with requests in flight: they go back to the queue (front,
-  // in order), each counting a try; a request that used its tries fails.
+  // in order). A server that closed a connection after answering on it made
+  // progress (a keep-alive limit, an idle close racing the next request): no try is
+  // used. Otherwise -- it answered nothing, stalled, or sent what is not HTTP --
+  // each request counts a try, and one that used its tries fails.
   void Drop(Conn* c, const std::string& why) {
-    if (why == "server closed" && !c->inflight.empty() && c->answered > 0 && depth_ > 1) {
+    bool closed_after_answers = why == "server closed" && c->answered > 0;
+    if (closed_after_answers && !c->inflight.empty() && depth_ > 1) {
       // It answered some and dropped the rest without saying so: it may not take
       // pipelined requests. One at a time from now on.
       depth_ = 1;
       out_.no_pipelining = true;
+    }
+    if (closed_after_answers) {
+      for (auto it = c->inflight.rbegin(); it != c->inflight.rend(); ++it) queue_.push_front(*it);
+      c->inflight.clear();
+      return;
     }
     for (auto it = c->inflight.rbegin(); it != c->inflight.rend(); ++it) {
       std::size_t i = *it;
@@ -383,7 +393,7 @@ class Run {
         c->body.resize(have + need);
         ssize_t r = ::recv(c->fd, c->body.data() + have, need, 0);
         if (r <= 0) c->body.resize(have);
-        if (r == 0) {
+        if (r == 0 || (r < 0 && errno == ECONNRESET)) {
           *why = "server closed";
           return false;
         }
@@ -402,7 +412,9 @@ class Run {
         if (c->in_end == kInBuffer) return false;  // a head this long is not one
       }
       ssize_t r = ::recv(c->fd, c->in.get() + c->in_end, kInBuffer - c->in_end, 0);
-      if (r == 0) {
+      // A server that closes with requests unread in its buffer resets the
+      // connection instead of ending it: the same thing here.
+      if (r == 0 || (r < 0 && errno == ECONNRESET)) {
         *why = "server closed";
         return false;
       }
