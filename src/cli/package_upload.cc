@@ -54,7 +54,7 @@ class UploadSink final : public store::ChunkSink {
       std::lock_guard<std::mutex> lock(mu_);
       if (!error_.ok()) return error_;
       offered += size;
-      Record r{id, current_.body.size(), 40 + frame.size(), frame.size()};
+      Record r{id, current_.body.size(), frame.size()};
       current_.body.append(reinterpret_cast<const char*>(id.data()), 32);
       AppendLe32(&current_.body, size);
       AppendLe32(&current_.body, static_cast<std::uint32_t>(frame.size()));
@@ -93,8 +93,7 @@ class UploadSink final : public store::ChunkSink {
 
   struct Record {
     store::ChunkId id;
-    std::size_t offset;  // of the record in the body
-    std::size_t length;  // of the record: 40 + frame bytes
+    std::size_t offset;  // of the record (40 bytes of header, then the frame) in the body
     std::size_t frame_bytes;
   };
   struct Batch {
@@ -142,7 +141,7 @@ class UploadSink final : public store::ChunkSink {
     bool all = missing.size() == batch->records.size();
     for (const auto& r : batch->records) {
       if (!all && !missing.count(core::DigestHex(r.id))) continue;
-      if (!all) filtered.append(batch->body, r.offset, r.length);
+      if (!all) filtered.append(batch->body, r.offset, 40 + r.frame_bytes);
       ++chunks;
       frame_bytes += r.frame_bytes;
     }

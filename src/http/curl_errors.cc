@@ -26,4 +26,11 @@ Status CurlCodeStatus(CURLcode code, const std::string& url, const char* errbuf)
   }
 }
 
+Status HttpCodeStatus(long code, const std::string& url) {
+  std::string msg = url + ": HTTP " + std::to_string(code);
+  if (code == 404 || code == 410) return Status::NotFound(std::move(msg));
+  if (code == 401 || code == 403) return Status::PermissionDenied(std::move(msg));
+  return Status::Unavailable(std::move(msg));
+}
+
 }  // namespace depot::http

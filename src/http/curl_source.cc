@@ -19,13 +19,6 @@ using core::Status;
 
 namespace {
 
-Status HttpStatus(long code, const std::string& url) {
-  std::string msg = url + ": HTTP " + std::to_string(code);
-  if (code == 404 || code == 410) return Status::NotFound(std::move(msg));
-  if (code == 401 || code == 403) return Status::PermissionDenied(std::move(msg));
-  return Status::Unavailable(std::move(msg));
-}
-
 // Chunks per batch request, and the sum of their length caps: a batch of small
 // chunks (tens per MiB) saves most of the per-request cost, while what is in flight
 // -- and fetched again after a kill -- stays near parallel x 1 MiB.
@@ -131,7 +124,7 @@ struct CurlSource::Handle {
     if (rc != CURLE_OK) return CurlCodeStatus(rc, url, errbuf);
     long code = 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
-    if (code < 200 || code > 299) return HttpStatus(code, url);
+    if (code < 200 || code > 299) return HttpCodeStatus(code, url);
     std::string out;
     out.swap(body);
     return out;

@@ -108,11 +108,20 @@ bool ParseHead(std::string_view text, Head* h) {
   return true;
 }
 
-Status CodeStatus(int code, const std::string& url) {
-  std::string msg = url + ": HTTP " + std::to_string(code);
-  if (code == 404 || code == 410) return Status::NotFound(std::move(msg));
-  if (code == 401 || code == 403) return Status::PermissionDenied(std::move(msg));
-  return Status::Unavailable(std::move(msg));
+// Why a connection is dropped.
+enum class End {
+  kFailed,        // a protocol or socket error, or a connect that did not complete
+  kServerClosed,  // the server ended or reset it
+  kStalled,       // requests in flight and no byte for the stall timeout
+};
+
+std::string_view EndText(End e) {
+  switch (e) {
+    case End::kServerClosed: return "server closed";
+    case End::kStalled: return "stalled";
+    case End::kFailed: break;
+  }
+  return "connection failed";
 }
 
 struct Conn {
@@ -159,7 +168,7 @@ class Run {
       }
     }
     depth_ = std::max(1u, o_.depth);
-    while (!out_.stopped && out_.rest.empty() && (!queue_.empty() || AnyInflight())) {
+    while (!out_.stopped && out_.rest.empty() && (!queue_.empty() || Inflight() > 0)) {
       // Open connections while there is work for them.
       while (conns_.size() < std::max(1u, o_.connections) && conns_.size() * depth_ < queue_.size() + Inflight()) {
         if (!Open()) break;
@@ -175,7 +184,6 @@ class Run {
   }
 
  private:
-  bool AnyInflight() const { return Inflight() > 0; }
   std::size_t Inflight() const {
     std::size_t n = 0;
     for (const auto& c : conns_) n += c->inflight.size();
@@ -292,7 +300,7 @@ class Run {
     }
     auto now = Clock::now();
     std::vector<bool> drop(conns_.size(), false);
-    std::vector<std::string> why(conns_.size());
+    std::vector<End> why(conns_.size(), End::kFailed);
     for (std::size_t k = 0; k < conns_.size() && !out_.stopped && out_.rest.empty(); ++k) {
       Conn* c = conns_[k].get();
       short ev = n > 0 ? fds[k].revents : 0;
@@ -305,7 +313,6 @@ class Run {
             last_connect_error_ = Status::Unavailable(t_.url + ": connect: " + std::strerror(err));
             ++connect_failures_;
             drop[k] = true;
-            why[k] = "connect failed";
             continue;
           }
           c->connecting = false;
@@ -328,7 +335,7 @@ class Run {
             c->out_off = 0;
           }
         } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
-          if (errno == EPIPE || errno == ECONNRESET) why[k] = "server closed";
+          if (errno == EPIPE || errno == ECONNRESET) why[k] = End::kServerClosed;
           drop[k] = true;
           continue;
         }
@@ -340,7 +347,7 @@ class Run {
         }
       }
       if (!c->inflight.empty() && now - c->last_progress > std::chrono::seconds(o_.stall_timeout_s)) {
-        why[k] = "stalled";
+        why[k] = End::kStalled;
         drop[k] = true;
       }
     }
@@ -356,8 +363,8 @@ class Run {
   // progress (a keep-alive limit, an idle close racing the next request): no try is
   // used. Otherwise -- it answered nothing, stalled, or sent what is not HTTP --
   // each request counts a try, and one that used its tries fails.
-  void Drop(Conn* c, const std::string& why) {
-    bool closed_after_answers = why == "server closed" && c->answered > 0;
+  void Drop(Conn* c, End why) {
+    bool closed_after_answers = why == End::kServerClosed && c->answered > 0;
     if (closed_after_answers && !c->inflight.empty() && depth_ > 1) {
       // It answered some and dropped the rest without saying so: it may not take
       // pipelined requests. One at a time from now on.
@@ -373,7 +380,7 @@ class Run {
       std::size_t i = *it;
       if (++tries_[i] >= kMaxTries) {
         Deliver(i, Status::Unavailable(t_.url + "/" + requests_[i].path + ": " +
-                                       (why.empty() ? std::string("connection failed") : why) + " (" +
+                                       std::string(EndText(why)) + " (" +
                                        std::to_string(kMaxTries) + " tries)"));
       } else {
         queue_.push_front(i);
@@ -383,8 +390,8 @@ class Run {
   }
 
   // Reads what is there and hands out complete answers. False when the connection
-  // is to be dropped (`*why` says why; empty for an error).
-  bool Read(Conn* c, std::string* why) {
+  // is to be dropped (`*why` says why, when the server ended it).
+  bool Read(Conn* c, End* why) {
     for (;;) {
       // A body's remainder goes straight into the body once the buffer is drained.
       if (c->in_body && c->in_begin == c->in_end) {
@@ -394,7 +401,7 @@ class Run {
         ssize_t r = ::recv(c->fd, c->body.data() + have, need, 0);
         if (r <= 0) c->body.resize(have);
         if (r == 0 || (r < 0 && errno == ECONNRESET)) {
-          *why = "server closed";
+          *why = End::kServerClosed;
           return false;
         }
         if (r < 0) return errno == EAGAIN || errno == EINTR;
@@ -415,7 +422,7 @@ class Run {
       // A server that closes with requests unread in its buffer resets the
       // connection instead of ending it: the same thing here.
       if (r == 0 || (r < 0 && errno == ECONNRESET)) {
-        *why = "server closed";
+        *why = End::kServerClosed;
         return false;
       }
       if (r < 0) return errno == EAGAIN || errno == EINTR;
@@ -498,7 +505,7 @@ class Run {
       Deliver(i, std::move(body));
     } else {
       c->body.clear();
-      Deliver(i, CodeStatus(status, t_.url + "/" + requests_[i].path));
+      Deliver(i, HttpCodeStatus(status, t_.url + "/" + requests_[i].path));
     }
     if (close) return CloseAndRequeue(c);
     return true;

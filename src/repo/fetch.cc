@@ -385,11 +385,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
             }
             continue;
           }
-          core::Result<std::string_view> data =
-              store::DecompressFrameInto(*work->frame, c.size, &buffer);
-          if (data.ok() && core::Sha256::Hash(*data) != c.id) {
-            data = Status::Corruption("bytes do not hash to the id");
-          }
+          core::Result<std::string_view> data = store::VerifyFrameInto(c.id, c.size, *work->frame, &buffer);
           if (data.ok() && cache && req.cache_fetched) {
             // Verified just now: the frame is cached as received.
             Status s = cache->PutFrameTrusted(c.id, *work->frame, cache_batch.get());

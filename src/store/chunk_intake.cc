@@ -2,8 +2,6 @@
 
 #include "core/atomic_batch.h"
 #include "core/log.h"
-#include "core/sha256.h"
-#include "store/compress.h"
 
 namespace depot::store {
 
@@ -29,11 +27,7 @@ ChunkIntake::~ChunkIntake() {
 
 core::Result<bool> ChunkIntake::Put(const ChunkId& id, std::uint32_t size, std::string_view frame,
                                     std::string* scratch) {
-  auto data = DecompressFrameInto(frame, size, scratch);
-  if (!data.ok()) return std::move(data).status().WithContext("chunk " + core::DigestHex(id));
-  if (core::Sha256::Hash(*data) != id) {
-    return core::Status::Corruption("chunk " + core::DigestHex(id) + ": bytes do not hash to the id");
-  }
+  DEPOT_RETURN_IF_ERROR(VerifyFrameInto(id, size, frame, scratch).status());
   {
     // Claimed before the write, so two requests carrying the same chunk write it once.
     std::lock_guard<std::mutex> lock(mu_);

@@ -52,14 +52,21 @@ core::Status ChunkStore::Put(const ChunkId& id, std::string_view data, core::Ato
   return WriteFrame(id, frame, batch);
 }
 
-core::Result<std::string> ChunkStore::PutFrame(const ChunkId& id, std::uint64_t size,
-                                               std::string_view frame, core::AtomicBatch* batch) {
-  auto data = DecompressFrame(frame, size);
+core::Result<std::string_view> VerifyFrameInto(const ChunkId& id, std::uint64_t size, std::string_view frame,
+                                               std::string* buffer) {
+  auto data = DecompressFrameInto(frame, size, buffer);
   if (!data.ok()) return std::move(data).status().WithContext("chunk " + core::DigestHex(id));
   if (core::Sha256::Hash(*data) != id) {
-    return core::Status::Corruption("chunk " + core::DigestHex(id) +
-                                    ": bytes do not hash to the id");
+    return core::Status::Corruption("chunk " + core::DigestHex(id) + ": bytes do not hash to the id");
   }
+  return data;
+}
+
+core::Result<std::string> ChunkStore::PutFrame(const ChunkId& id, std::uint64_t size,
+                                               std::string_view frame, core::AtomicBatch* batch) {
+  std::string data;
+  DEPOT_RETURN_IF_ERROR(VerifyFrameInto(id, size, frame, &data).status());
+  data.resize(size);  // the buffer may have grown past the chunk
   DEPOT_ASSIGN_OR_RETURN(bool present, Has(id));
   if (!present) DEPOT_RETURN_IF_ERROR(WriteFrame(id, frame, batch));
   return data;

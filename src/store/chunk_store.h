@@ -48,6 +48,13 @@ struct GcStats {
   std::uint64_t temp_removed = 0;
 };
 
+// Decompresses `frame` into `*buffer` (grown as needed) and checks that it holds
+// exactly `size` bytes whose SHA-256 is `id`; returns a view of those bytes, valid
+// until the buffer is next used. Corruption naming the chunk otherwise. The one check
+// every received frame passes before it is stored or used.
+core::Result<std::string_view> VerifyFrameInto(const ChunkId& id, std::uint64_t size, std::string_view frame,
+                                               std::string* buffer);
+
 class ChunkStore {
  public:
   // `env` is not owned and must outlive the store.

@@ -81,42 +81,30 @@ bool JsonScanner::BeginArray() {
   return true;
 }
 
-bool JsonScanner::NextElement(bool* done) {
+bool JsonScanner::NextItem(char close, const char* container, bool* done) {
   *done = false;
   if (failed()) return false;
   SkipWs();
-  if (p_ == end_) return Fail("unexpected end inside an array");
-  if (*p_ == ']') {
+  if (p_ == end_) return Fail(std::string("unexpected end inside ") + container);
+  if (*p_ == close) {
     ++p_;
     first_ = false;
     *done = true;
     return false;
   }
   if (!first_) {
-    if (*p_ != ',') return Fail("expected ',' or ']'");
+    if (*p_ != ',') return Fail(std::string("expected ',' or '") + close + "'");
     ++p_;
+    SkipWs();
   }
   first_ = false;
   return true;
 }
 
+bool JsonScanner::NextElement(bool* done) { return NextItem(']', "an array", done); }
+
 bool JsonScanner::NextKey(std::string* key, bool* done) {
-  *done = false;
-  if (failed()) return false;
-  SkipWs();
-  if (p_ == end_) return Fail("unexpected end inside an object");
-  if (*p_ == '}') {
-    ++p_;
-    first_ = false;
-    *done = true;
-    return false;
-  }
-  if (!first_) {
-    if (*p_ != ',') return Fail("expected ',' or '}'");
-    ++p_;
-    SkipWs();
-  }
-  first_ = false;
+  if (!NextItem('}', "an object", done)) return false;
   if (p_ == end_ || *p_ != '"') return Fail("expected a key");
   if (!ParseString(key, 256)) return false;
   return Expect(':');

@@ -53,6 +53,8 @@ class JsonScanner {
  private:
   void SkipWs();
   bool Expect(char c);
+  // The comma before the next item of a container, or its `close` (then *done).
+  bool NextItem(char close, const char* container, bool* done);
   bool ParseString(std::string* out, std::size_t max_len);
 
   const char* p_;
