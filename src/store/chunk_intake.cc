@@ -119,14 +119,14 @@ void ChunkIntake::CommitterLoop() {
     lock.unlock();
     core::Status s;
     {
+      // The failure is recorded before commit_mu_ is let go: a Flush waiting for
+      // this commit must see it (lock order: commit_mu_, then mu_, as in Flush).
       std::lock_guard<std::mutex> commit(commit_mu_);
       s = CommitStaged();
+      lock.lock();
+      if (!s.ok() && background_error_.ok()) background_error_ = s;
     }
-    lock.lock();
-    if (!s.ok()) {
-      core::Log(core::LogLevel::kError, "chunk_intake.commit_failed", {{"error", s.ToString()}});
-      if (background_error_.ok()) background_error_ = s;
-    }
+    if (!s.ok()) core::Log(core::LogLevel::kError, "chunk_intake.commit_failed", {{"error", s.ToString()}});
   }
 }
 
