@@ -15,7 +15,7 @@ build_pkgs=(
   tzdata  # the agent reads maintenance-window time zones from /usr/share/zoneinfo
 )
 test_pkgs=(nginx-light curl zstd sqlite3 postgresql python3)
-bench_pkgs=(casync rsync wrk hyperfine)
+bench_pkgs=(casync rsync wrk hyperfine vmtouch)
 
 want=("${build_pkgs[@]}")
 case "${1:-}" in
