@@ -335,7 +335,15 @@ class Run {
             c->out_off = 0;
           }
         } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
-          if (errno == EPIPE || errno == ECONNRESET) why[k] = End::kServerClosed;
+          if (errno == EPIPE || errno == ECONNRESET) {
+            // A server that closes after answering (a keep-alive limit, HTTP/1.0)
+            // makes the next pipelined send fail while its answers still wait in
+            // our receive buffer: take them first, so they count as answered (and
+            // the requests they answer are not sent again or charged a try).
+            // (Read says kServerClosed at the end of the stream; a false without it
+            // is an answer that is not HTTP, which stays a failure.)
+            if (Read(c, &why[k])) why[k] = End::kServerClosed;
+          }
           drop[k] = true;
           continue;
         }
