@@ -168,7 +168,12 @@ int RunFetch(const std::string& where, repo::FetchRequest req, const std::string
                {"fetched_chunks", r->fetched_chunks},
                {"fetched_bytes", r->fetched_bytes},
                {"transfer_bytes", r->transfer_bytes},
-               {"seconds", secs}});
+               {"seconds", secs},
+               {"phases",
+                {{"metadata", r->metadata_s},
+                 {"prepare", r->prepare_s},
+                 {"transfer", r->transfer_s},
+                 {"finish", r->finish_s}}}});
   } else {
     std::printf("fetched %s version %lld into %s\n", r->package.c_str(),
                 static_cast<long long>(r->version), req.dest.c_str());

@@ -145,6 +145,14 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   }
 
   const std::uint64_t transfer_start = source->BytesFetched();
+  auto phase_start = std::chrono::steady_clock::now();
+  // Seconds since the previous call (or the start).
+  auto lap = [&phase_start] {
+    auto now = std::chrono::steady_clock::now();
+    double s = std::chrono::duration<double>(now - phase_start).count();
+    phase_start = now;
+    return s;
+  };
   tuf::Client client(env, clock, source, trusted_dir);
   DEPOT_RETURN_IF_ERROR(client.Initialize(req.trusted_root).WithContext("trusted root"));
   DEPOT_RETURN_IF_ERROR(client.Refresh().WithContext("metadata from " + source->Describe()));
@@ -209,6 +217,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   result.files = m.FileCount();
   result.bytes = m.TotalFileBytes();
   if (req.progress_total) *req.progress_total = result.bytes;
+  result.metadata_s = lap();
 
   // Staging directories are named after their owner's pid, so one left behind by a
   // killed fetch can be recognised by the next fetch to the same place, which takes
@@ -341,6 +350,8 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   // replace them (keep_partial); a failure before this point leaves them as they are.
   DEPOT_RETURN_IF_ERROR(first_error);
 
+  result.prepare_s = lap();
+
   // 2. The rest from the source: the download thread (this one) hands frames to
   // workers that verify, cache and place them. Transient failures are retried in
   // later rounds with backoff; bad bytes are never written anywhere.
@@ -457,6 +468,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   result.fetched_chunks = fetched_chunks;
   result.fetched_bytes = fetched_bytes;
   result.transfer_bytes = source->BytesFetched() - transfer_start;
+  result.transfer_s = lap();
 
   if (background_sync) {
     Status s = background_sync->Stop();
@@ -481,6 +493,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     return done;
   }
   remove_leftovers();
+  result.finish_s = lap();
   core::Log(core::LogLevel::kInfo, "fetch.done",
             {{"package", m.package_name},
              {"version", std::to_string(m.version)},

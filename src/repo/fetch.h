@@ -103,6 +103,9 @@ struct FetchResult {
   std::uint64_t fetched_chunks = 0;
   std::uint64_t fetched_bytes = 0;  // their uncompressed bytes
   std::uint64_t transfer_bytes = 0; // bytes received from the source: metadata, manifest, chunks
+  // Wall seconds per phase: TUF metadata and the manifest; the staging tree, seeds
+  // and cache; the chunk transfer; syncing, checking and renaming the tree.
+  double metadata_s = 0, prepare_s = 0, transfer_s = 0, finish_s = 0;
 };
 
 // Fetches into req.dest. Errors: NotFound (no such package or version; the message
