@@ -767,6 +767,16 @@ struct Agent::Impl {
       req.diagnostics = &diag;
       auto r = repo::FetchVersion(env, clock, source->get(), req);
       if (r.ok()) {
+        auto ms = [](double s) { return std::to_string(static_cast<std::int64_t>(s * 1000)); };
+        core::Log(core::LogLevel::kInfo, "agent.fetched",
+                  {{"package", d.package},
+                   {"version", std::to_string(d.version)},
+                   {"source", src.url},
+                   {"fetched_bytes", std::to_string(r->fetched_bytes)},
+                   {"metadata_ms", ms(r->metadata_s)},
+                   {"prepare_ms", ms(r->prepare_s)},
+                   {"transfer_ms", ms(r->transfer_s)},
+                   {"finish_ms", ms(r->finish_s)}});
         out.status = Status::Ok();
         out.result = std::move(*r);
         out.source = src.url;
