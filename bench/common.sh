@@ -171,7 +171,11 @@ wait_quiet() {
 # tree lost ~220 MB within 30 s, and during a timed run the readers of a tree warmed
 # seconds before spent ~0.9 s each waiting for the disk. "Warm" must hold for the
 # whole run, for depot and its anchor alike.
-PIN_PID=""
+# The pins' pids go to a file, not a variable: warm is also called inside command
+# substitutions (subshells), whose variables the script never sees -- a pid kept in
+# a variable went stale there, and killing a stale pid on a machine with
+# pid_max 32768 can hit an unrelated process. Only processes named vmtouch are killed.
+pin_file() { printf '%s/.vmtouch.pins' "${WORK:-/tmp}"; }
 warm() {
   unpin
   local p
@@ -186,14 +190,28 @@ warm() {
   local pidfile="${WORK:-/tmp}/.vmtouch.pid"
   rm -f "$pidfile"
   if vmtouch -q -d -l -w -P "$pidfile" "$@" 2>/dev/null && [[ -s "$pidfile" ]]; then
-    PIN_PID=$(cat "$pidfile")
+    cat "$pidfile" >>"$(pin_file)"
   else
     log "warning: vmtouch could not lock $* in memory; it stays warm only as long as the kernel keeps it"
   fi
 }
+is_pin() { [[ -n "$1" && "$(cat "/proc/$1/comm" 2>/dev/null)" == vmtouch ]]; }
 unpin() {
-  [[ -n "$PIN_PID" ]] && kill "$PIN_PID" 2>/dev/null
-  PIN_PID=""
+  local f pid i killed=()
+  f=$(pin_file)
+  [[ -f "$f" ]] || return 0
+  while read -r pid; do
+    if is_pin "$pid"; then
+      kill "$pid" 2>/dev/null || true
+      killed+=("$pid")
+    fi
+  done <"$f"
+  : >"$f"
+  # Unlocking takes vmtouch a moment; the next timed run should not share it.
+  for pid in "${killed[@]}"; do
+    for i in $(seq 40); do is_pin "$pid" || break; sleep 0.05; done
+  done
+  return 0
 }
 
 # Everything the timed run must not inherit: dirty pages of earlier outputs.
