@@ -6,6 +6,17 @@
 #include "cli/output.h"
 #include "core/log.h"
 
+// Debian's libcurl links librtmp and libldap, which link GnuTLS, whose library
+// constructor initialises it at every start of depot (~1.2 MiB of resident memory:
+// its ASN.1 trees, CPU probing, p11-kit) although depot never uses it: curl is held
+// to http and https, over OpenSSL. GnuTLS documents this hook for skipping that
+// implicit init (the GNUTLS_SKIP_GLOBAL_INIT macro defines exactly this function);
+// a library that does use GnuTLS still calls gnutls_global_init() itself. The
+// executable exports the symbol (see CMakeLists.txt) so it overrides GnuTLS's weak
+// default; tests/binary_test.py checks that the init is skipped.
+extern "C" int _gnutls_global_init_skip(void);
+extern "C" int _gnutls_global_init_skip(void) { return 1; }
+
 int main(int argc, char** argv) {
   CLI::App app{"depot: build, sign, replicate and install software packages"};
   app.require_subcommand(1);

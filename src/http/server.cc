@@ -381,9 +381,13 @@ struct Server::Impl {
     if (!tls) {
       using namespace asio::experimental::awaitable_operators;
       tcp::socket& s = lowest.socket();
-      beast::error_code ec;
-      s.native_non_blocking(true, ec);
-      if (ec) co_return false;
+      // The socket is non-blocking once it has served an asynchronous read; ask
+      // (a system call) only when it is not.
+      if (!s.native_non_blocking()) {
+        beast::error_code ec;
+        s.native_non_blocking(true, ec);
+        if (ec) co_return false;
+      }
       off_t off = static_cast<off_t>(offset);
       std::uint64_t left = length;
       asio::steady_timer timer(s.get_executor());
