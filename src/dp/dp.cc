@@ -636,6 +636,8 @@ struct DistributionPoint::Impl : public http::Handler {
     }
     std::int64_t keep_after_ns = (NowMs() - Ms(cfg.gc_grace)) * 1'000'000;
     auto stats = chunks.CollectGarbage(live, keep_after_ns);
+    // Files the server keeps open would hold the deleted ones' disk space.
+    if (tree) tree->CloseKeptFiles();
     if (stats.ok()) {
       core::Log(core::LogLevel::kInfo, "dp.gc",
                 {{"removed", std::to_string(stats->removed)}, {"bytes", std::to_string(stats->removed_bytes)}});
@@ -812,6 +814,8 @@ struct DistributionPoint::Impl : public http::Handler {
       }
     }
     if (!report.findings.empty()) {
+      // Removed files stay open in the server's cache until it looks at them again.
+      if (tree) tree->CloseKeptFiles();
       // Chunks were removed: versions that used them must be checked again.
       std::lock_guard<std::mutex> lock(mu);
       for (auto& [t, l] : local) {

@@ -74,12 +74,6 @@ bool ValidHeaderText(std::string_view s) {
   return true;
 }
 
-struct ClosingFd {
-  int fd = -1;
-  ~ClosingFd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 // Per-connection state the server can reach from outside the coroutine (to close
 // idle connections at shutdown).
@@ -628,12 +622,12 @@ struct Server::Impl {
 
       bool ok;
       if (resp.file) {
-        ClosingFd fd{resp.file->fd};
+        std::shared_ptr<const OpenFile> file = std::move(resp.file->file);
         std::string head = HeadText(resp, resp.file->length, keep_alive);
         bool body_follows = req.method != "HEAD" && resp.file->length > 0;
         ok = co_await WriteResponse(stream, lowest, tls, head, {}, body_follows);
         if (ok && req.method != "HEAD") {
-          ok = co_await SendFile(stream, lowest, tls, fd.fd, resp.file->offset,
+          ok = co_await SendFile(stream, lowest, tls, file->fd(), resp.file->offset,
                                  resp.file->length);
         }
       } else if (req.method == "HEAD") {
@@ -840,6 +834,10 @@ void Server::Stop() {
   for (auto& t : impl->threads) {
     if (t.joinable()) t.join();
   }
+}
+
+OpenFile::~OpenFile() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 }  // namespace depot::http

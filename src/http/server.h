@@ -56,10 +56,24 @@ struct Request {
   std::optional<std::string> QueryParam(std::string_view name) const;
 };
 
-// A response body sent from a file, by sendfile(2) where possible. The server takes
-// ownership of `fd` and closes it.
+// An open file descriptor, closed when the last holder lets go: a response sending
+// it and a cache of open files (StaticTree) may share one.
+class OpenFile {
+ public:
+  explicit OpenFile(int fd) : fd_(fd) {}
+  ~OpenFile();
+  OpenFile(const OpenFile&) = delete;
+  OpenFile& operator=(const OpenFile&) = delete;
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// A response body sent from a file, by sendfile(2) where possible (which reads at an
+// explicit offset, so several responses can send one shared descriptor at once).
 struct FileBody {
-  int fd = -1;
+  std::shared_ptr<const OpenFile> file;
   std::uint64_t offset = 0;
   std::uint64_t length = 0;
 };

@@ -30,7 +30,7 @@ class TestHandler : public Handler {
     }
     if (req.path == "/file") {
       int fd = ::open(file_path.c_str(), O_RDONLY | O_CLOEXEC);
-      resp->file = FileBody{fd, 2, 5};
+      resp->file = FileBody{std::make_shared<OpenFile>(fd), 2, 5};
       return;
     }
     if (req.path == "/poll") {

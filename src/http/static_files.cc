@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,19 +12,13 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "core/hex.h"
 #include "core/path.h"
 #include "store/compress.h"
 
 namespace depot::http {
 
 namespace {
-
-bool AllHex(std::string_view s) {
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return !s.empty();
-}
 
 bool AllDigits(std::string_view s) {
   for (char c : s) {
@@ -58,7 +53,7 @@ void NotFound(Response* resp) {
 }  // namespace
 
 bool IsImmutableName(std::string_view name) {
-  if (name.size() >= 64 && AllHex(name.substr(0, 64)) && (name.size() == 64 || name[64] == '.')) {
+  if (name.size() >= 64 && core::IsLowerHex(name.substr(0, 64)) && (name.size() == 64 || name[64] == '.')) {
     return true;
   }
   auto dot = name.find('.');
@@ -114,7 +109,15 @@ core::Result<std::unique_ptr<StaticTree>> StaticTree::Open(const std::string& ro
 }
 
 StaticTree::StaticTree(std::string root, int dirfd, StaticFileOptions options)
-    : root_(std::move(root)), dirfd_(dirfd), options_(std::move(options)) {}
+    : root_(std::move(root)), dirfd_(dirfd), options_(std::move(options)) {
+  // Kept files must leave most descriptors to connections and the rest of the process.
+  std::size_t cap = options_.open_files;
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    cap = std::min<std::size_t>(cap, static_cast<std::size_t>(rl.rlim_cur / 4));
+  }
+  kept_per_shard_ = cap / kKeptShards;
+}
 
 StaticTree::~StaticTree() { ::close(dirfd_); }
 
@@ -182,6 +185,87 @@ int StaticTree::OpenBeneath(const std::string& rel) const {
   return fd;
 }
 
+StaticTree::KeptShard& StaticTree::ShardOf(std::string_view rel) const {
+  return kept_[std::hash<std::string_view>{}(rel) % kKeptShards];
+}
+
+void StaticTree::ExpireIdle(KeptShard& shard, std::chrono::steady_clock::time_point now) const {
+  while (!shard.lru.empty() && now - shard.lru.back().used > options_.open_file_idle) {
+    shard.index.erase(shard.lru.back().rel);
+    shard.lru.pop_back();
+  }
+}
+
+void StaticTree::CloseKeptFiles() const {
+  for (KeptShard& shard : kept_) {
+    std::list<KeptFile> closing;  // closed outside the lock
+    std::lock_guard<std::mutex> lock(shard.mu);
+    shard.index.clear();
+    closing.swap(shard.lru);
+  }
+}
+
+std::size_t StaticTree::kept_files() const {
+  std::size_t n = 0;
+  for (KeptShard& shard : kept_) {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    n += shard.lru.size();
+  }
+  return n;
+}
+
+std::shared_ptr<const OpenFile> StaticTree::OpenRegular(const std::string& rel, bool keep,
+                                                        struct stat* st) const {
+  keep = keep && kept_per_shard_ > 0;
+  auto now = std::chrono::steady_clock::now();
+  if (keep) {
+    KeptShard& shard = ShardOf(rel);
+    std::shared_ptr<const OpenFile> file;
+    {
+      std::lock_guard<std::mutex> lock(shard.mu);
+      ExpireIdle(shard, now);
+      auto it = shard.index.find(rel);
+      if (it != shard.index.end()) {
+        shard.lru.splice(shard.lru.begin(), shard.lru, it->second);
+        it->second->used = now;
+        file = it->second->file;
+      }
+    }
+    // Deleted since it was opened (a repair, garbage collection): what is there now
+    // is another file, if any.
+    if (file && ::fstat(file->fd(), st) == 0 && st->st_nlink > 0) return file;
+    if (file) {
+      std::lock_guard<std::mutex> lock(shard.mu);
+      auto it = shard.index.find(rel);
+      if (it != shard.index.end() && it->second->file == file) {
+        shard.lru.erase(it->second);
+        shard.index.erase(it);
+      }
+    }
+  }
+  int fd = OpenBeneath(rel);
+  if (fd < 0 && (errno == EMFILE || errno == ENFILE) && kept_files() > 0) {
+    CloseKeptFiles();  // descriptors are short: connections come first
+    fd = OpenBeneath(rel);
+  }
+  if (fd < 0) return nullptr;
+  auto file = std::make_shared<const OpenFile>(fd);
+  if (::fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) return nullptr;
+  if (keep) {
+    KeptShard& shard = ShardOf(rel);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    if (shard.index.find(rel) == shard.index.end()) {
+      shard.lru.push_front(KeptFile{rel, file, now});
+      shard.index.emplace(shard.lru.front().rel, shard.lru.begin());
+      while (shard.lru.size() > kept_per_shard_) {
+        shard.index.erase(shard.lru.back().rel);
+        shard.lru.pop_back();
+      }
+    }
+  }
+  return file;
+}
+
 void StaticTree::ServeChunkBatch(const Request& req, Response* resp) const {
   if (req.method != "POST") {
     *resp = Response::Json(405, R"({"error":{"code":"InvalidArgument","message":"chunk batches are POSTed"}})");
@@ -196,7 +280,7 @@ void StaticTree::ServeChunkBatch(const Request& req, Response* resp) const {
     std::string_view line = rest.substr(0, nl);
     rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
     if (line.empty()) continue;
-    bool hex = line.size() == 64 && AllHex(line);
+    bool hex = core::IsLowerHex(line, 64);
     if (!hex || ids.size() >= kMaxBatchIds) {
       std::string why = !hex ? "a line of the chunk batch is not a chunk id (64 lowercase hex)"
                              : "a chunk batch lists at most " + std::to_string(kMaxBatchIds) + " ids";
@@ -209,14 +293,9 @@ void StaticTree::ServeChunkBatch(const Request& req, Response* resp) const {
   for (std::string_view id : ids) {
     std::string path = "chunks/" + std::string(id.substr(0, 2)) + "/" + std::string(id);
     body.append(id);
-    int fd = body.size() < kMaxBatchBytes ? OpenBeneath(path) : -1;
     struct stat st;
-    if (fd >= 0 && (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-                    body.size() + static_cast<std::uint64_t>(st.st_size) > kMaxBatchBytes)) {
-      ::close(fd);
-      fd = -1;
-    }
-    if (fd < 0) {
+    auto file = body.size() < kMaxBatchBytes ? OpenRegular(path, true, &st) : nullptr;
+    if (file == nullptr || body.size() + static_cast<std::uint64_t>(st.st_size) > kMaxBatchBytes) {
       body.append(" -\n");
       continue;
     }
@@ -225,8 +304,7 @@ void StaticTree::ServeChunkBatch(const Request& req, Response* resp) const {
     body.append(" " + std::to_string(size) + "\n");
     std::size_t start = body.size();
     body.resize(start + size);
-    bool whole = PreadExactly(fd, body.data() + start, size);
-    ::close(fd);
+    bool whole = PreadExactly(file->fd(), body.data() + start, size);
     if (!whole) {
       body.resize(mark);  // a file that shrank under us: not in this answer
       body.append(" -\n");
@@ -249,15 +327,11 @@ void StaticTree::Serve(const Request& req, std::string_view rel, Response* resp)
   std::string_view name = rel.substr(rel.rfind('/') == std::string_view::npos ? 0 : rel.rfind('/') + 1);
   // Temp files and anything hidden stay invisible, at every level.
   if (rel.front() == '.' || rel.find("/.") != std::string_view::npos) return NotFound(resp);
-  int fd = OpenBeneath(std::string(rel));
-  if (fd < 0) return NotFound(resp);
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return NotFound(resp);
-  }
-  std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
   bool immutable = IsImmutableName(name);
+  struct stat st;
+  std::shared_ptr<const OpenFile> file = OpenRegular(std::string(rel), immutable, &st);
+  if (file == nullptr) return NotFound(resp);
+  std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
   std::string etag = immutable ? "\"" + std::string(name.substr(0, 64)) + "\""
                                : "\"" + std::to_string(st.st_ino) + "-" + std::to_string(size) +
                                      "-" + std::to_string(st.st_mtim.tv_sec) + "." +
@@ -271,7 +345,6 @@ void StaticTree::Serve(const Request& req, std::string_view rel, Response* resp)
                                       : "application/octet-stream");
   if (const std::string* inm = req.GetHeader("if-none-match");
       inm != nullptr && (*inm == etag || *inm == "*")) {
-    ::close(fd);
     resp->status = 304;
     return;
   }
@@ -279,8 +352,7 @@ void StaticTree::Serve(const Request& req, std::string_view rel, Response* resp)
   if (immutable && range == nullptr && size >= 1024 && options.encoded_cache_bytes > 0 &&
       rel.rfind("targets/", 0) == 0 && name.size() > 5 && name.substr(name.size() - 5) == ".json" &&
       AcceptsZstd(req)) {
-    if (auto encoded = Encoded(std::string(rel), fd, size)) {
-      ::close(fd);
+    if (auto encoded = Encoded(std::string(rel), file->fd(), size)) {
       std::string zetag = etag.substr(0, etag.size() - 1) + "-zstd\"";
       resp->SetHeader("ETag", zetag);
       resp->SetHeader("Content-Encoding", "zstd");
@@ -306,7 +378,6 @@ void StaticTree::Serve(const Request& req, std::string_view rel, Response* resp)
     bool unsatisfiable = false;
     if (ParseByteRange(*range, size, &first, &last, &unsatisfiable)) {
       if (unsatisfiable) {
-        ::close(fd);
         resp->status = 416;
         resp->SetHeader("Content-Range", "bytes */" + std::to_string(size));
         resp->body.clear();
@@ -323,7 +394,7 @@ void StaticTree::Serve(const Request& req, std::string_view rel, Response* resp)
   // The fd keeps O_NONBLOCK (it only guarded the open against a FIFO): on a regular
   // file Linux ignores it for read, pread and sendfile (open(2)), and clearing it
   // would cost two system calls per request.
-  resp->file = FileBody{fd, first, length};
+  resp->file = FileBody{std::move(file), first, length};
 }
 
 }  // namespace depot::http

@@ -15,15 +15,24 @@
 // (bounded); TUF still verifies the decoded bytes. Ranges and other clients get the
 // file as stored, so nginx serving the same tree stays a drop-in.
 //
-// Thread safety: any thread; the encoded-copy cache has its own lock.
+// Immutable files are kept open between requests (StaticFileOptions::open_files).
+//
+// Thread safety: any thread; the encoded-copy cache and the kept-open files have
+// their own locks.
 #pragma once
 
+#include <sys/stat.h>
+
+#include <array>
+#include <chrono>
 #include <deque>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "http/server.h"
 
@@ -37,6 +46,14 @@ struct StaticFileOptions {
   std::string mutable_cache = "no-cache";
   // Memory for zstd-encoded manifests; 0 turns encoding off.
   std::size_t encoded_cache_bytes = 64u << 20;
+  // Immutable files (see IsImmutableName) kept open between requests, 0 for none: a
+  // hot chunk then costs no open(2), path walk or close(2), only an fstat(2) that
+  // notices when it was deleted since (a scrub repair, garbage collection, an
+  // operator) and opens it again by name. At most a quarter of RLIMIT_NOFILE.
+  std::size_t open_files = 8192;
+  // A kept file unused for this long is closed at the next look into its part of
+  // the cache, so a deleted file does not hold its disk space for long.
+  std::chrono::seconds open_file_idle{60};
 };
 
 // Chunk batches, an extension of the plain /repo/ layout that depot's servers offer
@@ -80,18 +97,48 @@ class StaticTree {
   // pay a request for each (docs/api.md, "Chunk batches"). 400 for a malformed list.
   void ServeChunkBatch(const Request& req, Response* resp) const;
 
+  // Closes every kept-open file (responses in flight keep theirs until they end).
+  // Whoever deletes files beneath the root calls it, so no deleted file stays open
+  // holding its disk space until it would be asked for again.
+  void CloseKeptFiles() const;
+  // How many files are kept open right now.
+  std::size_t kept_files() const;
+
  private:
   StaticTree(std::string root, int dirfd, StaticFileOptions options);
   // The zstd encoding of the immutable file `fd` (`size` bytes) named `key`, made
   // once; nullptr when it cannot be made.
   std::shared_ptr<const std::string> Encoded(const std::string& key, int fd, std::uint64_t size) const;
   // Opens root/rel for reading without leaving the tree or following any symlink;
-  // -1 when that is not possible.
+  // -1 (errno set) when that is not possible.
   int OpenBeneath(const std::string& rel) const;
+  // The regular file root/rel with its fstat in *st, from the kept-open files when
+  // `keep` and it is there and not deleted, else opened (and kept when `keep`);
+  // nullptr when there is no such regular file.
+  std::shared_ptr<const OpenFile> OpenRegular(const std::string& rel, bool keep, struct stat* st) const;
+
+  struct KeptFile {
+    std::string rel;
+    std::shared_ptr<const OpenFile> file;
+    std::chrono::steady_clock::time_point used;
+  };
+  // One part of the kept-open files, by hash of the path, so the server's threads
+  // rarely wait for each other.
+  struct KeptShard {
+    std::mutex mu;
+    std::list<KeptFile> lru;  // most recently used first
+    std::unordered_map<std::string_view, std::list<KeptFile>::iterator> index;  // keys view lru's strings
+  };
+  static constexpr std::size_t kKeptShards = 8;
+  KeptShard& ShardOf(std::string_view rel) const;
+  // Closes the shard's files unused for options_.open_file_idle. Caller holds its lock.
+  void ExpireIdle(KeptShard& shard, std::chrono::steady_clock::time_point now) const;
 
   std::string root_;
   int dirfd_;
   StaticFileOptions options_;
+  std::size_t kept_per_shard_ = 0;
+  mutable std::array<KeptShard, kKeptShards> kept_;
   mutable std::mutex cache_mu_;
   mutable std::map<std::string, std::shared_ptr<const std::string>> cache_;
   mutable std::deque<std::string> cache_order_;  // oldest first

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 
 #include "core/sha256.h"
 #include "core/testing.h"
@@ -165,6 +166,99 @@ TEST_F(StaticFilesTest, NothingOutsideTheTreeNorHiddenNorDirectories) {
   EXPECT_EQ(Get("/repo/metadata/").status, 404);
   EXPECT_EQ(Get("/repo/nope.json").status, 404);
   EXPECT_EQ(Get("/repo/chunks/aa/" + chunk_, {}, "DELETE").status, 405);
+}
+
+// Kept-open files, seen from StaticTree::Serve directly.
+class KeptFilesTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<StaticTree> Open(StaticFileOptions options = {}) {
+    auto tree = StaticTree::Open(dir_.Sub("tree"), options);
+    EXPECT_TRUE(tree.ok()) << tree.status().ToString();
+    return tree.ok() ? std::move(*tree) : nullptr;
+  }
+  static std::string Chunk(int i) {
+    std::string id = core::Sha256::HashHex(std::to_string(i));
+    return "chunks/" + id.substr(0, 2) + "/" + id;
+  }
+  // Status and body of a GET for `rel`, read from the response's file as the server would.
+  static std::pair<int, std::string> Get(const StaticTree& tree, const std::string& rel) {
+    Request req;
+    req.method = "GET";
+    Response resp;
+    tree.Serve(req, rel, &resp);
+    if (!resp.file) return {resp.status, resp.body};
+    std::string body(resp.file->length, '\0');
+    ssize_t n = ::pread(resp.file->file->fd(), body.data(), body.size(), static_cast<off_t>(resp.file->offset));
+    EXPECT_EQ(n, static_cast<ssize_t>(body.size()));
+    return {resp.status, body};
+  }
+  static std::size_t OpenFds() {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+  }
+  testing::TempDir dir_;
+};
+
+TEST_F(KeptFilesTest, AFileDeletedOrReplacedSinceItWasKeptIsNotServedFromTheKeptCopy) {
+  testing::WriteFileOrDie(dir_.Sub("tree/" + Chunk(1)), "first");
+  testing::WriteFileOrDie(dir_.Sub("tree/metadata/timestamp.json"), "{}");
+  auto tree = Open();
+  EXPECT_EQ(Get(*tree, Chunk(1)), std::make_pair(200, std::string("first")));
+  EXPECT_EQ(tree->kept_files(), 1u);
+  EXPECT_EQ(Get(*tree, Chunk(1)), std::make_pair(200, std::string("first")));  // from the kept copy
+  EXPECT_EQ(Get(*tree, "metadata/timestamp.json"), std::make_pair(200, std::string("{}")));
+  EXPECT_EQ(tree->kept_files(), 1u) << "a mutable file is never kept open";
+
+  // Replaced (a repair: removed, then written again): the new file is served.
+  ASSERT_EQ(::unlink(dir_.Sub("tree/" + Chunk(1)).c_str()), 0);
+  testing::WriteFileOrDie(dir_.Sub("tree/" + Chunk(1)), "second");
+  EXPECT_EQ(Get(*tree, Chunk(1)), std::make_pair(200, std::string("second")));
+  Request batch;
+  batch.method = "POST";
+  batch.body = Chunk(1).substr(10) + "\n";
+  Response resp;
+  tree->ServeChunkBatch(batch, &resp);
+  EXPECT_EQ(resp.body, Chunk(1).substr(10) + " 6\nsecond");
+
+  // Deleted: gone, and no longer held open.
+  ASSERT_EQ(::unlink(dir_.Sub("tree/" + Chunk(1)).c_str()), 0);
+  EXPECT_EQ(Get(*tree, Chunk(1)).first, 404);
+  EXPECT_EQ(tree->kept_files(), 0u);
+}
+
+TEST_F(KeptFilesTest, BoundedInNumberAndIdleTimeAndClosedOnRequest) {
+  for (int i = 0; i < 64; ++i) testing::WriteFileOrDie(dir_.Sub("tree/" + Chunk(i)), std::to_string(i));
+  std::size_t fds_before = OpenFds();
+  {
+    StaticFileOptions options;
+    options.open_files = 16;
+    auto tree = Open(options);
+    for (int i = 0; i < 64; ++i) ASSERT_EQ(Get(*tree, Chunk(i)), std::make_pair(200, std::to_string(i)));
+    EXPECT_LE(tree->kept_files(), 16u);
+    EXPECT_GT(tree->kept_files(), 0u);
+    EXPECT_LE(OpenFds(), fds_before + 1 + 16);  // the root, the kept files
+    tree->CloseKeptFiles();
+    EXPECT_EQ(tree->kept_files(), 0u);
+    EXPECT_EQ(OpenFds(), fds_before + 1);
+  }
+  EXPECT_EQ(OpenFds(), fds_before);
+  {
+    // Unused for longer than open_file_idle (0 s here): closed at the next look into
+    // their part of the cache, so at most one per part stays.
+    StaticFileOptions options;
+    options.open_file_idle = std::chrono::seconds(0);
+    auto tree = Open(options);
+    for (int i = 0; i < 64; ++i) ASSERT_EQ(Get(*tree, Chunk(i)).first, 200);
+    EXPECT_LE(tree->kept_files(), 8u);
+  }
+  {
+    StaticFileOptions options;
+    options.open_files = 0;
+    auto tree = Open(options);
+    ASSERT_EQ(Get(*tree, Chunk(0)).first, 200);
+    EXPECT_EQ(tree->kept_files(), 0u);
+  }
 }
 
 TEST(ByteRangeTest, Parse) {

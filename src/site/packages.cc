@@ -521,6 +521,8 @@ void CollectContent(SiteContext& ctx) {
     std::lock_guard<std::mutex> lock(ctx.publish_mu);
     return ctx.repo->CollectGarbage(ctx.config.gc_grace);
   }();
+  // Files the /repo/ server keeps open would hold the deleted ones' disk space.
+  if (ctx.repo_tree) ctx.repo_tree->CloseKeptFiles();
   if (!report.ok()) {
     core::Log(core::LogLevel::kWarn, "site.gc_failed", {{"error", report.status().ToString()}});
     return;
