@@ -80,6 +80,7 @@ for kind in 64k 1k; do
   done
 done
 med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+runs() { local i; for i in $(seq "$RUNS"); do printf '%s ' "${R[$1-$i]}"; done; }
 dp64=$(med $(for i in $(seq "$RUNS"); do echo "${R[dp-64k-$i]}"; done))
 ng64=$(med $(for i in $(seq "$RUNS"); do echo "${R[ngx-64k-$i]}"; done))
 dp1=$(med $(for i in $(seq "$RUNS"); do echo "${R[dp-1k-$i]}"; done))
@@ -157,6 +158,7 @@ load: wrk -t2 -c$CONNS -d${DURATION}s, random URLs; client, DP and nginx share t
 
 DP RSS holding 1000 idle keep-alive connections: $idle_rss MiB (target <= 64 MiB)
 sync of the 1 GiB tree, site -> fresh DP on loopback: $sync_line
-(all runs: 64k DP ${R[dp-64k-1]:-} .. nginx ${R[ngx-64k-1]:-}; curl DP ${cd_runs[*]}; nginx ${cn_runs[*]})
+(all runs, in order: 64k DP $(runs dp-64k) / nginx $(runs ngx-64k); 1k DP $(runs dp-1k) / nginx $(runs ngx-1k);
+ curl DP ${cd_runs[*]} / nginx ${cn_runs[*]})
 =====================================================================
 SUMMARY
