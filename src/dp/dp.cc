@@ -1009,6 +1009,8 @@ core::Result<std::unique_ptr<DistributionPoint>> DistributionPoint::Open(core::E
   });
   r.AddCollector("depot_dp_sync_progress_bytes", "Bytes present of the version being synced",
                  [raw](const core::Registry::Emit& emit) { emit({}, static_cast<double>(raw->sync_bytes.load())); });
+  r.AddCollector("depot_dp_kept_open_files", "Immutable files the server keeps open between requests",
+                 [raw](const core::Registry::Emit& emit) { emit({}, static_cast<double>(raw->tree->kept_files())); });
   return std::unique_ptr<DistributionPoint>(new DistributionPoint(std::move(impl)));
 }
 
