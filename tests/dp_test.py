@@ -55,11 +55,7 @@ class DpTest(DepotTestCase):
         self.fetch(dp.url, "tools", self.path("out"))
         self.assertEqual(describe_tree(src), describe_tree(self.path("out")))
         # What it served stays open for the next requests, and /metrics says how much.
-        u = urllib.parse.urlparse(dp.url)
-        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-        conn.request("GET", "/metrics")
-        metrics = conn.getresponse().read().decode()
-        conn.close()
+        metrics = http_get(dp.url, "/metrics")[1].decode()
         kept = [l for l in metrics.splitlines() if l.startswith("depot_dp_kept_open_files ")]
         self.assertEqual(len(kept), 1, metrics)
         self.assertGreater(float(kept[0].split()[1]), 0)

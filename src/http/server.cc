@@ -74,7 +74,6 @@ bool ValidHeaderText(std::string_view s) {
   return true;
 }
 
-
 // Per-connection state the server can reach from outside the coroutine (to close
 // idle connections at shutdown).
 struct SessionState {

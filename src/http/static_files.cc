@@ -2,8 +2,8 @@
 
 #include <fcntl.h>
 #include <linux/openat2.h>
-#include <sys/syscall.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,7 +53,7 @@ void NotFound(Response* resp) {
 }  // namespace
 
 bool IsImmutableName(std::string_view name) {
-  if (name.size() >= 64 && core::IsLowerHex(name.substr(0, 64)) && (name.size() == 64 || name[64] == '.')) {
+  if (name.size() >= 64 && core::IsLowerHex(name.substr(0, 64), 64) && (name.size() == 64 || name[64] == '.')) {
     return true;
   }
   auto dot = name.find('.');
@@ -189,11 +189,9 @@ StaticTree::KeptShard& StaticTree::ShardOf(std::string_view rel) const {
   return kept_[std::hash<std::string_view>{}(rel) % kKeptShards];
 }
 
-void StaticTree::ExpireIdle(KeptShard& shard, std::chrono::steady_clock::time_point now) const {
-  while (!shard.lru.empty() && now - shard.lru.back().used > options_.open_file_idle) {
-    shard.index.erase(shard.lru.back().rel);
-    shard.lru.pop_back();
-  }
+void StaticTree::DropOldest(KeptShard& shard) {
+  shard.index.erase(shard.lru.back().rel);
+  shard.lru.pop_back();
 }
 
 void StaticTree::CloseKeptFiles() const {
@@ -214,55 +212,55 @@ std::size_t StaticTree::kept_files() const {
   return n;
 }
 
-std::shared_ptr<const OpenFile> StaticTree::OpenRegular(const std::string& rel, bool keep,
-                                                        struct stat* st) const {
-  keep = keep && kept_per_shard_ > 0;
+std::shared_ptr<const OpenFile> StaticTree::OpenRegular(std::string_view rel, bool keep, struct stat* st) const {
+  KeptShard* shard = keep && kept_per_shard_ > 0 ? &ShardOf(rel) : nullptr;
   auto now = std::chrono::steady_clock::now();
-  if (keep) {
-    KeptShard& shard = ShardOf(rel);
-    std::shared_ptr<const OpenFile> file;
+  std::shared_ptr<const OpenFile> kept;
+  if (shard != nullptr) {
     {
-      std::lock_guard<std::mutex> lock(shard.mu);
-      ExpireIdle(shard, now);
-      auto it = shard.index.find(rel);
-      if (it != shard.index.end()) {
-        shard.lru.splice(shard.lru.begin(), shard.lru, it->second);
+      std::lock_guard<std::mutex> lock(shard->mu);
+      while (!shard->lru.empty() && now - shard->lru.back().used > options_.open_file_idle) DropOldest(*shard);
+      auto it = shard->index.find(rel);
+      if (it != shard->index.end()) {
+        shard->lru.splice(shard->lru.begin(), shard->lru, it->second);
         it->second->used = now;
-        file = it->second->file;
+        kept = it->second->file;
       }
     }
-    // Deleted since it was opened (a repair, garbage collection): what is there now
-    // is another file, if any.
-    if (file && ::fstat(file->fd(), st) == 0 && st->st_nlink > 0) return file;
-    if (file) {
-      std::lock_guard<std::mutex> lock(shard.mu);
-      auto it = shard.index.find(rel);
-      if (it != shard.index.end() && it->second->file == file) {
-        shard.lru.erase(it->second);
-        shard.index.erase(it);
-      }
-    }
+    // A kept file deleted since it was opened (a repair, garbage collection) is not
+    // what the name means now: open the name again.
+    if (kept && ::fstat(kept->fd(), st) == 0 && st->st_nlink > 0) return kept;
   }
-  int fd = OpenBeneath(rel);
+  std::string path(rel);
+  int fd = OpenBeneath(path);
   if (fd < 0 && (errno == EMFILE || errno == ENFILE) && kept_files() > 0) {
     CloseKeptFiles();  // descriptors are short: connections come first
-    fd = OpenBeneath(rel);
+    fd = OpenBeneath(path);
   }
-  if (fd < 0) return nullptr;
-  auto file = std::make_shared<const OpenFile>(fd);
-  if (::fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) return nullptr;
-  if (keep) {
-    KeptShard& shard = ShardOf(rel);
-    std::lock_guard<std::mutex> lock(shard.mu);
-    if (shard.index.find(rel) == shard.index.end()) {
-      shard.lru.push_front(KeptFile{rel, file, now});
-      shard.index.emplace(shard.lru.front().rel, shard.lru.begin());
-      while (shard.lru.size() > kept_per_shard_) {
-        shard.index.erase(shard.lru.back().rel);
-        shard.lru.pop_back();
-      }
+  std::shared_ptr<const OpenFile> file;
+  if (fd >= 0) {
+    file = std::make_shared<const OpenFile>(fd);
+    if (::fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) file.reset();
+  }
+  if (shard == nullptr) return file;
+  // Keep it: in place of the deleted file seen above (or drop that one when the name
+  // has no file now), or as a new entry. Another thread may have done either first.
+  std::lock_guard<std::mutex> lock(shard->mu);
+  auto it = shard->index.find(rel);
+  if (it != shard->index.end()) {
+    if (kept == nullptr || it->second->file != kept) return file;
+    if (file == nullptr) {
+      shard->lru.erase(it->second);
+      shard->index.erase(it);
+    } else {
+      it->second->file = file;
     }
+    return file;
   }
+  if (file == nullptr) return file;
+  shard->lru.push_front(KeptFile{std::move(path), file, now});
+  shard->index.emplace(shard->lru.front().rel, shard->lru.begin());
+  while (shard->lru.size() > kept_per_shard_) DropOldest(*shard);
   return file;
 }
 
@@ -329,7 +327,7 @@ void StaticTree::Serve(const Request& req, std::string_view rel, Response* resp)
   if (rel.front() == '.' || rel.find("/.") != std::string_view::npos) return NotFound(resp);
   bool immutable = IsImmutableName(name);
   struct stat st;
-  std::shared_ptr<const OpenFile> file = OpenRegular(std::string(rel), immutable, &st);
+  std::shared_ptr<const OpenFile> file = OpenRegular(rel, immutable, &st);
   if (file == nullptr) return NotFound(resp);
   std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
   std::string etag = immutable ? "\"" + std::string(name.substr(0, 64)) + "\""

@@ -115,7 +115,7 @@ class StaticTree {
   // The regular file root/rel with its fstat in *st, from the kept-open files when
   // `keep` and it is there and not deleted, else opened (and kept when `keep`);
   // nullptr when there is no such regular file.
-  std::shared_ptr<const OpenFile> OpenRegular(const std::string& rel, bool keep, struct stat* st) const;
+  std::shared_ptr<const OpenFile> OpenRegular(std::string_view rel, bool keep, struct stat* st) const;
 
   struct KeptFile {
     std::string rel;
@@ -131,8 +131,8 @@ class StaticTree {
   };
   static constexpr std::size_t kKeptShards = 8;
   KeptShard& ShardOf(std::string_view rel) const;
-  // Closes the shard's files unused for options_.open_file_idle. Caller holds its lock.
-  void ExpireIdle(KeptShard& shard, std::chrono::steady_clock::time_point now) const;
+  // Closes the shard's least recently used file. Caller holds its lock.
+  static void DropOldest(KeptShard& shard);
 
   std::string root_;
   int dirfd_;
