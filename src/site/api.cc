@@ -171,6 +171,12 @@ SiteApi::SiteApi(SiteContext* ctx) : ctx_(ctx) {
   add("POST", "/api/v1/chunks", Role::kOperator, upload, [](Call& c) -> core::Result<Json> {
     return ReceiveChunks(c.ctx, c.req.body);
   });
+  add("POST", "/api/v1/chunks/commit", Role::kOperator, kSmallBody, [](Call& c) -> core::Result<Json> {
+    // The client has sent its last chunks: commit them while it sends the manifest.
+    c.ctx.intake->CommitSoon();
+    c.status = 202;
+    return Json{{"committing", true}};
+  });
   add("POST", "/api/v1/packages/{}/versions", Role::kOperator, 256ull << 20, [](Call& c) -> core::Result<Json> {
     bool create = c.req.QueryParam("create").value_or("0") == "1";
     auto r = CreateVersion(c.ctx, c.params[0], create, c.req.body);

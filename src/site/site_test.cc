@@ -81,7 +81,8 @@ TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredential
   const Endpoint endpoints[] = {
       {"POST", "/api/v1/tokens", "admin"},          {"GET", "/api/v1/tokens", "admin"},
       {"DELETE", "/api/v1/tokens/999", "admin"},    {"POST", "/api/v1/chunks/missing", "operator"},
-      {"POST", "/api/v1/chunks", "operator"},       {"POST", "/api/v1/packages/x/versions", "operator"},
+      {"POST", "/api/v1/chunks", "operator"},       {"POST", "/api/v1/chunks/commit", "operator"},
+      {"POST", "/api/v1/packages/x/versions", "operator"},
       {"GET", "/api/v1/packages", "read-only"},     {"GET", "/api/v1/packages/x", "read-only"},
       {"DELETE", "/api/v1/packages/x", "operator"}, {"GET", "/api/v1/settings", "read-only"},
       {"POST", "/api/v1/dps", "admin"},             {"GET", "/api/v1/dps", "read-only"},
@@ -220,6 +221,8 @@ TEST_F(SiteTest, ManifestsThatDisagreeWithTheirChunksAreNotSigned) {
   testing::WriteFileOrDie(dir_.Sub("src/big.bin"), testing::RandomData(700000, 5));
   testing::WriteFileOrDie(dir_.Sub("src/small.txt"), "hello");
   store::Manifest m = UploadTree(this, admin_.get(), dir_.Sub("src"), dir_.Sub("staging"));
+  // The client's "that was all": the group commit starts, the answer does not wait.
+  EXPECT_EQ(Call(admin_.get(), "POST", "/api/v1/chunks/commit", Json::object(), 202)["committing"], true);
   auto post = [&](const store::Manifest& man) {
     auto bytes = store::SerializeManifest(man);
     EXPECT_TRUE(bytes.ok()) << bytes.status().ToString();

@@ -47,6 +47,15 @@ core::Result<bool> ChunkIntake::Put(const ChunkId& id, std::uint32_t size, std::
   return true;
 }
 
+void ChunkIntake::CommitSoon() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (staged_.empty()) return;
+    commit_soon_ = true;
+  }
+  cv_.notify_one();
+}
+
 bool ChunkIntake::Staged(const ChunkId& id) const {
   std::lock_guard<std::mutex> lock(mu_);
   return known_.count(id) != 0;
@@ -70,6 +79,7 @@ core::Status ChunkIntake::CommitStaged() {
     std::lock_guard<std::mutex> lock(mu_);
     batch.swap(staged_);
     staged_bytes_ = 0;
+    commit_soon_ = false;  // whoever commits takes what CommitSoon() asked for
   }
   if (batch.empty()) return core::Status::Ok();
   core::AtomicBatch atomic(store_->env(), store_->root());
@@ -109,7 +119,7 @@ void ChunkIntake::CommitterLoop() {
       cv_.wait(lock);
       continue;
     }
-    if (staged_bytes_ < options_.commit_bytes) {
+    if (staged_bytes_ < options_.commit_bytes && !commit_soon_) {
       auto due = first_staged_ + options_.max_delay;
       if (std::chrono::steady_clock::now() < due) {
         cv_.wait_until(lock, due);

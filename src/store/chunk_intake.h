@@ -75,6 +75,13 @@ class ChunkIntake {
   core::Result<bool> Put(const ChunkId& id, std::uint32_t size, std::string_view frame,
                          std::string* scratch);
 
+  // Asks the committer thread to commit what is staged now instead of waiting for
+  // the size bound or the delay, and returns at once. Meant for the end of an upload:
+  // the commit then runs while the client sends the manifest, and the version
+  // commit's Flush() finds little or nothing left to do. Errors surface at the next
+  // Flush(), as for any background commit.
+  void CommitSoon();
+
   // Whether the chunk is staged or being committed (not yet under its final name).
   bool Staged(const ChunkId& id) const;
 
@@ -125,6 +132,7 @@ class ChunkIntake {
   ChunkIntakeStats stats_;
   core::Status background_error_;  // first failed committer commit since the last Flush
   bool stop_ = false;
+  bool commit_soon_ = false;  // CommitSoon() was called: commit without waiting
   std::thread committer_;
 };
 

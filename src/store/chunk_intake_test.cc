@@ -105,7 +105,7 @@ TEST_F(ChunkIntakeTest, BytesThatDoNotMatchTheIdAreNeverWritten) {
   EXPECT_FALSE(*store_.Has(a.id));
 }
 
-TEST_F(ChunkIntakeTest, TheCommitterCommitsBySizeAndByDelay) {
+TEST_F(ChunkIntakeTest, TheCommitterCommitsBySizeByDelayAndOnRequest) {
   {
     // By size: the first chunk crosses the bound; no Flush is called.
     ChunkIntake intake(&store_, {1, std::chrono::hours(1)});
@@ -125,6 +125,22 @@ TEST_F(ChunkIntakeTest, TheCommitterCommitsBySizeAndByDelay) {
     }
     EXPECT_TRUE(*store_.Has(b.id));
     EXPECT_EQ(intake.stats().commits, 1u);
+  }
+  {
+    // On request: CommitSoon() does not wait for the delay or the size, and returns
+    // before the commit is done; with nothing staged it does nothing.
+    ChunkIntake intake(&store_, {1ull << 40, std::chrono::hours(1)});
+    intake.CommitSoon();
+    Chunk d = MakeChunk(20000, 8);
+    ASSERT_TRUE(intake.Put(d.id, d.data.size(), d.frame, &scratch_).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(intake.stats().commits, 0u);  // the earlier request did not carry over
+    intake.CommitSoon();
+    for (int i = 0; i < 500 && intake.stats().commits == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(intake.stats().commits, 1u);
+    EXPECT_TRUE(*store_.Has(d.id));
   }
   {
     // At destruction: what is staged is committed, not dropped.
