@@ -22,6 +22,7 @@
 #include "http/static_files.h"
 #include "repo/repository.h"
 #include "site/config.h"
+#include "store/chunk_filter.h"
 #include "store/chunk_intake.h"
 
 namespace depot::site {
@@ -61,6 +62,10 @@ struct SiteContext {
   // Uploaded chunks, verified and made durable in group commits; a version commit
   // flushes it first. Declared after `repo` so it is destroyed (and flushed) first.
   std::unique_ptr<store::ChunkIntake> intake;
+  // Which chunks the library may hold: lets a missing-chunk query skip the lookup of
+  // ids it certainly lacks. Every chunk an upload stages is added first; loaded from
+  // the store by the housekeeping thread at start (until then it answers "maybe").
+  std::unique_ptr<store::ChunkFilter> chunk_filter;
   core::Registry metrics;
   http::Server* server = nullptr;  // set while serving
 

@@ -70,6 +70,11 @@ core::Result<Json> ChunksMissing(SiteContext& ctx, const Json& body) {
     // A chunk another request staged is not missing: it is durable by the time a
     // version referencing it commits (CreateVersion flushes the intake first).
     if (ctx.intake->Staged(id)) continue;
+    // Certainly absent (the usual answer for a new upload): no lookup.
+    if (!ctx.chunk_filter->MayContain(id)) {
+      missing.push_back(hex);
+      continue;
+    }
     DEPOT_ASSIGN_OR_RETURN(bool has, ctx.repo->chunks()->Has(id));
     if (!has) missing.push_back(hex);
   }
@@ -105,6 +110,9 @@ core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body) {
     std::string_view frame = body.substr(pos, frame_len);
     pos += frame_len;
     ++index;
+    // Added before it is staged, so a query that no longer finds it staged finds it
+    // here (the intake's lock orders the two).
+    ctx.chunk_filter->Add(id);
     auto put = ctx.intake->Put(id, size, frame, &scratch);
     if (!put.ok()) {
       if (ctx.chunks_rejected) ctx.chunks_rejected->Inc();

@@ -147,6 +147,7 @@ core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* cloc
     intake.remember_for = std::min<std::chrono::milliseconds>(
         std::chrono::minutes(10), std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.gc_grace) / 2);
     ctx.intake = std::make_unique<store::ChunkIntake>(ctx.repo->chunks(), intake);
+    ctx.chunk_filter = std::make_unique<store::ChunkFilter>();
   }
   DEPOT_RETURN_IF_ERROR(RecoverVersions(ctx).WithContext("recovering interrupted work"));
   ctx.chunks_received = ctx.metrics.GetCounter("depot_site_chunks_received_total", "Chunks uploaded and verified");
@@ -161,6 +162,9 @@ core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* cloc
                              if (!rows.ok()) return;
                              for (const auto& r : *rows) emit({{"state", r.Text(0)}}, static_cast<double>(r.Int(1)));
                            });
+  ctx.metrics.AddCollector("depot_site_chunk_filter_ready",
+                           "1 once missing-chunk queries can skip lookups of chunks the library lacks",
+                           [raw](const core::Registry::Emit& emit) { emit({}, raw->chunk_filter->ready() ? 1 : 0); });
   ctx.metrics.AddCollector("depot_site_clients", "Enrolled clients", [raw](const core::Registry::Emit& emit) {
     auto n = raw->db->QueryInt("SELECT COUNT(*) FROM clients");
     if (n.ok()) emit({}, static_cast<double>(*n));
@@ -226,6 +230,25 @@ Status Site::Start() {
     auto swept = c.repo->chunks()->SweepAbandonedTemps();
     if (swept.ok() && *swept > 0) {
       core::Log(core::LogLevel::kInfo, "site.swept_temp_files", {{"files", std::to_string(*swept)}});
+    }
+    // What the library holds, for missing-chunk queries. Uploads staged meanwhile add
+    // their own chunks; until this is done, every query looks each chunk up.
+    {
+      auto t0 = std::chrono::steady_clock::now();
+      std::uint64_t n = 0;
+      Status listed = c.repo->chunks()->ListIds([&](const store::ChunkId& id) {
+        c.chunk_filter->Add(id);
+        ++n;
+      });
+      if (listed.ok()) {
+        c.chunk_filter->MarkReady();
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        core::Log(core::LogLevel::kInfo, "site.chunk_filter_loaded",
+                  {{"chunks", std::to_string(n)}, {"ms", std::to_string(ms.count())}});
+      } else {
+        core::Log(core::LogLevel::kWarn, "site.chunk_filter_failed",
+                  {{"error", listed.ToString()}, {"effect", "missing-chunk queries look up every chunk"}});
+      }
     }
     for (;;) {
       {

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
 
 #include "core/testing.h"
 #include "http/client.h"
@@ -254,6 +256,55 @@ TEST_F(SiteTest, ManifestsThatDisagreeWithTheirChunksAreNotSigned) {
   EXPECT_EQ(Call(admin_.get(), "GET", "/api/v1/packages")["packages"].size(), 0u) << "nothing was created";
   r = post(m);
   EXPECT_EQ(r.status, 201) << r.body;
+}
+
+TEST_F(SiteTest, MissingChunkAnswersFollowTheLibraryBeforeAndAfterItsFilterIsLoaded) {
+  testing::WriteFileOrDie(dir_.Sub("src/big.bin"), testing::RandomData(700000, 6));
+  testing::WriteFileOrDie(dir_.Sub("src/small.txt"), "hello again");
+  store::Manifest m = UploadTree(this, admin_.get(), dir_.Sub("src"), dir_.Sub("staging"));
+  auto bytes = store::SerializeManifest(m);
+  ASSERT_TRUE(bytes.ok());
+  auto r = admin_->Do("POST", "/api/v1/packages/tampered/versions?create=1", *bytes);
+  ASSERT_TRUE(r.ok() && r->status == 201) << (r.ok() ? r->body : r.status().ToString());
+  std::vector<std::string> stored;
+  for (const auto& ref : m.UniqueChunks()) stored.push_back(core::DigestHex(ref.id));
+  ASSERT_GE(stored.size(), 3u);
+  const std::string never = core::DigestHex(core::Sha256::Hash("never uploaded"));
+  auto missing = [&](const std::vector<std::string>& ids) {
+    Json answer = Call(admin_.get(), "POST", "/api/v1/chunks/missing", {{"chunks", ids}});
+    std::set<std::string> out;
+    for (const auto& id : answer["missing"]) out.insert(id.get<std::string>());
+    return out;
+  };
+  auto filter_ready = [&] {
+    for (int i = 0; i < 1000; ++i) {
+      auto metrics = Client("")->Do("GET", "/metrics");
+      if (metrics.ok() && metrics->body.find("depot_site_chunk_filter_ready 1") != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  ASSERT_TRUE(filter_ready());
+  std::vector<std::string> ask = stored;
+  ask.push_back(never);
+  EXPECT_EQ(missing(ask), std::set<std::string>{never});
+  // A chunk deleted behind the site's back (an operator, a disk repair): missing, though
+  // the filter saw it arrive.
+  const std::string library = dir_.Sub("site/library/repo/chunks/");
+  ASSERT_TRUE(core::Env::Default()->Remove(library + stored[0].substr(0, 2) + "/" + stored[0]).ok());
+  EXPECT_EQ(missing(ask), (std::set<std::string>{never, stored[0]}));
+  // After a restart the filter is loaded from the library: the same answers, before and
+  // after it is ready.
+  site_->Stop();
+  site_.reset();
+  auto site = Site::Open(core::Env::Default(), core::Clock::Real(), dir_.Sub("site"));
+  ASSERT_TRUE(site.ok()) << site.status().ToString();
+  site_ = std::move(*site);
+  ASSERT_TRUE(site_->Start().ok());
+  admin_ = Client(admin_token_);
+  EXPECT_EQ(missing(ask), (std::set<std::string>{never, stored[0]}));
+  ASSERT_TRUE(filter_ready());
+  EXPECT_EQ(missing(ask), (std::set<std::string>{never, stored[0]}));
 }
 
 }  // namespace

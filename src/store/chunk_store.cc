@@ -115,6 +115,10 @@ core::Result<std::string> ChunkStore::Get(const ChunkId& id, std::uint64_t expec
 core::Status ChunkStore::Remove(const ChunkId& id) { return env_->Remove(PathOf(id)); }
 
 core::Status ChunkStore::ListIds(ChunkIdSet* out) {
+  return ListIds([out](const ChunkId& id) { out->insert(id); });
+}
+
+core::Status ChunkStore::ListIds(const std::function<void(const ChunkId&)>& fn) {
   static const char kDigits[] = "0123456789abcdef";
   for (int i = 0; i < 256; ++i) {
     char sub[3] = {kDigits[i >> 4], kDigits[i & 15], 0};
@@ -126,7 +130,7 @@ core::Status ChunkStore::ListIds(ChunkIdSet* out) {
     for (const auto& f : *files) {
       if (f.name.size() != 64 || f.name.compare(0, 2, sub) != 0) continue;  // temp or stray
       auto id = core::ParseDigestHex(f.name);
-      if (id.ok()) out->insert(*id);
+      if (id.ok()) fn(*id);
     }
   }
   return core::Status::Ok();

@@ -111,6 +111,8 @@ class ChunkStore {
   // thousands of new chunks would otherwise cost. A snapshot of the moment: chunks
   // stored or removed afterwards by others are not reflected.
   core::Status ListIds(ChunkIdSet* out);
+  // The same pass, calling fn(id) for each.
+  core::Status ListIds(const std::function<void(const ChunkId&)>& fn);
 
   // Roughly how many directory entries ListIds would have to read, judged from the
   // sizes of the fan-out directories (which grow with their entries and never
