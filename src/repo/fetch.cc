@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "core/atomic_batch.h"
 #include "core/background_sync.h"
@@ -371,66 +372,76 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     std::mutex retry_mu;
     Status last_transient;
     // One queue per worker, and every chunk goes to the worker that owns the file it
-    // lands in first: two threads writing one file contend on its inode lock.
-    std::vector<std::unique_ptr<core::BlockingQueue<Work>>> queues;
+    // lands in first: two threads writing one file contend on its inode lock. Chunks
+    // are handed over kHandOff at a time: one hand-off per chunk woke a sleeping
+    // worker per chunk, ~47 k context switches for a 1 GiB tree on the same cores
+    // that do the work.
+    constexpr std::size_t kHandOff = 8;
+    std::vector<std::unique_ptr<core::BlockingQueue<std::vector<Work>>>> queues;
+    std::vector<std::vector<Work>> pending(threads);
     for (unsigned w = 0; w < threads; ++w) {
-      queues.push_back(std::make_unique<core::BlockingQueue<Work>>(128));
+      queues.push_back(std::make_unique<core::BlockingQueue<std::vector<Work>>>(128 / kHandOff));
     }
     std::vector<std::thread> workers;
     for (unsigned w = 0; w < threads; ++w) {
       workers.emplace_back([&, w] {
         std::string buffer;  // this worker's decompressed chunks, reused
-        while (auto work = queues[w]->Pop()) {
-          std::size_t i = work->chunk;
-          const auto& c = chunks[i];
-          if (!work->frame.ok()) {
-            const Status& s = work->frame.status();
-            if (s.IsUnavailable() || s.IsCorruption()) {
-              // A failed or cut-off transfer, or bytes that fail verification: try
-              // again next round (the source may have been mid-repair).
-              std::lock_guard<std::mutex> lock(retry_mu);
-              retry.push_back(i);
-              last_transient = s;
-            } else {
-              fail(s.WithContext("chunk " + core::DigestHex(c.id) + " from " + source->Describe()));
-            }
-            continue;
-          }
-          core::Result<std::string_view> data = store::VerifyFrameInto(c.id, c.size, *work->frame, &buffer);
-          if (data.ok() && cache && req.cache_fetched) {
-            // Verified just now: the frame is cached as received.
-            Status s = cache->PutFrameTrusted(c.id, *work->frame, cache_batch.get());
-            if (!s.ok()) {
-              fail(s.WithContext("cache"));
+        while (auto batch = queues[w]->Pop()) {
+          for (Work& work : *batch) {
+            std::size_t i = work.chunk;
+            const auto& c = chunks[i];
+            if (!work.frame.ok()) {
+              const Status& s = work.frame.status();
+              if (s.IsUnavailable() || s.IsCorruption()) {
+                // A failed or cut-off transfer, or bytes that fail verification: try
+                // again next round (the source may have been mid-repair).
+                std::lock_guard<std::mutex> lock(retry_mu);
+                retry.push_back(i);
+                last_transient = s;
+              } else {
+                fail(s.WithContext("chunk " + core::DigestHex(c.id) + " from " +
+                                   source->Describe()));
+              }
               continue;
             }
-          }
-          if (!data.ok()) {
-            core::Log(core::LogLevel::kWarn, "fetch.bad_chunk",
-                      {{"chunk", core::DigestHex(c.id)},
-                       {"source", source->Describe()},
-                       {"error", data.status().message()}});
-            std::lock_guard<std::mutex> lock(retry_mu);
-            retry.push_back(i);
-            last_transient = Status::Corruption("chunk " + core::DigestHex(c.id) + " from " +
-                                                source->Describe() + ": " + data.status().message());
-            continue;
-          }
-          place(i, *data);
-          source->Recycle(std::move(*work->frame));
-          ++fetched_chunks;
-          fetched_bytes += c.size;
-          if (cache_batch) {
-            auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-            bool due = ++since_commit >= kCacheCommitEvery ||
-                       now - last_commit.load() >
-                           std::chrono::steady_clock::duration(kCacheCommitInterval).count();
-            if (due && !committing.exchange(true)) {
-              since_commit = 0;
-              last_commit = now;
-              Status s = cache_batch->Commit();
-              if (!s.ok()) fail(s.WithContext("cache"));
-              committing = false;
+            core::Result<std::string_view> data =
+                store::VerifyFrameInto(c.id, c.size, *work.frame, &buffer);
+            if (data.ok() && cache && req.cache_fetched) {
+              // Verified just now: the frame is cached as received.
+              Status s = cache->PutFrameTrusted(c.id, *work.frame, cache_batch.get());
+              if (!s.ok()) {
+                fail(s.WithContext("cache"));
+                continue;
+              }
+            }
+            if (!data.ok()) {
+              core::Log(core::LogLevel::kWarn, "fetch.bad_chunk",
+                        {{"chunk", core::DigestHex(c.id)},
+                         {"source", source->Describe()},
+                         {"error", data.status().message()}});
+              std::lock_guard<std::mutex> lock(retry_mu);
+              retry.push_back(i);
+              last_transient =
+                  Status::Corruption("chunk " + core::DigestHex(c.id) + " from " +
+                                     source->Describe() + ": " + data.status().message());
+              continue;
+            }
+            place(i, *data);
+            source->Recycle(std::move(*work.frame));
+            ++fetched_chunks;
+            fetched_bytes += c.size;
+            if (cache_batch) {
+              auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+              bool due = ++since_commit >= kCacheCommitEvery ||
+                         now - last_commit.load() >
+                             std::chrono::steady_clock::duration(kCacheCommitInterval).count();
+              if (due && !committing.exchange(true)) {
+                since_commit = 0;
+                last_commit = now;
+                Status s = cache_batch->Commit();
+                if (!s.ok()) fail(s.WithContext("cache"));
+                committing = false;
+              }
             }
           }
         }
@@ -441,9 +452,15 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
           limiter.Throttle(frame.ok() ? frame->size() : 0, [&] { return req.cancel != nullptr && req.cancel->load(); });
           if (failed()) return false;
           std::size_t i = missing[k];
-          return queues[assembler.HomeFile(i) % threads]->Push(Work{i, std::move(frame)});
+          std::size_t w = assembler.HomeFile(i) % threads;
+          pending[w].push_back(Work{i, std::move(frame)});
+          if (pending[w].size() < kHandOff) return true;
+          return queues[w]->Push(std::exchange(pending[w], {}));
         });
-    for (auto& q : queues) q->Close();
+    for (unsigned w = 0; w < threads; ++w) {
+      if (!pending[w].empty()) queues[w]->Push(std::exchange(pending[w], {}));
+      queues[w]->Close();
+    }
     for (auto& t : workers) t.join();
     if (failed()) break;
     if (!fetch_status.ok()) {
@@ -452,8 +469,9 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     }
     if (retry.empty()) break;
     if (round >= req.max_rounds) {
-      fail(last_transient.WithContext(std::to_string(retry.size()) + " chunks still failing after " +
-                                      std::to_string(round) + " attempts"));
+      fail(last_transient.WithContext(std::to_string(retry.size()) +
+                                      " chunks still failing after " + std::to_string(round) +
+                                      " attempts"));
       break;
     }
     core::Log(core::LogLevel::kWarn, "fetch.retry",
