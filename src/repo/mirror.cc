@@ -2,6 +2,7 @@
 
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "core/crash_point.h"
 #include "core/atomic_batch.h"
@@ -57,60 +58,70 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock, core
       std::size_t index;
       core::Result<std::string> frame;
     };
-    core::BlockingQueue<Work> queue(64);
+    // Frames are handed over a few at a time: one per hand-off woke a worker per chunk
+    // (see fetch.cc).
+    constexpr std::size_t kHandOff = 8;
+    core::BlockingQueue<std::vector<Work>> queue(64 / kHandOff);
+    std::vector<Work> pending;
     std::vector<std::thread> workers;
     for (unsigned w = 0; w < threads; ++w) {
       workers.emplace_back([&] {
-        while (auto work = queue.Pop()) {
-          const store::ChunkRef& c = missing[work->index];
-          Status s;
-          if (!work->frame.ok()) {
-            s = work->frame.status();
-          } else {
-            s = store->PutFrame(c.id, c.size, *work->frame, &batch).status();
-            if (!s.ok() && !s.IsIOError()) {
-              s = Status::Corruption("chunk " + core::DigestHex(c.id) + " from " + source->Describe() + ": " +
-                                     s.message());
-              if (o.on_rejected) o.on_rejected(c.id, s);
+        while (auto works = queue.Pop()) {
+          for (Work& work : *works) {
+            const store::ChunkRef& c = missing[work.index];
+            Status s;
+            if (!work.frame.ok()) {
+              s = work.frame.status();
+            } else {
+              s = store->PutFrame(c.id, c.size, *work.frame, &batch).status();
+              if (!s.ok() && !s.IsIOError()) {
+                s = Status::Corruption("chunk " + core::DigestHex(c.id) + " from " +
+                                       source->Describe() + ": " + s.message());
+                if (o.on_rejected) o.on_rejected(c.id, s);
+              }
             }
-          }
-          std::lock_guard<std::mutex> lock(mu);
-          if (!s.ok()) {
-            if (s.IsUnavailable() || s.IsCorruption()) {
-              if (s.IsCorruption()) ++result.rejected;
-              retry.push_back(c);
-              last_transient = s;
-            } else if (first_error.ok()) {
-              first_error = s.WithContext("chunk " + core::DigestHex(c.id));
+            std::lock_guard<std::mutex> lock(mu);
+            if (!s.ok()) {
+              if (s.IsUnavailable() || s.IsCorruption()) {
+                if (s.IsCorruption()) ++result.rejected;
+                retry.push_back(c);
+                last_transient = s;
+              } else if (first_error.ok()) {
+                first_error = s.WithContext("chunk " + core::DigestHex(c.id));
+              }
+              continue;
             }
-            continue;
-          }
-          ++result.chunks;
-          result.bytes += c.size;
-          uncommitted += c.size;
-          if (o.progress_bytes) *o.progress_bytes += c.size;
-          if (o.progress_chunks) ++*o.progress_chunks;
-          if (uncommitted >= o.commit_bytes || std::chrono::steady_clock::now() - last_commit >= o.commit_interval) {
-            Status cs = commit_locked();
-            if (!cs.ok() && first_error.ok()) first_error = cs.WithContext("storing chunks");
+            ++result.chunks;
+            result.bytes += c.size;
+            uncommitted += c.size;
+            if (o.progress_bytes) *o.progress_bytes += c.size;
+            if (o.progress_chunks) ++*o.progress_chunks;
+            if (uncommitted >= o.commit_bytes ||
+                std::chrono::steady_clock::now() - last_commit >= o.commit_interval) {
+              Status cs = commit_locked();
+              if (!cs.ok() && first_error.ok()) first_error = cs.WithContext("storing chunks");
+            }
           }
         }
       });
     }
     bool stopped = false;
-    Status fs = source->FetchMany(requests, o.parallel, [&](std::size_t k, core::Result<std::string> frame) {
-      if (o.cancelled && o.cancelled()) {
-        stopped = true;
-        return false;
-      }
-      // Ahead of the allowed average: pause (staying cancellable).
-      limiter.Throttle(frame.ok() ? frame->size() : 0, o.cancelled);
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        if (!first_error.ok()) return false;
-      }
-      return queue.Push(Work{k, std::move(frame)});
-    });
+    Status fs = source->FetchMany(
+        requests, o.parallel, [&](std::size_t k, core::Result<std::string> frame) {
+          if (o.cancelled && o.cancelled()) {
+            stopped = true;
+            return false;
+          }
+          // Ahead of the allowed average: pause (staying cancellable).
+          limiter.Throttle(frame.ok() ? frame->size() : 0, o.cancelled);
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            if (!first_error.ok()) return false;
+          }
+          pending.push_back(Work{k, std::move(frame)});
+          return pending.size() < kHandOff || queue.Push(std::exchange(pending, {}));
+        });
+    if (!stopped && !pending.empty()) queue.Push(std::exchange(pending, {}));
     queue.Close();
     for (auto& t : workers) t.join();
     {
