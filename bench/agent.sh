@@ -79,6 +79,7 @@ log "warm-up runs (not timed)"
 settle; warm "$WORK/dp/repo"
 agent_once "$WORK/out/agent-warm" >/dev/null
 rm -rf "$WORK/out/agent-warm"
+bulk_deleted
 warm "$BIG"
 curl -s -f -o "$WORK/out/curl-warm" "$U/big.bin"
 rm -f "$WORK/out/curl-warm"
@@ -89,6 +90,7 @@ for i in $(seq "$RUNS"); do
   time_run agent "$i" "$DEPOT" --log-level warn agent run --data "$WORK/out/agent-$i" "${AGENT_FLAGS[@]}"
   settle; warm "$WWW/casync"
   time_run casync "$i" casync extract --store="$U/casync/S.castr" "$U/casync/X.caidx" "$WORK/out/casync-$i"
+  bulk_deleted  # casync-http passes chunks through ~117 k temporary files it deletes
   settle; warm "$BIG"
   time_run curl "$i" curl -s -f -o "$WORK/out/curl-$i" "$U/big.bin"
 done
@@ -109,6 +111,7 @@ mutated=$(python3 "$MAKE_TREE_PY" --mutate "$V2")
 wait_ready 2
 KEEP="$WORK/out/agent-1"
 for i in $(seq 2 "$RUNS"); do rm -rf "$WORK/out/agent-$i" "$WORK/out/casync-$i" "$WORK/out/curl-$i"; done
+bulk_deleted
 agent_once "$KEEP" >/dev/null
 diff -r --no-dereference -q "$V2" "$KEEP/content/bench/2" >/dev/null || die "the updated agent's content differs from version 2"
 CLIENT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client"])' "$KEEP/agent.json")

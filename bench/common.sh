@@ -108,14 +108,19 @@ cleanup() {
     else
       log "removing $WORK"
       rm -rf "$WORK"
-      sync   # clean inode-table blocks: the 60 s rule, not the 360 s one
-      date +%s >"$BENCH_DATA/.last-bulk-delete"
+      bulk_deleted
     fi
   fi
   exit "$rc"
 }
 
 # ---------------------------------------------------------------- machine state
+
+# Records a bulk deletion (thousands of files) just made, so the next settle waits.
+bulk_deleted() {
+  sync   # clean inode-table blocks: the 60 s rule, not the 360 s one
+  date +%s >"$BENCH_DATA/.last-bulk-delete"
+}
 
 # Waits until DELETE_SETTLE_S seconds have passed since the last bulk deletion made
 # by a benchmark script (see DELETE_SETTLE_S above).
