@@ -111,7 +111,6 @@ mutated=$(python3 "$MAKE_TREE_PY" --mutate "$V2")
 wait_ready 2
 KEEP="$WORK/out/agent-1"
 for i in $(seq 2 "$RUNS"); do rm -rf "$WORK/out/agent-$i" "$WORK/out/casync-$i" "$WORK/out/curl-$i"; done
-bulk_deleted
 agent_once "$KEEP" >/dev/null
 diff -r --no-dereference -q "$V2" "$KEEP/content/bench/2" >/dev/null || die "the updated agent's content differs from version 2"
 CLIENT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client"])' "$KEEP/agent.json")

@@ -61,4 +61,34 @@ class BlockingQueue {
   bool closed_ = false;
 };
 
+// Hands items to a BlockingQueue of batches, `batch` at a time. Why: a consumer that
+// has drained its queue sleeps, and one hand-off per item wakes it per item -- a
+// context switch per chunk on the same cores that do the work. Flush() sends what is
+// pending (at the end, before closing the queue).
+// Thread safety: one producer thread per pusher; the queue is shared as usual.
+template <typename T>
+class BatchPusher {
+ public:
+  // `queue` is not owned and must outlive the pusher.
+  BatchPusher(BlockingQueue<std::vector<T>>* queue, std::size_t batch)
+      : queue_(queue), batch_(batch ? batch : 1) {}
+
+  // False (dropping what is pending) once the queue is closed.
+  bool Push(T v) {
+    pending_.push_back(std::move(v));
+    return pending_.size() < batch_ || Flush();
+  }
+  bool Flush() {
+    if (pending_.empty()) return true;
+    std::vector<T> out;
+    out.swap(pending_);
+    return queue_->Push(std::move(out));
+  }
+
+ private:
+  BlockingQueue<std::vector<T>>* queue_;
+  std::size_t batch_;
+  std::vector<T> pending_;
+};
+
 }  // namespace depot::core

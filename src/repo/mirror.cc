@@ -2,7 +2,6 @@
 
 #include <mutex>
 #include <thread>
-#include <utility>
 
 #include "core/crash_point.h"
 #include "core/atomic_batch.h"
@@ -58,11 +57,10 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock, core
       std::size_t index;
       core::Result<std::string> frame;
     };
-    // Frames are handed over a few at a time: one per hand-off woke a worker per chunk
-    // (see fetch.cc).
+    // Frames are handed over a few at a time (see core::BatchPusher).
     constexpr std::size_t kHandOff = 8;
     core::BlockingQueue<std::vector<Work>> queue(64 / kHandOff);
-    std::vector<Work> pending;
+    core::BatchPusher<Work> pusher(&queue, kHandOff);
     std::vector<std::thread> workers;
     for (unsigned w = 0; w < threads; ++w) {
       workers.emplace_back([&] {
@@ -118,10 +116,9 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock, core
             std::lock_guard<std::mutex> lock(mu);
             if (!first_error.ok()) return false;
           }
-          pending.push_back(Work{k, std::move(frame)});
-          return pending.size() < kHandOff || queue.Push(std::exchange(pending, {}));
+          return pusher.Push(Work{k, std::move(frame)});
         });
-    if (!stopped && !pending.empty()) queue.Push(std::exchange(pending, {}));
+    if (!stopped) pusher.Flush();
     queue.Close();
     for (auto& t : workers) t.join();
     {

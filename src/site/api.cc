@@ -46,6 +46,14 @@ struct Call {
   int status = 200;
 
   core::Result<Json> Body() { return ParseJsonBody(req.body); }
+  // For requests that take no fields: an empty body or `{}`; anything else is a clear
+  // error naming the request (`what`), not silently ignored.
+  Status NoFields(const std::string& what) {
+    if (req.body.empty()) return Status::Ok();
+    DEPOT_ASSIGN_OR_RETURN(Json body, Body());
+    ObjectReader r(body, what);
+    return r.Finish();
+  }
 };
 
 using Fn = std::function<core::Result<Json>(Call&)>;
@@ -173,6 +181,7 @@ SiteApi::SiteApi(SiteContext* ctx) : ctx_(ctx) {
   });
   add("POST", "/api/v1/chunks/commit", Role::kOperator, kSmallBody, [](Call& c) -> core::Result<Json> {
     // The client has sent its last chunks: commit them while it sends the manifest.
+    DEPOT_RETURN_IF_ERROR(c.NoFields("chunk commit"));
     c.ctx.intake->CommitSoon();
     c.status = 202;
     return Json{{"committing", true}};
@@ -238,11 +247,7 @@ SiteApi::SiteApi(SiteContext* ctx) : ctx_(ctx) {
   });
   add("POST", "/api/v1/deployments/{}/cancel", Role::kOperator, kSmallBody, [](Call& c) -> core::Result<Json> {
     DEPOT_ASSIGN_OR_RETURN(std::int64_t id, IdParam(c.params[0]));
-    if (!c.req.body.empty()) {  // no fields; `{}` or nothing
-      DEPOT_ASSIGN_OR_RETURN(Json body, c.Body());
-      ObjectReader r(body, "cancel");
-      DEPOT_RETURN_IF_ERROR(r.Finish());
-    }
+    DEPOT_RETURN_IF_ERROR(c.NoFields("cancel"));
     return CancelDeployment(c.ctx, id);
   });
 

@@ -225,29 +225,26 @@ Status Site::Start() {
                                                          std::chrono::minutes(1));
     // Fresh signatures at start: a site down for days comes back with valid metadata.
     c.repo->Refresh().IgnoreError();
-    // Uploaded chunks a crashed site staged but never committed (temp files named
-    // after its pid): gone with it. Off the start-up path: it lists the whole store.
-    auto swept = c.repo->chunks()->SweepAbandonedTemps();
-    if (swept.ok() && *swept > 0) {
-      core::Log(core::LogLevel::kInfo, "site.swept_temp_files", {{"files", std::to_string(*swept)}});
-    }
-    // What the library holds, for missing-chunk queries. Uploads staged meanwhile add
-    // their own chunks; until this is done, every query looks each chunk up.
+    // One pass over the store at start, off the start-up path: uploaded chunks a
+    // crashed site staged but never committed (temp files named after its pid) go,
+    // and every chunk id goes into the filter for missing-chunk queries (uploads
+    // staged meanwhile add their own; until it is ready, every query looks up).
     {
       auto t0 = std::chrono::steady_clock::now();
       std::uint64_t n = 0;
-      Status listed = c.repo->chunks()->ListIds([&](const store::ChunkId& id) {
+      auto swept = c.repo->chunks()->SweepAbandonedTemps([&](const store::ChunkId& id) {
         c.chunk_filter->Add(id);
         ++n;
       });
-      if (listed.ok()) {
+      if (swept.ok()) {
         c.chunk_filter->MarkReady();
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        if (*swept > 0) core::Log(core::LogLevel::kInfo, "site.swept_temp_files", {{"files", std::to_string(*swept)}});
         core::Log(core::LogLevel::kInfo, "site.chunk_filter_loaded",
                   {{"chunks", std::to_string(n)}, {"ms", std::to_string(ms.count())}});
       } else {
         core::Log(core::LogLevel::kWarn, "site.chunk_filter_failed",
-                  {{"error", listed.ToString()}, {"effect", "missing-chunk queries look up every chunk"}});
+                  {{"error", swept.status().ToString()}, {"effect", "missing-chunk queries look up every chunk"}});
       }
     }
     for (;;) {

@@ -225,6 +225,7 @@ TEST_F(SiteTest, ManifestsThatDisagreeWithTheirChunksAreNotSigned) {
   store::Manifest m = UploadTree(this, admin_.get(), dir_.Sub("src"), dir_.Sub("staging"));
   // The client's "that was all": the group commit starts, the answer does not wait.
   EXPECT_EQ(Call(admin_.get(), "POST", "/api/v1/chunks/commit", Json::object(), 202)["committing"], true);
+  Call(admin_.get(), "POST", "/api/v1/chunks/commit", Json{{"chunks", 3}}, 400);  // it takes no fields
   auto post = [&](const store::Manifest& man) {
     auto bytes = store::SerializeManifest(man);
     EXPECT_TRUE(bytes.ok()) << bytes.status().ToString();

@@ -115,10 +115,6 @@ core::Result<std::string> ChunkStore::Get(const ChunkId& id, std::uint64_t expec
 core::Status ChunkStore::Remove(const ChunkId& id) { return env_->Remove(PathOf(id)); }
 
 core::Status ChunkStore::ListIds(ChunkIdSet* out) {
-  return ListIds([out](const ChunkId& id) { out->insert(id); });
-}
-
-core::Status ChunkStore::ListIds(const std::function<void(const ChunkId&)>& fn) {
   static const char kDigits[] = "0123456789abcdef";
   for (int i = 0; i < 256; ++i) {
     char sub[3] = {kDigits[i >> 4], kDigits[i & 15], 0};
@@ -130,7 +126,7 @@ core::Status ChunkStore::ListIds(const std::function<void(const ChunkId&)>& fn) 
     for (const auto& f : *files) {
       if (f.name.size() != 64 || f.name.compare(0, 2, sub) != 0) continue;  // temp or stray
       auto id = core::ParseDigestHex(f.name);
-      if (id.ok()) fn(*id);
+      if (id.ok()) out->insert(*id);
     }
   }
   return core::Status::Ok();
@@ -220,7 +216,8 @@ core::Result<GcStats> ChunkStore::CollectGarbage(const ChunkIdSet& live,
   return stats;
 }
 
-core::Result<std::uint64_t> ChunkStore::SweepAbandonedTemps() {
+core::Result<std::uint64_t> ChunkStore::SweepAbandonedTemps(
+    const std::function<void(const ChunkId&)>& on_chunk) {
   std::uint64_t removed = 0;
   DEPOT_ASSIGN_OR_RETURN(auto subdirs, env_->ListDir(root_));
   for (const auto& sub : subdirs) {
@@ -230,6 +227,9 @@ core::Result<std::uint64_t> ChunkStore::SweepAbandonedTemps() {
     for (const auto& f : files) {
       if (core::IsAbandonedTemp(f.name) && env_->Remove(core::JoinPath(dir, f.name)).ok()) {
         ++removed;
+      } else if (on_chunk && f.name.size() == 64 && f.name.compare(0, 2, sub.name) == 0) {
+        auto id = core::ParseDigestHex(f.name);
+        if (id.ok()) on_chunk(*id);
       }
     }
   }

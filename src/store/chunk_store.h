@@ -111,8 +111,6 @@ class ChunkStore {
   // thousands of new chunks would otherwise cost. A snapshot of the moment: chunks
   // stored or removed afterwards by others are not reflected.
   core::Status ListIds(ChunkIdSet* out);
-  // The same pass, calling fn(id) for each.
-  core::Status ListIds(const std::function<void(const ChunkId&)>& fn);
 
   // Roughly how many directory entries ListIds would have to read, judged from the
   // sizes of the fan-out directories (which grow with their entries and never
@@ -135,8 +133,11 @@ class ChunkStore {
                                        std::int64_t keep_modified_after_ns = INT64_MIN);
 
   // Removes only temp files whose writer process is gone (safe while other
-  // processes write). Returns how many were removed.
-  core::Result<std::uint64_t> SweepAbandonedTemps();
+  // processes write). Returns how many were removed. With `on_chunk`, the same pass
+  // over the store also calls it with the id of every chunk file it sees (a start-up
+  // that wants both lists the store once).
+  core::Result<std::uint64_t> SweepAbandonedTemps(
+      const std::function<void(const ChunkId&)>& on_chunk = nullptr);
 
  private:
   core::Status WriteFrame(const ChunkId& id, std::string_view frame, core::AtomicBatch* batch);

@@ -23,6 +23,21 @@ class ChunkStoreTest : public ::testing::Test {
   ChunkStore store_{core::Env::Default(), dir_.Sub("chunks"), 3};
 };
 
+TEST_F(ChunkStoreTest, SweepRemovesAbandonedTempsAndReportsEveryChunkInThePass) {
+  std::string a = "chunk a", b = "chunk b";
+  ChunkId ia = core::Sha256::Hash(a), ib = core::Sha256::Hash(b);
+  ASSERT_TRUE(store_.Put(ia, a).ok());
+  ASSERT_TRUE(store_.Put(ib, b).ok());
+  std::string dead = store_.root() + "/" + core::DigestHex(ia).substr(0, 2) + "/.x.tmp.999999999-0123456789abcdef";
+  testing::WriteFileOrDie(dead, "left by a crashed writer");
+  ChunkIdSet seen;
+  auto swept = store_.SweepAbandonedTemps([&](const ChunkId& id) { seen.insert(id); });
+  ASSERT_TRUE(swept.ok()) << swept.status().ToString();
+  EXPECT_EQ(*swept, 1u);
+  EXPECT_FALSE(*core::Env::Default()->Exists(dead));
+  EXPECT_EQ(seen, (ChunkIdSet{ia, ib}));
+}
+
 TEST_F(ChunkStoreTest, PutGetHasRemove) {
   std::string data = testing::RandomData(70000, 1);
   ChunkId id = core::Sha256::Hash(data);
