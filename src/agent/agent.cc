@@ -38,7 +38,6 @@
 #include "repo/fetch.h"
 #include "store/chunk_store.h"
 #include "store/manifest.h"
-#include "tuf/client.h"
 
 namespace depot::agent {
 
@@ -794,7 +793,7 @@ struct Agent::Impl {
       const Status& s = r.status();
       if (s.IsIOError() || s.IsInvalidArgument()) return out;  // local trouble: no source is to blame
       penalised_until_ms[src.url] = NowMs() + Ms(config.source_penalty);
-      if (diag.version_missing || tuf::IsRollback(s)) {
+      if (diag.version_missing || diag.source_behind) {
         std::string has = diag.version_missing
                               ? (diag.newest_available ? std::to_string(diag.newest_available) : "none")
                               : "older signed metadata";

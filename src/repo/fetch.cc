@@ -155,7 +155,10 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   };
   tuf::Client client(env, clock, source, trusted_dir);
   DEPOT_RETURN_IF_ERROR(client.Initialize(req.trusted_root).WithContext("trusted root"));
-  DEPOT_RETURN_IF_ERROR(client.Refresh().WithContext("metadata from " + source->Describe()));
+  if (Status refreshed = client.Refresh(); !refreshed.ok()) {
+    if (req.diagnostics && client.refused_older()) req.diagnostics->source_behind = true;
+    return refreshed.WithContext("metadata from " + source->Describe());
+  }
 
   // The target: the requested version, or the newest one signed.
   std::vector<std::int64_t> versions;

@@ -46,6 +46,9 @@ struct FetchDiagnostics {
   // The source does not offer the requested version: not in its signed targets, or
   // its manifest is missing (404) there.
   bool version_missing = false;
+  // The source's signed metadata is older than what this client already trusts
+  // (tuf::Client::refused_older): a mirror that is behind. Set with a Corruption.
+  bool source_behind = false;
   // The signed manifest itself is unacceptable (an unsafe path, limits exceeded,
   // not what it is signed as): every source serves the same bytes, so no retry helps.
   bool manifest_refused = false;

@@ -9,10 +9,6 @@
 
 namespace depot::tuf {
 
-bool IsRollback(const core::Status& s) {
-  return s.IsCorruption() && s.message().find("(rollback attack") != std::string::npos;
-}
-
 namespace {
 
 using core::Result;
@@ -216,8 +212,14 @@ Result<std::string> Client::FetchCapped(const std::string& path, std::uint64_t m
   return r;
 }
 
+Status Client::RefuseOlder(std::string what) {
+  refused_older_ = true;
+  return Status::Corruption(std::move(what) + " (rollback attack?)");
+}
+
 Status Client::Refresh() {
   refreshed_ = false;
+  refused_older_ = false;
   if (!root_) {
     return Status::InvalidArgument("tuf client: Refresh() called before Initialize() succeeded");
   }
@@ -303,9 +305,9 @@ Status Client::UpdateTimestamp(core::TimePoint now) {
   if (timestamp_) {
     const TimestampMetadata& old = timestamp_->meta.body;
     if (ts.body.version < old.version) {
-      return Status::Corruption(name + ": version " + std::to_string(ts.body.version) +
-                                " is older than the trusted version " +
-                                std::to_string(old.version) + "; refusing it (rollback attack?)");
+      return RefuseOlder(name + ": version " + std::to_string(ts.body.version) +
+                         " is older than the trusted version " + std::to_string(old.version) +
+                         "; refusing it");
     }
     if (ts.body.version == old.version) {
       // Nothing changed upstream: keep the trusted timestamp, which must still be fresh.
@@ -315,10 +317,9 @@ Status Client::UpdateTimestamp(core::TimePoint now) {
       return Status::Ok();
     }
     if (ts.body.snapshot.version < old.snapshot.version) {
-      return Status::Corruption(name + ": names snapshot version " +
-                                std::to_string(ts.body.snapshot.version) + ", older than version " +
-                                std::to_string(old.snapshot.version) +
-                                " named by the trusted timestamp (rollback attack?)");
+      return RefuseOlder(name + ": names snapshot version " + std::to_string(ts.body.snapshot.version) +
+                         ", older than version " + std::to_string(old.snapshot.version) +
+                         " named by the trusted timestamp");
     }
   }
   // 5.4.4
@@ -366,15 +367,12 @@ Status Client::UpdateSnapshot(core::TimePoint now) {
     for (const auto& [file, old] : snapshot_->meta.body.meta) {
       auto it = snap.body.meta.find(file);
       if (it == snap.body.meta.end()) {
-        return Status::Corruption(
-            name + ": no longer lists " + file + ", which trusted snapshot version " +
-            std::to_string(snapshot_->meta.body.version) + " listed (rollback attack?)");
+        return RefuseOlder(name + ": no longer lists " + file + ", which trusted snapshot version " +
+                           std::to_string(snapshot_->meta.body.version) + " listed");
       }
       if (it->second.version < old.version) {
-        return Status::Corruption(name + ": names " + file + " version " +
-                                  std::to_string(it->second.version) + ", older than version " +
-                                  std::to_string(old.version) +
-                                  " in the trusted snapshot (rollback attack?)");
+        return RefuseOlder(name + ": names " + file + " version " + std::to_string(it->second.version) +
+                           ", older than version " + std::to_string(old.version) + " in the trusted snapshot");
       }
     }
   }
@@ -421,9 +419,8 @@ Status Client::UpdateTargets(core::TimePoint now) {
   // Belt and braces: never go below the targets this client already trusted (the
   // snapshot check covers it unless the trusted snapshot was discarded).
   if (targets_ && targets.body.version < targets_->meta.body.version) {
-    return Status::Corruption(name + ": version " + std::to_string(targets.body.version) +
-                              " is older than the trusted version " +
-                              std::to_string(targets_->meta.body.version) + " (rollback attack?)");
+    return RefuseOlder(name + ": version " + std::to_string(targets.body.version) +
+                       " is older than the trusted version " + std::to_string(targets_->meta.body.version));
   }
   // 5.6.5
   if (IsExpired(targets.body.expires, now)) {

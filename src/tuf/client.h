@@ -45,10 +45,6 @@
 
 namespace depot::tuf {
 
-// Whether `s` is Refresh()'s refusal of metadata older than what this client already
-// trusts: a source that is behind (a stale mirror) or replaying old metadata.
-bool IsRollback(const core::Status& s);
-
 class Client {
  public:
   // `source` serves the repository's public tree: "metadata/<file>" and
@@ -75,6 +71,12 @@ class Client {
   // trusted (GetTarget fails) until a Refresh() succeeds.
   core::Status Refresh();
 
+  // Whether the last Refresh() failed because the source offered metadata older than
+  // what this client already trusts (a Corruption): a mirror that is behind, or one
+  // replaying old metadata -- a stale source rather than a broken one. Reset by each
+  // Refresh(). One thread, like every method.
+  bool refused_older() const { return refused_older_; }
+
   // The trusted info for `path`. NotFound when it is not a target; InvalidArgument
   // when no Refresh() has succeeded.
   core::Result<TargetInfo> GetTarget(std::string_view path) const;
@@ -100,6 +102,9 @@ class Client {
     std::string bytes;  // exactly as received, so hashes can be rechecked
   };
 
+  // The Corruption that refuses metadata older than the trusted state (`what` says
+  // which); sets refused_older_.
+  core::Status RefuseOlder(std::string what);
   core::Status UpdateRoot(core::TimePoint now);
   void OnRootReplaced(const RootMetadata& previous);
   core::Status UpdateTimestamp(core::TimePoint now);
@@ -120,6 +125,7 @@ class Client {
   std::optional<Trusted<SnapshotMetadata>> snapshot_;
   std::optional<Trusted<TargetsMetadata>> targets_;
   bool refreshed_ = false;
+  bool refused_older_ = false;
 };
 
 }  // namespace depot::tuf

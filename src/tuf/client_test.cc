@@ -145,15 +145,22 @@ TEST_F(ClientTest, RollbackOfTimestampIsRefused) {
   ASSERT_OK(client->Refresh());
   const std::string trusted = ReadTrusted("timestamp.json");
 
+  EXPECT_FALSE(client->refused_older());
   source->Serve("metadata/timestamp.json", old_timestamp);
   ExpectError(client->Refresh(), &core::Status::IsCorruption,
               "timestamp.json: version 2 is older than the trusted version 3");
+  EXPECT_TRUE(client->refused_older()) << "a stale source, not a broken one";
   EXPECT_EQ(ReadTrusted("timestamp.json"), trusted);
   EXPECT_EQ(client->timestamp_version(), 3);
   // Also across restarts: the persisted timestamp is the reference.
   auto restarted = NewClient();
   ExpectError(restarted->Refresh(), &core::Status::IsCorruption,
               "older than the trusted version 3");
+  EXPECT_TRUE(restarted->refused_older());
+  // The source catches up: the next Refresh clears the verdict.
+  source->Serve("metadata/timestamp.json", ReadMeta("timestamp.json"));
+  ASSERT_OK(restarted->Refresh());
+  EXPECT_FALSE(restarted->refused_older());
 }
 
 TEST_F(ClientTest, RollbackOfSnapshotIsRefused) {
@@ -170,6 +177,7 @@ TEST_F(ClientTest, RollbackOfSnapshotIsRefused) {
   PublishCraftedTimestamp(ts);
   ExpectError(client->Refresh(), &core::Status::IsCorruption,
               "names snapshot version 2, older than version 3");
+  EXPECT_TRUE(client->refused_older());
   EXPECT_EQ(client->snapshot_version(), 3);
 }
 
@@ -186,6 +194,7 @@ TEST_F(ClientTest, RollbackOfTargetsIsRefused) {
   PublishCraftedSnapshot(s);
   ExpectError(client->Refresh(), &core::Status::IsCorruption,
               "names targets.json version 2, older than version 3 in the trusted snapshot");
+  EXPECT_TRUE(client->refused_older());
   EXPECT_EQ(client->targets_version(), 3);
   // A snapshot that drops targets.json cannot be built (parser refuses it), so the
   // other half of the check is covered by the parser tests.
@@ -283,8 +292,9 @@ TEST_F(ClientTest, SnapshotNotMatchingTimestampIsRefused) {
   PrivateKey key = LoadKey(Role::kSnapshot);
   source->Serve("metadata/" + SnapshotName(), SignWith(s, {&key}));
   ExpectError(NewClient()->Refresh(), &core::Status::IsCorruption, "2.snapshot.json: sha256 ");
-  EXPECT_NE(NewClient()->Refresh().message().find("does not match timestamp.json"),
-            std::string::npos);
+  auto client = NewClient();
+  EXPECT_NE(client->Refresh().message().find("does not match timestamp.json"), std::string::npos);
+  EXPECT_FALSE(client->refused_older()) << "bad bytes are not a stale source";
 }
 
 TEST_F(ClientTest, TargetsNotMatchingSnapshotIsRefused) {
