@@ -2,6 +2,7 @@
 SQLite catalog and content library, the real CLI, and the DP and agent APIs driven
 over HTTP exactly as DPs and agents will drive them."""
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -320,6 +321,37 @@ class SiteTest(DepotTestCase):
         status, r, _ = self.site.api("POST", "/api/v1/agent/status", token=c1["token"],
                                      body={"messages": [{"seq": 9, "code": 2004}]})
         self.assertEqual(status, 400)
+
+    def test_status_counts_every_silent_client_and_names_the_longest_silent(self):
+        self.site.stop()
+        cfg = os.path.join(self.site.data, "site.toml")
+        with open(cfg) as f:
+            text = f.read()
+        self.assertIn('\noffline_after = "', text)
+        with open(cfg, "w") as f:
+            f.write(re.sub(r'\noffline_after = "[^"]*"', '\noffline_after = "1s"', text))
+        self.site.start()
+        enroll = self.site.cli("token", "create", "--role", "enroll", "--uses", "104")
+        tokens = {}
+        for i in range(104):
+            status, c, _ = self.site.api("POST", "/api/v1/agent/enroll", token=enroll["token"],
+                                         body={"name": f"pc{i:03d}", "attributes": {"os": "linux"}})
+            self.assertEqual(status, 201, c)
+            tokens[f"pc{i:03d}"] = c["token"]
+        time.sleep(1.2)
+        # pc103 checks in again: only the other 103 are silent.
+        status, _, _ = self.site.api("GET", "/api/v1/agent/policy", token=tokens["pc103"])
+        self.assertEqual(status, 200)
+        st = self.site.cli("status")
+        self.assertEqual(st["clients"]["total"], 104)
+        self.assertEqual(st["clients"]["offline"], 103)
+        names = [c["name"] for c in st["clients"]["offline_list"]]
+        self.assertEqual(len(names), 100)
+        self.assertNotIn("pc103", names)
+        code, out, err = run_depot("status", check=False, env=self.site.cli_env())
+        self.assertEqual(code, 0, err)
+        self.assertIn("104 enrolled, 103 not seen recently", out)
+        self.assertIn("... 3 more", out)
 
     def test_retention_keeps_newest_and_pinned_versions(self):
         self.site.stop()

@@ -843,6 +843,9 @@ core::Result<Json> CancelDeployment(SiteContext& ctx, std::int64_t id) {
 }
 
 core::Result<Json> StatusOverview(SiteContext& ctx) {
+  // Sightings not yet written (they are flushed in batches): a client or DP that just
+  // checked in must not be listed as silent.
+  FlushSeen(ctx);
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows versions,
       ctx.db->Query("SELECT p.name, v.version, v.bytes, (SELECT COUNT(*) FROM dp_records r WHERE r.version_id = v.id), "
