@@ -272,11 +272,15 @@ Status Client::UpdateRoot(core::TimePoint now) {
     DEPOT_RETURN_IF_ERROR(
         VerifyThreshold(next.body, Role::kRoot, next.canonical, next.signatures, name)
             .WithContext("checking against its own root keys"));
-    // 5.3.5: exactly N+1.
+    // 5.3.5: exactly N+1. An older root under the next name is a replay (or a source
+    // that is behind); a newer one is a broken chain.
+    if (next.body.version < next_version) {
+      return RefuseOlder(name + ": holds root version " + std::to_string(next.body.version) +
+                         ", expected exactly " + std::to_string(next_version));
+    }
     if (next.body.version != next_version) {
       return Status::Corruption(name + ": holds root version " + std::to_string(next.body.version) +
-                                ", expected exactly " + std::to_string(next_version) +
-                                " (rollback attack, or a broken root chain)");
+                                ", expected exactly " + std::to_string(next_version) + " (a broken root chain)");
     }
     DEPOT_RETURN_IF_ERROR(RequireConsistentSnapshots(next.body, name));
     // 5.3.7-8: trust it and persist it. The rest of the trusted state is reconciled at

@@ -208,6 +208,7 @@ TEST_F(ClientTest, RollbackOfRootIsRefused) {
   source->Serve("metadata/3.root.json", ReadMeta("1.root.json"));
   ExpectError(client->Refresh(), &core::Status::IsCorruption,
               "3.root.json: holds root version 1, expected exactly 3");
+  EXPECT_TRUE(client->refused_older());
   EXPECT_EQ(client->root_version(), 2);
   EXPECT_EQ(ReadTrusted("root.json"), ReadMeta("2.root.json"));
 }
@@ -540,6 +541,7 @@ TEST_F(ClientTest, RootVersionSkipIsRefused) {
   auto client = NewClient();
   ExpectError(client->Refresh(), &core::Status::IsCorruption,
               "2.root.json: holds root version 3, expected exactly 2");
+  EXPECT_FALSE(client->refused_older()) << "a broken chain, not an older root";
   EXPECT_EQ(client->root_version(), 1);
   EXPECT_EQ(ReadTrusted("root.json"), ReadMeta("1.root.json"));
 
