@@ -791,7 +791,8 @@ struct Agent::Impl {
         return out;
       }
       const Status& s = r.status();
-      if (s.IsIOError() || s.IsInvalidArgument()) return out;  // local trouble: no source is to blame
+      // Local trouble (a disk error, a directory removed underneath): no source is to blame.
+      if (diag.local_failure || s.IsIOError() || s.IsInvalidArgument()) return out;
       penalised_until_ms[src.url] = NowMs() + Ms(config.source_penalty);
       if (diag.version_missing || diag.source_behind) {
         std::string has = diag.version_missing

@@ -120,8 +120,14 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
                                        core::RepoSource* source, const FetchRequest& req) {
   DEPOT_RETURN_IF_ERROR(store::ValidatePackageName(req.package));
   if (req.dest.empty()) return Status::InvalidArgument("no destination given");
-  DEPOT_ASSIGN_OR_RETURN(bool dest_exists, env->Exists(req.dest));
-  if (dest_exists) {
+  // Marks an error as this machine's (see FetchDiagnostics::local_failure).
+  auto local = [&req](Status s) {
+    if (!s.ok() && req.diagnostics) req.diagnostics->local_failure = true;
+    return s;
+  };
+  auto exists = env->Exists(req.dest);
+  if (!exists.ok()) return local(exists.status());
+  if (*exists) {
     return Status::InvalidArgument("destination " + req.dest +
                                    " already exists; remove it or choose another path");
   }
@@ -133,7 +139,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   if (!req.cache_dir.empty()) {
     cache = std::make_unique<store::ChunkStore>(env, core::JoinPath(req.cache_dir, "chunks"),
                                                 store::kDefaultCompressionLevel);
-    DEPOT_RETURN_IF_ERROR(cache->Create().WithContext("cache " + req.cache_dir));
+    DEPOT_RETURN_IF_ERROR(local(cache->Create().WithContext("cache " + req.cache_dir)));
     // What an interrupted fetch was still writing when it died.
     auto swept = cache->SweepAbandonedTemps();
     if (swept.ok() && *swept > 0) {
@@ -141,7 +147,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     }
     trusted_dir = core::JoinPath(
         req.cache_dir, "tuf/" + core::Sha256::HashHex(req.trusted_root).substr(0, 16));
-    DEPOT_RETURN_IF_ERROR(env->CreateDirs(trusted_dir, 0700));
+    DEPOT_RETURN_IF_ERROR(local(env->CreateDirs(trusted_dir, 0700)));
   }
 
   const std::uint64_t transfer_start = source->BytesFetched();
@@ -154,7 +160,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     return s;
   };
   tuf::Client client(env, clock, source, trusted_dir);
-  DEPOT_RETURN_IF_ERROR(client.Initialize(req.trusted_root).WithContext("trusted root"));
+  DEPOT_RETURN_IF_ERROR(local(client.Initialize(req.trusted_root).WithContext("trusted root")));
   if (Status refreshed = client.Refresh(); !refreshed.ok()) {
     if (req.diagnostics && client.refused_older()) req.diagnostics->source_behind = true;
     return refreshed.WithContext("metadata from " + source->Describe());
@@ -243,7 +249,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   std::string staging = core::JoinPath(
       parent, staging_prefix + std::to_string(::getpid()) + "-" + core::RandomHex(6));
   store::Assembler assembler(env, &m, staging);
-  DEPOT_RETURN_IF_ERROR(assembler.Prepare());
+  DEPOT_RETURN_IF_ERROR(local(assembler.Prepare()));
   const auto& chunks = assembler.chunks();
   result.chunks = chunks.size();
   const unsigned threads = req.threads ? req.threads : core::DefaultConcurrency();
@@ -252,10 +258,20 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   if (cache && req.cache_fetched) cache_batch = std::make_unique<core::AtomicBatch>(env, cache->root());
   std::mutex mu;
   Status first_error;
+  bool first_error_local = false;  // first_error is this machine's
   auto fail = [&](Status s) {
     std::lock_guard<std::mutex> lock(mu);
     if (first_error.ok()) first_error = std::move(s);
   };
+  auto fail_local = [&](Status s) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (first_error.ok()) {
+      first_error = std::move(s);
+      first_error_local = true;
+    }
+  };
+  // The first error, marked as local when it was (workers have stopped by now).
+  auto first = [&] { return first_error_local ? local(first_error) : first_error; };
   // A cancellation is the first error like any other, so every exit path sees it.
   auto failed = [&] {
     std::lock_guard<std::mutex> lock(mu);
@@ -271,7 +287,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   }
   auto place = [&](std::size_t i, std::string_view data) {
     Status s = assembler.Place(i, data);
-    if (!s.ok()) fail(std::move(s));
+    if (!s.ok()) fail_local(std::move(s));
     if (req.progress_bytes) *req.progress_bytes = assembler.bytes_placed();
     if (background_sync) background_sync->Wrote(data.size());
   };
@@ -309,7 +325,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
     result.seed_chunks = seed_chunks;
     result.seed_bytes = seed_bytes;
   }
-  DEPOT_RETURN_IF_ERROR(first_error);
+  DEPOT_RETURN_IF_ERROR(first());
   std::vector<std::size_t> missing;
   if (cache) {
     // Probing tens of thousands of absent chunks one open at a time costs more than
@@ -351,7 +367,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   result.cache_bytes += result.seed_bytes;
   // From here on the staging tree holds at least what the leftovers gave, so it may
   // replace them (keep_partial); a failure before this point leaves them as they are.
-  DEPOT_RETURN_IF_ERROR(first_error);
+  DEPOT_RETURN_IF_ERROR(first());
 
   result.prepare_s = lap();
 
@@ -412,7 +428,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
               // Verified just now: the frame is cached as received.
               Status s = cache->PutFrameTrusted(c.id, *work.frame, cache_batch.get());
               if (!s.ok()) {
-                fail(s.WithContext("cache"));
+                fail_local(s.WithContext("cache"));
                 continue;
               }
             }
@@ -441,7 +457,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
                 since_commit = 0;
                 last_commit = now;
                 Status s = cache_batch->Commit();
-                if (!s.ok()) fail(s.WithContext("cache"));
+                if (!s.ok()) fail_local(s.WithContext("cache"));
                 committing = false;
               }
             }
@@ -489,16 +505,21 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
 
   if (background_sync) {
     Status s = background_sync->Stop();
-    if (!s.ok()) fail(s.WithContext("writing " + staging));
+    if (!s.ok()) fail_local(s.WithContext("writing " + staging));
   }
   // Keep what was verified, whatever happens next.
   if (cache_batch) {
     Status s = cache_batch->Commit();
-    if (!s.ok()) fail(s.WithContext("cache"));
+    if (!s.ok()) fail_local(s.WithContext("cache"));
   }
-  Status done = first_error;
-  if (done.ok()) done = assembler.Finish(threads);
-  if (done.ok()) done = assembler.CommitTo(req.dest);
+  Status done = first();
+  if (done.ok()) {
+    // A file that fails its hash after every chunk verified is the signed manifest's
+    // own contradiction (every source serves the same); anything else here is local.
+    done = assembler.Finish(threads);
+    if (!done.IsCorruption()) done = local(done);
+  }
+  if (done.ok()) done = local(assembler.CommitTo(req.dest));
   if (!done.ok()) {
     if (req.keep_partial && assembler.bytes_placed() > 0) {
       remove_leftovers();

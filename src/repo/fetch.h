@@ -49,6 +49,11 @@ struct FetchDiagnostics {
   // The source's signed metadata is older than what this client already trusts
   // (tuf::Client::refused_older): a mirror that is behind. Set with a Corruption.
   bool source_behind = false;
+  // The failure is this machine's, not the source's: preparing the cache or the
+  // staging tree, writing or placing verified chunks, moving the tree into place (e.g.
+  // a directory removed underneath the fetch, which reads as NotFound). Another source
+  // would fail the same way.
+  bool local_failure = false;
   // The signed manifest itself is unacceptable (an unsafe path, limits exceeded,
   // not what it is signed as): every source serves the same bytes, so no retry helps.
   bool manifest_refused = false;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 
 #include "core/testing.h"
 #include "repo/repository.h"
@@ -23,7 +24,7 @@ class FaultySource final : public core::RepoSource {
   core::Result<std::string> Fetch(const std::string& path, std::uint64_t max) override {
     bool chunk = path.rfind("chunks/", 0) == 0;
     if (chunk) {
-      ++chunk_requests;
+      if (++chunk_requests == 1 && on_first_chunk) on_first_chunk();
       if (fail_chunks_after >= 0 && chunk_requests > fail_chunks_after) {
         return Status::Unavailable(path + ": connection refused (injected)");
       }
@@ -43,6 +44,7 @@ class FaultySource final : public core::RepoSource {
   int fail_chunks_after = -1;
   std::atomic<int> corrupt_first_n{0};
   bool endless = false;
+  std::function<void()> on_first_chunk;  // runs before the first chunk is served
 
  private:
   core::RepoSource* base_;
@@ -186,6 +188,38 @@ TEST_F(FetchTest, CorruptChunkOnSourceFailsAndLeavesNothing) {
   store::ChunkStore cache(env_, dir_.Sub("cache/chunks"), 1);
   auto id = core::ParseDigestHex(core::Basename(victim));
   EXPECT_FALSE(*cache.Has(*id));
+}
+
+TEST_F(FetchTest, FailuresSayWhetherThisMachineOrTheSourceIsToBlame) {
+  // The directory the tree is assembled in vanishes while chunks arrive: this
+  // machine's failure (it reads as NotFound), which another source would share.
+  ASSERT_TRUE(env_->CreateDirs(dir_.Sub("work")).ok());
+  FaultySource faulty(&source_);
+  faulty.on_first_chunk = [&] { ASSERT_TRUE(env_->RemoveAll(dir_.Sub("work")).ok()); };
+  FetchDiagnostics diag;
+  FetchRequest req = Request("work/out", /*cache=*/false);
+  req.diagnostics = &diag;
+  auto r = FetchVersion(env_, clock_, &faulty, req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(diag.local_failure) << r.status().ToString();
+  EXPECT_FALSE(diag.version_missing);
+
+  // A chunk the source does not have: the source's failure.
+  std::string victim;
+  ASSERT_TRUE(repo_->chunks()
+                  ->ForEach([&](const store::ChunkId& id, std::uint64_t) {
+                    victim = repo_->chunks()->PathOf(id);
+                    return false;
+                  })
+                  .ok());
+  ASSERT_TRUE(env_->Remove(victim).ok());
+  FetchDiagnostics diag2;
+  FetchRequest req2 = Request("out2", /*cache=*/false);
+  req2.diagnostics = &diag2;
+  r = FetchVersion(env_, clock_, &source_, req2);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsNotFound()) << r.status().ToString();
+  EXPECT_FALSE(diag2.local_failure) << r.status().ToString();
 }
 
 TEST_F(FetchTest, TransientCorruptionIsRetried) {
