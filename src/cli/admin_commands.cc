@@ -649,12 +649,12 @@ void AddStatusCommands(CLI::App* app, Ctx c) {
                                              S(x, "last_seen").empty() ? "never" : S(x, "last_seen").c_str());
                                }
                                // The site lists at most 100, those silent longest; the count is exact.
-                               const std::size_t listed = cl2["offline_list"].size();
-                               if (cl2.value("offline", std::int64_t{0}) > static_cast<std::int64_t>(listed)) {
+                               const auto unlisted = cl2.value("offline", std::int64_t{0}) -
+                                                     static_cast<std::int64_t>(cl2["offline_list"].size());
+                               if (unlisted > 0) {
                                  std::printf("  ... %lld more (those listed are the ones silent longest; "
                                              "`depot client list` shows every client)\n",
-                                             static_cast<long long>(cl2.value("offline", std::int64_t{0}) -
-                                                                    static_cast<std::int64_t>(listed)));
+                                             static_cast<long long>(unlisted));
                                }
                              });
     });

@@ -259,17 +259,13 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   std::mutex mu;
   Status first_error;
   bool first_error_local = false;  // first_error is this machine's
-  auto fail = [&](Status s) {
+  auto fail = [&](Status s, bool is_local = false) {
     std::lock_guard<std::mutex> lock(mu);
-    if (first_error.ok()) first_error = std::move(s);
+    if (!first_error.ok()) return;
+    first_error = std::move(s);
+    first_error_local = is_local;
   };
-  auto fail_local = [&](Status s) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (first_error.ok()) {
-      first_error = std::move(s);
-      first_error_local = true;
-    }
-  };
+  auto fail_local = [&](Status s) { fail(std::move(s), /*is_local=*/true); };
   // The first error, marked as local when it was (workers have stopped by now).
   auto first = [&] { return first_error_local ? local(first_error) : first_error; };
   // A cancellation is the first error like any other, so every exit path sees it.

@@ -1,10 +1,26 @@
 #include "store/chunk_store.h"
 
+#include <optional>
+#include <string_view>
+
 #include "core/hex.h"
 #include "store/chunker.h"
 #include "store/compress.h"
 
 namespace depot::store {
+
+namespace {
+
+// The chunk a file in fan-out directory `sub` holds, if its name is a chunk id that
+// belongs there (temp files, strays and misplaced files are not chunks).
+std::optional<ChunkId> ChunkIdOfFile(std::string_view name, std::string_view sub) {
+  if (name.size() != 64 || name.compare(0, 2, sub) != 0) return std::nullopt;
+  auto id = core::ParseDigestHex(name);
+  if (!id.ok()) return std::nullopt;
+  return *id;
+}
+
+}  // namespace
 
 std::string ChunkRelPath(const ChunkId& id) {
   std::string hex = core::DigestHex(id);
@@ -124,9 +140,7 @@ core::Status ChunkStore::ListIds(ChunkIdSet* out) {
       return files.status();
     }
     for (const auto& f : *files) {
-      if (f.name.size() != 64 || f.name.compare(0, 2, sub) != 0) continue;  // temp or stray
-      auto id = core::ParseDigestHex(f.name);
-      if (id.ok()) out->insert(*id);
+      if (auto id = ChunkIdOfFile(f.name, sub)) out->insert(*id);
     }
   }
   return core::Status::Ok();
@@ -165,8 +179,8 @@ core::Status ChunkStore::ForEach(const std::function<bool(const ChunkId&, std::u
     for (const auto& f : files) {
       if (f.name.empty() || f.name[0] == '.') continue;
       std::string path = core::JoinPath(dir, f.name);
-      auto id = core::ParseDigestHex(f.name);
-      if (!id.ok() || f.name.compare(0, 2, sub.name) != 0) {
+      auto id = ChunkIdOfFile(f.name, sub.name);
+      if (!id) {
         if (on_stray) on_stray(path);
         continue;
       }
@@ -227,9 +241,8 @@ core::Result<std::uint64_t> ChunkStore::SweepAbandonedTemps(
     for (const auto& f : files) {
       if (core::IsAbandonedTemp(f.name) && env_->Remove(core::JoinPath(dir, f.name)).ok()) {
         ++removed;
-      } else if (on_chunk && f.name.size() == 64 && f.name.compare(0, 2, sub.name) == 0) {
-        auto id = core::ParseDigestHex(f.name);
-        if (id.ok()) on_chunk(*id);
+      } else if (on_chunk) {
+        if (auto id = ChunkIdOfFile(f.name, sub.name)) on_chunk(*id);
       }
     }
   }
