@@ -1,6 +1,7 @@
 """Site server tests with real processes: `depot site serve` on loopback with a real
 SQLite catalog and content library, the real CLI, and the DP and agent APIs driven
 over HTTP exactly as DPs and agents will drive them."""
+import json
 import os
 import re
 import signal
@@ -64,6 +65,76 @@ class SiteTest(DepotTestCase):
         code, out, err = self.site.cli("package", "update", "nope", "--source", self.path("src-tools"), check=False)
         self.assertEqual(code, 1)
         self.assertIn("does not exist", err)
+
+    def test_update_carries_programs_over_and_refuses_to_orphan_a_deployment(self):
+        src = self.path("src")
+        make_tree(src, big_mib=1)
+        self.site.cli("package", "create", "tools", "--source", src, "--program", "install=sh ./setup.sh",
+                      "--timeout", "install=10m", "--reboot-codes", "install=194", "--program", "check=true")
+        self.site.cli("collection", "create", "all", "--rule", 'os == "linux"')
+        dep = self.site.cli("deploy", "tools", "--program", "install", "--to", "all", "--required")
+
+        def programs():
+            status, body, _ = self.site.api("GET", "/api/v1/packages/tools/programs", token=self.site.admin_token)
+            self.assertEqual(status, 200, body)
+            return {p["name"]: p for p in body["programs"]}, body["version"]
+
+        # No program flag: everything carries over, timeouts and exit codes included.
+        v2 = self.site.cli("package", "update", "tools", "--source", src)
+        got, version = programs()
+        self.assertEqual(version, 2)
+        self.assertEqual(sorted(got), ["check", "install"])
+        self.assertEqual(got["install"]["command"], "sh ./setup.sh")
+        self.assertEqual(got["install"]["timeout_s"], 600)
+        self.assertEqual(got["install"]["exit_codes"]["reboot"], [194])
+        self.assertEqual(sorted(p["name"] for p in v2["programs"]), ["check", "install"])
+        # The human summary names the new version's programs.
+        code, out, err = run_depot("package", "update", "tools", "--source", src, check=False,
+                                   env=self.site.cli_env())
+        self.assertEqual(code, 0, err)
+        self.assertIn("install: sh ./setup.sh  (timeout 10m, success 0, reboot 194)", out)
+
+        # --program changes one command and keeps its settings; the other program stays.
+        self.site.cli("package", "update", "tools", "--source", src, "--program", "install=sh ./setup.sh --v2")
+        got, version = programs()
+        self.assertEqual((version, got["install"]["command"], got["install"]["timeout_s"]),
+                         (4, "sh ./setup.sh --v2", 600))
+        self.assertIn("check", got)
+
+        # Taking away the program deployment `dep` runs is refused, naming it...
+        code, out, err = self.site.cli("package", "update", "tools", "--source", src, "--remove-program", "install",
+                                       check=False)
+        self.assertEqual(code, 1)
+        self.assertIn(f"deployment {dep['id']} (program `install`", err)
+        self.assertIn("--force", err)
+        self.assertEqual(programs()[1], 4, "no version was created")
+        # ...unless forced; a deployment pinned to a version, or a program nobody runs, is no obstacle.
+        forced = self.site.cli("package", "update", "tools", "--source", src, "--remove-program", "install",
+                               "--force")
+        self.assertEqual([o["deployment"] for o in forced["orphaned_deployments"]], [dep["id"]])
+        self.assertEqual(sorted(programs()[0]), ["check"])
+        self.site.cli("package", "update", "tools", "--source", src, "--remove-program", "check", "--program",
+                      "install=true", "--force")
+        self.assertEqual(sorted(programs()[0]), ["install"])
+        # Unknown names are refused before anything is uploaded.
+        code, _, err = self.site.cli("package", "update", "tools", "--source", src, "--remove-program", "nope",
+                                     check=False)
+        self.assertEqual(code, 1)
+        self.assertIn("'nope'", err)
+
+    def test_global_flags_are_accepted_anywhere_on_the_line(self):
+        self.create_package()
+        env = self.site.cli_env()
+        for args in (["package", "list", "--json"], ["--json", "package", "list"], ["package", "--json", "list"],
+                     ["package", "list", "--log-level", "debug", "--json"]):
+            code, out, err = run_depot(*args, check=False, env=env)
+            self.assertEqual(code, 0, f"{args}: {err}")
+            self.assertEqual([p["name"] for p in json.loads(out)["packages"]], ["tools"], args)
+        code, _, err = run_depot("package", "list", "--log-level", "loud", check=False, env=env)
+        self.assertEqual(code, 2)
+        self.assertIn("--log-level", err)
+        code, _, err = run_depot("package", "list", "--no-such-flag", check=False, env=env)
+        self.assertEqual(code, 2)
 
     def test_concurrent_updates_get_distinct_versions(self):
         self.create_package()

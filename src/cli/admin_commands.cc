@@ -130,10 +130,37 @@ void AddPackageCommands(CLI::App* app, Ctx c) {
     cmd->add_option("--source", req->source_dir, "Source directory")->required();
     cmd->add_option("--description", req->description, "Free text shown to operators");
     cmd->add_option("--parallel", req->parallel, "Upload connections (default 2)");
-    AddProgramFlags(cmd, pf.get());
+    if (!create) {
+      cmd->add_flag("--force", req->force,
+                    "Create the version even if it lacks a program a live deployment runs");
+    }
+    AddProgramFlags(cmd, pf.get(), /*removable=*/!create);
     cmd->callback([=] {
       bool json = c.flags->json;
-      auto programs = BuildPrograms(*pf);
+      auto api = ApiClient::Connect(*site);
+      if (!api.ok()) {
+        *c.exit_code = ReportError(api.status(), json);
+        return;
+      }
+      // An update starts from the newest version's programs: a version without them
+      // would fail every deployment that follows the newest version.
+      std::vector<store::Program> base;
+      if (!create) {
+        auto latest = (*api)->Get("/api/v1/packages/" + Escape(req->package) + "/programs", "package update");
+        if (!latest.ok() && !latest.status().IsNotFound()) {
+          *c.exit_code = ReportError(latest.status(), json);
+          return;
+        }
+        if (latest.ok()) {
+          auto parsed = store::ParsePrograms((*latest)["programs"].dump(-1, ' ', false, Json::error_handler_t::replace));
+          if (!parsed.ok()) {
+            *c.exit_code = ReportError(parsed.status().WithContext("the site's programs of " + req->package), json);
+            return;
+          }
+          base = std::move(*parsed);
+        }
+      }
+      auto programs = BuildPrograms(*pf, std::move(base));
       if (!programs.ok()) {
         *c.exit_code = ReportError(programs.status(), json);
         return;
@@ -141,11 +168,6 @@ void AddPackageCommands(CLI::App* app, Ctx c) {
       UploadRequest r = *req;
       r.programs = *programs;
       r.create = create;
-      auto api = ApiClient::Connect(*site);
-      if (!api.ok()) {
-        *c.exit_code = ReportError(api.status(), json);
-        return;
-      }
       auto res = UploadPackage(api->get(), r);
       if (!res.ok()) {
         *c.exit_code = ReportError(res.status().WithContext(std::string("package ") + (create ? "create" : "update")), json);
@@ -165,6 +187,15 @@ void AddPackageCommands(CLI::App* app, Ctx c) {
                     HumanBytes(res->bytes).c_str(), static_cast<unsigned long long>(res->chunks));
         std::printf("  uploaded  %llu chunks the site lacked (%s compressed)\n",
                     static_cast<unsigned long long>(res->missing_chunks), HumanBytes(res->uploaded_bytes).c_str());
+        if (r.programs.empty()) std::printf("  programs  none (agents cannot install it; add --program NAME=COMMAND)\n");
+        for (std::size_t i = 0; i < r.programs.size(); ++i) {
+          std::printf("  %-9s %s\n", i == 0 ? "programs" : "", DescribeProgram(r.programs[i]).c_str());
+        }
+        for (const auto& o : v.value("orphaned_deployments", Json::array())) {
+          std::printf("  warning   deployment %s runs program `%s`, which this version lacks: its agents will "
+                      "fail (4009) until it is cancelled or pinned\n",
+                      S(o, "deployment").c_str(), S(o, "program").c_str());
+        }
         std::printf("  time      snapshot+upload %.2f s, upload tail %.2f s, commit %.2f s\n", res->snapshot_s,
                     res->upload_s, res->commit_s);
       }

@@ -20,6 +20,10 @@ extern "C" int _gnutls_global_init_skip(void) { return 1; }
 int main(int argc, char** argv) {
   CLI::App app{"depot: build, sign, replicate and install software packages"};
   app.require_subcommand(1);
+  // Global flags are accepted anywhere on the line (`depot package list --json`): a
+  // flag a subcommand does not know falls through to its parents. Inherited by every
+  // subcommand added below.
+  app.fallthrough();
   app.set_version_flag("--version-info", "depot 0.1.0");
   depot::cli::GlobalFlags flags;
   std::string log_level = "warn";

@@ -281,7 +281,8 @@ core::Result<UploadResult> UploadPackage(ApiClient* api, const UploadRequest& re
 
   // 3. Commit: the site verifies, numbers, signs.
   auto t2 = std::chrono::steady_clock::now();
-  std::string target = "/api/v1/packages/" + Escape(req.package) + "/versions" + (req.create ? "?create=1" : "");
+  std::string target = "/api/v1/packages/" + Escape(req.package) + "/versions" + (req.create ? "?create=1" : "") +
+                       (req.force ? (req.create ? "&force=1" : "?force=1") : "");
   DEPOT_ASSIGN_OR_RETURN(result.version, api->SendRaw("POST", target, manifest, "application/json", "commit"));
   result.commit_s = Since(t2);
   return result;

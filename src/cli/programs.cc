@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/clock.h"
@@ -10,8 +11,11 @@ namespace depot::cli {
 
 using core::Status;
 
-void AddProgramFlags(CLI::App* cmd, ProgramFlags* pf) {
-  cmd->add_option("--program", pf->programs, "Install program NAME=COMMAND (repeatable)");
+void AddProgramFlags(CLI::App* cmd, ProgramFlags* pf, bool removable) {
+  cmd->add_option("--program", pf->programs,
+                  removable ? "Set program NAME=COMMAND (repeatable; the others carry over from the newest version)"
+                            : "Install program NAME=COMMAND (repeatable)");
+  if (removable) cmd->add_option("--remove-program", pf->remove, "Drop a program the newest version has");
   cmd->add_option("--timeout", pf->timeouts, "Program timeout NAME=DURATION, e.g. install=30m");
   cmd->add_option("--success-codes", pf->success, "NAME=CODES, e.g. install=0,1");
   cmd->add_option("--reboot-codes", pf->reboot, "Exit codes meaning success, reboot required");
@@ -50,22 +54,39 @@ core::Result<std::vector<int>> ParseCodes(const std::string& list, const std::st
 
 }  // namespace
 
-core::Result<std::vector<store::Program>> BuildPrograms(const ProgramFlags& f) {
-  std::vector<store::Program> out;
+core::Result<std::vector<store::Program>> BuildPrograms(const ProgramFlags& f, std::vector<store::Program> base) {
+  std::vector<store::Program> out = std::move(base);
+  const bool had_base = !out.empty();
+  auto find_in = [&](const std::string& name) -> store::Program* {
+    for (auto& p : out) {
+      if (p.name == name) return &p;
+    }
+    return nullptr;
+  };
+  for (const auto& name : f.remove) {
+    auto it = std::find_if(out.begin(), out.end(), [&](const store::Program& p) { return p.name == name; });
+    if (it == out.end()) {
+      return Status::InvalidArgument("--remove-program names program '" + name +
+                                     "', which the newest version does not have");
+    }
+    out.erase(it);
+  }
   for (const auto& s : f.programs) {
     DEPOT_ASSIGN_OR_RETURN(auto kv, SplitAssignment(s, "--program"));
     DEPOT_RETURN_IF_ERROR(store::ValidateProgramName(kv.first));
+    if (store::Program* p = find_in(kv.first)) {
+      p->command = kv.second;
+      continue;
+    }
     store::Program p;
     p.name = kv.first;
     p.command = kv.second;
     out.push_back(std::move(p));
   }
   auto find = [&](const std::string& name, const char* flag) -> core::Result<store::Program*> {
-    for (auto& p : out) {
-      if (p.name == name) return &p;
-    }
-    return Status::InvalidArgument(std::string(flag) + " names program '" + name +
-                                   "', which no --program defines");
+    if (store::Program* p = find_in(name)) return p;
+    return Status::InvalidArgument(std::string(flag) + " names program '" + name + "', which no --program defines" +
+                                   (had_base ? " and the newest version does not have" : ""));
   };
   for (const auto& s : f.timeouts) {
     DEPOT_ASSIGN_OR_RETURN(auto kv, SplitAssignment(s, "--timeout"));
@@ -90,5 +111,19 @@ core::Result<std::vector<store::Program>> BuildPrograms(const ProgramFlags& f) {
   return out;
 }
 
+std::string DescribeProgram(const store::Program& p) {
+  auto codes = [](const std::vector<int>& v) {
+    std::string out;
+    for (int c : v) out += (out.empty() ? "" : ",") + std::to_string(c);
+    return out;
+  };
+  std::string timeout = p.timeout_s % 3600 == 0 ? std::to_string(p.timeout_s / 3600) + "h"
+                        : p.timeout_s % 60 == 0 ? std::to_string(p.timeout_s / 60) + "m"
+                                                : std::to_string(p.timeout_s) + "s";
+  std::string out = p.name + ": " + p.command + "  (timeout " + timeout + ", success " + codes(p.success_codes);
+  if (!p.reboot_codes.empty()) out += ", reboot " + codes(p.reboot_codes);
+  if (!p.retry_codes.empty()) out += ", retry " + codes(p.retry_codes);
+  return out + ")";
+}
 
 }  // namespace depot::cli

@@ -9,6 +9,7 @@ namespace {
 class RealClock final : public Clock {
  public:
   TimePoint Now() override { return std::chrono::system_clock::now(); }
+  MonoTime Monotonic() override { return std::chrono::steady_clock::now(); }
   void SleepFor(Duration d) override { std::this_thread::sleep_for(d); }
 };
 

@@ -1,5 +1,10 @@
-// The clock seam: wall time for expiry checks and timestamps, and sleeping for
-// backoff. Tests use ManualClock to move time without waiting.
+// The clock seam: wall time for expiry checks and timestamps, monotonic time for
+// delays (backoff, timeouts, rates), and sleeping. Tests use ManualClock to move time
+// without waiting.
+//
+// Wall time can jump (an administrator or NTP sets it, a VM resumes); a delay measured
+// on it would last days or nothing. So every "how long until" is measured on
+// Monotonic(), and wall time is used only for what is shown, signed or persisted.
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once
@@ -16,29 +21,40 @@ namespace depot::core {
 
 using TimePoint = std::chrono::system_clock::time_point;
 using Duration = std::chrono::nanoseconds;
+// A reading of the monotonic clock: only differences between two readings mean
+// anything.
+using MonoTime = std::chrono::steady_clock::time_point;
 
 class Clock {
  public:
   virtual ~Clock() = default;
   // The real clock, process-wide; never null.
   static Clock* Real();
+  // Wall time (UTC): may jump in either direction.
   virtual TimePoint Now() = 0;
+  // Monotonic time: never goes back and does not follow changes of wall time.
+  virtual MonoTime Monotonic() = 0;
   virtual void SleepFor(Duration d) = 0;
 };
 
-// A clock that only moves when told to. SleepFor advances it instead of waiting.
+// A clock that only moves when told to. SleepFor and Advance move wall and monotonic
+// time together; Set moves wall time alone (a clock being set, or jumping).
 class ManualClock final : public Clock {
  public:
   explicit ManualClock(TimePoint start) : now_ns_(start.time_since_epoch().count()) {}
   TimePoint Now() override { return TimePoint(TimePoint::duration(now_ns_.load())); }
+  MonoTime Monotonic() override { return MonoTime(MonoTime::duration(mono_ns_.load())); }
   void SleepFor(Duration d) override { Advance(d); }
   void Advance(Duration d) {
     now_ns_ += std::chrono::duration_cast<TimePoint::duration>(d).count();
+    mono_ns_ += std::chrono::duration_cast<MonoTime::duration>(d).count();
   }
   void Set(TimePoint t) { now_ns_ = t.time_since_epoch().count(); }
 
  private:
   std::atomic<TimePoint::duration::rep> now_ns_;
+  // Starts far from zero so that "reading minus a delay" never goes below the epoch.
+  std::atomic<MonoTime::duration::rep> mono_ns_{MonoTime::duration(std::chrono::hours(24 * 365)).count()};
 };
 
 // "2026-11-22T03:04:05Z" (RFC 3339, UTC, whole seconds): the form TUF uses.

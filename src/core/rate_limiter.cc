@@ -5,17 +5,31 @@
 namespace depot::core {
 
 RateLimiter::RateLimiter(Clock* clock, std::uint64_t bytes_per_second)
-    : clock_(clock), rate_(bytes_per_second), start_(std::chrono::steady_clock::now()) {}
+    : clock_(clock),
+      rate_(bytes_per_second),
+      burst_(std::max<std::uint64_t>(64 << 10, bytes_per_second / 4)),
+      allowance_(static_cast<double>(burst_)),
+      last_(clock->Monotonic()) {}
+
+void RateLimiter::Refill() {
+  MonoTime now = clock_->Monotonic();
+  double seconds = std::chrono::duration<double>(now - last_).count();
+  last_ = now;
+  if (seconds > 0) {
+    allowance_ = std::min(static_cast<double>(burst_), allowance_ + seconds * static_cast<double>(rate_));
+  }
+}
 
 void RateLimiter::Throttle(std::uint64_t bytes, const std::function<bool()>& cancelled) {
   if (rate_ == 0) return;
-  received_ += bytes;
-  for (;;) {
-    auto allowed = std::chrono::duration<double>(static_cast<double>(received_) / static_cast<double>(rate_));
-    auto spent = std::chrono::steady_clock::now() - start_;
-    if (spent >= allowed || (cancelled && cancelled())) return;
+  Refill();
+  allowance_ -= static_cast<double>(bytes);
+  while (allowance_ < 0) {
+    if (cancelled && cancelled()) return;
+    auto owed = std::chrono::duration<double>(-allowance_ / static_cast<double>(rate_));
     clock_->SleepFor(std::min<Duration>(std::chrono::milliseconds(100),
-                                        std::chrono::duration_cast<Duration>(allowed - spent)));
+                                        std::chrono::duration_cast<Duration>(owed) + std::chrono::microseconds(1)));
+    Refill();
   }
 }
 

@@ -1,8 +1,13 @@
-// An average-rate cap for a stream of received bodies: after each one, Throttle()
-// pauses the receiving thread until the bytes so far fit rate x elapsed. Pausing the
-// thread that drives the transfers stops reading from the sockets, so TCP slows the
-// senders. (A per-transfer cap such as libcurl's cannot do this for bodies of a few
-// dozen KiB that arrive in one burst.)
+// A rate cap for a stream of received bodies: after each one, Throttle() pauses the
+// receiving thread while the stream is ahead of its allowance. Pausing the thread that
+// drives the transfers stops reading from the sockets, so TCP slows the senders. (A
+// per-transfer cap such as libcurl's cannot do this for bodies of a few dozen KiB
+// that arrive in one burst.)
+//
+// A token bucket on the clock's monotonic time: the allowance grows at the rate and
+// is capped at a short burst (a quarter second's worth, at least 64 KiB), so a pause
+// -- the process stopped, the upstream silent -- earns no credit for a burst later.
+// A body larger than the allowance is let through and paid off by the next pause.
 //
 // Thread safety: one thread at a time.
 #pragma once
@@ -19,15 +24,22 @@ class RateLimiter {
   // `bytes_per_second` 0 means unlimited. `clock` must outlive the limiter.
   RateLimiter(Clock* clock, std::uint64_t bytes_per_second);
 
-  // Counts `bytes` received and sleeps (in steps of at most 100 ms) while ahead of the
-  // allowed average; returns early once `cancelled` (when given) says so.
+  // Counts `bytes` received and sleeps (in steps of at most 100 ms) until the
+  // allowance is no longer negative; returns early once `cancelled` (when given)
+  // says so.
   void Throttle(std::uint64_t bytes, const std::function<bool()>& cancelled = nullptr);
 
+  // The most the allowance can hold: what may pass at once after a pause.
+  std::uint64_t burst() const { return burst_; }
+
  private:
+  void Refill();
+
   Clock* clock_;
   std::uint64_t rate_;
-  std::uint64_t received_ = 0;
-  std::chrono::steady_clock::time_point start_;
+  std::uint64_t burst_;
+  double allowance_;  // bytes; negative while paying off a large body
+  MonoTime last_;
 };
 
 }  // namespace depot::core

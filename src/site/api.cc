@@ -9,6 +9,7 @@
 #include "site/distribution.h"
 #include "site/json.h"
 #include "site/messages.h"
+#include "site/package_programs.h"
 #include "site/packages.h"
 
 namespace depot::site {
@@ -188,12 +189,15 @@ SiteApi::SiteApi(SiteContext* ctx) : ctx_(ctx) {
   });
   add("POST", "/api/v1/packages/{}/versions", Role::kOperator, 256ull << 20, [](Call& c) -> core::Result<Json> {
     bool create = c.req.QueryParam("create").value_or("0") == "1";
-    auto r = CreateVersion(c.ctx, c.params[0], create, c.req.body);
+    bool force = c.req.QueryParam("force").value_or("0") == "1";
+    auto r = CreateVersion(c.ctx, c.params[0], create, c.req.body, force);
     if (r.ok()) c.status = 201;
     return r;
   });
   add("GET", "/api/v1/packages", Role::kReadOnly, 0, [](Call& c) { return ListPackages(c.ctx); });
   add("GET", "/api/v1/packages/{}", Role::kReadOnly, 0, [](Call& c) { return ShowPackage(c.ctx, c.params[0]); });
+  add("GET", "/api/v1/packages/{}/programs", Role::kReadOnly, 0,
+      [](Call& c) { return LatestPrograms(c.ctx, c.params[0]); });
   add("DELETE", "/api/v1/packages/{}", Role::kOperator, 0, [](Call& c) { return DeletePackage(c.ctx, c.params[0]); });
   add("GET", "/api/v1/settings", Role::kReadOnly, 0, [](Call& c) -> core::Result<Json> {
     const auto& ch = c.ctx.repo->settings().chunker;

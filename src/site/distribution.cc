@@ -384,7 +384,9 @@ core::Result<Json> Assignment(SiteContext& ctx, std::int64_t dp_id) {
 void HandleAssignment(SiteContext& ctx, std::int64_t dp_id, http::Request& req, http::Response* resp) {
   // Read the topic sequence before the state, so no change can slip in between.
   std::uint64_t seq = ctx.server != nullptr ? ctx.server->Sequence("assignments") : 0;
-  SeenDp(ctx, dp_id);
+  // Only the DP's own request is a sign of life: a poll the site has parked is called
+  // again on every change and at its timeout, also while the DP is stopped or gone.
+  if (req.poll_round == 0) SeenDp(ctx, dp_id);
   auto a = Assignment(ctx, dp_id);
   if (!a.ok()) {
     *resp = ErrorResponse(a.status());

@@ -10,6 +10,7 @@
 #include "core/sha256.h"
 #include "site/distribution.h"
 #include "site/messages.h"
+#include "site/package_programs.h"
 #include "store/manifest.h"
 #include "tuf/metadata.h"
 
@@ -131,7 +132,7 @@ core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body) {
 }
 
 core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool create,
-                                 std::string_view manifest_body) {
+                                 std::string_view manifest_body, bool force) {
   DEPOT_RETURN_IF_ERROR(store::ValidatePackageName(name));
   auto parsed = store::ParseManifest(manifest_body);
   if (!parsed.ok()) return std::move(parsed).status().WithContext("manifest of " + name);
@@ -149,6 +150,21 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
         " but this site uses " + std::to_string(settings.min_size) + "/" +
         std::to_string(settings.avg_size) + "/" + std::to_string(settings.max_size) +
         " (the CLI asks the site; upgrade the CLI)");
+  }
+  // A version without a program that a deployment following the newest version runs
+  // would fail on every agent of that deployment (4009): refused unless forced.
+  DEPOT_ASSIGN_OR_RETURN(Json orphaned, OrphanedDeployments(ctx, name, m.programs));
+  if (!orphaned.empty() && !force) {
+    std::string which;
+    for (const auto& o : orphaned) {
+      which += (which.empty() ? "" : ", ") + std::string("deployment ") + std::to_string(o["deployment"].get<std::int64_t>()) +
+               " (program `" + o["program"].get<std::string>() + "`, collection " +
+               o["collection"].get<std::string>() + ")";
+    }
+    return Status::InvalidArgument(
+        "the new version of " + name + " lacks a program that " + which +
+        " runs on the newest version; keep it (--program NAME=COMMAND), cancel or pin those deployments "
+        "(`depot deployment cancel`, `depot deploy --version`), or pass --force to create the version anyway");
   }
   // Chunks uploaded for this version may still be staged: make them durable and
   // visible, then check every chunk is present with its listed size (and, if
@@ -266,9 +282,13 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
              {"flush_ms", ms(t_start, t_flushed)}, {"verify_ms", ms(t_flushed, t_verified)},
              {"sign_ms", ms(t_verified, t_signed)}, {"record_ms", ms(t_signed, std::chrono::steady_clock::now())}});
   ApplyRetention(ctx);
+  auto programs_json = store::SerializePrograms(m.programs);  // valid: the manifest was validated
+  Json program_specs = Json::parse(programs_json.ok() ? *programs_json : "[]", nullptr, false);
   return Json{{"package", name},
               {"package_id", uid},
               {"version", version},
+              {"programs", program_specs.is_discarded() ? Json::array() : program_specs},
+              {"orphaned_deployments", orphaned},
               {"manifest_id", published.manifest_id},
               {"manifest_bytes", published.manifest_bytes},
               {"files", published.stats.files},

@@ -26,9 +26,10 @@ core::Result<Json> ChunksMissing(SiteContext& ctx, const Json& body);
 core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body);
 // `manifest_body` is a manifest (docs/formats.md) whose package id, version and
 // creation time the site replaces. `create`: the package must not exist yet (else it
-// must).
+// must). InvalidArgument, naming the deployments, when the version lacks a program
+// that a live deployment following the newest version runs, unless `force`.
 core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool create,
-                                 std::string_view manifest_body);
+                                 std::string_view manifest_body, bool force = false);
 core::Result<Json> ListPackages(SiteContext& ctx);
 core::Result<Json> ShowPackage(SiteContext& ctx, const std::string& name);
 core::Result<Json> DeletePackage(SiteContext& ctx, const std::string& name);

@@ -378,7 +378,46 @@ class JsonWriter {
   std::string out_;
 };
 
+// The programs array, as the manifest holds it.
+Status WritePrograms(JsonWriter& w, const std::vector<Program>& programs) {
+  w.Char('[');
+  for (std::size_t i = 0; i < programs.size(); ++i) {
+    const Program& p = programs[i];
+    if (i) w.Char(',');
+    w.Char('{');
+    w.Key("command");
+    DEPOT_RETURN_IF_ERROR(w.String(p.command));
+    w.Raw(",");
+    w.Key("exit_codes");
+    w.Char('{');
+    w.Key("reboot");
+    w.Codes(p.reboot_codes);
+    w.Raw(",");
+    w.Key("retry");
+    w.Codes(p.retry_codes);
+    w.Raw(",");
+    w.Key("success");
+    w.Codes(p.success_codes);
+    w.Raw("},");
+    w.Key("name");
+    DEPOT_RETURN_IF_ERROR(w.String(p.name));
+    w.Raw(",");
+    w.Key("timeout_s");
+    w.Uint(p.timeout_s);
+    w.Char('}');
+  }
+  w.Char(']');
+  return Status::Ok();
+}
+
 }  // namespace
+
+core::Result<std::string> SerializePrograms(const std::vector<Program>& programs) {
+  for (const auto& p : programs) DEPOT_RETURN_IF_ERROR(ValidateProgram(p, ManifestLimits{}));
+  JsonWriter w(256);
+  DEPOT_RETURN_IF_ERROR(WritePrograms(w, programs));
+  return w.Take();
+}
 
 core::Result<std::string> SerializeManifest(const Manifest& m) {
   DEPOT_RETURN_IF_ERROR(ValidateManifest(m).WithContext("refusing to write an invalid manifest"));
@@ -468,33 +507,8 @@ core::Result<std::string> SerializeManifest(const Manifest& m) {
   DEPOT_RETURN_IF_ERROR(w.String(m.package_name));
   w.Raw("},");
   w.Key("programs");
-  w.Char('[');
-  for (std::size_t i = 0; i < m.programs.size(); ++i) {
-    const Program& p = m.programs[i];
-    if (i) w.Char(',');
-    w.Char('{');
-    w.Key("command");
-    DEPOT_RETURN_IF_ERROR(w.String(p.command));
-    w.Raw(",");
-    w.Key("exit_codes");
-    w.Char('{');
-    w.Key("reboot");
-    w.Codes(p.reboot_codes);
-    w.Raw(",");
-    w.Key("retry");
-    w.Codes(p.retry_codes);
-    w.Raw(",");
-    w.Key("success");
-    w.Codes(p.success_codes);
-    w.Raw("},");
-    w.Key("name");
-    DEPOT_RETURN_IF_ERROR(w.String(p.name));
-    w.Raw(",");
-    w.Key("timeout_s");
-    w.Uint(p.timeout_s);
-    w.Char('}');
-  }
-  w.Raw("],");
+  DEPOT_RETURN_IF_ERROR(WritePrograms(w, m.programs));
+  w.Raw(",");
   w.Key("version");
   w.Int(m.version);
   w.Char('}');
@@ -576,6 +590,29 @@ Status ParseCodes(const Json& codes, const std::string& where, std::string_view 
   return Status::Ok();
 }
 
+// A programs array as the manifest holds it (WritePrograms).
+Status ReadPrograms(const Json& programs, const ManifestLimits& limits, std::vector<Program>* out) {
+  if (!programs.is_array() || programs.size() > limits.max_programs) {
+    return Reader("document").Fail("programs is not an array of at most 32");
+  }
+  for (std::size_t i = 0; i < programs.size(); ++i) {
+    const Json& pj = programs[i];
+    Reader r("program #" + std::to_string(i + 1));
+    DEPOT_RETURN_IF_ERROR(r.Keys(pj, {"name", "command", "timeout_s", "exit_codes"}));
+    Program p;
+    DEPOT_RETURN_IF_ERROR(r.String(pj, "name", &p.name, 32));
+    DEPOT_RETURN_IF_ERROR(r.String(pj, "command", &p.command, limits.max_command_length));
+    DEPOT_RETURN_IF_ERROR(r.Int(pj, "timeout_s", &p.timeout_s, 1, 7 * 86400));
+    const Json& codes = pj["exit_codes"];
+    DEPOT_RETURN_IF_ERROR(r.Keys(codes, {"success"}, {"reboot", "retry"}));
+    std::string where = "program '" + p.name + "' exit_codes";
+    DEPOT_RETURN_IF_ERROR(ParseCodes(codes, where, "success", &p.success_codes));
+    DEPOT_RETURN_IF_ERROR(ParseCodes(codes, where, "reboot", &p.reboot_codes));
+    DEPOT_RETURN_IF_ERROR(ParseCodes(codes, where, "retry", &p.retry_codes));
+    out->push_back(std::move(p));
+  }
+  return Status::Ok();
+}
 
 // The entries array, read by the scanner into `out`. Every rule of the document
 // Reader holds: known fields only, each once, the ones its type requires, types and
@@ -747,26 +784,7 @@ core::Result<Manifest> ParseManifest(std::string_view bytes, const ManifestLimit
   DEPOT_RETURN_IF_ERROR(top.String(doc, "created", &m.created, 32));
   DEPOT_RETURN_IF_ERROR(top.String(doc, "description", &m.description, limits.max_description_length));
 
-  const Json& programs = doc["programs"];
-  if (!programs.is_array() || programs.size() > limits.max_programs) {
-    return top.Fail("programs is not an array of at most 32");
-  }
-  for (std::size_t i = 0; i < programs.size(); ++i) {
-    const Json& pj = programs[i];
-    Reader r("program #" + std::to_string(i + 1));
-    DEPOT_RETURN_IF_ERROR(r.Keys(pj, {"name", "command", "timeout_s", "exit_codes"}));
-    Program p;
-    DEPOT_RETURN_IF_ERROR(r.String(pj, "name", &p.name, 32));
-    DEPOT_RETURN_IF_ERROR(r.String(pj, "command", &p.command, limits.max_command_length));
-    DEPOT_RETURN_IF_ERROR(r.Int(pj, "timeout_s", &p.timeout_s, 1, 7 * 86400));
-    const Json& codes = pj["exit_codes"];
-    DEPOT_RETURN_IF_ERROR(r.Keys(codes, {"success"}, {"reboot", "retry"}));
-    std::string where = "program '" + p.name + "' exit_codes";
-    DEPOT_RETURN_IF_ERROR(ParseCodes(codes, where, "success", &p.success_codes));
-    DEPOT_RETURN_IF_ERROR(ParseCodes(codes, where, "reboot", &p.reboot_codes));
-    DEPOT_RETURN_IF_ERROR(ParseCodes(codes, where, "retry", &p.retry_codes));
-    m.programs.push_back(std::move(p));
-  }
+  DEPOT_RETURN_IF_ERROR(ReadPrograms(doc["programs"], limits, &m.programs));
 
   const Json& ch = doc["chunker"];
   Reader rc("chunker");
@@ -783,6 +801,22 @@ core::Result<Manifest> ParseManifest(std::string_view bytes, const ManifestLimit
 
   DEPOT_RETURN_IF_ERROR(ValidateManifest(m, limits).WithContext("manifest"));
   return m;
+}
+
+core::Result<std::vector<Program>> ParsePrograms(std::string_view json) {
+  if (json.size() > (1 << 20)) return Status::InvalidArgument("programs: over 1 MiB");
+  Json doc = Json::parse(json.begin(), json.end(), nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return Status::InvalidArgument("programs: not valid JSON");
+  ManifestLimits limits;
+  std::vector<Program> out;
+  DEPOT_RETURN_IF_ERROR(ReadPrograms(doc, limits, &out));
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    DEPOT_RETURN_IF_ERROR(ValidateProgram(out[i], limits));
+    for (std::size_t j = 0; j < i; ++j) {
+      if (out[j].name == out[i].name) return Status::InvalidArgument("program '" + out[i].name + "' is listed twice");
+    }
+  }
+  return out;
 }
 
 }  // namespace depot::store

@@ -102,4 +102,10 @@ core::Result<std::string> SerializeManifest(const Manifest& m);
 // message names the entry or field at fault.
 core::Result<Manifest> ParseManifest(std::string_view bytes, const ManifestLimits& limits = {});
 
+// The programs of a manifest on their own, in the manifest's JSON form (the API
+// hands a version's programs to `package update` this way). Serialize validates
+// first; Parse is as strict as ParseManifest, duplicates included.
+core::Result<std::string> SerializePrograms(const std::vector<Program>& programs);
+core::Result<std::vector<Program>> ParsePrograms(std::string_view json);
+
 }  // namespace depot::store

@@ -284,3 +284,43 @@ TEST(ManifestTest, PackageNames) {
 
 }  // namespace
 }  // namespace depot::store
+
+namespace depot::store {
+namespace {
+
+TEST(ProgramsCodecTest, RoundTripsAndIsStrict) {
+  Program install;
+  install.name = "install";
+  install.command = "sh ./install.sh --quiet \"x\"";
+  install.timeout_s = 1800;
+  install.success_codes = {0, 3};
+  install.reboot_codes = {3010};
+  Program remove;
+  remove.name = "remove";
+  remove.command = "rm -rf /opt/x";
+  remove.retry_codes = {75};
+  remove.reboot_codes = {};
+  install.reboot_codes = {10};
+  auto json = SerializePrograms({install, remove});
+  ASSERT_TRUE(json.ok()) << json.status().ToString();
+  auto back = ParsePrograms(*json);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->size(), 2u);
+  EXPECT_EQ((*back)[0].command, install.command);
+  EXPECT_EQ((*back)[0].timeout_s, 1800u);
+  EXPECT_EQ((*back)[0].success_codes, (std::vector<int>{0, 3}));
+  EXPECT_EQ((*back)[0].reboot_codes, (std::vector<int>{10}));
+  EXPECT_EQ((*back)[1].retry_codes, (std::vector<int>{75}));
+  EXPECT_TRUE(ParsePrograms("[]").ok());
+  EXPECT_FALSE(ParsePrograms("{}").ok());
+  EXPECT_FALSE(ParsePrograms("[{\"name\":\"x\"}]").ok());
+  auto twice = SerializePrograms({install});
+  ASSERT_TRUE(twice.ok());
+  std::string dup = "[" + twice->substr(1, twice->size() - 2) + "," + twice->substr(1);
+  EXPECT_FALSE(ParsePrograms(dup).ok());
+  install.success_codes = {};
+  EXPECT_FALSE(SerializePrograms({install}).ok()) << "a program without a success code is refused";
+}
+
+}  // namespace
+}  // namespace depot::store

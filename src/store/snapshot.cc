@@ -294,8 +294,8 @@ class Worker {
   core::Sha256 file_hash_;
 };
 
-// Walks the tree depth-first, recording every entry. Files get placeholder hashes
-// until the workers fill them in.
+// Walks the tree depth-first, recording every entry (in walk order; SortByPath puts
+// them in manifest order). Files get placeholder hashes until the workers fill them in.
 Status Walk(core::Env* env, const std::string& root, const std::string& rel,
             std::vector<Entry>* entries, std::vector<FileJob>* jobs, SnapshotStats* stats) {
   const std::string dir = rel.empty() ? root : core::JoinPath(root, rel);
@@ -356,6 +356,27 @@ Status Walk(core::Env* env, const std::string& root, const std::string& rel,
   return Status::Ok();
 }
 
+// Puts the entries in manifest order: bytewise by full path. The walk visits a
+// directory's children right after it, which is not that order when a sibling's name
+// continues the directory's name with a byte below '/' ("a", "a/b", "a.txt" walked;
+// "a", "a.txt", "a/b" sorted). A parent still precedes everything inside it, since its
+// path is a prefix of theirs. Jobs are re-pointed at their entries' new places.
+void SortByPath(std::vector<Entry>* entries, std::vector<FileJob>* jobs) {
+  std::vector<std::size_t> order(entries->size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](std::size_t a, std::size_t b) { return (*entries)[a].path < (*entries)[b].path; });
+  std::vector<std::size_t> new_index(order.size());
+  std::vector<Entry> sorted;
+  sorted.reserve(entries->size());
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    new_index[order[i]] = i;
+    sorted.push_back(std::move((*entries)[order[i]]));
+  }
+  *entries = std::move(sorted);
+  for (auto& j : *jobs) j.entry_index = new_index[j.entry_index];
+}
+
 // Whether to list the store's chunks once (ChunkStore::ListIds) rather than look
 // each new chunk up (Has). A lookup that misses costs a directory search (~1-2 us);
 // listing costs a fraction of that per entry already stored. So list unless the
@@ -388,6 +409,7 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
   SnapshotResult result;
   std::vector<FileJob> jobs;
   DEPOT_RETURN_IF_ERROR(Walk(env, source_dir, "", &result.entries, &jobs, &result.stats));
+  SortByPath(&result.entries, &jobs);
 
   // Check paths and symlinks before reading a single byte: an escaping link should
   // not cost a gigabyte of hashing to report.

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -84,6 +85,42 @@ TEST_F(SnapshotTest, RecordsTreeAndStoresVerifiableChunks) {
   m.created = "2026-01-01T00:00:00Z";
   m.entries = r->entries;
   EXPECT_TRUE(ValidateManifest(m).ok());
+}
+
+// A directory beside names that continue its name with a byte below '/' ('.', '-',
+// ' ', '!'): the walk visits "a/b" before "a.txt", the manifest sorts it after.
+TEST_F(SnapshotTest, DirectoryBesideSamePrefixNamesGivesAValidSortedManifest) {
+  testing::WriteFileOrDie(src_ + "/a/b", "inside\n", 0644);
+  testing::WriteFileOrDie(src_ + "/a/c/d", "deeper\n", 0600);
+  testing::WriteFileOrDie(src_ + "/a.txt", std::string(300 << 10, 'x'), 0644);
+  testing::WriteFileOrDie(src_ + "/a-b", "dash\n", 0644);
+  testing::WriteFileOrDie(src_ + "/a b", "space\n", 0644);
+  testing::WriteFileOrDie(src_ + "/a!", "bang\n", 0644);
+  testing::WriteFileOrDie(src_ + "/\xc3\xa9t\xc3\xa9", "utf-8\n", 0644);
+  ASSERT_EQ(::symlink("a/b", (src_ + "/a.link").c_str()), 0);
+  ASSERT_EQ(::symlink("a", (src_ + "/a.dir").c_str()), 0);
+
+  auto r = Run();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  std::vector<std::string> paths;
+  for (const auto& e : r->entries) paths.push_back(e.path);
+  EXPECT_EQ(paths, (std::vector<std::string>{"a", "a b", "a!", "a-b", "a.dir", "a.link", "a.txt", "a/b", "a/c",
+                                             "a/c/d", "\xc3\xa9t\xc3\xa9"}));
+  // Each file's hash and size landed on its own entry after the reordering.
+  EXPECT_EQ(Find(*r, "a.txt")->size, 300u << 10);
+  EXPECT_EQ(Find(*r, "a/b")->sha256, core::Sha256::Hash("inside\n"));
+  EXPECT_EQ(Find(*r, "a/c/d")->sha256, core::Sha256::Hash("deeper\n"));
+  EXPECT_EQ(Find(*r, "a/c/d")->mode, 0600u);
+  EXPECT_EQ(Find(*r, "a b")->sha256, core::Sha256::Hash("space\n"));
+  EXPECT_EQ(Find(*r, "a.link")->target, "a/b");
+
+  Manifest m;
+  m.package_id = "p";
+  m.package_name = "p";
+  m.version = 1;
+  m.created = "2026-01-01T00:00:00Z";
+  m.entries = r->entries;
+  EXPECT_TRUE(ValidateManifest(m).ok()) << ValidateManifest(m).ToString();
 }
 
 TEST_F(SnapshotTest, SecondSnapshotStoresOnlyChangedChunks) {

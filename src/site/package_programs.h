@@ -1,0 +1,27 @@
+// The programs of a package's versions, as `package update` needs them (internal to
+// the site component): the newest version's programs, which a new version carries
+// over unless the operator changes them, and the check that a new version does not
+// take away a program a running deployment still runs.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "site/context.h"
+#include "site/json.h"
+#include "store/manifest.h"
+
+namespace depot::site {
+
+// GET /api/v1/packages/{name}/programs: {"package", "version", "programs": [...]}
+// with the newest active version's programs in the manifest's form (read from its
+// signed manifest). NotFound for an unknown package or one without versions.
+core::Result<Json> LatestPrograms(SiteContext& ctx, const std::string& name);
+
+// The deployments of package `name` that follow its newest version (not pinned, not
+// cancelled) and run a program `programs` lacks:
+// [{"deployment", "program", "collection"}]. Empty for a new package.
+core::Result<Json> OrphanedDeployments(SiteContext& ctx, const std::string& name,
+                                       const std::vector<store::Program>& programs);
+
+}  // namespace depot::site
