@@ -3,6 +3,7 @@ nginx, and a fault-injecting upstream, all on loopback."""
 import hashlib
 import http.client
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ import unittest
 import urllib.parse
 
 from harness import (DepotTestCase, describe_tree, DpProcess, free_port, HERE, make_tree, Nginx, run_depot,
-                     site_root_json, site_with_fast_retries, write)
+                     site_root_json, site_with, site_with_fast_retries, wait_until, write)
 
 
 def http_get(url, path, headers=None, method="GET"):
@@ -310,6 +311,50 @@ class DpTest(DepotTestCase):
         self.assertLess(self.site_bytes_sent() - before, 1 << 20, "the chunks came from the parent")
         self.fetch(child.url, "tools", self.path("out"))
         self.assertEqual(describe_tree(src), describe_tree(self.path("out")))
+
+
+class DpLivenessTest(DepotTestCase):
+    """Whether a DP is alive comes from its own requests and answers only."""
+
+    def test_a_stopped_dp_stays_offline_while_its_parked_long_poll_is_woken(self):
+        site = site_with(self.tmp, {"retry_base": "200ms", "dp_offline_after": "1s", "probe_base": "200ms",
+                                    "probe_timeout": "1s"})
+        self.addCleanup(site.stop)
+        src = self.path("src")
+        make_tree(src, big_mib=1)
+        site.cli("package", "create", "tools", "--source", src, "--program", "install=true")
+        dp = DpProcess(site, self.tmp, "d1", port=free_port())
+        self.addCleanup(dp.stop)
+        site.cli("distribute", "tools", "--to", "d1")
+        dp.wait_state("tools", 1)
+        # Its assignment long poll is now parked on the site. Stop the process.
+        pid = dp.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        self.addCleanup(lambda: os.kill(pid, signal.SIGCONT))
+
+        def probes():
+            msgs = site.cli("messages", "--dp", "d1", "--code", "2006")["messages"]
+            return msgs[0]["count"] if msgs else 0
+
+        def dp_row():
+            return {d["name"]: d for d in site.cli("dp", "list")["dps"]}["d1"]
+
+        wait_until(lambda: probes() >= 1, "the stopped DP reported unreachable (2006)")
+        # Changes wake the parked poll: the site answers it into a socket nobody reads.
+        for _ in range(3):
+            with open(os.path.join(src, "src/mod1/file1.txt"), "ab") as f:
+                f.write(b"more\n")
+            site.cli("package", "update", "tools", "--source", src)
+        seen = probes()
+        # Two more failed probes after the wake-ups: the site looked again and again.
+        wait_until(lambda: probes() >= seen + 2, "further probes of the stopped DP")
+        self.assertEqual(site.cli("messages", "--dp", "d1", "--code", "2007")["messages"], [],
+                         "a parked poll is not a sign of life")
+        self.assertFalse(dp_row()["reachable"])
+        # Resumed, its own requests bring it back.
+        os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: site.cli("messages", "--dp", "d1", "--code", "2007")["messages"], "reachable again (2007)")
+        wait_until(lambda: dp_row()["reachable"], "dp list says reachable")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,20 @@ def run_depot(*args, check=True, json_out=False, timeout=600, env=None):
     return p.returncode, p.stdout, p.stderr
 
 
+def wait_until(pred, what, timeout=60, interval=0.05):
+    """Polls `pred` until it returns something truthy (returned) or `timeout` seconds
+    pass (AssertionError naming `what`). For events with no push notification to the
+    test; `timeout` only bounds a hang, it is never the thing tested."""
+    deadline = time.time() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.time() > deadline:
+            raise AssertionError(f"{what}: not reached in {timeout}s")
+        time.sleep(interval)
+
+
 def write(path, data, mode=0o644):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:

@@ -306,9 +306,13 @@ struct Agent::Impl {
   std::unique_ptr<http::Client> site;
   ZoneCache zones;
 
-  // Policy polling.
+  // Policy polling, on the monotonic clock: a wall clock set back a week must not
+  // stop the agent from polling for a week.
   std::string etag;
-  std::int64_t next_poll_ms = 0;
+  std::optional<core::MonoTime> next_poll;
+  // The site's clock minus ours, from the Date of its last policy answer: explains
+  // an expiry refusal (whose clock is off). Unset until a poll succeeded.
+  std::optional<core::Duration> site_clock_offset;
   core::Duration site_poll_interval = std::chrono::seconds(60);
   int poll_failures = 0;
   const std::atomic<bool>* stop = nullptr;
@@ -326,8 +330,14 @@ struct Agent::Impl {
   // Programs of held manifests, by manifest id (ProgramOf). Driver thread only.
   std::map<std::string, std::vector<store::Program>> programs;
 
-  // Sources that failed recently go to the back of the list until then.
-  std::map<std::string, std::int64_t> penalised_until_ms;
+  // Sources that failed recently go to the back of the list until then (monotonic).
+  std::map<std::string, core::MonoTime> penalised_until;
+  // When each failed deployment's retry is due, on the monotonic clock. A retry
+  // scheduled before this process started has only its persisted wall time
+  // (next_try_ms), clamped at start to now + retry_max (ClampPersistedRetries).
+  std::map<std::int64_t, core::MonoTime> retry_due;
+  // When this process started each deployment's program (monotonic), for timeouts.
+  std::map<std::int64_t, core::MonoTime> run_started;
 
   // Set when anything failed / succeeded during RunOnce.
   bool any_failed = false, any_succeeded = false;
@@ -339,6 +349,7 @@ struct Agent::Impl {
   }
   std::string ManifestPath(const std::string& manifest_id) const { return Path("manifests/" + manifest_id + ".json"); }
   std::int64_t NowMs() const { return Ms(clock->Now().time_since_epoch()); }
+  core::MonoTime Mono() const { return clock->Monotonic(); }
 
   // ------------------------------------------------------------------ config
 
@@ -482,14 +493,32 @@ struct Agent::Impl {
     };
   }
 
-  // Exponential backoff with jitter for the attempts-th failure.
-  std::int64_t RetryAt(std::int64_t attempts) {
+  // Exponential backoff with jitter for the attempts-th failure, in milliseconds.
+  std::int64_t RetryDelayMs(std::int64_t attempts) {
     double base = static_cast<double>(Ms(config.retry_base));
     double delay = base * std::pow(2.0, static_cast<double>(std::max<std::int64_t>(0, attempts - 1)));
     delay = std::min(delay, static_cast<double>(Ms(config.retry_max)));
     static thread_local std::mt19937_64 rng(std::random_device{}());
     delay *= std::uniform_real_distribution<double>(0.8, 1.2)(rng);
-    return NowMs() + static_cast<std::int64_t>(delay);
+    return static_cast<std::int64_t>(delay);
+  }
+
+  // Whether the retry of failed deployment `d` is due: by the monotonic clock when
+  // this process scheduled it, else by its persisted wall time.
+  bool RetryDue(const Row& d) {
+    auto it = retry_due.find(d.id);
+    if (it != retry_due.end()) return Mono() >= it->second;
+    return NowMs() >= d.next_try_ms;
+  }
+
+  // A persisted retry time further away than the longest backoff was scheduled by a
+  // clock that has since gone back (or was wrong): due by now + retry_max at the
+  // latest. Run at start, before anything is scheduled.
+  Status ClampPersistedRetries() {
+    std::int64_t latest = NowMs() + Ms(config.retry_max);
+    return db->Transaction([&](catalog::Tx& tx) {
+      return tx.Exec("UPDATE deployments SET next_try_ms = ? WHERE next_try_ms > ?", {latest, latest}).status();
+    });
   }
 
   // A failure that may be retried: failed_retry with the next time, or failed_final
@@ -497,7 +526,8 @@ struct Agent::Impl {
   Status Fail(const Row& d, Event event, const std::string& error, std::optional<int> exit_code,
               const std::string& output) {
     std::int64_t attempts = d.attempts + 1;
-    std::int64_t at = RetryAt(attempts);
+    std::int64_t delay_ms = RetryDelayMs(attempts);
+    std::int64_t at = NowMs() + delay_ms;  // persisted and shown; the schedule is retry_due
     auto extra = SetColumns(d.id, "attempts = ?, next_try_ms = ?, last_error = ?, exit_code = ?, output = ?",
                             {attempts, at, error.substr(0, 4096),
                              exit_code ? catalog::Value(std::int64_t{*exit_code}) : catalog::Value(), output});
@@ -507,6 +537,7 @@ struct Agent::Impl {
                                             {"program", d.program}};
     if (!output.empty()) p["output"] = output.substr(output.size() > 1024 ? output.size() - 1024 : 0);
     DEPOT_ASSIGN_OR_RETURN(auto to, Transition(d.id, event, extra, {Message(core::msg::kAgentInstallFailedRetry, d, p)}));
+    if (to) retry_due[d.id] = Mono() + std::chrono::milliseconds(delay_ms);
     if (to && attempts >= config.max_attempts) {
       return FailFinal(d, Event::kGiveUp, "gave up after " + std::to_string(attempts) + " attempts: " + error);
     }
@@ -584,6 +615,10 @@ struct Agent::Impl {
     std::vector<std::string> headers;
     if (!etag.empty()) headers.push_back("If-None-Match: " + etag);
     DEPOT_ASSIGN_OR_RETURN(http::ClientResponse r, site->Do("GET", "/api/v1/agent/policy", {}, "", headers));
+    if (const std::string* date = r.GetHeader("date")) {
+      // Whole seconds: enough to tell a clock days off from one that is right.
+      if (auto t = http::ParseHttpDate(*date)) site_clock_offset = *t - clock->Now();
+    }
     if (r.status == 304) return Status::Ok();
     DEPOT_RETURN_IF_ERROR(http::ApiError(r, "policy from " + config.site));
     Json policy = Json::parse(r.body, nullptr, false);
@@ -689,10 +724,10 @@ struct Agent::Impl {
   // Sources in the policy's order, those that failed recently moved to the back.
   std::vector<Source> OrderSources(const std::vector<Source>& policy_order) {
     std::vector<Source> good, bad;
-    std::int64_t now = NowMs();
+    core::MonoTime now = Mono();
     for (const auto& s : policy_order) {
-      auto it = penalised_until_ms.find(s.url);
-      (it != penalised_until_ms.end() && it->second > now ? bad : good).push_back(s);
+      auto it = penalised_until.find(s.url);
+      (it != penalised_until.end() && it->second > now ? bad : good).push_back(s);
     }
     good.insert(good.end(), bad.begin(), bad.end());
     return good;
@@ -719,7 +754,8 @@ struct Agent::Impl {
   }
 
   // Runs on the worker thread: no database access, only the outcome.
-  DownloadOutcome Download(const Row& d, const std::vector<Source>& order, const std::vector<SeedSpec>& seed_specs) {
+  DownloadOutcome Download(const Row& d, const std::vector<Source>& order, const std::vector<SeedSpec>& seed_specs,
+                           std::optional<core::Duration> site_clock) {
     DownloadOutcome out;
     std::string dest = ContentDir(d.package, d.version);
     out.status = env->CreateDirs(Path("content/" + d.package), 0750);
@@ -764,6 +800,7 @@ struct Agent::Impl {
       req.cancel = &job_cancel;
       repo::FetchDiagnostics diag;
       req.diagnostics = &diag;
+      if (site_clock) req.reference_clock = repo::FetchRequest::ReferenceClock{"the site", *site_clock};
       auto r = repo::FetchVersion(env, clock, source->get(), req);
       if (r.ok()) {
         auto ms = [](double s) { return std::to_string(static_cast<std::int64_t>(s * 1000)); };
@@ -793,7 +830,7 @@ struct Agent::Impl {
       const Status& s = r.status();
       // Local trouble (a disk error, a directory removed underneath): no source is to blame.
       if (diag.local_failure || s.IsIOError() || s.IsInvalidArgument()) return out;
-      penalised_until_ms[src.url] = NowMs() + Ms(config.source_penalty);
+      penalised_until[src.url] = Mono() + config.source_penalty;
       if (diag.version_missing || diag.source_behind) {
         std::string has = diag.version_missing
                               ? (diag.newest_available ? std::to_string(diag.newest_available) : "none")
@@ -828,8 +865,9 @@ struct Agent::Impl {
     job_total = 0;
     auto order = OrderSources(d.sources);
     auto seeds = SeedsFor(d);
-    worker = std::thread([this, d, order, seeds] {
-      DownloadOutcome o = Download(d, order, seeds);
+    auto site_clock = site_clock_offset;
+    worker = std::thread([this, d, order, seeds, site_clock] {
+      DownloadOutcome o = Download(d, order, seeds, site_clock);
       std::lock_guard<std::mutex> guard(mu);
       job_outcome = std::move(o);
       job_running = false;
@@ -921,6 +959,7 @@ struct Agent::Impl {
   Status StartAttempt(const Row& d, const store::Program& program) {
     std::string run_dir = Path("runs/" + std::to_string(d.id) + "-" + std::to_string(d.version) + "-" +
                                core::RandomHex(6));
+    run_started[d.id] = Mono();
     DEPOT_RETURN_IF_ERROR(db->Transaction([&](catalog::Tx& tx) {
       return tx.Exec("UPDATE deployments SET run_dir = ?, run_started_ms = ? WHERE id = ?", {run_dir, NowMs(), d.id})
           .status();
@@ -1125,7 +1164,8 @@ struct Agent::Impl {
             DEPOT_RETURN_IF_ERROR(FailFinal(d, Event::kDeadlinePassed, "the deadline passed while retrying"));
           } else if (d.attempts >= config.max_attempts) {
             DEPOT_RETURN_IF_ERROR(FailFinal(d, Event::kGiveUp, "gave up after " + std::to_string(d.attempts) + " attempts"));
-          } else if (now >= d.next_try_ms) {
+          } else if (RetryDue(d)) {
+            retry_due.erase(d.id);
             DEPOT_RETURN_IF_ERROR(Transition(d.id, Event::kRetryDue, {}, {}).status());
           }
           break;
@@ -1167,7 +1207,12 @@ struct Agent::Impl {
     switch (st->state) {
       case RunState::kRunning: {
         std::int64_t timeout_ms = program ? std::int64_t{program->timeout_s} * 1000 : 3600 * 1000;
-        if (NowMs() - d.run_started_ms > timeout_ms) {
+        // Measured on the monotonic clock when this process started the program; a
+        // program left running by an earlier process has only its wall start time.
+        auto started = run_started.find(d.id);
+        std::int64_t ran_ms = started != run_started.end() ? Ms(Mono() - started->second)
+                                                           : std::max<std::int64_t>(0, NowMs() - d.run_started_ms);
+        if (ran_ms > timeout_ms) {
           DEPOT_RETURN_IF_ERROR(Fail(d, Event::kProgramTimedOut,
                                      "timed out after " + std::to_string(timeout_ms / 1000) + " s", std::nullopt,
                                      output));
@@ -1491,17 +1536,17 @@ struct Agent::Impl {
 
   // Polls when due. Returns the poll's status (OK when not due).
   Status MaybePoll(bool force) {
-    std::int64_t now = NowMs();
-    if (!force && now < next_poll_ms) return Status::Ok();
+    core::MonoTime now = Mono();
+    if (!force && next_poll && now < *next_poll) return Status::Ok();
     SyncAttributes();
     Status s = Poll();
     if (s.ok()) {
       poll_failures = 0;
-      next_poll_ms = now + Ms(PollInterval());
+      next_poll = now + PollInterval();
     } else {
       ++poll_failures;
       std::int64_t backoff = std::min<std::int64_t>(Ms(PollInterval()), 1000ll << std::min(poll_failures, 10));
-      next_poll_ms = now + backoff;
+      next_poll = now + std::chrono::milliseconds(backoff);
       core::Log(core::LogLevel::kWarn, "agent.poll_failed", {{"error", s.ToString()}});
     }
     return s;
@@ -1565,6 +1610,7 @@ core::Result<std::unique_ptr<Agent>> Agent::Open(core::Env* env, core::Clock* cl
   DEPOT_ASSIGN_OR_RETURN(impl->db, catalog::Db::OpenSqlite(impl->Path("state.db")));
   DEPOT_RETURN_IF_ERROR(catalog::Migrate(impl->db.get(), StateMigrations()));
   for (const char* d : {"cache", "manifests", "content", "runs"}) DEPOT_RETURN_IF_ERROR(env->CreateDirs(impl->Path(d), 0750));
+  DEPOT_RETURN_IF_ERROR(impl->ClampPersistedRetries());
   if (!impl->identity.token.empty()) {
     DEPOT_ASSIGN_OR_RETURN(impl->trusted_root, env->ReadFile(impl->Path(kRootFile), 1 << 20));
     DEPOT_RETURN_IF_ERROR(impl->SaveConfig());
@@ -1606,7 +1652,8 @@ Status Agent::Run(const std::atomic<bool>* stop) {
   if (!a.site) return Status::InvalidArgument("not enrolled (call EnsureEnrolled first)");
   a.stop = stop;
   a.site->SetAbortFlag(stop);
-  std::int64_t next_flush = 0, flush_failures = 0;
+  core::MonoTime next_flush = a.Mono();  // due at once
+  std::int64_t flush_failures = 0;
   bool was_busy = true;
   while (!stop->load()) {
     a.MaybePoll(false).IgnoreError();
@@ -1620,11 +1667,12 @@ Status Agent::Run(const std::atomic<bool>* stop) {
     was_busy = is_busy;
     if (!busy.ok()) core::Log(core::LogLevel::kWarn, "agent.step_failed", {{"error", busy.status().ToString()}});
     a.Purge().IgnoreError();
-    std::int64_t now = a.NowMs();
+    core::MonoTime now = a.Mono();
     if (now >= next_flush) {
       Status s = a.Flush();
       flush_failures = s.ok() ? 0 : flush_failures + 1;
-      next_flush = s.ok() ? 0 : now + std::min<std::int64_t>(60000, 1000ll << std::min<std::int64_t>(flush_failures, 6));
+      next_flush = now + std::chrono::milliseconds(
+                             s.ok() ? 0 : std::min<std::int64_t>(60000, 1000ll << std::min<std::int64_t>(flush_failures, 6)));
     }
     a.Wait(busy.ok() && *busy ? std::chrono::milliseconds(200) : std::chrono::milliseconds(1000));
   }

@@ -11,10 +11,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/status.h"
 #include "http/server.h"
 
@@ -27,6 +29,10 @@ struct ClientOptions {
   long timeout_s = 600;                       // whole request, 0: none
   std::uint64_t max_response_bytes = 256ull << 20;
 };
+
+// Parses an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", RFC 9110 §5.6.7), the form
+// of every Date header depot's servers send; nullopt for anything else.
+std::optional<core::TimePoint> ParseHttpDate(std::string_view s);
 
 struct ClientResponse {
   long status = 0;

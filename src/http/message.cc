@@ -1,6 +1,10 @@
 // Request/Response helpers of server.h that need no Beast.
 #include <strings.h>
 
+#include <cstring>
+#include <ctime>
+
+#include "http/client.h"
 #include "http/server.h"
 
 namespace depot::http {
@@ -19,6 +23,41 @@ int HexValue(char c) {
 }
 
 }  // namespace
+
+std::optional<core::TimePoint> ParseHttpDate(std::string_view s) {
+  // "Sun, 06 Nov 1994 08:49:37 GMT": 29 characters at fixed places.
+  static const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  if (s.size() != 29 || s.substr(3, 2) != ", " || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || s[19] != ':' ||
+      s[22] != ':' || s.substr(25) != " GMT") {
+    return std::nullopt;
+  }
+  auto num = [&](std::size_t pos, std::size_t n, int* out) {
+    int v = 0;
+    for (std::size_t i = pos; i < pos + n; ++i) {
+      if (s[i] < '0' || s[i] > '9') return false;
+      v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+  };
+  std::tm tm{};
+  int mon = -1;
+  for (int i = 0; i < 12; ++i) {
+    if (s.substr(8, 3) == kMonths[i]) mon = i;
+  }
+  int year = 0;
+  if (mon < 0 || !num(5, 2, &tm.tm_mday) || !num(12, 4, &year) || !num(17, 2, &tm.tm_hour) ||
+      !num(20, 2, &tm.tm_min) || !num(23, 2, &tm.tm_sec) || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+      tm.tm_min > 59 || tm.tm_sec > 60) {
+    return std::nullopt;
+  }
+  tm.tm_mon = mon;
+  tm.tm_year = year - 1900;
+  std::time_t t = timegm(&tm);
+  if (t == static_cast<std::time_t>(-1)) return std::nullopt;
+  return core::TimePoint(std::chrono::seconds(t));
+}
 
 const std::string* FindHeader(const std::vector<Header>& headers, std::string_view name) {
   for (const Header& h : headers) {

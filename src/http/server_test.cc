@@ -124,6 +124,25 @@ TEST_F(ServerTest, GetPostQueryAndErrors) {
             std::string::npos);
 }
 
+TEST_F(ServerTest, EveryAnswerIsDatedAndTheDateParses) {
+  Start();
+  auto r = client_->Do("GET", "/echo");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const std::string* date = r->GetHeader("date");
+  ASSERT_NE(date, nullptr);
+  auto t = ParseHttpDate(*date);
+  ASSERT_TRUE(t.has_value()) << *date;
+  auto off = std::chrono::abs(*t - std::chrono::system_clock::now());
+  EXPECT_LT(off, std::chrono::seconds(5));
+  EXPECT_EQ(ParseHttpDate("Sun, 06 Nov 1994 08:49:37 GMT"),
+            core::TimePoint(std::chrono::seconds(784111777)));
+  for (const char* bad : {"", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 UTC",
+                          "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 36 Nov 1994 08:49:37 GMT",
+                          "Sun, 06 Nov 1994 25:49:37 GMT", "Sun, 06 Nov 19x4 08:49:37 GMT"}) {
+    EXPECT_FALSE(ParseHttpDate(bad).has_value()) << bad;
+  }
+}
+
 TEST_F(ServerTest, BodyOverTheLimitIs413AndNeverReachesTheHandler) {
   Start();
   auto r = client_->Do("POST", "/small", std::string(17, 'x'));

@@ -161,6 +161,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   };
   tuf::Client client(env, clock, source, trusted_dir);
   DEPOT_RETURN_IF_ERROR(local(client.Initialize(req.trusted_root).WithContext("trusted root")));
+  if (req.reference_clock) client.SetReferenceClock(req.reference_clock->name, req.reference_clock->offset);
   if (Status refreshed = client.Refresh(); !refreshed.ok()) {
     if (req.diagnostics && client.refused_older()) req.diagnostics->source_behind = true;
     return refreshed.WithContext("metadata from " + source->Describe());

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,14 @@ struct FetchRequest {
   // takes what was verified from it (it is re-verified then). Without it, only the
   // cache keeps what a failed fetch verified.
   bool keep_partial = false;
+  // A trusted peer's clock relative to this machine's (its time minus ours), when
+  // known: an expiry refusal then says whose clock is off (tuf::Client::
+  // SetReferenceClock). The agent passes its site's.
+  struct ReferenceClock {
+    std::string name;
+    core::Duration offset;
+  };
+  std::optional<ReferenceClock> reference_clock;
 };
 
 struct FetchResult {

@@ -198,6 +198,7 @@ core::Result<SiteConfig> LoadConfig(core::Env* env, const std::string& path) {
     DEPOT_RETURN_IF_ERROR(t.Duration("dp_offline_after", &c.dp_offline_after));
     DEPOT_RETURN_IF_ERROR(t.Duration("probe_base", &c.probe_base));
     DEPOT_RETURN_IF_ERROR(t.Duration("probe_max", &c.probe_max));
+    DEPOT_RETURN_IF_ERROR(t.Duration("probe_timeout", &c.probe_timeout));
     DEPOT_RETURN_IF_ERROR(t.Finish());
   }
   {
@@ -262,7 +263,9 @@ std::string RenderConfig(const SiteConfig& c) {
     << "# A DP that has not polled for this long is probed, with per-DP backoff.\n"
     << "dp_offline_after = " << q(FormatDuration(c.dp_offline_after)) << "\n"
     << "probe_base = " << q(FormatDuration(c.probe_base)) << "\n"
-    << "probe_max = " << q(FormatDuration(c.probe_max)) << "\n\n"
+    << "probe_max = " << q(FormatDuration(c.probe_max)) << "\n"
+    << "# How long one probe may take to connect and answer /healthz.\n"
+    << "probe_timeout = " << q(FormatDuration(c.probe_timeout)) << "\n\n"
     << "[agents]\n"
     << "poll_interval = " << q(FormatDuration(c.poll_interval)) << "\n"
     << "offline_after = " << q(FormatDuration(c.client_offline_after)) << "\n\n"

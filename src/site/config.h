@@ -20,6 +20,7 @@
 //   dp_offline_after = "5m"       # a DP silent this long is probed by the site
 //   probe_base = "1m"             # per-DP probe backoff
 //   probe_max = "12h"
+//   probe_timeout = "10s"         # one probe's connect and answer
 //   [agents]
 //   poll_interval = "60s"         # told to agents in every policy
 //   offline_after = "1h"          # `depot status` lists clients unseen this long
@@ -56,6 +57,7 @@ struct SiteConfig {
   core::Duration dp_offline_after = std::chrono::minutes(5);
   core::Duration probe_base = std::chrono::minutes(1);
   core::Duration probe_max = std::chrono::hours(12);
+  core::Duration probe_timeout = std::chrono::seconds(10);
   core::Duration poll_interval = std::chrono::seconds(60);
   core::Duration client_offline_after = std::chrono::hours(1);
   std::uint64_t max_connections = 10'000;

@@ -566,8 +566,10 @@ void ProbeDps(SiteContext& ctx) {
     std::int64_t id = r.Int(0);
     std::string name = r.Text(1), url = r.Text(2);
     http::ClientOptions opts;
-    opts.connect_timeout_s = 5;
-    opts.timeout_s = 10;
+    const long timeout_s = std::max<long>(1, static_cast<long>(
+        std::chrono::duration_cast<std::chrono::seconds>(ctx.config.probe_timeout).count()));
+    opts.connect_timeout_s = std::min<long>(5, timeout_s);
+    opts.timeout_s = timeout_s;
     opts.max_response_bytes = 4096;
     if (!ctx.config.tls_ca.empty()) opts.ca_file = core::JoinPath(ctx.data_dir, ctx.config.tls_ca);
     std::string error;

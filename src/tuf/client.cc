@@ -19,19 +19,14 @@ constexpr std::string_view kTargetsPrefix = "targets/";
 
 std::string MetadataPath(const std::string& name) { return std::string(kMetadataPrefix) + name; }
 
-// Refusal of expired metadata: a freeze attack, or a repository nobody re-signed.
-Status Expired(std::string_view file, std::int64_t version, core::TimePoint expires,
-               core::TimePoint now, Role role) {
-  const std::string fix = role == Role::kRoot
-                              ? "the repository's root must be re-signed with the offline root key "
-                                "(depot repo resign --root)"
-                              : "the repository must be re-signed (depot repo resign)";
-  return Status::PermissionDenied(std::string(file) + " (version " + std::to_string(version) +
-                                  "): expired at " + core::FormatUtc(expires) + " (now " +
-                                  core::FormatUtc(now) +
-                                  "); refusing it (possible freeze "
-                                  "attack); " +
-                                  fix);
+// "3h 5m", "8d 0h", "42s": how far apart two clocks are, for people.
+std::string HumanSpan(core::Duration d) {
+  auto s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
+  if (s < 0) s = -s;
+  if (s >= 86400) return std::to_string(s / 86400) + "d " + std::to_string(s % 86400 / 3600) + "h";
+  if (s >= 3600) return std::to_string(s / 3600) + "h " + std::to_string(s % 3600 / 60) + "m";
+  if (s >= 60) return std::to_string(s / 60) + "m " + std::to_string(s % 60) + "s";
+  return std::to_string(s) + "s";
 }
 
 bool SameKeyIds(const RoleKeys& a, const RoleKeys& b) {
@@ -483,6 +478,38 @@ Result<std::string> Client::FetchTarget(const TargetInfo& info) {
                               "); the source served altered or wrong bytes");
   }
   return bytes;
+}
+
+void Client::SetReferenceClock(std::string name, core::Duration offset) {
+  reference_ = Reference{std::move(name), offset};
+}
+
+// Refusal of expired metadata: a freeze attack, a repository nobody re-signed, or a
+// clock that is wrong -- the reference clock, when known, says which.
+Status Client::Expired(std::string_view file, std::int64_t version, core::TimePoint expires,
+                       core::TimePoint now, Role role) const {
+  const std::string fix = role == Role::kRoot
+                              ? "the repository's root must be re-signed with the offline root key "
+                                "(depot repo resign --root)"
+                              : "the repository must be re-signed (depot repo resign)";
+  std::string head = std::string(file) + " (version " + std::to_string(version) + "): expired at " +
+                     core::FormatUtc(expires) + " (now " + core::FormatUtc(now) + " by this machine's clock)";
+  if (!reference_) {
+    return Status::PermissionDenied(head + "; refusing it (possible freeze attack); " + fix +
+                                    ", unless this machine's clock is wrong");
+  }
+  const core::TimePoint theirs = now + reference_->offset;
+  const core::Duration ahead = now - theirs;
+  if (!IsExpired(expires, theirs)) {
+    return Status::PermissionDenied(head + "; refusing it, but by " + reference_->name + "'s clock (" +
+                                    core::FormatUtc(theirs) + ") it is still valid: this machine's clock is " +
+                                    HumanSpan(ahead) + " ahead; correct it (NTP), nothing needs re-signing");
+  }
+  std::string skew = ahead > std::chrono::minutes(2) || ahead < -std::chrono::minutes(2)
+                         ? " (this machine's clock is " + HumanSpan(ahead) + (ahead.count() > 0 ? " ahead of " : " behind ") +
+                               reference_->name + "'s, which also says expired)"
+                         : " (" + reference_->name + "'s clock agrees)";
+  return Status::PermissionDenied(head + skew + "; refusing it (possible freeze attack); " + fix);
 }
 
 }  // namespace depot::tuf

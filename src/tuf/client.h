@@ -89,6 +89,12 @@ class Client {
   // Corruption when the bytes do not match; source errors pass through.
   core::Result<std::string> FetchTarget(const TargetInfo& info);
 
+  // What a trusted peer's clock reads relative to this client's: `offset` is its time
+  // minus ours when observed (the agent takes it from the Date of its site's last
+  // answer). Used only to say, when metadata appears expired, whose clock is wrong:
+  // it never changes what is accepted.
+  void SetReferenceClock(std::string name, core::Duration offset);
+
   // Versions of the trusted metadata (0 when none), for status reports.
   std::int64_t root_version() const;
   std::int64_t timestamp_version() const;
@@ -105,6 +111,8 @@ class Client {
   // The Corruption that refuses metadata older than the trusted state (`what` says
   // which); sets refused_older_.
   core::Status RefuseOlder(std::string what);
+  core::Status Expired(std::string_view file, std::int64_t version, core::TimePoint expires, core::TimePoint now,
+                       Role role) const;
   core::Status UpdateRoot(core::TimePoint now);
   void OnRootReplaced(const RootMetadata& previous);
   core::Status UpdateTimestamp(core::TimePoint now);
@@ -126,6 +134,11 @@ class Client {
   std::optional<Trusted<TargetsMetadata>> targets_;
   bool refreshed_ = false;
   bool refused_older_ = false;
+  struct Reference {
+    std::string name;
+    core::Duration offset;
+  };
+  std::optional<Reference> reference_;
 };
 
 }  // namespace depot::tuf

@@ -248,6 +248,26 @@ TEST_F(ClientTest, FreezeWithExpiredTimestampIsRefused) {
   ASSERT_OK(client->Refresh());
 }
 
+// An agent whose clock runs ahead sees valid metadata as expired: the refusal stays,
+// but the advice names this machine's clock, not the repository.
+TEST_F(ClientTest, ExpiryRefusalSaysWhichClockIsOff) {
+  auto client = NewClient();
+  ASSERT_OK(client->Refresh());
+  clock.Set(clock.Now() + expiry.timestamp + std::chrono::hours(24));  // this clock ran 8 days ahead
+  client->SetReferenceClock("the site", -(expiry.timestamp + std::chrono::hours(24)));
+  core::Status s = client->Refresh();
+  ExpectError(s, &core::Status::IsPermissionDenied, "this machine's clock is 8d 0h ahead");
+  EXPECT_EQ(s.message().find("depot repo resign"), std::string::npos) << s.message();
+  // The site's clock agrees the metadata expired: then re-signing is the fix.
+  client->SetReferenceClock("the site", std::chrono::seconds(3));
+  s = client->Refresh();
+  ExpectError(s, &core::Status::IsPermissionDenied, "the site's clock agrees");
+  ExpectError(s, &core::Status::IsPermissionDenied, "depot repo resign");
+  // Without a reference both causes are named.
+  auto fresh = NewClient(tmp.Sub("fresh"));
+  ExpectError(fresh->Refresh(), &core::Status::IsPermissionDenied, "unless this machine's clock is wrong");
+}
+
 TEST_F(ClientTest, FreezeWithExpiredSnapshotIsRefused) {
   auto client = NewClient();
   ASSERT_OK(client->Refresh());
