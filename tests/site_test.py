@@ -1,6 +1,7 @@
 """Site server tests with real processes: `depot site serve` on loopback with a real
 SQLite catalog and content library, the real CLI, and the DP and agent APIs driven
 over HTTP exactly as DPs and agents will drive them."""
+import calendar
 import json
 import os
 import re
@@ -65,6 +66,11 @@ class SiteTest(DepotTestCase):
         code, out, err = self.site.cli("package", "update", "nope", "--source", self.path("src-tools"), check=False)
         self.assertEqual(code, 1)
         self.assertIn("does not exist", err)
+        # Each refusal is a status message (1005) with its reason.
+        rejected = self.site.cli("messages", "--code", "1005")["messages"]
+        self.assertEqual([m["package"] for m in rejected], ["tools", "nope"])
+        self.assertIn("already exists", rejected[0]["params"]["error"])
+        self.assertIn("does not exist", rejected[1]["text"])
 
     def test_update_carries_programs_over_and_refuses_to_orphan_a_deployment(self):
         src = self.path("src")
@@ -121,6 +127,18 @@ class SiteTest(DepotTestCase):
                                      check=False)
         self.assertEqual(code, 1)
         self.assertIn("'nope'", err)
+
+    def test_timestamp_lifetime_is_a_site_setting(self):
+        self.site.stop()
+        cfg = os.path.join(self.site.data, "site.toml")
+        text = open(cfg).read()
+        self.assertIn('timestamp_lifetime = "7d"', text)
+        open(cfg, "w").write(text.replace('timestamp_lifetime = "7d"', 'timestamp_lifetime = "2h"'))
+        self.site.start()
+        # Signed at start with the new lifetime.
+        _, ts, _ = self.site.api("GET", "/repo/metadata/timestamp.json")
+        expires = calendar.timegm(time.strptime(ts["signed"]["expires"], "%Y-%m-%dT%H:%M:%SZ"))
+        self.assertLess(abs(expires - (time.time() + 2 * 3600)), 600, ts["signed"]["expires"])
 
     def test_global_flags_are_accepted_anywhere_on_the_line(self):
         self.create_package()
@@ -332,6 +350,7 @@ class SiteTest(DepotTestCase):
         self.assertEqual(dps["alive"]["probe_attempts"], 0)
         msgs = self.site.cli("messages", "--code", "2006")["messages"]
         self.assertEqual([m["dp"] for m in msgs], ["dead"], "one record for the dead DP, its count grows")
+        self.assertIn("DP dead has never polled its assignment and does not answer", msgs[0]["text"])
         self.assertEqual(msgs[0]["count"], attempts)
 
     def test_enrollment_rules_deployments_and_policy_etag(self):
@@ -392,6 +411,34 @@ class SiteTest(DepotTestCase):
         status, r, _ = self.site.api("POST", "/api/v1/agent/status", token=c1["token"],
                                      body={"messages": [{"seq": 9, "code": 2004}]})
         self.assertEqual(status, 400)
+
+    def test_messages_dated_ahead_of_the_site_are_marked_and_found_by_client_name(self):
+        enroll = self.site.cli("token", "create", "--role", "enroll", "--uses", "2")
+        _, pc, _ = self.site.api("POST", "/api/v1/agent/enroll", token=enroll["token"],
+                                 body={"name": "pc-ahead", "attributes": {"os": "linux"}})
+        now_ms = int(time.time() * 1000)
+        week = 8 * 86400 * 1000
+        body = {"messages": [{"seq": 1, "code": 4001, "time_ms": now_ms + week, "package": "tools", "version": 1},
+                             {"seq": 2, "code": 4001, "time_ms": now_ms, "package": "tools", "version": 1}]}
+        status, r, _ = self.site.api("POST", "/api/v1/agent/status", token=pc["token"], body=body)
+        self.assertEqual(status, 200, r)
+        # By name, as `client show` takes it.
+        got = self.site.cli("messages", "--client", "pc-ahead", "--code", "4001")["messages"]
+        self.assertEqual(len(got), 2)
+        ahead = [m for m in got if "reported_time" in m["params"]]
+        self.assertEqual(len(ahead), 1, got)
+        self.assertIn(ahead[0]["params"]["clock_ahead"][:3], ("7d ", "8d "))
+        # Dated when it arrived, not a week from now.
+        arrived = time.strptime(ahead[0]["time"], "%Y-%m-%dT%H:%M:%SZ")
+        self.assertLess(abs(calendar.timegm(arrived) * 1000 - now_ms), 3600 * 1000)
+        warn = self.site.cli("messages", "--code", "5009")["messages"]
+        self.assertEqual(len(warn), 1)
+        self.assertIn("client " + pc["client"], warn[0]["text"])
+        self.assertEqual(warn[0]["client"], pc["client"])
+        # An unknown name is an error that says so, not an empty list.
+        code, _, err = self.site.cli("messages", "--client", "nobody", check=False)
+        self.assertEqual(code, 1)
+        self.assertIn("no client with id or name `nobody`", err)
 
     def test_status_counts_every_silent_client_and_names_the_longest_silent(self):
         self.site.stop()

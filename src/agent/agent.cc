@@ -532,9 +532,9 @@ struct Agent::Impl {
                             {attempts, at, error.substr(0, 4096),
                              exit_code ? catalog::Value(std::int64_t{*exit_code}) : catalog::Value(), output});
     std::map<std::string, std::string> p = {{"error", error.substr(0, 1024)},
-                                            {"exit_code", exit_code ? std::to_string(*exit_code) : "none"},
                                             {"next_retry", core::FormatUtc(core::TimePoint(std::chrono::milliseconds(at)))},
                                             {"program", d.program}};
+    if (exit_code) p["exit_code"] = std::to_string(*exit_code);
     if (!output.empty()) p["output"] = output.substr(output.size() > 1024 ? output.size() - 1024 : 0);
     DEPOT_ASSIGN_OR_RETURN(auto to, Transition(d.id, event, extra, {Message(core::msg::kAgentInstallFailedRetry, d, p)}));
     if (to) retry_due[d.id] = Mono() + std::chrono::milliseconds(delay_ms);
@@ -882,7 +882,7 @@ struct Agent::Impl {
     if (o.cancelled) return Status::Ok();  // the deployment changed or left the policy
     if (!o.status.ok() || o.refused) {
       if (o.refused) return FailFinal(d, Event::kDownloadRefused, "refused: " + o.status.message());
-      return Fail(d, Event::kDownloadFailed, o.status.message(), std::nullopt, "");
+      return Fail(d, Event::kDownloadFailed, "download failed: " + o.status.message(), std::nullopt, "");
     }
     // A fetch hands over the programs of the manifest it verified; content found in
     // place comes with its stored manifest only. A large version's manifest is

@@ -51,6 +51,9 @@ TEST_F(AgentClockTest, ARetryScheduledWhileTheClockRanAheadIsDueWhenItComesBack)
   std::string error = failed[0]["params"]["error"];
   EXPECT_NE(error.find("this machine's clock is 8d 0h ahead"), std::string::npos) << error;
   EXPECT_EQ(error.find("repo resign"), std::string::npos) << error;
+  std::string text = failed[0]["text"];
+  EXPECT_NE(text.find("failed to install package tools version 1: download failed: "), std::string::npos) << text;
+  EXPECT_EQ(text.find("exit code"), std::string::npos) << "no program ran: " << text;
 
   // The clock is corrected. The retry was due 1 s after the failure, whatever the
   // wall clock said then or says now.

@@ -39,8 +39,10 @@ void AppendLe32(std::string* out, std::uint32_t v) {
 class UploadSink final : public store::ChunkSink {
  public:
   // A body never exceeds `max_body`, which must hold two records of `max_record`.
-  UploadSink(std::vector<std::unique_ptr<ApiClient>> clients, std::uint64_t max_body, std::uint64_t max_record)
-      : clients_(std::move(clients)),
+  UploadSink(std::string package, std::vector<std::unique_ptr<ApiClient>> clients, std::uint64_t max_body,
+             std::uint64_t max_record)
+      : package_(std::move(package)),
+        clients_(std::move(clients)),
         fill_limit_(max_body - max_record),
         target_(std::min<std::uint64_t>(kBodyTarget, fill_limit_)),
         queue_(clients_.size()) {
@@ -175,12 +177,15 @@ class UploadSink final : public store::ChunkSink {
     }
     const std::string& body = all ? batch->body : filtered;
     DEPOT_RETURN_IF_ERROR(
-        api->SendRaw("POST", "/api/v1/chunks", body, "application/vnd.depot.chunks", "upload").status());
+        api->SendRaw("POST", "/api/v1/chunks?package=" + Escape(package_), body, "application/vnd.depot.chunks",
+                     "upload")
+            .status());
     uploaded_chunks += chunks;
     uploaded_bytes += frame_bytes;
     return Status::Ok();
   }
 
+  const std::string package_;  // named in each request, for the site's messages
   std::vector<std::unique_ptr<ApiClient>> clients_;
   // A body below this takes one more record of at most max_record bytes.
   const std::uint64_t fill_limit_;
@@ -223,7 +228,7 @@ core::Result<UploadResult> UploadPackage(ApiClient* api, const UploadRequest& re
     DEPOT_ASSIGN_OR_RETURN(auto c, api->Clone());
     clients.push_back(std::move(c));
   }
-  UploadSink sink(std::move(clients), max_body, max_record);
+  UploadSink sink(req.package, std::move(clients), max_body, max_record);
 
   // 1. Snapshot, streaming chunks to the uploaders as they are made.
   auto t0 = std::chrono::steady_clock::now();

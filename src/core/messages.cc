@@ -34,7 +34,7 @@ constexpr MessageSpec kMessages[] = {
      "DP {dp} failed to copy package {package} version {version}: {error} (next retry "
      "{next_retry})"},
     {msg::kDpUnreachable, S::kWarning, "distribution", "dp_unreachable",
-     "DP {dp} has not polled since {last_seen} and does not answer at {url}: {error}"},
+     "DP {dp} {silence} and does not answer at {url}: {error}"},
     {msg::kDpReachable, S::kInfo, "distribution", "dp_reachable", "DP {dp} is reachable again"},
     {msg::kDpAdded, S::kInfo, "distribution", "dp_added", "DP {dp} added at {url}"},
     {msg::kDpRemoved, S::kInfo, "distribution", "dp_removed",
@@ -67,8 +67,8 @@ constexpr MessageSpec kMessages[] = {
     {msg::kAgentInstallRebootRequired, S::kInfo, "agent", "install_reboot_required",
      "Client {client} installed package {package} version {version}; a reboot is required"},
     {msg::kAgentInstallFailedRetry, S::kWarning, "agent", "install_failed_retry",
-     "Client {client} failed to install package {package} version {version} (exit code "
-     "{exit_code}); retry {next_retry}"},
+     "Client {client} failed to install package {package} version {version}: {error}; retry "
+     "{next_retry}"},
     {msg::kAgentInstallFailed, S::kError, "agent", "install_failed",
      "Client {client} failed to install package {package} version {version}: {error}"},
     {msg::kAgentDeploymentRemoved, S::kInfo, "agent", "deployment_removed",
@@ -91,6 +91,9 @@ constexpr MessageSpec kMessages[] = {
      "created"},
     {msg::kDeploymentCancelled, S::kInfo, "site", "deployment_cancelled",
      "Deployment {deployment} cancelled"},
+    {msg::kClockAhead, S::kWarning, "site", "clock_ahead",
+     "The clock of {sender} is {ahead} ahead of the site's: its messages are dated when they "
+     "arrived (the time it reported is kept as reported_time); correct its clock (NTP)"},
 };
 
 }  // namespace

@@ -76,6 +76,7 @@ inline constexpr int kClientAttributesChanged = 5005;
 inline constexpr int kCollectionChanged = 5006;
 inline constexpr int kDeploymentCreated = 5007;
 inline constexpr int kDeploymentCancelled = 5008;
+inline constexpr int kClockAhead = 5009;
 }  // namespace msg
 
 // The spec of `id`, or nullptr for an unknown id.

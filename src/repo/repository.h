@@ -102,6 +102,10 @@ class Repository {
 
   const RepoLayout& layout() const { return layout_; }
   const RepoSettings& settings() const { return settings_; }
+  // How long each timestamp it signs from now on stays valid (the site's
+  // `timestamp_lifetime` setting; not written back to the repository's settings).
+  // Call before the repository is shared between threads.
+  void SetTimestampLifetime(core::Duration d) { settings_.expiry.timestamp = d; }
   store::ChunkStore* chunks() { return &chunks_; }
 
   // Snapshots the source as the next version of the package, stores only missing

@@ -178,7 +178,10 @@ SiteApi::SiteApi(SiteContext* ctx) : ctx_(ctx) {
     return ChunksMissing(c.ctx, body);
   });
   add("POST", "/api/v1/chunks", Role::kOperator, upload, [](Call& c) -> core::Result<Json> {
-    return ReceiveChunks(c.ctx, c.req.body);
+    auto r = ReceiveChunks(c.ctx, c.req.body);
+    // The CLI names the package it uploads for (?package=): the message names it too.
+    if (!r.ok()) PostUploadRejected(c.ctx, c.req.QueryParam("package").value_or(""), r.status());
+    return r;
   });
   add("POST", "/api/v1/chunks/commit", Role::kOperator, kSmallBody, [](Call& c) -> core::Result<Json> {
     // The client has sent its last chunks: commit them while it sends the manifest.
@@ -192,6 +195,7 @@ SiteApi::SiteApi(SiteContext* ctx) : ctx_(ctx) {
     bool force = c.req.QueryParam("force").value_or("0") == "1";
     auto r = CreateVersion(c.ctx, c.params[0], create, c.req.body, force);
     if (r.ok()) c.status = 201;
+    if (!r.ok()) PostUploadRejected(c.ctx, c.params[0], r.status());
     return r;
   });
   add("GET", "/api/v1/packages", Role::kReadOnly, 0, [](Call& c) { return ListPackages(c.ctx); });

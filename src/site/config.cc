@@ -157,14 +157,14 @@ core::Result<SiteConfig> LoadConfig(core::Env* env, const std::string& path) {
     return Status::InvalidArgument(path + ":" + where.str() + ": " + std::string(e.description()));
   }
   SiteConfig c;
-  static const std::set<std::string> kTables = {"site", "tls", "packages", "distribution",
-                                                "agents", "limits"};
+  static const std::set<std::string> kTables = {"site",    "tls",    "packages", "distribution",
+                                                "signing", "agents", "limits"};
   for (auto&& [k, v] : root) {
     std::string key(k.str());
     if (!kTables.count(key) || !v.is_table()) {
       return Status::InvalidArgument(path + ": unknown table or key `" + key +
                                      "` (expected one of [site], [tls], [packages], "
-                                     "[distribution], [agents], [limits])");
+                                     "[distribution], [signing], [agents], [limits])");
     }
   }
   {
@@ -202,6 +202,11 @@ core::Result<SiteConfig> LoadConfig(core::Env* env, const std::string& path) {
     DEPOT_RETURN_IF_ERROR(t.Finish());
   }
   {
+    TableReader t(root["signing"].as_table(), "signing", path);
+    DEPOT_RETURN_IF_ERROR(t.Duration("timestamp_lifetime", &c.timestamp_lifetime));
+    DEPOT_RETURN_IF_ERROR(t.Finish());
+  }
+  {
     TableReader t(root["agents"].as_table(), "agents", path);
     DEPOT_RETURN_IF_ERROR(t.Duration("poll_interval", &c.poll_interval));
     DEPOT_RETURN_IF_ERROR(t.Duration("offline_after", &c.client_offline_after));
@@ -218,6 +223,10 @@ core::Result<SiteConfig> LoadConfig(core::Env* env, const std::string& path) {
   DEPOT_RETURN_IF_ERROR(ValidateSiteCode(c.code).WithContext(path + ": [site] code"));
   if (c.retry_max < c.retry_base || c.probe_max < c.probe_base) {
     return Status::InvalidArgument(path + ": [distribution] a *_max must not be below its *_base");
+  }
+  if (c.timestamp_lifetime < std::chrono::minutes(10) || c.timestamp_lifetime > std::chrono::hours(24 * 30)) {
+    return Status::InvalidArgument(path + ": [signing] timestamp_lifetime must be from 10m to 30d (the snapshot's "
+                                          "lifetime): agents refuse a timestamp older than this");
   }
   if (c.tls_cert.empty() != c.tls_key.empty()) {
     return Status::InvalidArgument(path + ": [tls] needs both cert and key, or neither");
@@ -266,6 +275,11 @@ std::string RenderConfig(const SiteConfig& c) {
     << "probe_max = " << q(FormatDuration(c.probe_max)) << "\n"
     << "# How long one probe may take to connect and answer /healthz.\n"
     << "probe_timeout = " << q(FormatDuration(c.probe_timeout)) << "\n\n"
+    << "[signing]\n"
+    << "# How long each signed timestamp is valid. The site re-signs it at start and every\n"
+    << "# quarter of this (at least a minute apart), and whenever a version is published or\n"
+    << "# retired; an agent refuses a timestamp past its expiry (a freeze attack).\n"
+    << "timestamp_lifetime = " << q(FormatDuration(c.timestamp_lifetime)) << "\n\n"
     << "[agents]\n"
     << "poll_interval = " << q(FormatDuration(c.poll_interval)) << "\n"
     << "offline_after = " << q(FormatDuration(c.client_offline_after)) << "\n\n"

@@ -21,6 +21,8 @@
 //   probe_base = "1m"             # per-DP probe backoff
 //   probe_max = "12h"
 //   probe_timeout = "10s"         # one probe's connect and answer
+//   [signing]
+//   timestamp_lifetime = "7d"     # each signed timestamp's validity; re-signed every quarter of it
 //   [agents]
 //   poll_interval = "60s"         # told to agents in every policy
 //   offline_after = "1h"          # `depot status` lists clients unseen this long
@@ -58,6 +60,7 @@ struct SiteConfig {
   core::Duration probe_base = std::chrono::minutes(1);
   core::Duration probe_max = std::chrono::hours(12);
   core::Duration probe_timeout = std::chrono::seconds(10);
+  core::Duration timestamp_lifetime = std::chrono::hours(24 * 7);
   core::Duration poll_interval = std::chrono::seconds(60);
   core::Duration client_offline_after = std::chrono::hours(1);
   std::uint64_t max_connections = 10'000;

@@ -16,6 +16,8 @@ TEST(ConfigTest, RenderedConfigLoadsBackTheSame) {
   c.gc_grace = std::chrono::hours(2);
   c.retry_base = std::chrono::milliseconds(250);
   c.max_upload_body = 32ull << 20;
+  c.timestamp_lifetime = std::chrono::hours(2);
+  c.probe_timeout = std::chrono::seconds(3);
   testing::WriteFileOrDie(dir.Sub("site.toml"), RenderConfig(c));
   auto loaded = LoadConfig(core::Env::Default(), dir.Sub("site.toml"));
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString() << RenderConfig(c);
@@ -25,6 +27,8 @@ TEST(ConfigTest, RenderedConfigLoadsBackTheSame) {
   EXPECT_EQ(loaded->gc_grace, std::chrono::hours(2));
   EXPECT_EQ(loaded->retry_base, std::chrono::milliseconds(250));
   EXPECT_EQ(loaded->max_upload_body, 32ull << 20);
+  EXPECT_EQ(loaded->timestamp_lifetime, std::chrono::hours(2));
+  EXPECT_EQ(loaded->probe_timeout, std::chrono::seconds(3));
 }
 
 TEST(ConfigTest, TyposAndBadValuesAreNamed) {
@@ -47,6 +51,8 @@ TEST(ConfigTest, TyposAndBadValuesAreNamed) {
   EXPECT_NE(s.message().find("site.toml:"), std::string::npos) << s.ToString();
   s = load("[site]\ncode = \"A\"\n[tls]\ncert = \"c.pem\"\n");
   EXPECT_NE(s.message().find("both cert and key"), std::string::npos) << s.ToString();
+  s = load("[site]\ncode = \"A\"\n[signing]\ntimestamp_lifetime = \"1m\"\n");
+  EXPECT_NE(s.message().find("timestamp_lifetime must be from 10m to 30d"), std::string::npos) << s.ToString();
 }
 
 TEST(ConfigTest, FormatDuration) {

@@ -603,7 +603,9 @@ void ProbeDps(SiteContext& ctx) {
                             {{"dp", name},
                              {"url", url},
                              {"error", error},
-                             {"last_seen", r.IsNull(3) ? "never" : FormatMs(r.Int(3))}},
+                             {"last_seen", r.IsNull(3) ? "never" : FormatMs(r.Int(3))},
+                             {"silence", r.IsNull(3) ? "has never polled its assignment"
+                                                     : "has not polled since " + FormatMs(r.Int(3))}},
                             "dp-unreachable:" + std::to_string(id));
        })
         .IgnoreError();

@@ -1,5 +1,7 @@
 #include "site/messages.h"
 
+#include <algorithm>
+
 #include "core/clock.h"
 #include "core/messages.h"
 
@@ -8,6 +10,18 @@ namespace depot::site {
 using core::Status;
 
 namespace {
+
+// A sender's clock may run this far ahead of the site's before its times are
+// corrected (clocks drift; NTP keeps them within well under a second).
+constexpr std::int64_t kClockTolerance = 2 * 60 * 1000;
+
+// "8d 3h", "5h 2m", "3m 10s": a clock difference for people.
+std::string Span(std::int64_t ms) {
+  std::int64_t s = ms / 1000;
+  if (s >= 86400) return std::to_string(s / 86400) + "d " + std::to_string(s % 86400 / 3600) + "h";
+  if (s >= 3600) return std::to_string(s / 3600) + "h " + std::to_string(s % 3600 / 60) + "m";
+  return std::to_string(s / 60) + "m " + std::to_string(s % 60) + "s";
+}
 
 Json ParamsJson(const std::map<std::string, std::string>& params) {
   Json j = Json::object();
@@ -114,6 +128,16 @@ core::Result<Json> IngestMessages(SiteContext& ctx, const std::string& source,
     if (it.subject.deployment) it.params["deployment"] = std::to_string(*it.subject.deployment);
     items.push_back(std::move(it));
   }
+  // A time ahead of the site's is the sender's clock, not the future: the message is
+  // dated when it arrived and marked, so listings stay in order and say so.
+  std::int64_t ahead_ms = 0;
+  for (Item& it : items) {
+    if (it.at <= now + kClockTolerance) continue;
+    ahead_ms = std::max(ahead_ms, it.at - now);
+    it.params["reported_time"] = FormatMs(it.at);
+    it.params["clock_ahead"] = Span(it.at - now);
+    it.at = now;
+  }
   std::int64_t accepted = 0, duplicates = 0, last_seq = 0;
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
     accepted = duplicates = last_seq = 0;
@@ -130,6 +154,14 @@ core::Result<Json> IngestMessages(SiteContext& ctx, const std::string& source,
       DEPOT_RETURN_IF_ERROR(Insert(tx, static_cast<int>(it.code), *it.spec, source, it.seq, {},
                                    it.at, it.subject, it.params));
       ++accepted;
+    }
+    if (ahead_ms > 0) {
+      // One record per sender whose count grows with each batch that came early.
+      MessageSubject who{{}, {}, dp_name, client_uid, {}};
+      std::string sender = !dp_name.empty() ? "DP " + dp_name : "client " + client_uid;
+      const core::MessageSpec* spec = core::FindMessage(core::msg::kClockAhead);
+      DEPOT_RETURN_IF_ERROR(Insert(tx, core::msg::kClockAhead, *spec, "site", std::nullopt, "clock-ahead:" + source,
+                                   now, who, {{"sender", sender}, {"ahead", Span(ahead_ms)}}));
     }
     return Status::Ok();
   });
@@ -166,11 +198,29 @@ core::Result<Json> QueryMessages(SiteContext& ctx, const http::Request& req) {
     if (min == core::Severity::kWarning) sql += " AND severity IN ('warning', 'error')";
     if (min == core::Severity::kError) sql += " AND severity = 'error'";
   }
-  for (const char* field : {"package", "dp", "client", "component"}) {
+  for (const char* field : {"package", "dp", "component"}) {
     if (auto v = req.QueryParam(field)) {
       sql += std::string(" AND ") + field + " = ?";
       params.emplace_back(*v);
     }
+  }
+  if (auto v = req.QueryParam("client")) {
+    // A client id, or a name as `client show` takes it.
+    DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
+                           ctx.db->Query("SELECT uid FROM clients WHERE uid = ? OR name = ? LIMIT 10", {*v, *v}));
+    if (rows.empty()) {
+      return Status::NotFound("no client with id or name `" + v->substr(0, 80) + "` (see `depot client list`)");
+    }
+    auto exact = std::find_if(rows.begin(), rows.end(), [&](const catalog::Row& r) { return r.Text(0) == *v; });
+    if (exact != rows.end()) rows = catalog::Rows{*exact};  // an exact id wins over names
+    if (rows.size() > 1) {
+      std::string uids;
+      for (const auto& r : rows) uids += (uids.empty() ? "" : ", ") + r.Text(0);
+      return Status::InvalidArgument("several clients are named `" + v->substr(0, 80) + "`; use one of their ids: " +
+                                     uids);
+    }
+    sql += " AND client = ?";
+    params.emplace_back(rows[0].Text(0));
   }
   for (const char* field : {"deployment", "code", "version"}) {
     if (auto v = req.QueryParam(field)) {

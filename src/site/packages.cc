@@ -297,6 +297,17 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
               {"target", published.target_path}};
 }
 
+void PostUploadRejected(SiteContext& ctx, const std::string& package, const Status& why) {
+  std::string name = store::ValidatePackageName(package).ok() ? package : std::string();
+  Status s = ctx.db->Transaction([&](catalog::Tx& tx) {
+    return PostMessage(ctx, tx, core::msg::kUploadRejected, {name, {}, {}, {}, {}},
+                       {{"package", name.empty() ? "(not named)" : name},
+                        {"error", why.message().substr(0, 2048)},
+                        {"code", std::string(core::CodeName(why.code()))}});
+  });
+  if (!s.ok()) core::Log(core::LogLevel::kWarn, "site.message_failed", {{"error", s.ToString()}});
+}
+
 core::Result<Json> ListPackages(SiteContext& ctx) {
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows rows,

@@ -30,6 +30,10 @@ core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body);
 // that a live deployment following the newest version runs, unless `force`.
 core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool create,
                                  std::string_view manifest_body, bool force = false);
+// Records message 1005 (upload_rejected) for a refused chunk batch or version of
+// `package` ("" when the uploader did not say), with the reason. Best effort: a
+// failure to record it is logged, never returned.
+void PostUploadRejected(SiteContext& ctx, const std::string& package, const core::Status& why);
 core::Result<Json> ListPackages(SiteContext& ctx);
 core::Result<Json> ShowPackage(SiteContext& ctx, const std::string& name);
 core::Result<Json> DeletePackage(SiteContext& ctx, const std::string& name);

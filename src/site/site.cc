@@ -136,6 +136,7 @@ core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* cloc
   if (!overrides.listen.empty()) ctx.config.listen = overrides.listen;
   if (!overrides.access_log.empty()) ctx.config.access_log = overrides.access_log;
   DEPOT_ASSIGN_OR_RETURN(ctx.repo, repo::Repository::Open(env, clock, core::JoinPath(data_dir, kLibraryDir)));
+  ctx.repo->SetTimestampLifetime(ctx.config.timestamp_lifetime);
   DEPOT_ASSIGN_OR_RETURN(ctx.repo_tree, http::StaticTree::Open(ctx.repo->layout().public_root()));
   DEPOT_ASSIGN_OR_RETURN(ctx.db, catalog::Db::OpenSqlite(core::JoinPath(data_dir, kCatalogFile)));
   DEPOT_RETURN_IF_ERROR(catalog::Migrate(ctx.db.get(), catalog::SiteMigrations()));
@@ -218,7 +219,9 @@ Status Site::Start() {
     auto last_probe = std::chrono::steady_clock::time_point();
     auto last_minute = std::chrono::steady_clock::now();
     auto last_refresh = std::chrono::steady_clock::now();
-    auto refresh_every = std::max<core::Duration>(std::chrono::minutes(1), c.repo->settings().expiry.timestamp / 4);
+    // Every quarter of the timestamp's lifetime: three chances to re-sign before any
+    // timestamp an agent holds expires, even across a site restart or a slow disk.
+    auto refresh_every = std::max<core::Duration>(std::chrono::minutes(1), c.config.timestamp_lifetime / 4);
     // Retention, recovery and collection: every minute, or sooner when the grace
     // period is short (so content is collected within about a quarter of it).
     auto housekeeping_every = std::clamp<core::Duration>(c.config.gc_grace / 4, std::chrono::seconds(1),
