@@ -287,8 +287,10 @@ class AgentTest(DepotTestCase):
         a = self.agent()
         code, err = a.once()
         self.assertEqual(code, 0, err)
-        # Version 2 has no `install` program, but the deployment follows the newest version.
-        self.publish(src, update=True, program="other=true")
+        # Version 2 has no `install` program (forced: the site refuses to orphan the
+        # deployment otherwise), but the deployment follows the newest version.
+        self.site.cli("package", "update", "tools", "--source", src, "--program", "other=true",
+                      "--remove-program", "install", "--force")
         code, err = a.once()
         self.assertEqual(code, 1, err)
         d = a.deployment("tools")

@@ -253,6 +253,23 @@ class DpTest(DepotTestCase):
         self.fetch(dp.url, "tools", self.path("out"))
         self.assertEqual(describe_tree(src), describe_tree(self.path("out")))
 
+    def test_the_first_scrub_pass_comes_soon_after_start_and_is_reported(self):
+        self.package()
+        dp = self.dp("dp1", extra=["--scrub-start", "1s"])
+        self.site.cli("distribute", "tools", "--to", "dp1")
+        dp.wait_state("tools", 1)
+        dp.stop()
+        self.corrupt_one_chunk(dp)
+        before = len(self.site.cli("messages", "--dp", "dp1", "--code", "3008")["messages"])
+        dp.restart()  # scrub_start is kept in dp.toml; scrub_every stays 24h
+        passes = wait_until(lambda: self.site.cli("messages", "--dp", "dp1", "--code", "3008")["messages"][before:],
+                            "a scrub pass report (3008) after the restart")
+        p = passes[0]["params"]
+        self.assertGreater(int(p["chunks"]), 0)
+        self.assertEqual((p["damaged"], p["repaired"]), ("1", "1"), p)
+        metrics = http_get(dp.url, "/metrics")[1].decode()
+        self.assertIn("depot_dp_scrub_passes_total 1", metrics)
+
     def test_pull_through_serves_only_verified_assigned_objects(self):
         self.package(big_mib=8)
         # 64 KiB/s: the DP will not have synced the big file before we ask for it.

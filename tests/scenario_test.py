@@ -130,9 +130,14 @@ class ScenarioTest(DepotTestCase):
         got = [m for m in self.messages(code=4002) if m["version"] == 2]
         self.assertEqual(got[0]["params"]["source"], far.url + "/repo", "version 2 came from the next source")
 
-        # The DP returns: it serves version 2, and a new client gets it from there.
+        # The agent's report withheld the DP's copy of version 2 from every policy. The
+        # DP returns: asked by the site, it re-verifies version 2, is restored, and a new
+        # client gets it from there.
+        self.assertEqual(near.record("tools", 2)["state"], "verifying")
         stale.stop()
         near.restart()
+        near.wait_state("tools", 2)
+        self.assertEqual(len(self.messages(code=2011)), 1, "restored once re-verified")
         b = self.agent("pc2")
         code, err = b.once()
         self.assertEqual(code, 0, err)

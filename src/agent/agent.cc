@@ -837,11 +837,16 @@ struct Agent::Impl {
                               : "older signed metadata";
         out.events.push_back(Message(core::msg::kAgentSourceStale, d,
                                      {{"source", src.url}, {"source_version", has}, {"error", s.message()}}));
-      } else if (s.IsCorruption()) {
-        out.events.push_back(Message(core::msg::kAgentVerificationFailed, d,
-                                     {{"source", src.url},
-                                      {"object", d.package + " version " + std::to_string(d.version)},
-                                      {"error", s.message()}}));
+      } else if (s.IsCorruption() || !diag.bad_chunks.empty()) {
+        // Bad bytes, or chunks missing from a source that offers the version: named,
+        // so the site has the source check those first.
+        std::string chunks;
+        for (const auto& id : diag.bad_chunks) chunks += (chunks.empty() ? "" : ",") + core::DigestHex(id);
+        std::map<std::string, std::string> p = {{"source", src.url},
+                                                {"object", d.package + " version " + std::to_string(d.version)},
+                                                {"error", s.message()}};
+        if (!chunks.empty()) p["chunks"] = chunks;
+        out.events.push_back(Message(core::msg::kAgentVerificationFailed, d, std::move(p)));
       } else {
         out.events.push_back(Message(core::msg::kAgentSourceFailed, d, {{"source", src.url}, {"error", s.message()}}));
       }

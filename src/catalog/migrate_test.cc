@@ -25,6 +25,7 @@ std::unique_ptr<Db> OpenDb(const testing::TempDir& dir) {
 TEST(MigrateTest, ShippedMigrationsAreImmutable) {
   const char* kShipped[] = {
       "8be7d3b4a6d284aea20ef3990dc6d246dd375717c476a69ae8a52be7d93084d6",
+      "f0ea5275bf603abbc9fb66fbfe5b436808eddde6e8e598b613b3a72c8e21c4e4",
   };
   const auto& migrations = SiteMigrations();
   ASSERT_GE(migrations.size(), std::size(kShipped));

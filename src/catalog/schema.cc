@@ -203,11 +203,25 @@ CREATE UNIQUE INDEX messages_dedup ON messages(dedup_key);
 CREATE INDEX messages_last_at ON messages(last_at);
 )sql";
 
+// Migration 2: agents' reports steer distribution. A record an agent reported stale or
+// corrupt is 'verifying': out of every policy until the DP re-verifies that version
+// (verify_seq counts the site's requests; the DP's ready report must name the latest)
+// and reports it ready again. state_since: when the record entered its state, for
+// `depot status` ("behind since").
+constexpr std::string_view kV2 = R"sql(
+ALTER TABLE dp_records ADD COLUMN state_since BIGINT;
+ALTER TABLE dp_records ADD COLUMN verify_seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE dp_records ADD COLUMN verify_chunks TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE dp_records ADD COLUMN verify_reason TEXT;
+UPDATE dp_records SET state_since = updated_at;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& SiteMigrations() {
   static const std::vector<Migration> kMigrations = {
       {1, "initial schema", kV1},
+      {2, "reports steer distribution", kV2},
   };
   return kMigrations;
 }

@@ -54,6 +54,26 @@ struct Ctx {
   int* exit_code;
 };
 
+// `depot status`: each DP that is not ready, with its state, since when and why.
+void PrintDpsNotReady(const Json& dps) {
+  if (dps.empty()) return;
+  std::printf("DPs not ready:\n");
+  for (const auto& d : dps) {
+    std::string versions;
+    std::size_t shown = 0;
+    for (const auto& v : d["versions"]) {
+      if (++shown > 4) {
+        versions += ", ...";
+        break;
+      }
+      versions += (versions.empty() ? "" : ", ") + S(v, "package") + " v" + S(v, "version") + " (" + S(v, "state") + ")";
+    }
+    std::printf("  %-16s %-11s since %s%s%s\n", S(d, "name").c_str(), S(d, "state").c_str(), S(d, "since").c_str(),
+                versions.empty() ? "" : (": " + versions).c_str(),
+                S(d, "detail").empty() ? "" : ("\n  " + std::string(16, ' ') + " " + S(d, "detail")).c_str());
+  }
+}
+
 CLI::App* Sub(CLI::App* parent, const char* name, const char* help, SiteFlags* site) {
   auto* cmd = parent->add_subcommand(name, help);
   AddSiteFlags(cmd, site);
@@ -663,8 +683,10 @@ void AddStatusCommands(CLI::App* app, Ctx c) {
                                }
                                PrintTable({"PACKAGE", "VERSION", "SIZE", "DPS READY", "DPS FAILED"}, rows);
                                const Json& q = j["distribution_queue"];
-                               std::printf("\ndistribution: %s pending, %s syncing, %s ready, %s failed\n", S(q, "pending").c_str(),
-                                           S(q, "syncing").c_str(), S(q, "ready").c_str(), S(q, "failed").c_str());
+                               std::printf("\ndistribution: %s pending, %s syncing, %s ready, %s failed, %s withheld\n",
+                                           S(q, "pending").c_str(), S(q, "syncing").c_str(), S(q, "ready").c_str(),
+                                           S(q, "failed").c_str(), S(q, "verifying").c_str());
+                               PrintDpsNotReady(j.value("dps_not_ready", Json::array()));
                                rows.clear();
                                for (const auto& d : j["deployments"]) {
                                  const Json& n = d["clients"];

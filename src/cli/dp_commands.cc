@@ -20,8 +20,8 @@ using Json = nlohmann::json;
 namespace {
 
 struct ServeFlags {
-  std::string data, site, token, upstream, listen, tls_cert, tls_key, ca, scrub_every, gc_grace, retry_base, access_log,
-      poll_wait;
+  std::string data, site, token, upstream, listen, tls_cert, tls_key, ca, scrub_every, scrub_start, gc_grace, retry_base,
+      access_log, poll_wait;
   long long max_sync_rate = -1;
   int parallel = 0;
 };
@@ -46,7 +46,8 @@ core::Result<dp::DpConfig> ResolveConfig(const ServeFlags& f) {
   if (!f.access_log.empty()) c.access_log = std::filesystem::absolute(f.access_log).string();
   if (f.max_sync_rate >= 0) c.max_sync_rate = static_cast<std::uint64_t>(f.max_sync_rate);
   if (f.parallel > 0) c.parallel = static_cast<unsigned>(f.parallel);
-  for (auto [text, out] : {std::pair{&f.scrub_every, &c.scrub_every}, std::pair{&f.gc_grace, &c.gc_grace},
+  for (auto [text, out] : {std::pair{&f.scrub_every, &c.scrub_every}, std::pair{&f.scrub_start, &c.scrub_start},
+                           std::pair{&f.gc_grace, &c.gc_grace},
                            std::pair{&f.retry_base, &c.retry_base}, std::pair{&f.poll_wait, &c.poll_wait}}) {
     if (text->empty()) continue;
     auto d = core::ParseDuration(*text);
@@ -125,6 +126,7 @@ void AddDpServeCommands(CLI::App* dp, GlobalFlags* flags, int* exit_code) {
     cmd->add_option("--max-sync-rate", f->max_sync_rate, "Sync bandwidth limit in bytes/s (0: none)");
     cmd->add_option("--parallel", f->parallel, "Concurrent chunk downloads (default 8)");
     cmd->add_option("--scrub-every", f->scrub_every, "Full scrub at most this often (default 24h)");
+    cmd->add_option("--scrub-start", f->scrub_start, "The first scrub this long after start (default 1m)");
     cmd->add_option("--gc-grace", f->gc_grace, "Keep unassigned content this long (default 1h)");
     cmd->add_option("--retry-base", f->retry_base, "First local retry delay when the site or upstream fails (10s)");
     cmd->add_option("--poll-wait", f->poll_wait, "How long one assignment long-poll waits for a change (60s)");

@@ -39,6 +39,11 @@ constexpr MessageSpec kMessages[] = {
     {msg::kDpAdded, S::kInfo, "distribution", "dp_added", "DP {dp} added at {url}"},
     {msg::kDpRemoved, S::kInfo, "distribution", "dp_removed",
      "DP {dp} removed; its work was cancelled"},
+    {msg::kDpVersionWithheld, S::kWarning, "distribution", "dp_version_withheld",
+     "DP {dp} withheld from policies for package {package} version {version}: client {client} "
+     "found it {problem}; the DP is asked to re-verify it"},
+    {msg::kDpVersionRestored, S::kInfo, "distribution", "dp_version_restored",
+     "DP {dp} re-verified package {package} version {version}; it is back in policies"},
     {msg::kDpSyncComplete, S::kInfo, "dp", "sync_complete",
      "DP {dp} finished syncing package {package} version {version}"},
     {msg::kDpUpstreamRejected, S::kWarning, "dp", "upstream_rejected",
@@ -49,6 +54,12 @@ constexpr MessageSpec kMessages[] = {
     {msg::kDpDiskFull, S::kError, "dp", "disk_full", "DP {dp} is out of disk space: {error}"},
     {msg::kDpContentPurged, S::kInfo, "dp", "content_purged",
      "DP {dp} purged package {package} version {version}"},
+    {msg::kDpVersionVerified, S::kInfo, "dp", "version_verified",
+     "DP {dp} re-verified package {package} version {version} at the site's request: {checked} "
+     "chunks checked, {damaged} damaged, {repaired} repaired"},
+    {msg::kDpScrubPass, S::kInfo, "dp", "scrub_pass",
+     "DP {dp} scrubbed {chunks} chunks ({bytes} bytes) and {manifests} manifests: {damaged} "
+     "damaged, {repaired} repaired"},
     {msg::kAgentDownloadStarted, S::kInfo, "agent", "download_started",
      "Client {client} started downloading package {package} version {version}"},
     {msg::kAgentDownloaded, S::kInfo, "agent", "downloaded",

@@ -47,6 +47,8 @@ inline constexpr int kDpUnreachable = 2006;
 inline constexpr int kDpReachable = 2007;
 inline constexpr int kDpAdded = 2008;
 inline constexpr int kDpRemoved = 2009;
+inline constexpr int kDpVersionWithheld = 2010;
+inline constexpr int kDpVersionRestored = 2011;
 // dp
 inline constexpr int kDpSyncComplete = 3001;
 inline constexpr int kDpUpstreamRejected = 3002;
@@ -54,6 +56,8 @@ inline constexpr int kDpScrubDamage = 3003;
 inline constexpr int kDpRepaired = 3004;
 inline constexpr int kDpDiskFull = 3005;
 inline constexpr int kDpContentPurged = 3006;
+inline constexpr int kDpVersionVerified = 3007;
+inline constexpr int kDpScrubPass = 3008;
 // agent
 inline constexpr int kAgentDownloadStarted = 4001;
 inline constexpr int kAgentDownloaded = 4002;

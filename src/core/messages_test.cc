@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <string>
+
 #include <set>
 
 namespace depot::core {
@@ -45,6 +48,25 @@ TEST(MessagesTest, Severity) {
   EXPECT_EQ(s, Severity::kWarning);
   EXPECT_EQ(SeverityName(s), "warning");
   EXPECT_FALSE(ParseSeverity("fatal", &s));
+}
+
+// docs/messages.md lists the catalog exactly: operators key dashboards on it.
+TEST(MessagesTest, TheDocumentedTableIsTheCatalog) {
+  std::ifstream f(std::string(DEPOT_SOURCE_DIR) + "/docs/messages.md");
+  ASSERT_TRUE(f) << "docs/messages.md";
+  std::string line, documented;
+  while (std::getline(f, line)) {
+    if (line.size() > 2 && line[0] == '|' && line[2] >= '1' && line[2] <= '9') documented += line + "\n";
+  }
+  std::size_t n = 0;
+  const MessageSpec* all = AllMessages(&n);
+  std::string expected;
+  for (std::size_t i = 0; i < n; ++i) {
+    expected += "| " + std::to_string(all[i].id) + " | " + std::string(SeverityName(all[i].severity)) + " | " +
+                std::string(all[i].component) + " | `" + std::string(all[i].name) + "` | " + std::string(all[i].text) +
+                " |\n";
+  }
+  EXPECT_EQ(documented, expected) << "update the table in docs/messages.md to:\n" << expected;
 }
 
 }  // namespace

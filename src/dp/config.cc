@@ -97,6 +97,8 @@ core::Result<DpConfig> LoadDpConfig(core::Env* env, const std::string& data_dir)
       DEPOT_RETURN_IF_ERROR(num(&c.scrub_rate));
     } else if (key == "scrub_every") {
       DEPOT_RETURN_IF_ERROR(dur(&c.scrub_every));
+    } else if (key == "scrub_start") {
+      DEPOT_RETURN_IF_ERROR(dur(&c.scrub_start));
     } else if (key == "gc_grace") {
       DEPOT_RETURN_IF_ERROR(dur(&c.gc_grace));
     } else if (key == "retry_base") {
@@ -132,6 +134,7 @@ Status SaveDpConfig(core::Env* env, const std::string& data_dir, const DpConfig&
     << "parallel = " << c.parallel << "\n"
     << "scrub_rate = " << c.scrub_rate << "\n"
     << "scrub_every = " << Quote(Dur(c.scrub_every)) << "\n"
+    << "scrub_start = " << Quote(Dur(c.scrub_start)) << "\n"
     << "gc_grace = " << Quote(Dur(c.gc_grace)) << "\n"
     << "retry_base = " << Quote(Dur(c.retry_base)) << "\n"
     << "retry_max = " << Quote(Dur(c.retry_max)) << "\n"

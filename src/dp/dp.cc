@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "catalog/db.h"
+#include "dp/version_check.h"
 #include "catalog/migrate.h"
 #include "catalog/outbox.h"
 #include "core/crash_point.h"
@@ -81,6 +82,10 @@ struct Assigned {
   std::int64_t version = 0;
   std::uint64_t manifest_bytes = 0, bytes = 0;
   std::int64_t retry_at_ms = 0;
+  // The site's request to re-verify this version (an agent found it stale or bad):
+  // its sequence number (0: none) and the chunks to check first.
+  std::int64_t verify_seq = 0;
+  std::vector<store::ChunkId> verify_chunks;
 };
 
 // What the DP knows locally about a version it syncs.
@@ -91,6 +96,9 @@ struct Local {
   std::uint64_t bytes_done = 0, bytes_total = 0, chunks_done = 0, chunks_total = 0;
   std::string error;
   bool report_due = true;
+  // The site's latest verify request this DP has answered for the version; a ready
+  // report carries it ("verified"), and only that brings a withheld copy back.
+  std::int64_t verified_seq = 0;
 };
 
 // The versions of an assignment answer, by target; malformed entries are skipped
@@ -109,6 +117,13 @@ std::map<std::string, Assigned> ParseAssignment(const Json& j) {
       a.manifest_bytes = v.at("manifest_bytes").get<std::uint64_t>();
       a.bytes = v.value("bytes", std::uint64_t{0});
       a.retry_at_ms = v.value("retry_at_ms", std::int64_t{0});
+      if (v.contains("verify") && v["verify"].is_object()) {
+        a.verify_seq = v["verify"].value("seq", std::int64_t{0});
+        for (const auto& c : v["verify"].value("chunks", Json::array())) {
+          auto id = c.is_string() ? core::ParseDigestHex(c.get<std::string>()) : core::Result<core::Digest>(Status());
+          if (c.is_string() && id.ok() && a.verify_chunks.size() < 64) a.verify_chunks.push_back(*id);
+        }
+      }
     } catch (const std::exception&) {
       core::Log(core::LogLevel::kWarn, "dp.assignment_entry_malformed", {});
       continue;
@@ -141,6 +156,7 @@ struct DistributionPoint::Impl : public http::Handler {
   core::Counter* scrub_damage = nullptr;
   core::Counter* repaired = nullptr;
   core::Counter* pull_through = nullptr;
+  core::Counter* scrub_passes = nullptr;
 
   std::mutex mu;
   std::condition_variable cv;
@@ -259,6 +275,7 @@ struct DistributionPoint::Impl : public http::Handler {
 
   void ApplyAssignment(std::map<std::string, Assigned> next) {
     std::vector<std::string> removed, added;
+    std::vector<Assigned> to_verify;  // new verify requests from the site
     {
       std::lock_guard<std::mutex> lock(mu);
       for (const auto& [t, a] : assigned) {
@@ -269,6 +286,11 @@ struct DistributionPoint::Impl : public http::Handler {
         Local& l = local[t];
         // The site's retry time for a failed version is authoritative.
         if (a.retry_at_ms > l.next_try_ms) l.next_try_ms = a.retry_at_ms;
+        auto prev = assigned.find(t);
+        if (a.verify_seq > l.verified_seq && (prev == assigned.end() || prev->second.verify_seq < a.verify_seq)) {
+          to_verify.push_back(a);
+          l.next_try_ms = 0;  // a request is worked on at once
+        }
       }
       for (const auto& t : removed) local.erase(t);
       assigned = std::move(next);
@@ -290,7 +312,26 @@ struct DistributionPoint::Impl : public http::Handler {
     if (!removed.empty()) {
       core::Log(core::LogLevel::kInfo, "dp.unassigned", {{"versions", std::to_string(removed.size())}});
     }
+    // The chunks an agent reported are checked straight away (a damaged one is removed,
+    // so it is not served again); the whole version follows on the syncer.
+    for (const Assigned& a : to_verify) {
+      core::Log(core::LogLevel::kInfo, "dp.verify_requested",
+                {{"target", a.target}, {"seq", std::to_string(a.verify_seq)},
+                 {"chunks", std::to_string(a.verify_chunks.size())}});
+      for (const auto& id : a.verify_chunks) {
+        std::string why;
+        if (CheckChunk(&chunks, id, &why) == ChunkHealth::kDamaged) ReportDamage(id, a, why);
+      }
+    }
+    if (!to_verify.empty() && tree) tree->CloseKeptFiles();
     cv.notify_all();
+  }
+
+  void ReportDamage(const store::ChunkId& id, const Assigned& a, const std::string& why) {
+    if (scrub_damage) scrub_damage->Inc();
+    std::string object = "chunks/" + store::ChunkRelPath(id);
+    core::Log(core::LogLevel::kWarn, "dp.damaged_chunk", {{"object", object}, {"error", why}});
+    Post(core::msg::kDpScrubDamage, a.package, a.version, {{"object", object}, {"error", why}});
   }
 
   // ---------------------------------------------------------------- syncing
@@ -338,7 +379,7 @@ struct DistributionPoint::Impl : public http::Handler {
     std::int64_t now = NowMs();
     for (const auto& [t, a] : assigned) {
       Local& l = local[t];
-      if (l.state == "ready") continue;
+      if (l.state == "ready" && a.verify_seq <= l.verified_seq) continue;
       if (l.next_try_ms > now) continue;
       return Pick{a, generation};
     }
@@ -387,8 +428,17 @@ struct DistributionPoint::Impl : public http::Handler {
     return bytes;
   }
 
+  // Syncs one version. When the site asked for it to be re-verified (an agent found
+  // it stale or bad), every chunk of it is re-hashed first -- the reported ones before
+  // the rest -- and damaged ones removed, so the sync below refetches them and
+  // re-publishes the manifest; the ready that follows answers the request.
   Status SyncOne(tuf::Client& client, const Pick& pick) {
     const Assigned& a = pick.a;
+    bool check;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      check = a.verify_seq > local[a.target].verified_seq;
+    }
     DEPOT_ASSIGN_OR_RETURN(std::string bytes, ManifestBytes(&client, a));
     DEPOT_ASSIGN_OR_RETURN(store::Manifest m, store::ParseManifest(bytes));
     if (m.package_name != a.package || m.version != a.version) {
@@ -396,6 +446,16 @@ struct DistributionPoint::Impl : public http::Handler {
                                 std::to_string(m.version));
     }
     std::vector<store::ChunkRef> refs = m.UniqueChunks();
+    VersionCheck checked;
+    if (check) {
+      SetLocal(a.target, [&](Local& l) { l.state = "syncing"; });
+      checked = CheckVersionChunks(&chunks, refs, a.verify_chunks, [&] { return !StillAssigned(a.target); });
+      for (const auto& d : checked.damaged_objects) {
+        Post(core::msg::kDpScrubDamage, a.package, a.version, {{"object", d.substr(0, d.find(':'))},
+                                                               {"error", d.substr(d.find(':') + 2)}});
+      }
+      if (checked.damaged > 0 && tree) tree->CloseKeptFiles();
+    }
     std::uint64_t total = 0;
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -464,8 +524,18 @@ struct DistributionPoint::Impl : public http::Handler {
       l.error.clear();
       l.bytes_done = total;
       l.chunks_done = refs.size();
+      // Everything was re-checked above when the site asked (pick.verify): this
+      // ready answers its request.
+      if (check) l.verified_seq = std::max(l.verified_seq, a.verify_seq);
     });
-    Post(core::msg::kDpSyncComplete, a.package, a.version, {});
+    if (check) {
+      Post(core::msg::kDpVersionVerified, a.package, a.version,
+           {{"checked", std::to_string(checked.checked)},
+            {"damaged", std::to_string(checked.damaged + checked.missing)},
+            {"repaired", std::to_string(r->chunks)}});
+    } else {
+      Post(core::msg::kDpSyncComplete, a.package, a.version, {});
+    }
     core::Log(core::LogLevel::kInfo, "dp.synced",
               {{"target", a.target}, {"fetched_bytes", std::to_string(r->bytes)},
                {"transfer_bytes", std::to_string(r->transfer_bytes)}});
@@ -698,7 +768,8 @@ struct DistributionPoint::Impl : public http::Handler {
                   {"version", it->second.version},
                   {"state", l.state},
                   {"bytes_total", l.bytes_total},
-                  {"chunks_total", l.chunks_total}};
+                  {"chunks_total", l.chunks_total},
+                  {"verified", l.verified_seq}};
         v["bytes_done"] = live ? sync_bytes.load() : l.bytes_done;
         v["chunks_done"] = live ? sync_chunks.load() : l.chunks_done;
         if (!l.error.empty()) v["error"] = l.error.substr(0, 2000);
@@ -833,13 +904,23 @@ struct DistributionPoint::Impl : public http::Handler {
   }
 
   void ScrubLoop() {
-    // First pass a little after start, then every scrub_every.
-    if (Sleep(std::min<core::Duration>(cfg.scrub_every, std::chrono::minutes(5)))) return;
+    // The first pass soon after start (a DP that was down may have come back with a
+    // damaged disk), then every scrub_every; each pass ends with a report (3008).
+    if (Sleep(std::min(cfg.scrub_every, cfg.scrub_start))) return;
     for (;;) {
       auto r = Scrub(/*repair=*/true, cfg.scrub_rate);
-      if (r.ok()) {
+      if (r.ok() && !Stopping()) {
+        std::uint64_t repaired_now = 0;
+        for (const auto& f : r->findings) repaired_now += f.repaired ? 1 : 0;
         core::Log(core::LogLevel::kInfo, "dp.scrubbed",
                   {{"chunks", std::to_string(r->chunks)}, {"damaged", std::to_string(r->findings.size())}});
+        Post(core::msg::kDpScrubPass, "", 0,
+             {{"chunks", std::to_string(r->chunks)},
+              {"bytes", std::to_string(r->bytes)},
+              {"manifests", std::to_string(r->manifests)},
+              {"damaged", std::to_string(r->findings.size())},
+              {"repaired", std::to_string(repaired_now)}});
+        if (scrub_passes) scrub_passes->Inc();
       }
       if (Sleep(cfg.scrub_every)) return;
     }
@@ -1000,6 +1081,7 @@ core::Result<std::unique_ptr<DistributionPoint>> DistributionPoint::Open(core::E
   impl->scrub_damage = r.GetCounter("depot_dp_scrub_damaged_total", "Damaged objects the scrubber found");
   impl->repaired = r.GetCounter("depot_dp_repaired_total", "Damaged objects refetched");
   impl->pull_through = r.GetCounter("depot_dp_pull_through_total", "Objects fetched on demand for a client");
+  impl->scrub_passes = r.GetCounter("depot_dp_scrub_passes_total", "Completed scrub passes over the whole store");
   Impl* raw = impl.get();
   r.AddCollector("depot_dp_versions", "Assigned versions by local state", [raw](const core::Registry::Emit& emit) {
     std::map<std::string, int> counts = {{"pending", 0}, {"syncing", 0}, {"ready", 0}, {"failed", 0}};

@@ -43,6 +43,7 @@ struct DpConfig {
   unsigned parallel = 8;                    // concurrent chunk downloads
   std::uint64_t scrub_rate = 32ull << 20;   // bytes/s the scrubber re-hashes
   core::Duration scrub_every = std::chrono::hours(24);  // a full pass at most this often
+  core::Duration scrub_start = std::chrono::minutes(1);  // the first pass this long after start
   core::Duration gc_grace = std::chrono::hours(1);      // unassigned content kept this long
   core::Duration retry_base = std::chrono::seconds(10);  // local backoff when the site is silent
   core::Duration retry_max = std::chrono::minutes(30);

@@ -376,6 +376,15 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
   std::atomic<std::int64_t> last_commit{std::chrono::steady_clock::now().time_since_epoch().count()};
   core::Duration backoff = req.first_backoff;
   core::RateLimiter limiter(clock, req.max_rate);
+  std::mutex bad_mu;
+  auto note_bad = [&](const store::ChunkId& id) {
+    if (req.diagnostics == nullptr) return;
+    std::lock_guard<std::mutex> lock(bad_mu);
+    auto& bad = req.diagnostics->bad_chunks;
+    if (bad.size() < FetchDiagnostics::kMaxBadChunks && std::find(bad.begin(), bad.end(), id) == bad.end()) {
+      bad.push_back(id);
+    }
+  };
   for (int round = 1; !missing.empty(); ++round) {
     std::vector<core::FetchRequest> requests;
     requests.reserve(missing.size());
@@ -414,6 +423,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
                 retry.push_back(i);
                 last_transient = s;
               } else {
+                if (s.IsNotFound()) note_bad(c.id);
                 fail(s.WithContext("chunk " + core::DigestHex(c.id) + " from " +
                                    source->Describe()));
               }
@@ -434,6 +444,7 @@ core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
                         {{"chunk", core::DigestHex(c.id)},
                          {"source", source->Describe()},
                          {"error", data.status().message()}});
+              note_bad(c.id);
               std::lock_guard<std::mutex> lock(retry_mu);
               retry.push_back(i);
               last_transient =

@@ -58,6 +58,11 @@ struct FetchDiagnostics {
   // The signed manifest itself is unacceptable (an unsafe path, limits exceeded,
   // not what it is signed as): every source serves the same bytes, so no retry helps.
   bool manifest_refused = false;
+  // Chunks this source served with bytes that failed verification, or did not have
+  // at all although it offers the version (at most kMaxBadChunks, first found first):
+  // what a report about the source names, so it can check those first.
+  static constexpr std::size_t kMaxBadChunks = 16;
+  std::vector<store::ChunkId> bad_chunks;
 };
 
 struct FetchRequest {

@@ -7,6 +7,7 @@
 #include "site/auth.h"
 #include "site/clients.h"
 #include "site/distribution.h"
+#include "site/dp_reports.h"
 #include "site/json.h"
 #include "site/messages.h"
 #include "site/package_programs.h"

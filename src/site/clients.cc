@@ -859,6 +859,7 @@ core::Result<Json> StatusOverview(SiteContext& ctx) {
                         {"dps", {{"assigned", v.Int(3)}, {"ready", v.Int(4)}, {"failed", v.Int(5)}}}});
   }
   DEPOT_ASSIGN_OR_RETURN(Json dps, ListDps(ctx));
+  DEPOT_ASSIGN_OR_RETURN(Json not_ready, DpsNotReady(ctx));
   DEPOT_ASSIGN_OR_RETURN(Json deployments, ListDeployments(ctx));
   Json active = Json::array();
   for (auto& d : deployments["deployments"]) {
@@ -878,11 +879,12 @@ core::Result<Json> StatusOverview(SiteContext& ctx) {
     off.push_back({{"id", c.Text(0)}, {"name", c.Text(1)}, {"last_seen", c.IsNull(2) ? "" : FormatMs(c.Int(2))}});
   }
   DEPOT_ASSIGN_OR_RETURN(catalog::Rows queue, ctx.db->Query("SELECT state, COUNT(*) FROM dp_records GROUP BY state"));
-  Json q = {{"pending", 0}, {"syncing", 0}, {"ready", 0}, {"failed", 0}};
+  Json q = {{"pending", 0}, {"syncing", 0}, {"ready", 0}, {"failed", 0}, {"verifying", 0}};
   for (const auto& x : queue) q[x.Text(0)] = x.Int(1);
   return Json{{"site", {{"code", ctx.config.code}, {"url", ctx.public_url}}},
               {"packages", packages},
               {"dps", dps["dps"]},
+              {"dps_not_ready", not_ready},
               {"distribution_queue", q},
               {"deployments", active},
               {"clients", {{"total", clients}, {"offline", offline_count}, {"offline_list", off}}}};

@@ -42,10 +42,6 @@ Status ValidateUrl(const std::string& url) {
   return Status::Ok();
 }
 
-std::string RecordStateMessageKey(const char* what, std::int64_t version_id, std::int64_t dp_id) {
-  return std::string(what) + ":" + std::to_string(version_id) + ":" + std::to_string(dp_id);
-}
-
 // The DPs a package is assigned to, directly or through a group.
 const char* kTargetedDps =
     "SELECT d.id FROM dps d WHERE EXISTS (SELECT 1 FROM distributions x WHERE x.package_id = ? "
@@ -199,7 +195,7 @@ core::Result<Json> ListDps(SiteContext& ctx) {
       if (gr.Int(0) == r.Int(0)) g.push_back(gr.Text(1));
     }
     j["groups"] = g;
-    Json states = {{"pending", 0}, {"syncing", 0}, {"ready", 0}, {"failed", 0}};
+    Json states = {{"pending", 0}, {"syncing", 0}, {"ready", 0}, {"failed", 0}, {"verifying", 0}};
     for (const auto& c : counts) {
       if (c.Int(0) == r.Int(0)) states[c.Text(1)] = c.Int(2);
     }
@@ -207,6 +203,52 @@ core::Result<Json> ListDps(SiteContext& ctx) {
     out.push_back(std::move(j));
   }
   return Json{{"dps", out}};
+}
+
+core::Result<Json> DpsNotReady(SiteContext& ctx) {
+  DEPOT_ASSIGN_OR_RETURN(catalog::Rows dps, ctx.db->Query("SELECT id, name, created_at, last_seen_at, probe_attempts, "
+                                                          "probe_error FROM dps ORDER BY name"));
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows recs,
+      ctx.db->Query("SELECT r.dp_id, p.name, v.version, r.state, COALESCE(r.state_since, r.updated_at), r.last_error, "
+                    "r.verify_reason FROM dp_records r JOIN versions v ON v.id = r.version_id JOIN packages p ON p.id = "
+                    "v.package_id WHERE r.state != 'ready' ORDER BY r.dp_id, p.name, v.version"));
+  // Worst first: what an operator must act on before what will resolve itself.
+  auto rank = [](const std::string& s) {
+    return s == "unreachable" ? 0 : s == "failed" ? 1 : s == "withheld" ? 2 : 3;
+  };
+  Json out = Json::array();
+  for (const auto& d : dps) {
+    Json item = {{"name", d.Text(1)}};
+    Json versions = Json::array();
+    std::string state, detail;
+    std::int64_t since = 0;
+    for (const auto& r : recs) {
+      if (r.Int(0) != d.Int(0)) continue;
+      std::string s = r.Text(3) == "failed" ? "failed" : r.Text(3) == "verifying" ? "withheld" : "behind";
+      if (state.empty() || rank(s) < rank(state)) {
+        state = s;
+        detail = !r.IsNull(5) ? r.Text(5) : !r.IsNull(6) ? r.Text(6) : std::string();
+      }
+      if (since == 0 || r.Int(4) < since) since = r.Int(4);
+      if (versions.size() < 20) versions.push_back({{"package", r.Text(1)}, {"version", r.Int(2)}, {"state", r.Text(3)}});
+    }
+    if (d.Int(4) > 0) {
+      state = "unreachable";
+      since = d.IsNull(3) ? d.Int(2) : d.Int(3);
+      detail = d.Text(5);
+    }
+    if (state.empty()) continue;
+    item["state"] = state;
+    item["since"] = FormatMs(since);
+    item["detail"] = detail;
+    item["versions"] = versions;
+    out.push_back(std::move(item));
+  }
+  std::stable_sort(out.begin(), out.end(), [&](const Json& a, const Json& b) {
+    return rank(a["state"].get<std::string>()) < rank(b["state"].get<std::string>());
+  });
+  return out;
 }
 
 core::Result<Json> ShowDp(SiteContext& ctx, const std::string& name) {
@@ -227,7 +269,8 @@ core::Result<Json> ShowDp(SiteContext& ctx, const std::string& name) {
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows recs,
       ctx.db->Query("SELECT p.name, v.version, r.state, r.attempts, r.next_retry_at, r.last_error, "
-                    "r.bytes_done, r.bytes_total, r.updated_at FROM dp_records r JOIN versions v "
+                    "r.bytes_done, r.bytes_total, r.updated_at, COALESCE(r.state_since, r.updated_at), "
+                    "r.verify_reason FROM dp_records r JOIN versions v "
                     "ON v.id = r.version_id JOIN packages p ON p.id = v.package_id WHERE r.dp_id "
                     "= ? ORDER BY p.name, v.version",
                     {id}));
@@ -238,6 +281,8 @@ core::Result<Json> ShowDp(SiteContext& ctx, const std::string& name) {
               {"updated", FormatMs(r.Int(8))}};
     if (!r.IsNull(4)) v["next_retry"] = FormatMs(r.Int(4));
     if (!r.IsNull(5)) v["last_error"] = r.Text(5);
+    v["since"] = FormatMs(r.Int(9));
+    if (!r.IsNull(10)) v["withheld_because"] = r.Text(10);
     versions.push_back(std::move(v));
   }
   j["versions"] = versions;
@@ -341,19 +386,20 @@ core::Result<Json> DistributionTargets(SiteContext& ctx, std::int64_t package_id
   return out;
 }
 
-namespace {
-
 void SeenDp(SiteContext& ctx, std::int64_t dp_id) {
   std::lock_guard<std::mutex> lock(ctx.seen_mu);
   ctx.dp_seen[dp_id] = ctx.NowMs();
 }
+
+namespace {
 
 core::Result<Json> Assignment(SiteContext& ctx, std::int64_t dp_id) {
   DEPOT_ASSIGN_OR_RETURN(auto dp, ctx.db->QueryRow("SELECT name FROM dps WHERE id = ?", {dp_id}));
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows rows,
       ctx.db->Query("SELECT p.name, p.uid, v.version, v.manifest_id, v.manifest_bytes, v.bytes, "
-                    "r.state, r.attempts, r.next_retry_at FROM dp_records r JOIN versions v ON "
+                    "r.state, r.attempts, r.next_retry_at, r.verify_seq, r.verify_chunks FROM dp_records r JOIN "
+                    "versions v ON "
                     "v.id = r.version_id JOIN packages p ON p.id = v.package_id WHERE r.dp_id = ? "
                     "ORDER BY p.name, v.version",
                     {dp_id}));
@@ -368,8 +414,15 @@ core::Result<Json> Assignment(SiteContext& ctx, std::int64_t dp_id) {
               {"target", repo::ManifestTargetPath(r.Text(0), r.Int(2))},
               {"state", r.Text(6)},
               {"attempts", r.Int(7)}};
-    // A failed version is retried no earlier than this (its own backoff).
-    if (r.Text(6) == "failed" && !r.IsNull(8)) v["retry_at_ms"] = r.Int(8);
+    // A failed version (or a failed re-verification) is retried no earlier than this
+    // (its own backoff).
+    if ((r.Text(6) == "failed" || r.Text(6) == "verifying") && !r.IsNull(8)) v["retry_at_ms"] = r.Int(8);
+    // An agent found this copy stale or bad: re-verify it (these chunks first), repair
+    // it, and answer with a ready report that names `seq` (docs/api.md).
+    if (r.Text(6) == "verifying") {
+      Json chunks = Json::parse(r.Text(10), nullptr, false);
+      v["verify"] = {{"seq", r.Int(9)}, {"chunks", chunks.is_array() ? chunks : Json::array()}};
+    }
     versions.push_back(std::move(v));
   }
   Json body = {{"dp", dp.Text(0)}, {"versions", versions}};
@@ -412,107 +465,6 @@ void HandleAssignment(SiteContext& ctx, std::int64_t dp_id, http::Request& req, 
   }
   *resp = http::Response::Json(200, Dump(*a));
   resp->SetHeader("ETag", etag);
-}
-
-core::Result<Json> DpReport(SiteContext& ctx, std::int64_t dp_id, const Json& body) {
-  ObjectReader r(body, "DP report");
-  const Json* list = r.Raw("versions");
-  DEPOT_RETURN_IF_ERROR(r.Finish());
-  if (list == nullptr || !list->is_array() || list->size() > 10000) {
-    return Status::InvalidArgument("DP report: field `versions` must be a list of at most 10000 items");
-  }
-  SeenDp(ctx, dp_id);
-  struct Item {
-    std::string package, state, error;
-    std::int64_t version, bytes_done, bytes_total, chunks_done, chunks_total;
-  };
-  std::vector<Item> items;
-  for (std::size_t i = 0; i < list->size(); ++i) {
-    ObjectReader ir((*list)[i], "DP report item " + std::to_string(i));
-    Item it;
-    it.package = ir.String("package", true, 64);
-    it.version = ir.Int("version", true, 1, INT64_MAX);
-    it.state = ir.String("state", true, 16);
-    it.bytes_done = ir.Int("bytes_done", false, 0, INT64_MAX);
-    it.bytes_total = ir.Int("bytes_total", false, 0, INT64_MAX);
-    it.chunks_done = ir.Int("chunks_done", false, 0, INT64_MAX);
-    it.chunks_total = ir.Int("chunks_total", false, 0, INT64_MAX);
-    it.error = ir.String("error", false, 2048);
-    DEPOT_RETURN_IF_ERROR(ir.Finish());
-    if (it.state != "syncing" && it.state != "ready" && it.state != "failed") {
-      return Status::InvalidArgument("DP report item " + std::to_string(i) + ": state must be syncing, ready or failed");
-    }
-    items.push_back(std::move(it));
-  }
-  Json unknown = Json::array();
-  bool changed = false;
-  Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-    unknown = Json::array();
-    changed = false;
-    DEPOT_ASSIGN_OR_RETURN(auto dp, tx.QueryRow("SELECT name FROM dps WHERE id = ?", {dp_id}));
-    std::string dp_name = dp.Text(0);
-    std::int64_t now = ctx.NowMs();
-    for (const Item& it : items) {
-      auto rec = tx.QueryRow(
-          "SELECT r.version_id, r.state, r.attempts, v.bytes FROM dp_records r JOIN versions v ON "
-          "v.id = r.version_id JOIN packages p ON p.id = v.package_id WHERE r.dp_id = ? AND "
-          "p.name = ? AND v.version = ?",
-          {dp_id, it.package, it.version});
-      if (!rec.ok()) {
-        if (!rec.status().IsNotFound()) return rec.status();
-        // Not (or no longer) assigned: the DP learns it from its assignment.
-        unknown.push_back({{"package", it.package}, {"version", it.version}});
-        continue;
-      }
-      std::int64_t version_id = rec->Int(0);
-      std::string old_state = rec->Text(1);
-      std::int64_t attempts = rec->Int(2);
-      MessageSubject subject{it.package, it.version, dp_name, {}, {}};
-      std::map<std::string, std::string> params = {
-          {"dp", dp_name}, {"package", it.package}, {"version", std::to_string(it.version)}};
-      if (it.state == "syncing") {
-        DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dp_records SET state = 'syncing', bytes_done = ?, bytes_total = ?, "
-                                      "chunks_done = ?, chunks_total = ?, updated_at = ? WHERE version_id = ? AND dp_id = ?",
-                                      {it.bytes_done, it.bytes_total, it.chunks_done, it.chunks_total, now, version_id, dp_id})
-                                  .status());
-        if (old_state == "pending") {
-          DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kDpVersionSyncing, subject, params));
-        }
-        if (old_state == "ready") changed = true;
-      } else if (it.state == "ready") {
-        if (old_state != "ready") {
-          params["bytes"] = std::to_string(rec->Int(3));
-          DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kDpVersionReady, subject, params));
-          changed = true;
-        }
-        DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dp_records SET state = 'ready', bytes_done = ?, bytes_total = ?, "
-                                      "chunks_done = ?, chunks_total = ?, last_error = NULL, next_retry_at = NULL, "
-                                      "updated_at = ? WHERE version_id = ? AND dp_id = ?",
-                                      {it.bytes_done, it.bytes_total, it.chunks_done, it.chunks_total, now, version_id, dp_id})
-                                  .status());
-      } else {  // failed
-        ++attempts;
-        std::int64_t retry_at = now + Ms(Backoff(ctx.config.retry_base, ctx.config.retry_max, attempts));
-        DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dp_records SET state = 'failed', attempts = ?, next_retry_at = ?, "
-                                      "last_error = ?, bytes_done = ?, bytes_total = ?, updated_at = ? "
-                                      "WHERE version_id = ? AND dp_id = ?",
-                                      {attempts, retry_at, it.error, it.bytes_done, it.bytes_total, now, version_id, dp_id})
-                                  .status());
-        params["error"] = it.error.empty() ? "unknown error" : it.error;
-        params["next_retry"] = FormatMs(retry_at);
-        params["attempts"] = std::to_string(attempts);
-        // One message per failing record; retries only raise its count.
-        DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kDpVersionFailed, subject, params,
-                                          RecordStateMessageKey("dp-failed", version_id, dp_id)));
-        if (old_state == "ready") changed = true;
-        changed = true;  // the DP's assignment now carries the retry time
-      }
-    }
-    return Status::Ok();
-  });
-  if (!s.ok()) return s;
-  if (changed) ctx.Changed();
-  return Json{{"accepted", items.size() - unknown.size()}, {"not_assigned", unknown}};
 }
 
 void FlushSeen(SiteContext& ctx) {

@@ -30,6 +30,13 @@ core::Result<Json> Distribute(SiteContext& ctx, const Json& body);
 core::Status SyncRecords(SiteContext& ctx, catalog::Tx& tx, std::int64_t package_id);
 core::Status DeleteRecordsOfVersion(SiteContext& ctx, catalog::Tx& tx, std::int64_t version_id);
 
+// The DPs that are not ready, worst first, for `depot status`:
+// [{"name","state","since","detail","versions":[{"package","version","state"}]}] with
+// state "unreachable" (the site's probes fail; since: its last request), "failed"
+// (a copy keeps failing), "withheld" (an agent reported a copy; it is re-verifying)
+// or "behind" (copies pending or syncing); since: when the oldest of those began.
+core::Result<Json> DpsNotReady(SiteContext& ctx);
+
 // [{dp, state, attempts, bytes_done, bytes_total, last_error}] for one version.
 core::Result<Json> VersionCoverage(SiteContext& ctx, std::int64_t version_id);
 // [{"kind":"dp"|"group","name":...}] for one package.
@@ -40,9 +47,9 @@ core::Result<Json> DistributionTargets(SiteContext& ctx, std::int64_t package_id
 // (default 30, at most 120) pass, then answered 304.
 void HandleAssignment(SiteContext& ctx, std::int64_t dp_id, http::Request& req,
                       http::Response* resp);
-// POST /api/v1/dp/report {"versions":[{"package","version","state","bytes_done",
-// "bytes_total","chunks_done","chunks_total","error"}]}
-core::Result<Json> DpReport(SiteContext& ctx, std::int64_t dp_id, const Json& body);
+// Records that DP `dp_id` spoke to the site just now (its own request: the only sign
+// of life). Written in batches by FlushSeen.
+void SeenDp(SiteContext& ctx, std::int64_t dp_id);
 
 // Timer work: probe DPs that stopped polling (per-DP backoff).
 void ProbeDps(SiteContext& ctx);

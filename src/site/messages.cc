@@ -4,6 +4,7 @@
 
 #include "core/clock.h"
 #include "core/messages.h"
+#include "site/dp_reports.h"
 
 namespace depot::site {
 
@@ -139,8 +140,10 @@ core::Result<Json> IngestMessages(SiteContext& ctx, const std::string& source,
     it.at = now;
   }
   std::int64_t accepted = 0, duplicates = 0, last_seq = 0;
+  bool changed = false;  // an agent's report took a DP out of policies
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
     accepted = duplicates = last_seq = 0;
+    changed = false;
     for (const Item& it : items) {
       DEPOT_ASSIGN_OR_RETURN(
           std::int64_t exists,
@@ -154,6 +157,10 @@ core::Result<Json> IngestMessages(SiteContext& ctx, const std::string& source,
       DEPOT_RETURN_IF_ERROR(Insert(tx, static_cast<int>(it.code), *it.spec, source, it.seq, {},
                                    it.at, it.subject, it.params));
       ++accepted;
+      if (component == "agent") {
+        DEPOT_RETURN_IF_ERROR(OnAgentReport(ctx, tx, client_uid, static_cast<int>(it.code), it.subject.package,
+                                            it.subject.version, it.params, &changed));
+      }
     }
     if (ahead_ms > 0) {
       // One record per sender whose count grows with each batch that came early.
@@ -166,6 +173,7 @@ core::Result<Json> IngestMessages(SiteContext& ctx, const std::string& source,
     return Status::Ok();
   });
   if (!s.ok()) return s;
+  if (changed) ctx.Changed();
   return Json{{"accepted", accepted}, {"duplicates", duplicates}, {"last_seq", last_seq}};
 }
 

@@ -225,7 +225,7 @@ TEST_F(ClientTest, FreezeWithExpiredRootIsRefused) {
   clock.Advance(expiry.root + std::chrono::hours(1));
   ASSERT_OK(writer->Refresh());
   ExpectError(client->Refresh(), &core::Status::IsPermissionDenied,
-              "root.json (version 1): expired at 2027-01-01T00:00:00Z (now 2027-01-01T01:00:00Z)");
+              "root.json (version 1): expired at 2027-01-01T00:00:00Z (now 2027-01-01T01:00:00Z by this machine's clock)");
   EXPECT_TRUE(client->GetTarget("x").status().IsInvalidArgument());
   // Re-signing the root fixes it.
   ASSERT_OK(env->Rename(tmp.Sub("offline.pem"), KeyFilePath(keys_dir, Role::kRoot)));
