@@ -368,10 +368,19 @@ class DpLivenessTest(DepotTestCase):
         self.assertEqual(site.cli("messages", "--dp", "d1", "--code", "2007")["messages"], [],
                          "a parked poll is not a sign of life")
         self.assertFalse(dp_row()["reachable"])
+        # `depot status` names it, with since when and why, not only in a count.
+        not_ready = site.cli("status")["dps_not_ready"]
+        self.assertEqual([(d["name"], d["state"]) for d in not_ready], [("d1", "unreachable")])
+        self.assertEqual(not_ready[0]["since"], dp_row()["last_seen"])
+        self.assertTrue(not_ready[0]["detail"])
+        code, out, _ = run_depot("status", env=site.cli_env())
+        self.assertRegex(out, r"DPs not ready:\n  d1 +unreachable +since \d{4}-")
         # Resumed, its own requests bring it back.
         os.kill(pid, signal.SIGCONT)
         wait_until(lambda: site.cli("messages", "--dp", "d1", "--code", "2007")["messages"], "reachable again (2007)")
         wait_until(lambda: dp_row()["reachable"], "dp list says reachable")
+        dp.wait_state("tools", 4)  # it catches up with the versions published meanwhile
+        wait_until(lambda: site.cli("status")["dps_not_ready"] == [], "status: every DP ready")
 
 
 if __name__ == "__main__":
