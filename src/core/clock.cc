@@ -11,6 +11,10 @@ class RealClock final : public Clock {
   TimePoint Now() override { return std::chrono::system_clock::now(); }
   MonoTime Monotonic() override { return std::chrono::steady_clock::now(); }
   void SleepFor(Duration d) override { std::this_thread::sleep_for(d); }
+  bool WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, Duration timeout,
+               const std::function<bool()>& pred) override {
+    return cv.wait_for(lock, timeout, pred);
+  }
 };
 
 bool Digits(std::string_view s, std::size_t pos, std::size_t n, int* out) {
@@ -23,6 +27,16 @@ bool Digits(std::string_view s, std::size_t pos, std::size_t n, int* out) {
   return true;
 }
 }  // namespace
+
+bool ManualClock::WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, Duration timeout,
+                          const std::function<bool()>& pred) {
+  const MonoTime deadline = Monotonic() + timeout;
+  while (!pred()) {
+    if (Monotonic() >= deadline) return false;
+    cv.wait_for(lock, std::chrono::milliseconds(1));
+  }
+  return true;
+}
 
 Clock* Clock::Real() {
   static RealClock clock;

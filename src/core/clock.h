@@ -11,7 +11,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -35,6 +38,12 @@ class Clock {
   // Monotonic time: never goes back and does not follow changes of wall time.
   virtual MonoTime Monotonic() = 0;
   virtual void SleepFor(Duration d) = 0;
+  // Waits on `cv` (its `lock` held on entry and on return) until `pred()` holds or
+  // `timeout` has passed on this clock; returns pred(). Every timed wait of a thread
+  // that others wake goes through here, so a test on a ManualClock can make the
+  // timeout happen by advancing the clock.
+  virtual bool WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, Duration timeout,
+                       const std::function<bool()>& pred) = 0;
 };
 
 // A clock that only moves when told to. SleepFor and Advance move wall and monotonic
@@ -45,6 +54,10 @@ class ManualClock final : public Clock {
   TimePoint Now() override { return TimePoint(TimePoint::duration(now_ns_.load())); }
   MonoTime Monotonic() override { return MonoTime(MonoTime::duration(mono_ns_.load())); }
   void SleepFor(Duration d) override { Advance(d); }
+  // Returns once pred() holds or the clock has been advanced past the deadline
+  // (looking every millisecond of real time: Advance does not know the waiters).
+  bool WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, Duration timeout,
+               const std::function<bool()>& pred) override;
   void Advance(Duration d) {
     now_ns_ += std::chrono::duration_cast<TimePoint::duration>(d).count();
     mono_ns_ += std::chrono::duration_cast<MonoTime::duration>(d).count();

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 namespace depot::core {
 namespace {
 
@@ -34,6 +37,49 @@ TEST(ClockTest, ParseDuration) {
   EXPECT_TRUE(ParseDuration("5").status().IsInvalidArgument());
   EXPECT_TRUE(ParseDuration("5y").status().IsInvalidArgument());
   EXPECT_TRUE(ParseDuration("-5s").status().IsInvalidArgument());
+}
+
+}  // namespace
+}  // namespace depot::core
+
+namespace depot::core {
+namespace {
+
+TEST(ClockTest, ManualClockWaitEndsWhenWokenOrWhenAdvancedPastTheDeadline) {
+  ManualClock clock(TimePoint(std::chrono::hours(1000)));
+  std::mutex mu;
+  std::condition_variable cv;
+  bool flag = false;
+  // Woken: the predicate holds.
+  std::thread waker([&] {
+    std::lock_guard<std::mutex> l(mu);
+    flag = true;
+    cv.notify_all();
+  });
+  {
+    std::unique_lock<std::mutex> l(mu);
+    EXPECT_TRUE(clock.WaitFor(l, cv, std::chrono::hours(1), [&] { return flag; }));
+  }
+  waker.join();
+  // Timed out: only once the clock has moved past the deadline. A helper advances it
+  // a second at a time until the wait returns.
+  flag = false;
+  std::atomic<bool> returned{false};
+  std::thread advancer([&] {
+    while (!returned) {
+      clock.Advance(std::chrono::seconds(1));
+      std::this_thread::yield();
+    }
+  });
+  {
+    std::unique_lock<std::mutex> l(mu);
+    MonoTime start = clock.Monotonic();
+    clock.Set(TimePoint(std::chrono::hours(5000)));  // the wall clock jumping does not end it
+    EXPECT_FALSE(clock.WaitFor(l, cv, std::chrono::seconds(30), [&] { return flag; }));
+    EXPECT_GE(clock.Monotonic() - start, std::chrono::seconds(30));
+  }
+  returned = true;
+  advancer.join();
 }
 
 }  // namespace

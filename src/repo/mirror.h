@@ -5,6 +5,10 @@
 // loses at most the chunks fetched since the last commit and nothing unverified or
 // partial is ever visible.
 //
+// The transfers, rounds, rate limit and backoff are the shared chunk downloader's
+// (repo/chunk_download.h); what is particular to mirroring is storing each verified
+// frame as it came and committing every few megabytes.
+//
 // Thread safety: MirrorChunks runs on the calling thread plus `threads` workers; the
 // store may be used by other threads and processes meanwhile.
 #pragma once
@@ -34,7 +38,7 @@ struct MirrorOptions {
   // by pausing the download loop, so TCP backpressure slows the source.
   std::uint64_t max_rate = 0;
   // Polled between chunks: when it returns true the mirror stops (Unavailable
-  // "stopped") after committing what it verified.
+  // "cancelled") after committing what it verified.
   std::function<bool()> cancelled;
   // Progress: uncompressed bytes and chunks present so far (those already in the
   // store are counted first, then each one stored).

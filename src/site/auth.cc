@@ -100,7 +100,7 @@ core::Result<Principal> Authenticate(SiteContext& ctx, const http::Request& req)
   while (!secret.empty() && secret.front() == ' ') secret.remove_prefix(1);
   if (secret.size() > 200) return Status::PermissionDenied("token not recognised");
   std::string hash = core::Sha256::HashHex(secret);
-  auto now_steady = std::chrono::steady_clock::now();
+  const core::MonoTime now_steady = ctx.clock->Monotonic();
   std::int64_t now_ms = ctx.NowMs();
   bool write_last_use = false;
   std::int64_t token_id = 0;

@@ -40,8 +40,8 @@ struct Principal {
 struct CachedToken {
   Principal principal;
   std::int64_t expires_at_ms = 0;  // 0: never
-  std::chrono::steady_clock::time_point cached_at;
-  std::chrono::steady_clock::time_point last_use_written;
+  core::MonoTime cached_at;  // ctx.clock->Monotonic()
+  core::MonoTime last_use_written;
 };
 
 struct CachedPolicy {

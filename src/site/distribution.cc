@@ -4,6 +4,7 @@
 #include <cmath>
 #include <set>
 
+#include "core/backoff.h"
 #include "core/log.h"
 #include "core/messages.h"
 #include "core/net.h"
@@ -49,13 +50,6 @@ const char* kTargetedDps =
     "x.target IN (SELECT g.name FROM dp_groups g WHERE g.dp_id = d.id))))";
 
 }  // namespace
-
-core::Duration Backoff(core::Duration base, core::Duration max, std::int64_t n) {
-  double factor = std::ldexp(1.0, static_cast<int>(std::min<std::int64_t>(std::max<std::int64_t>(n, 1) - 1, 60)));
-  double ns = std::min(static_cast<double>(base.count()) * factor, static_cast<double>(max.count()));
-  double jitter = 0.8 + 0.4 * static_cast<double>(core::FastRandom64() % 1'000'000) / 1e6;
-  return core::Duration(static_cast<core::Duration::rep>(ns * jitter));
-}
 
 std::string DpName(SiteContext& ctx, std::int64_t dp_id) {
   auto row = ctx.db->QueryRow("SELECT name FROM dps WHERE id = ?", {dp_id});
@@ -547,7 +541,7 @@ void ProbeDps(SiteContext& ctx) {
                .status();
          }
          std::int64_t n = attempts + 1;
-         std::int64_t next = t + Ms(Backoff(ctx.config.probe_base, ctx.config.probe_max, n));
+         std::int64_t next = t + Ms(core::BackoffDelay({ctx.config.probe_base, ctx.config.probe_max}, n));
          DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dps SET probe_attempts = ?, next_probe_at = ?, probe_error = ? WHERE id = ?",
                                        {n, next, error, id})
                                    .status());

@@ -59,8 +59,4 @@ void FlushSeen(SiteContext& ctx);
 // The name of a DP by id ("" if gone).
 std::string DpName(SiteContext& ctx, std::int64_t dp_id);
 
-// Backoff for the n-th consecutive failure (n >= 1): base * 2^(n-1), capped at `max`,
-// times a jitter factor in [0.8, 1.2).
-core::Duration Backoff(core::Duration base, core::Duration max, std::int64_t n);
-
 }  // namespace depot::site

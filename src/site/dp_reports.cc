@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "core/backoff.h"
 #include "core/hex.h"
 #include "core/log.h"
 #include "core/messages.h"
@@ -119,7 +120,7 @@ Status ApplyItem(SiteContext& ctx, catalog::Tx& tx, std::int64_t dp_id, const st
   if (event == RecordEvent::kDpReadyUnasked) return Status::Ok();
   // Failed: this record's own backoff; one message per failing record whose count grows.
   const std::int64_t attempts = rec->Int(2) + 1;
-  const std::int64_t retry_at = now + Ms(Backoff(ctx.config.retry_base, ctx.config.retry_max, attempts));
+  const std::int64_t retry_at = now + Ms(core::BackoffDelay({ctx.config.retry_base, ctx.config.retry_max}, attempts));
   DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dp_records SET attempts = ?, next_retry_at = ?, last_error = ? WHERE "
                                 "version_id = ? AND dp_id = ?",
                                 {attempts, retry_at, it.error, version_id, dp_id})

@@ -216,9 +216,11 @@ Status Site::Start() {
   Worker* w = worker_.get();
   w->thread = std::thread([this, w] {
     SiteContext& c = *ctx_;
-    auto last_probe = std::chrono::steady_clock::time_point();
-    auto last_minute = std::chrono::steady_clock::now();
-    auto last_refresh = std::chrono::steady_clock::now();
+    // Timers on the clock's monotonic time: a wall clock that jumps neither stops nor
+    // floods housekeeping.
+    core::MonoTime last_probe{};
+    core::MonoTime last_minute = c.clock->Monotonic();
+    core::MonoTime last_refresh = c.clock->Monotonic();
     // Every quarter of the timestamp's lifetime: three chances to re-sign before any
     // timestamp an agent holds expires, even across a site restart or a slow disk.
     auto refresh_every = std::max<core::Duration>(std::chrono::minutes(1), c.config.timestamp_lifetime / 4);
@@ -253,10 +255,10 @@ Status Site::Start() {
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(w->mu);
-        w->cv.wait_for(lock, std::chrono::milliseconds(500), [w] { return w->stop; });
+        c.clock->WaitFor(lock, w->cv, std::chrono::milliseconds(500), [w] { return w->stop; });
         if (w->stop) return;
       }
-      auto now = std::chrono::steady_clock::now();
+      const core::MonoTime now = c.clock->Monotonic();
       if (now - last_probe >= std::chrono::seconds(2)) {
         last_probe = now;
         ProbeDps(c);

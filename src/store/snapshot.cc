@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "core/atomic_batch.h"
+#include "core/backoff.h"
 #include "core/background_sync.h"
 #include "core/log.h"
 #include "core/parallel.h"
@@ -102,7 +103,7 @@ class Worker {
   void Run(FileJob& job, Entry& entry) {
     const std::string full = core::JoinPath(sh_->root, job.rel);
     Attempt last;
-    core::Duration backoff = sh_->options->first_backoff;
+    core::Backoff backoff(sh_->options->clock, {sh_->options->first_backoff, sh_->options->first_backoff * 64});
     for (int attempt = 1; attempt <= sh_->options->max_attempts; ++attempt) {
       if (sh_->failed) return;
       last = ReadOnce(full, job.rel, entry);
@@ -113,10 +114,7 @@ class Worker {
       ++sh_->retries;
       core::Log(core::LogLevel::kInfo, "snapshot.file_changed",
                 {{"path", job.rel}, {"attempt", std::to_string(attempt)}, {"change", last.change}});
-      if (attempt < sh_->options->max_attempts) {
-        sh_->options->clock->SleepFor(backoff);
-        backoff *= 2;
-      }
+      if (attempt < sh_->options->max_attempts) sh_->options->clock->SleepFor(backoff.Failed());
     }
     sh_->Fail(Status::IOError(
         job.rel + ": file changed while being read (" + last.change + "), " +
