@@ -1,0 +1,22 @@
+// Deployments: a package's program for a collection, required or available, with a
+// schedule (start, deadline, maintenance windows), following the newest version or
+// pinned to one (internal to the site component).
+#pragma once
+
+#include <string>
+
+#include "site/context.h"
+#include "site/json.h"
+
+namespace depot::site {
+
+// InvalidArgument when the program is not in the deployed version, for a bad kind,
+// time or window; NotFound for an unknown package or collection.
+core::Result<Json> CreateDeployment(SiteContext& ctx, const Json& body);
+// Every deployment with its client counts per state.
+core::Result<Json> ListDeployments(SiteContext& ctx);
+core::Result<Json> ShowDeployment(SiteContext& ctx, std::int64_t id);
+// Out of every policy at once.
+core::Result<Json> CancelDeployment(SiteContext& ctx, std::int64_t id);
+
+}  // namespace depot::site
