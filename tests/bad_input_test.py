@@ -171,7 +171,8 @@ class BadInputTest(DepotTestCase):
         cls.ro_token_id = [t["id"] for t in site.cli("token", "list")["tokens"] if t["name"] == "bi-read-only"][0]
 
         # A real DP holding tools v1, and two registered DPs without a process.
-        cls.dp = DpProcess(site, cls.ctmp, "dp1")
+        # No scheduled scrub during the run: its report (3008) would be a change.
+        cls.dp = DpProcess(site, cls.ctmp, "dp1", extra=["--scrub-start", "24h"])
         site.cli("distribute", "tools", "--to", "dp1")
         cls.dp.wait_state("tools", 1)
         cls.tok["dp"] = site.cli("dp", "add", "dp2", "--url", "http://127.0.0.1:9", "--group", "eu")["token"]

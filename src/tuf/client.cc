@@ -23,6 +23,10 @@ std::string MetadataPath(const std::string& name) { return std::string(kMetadata
 std::string HumanSpan(core::Duration d) {
   auto s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
   if (s < 0) s = -s;
+  // Rounded to the smaller unit shown: clocks compared through a Date header agree to
+  // a second at best, and "7d 23h" for eight days reads wrong.
+  if (s >= 86400) s = (s + 1800) / 3600 * 3600;
+  else if (s >= 3600) s = (s + 30) / 60 * 60;
   if (s >= 86400) return std::to_string(s / 86400) + "d " + std::to_string(s % 86400 / 3600) + "h";
   if (s >= 3600) return std::to_string(s / 3600) + "h " + std::to_string(s % 3600 / 60) + "m";
   if (s >= 60) return std::to_string(s / 60) + "m " + std::to_string(s % 60) + "s";
