@@ -1,4 +1,6 @@
 #include "agent/agent_fixture.h"
+#include "core/log.h"
+#include <cstdlib>
 
 #include "cli/package_upload.h"
 #include "http/curl_source.h"
@@ -31,6 +33,7 @@ class SwitchableSource final : public core::RepoSource {
 }  // namespace
 
 void AgentFixture::SetUp() {
+  if (std::getenv("DEPOT_TEST_LOG") != nullptr) core::SetLogLevel(core::LogLevel::kDebug);
   site::InitOptions o;
   o.data_dir = dir_.Sub("site");
   o.code = "TST";

@@ -22,6 +22,7 @@ namespace depot::agent::testing {
 
 using Json = nlohmann::json;
 
+// DEPOT_TEST_LOG=1 in the environment logs everything (site and agent) at debug level.
 class AgentFixture : public ::testing::Test {
  protected:
   void SetUp() override;

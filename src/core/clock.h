@@ -70,6 +70,12 @@ class ManualClock final : public Clock {
   std::atomic<MonoTime::duration::rep> mono_ns_{MonoTime::duration(std::chrono::hours(24 * 365)).count()};
 };
 
+// Whole milliseconds: of a duration, and of a wall time since the epoch (the form
+// depot's catalogs store times in).
+inline std::int64_t ToMillis(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+inline std::int64_t UnixMillis(TimePoint t) { return ToMillis(t.time_since_epoch()); }
+inline TimePoint FromUnixMillis(std::int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
+
 // "2026-11-22T03:04:05Z" (RFC 3339, UTC, whole seconds): the form TUF uses.
 std::string FormatUtc(TimePoint t);
 // Parses exactly the form FormatUtc writes; InvalidArgument otherwise.
