@@ -167,6 +167,7 @@ catalog::OutboxMessage DeploymentMessage(core::Clock* clock, int code, const Dep
 core::Result<std::unique_ptr<StateStore>> StateStore::Open(core::Clock* clock, const std::string& path) {
   DEPOT_ASSIGN_OR_RETURN(auto db, catalog::Db::OpenSqlite(path));
   DEPOT_RETURN_IF_ERROR(catalog::Migrate(db.get(), Migrations()));
+  DEPOT_RETURN_IF_ERROR(catalog::CheckOutboxSchema(db.get()));
   return std::unique_ptr<StateStore>(new StateStore(clock, std::move(db)));
 }
 

@@ -3,11 +3,10 @@
 // change and the message about it are committed together, and delivered later, at
 // least once, in sequence order. The site drops duplicates by (sender, seq).
 //
-// The owner's schema must have these tables (each component creates them in its own
-// migrations):
-//   meta   (key TEXT PRIMARY KEY, value TEXT NOT NULL)   -- holds 'next_seq'
-//   outbox (seq BIGINT PRIMARY KEY, code BIGINT NOT NULL, time_ms BIGINT NOT NULL,
-//           package TEXT, version BIGINT, deployment BIGINT, params TEXT NOT NULL)
+// The owner's schema must have the tables of kOutboxTablesSql below, the one
+// definition: a new component's first migration embeds it; the agent's and the DP's
+// shipped migrations (immutable) built the same tables, and CheckOutboxSchema, run
+// when they open their state, proves it.
 //
 // Thread safety: as the Db (any thread).
 #pragma once
@@ -20,6 +19,16 @@
 #include "core/status.h"
 
 namespace depot::catalog {
+
+// The outbox's tables, generated from the column list in outbox.cc (the one
+// definition): meta (key, value) holds 'next_seq'; outbox (seq, code, time_ms,
+// package, version, deployment, params) the undelivered messages.
+std::string OutboxTablesSql();
+
+// Ok when `db`'s meta and outbox tables have exactly the columns (names, types,
+// NOT NULL, primary key) of the definition; Corruption naming the difference
+// otherwise (a migration that drifted from it). SQLite only (InvalidArgument else).
+core::Status CheckOutboxSchema(Db* db);
 
 struct OutboxMessage {
   int code = 0;  // a code from core/messages.h

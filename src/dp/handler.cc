@@ -1,0 +1,133 @@
+#include "dp/handler.h"
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "core/hex.h"
+#include "core/log.h"
+
+namespace depot::dp {
+
+using core::Status;
+using Json = nlohmann::json;
+
+void Handler::WaitIdle() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_.wait(lock, [&] { return fetching_ == 0; });
+}
+
+// Nothing here takes a body; a small one is read so that a PUT or POST gets the 405
+// that says so rather than a 413.
+std::uint64_t Handler::BodyLimit(const http::Request& head) {
+  return head.method == "GET" || head.method == "HEAD" ? 0 : 64 << 10;
+}
+
+void Handler::Handle(http::Request& req, http::Response* resp) {
+  if (req.path == "/healthz") {
+    *resp = http::Response::Text(200, "ok\n");
+    resp->SetHeader("Cache-Control", "no-cache");
+    return;
+  }
+  if (req.path == "/metrics") {
+    *resp = http::Response::Text(200, ctx_->registry.Render());
+    resp->SetHeader("Content-Type", "text/plain; version=0.0.4");
+    return;
+  }
+  if (req.path.rfind("/repo/", 0) != 0) {
+    *resp =
+        http::Response::Json(404, R"({"error":{"code":"NotFound","message":"no such object"}})");
+    return;
+  }
+  std::string_view rel = std::string_view(req.path).substr(6);
+  if (rel == http::kChunkBatchPath) {
+    // What is not here yet is answered "-": the client asks for it alone, and that
+    // GET reaches the pull-through below.
+    ctx_->tree->ServeChunkBatch(req, resp);
+    return;
+  }
+  ctx_->tree->Serve(req, rel, resp);
+  if (resp->status != 404 || (req.method != "GET" && req.method != "HEAD")) return;
+  PullThrough(req, rel, resp);
+}
+
+void Handler::PullThrough(http::Request& req, std::string_view rel, http::Response* resp) {
+  if (rel.rfind("chunks/", 0) == 0 && rel.size() == 7 + 3 + 64) {
+    auto id = core::ParseDigestHex(rel.substr(10));
+    if (id.ok()) PullChunk(req, *id, rel.substr(10), resp);
+    return;
+  }
+  if (rel.rfind("targets/", 0) == 0) {
+    // targets/<package>/<sha256>.<version>.json of an assigned version.
+    std::optional<Assigned> hit = ctx_->book.FindByManifestPath(rel);
+    if (!hit) return;
+    auto bytes = ctx_->ManifestBytesUpstream(*hit);
+    if (!bytes.ok()) return;
+    *resp = http::Response::Json(200, std::move(*bytes));
+    resp->SetHeader("Cache-Control", "public, max-age=31536000, immutable");
+    resp->SetHeader("ETag", "\"" + hit->manifest_id + "\"");
+  }
+}
+
+void Handler::PullChunk(http::Request& req, const store::ChunkId& id, std::string_view hex,
+                        http::Response* resp) {
+  const std::uint32_t size = ctx_->book.WantedSize(id);
+  if (size == 0) return;  // not ours: 404
+  const std::string topic = "pt:" + std::string(hex);
+  const std::uint64_t seq = ctx_->server->Sequence(topic);
+  if (req.poll_round > 0) {
+    // Woken (or timed out) after the fetch below: served from disk above if it worked.
+    if (resp->status == 404) {
+      Status why = Status::Unavailable("upstream could not supply the chunk");
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = failed_.find(id);
+        if (it != failed_.end()) why = it->second;
+      }
+      // The DP's own disk (full, failing) is not the upstream's fault: 503, not 502.
+      Json err = {
+          {"error",
+           {{"code", why.IsIOError() ? "IOError" : "Unavailable"}, {"message", why.message()}}}};
+      *resp = http::Response::Json(why.IsIOError() ? 503 : 502, err.dump());
+      if (why.IsIOError()) resp->SetHeader("Retry-After", "60");
+    }
+    return;
+  }
+  bool start;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    start = pulling_.insert(id).second;
+    if (start) ++fetching_;
+  }
+  if (start) {
+    ctx_->metrics.pull_through->Inc();
+    std::thread([this, id, size, topic] {
+      Status s;
+      {
+        std::lock_guard<std::mutex> lock(fetch_mu_);
+        auto has = ctx_->chunks.Has(id);
+        s = has.ok() && *has ? Status::Ok() : ctx_->Refetch(id, size);
+      }
+      if (!s.ok()) {
+        core::Log(core::LogLevel::kWarn, "dp.pull_through_failed",
+                  {{"chunk", core::DigestHex(id)}, {"error", s.ToString()}});
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        pulling_.erase(id);
+        if (s.ok()) {
+          failed_.erase(id);
+        } else {
+          if (failed_.size() >= 1024) failed_.clear();
+          failed_[id] = s;
+        }
+      }
+      if (ctx_->server) ctx_->server->Notify(topic);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--fetching_ == 0) idle_.notify_all();
+    }).detach();
+  }
+  *resp = http::Response();
+  resp->wait = http::Response::Wait{topic, seq, std::chrono::seconds(60)};
+}
+
+}  // namespace depot::dp
