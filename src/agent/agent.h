@@ -1,8 +1,10 @@
-// The agent (DESIGN §2, §4.4): runs on every managed machine, enrolls with a site,
-// polls its policy, and drives each deployment in it through the state machine in
-// machine.h -- download (TUF-verified, from the policy's sources in order, chunks
-// from its cache first), assemble and verify into content/<package>/<version>, run
-// the signed program, report -- and cleans up what leaves its policy.
+// The agent (docs/agent.md, docs/architecture.md): runs on every managed machine,
+// enrolls with a site, polls its policy, and drives each deployment in it through the
+// state machine in machine.h -- download (TUF-verified, from the policy's sources in
+// order, chunks already on the machine -- other versions' content, earlier partial
+// downloads, the cache -- first), assemble and verify into
+// content/<package>/<version>, run the signed program, report -- and cleans up what
+// leaves its policy.
 //
 // Data directory:
 //   DIR/agent.json       site URL, client id and credential, settings (mode 0600)

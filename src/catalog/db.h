@@ -1,11 +1,14 @@
-// The SQL seam of the catalog: a small interface over an embedded SQLite file (the
-// default) or a PostgreSQL server, so the same catalog code and the same tests run on
-// both. Nothing of sqlite3.h or libpq-fe.h appears here.
+// The SQL seam of the catalog: a small interface over a database, so catalog code
+// never sees a driver. The only backend today is an embedded SQLite file
+// (OpenSqlite, sqlite_db.cc). A PostgreSQL backend is planned (the scale-out issue,
+// 22); until it exists, Dialect::kPostgres is only known to ExpandSql (migrate.h).
+// Nothing of sqlite3.h appears here.
 //
-// SQL is written once, portably: `?` placeholders (the PostgreSQL backend rewrites
-// them to $1, $2, ...), BIGINT/TEXT/DOUBLE PRECISION columns, `INSERT ... RETURNING`,
-// `ON CONFLICT ... DO ...`. Times are BIGINT milliseconds since the epoch; booleans
-// are BIGINT 0/1; binary data is stored as lowercase hex TEXT.
+// SQL is written once, in a subset meant to run on PostgreSQL as well (nothing has
+// run it there yet): `?` placeholders, BIGINT/TEXT/DOUBLE PRECISION columns,
+// `INSERT ... RETURNING`, `ON CONFLICT ... DO ...`. Times are BIGINT milliseconds
+// since the epoch; booleans are BIGINT 0/1; binary data is stored as lowercase hex
+// TEXT.
 //
 // Every access goes through Db::Transaction, the one transaction helper: the function
 // runs inside BEGIN ... COMMIT, and on a busy/serialization conflict the whole

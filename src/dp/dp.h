@@ -1,5 +1,6 @@
-// A distribution point (DESIGN §2, §4): holds verified copies of the package versions
-// its site assigns to it, close to the agents, and serves them over HTTP.
+// A distribution point (docs/dp.md, docs/architecture.md): holds verified copies of
+// the package versions its site assigns to it, close to the agents, and serves them
+// over HTTP.
 //
 // Data directory (its public part is the URL layout, so nginx or a CDN can serve it):
 //   DIR/dp.toml          site URL, token (the file is 0600), upstream, listen, limits
@@ -14,9 +15,10 @@
 // at a time with bounded parallel downloads, publishes its manifest last, reports;
 // failures back off per version as the site says); the reporter (progress, states
 // and status messages to the site, at least once); the scrubber (re-hashes stored
-// objects at a bounded rate, removes and refetches damaged ones); the collector
-// (content of versions no longer assigned is deleted after a grace period, except
-// chunks other assigned versions still use).
+// objects at a bounded rate, removes and refetches damaged ones); and, on the
+// syncer's thread when it has nothing due, the collector (content of versions no
+// longer assigned is deleted after a grace period, except chunks other assigned
+// versions still use).
 //
 // Thread safety: a DistributionPoint is started and stopped by one thread.
 #pragma once

@@ -156,7 +156,8 @@ class Server {
   void NotifyAll();
 
   // Runs `fn` every `period` on a server thread until Stop (the first run after one
-  // period). For the site's timers; fn must be quick or hand work off.
+  // period); fn must be quick or hand work off. Nothing calls it today: the site's
+  // timers run on its own worker thread (site.cc).
   void Every(std::chrono::milliseconds period, std::function<void()> fn);
 
   std::size_t active_connections() const;

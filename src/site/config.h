@@ -3,9 +3,10 @@
 // Durations are strings like "90s", "15m", "12h", "30d".
 //
 //   [site]
-//   code = "ABC"                  # three letters/digits naming the site
+//   code = "ABC"                  # 1-8 of A-Z 0-9 naming the site
 //   listen = "127.0.0.1:8080"
 //   public_url = ""               # what DPs and agents are told to use; "" derives it
+//   access_log = ""               # one JSON line per request; relative: inside DIR
 //   [tls]
 //   cert = "tls/site.pem"         # relative paths are inside the data directory
 //   key = "tls/site.key"

@@ -1,5 +1,5 @@
 // The status message store (internal to the site component): the site's own
-// messages, batches ingested from DPs and agents, and queries (DESIGN §5).
+// messages, batches ingested from DPs and agents, and queries (docs/messages.md).
 #pragma once
 
 #include <map>

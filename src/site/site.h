@@ -1,5 +1,5 @@
-// The site server (DESIGN §2): catalog, content library, HTTP API, reconciler and
-// status messages, in one process.
+// The site server (docs/site.md, docs/architecture.md): catalog, content library,
+// HTTP API, reconciler and status messages, in one process.
 //
 // A site lives in a data directory made by InitSite:
 //   DIR/site.toml     configuration (written last: its presence marks a complete

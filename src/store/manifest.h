@@ -1,4 +1,4 @@
-// The manifest: one immutable package version (DESIGN §3, docs/formats.md). It lists
+// The manifest: one immutable package version (docs/formats.md). It lists
 // every entry of the file tree with its type, mode, size, SHA-256 and chunk list,
 // plus the programs that install the package. Its id is the SHA-256 of its exact
 // bytes, and the bytes are signed through TUF, so nothing in it can change unnoticed.
