@@ -4,10 +4,9 @@
 // [0, min(max, base * 2^(n-1))] ("full jitter"): many clients that failed together
 // spread their retries instead of arriving together again, and no failing thing
 // waits longer than `max`. The retry schedules that use it: the site's
-// per-(version, DP) records and DP probes, the agent's deployments, polls and
-// reports, fetch and mirror rounds (repo/chunk_download.h), snapshot re-reads. (The
-// DP's own poll, sync and report loops still compute their delays themselves,
-// without jitter.)
+// per-(version, DP) records and DP probes, the DP's polls, syncs (per version),
+// metadata refreshes and reports, the agent's deployments, polls and reports, fetch
+// and mirror rounds (repo/chunk_download.h), snapshot re-reads.
 //
 // Delays run on the monotonic clock (Clock::Monotonic), so a wall clock that jumps
 // neither postpones nor hurries a retry. What must survive a restart is saved as a
