@@ -1,5 +1,7 @@
 #include "catalog/outbox.h"
 
+#include "core/json_text.h"
+
 #include <nlohmann/json.hpp>
 #include <set>
 #include <vector>
@@ -103,7 +105,7 @@ core::Result<std::int64_t> AppendOutbox(Tx& tx, const OutboxMessage& m) {
               {seq, m.code, m.time_ms, m.package.empty() ? Value() : Value(m.package),
                m.version == 0 ? Value() : Value(m.version),
                m.deployment == 0 ? Value() : Value(m.deployment),
-               p.dump(-1, ' ', false, Json::error_handler_t::replace)})
+               core::DumpJson(p)})
           .status());
   return seq;
 }
@@ -126,7 +128,7 @@ core::Result<OutboxBatch> ReadOutbox(Db* db, std::size_t limit) {
     b.last_seq = r.Int(0);
   }
   b.count = rows.size();
-  b.json = msgs.dump(-1, ' ', false, Json::error_handler_t::replace);
+  b.json = core::DumpJson(msgs);
   return b;
 }
 

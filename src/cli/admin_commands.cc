@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 
+#include "core/json_text.h"
 #include "cli/api_client.h"
 #include "cli/commands.h"
 #include "cli/json_output.h"
@@ -172,7 +173,7 @@ void AddPackageCommands(CLI::App* app, Ctx c) {
           return;
         }
         if (latest.ok()) {
-          auto parsed = store::ParsePrograms((*latest)["programs"].dump(-1, ' ', false, Json::error_handler_t::replace));
+          auto parsed = store::ParsePrograms(core::DumpJson((*latest)["programs"]));
           if (!parsed.ok()) {
             *c.exit_code = ReportError(parsed.status().WithContext("the site's programs of " + req->package), json);
             return;

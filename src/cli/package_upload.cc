@@ -9,6 +9,7 @@
 #include "core/env.h"
 #include "core/hex.h"
 #include "core/parallel.h"
+#include "store/chunk_batch.h"
 #include "store/snapshot.h"
 
 namespace depot::cli {
@@ -19,12 +20,6 @@ namespace {
 
 double Since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-void AppendLe32(std::string* out, std::uint32_t v) {
-  char b[4];
-  std::memcpy(b, &v, 4);  // little-endian hosts (x86-64, aarch64)
-  out->append(b, 4);
 }
 
 // Receives the snapshot's chunks and uploads the ones the site lacks. Chunks are
@@ -60,10 +55,7 @@ class UploadSink final : public store::ChunkSink {
       if (!error_.ok()) return error_;
       offered += size;
       Record r{id, current_.body.size(), frame.size()};
-      current_.body.append(reinterpret_cast<const char*>(id.data()), 32);
-      AppendLe32(&current_.body, size);
-      AppendLe32(&current_.body, static_cast<std::uint32_t>(frame.size()));
-      current_.body.append(frame);
+      store::AppendChunkRecord(&current_.body, id, size, frame);
       current_.records.push_back(r);
       if (current_.body.size() < target_ && current_.records.size() < kMaxRecords) return Status::Ok();
       full = std::move(current_);
@@ -104,7 +96,7 @@ class UploadSink final : public store::ChunkSink {
 
   struct Record {
     store::ChunkId id;
-    std::size_t offset;  // of the record (40 bytes of header, then the frame) in the body
+    std::size_t offset;  // of the record (its header, then the frame) in the body
     std::size_t frame_bytes;
   };
   struct Batch {
@@ -171,13 +163,13 @@ class UploadSink final : public store::ChunkSink {
     bool all = missing.size() == batch->records.size();
     for (const auto& r : batch->records) {
       if (!all && !missing.count(core::DigestHex(r.id))) continue;
-      if (!all) filtered.append(batch->body, r.offset, 40 + r.frame_bytes);
+      if (!all) filtered.append(batch->body, r.offset, store::kChunkRecordHeader + r.frame_bytes);
       ++chunks;
       frame_bytes += r.frame_bytes;
     }
     const std::string& body = all ? batch->body : filtered;
     DEPOT_RETURN_IF_ERROR(
-        api->SendRaw("POST", "/api/v1/chunks?package=" + Escape(package_), body, "application/vnd.depot.chunks",
+        api->SendRaw("POST", "/api/v1/chunks?package=" + Escape(package_), body, std::string(store::kChunkBatchMediaType),
                      "upload")
             .status());
     uploaded_chunks += chunks;
@@ -219,7 +211,7 @@ core::Result<UploadResult> UploadPackage(ApiClient* api, const UploadRequest& re
   }
   // A record: 40 bytes of header and one frame, which zstd may make slightly larger
   // than the chunk (incompressible data). A body must hold at least two.
-  const std::uint64_t max_record = 40 + chunker.max_size + chunker.max_size / 128 + 1024;
+  const std::uint64_t max_record = store::kChunkRecordHeader + chunker.max_size + chunker.max_size / 128 + 1024;
   max_body = std::max<std::uint64_t>(max_body, 2 * max_record);
 
   std::vector<std::unique_ptr<ApiClient>> clients;

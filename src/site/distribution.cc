@@ -22,10 +22,6 @@ using core::Status;
 
 namespace {
 
-std::int64_t Ms(core::Duration d) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-}
-
 Status ValidateDpName(const std::string& name) {
   // DP names share the package-name alphabet: they appear in URLs and messages.
   return store::ValidatePackageName(name).ok()
@@ -502,7 +498,7 @@ void ProbeDps(SiteContext& ctx) {
   // Pending sightings first, so a DP that just polled is not probed.
   FlushSeen(ctx);
   std::int64_t now = ctx.NowMs();
-  std::int64_t offline_ms = Ms(ctx.config.dp_offline_after);
+  std::int64_t offline_ms = core::ToMillis(ctx.config.dp_offline_after);
   auto rows = ctx.db->Query(
       "SELECT id, name, url, last_seen_at, probe_attempts FROM dps WHERE COALESCE(last_seen_at, "
       "created_at) < ? AND (next_probe_at IS NULL OR next_probe_at <= ?)",
@@ -541,7 +537,7 @@ void ProbeDps(SiteContext& ctx) {
                .status();
          }
          std::int64_t n = attempts + 1;
-         std::int64_t next = t + Ms(core::BackoffDelay({ctx.config.probe_base, ctx.config.probe_max}, n));
+         std::int64_t next = t + core::ToMillis(core::BackoffDelay({ctx.config.probe_base, ctx.config.probe_max}, n));
          DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dps SET probe_attempts = ?, next_probe_at = ?, probe_error = ? WHERE id = ?",
                                        {n, next, error, id})
                                    .status());

@@ -18,8 +18,6 @@ namespace {
 
 constexpr std::size_t kMaxVerifyChunks = 64;
 
-std::int64_t Ms(core::Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
-
 std::string MessageKey(const char* what, std::int64_t version_id, std::int64_t dp_id) {
   return std::string(what) + ":" + std::to_string(version_id) + ":" + std::to_string(dp_id);
 }
@@ -120,7 +118,7 @@ Status ApplyItem(SiteContext& ctx, catalog::Tx& tx, std::int64_t dp_id, const st
   if (event == RecordEvent::kDpReadyUnasked) return Status::Ok();
   // Failed: this record's own backoff; one message per failing record whose count grows.
   const std::int64_t attempts = rec->Int(2) + 1;
-  const std::int64_t retry_at = now + Ms(core::BackoffDelay({ctx.config.retry_base, ctx.config.retry_max}, attempts));
+  const std::int64_t retry_at = now + core::ToMillis(core::BackoffDelay({ctx.config.retry_base, ctx.config.retry_max}, attempts));
   DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dp_records SET attempts = ?, next_retry_at = ?, last_error = ? WHERE "
                                 "version_id = ? AND dp_id = ?",
                                 {attempts, retry_at, it.error, version_id, dp_id})

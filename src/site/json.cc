@@ -1,5 +1,6 @@
 #include "site/json.h"
 
+#include "core/json_text.h"
 #include "core/path.h"
 
 namespace depot::site {
@@ -28,7 +29,7 @@ core::Result<Json> ParseJsonBody(std::string_view body, bool allow_array, int ma
   return j;
 }
 
-std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+std::string Dump(const Json& j) { return core::DumpJson(j); }
 
 ObjectReader::ObjectReader(const Json& obj, std::string what) : obj_(obj), what_(std::move(what)) {
   if (!obj_.is_object()) status_ = Status::InvalidArgument(what_ + " must be a JSON object");

@@ -12,6 +12,7 @@
 #include "site/messages.h"
 #include "site/package_programs.h"
 #include "store/manifest.h"
+#include "store/chunk_batch.h"
 #include "tuf/metadata.h"
 
 namespace depot::site {
@@ -19,12 +20,6 @@ namespace depot::site {
 using core::Status;
 
 namespace {
-
-std::uint32_t ReadLe32(const char* p) {
-  std::uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;  // little-endian hosts only (x86-64, aarch64)
-}
 
 struct VersionRow {
   std::int64_t id = 0, package_id = 0, version = 0;
@@ -87,42 +82,23 @@ core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body) {
   // One decompression buffer per server thread, reused across requests.
   thread_local std::string scratch;
   std::uint64_t stored = 0, bytes = 0;
-  std::size_t pos = 0;
-  std::size_t index = 0;
-  while (pos < body.size()) {
-    if (body.size() - pos < 40) {
-      return Status::InvalidArgument("chunk batch: record " + std::to_string(index) +
-                                     " is truncated");
+  DEPOT_RETURN_IF_ERROR(store::ForEachChunkRecord(body, [&](const store::ChunkRecord& r) -> Status {
+    if (r.size > max_size) {
+      return Status::InvalidArgument("chunk batch: chunk " + core::DigestHex(r.id) + " is " + std::to_string(r.size) +
+                                     " bytes, above the repository's " + std::to_string(max_size) + "-byte maximum");
     }
-    core::Digest id;
-    std::memcpy(id.data(), body.data() + pos, 32);
-    std::uint32_t size = ReadLe32(body.data() + pos + 32);
-    std::uint32_t frame_len = ReadLe32(body.data() + pos + 36);
-    pos += 40;
-    if (size > max_size) {
-      return Status::InvalidArgument("chunk batch: chunk " + core::DigestHex(id) + " is " +
-                                     std::to_string(size) + " bytes, above the repository's " +
-                                     std::to_string(max_size) + "-byte maximum");
-    }
-    if (frame_len > body.size() - pos) {
-      return Status::InvalidArgument("chunk batch: record " + std::to_string(index) +
-                                     " is truncated");
-    }
-    std::string_view frame = body.substr(pos, frame_len);
-    pos += frame_len;
-    ++index;
     // Added before it is staged, so a query that no longer finds it staged finds it
     // here (the intake's lock orders the two).
-    ctx.chunk_filter->Add(id);
-    auto put = ctx.intake->Put(id, size, frame, &scratch);
+    ctx.chunk_filter->Add(r.id);
+    auto put = ctx.intake->Put(r.id, r.size, r.frame, &scratch);
     if (!put.ok()) {
       if (ctx.chunks_rejected) ctx.chunks_rejected->Inc();
-      return std::move(put).status().WithContext("chunk batch: chunk " + core::DigestHex(id) +
-                                                 " rejected");
+      return std::move(put).status().WithContext("chunk batch: chunk " + core::DigestHex(r.id) + " rejected");
     }
     ++stored;
-    bytes += frame_len;
-  }
+    bytes += r.frame.size();
+    return Status::Ok();
+  }));
   // Staged: verified and written, durable at the intake's next group commit, which
   // runs off this thread (and at the latest when a version referencing them commits).
   core::CrashPoint("site.chunks_stored");

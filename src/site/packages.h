@@ -18,11 +18,8 @@
 
 namespace depot::site {
 
-// Media type of a chunk batch: repeated [32-byte id][u32 LE size][u32 LE frame
-// length][zstd frame].
-inline constexpr char kChunkBatchType[] = "application/vnd.depot.chunks";
-
 core::Result<Json> ChunksMissing(SiteContext& ctx, const Json& body);
+// Stores a chunk batch (store/chunk_batch.h), each frame verified against its id.
 core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body);
 // `manifest_body` is a manifest (docs/formats.md) whose package id, version and
 // creation time the site replaces. `create`: the package must not exist yet (else it

@@ -1,6 +1,7 @@
 // In-process tests of the site's API: a real site on loopback, real SQLite, a real
 // content library, driven through the HTTP client like the CLI drives it.
 #include "site/site.h"
+#include "store/chunk_batch.h"
 
 #include <gtest/gtest.h>
 
@@ -207,13 +208,9 @@ store::Manifest UploadTree(SiteTest* t, http::Client* c, const std::string& src,
   for (const auto& ref : m.UniqueChunks()) {
     auto frame = local.GetFrame(ref.id);
     EXPECT_TRUE(frame.ok());
-    body.append(reinterpret_cast<const char*>(ref.id.data()), 32);
-    std::uint32_t n = ref.size, f = static_cast<std::uint32_t>(frame->size());
-    body.append(reinterpret_cast<const char*>(&n), 4);
-    body.append(reinterpret_cast<const char*>(&f), 4);
-    body.append(*frame);
+    store::AppendChunkRecord(&body, ref.id, ref.size, *frame);
   }
-  auto r = c->Do("POST", "/api/v1/chunks", body, "application/vnd.depot.chunks");
+  auto r = c->Do("POST", "/api/v1/chunks", body, std::string(store::kChunkBatchMediaType));
   EXPECT_TRUE(r.ok() && r->status == 200) << (r.ok() ? r->body : r.status().ToString());
   (void)t;
   return m;
