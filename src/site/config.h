@@ -78,7 +78,4 @@ core::Result<SiteConfig> LoadConfig(core::Env* env, const std::string& path);
 // The TOML text of `config` (every key, with comments).
 std::string RenderConfig(const SiteConfig& config);
 
-// "24h", "90s", "250ms": the shortest exact spelling of `d`.
-std::string FormatDuration(core::Duration d);
-
 }  // namespace depot::site

@@ -55,12 +55,5 @@ TEST(ConfigTest, TyposAndBadValuesAreNamed) {
   EXPECT_NE(s.message().find("timestamp_lifetime must be from 10m to 30d"), std::string::npos) << s.ToString();
 }
 
-TEST(ConfigTest, FormatDuration) {
-  EXPECT_EQ(FormatDuration(std::chrono::hours(48)), "2d");
-  EXPECT_EQ(FormatDuration(std::chrono::seconds(90)), "90s");
-  EXPECT_EQ(FormatDuration(std::chrono::minutes(90)), "90m");
-  EXPECT_EQ(FormatDuration(std::chrono::milliseconds(1500)), "1500ms");
-}
-
 }  // namespace
 }  // namespace depot::site

@@ -12,6 +12,7 @@
 #include "site/messages.h"
 #include "site/package_programs.h"
 #include "store/manifest.h"
+#include "core/toml_config.h"
 #include "store/chunk_batch.h"
 #include "tuf/metadata.h"
 
@@ -400,7 +401,7 @@ core::Result<Json> DeletePackage(SiteContext& ctx, const std::string& name) {
                                               "package_id = ? AND cancelled_at IS NULL",
                                               {now, id}));
     return PostMessage(ctx, tx, core::msg::kPackageDeleted, {name, {}, {}, {}, {}},
-                       {{"package", name}, {"grace", FormatDuration(ctx.config.gc_grace)}});
+                       {{"package", name}, {"grace", core::FormatDuration(ctx.config.gc_grace)}});
   });
   if (!s.ok()) return s;
   ctx.Changed();
@@ -417,7 +418,7 @@ core::Result<Json> DeletePackage(SiteContext& ctx, const std::string& name) {
   return Json{{"package", name},
               {"versions_retired", versions.size()},
               {"deployments_cancelled", cancelled},
-              {"content_collected_after", FormatDuration(ctx.config.gc_grace)}};
+              {"content_collected_after", core::FormatDuration(ctx.config.gc_grace)}};
 }
 
 Status RecoverVersions(SiteContext& ctx) {
