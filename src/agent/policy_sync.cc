@@ -84,13 +84,16 @@ Status PolicySync::Poll(http::Client* site, std::vector<std::int64_t>* stop) {
   DEPOT_RETURN_IF_ERROR(http::ApiError(r, "policy from " + config_->site));
   auto items = ParsePolicy(r.body, &site_interval_);
   if (!items.ok()) return items.status().WithContext("policy from " + config_->site);
-  DEPOT_RETURN_IF_ERROR(Reconcile(*items, stop));
+  bool deferred = false;
+  DEPOT_RETURN_IF_ERROR(Reconcile(*items, stop, &deferred));
+  // A version change left for later must not be answered 304 by the next poll.
   const std::string* tag = r.GetHeader("etag");
-  etag_ = tag != nullptr ? *tag : "";
+  etag_ = tag != nullptr && !deferred ? *tag : "";
   return Status::Ok();
 }
 
-Status PolicySync::Reconcile(const std::vector<PolicyItem>& items, std::vector<std::int64_t>* stop) {
+Status PolicySync::Reconcile(const std::vector<PolicyItem>& items, std::vector<std::int64_t>* stop,
+                             bool* deferred) {
   std::set<std::int64_t> present;
   for (const PolicyItem& p : items) {
     present.insert(p.id);
@@ -111,7 +114,7 @@ Status PolicySync::Reconcile(const std::vector<PolicyItem>& items, std::vector<s
     if (to) {
       stop->push_back(p.id);
     } else {
-      etag_.clear();  // ask again next poll
+      *deferred = true;  // ask again next poll
     }
   }
   // Deployments that left the policy: stop at once, purge later.

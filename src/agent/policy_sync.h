@@ -40,7 +40,8 @@ class PolicySync {
 
  private:
   core::Status Poll(http::Client* site, std::vector<std::int64_t>* stop);
-  core::Status Reconcile(const std::vector<PolicyItem>& items, std::vector<std::int64_t>* stop);
+  // *deferred: a version change waits for a running program (the next poll asks again).
+  core::Status Reconcile(const std::vector<PolicyItem>& items, std::vector<std::int64_t>* stop, bool* deferred);
 
   StateStore* state_;
   core::Clock* clock_;

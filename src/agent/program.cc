@@ -26,7 +26,7 @@ namespace {
 // before the wrapper was born. See program.h for why each step.
 constexpr char kWrapper[] = R"sh(
 mkdir "$1/started" 2>/dev/null || exit 0
-echo $$ >"$1/pid"
+echo $$ >"$1/pid.tmp" && mv -f "$1/pid.tmp" "$1/pid"
 if cd "$2"; then
   /bin/sh -c "$3" >"$1/output" 2>&1 </dev/null 9>&-
   c=$?
@@ -95,6 +95,16 @@ core::Result<int> StartProgram(const std::string& run_dir, const ProgramSpec& sp
   posix_spawnattr_destroy(&attr);
   ::close(lock_fd);
   if (rc != 0) return core::ErrnoStatus(rc, "starting /bin/sh for the install program");
+  // The wrapper leads its own session, so its pid names the group to kill. Recorded
+  // here too (the wrapper writes the same, in case this process dies first), so that
+  // KillProgram works from the moment this returns, not only once the wrapper ran.
+  std::string pid_text = std::to_string(pid) + "\n";
+  int pid_fd = ::open((run_dir + "/pid.agent").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (pid_fd >= 0) {
+    bool written = ::write(pid_fd, pid_text.data(), pid_text.size()) == static_cast<ssize_t>(pid_text.size());
+    ::close(pid_fd);
+    if (written) ::rename((run_dir + "/pid.agent").c_str(), (run_dir + "/pid").c_str());
+  }
   return static_cast<int>(pid);
 }
 

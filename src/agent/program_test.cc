@@ -65,7 +65,7 @@ TEST(ProgramTest, RunningProgramIsSeenRunningAndCanBeKilled) {
   RunState seen = RunState::kNeverStarted;
   for (int i = 0; i < 200 && seen != RunState::kRunning; ++i) {
     struct stat sb;
-    if (::stat(dir.Sub("run/pid").c_str(), &sb) == 0) seen = CheckProgram(dir.Sub("run"))->state;
+    if (::stat(dir.Sub("run/started").c_str(), &sb) == 0) seen = CheckProgram(dir.Sub("run"))->state;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ASSERT_EQ(seen, RunState::kRunning);
@@ -73,6 +73,19 @@ TEST(ProgramTest, RunningProgramIsSeenRunningAndCanBeKilled) {
   RunStatus st = WaitUntilNotRunning(dir.Sub("run"));
   // Killed: it started, and no exit code was written.
   EXPECT_EQ(st.state, RunState::kVanished);
+}
+
+TEST(ProgramTest, AProgramKilledRightAfterItsStartIsKilled) {
+  // A timeout judged at once (the agent's clock jumped, or the host is slow to start
+  // the wrapper): the kill must not depend on the wrapper having run yet.
+  testing::TempDir dir;
+  ProgramSpec spec;
+  spec.command = "sleep 30";
+  spec.work_dir = dir.path();
+  ASSERT_TRUE(StartProgram(dir.Sub("run"), spec).ok());
+  KillProgram(dir.Sub("run"));
+  RunStatus st = WaitUntilNotRunning(dir.Sub("run"));
+  EXPECT_NE(st.state, RunState::kExited);
 }
 
 TEST(ProgramTest, AnAttemptThatNeverStartedIsToldApartFromOneThatVanished) {
