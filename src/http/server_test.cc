@@ -24,8 +24,8 @@ class TestHandler : public Handler {
   void Handle(Request& req, Response* resp) override {
     ++calls;
     if (req.path == "/echo") {
-      *resp = Response::Text(200, req.method + " " + req.body + " q=" +
-                                      req.QueryParam("q").value_or("-"));
+      *resp = Response::Text(
+          200, req.method + " " + req.body + " q=" + req.QueryParam("q").value_or("-"));
       return;
     }
     if (req.path == "/file") {
@@ -87,7 +87,8 @@ TEST_F(ServerTest, AccessLogHasOneJsonLinePerRequest) {
     lines.push_back(text->substr(at, nl - at));
   }
   ASSERT_EQ(lines.size(), 3u) << *text;
-  EXPECT_NE(lines[0].find(R"("method":"GET","target":"/echo?q=%22x%22","status":200)"), std::string::npos)
+  EXPECT_NE(lines[0].find(R"("method":"GET","target":"/echo?q=%22x%22","status":200)"),
+            std::string::npos)
       << lines[0];
   EXPECT_NE(lines[0].find(R"("remote":"127.0.0.1")"), std::string::npos) << lines[0];
   EXPECT_NE(lines[1].find(R"("method":"POST")"), std::string::npos) << lines[1];
@@ -223,8 +224,8 @@ std::string ReadAll(int fd) {
 TEST_F(ServerTest, OversizedHeadersAndGarbageAreRefused) {
   Start();
   int fd = Connect(server_->port());
-  std::string req = "GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') +
-                    "\r\n\r\n";
+  std::string req =
+      "GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n";
   ASSERT_GT(::write(fd, req.data(), req.size()), 0);
   EXPECT_EQ(ReadAll(fd).rfind("HTTP/1.1 431", 0), 0u);
   ::close(fd);

@@ -210,13 +210,17 @@ TEST_F(RepositoryTest, GarbageCollectionRefusesWhenAManifestIsDamaged) {
   auto v1 = Add();
   ASSERT_TRUE(v1.ok());
   std::size_t before = 0;
-  ASSERT_TRUE(repo_->chunks()->ForEach([&](const store::ChunkId&, std::uint64_t) { return ++before, true; }).ok());
+  ASSERT_TRUE(repo_->chunks()
+                  ->ForEach([&](const store::ChunkId&, std::uint64_t) { return ++before, true; })
+                  .ok());
   RepoLayout l(dir_.Sub("repo"));
   testing::WriteFileOrDie(l.targets() + "/tools/" + v1->manifest_id + ".1.json", "damaged");
   auto report = repo_->CollectGarbage();
   EXPECT_TRUE(report.status().IsCorruption()) << report.status().ToString();
   std::size_t after = 0;
-  ASSERT_TRUE(repo_->chunks()->ForEach([&](const store::ChunkId&, std::uint64_t) { return ++after, true; }).ok());
+  ASSERT_TRUE(repo_->chunks()
+                  ->ForEach([&](const store::ChunkId&, std::uint64_t) { return ++after, true; })
+                  .ok());
   EXPECT_EQ(after, before);
 }
 

@@ -39,8 +39,8 @@ class SiteTest : public ::testing::Test {
     return std::move(*http::Client::Create(site_->url(), opts));
   }
 
-  Json Call(http::Client* c, const std::string& method, const std::string& target, const Json& body = nullptr,
-            long want = 200) {
+  Json Call(http::Client* c, const std::string& method, const std::string& target,
+            const Json& body = nullptr, long want = 200) {
     auto r = c->Do(method, target, body.is_null() ? "" : body.dump());
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     if (!r.ok()) return Json();
@@ -81,25 +81,42 @@ TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredential
     const char* least;  // weakest role that passes
   };
   const Endpoint endpoints[] = {
-      {"POST", "/api/v1/tokens", "admin"},          {"GET", "/api/v1/tokens", "admin"},
-      {"DELETE", "/api/v1/tokens/999", "admin"},    {"POST", "/api/v1/chunks/missing", "operator"},
-      {"POST", "/api/v1/chunks", "operator"},       {"POST", "/api/v1/chunks/commit", "operator"},
+      {"POST", "/api/v1/tokens", "admin"},
+      {"GET", "/api/v1/tokens", "admin"},
+      {"DELETE", "/api/v1/tokens/999", "admin"},
+      {"POST", "/api/v1/chunks/missing", "operator"},
+      {"POST", "/api/v1/chunks", "operator"},
+      {"POST", "/api/v1/chunks/commit", "operator"},
       {"POST", "/api/v1/packages/x/versions", "operator"},
-      {"GET", "/api/v1/packages", "read-only"},     {"GET", "/api/v1/packages/x", "read-only"},
-      {"DELETE", "/api/v1/packages/x", "operator"}, {"GET", "/api/v1/settings", "read-only"},
-      {"POST", "/api/v1/dps", "admin"},             {"GET", "/api/v1/dps", "read-only"},
-      {"GET", "/api/v1/dps/x", "read-only"},        {"DELETE", "/api/v1/dps/x", "admin"},
-      {"POST", "/api/v1/distributions", "operator"}, {"GET", "/api/v1/clients", "read-only"},
-      {"GET", "/api/v1/clients/x", "read-only"},    {"POST", "/api/v1/collections", "operator"},
-      {"GET", "/api/v1/collections", "read-only"},  {"GET", "/api/v1/collections/x", "read-only"},
-      {"DELETE", "/api/v1/collections/x", "operator"}, {"PATCH", "/api/v1/collections/x", "operator"},
-      {"POST", "/api/v1/deployments", "operator"},  {"GET", "/api/v1/deployments", "read-only"},
-      {"GET", "/api/v1/deployments/1", "read-only"}, {"POST", "/api/v1/deployments/1/cancel", "operator"},
-      {"GET", "/api/v1/messages", "read-only"},     {"GET", "/api/v1/status", "read-only"},
-      {"GET", "/api/v1/dp/assignment", "dp"},       {"POST", "/api/v1/dp/report", "dp"},
+      {"GET", "/api/v1/packages", "read-only"},
+      {"GET", "/api/v1/packages/x", "read-only"},
+      {"DELETE", "/api/v1/packages/x", "operator"},
+      {"GET", "/api/v1/settings", "read-only"},
+      {"POST", "/api/v1/dps", "admin"},
+      {"GET", "/api/v1/dps", "read-only"},
+      {"GET", "/api/v1/dps/x", "read-only"},
+      {"DELETE", "/api/v1/dps/x", "admin"},
+      {"POST", "/api/v1/distributions", "operator"},
+      {"GET", "/api/v1/clients", "read-only"},
+      {"GET", "/api/v1/clients/x", "read-only"},
+      {"POST", "/api/v1/collections", "operator"},
+      {"GET", "/api/v1/collections", "read-only"},
+      {"GET", "/api/v1/collections/x", "read-only"},
+      {"DELETE", "/api/v1/collections/x", "operator"},
+      {"PATCH", "/api/v1/collections/x", "operator"},
+      {"POST", "/api/v1/deployments", "operator"},
+      {"GET", "/api/v1/deployments", "read-only"},
+      {"GET", "/api/v1/deployments/1", "read-only"},
+      {"POST", "/api/v1/deployments/1/cancel", "operator"},
+      {"GET", "/api/v1/messages", "read-only"},
+      {"GET", "/api/v1/status", "read-only"},
+      {"GET", "/api/v1/dp/assignment", "dp"},
+      {"POST", "/api/v1/dp/report", "dp"},
       {"GET", "/api/v1/dp/trust", "dp"},
-      {"POST", "/api/v1/dp/messages", "dp"},        {"POST", "/api/v1/agent/enroll", "enroll"},
-      {"GET", "/api/v1/agent/policy", "agent"},     {"POST", "/api/v1/agent/attributes", "agent"},
+      {"POST", "/api/v1/dp/messages", "dp"},
+      {"POST", "/api/v1/agent/enroll", "enroll"},
+      {"GET", "/api/v1/agent/policy", "agent"},
+      {"POST", "/api/v1/agent/attributes", "agent"},
       {"POST", "/api/v1/agent/status", "agent"},
   };
   auto none = Client("");
@@ -109,7 +126,8 @@ TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredential
   auto enroll = Client(en["token"]);
   for (const auto& e : endpoints) {
     std::string what = std::string(e.method) + " " + e.target;
-    std::string body = std::string(e.method) == "POST" || std::string(e.method) == "PATCH" ? "{}" : "";
+    std::string body =
+        std::string(e.method) == "POST" || std::string(e.method) == "PATCH" ? "{}" : "";
     auto r = none->Do(e.method, e.target, body);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->status, 401) << what << " without credentials";
@@ -119,10 +137,12 @@ TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredential
     std::string least = e.least;
     // Every credential weaker than (or unrelated to) the least one is refused.
     std::vector<std::pair<std::string, http::Client*>> weaker;
-    if (least == "admin") weaker = {{"operator", oper.get()}, {"read-only", read_only.get()}, {"enroll", enroll.get()}};
+    if (least == "admin")
+      weaker = {{"operator", oper.get()}, {"read-only", read_only.get()}, {"enroll", enroll.get()}};
     if (least == "operator") weaker = {{"read-only", read_only.get()}, {"enroll", enroll.get()}};
     if (least == "read-only") weaker = {{"enroll", enroll.get()}};
-    if (least == "dp" || least == "agent") weaker = {{"admin", admin_.get()}, {"enroll", enroll.get()}};
+    if (least == "dp" || least == "agent")
+      weaker = {{"admin", admin_.get()}, {"enroll", enroll.get()}};
     if (least == "enroll") weaker = {{"admin", admin_.get()}, {"read-only", read_only.get()}};
     for (auto& [name, c] : weaker) {
       r = c->Do(e.method, e.target, body);
@@ -133,7 +153,8 @@ TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredential
 }
 
 TEST_F(SiteTest, RevokedAndExpiredTokensStopWorkingAtOnce) {
-  Json t = Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "read-only"}, {"name", "ci"}}, 201);
+  Json t =
+      Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "read-only"}, {"name", "ci"}}, 201);
   auto c = Client(t["token"]);
   Call(c.get(), "GET", "/api/v1/packages");
   Call(admin_.get(), "DELETE", "/api/v1/tokens/" + std::to_string(t["id"].get<int>()));
@@ -155,7 +176,8 @@ TEST_F(SiteTest, BadInputIsAClearErrorAndChangesNothing) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 400);
   EXPECT_NE(r->body.find("not valid JSON"), std::string::npos);
-  r = admin_->Do("POST", "/api/v1/dps", Json{{"name", "dp1"}, {"url", "http://x"}, {"colour", "red"}}.dump());
+  r = admin_->Do("POST", "/api/v1/dps",
+                 Json{{"name", "dp1"}, {"url", "http://x"}, {"colour", "red"}}.dump());
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 400);
   EXPECT_NE(r->body.find("unknown field `colour`"), std::string::npos) << r->body;
@@ -192,7 +214,8 @@ namespace depot::site {
 namespace {
 
 // Uploads a snapshot's chunks through the API and returns its manifest draft.
-store::Manifest UploadTree(SiteTest* t, http::Client* c, const std::string& src, const std::string& staging) {
+store::Manifest UploadTree(SiteTest* t, http::Client* c, const std::string& src,
+                           const std::string& staging) {
   store::ChunkStore local(core::Env::Default(), staging, 1);
   EXPECT_TRUE(local.Create().ok());
   auto snap = store::Snapshot(core::Env::Default(), src, &local, {});
@@ -224,8 +247,10 @@ TEST_F(SiteTest, ManifestsThatDisagreeWithTheirChunksAreNotSigned) {
   testing::WriteFileOrDie(dir_.Sub("src/small.txt"), "hello");
   store::Manifest m = UploadTree(this, admin_.get(), dir_.Sub("src"), dir_.Sub("staging"));
   // The client's "that was all": the group commit starts, the answer does not wait.
-  EXPECT_EQ(Call(admin_.get(), "POST", "/api/v1/chunks/commit", Json::object(), 202)["committing"], true);
-  Call(admin_.get(), "POST", "/api/v1/chunks/commit", Json{{"chunks", 3}}, 400);  // it takes no fields
+  EXPECT_EQ(Call(admin_.get(), "POST", "/api/v1/chunks/commit", Json::object(), 202)["committing"],
+            true);
+  Call(admin_.get(), "POST", "/api/v1/chunks/commit", Json{{"chunks", 3}},
+       400);  // it takes no fields
   auto post = [&](const store::Manifest& man) {
     auto bytes = store::SerializeManifest(man);
     EXPECT_TRUE(bytes.ok()) << bytes.status().ToString();
@@ -254,7 +279,8 @@ TEST_F(SiteTest, ManifestsThatDisagreeWithTheirChunksAreNotSigned) {
   }
   r = post(missing);
   EXPECT_EQ(r.status, 404) << r.body;
-  EXPECT_EQ(Call(admin_.get(), "GET", "/api/v1/packages")["packages"].size(), 0u) << "nothing was created";
+  EXPECT_EQ(Call(admin_.get(), "GET", "/api/v1/packages")["packages"].size(), 0u)
+      << "nothing was created";
   r = post(m);
   EXPECT_EQ(r.status, 201) << r.body;
 }
@@ -280,7 +306,9 @@ TEST_F(SiteTest, MissingChunkAnswersFollowTheLibraryBeforeAndAfterItsFilterIsLoa
   auto filter_ready = [&] {
     for (int i = 0; i < 1000; ++i) {
       auto metrics = Client("")->Do("GET", "/metrics");
-      if (metrics.ok() && metrics->body.find("depot_site_chunk_filter_ready 1") != std::string::npos) return true;
+      if (metrics.ok() &&
+          metrics->body.find("depot_site_chunk_filter_ready 1") != std::string::npos)
+        return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return false;
@@ -292,7 +320,8 @@ TEST_F(SiteTest, MissingChunkAnswersFollowTheLibraryBeforeAndAfterItsFilterIsLoa
   // A chunk deleted behind the site's back (an operator, a disk repair): missing, though
   // the filter saw it arrive.
   const std::string library = dir_.Sub("site/library/repo/chunks/");
-  ASSERT_TRUE(core::Env::Default()->Remove(library + stored[0].substr(0, 2) + "/" + stored[0]).ok());
+  ASSERT_TRUE(
+      core::Env::Default()->Remove(library + stored[0].substr(0, 2) + "/" + stored[0]).ok());
   EXPECT_EQ(missing(ask), (std::set<std::string>{never, stored[0]}));
   // After a restart the filter is loaded from the library: the same answers, before and
   // after it is ready.

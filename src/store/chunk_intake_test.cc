@@ -85,7 +85,8 @@ TEST_F(ChunkIntakeTest, VerifiedForgetsAfterItsTimeAndFailedChunksAreNeverVouche
 
   std::vector<Chunk> chunks;
   for (int i = 0; i < 20; ++i) chunks.push_back(MakeChunk(5000, 400 + i));
-  for (const Chunk& c : chunks) ASSERT_TRUE(intake.Put(c.id, c.data.size(), c.frame, &scratch_).ok());
+  for (const Chunk& c : chunks)
+    ASSERT_TRUE(intake.Put(c.id, c.data.size(), c.frame, &scratch_).ok());
   env_.fail_sync = true;
   EXPECT_FALSE(intake.Flush().ok());
   env_.fail_sync = false;
@@ -111,7 +112,8 @@ TEST_F(ChunkIntakeTest, TheCommitterCommitsBySizeByDelayAndOnRequest) {
     ChunkIntake intake(&store_, {1, std::chrono::hours(1)});
     Chunk a = MakeChunk(20000, 5);
     ASSERT_TRUE(intake.Put(a.id, a.data.size(), a.frame, &scratch_).ok());
-    for (int i = 0; i < 500 && !*store_.Has(a.id); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (int i = 0; i < 500 && !*store_.Has(a.id); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     EXPECT_TRUE(*store_.Has(a.id));
   }
   {
@@ -158,7 +160,8 @@ TEST_F(ChunkIntakeTest, AFailedCommitDropsItsChunksAndTheNextFlushSaysWhy) {
   // Enough chunks for the batch to sync the filesystem (the path that fails here).
   std::vector<Chunk> chunks;
   for (int i = 0; i < 20; ++i) chunks.push_back(MakeChunk(5000, 100 + i));
-  for (const Chunk& c : chunks) ASSERT_TRUE(intake.Put(c.id, c.data.size(), c.frame, &scratch_).ok());
+  for (const Chunk& c : chunks)
+    ASSERT_TRUE(intake.Put(c.id, c.data.size(), c.frame, &scratch_).ok());
   env_.fail_sync = true;
   core::Status s = intake.Flush();
   EXPECT_TRUE(s.IsIOError()) << s.ToString();
@@ -181,7 +184,8 @@ TEST_F(ChunkIntakeTest, ABackgroundFailureIsReportedByTheNextFlushOnce) {
   std::vector<Chunk> chunks;
   for (int i = 0; i < 20; ++i) chunks.push_back(MakeChunk(5000, 200 + i));
   env_.fail_sync = true;
-  for (const Chunk& c : chunks) ASSERT_TRUE(intake.Put(c.id, c.data.size(), c.frame, &scratch_).ok());
+  for (const Chunk& c : chunks)
+    ASSERT_TRUE(intake.Put(c.id, c.data.size(), c.frame, &scratch_).ok());
   // Wait for the committer to have tried (and failed) everything.
   for (int i = 0; i < 500; ++i) {
     bool any = false;

@@ -8,10 +8,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
-#include <cstring>
 #include <thread>
 
 #include "core/sha256.h"
@@ -104,8 +104,8 @@ TEST_F(SnapshotTest, DirectoryBesideSamePrefixNamesGivesAValidSortedManifest) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   std::vector<std::string> paths;
   for (const auto& e : r->entries) paths.push_back(e.path);
-  EXPECT_EQ(paths, (std::vector<std::string>{"a", "a b", "a!", "a-b", "a.dir", "a.link", "a.txt", "a/b", "a/c",
-                                             "a/c/d", "\xc3\xa9t\xc3\xa9"}));
+  EXPECT_EQ(paths, (std::vector<std::string>{"a", "a b", "a!", "a-b", "a.dir", "a.link", "a.txt",
+                                             "a/b", "a/c", "a/c/d", "\xc3\xa9t\xc3\xa9"}));
   // Each file's hash and size landed on its own entry after the reordering.
   EXPECT_EQ(Find(*r, "a.txt")->size, 300u << 10);
   EXPECT_EQ(Find(*r, "a/b")->sha256, core::Sha256::Hash("inside\n"));
@@ -179,7 +179,8 @@ TEST_F(SnapshotTest, RejectsSpecialFilesNamingThem) {
   auto r = Run();
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().IsInvalidArgument());
-  EXPECT_NE(r.status().message().find("pipe: is a FIFO"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("pipe: is a FIFO"), std::string::npos)
+      << r.status().message();
   ::unlink((src_ + "/pipe").c_str());
 
   int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
@@ -343,7 +344,8 @@ class CollectingSink : public ChunkSink {
     std::lock_guard<std::mutex> lock(mu);
     auto data = DecompressFrame(frame, size);
     if (!data.ok()) return data.status();
-    if (core::Sha256::Hash(*data) != id) return core::Status::Corruption("sink got a frame that is not its id");
+    if (core::Sha256::Hash(*data) != id)
+      return core::Status::Corruption("sink got a frame that is not its id");
     EXPECT_TRUE(chunks.emplace(id, size).second) << "each distinct chunk once";
     return core::Status::Ok();
   }
