@@ -10,6 +10,8 @@
 
 #include "core/testing.h"
 #include "http/client.h"
+#include "site/context.h"
+#include "site/distribution.h"
 
 namespace depot::site {
 namespace {
@@ -169,6 +171,61 @@ TEST_F(SiteTest, RevokedAndExpiredTokensStopWorkingAtOnce) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 401);
   EXPECT_NE(r->body.find("no uses left"), std::string::npos) << r->body;
+}
+
+// The DP assignment long poll, on the handler itself (the server parks and wakes
+// requests as a Response::Wait asks: http/server_test.cc).
+TEST_F(SiteTest, AssignmentLongPollParksForWhatIsLeftOfItsWaitThenAnswers304) {
+  Call(admin_.get(), "POST", "/api/v1/dps", {{"name", "dp1"}, {"url", "http://127.0.0.1:9"}}, 201);
+  SiteContext* ctx = site_->context();
+  const std::int64_t dp = *ctx->db->QueryInt("SELECT id FROM dps WHERE name = 'dp1'");
+  // A request received `age` ago, seen by the handler for the first time or, when
+  // `timed_out`, again after its wait ended without a change.
+  auto ask = [&](const std::string& etag, const std::string& query, std::chrono::seconds age,
+                 bool timed_out) {
+    http::Request req;
+    req.method = "GET";
+    req.path = "/api/v1/dp/assignment";
+    req.query = query;
+    req.received = std::chrono::steady_clock::now() - age;
+    req.poll_round = timed_out ? 1 : 0;
+    req.poll_timed_out = timed_out;
+    if (!etag.empty()) req.headers.push_back({"if-none-match", etag});
+    http::Response resp;
+    HandleAssignment(*ctx, dp, req, &resp);
+    return resp;
+  };
+  http::Response first = ask("", "wait=60", std::chrono::seconds(0), false);
+  EXPECT_EQ(first.status, 200);
+  EXPECT_FALSE(first.wait.has_value());
+  ASSERT_NE(first.GetHeader("etag"), nullptr);
+  const std::string etag = *first.GetHeader("etag");
+
+  // Nothing changed: parked on the assignments topic for what is left of `wait`, from
+  // the topic's current sequence number (any change from now on wakes it).
+  const std::uint64_t seq = ctx->server->Sequence("assignments");
+  http::Response parked = ask(etag, "wait=60", std::chrono::seconds(20), false);
+  ASSERT_TRUE(parked.wait.has_value());
+  EXPECT_EQ(parked.wait->topic, "assignments");
+  EXPECT_EQ(parked.wait->seen, seq);
+  EXPECT_LE(parked.wait->timeout, std::chrono::seconds(40));
+  EXPECT_GT(parked.wait->timeout, std::chrono::seconds(30));
+  // `wait` is at most 120 s.
+  http::Response capped = ask(etag, "wait=100000", std::chrono::seconds(0), false);
+  ASSERT_TRUE(capped.wait.has_value());
+  EXPECT_LE(capped.wait->timeout, std::chrono::seconds(120));
+  // Its wait over, unchanged: 304 with the ETag. So too a request whose wait passed
+  // before the handler saw it.
+  for (const http::Response& r : {ask(etag, "wait=60", std::chrono::seconds(60), true),
+                                  ask(etag, "wait=1", std::chrono::seconds(2), false)}) {
+    EXPECT_EQ(r.status, 304);
+    EXPECT_FALSE(r.wait.has_value());
+    ASSERT_NE(r.GetHeader("etag"), nullptr);
+    EXPECT_EQ(*r.GetHeader("etag"), etag);
+  }
+  // A change moves the topic past what the parked poll saw.
+  Call(admin_.get(), "DELETE", "/api/v1/dps/dp1");
+  EXPECT_GT(ctx->server->Sequence("assignments"), seq);
 }
 
 TEST_F(SiteTest, BadInputIsAClearErrorAndChangesNothing) {
