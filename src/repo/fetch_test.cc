@@ -148,7 +148,8 @@ TEST_F(FetchTest, UnknownPackageOrVersionListsWhatExists) {
   req.version = 7;
   auto r = FetchVersion(env_, clock_, &source_, req);
   EXPECT_TRUE(r.status().IsNotFound());
-  EXPECT_NE(r.status().message().find("signed versions: 1"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("signed versions: 1"), std::string::npos)
+      << r.status().message();
   req.package = "nope";
   req.version = 0;
   EXPECT_TRUE(FetchVersion(env_, clock_, &source_, req).status().IsNotFound());
@@ -267,10 +268,12 @@ TEST_F(FetchTest, DamagedCacheEntryIsRefetched) {
   // Corrupt every cached chunk.
   store::ChunkStore cache(env_, dir_.Sub("cache/chunks"), 1);
   std::vector<std::string> paths;
-  ASSERT_TRUE(cache.ForEach([&](const store::ChunkId& id, std::uint64_t) {
-                     paths.push_back(cache.PathOf(id));
-                     return true;
-                   }).ok());
+  ASSERT_TRUE(cache
+                  .ForEach([&](const store::ChunkId& id, std::uint64_t) {
+                    paths.push_back(cache.PathOf(id));
+                    return true;
+                  })
+                  .ok());
   for (const auto& p : paths) testing::WriteFileOrDie(p, "garbage");
   auto r = FetchVersion(env_, clock_, &source_, Request("second"));
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -322,10 +325,12 @@ TEST_F(FetchTest, FailedFetchKeepsItsPartialTreeAndTheNextOneResumesFromIt) {
   EXPECT_TRUE(*env_->Exists(PartialPath(dir_.Sub("out"))));
   // Nothing went into the cache: the partial tree is the only copy.
   store::ChunkStore cache(env_, dir_.Sub("cache/chunks"), 1);
-  ASSERT_TRUE(cache.ForEach([](const store::ChunkId&, std::uint64_t) {
-                     ADD_FAILURE() << "a chunk was cached";
-                     return false;
-                   }).ok());
+  ASSERT_TRUE(cache
+                  .ForEach([](const store::ChunkId&, std::uint64_t) {
+                    ADD_FAILURE() << "a chunk was cached";
+                    return false;
+                  })
+                  .ok());
 
   auto again = FetchVersion(env_, clock_, &source_, req);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
