@@ -62,7 +62,10 @@ class UpTest(DepotTestCase):
         result = second[-1]
         self.assertEqual((result["state"], result["version"], result["exit_code"]), ("succeeded", 2, 0), second)
         self.assertEqual(describe_tree(source), describe_tree(result["installed"]))
-        self.assertFalse(os.path.exists(os.path.join(data, "agent", "content", "sample", "1")))
+        # The agent records the success (which the result reports) and then removes the
+        # previous version's content.
+        wait_until(lambda: not os.path.exists(os.path.join(data, "agent", "content", "sample", "1")),
+                   "version 1's content removed after version 2 succeeded")
         self.assertLess(result["uploaded_chunks"], 10, result)
         self.assertLess(result["bytes_fetched"], 1 << 20, result)
         self.assertGreater(result["bytes_from_cache"], 20 << 20, result)
