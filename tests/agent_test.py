@@ -5,7 +5,7 @@ import shutil
 import time
 
 from harness import (AgentProcess, DepotTestCase, describe_tree, DpProcess, FaultServer, free_port, make_tree,
-                     run_depot, site_with_fast_retries, write)
+                     metric, run_depot, site_with_fast_retries, wait_until, write)
 
 
 class AgentTest(DepotTestCase):
@@ -132,7 +132,8 @@ class AgentTest(DepotTestCase):
         a = self.agent()
         a.start()
         a.wait(lambda s: s["deployments"] and s["deployments"][0]["state"] == "installing", "installing")
-        time.sleep(0.5)
+        # The program has started (its first command ran) and is now in its `sleep 3`.
+        wait_until(lambda: self.runs_logged(), "the program's first command")
         a.kill()  # the program keeps running without its agent
         code, err = a.once()
         self.assertEqual(code, 0, err)
@@ -213,7 +214,11 @@ class AgentTest(DepotTestCase):
         seen = open(log).read()
         a.wait(lambda s: not s["deployments"] and s["cache"]["bytes"] == 0, "purged", timeout=30)
         self.assertFalse(os.path.exists(os.path.join(a.data, "content", "tools")))
-        time.sleep(2)  # more polls
+        # Two more policy polls of the agent (the site's only agent), each a chance to
+        # ask for the package again.
+        polls = metric(self.site.url, "depot_site_policy_polls_total")
+        wait_until(lambda: metric(self.site.url, "depot_site_policy_polls_total") >= polls + 2,
+                   "two more policy polls of the agent")
         self.assertEqual(open(log).read(), seen, "no request for a deleted package after the poll")
         codes = {m["code"] for m in self.messages(a)}
         self.assertIn(4010, codes)

@@ -20,7 +20,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import DEPOT, DepotTestCase, DpProcess, SiteProcess, make_tree, run_depot, write
+from harness import DEPOT, DepotTestCase, DpProcess, SiteProcess, make_tree, run_depot, wait_until, write
 
 # The error codes docs/api.md documents for each status. Statuses it does not list
 # (405, 413, 431) must still carry a JSON error with some code and a message.
@@ -196,20 +196,11 @@ class BadInputTest(DepotTestCase):
         cls.dep_main = site.cli("deploy", "tools", "--program", "install", "--to", "linux", "--required")["id"]
         cls.dep_cancel = site.cli("deploy", "tools", "--program", "install", "--to", "static1")["id"]
 
-        # Wait until the DP's own messages have arrived and nothing moves any more.
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            codes = [m["code"] for m in site.cli("messages", "--dp", "dp1")["messages"]]
-            if 3001 in codes:
-                break
-            time.sleep(0.2)
-        prev = None
-        while time.time() < deadline:
-            cur = cls._snapshot()
-            if cur == prev:
-                break
-            prev = cur
-            time.sleep(0.5)
+        # The DP's last act after a copy: its report (the record is ready, waited for
+        # above), then its sync message (3001), sent after the report. Once that has
+        # arrived the DP has nothing more to say until something changes.
+        wait_until(lambda: 3001 in [m["code"] for m in site.cli("messages", "--dp", "dp1")["messages"]],
+                   "the DP's sync message (3001)", timeout=30)
         cls.valid_manifest = cls._manifest_of("tools", 1)
 
     @classmethod

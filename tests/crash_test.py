@@ -5,19 +5,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import unittest
 
-from harness import DEPOT, DepotTestCase, HERE, describe_tree, free_port, make_tree, run_depot
+from harness import DEPOT, DepotTestCase, HERE, describe_tree, free_port, make_tree, run_depot, wait_until
 
 
-def wait_for(predicate, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
+def wait_for(predicate, what):
+    # Looks often: the moment to kill at is short.
+    return wait_until(predicate, what, interval=0.005)
 
 
 def temp_files(root):
@@ -39,7 +34,7 @@ class CrashTest(DepotTestCase):
                                  "--source", self.src, "--threads", "1"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Kill it once it has written chunk temp files, before it could sign anything.
-        self.assertTrue(wait_for(lambda: len(temp_files(chunks)) > 5 or proc.poll() is not None))
+        wait_for(lambda: len(temp_files(chunks)) > 5 or proc.poll() is not None, "chunk temp files of the add")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if proc.returncode == 0:
@@ -77,7 +72,7 @@ class CrashTest(DepotTestCase):
         cached = lambda: [p for p in glob.glob(os.path.join(cache, "chunks", "*", "*"))
                           if not os.path.basename(p).startswith(".")]
         # Kill it once verified chunks have been committed to the cache.
-        self.assertTrue(wait_for(lambda: cached() or proc.poll() is not None))
+        wait_for(lambda: cached() or proc.poll() is not None, "a verified chunk in the fetch's cache")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if proc.returncode == 0:

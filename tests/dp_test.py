@@ -6,12 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import unittest
 import urllib.parse
 
-from harness import (DepotTestCase, describe_tree, DpProcess, free_port, HERE, make_tree, Nginx, run_depot,
-                     site_root_json, site_with, site_with_fast_retries, wait_until, write)
+from harness import (AccessLog, DepotTestCase, describe_tree, DpProcess, free_port, HERE, make_tree, Nginx,
+                     run_depot, site_root_json, site_with, site_with_fast_retries, wait_until, write)
 
 
 def http_get(url, path, headers=None, method="GET"):
@@ -73,8 +72,13 @@ class DpTest(DepotTestCase):
         # Long polls of 1 s that end with 304 (nothing changed) must not put the DP into
         # a failure backoff (here 60 s): a package assigned after a few of them arrives
         # within the next poll.
+        access = AccessLog(self.path("site-access.log"))
+        self.site.stop()
+        self.site.start(("--access-log", access.path))
         dp = self.dp("idle", extra=("--poll-wait", "1s", "--retry-base", "60s"))
-        time.sleep(4)
+        # Three of its long polls have ended unchanged (304) at the site.
+        wait_until(lambda: len([r for r in access.since() if r["target"].startswith("/api/v1/dp/assignment")
+                                and r["status"] == 304]) >= 3, "three idle long polls answered 304")
         self.package()
         self.site.cli("distribute", "tools", "--to", "idle")
         dp.wait_state("tools", 1, timeout=20)
@@ -156,12 +160,9 @@ class DpTest(DepotTestCase):
         # 8 MB/s: the 24 MiB copy takes ~3 s, long enough to kill it in the middle.
         dp = self.dp("dp1", extra=["--max-sync-rate", str(8 << 20), "--parallel", "4"])
         self.site.cli("distribute", "big", "--to", "dp1")
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            r = dp.record("big", 1)
-            if r and r["state"] == "syncing" and r["bytes_done"] > (8 << 20):
-                break
-            time.sleep(0.05)
+        # Kill it once a third of the copy has been reported.
+        wait_until(lambda: (r := dp.record("big", 1)) and r["state"] == "syncing" and r["bytes_done"] > (8 << 20),
+                   "8 MiB of the copy reported")
         dp.kill()
         dp.restart(extra=["--max-sync-rate", "0"])
         dp.wait_state("big", 1)
@@ -243,13 +244,8 @@ class DpTest(DepotTestCase):
         # The scheduled scrub does the same on its own.
         dp.restart(extra=["--scrub-every", "1s"])
         victim = self.corrupt_one_chunk(dp)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if len([m for m in self.site.cli("messages", "--code", "3004")["messages"]]) >= 2 or \
-                    sum(m["count"] for m in self.site.cli("messages", "--code", "3004")["messages"]) >= 2:
-                break
-            time.sleep(0.5)
-        self.assertGreaterEqual(len(self.site.cli("messages", "--code", "3004")["messages"]), 2)
+        wait_until(lambda: len(self.site.cli("messages", "--code", "3004")["messages"]) >= 2,
+                   "a second repair report (3004), from the scheduled scrub", timeout=30)
         self.fetch(dp.url, "tools", self.path("out"))
         self.assertEqual(describe_tree(src), describe_tree(self.path("out")))
 
@@ -305,11 +301,8 @@ class DpTest(DepotTestCase):
         dp.wait_state("pa", 1)
         dp.wait_state("pb", 1)
         self.site.cli("distribute", "pb", "--to", "dp1", "--remove")
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if any(m["code"] == 3006 for m in self.site.cli("messages", "--dp", "dp1")["messages"]):
-                break
-            time.sleep(0.5)
+        wait_until(lambda: any(m["code"] == 3006 for m in self.site.cli("messages", "--dp", "dp1")["messages"]),
+                   "the DP's purge report (3006)", timeout=30)
         self.assertFalse(os.path.exists(os.path.join(dp.data, "repo/targets/pb")) and
                          os.listdir(os.path.join(dp.data, "repo/targets/pb")))
         self.fetch(dp.url, "pa", self.path("out"))

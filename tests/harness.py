@@ -53,6 +53,66 @@ def wait_until(pred, what, timeout=60, interval=0.05):
         time.sleep(interval)
 
 
+def metric(base_url, name, labels=""):
+    """The value of sample `name` (with exactly `labels`, e.g. '{code="2xx"}') in the
+    /metrics of the depot server at `base_url`; 0 when it is not there yet."""
+    import urllib.request
+    import ssl
+    ctx = ssl.create_default_context() if base_url.startswith("https") else None
+    if ctx:
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with urllib.request.urlopen(base_url + "/metrics", context=ctx, timeout=30) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + labels + " "):
+                return float(line.split()[-1])
+    return 0.0
+
+
+class ChangesWhenRead:
+    """Changes a file each time some process opens or reads it (inotify), for as long
+    as the `with` block runs: a writer that is always busy exactly while the file is
+    being read, instead of one writing on a timer and hoping to overlap. `change(f)`
+    gets the file opened "r+b"; `changes` counts the calls."""
+
+    IN_ACCESS, IN_OPEN = 0x1, 0x20
+
+    def __init__(self, path, change):
+        import ctypes
+        import threading
+        self.path, self.change, self.changes = path, change, 0
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(os.O_CLOEXEC)
+        if self._fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        self._file = open(path, "r+b", buffering=0)  # before the watch: its own open is not an event
+        if self._libc.inotify_add_watch(self._fd, os.fsencode(path), self.IN_ACCESS | self.IN_OPEN) < 0:
+            raise OSError(ctypes.get_errno(), "inotify_add_watch " + path)
+        self._stop_r, self._stop_w = os.pipe()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import select
+        while True:
+            ready, _, _ = select.select([self._fd, self._stop_r], [], [])
+            if self._stop_r in ready:
+                return
+            os.read(self._fd, 65536)  # the events themselves do not matter: someone read it
+            self.change(self._file)
+            self.changes += 1
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        os.write(self._stop_w, b"x")
+        self._thread.join()
+        for fd in (self._fd, self._stop_r, self._stop_w):
+            os.close(fd)
+        self._file.close()
+        return False
+
+
 def write(path, data, mode=0o644):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
@@ -139,18 +199,16 @@ http {{
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         self.proc = subprocess.Popen([nginx, "-c", conf, "-p", self.dir],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while time.time() < deadline:
+        def listening():
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
+                return True
             except OSError:
                 if self.proc.poll() is not None:
                     with open(os.path.join(self.dir, "error.log")) as log:
                         raise RuntimeError("nginx failed: " + log.read())
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("nginx did not start")
+                return False
+        wait_until(listening, "nginx listening", timeout=10)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self):
@@ -344,13 +402,13 @@ class DpProcess(ServerProcess):
         return None
 
     def wait_state(self, package, version, state="ready", timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        def reached():
             r = self.record(package, version)
-            if r and r["state"] == state:
-                return r
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name}: {package} v{version} not {state} after {timeout}s: {self.record(package, version)}")
+            return r if r and r["state"] == state else None
+        try:
+            return wait_until(reached, f"{self.name}: {package} v{version} {state}", timeout, interval=0.1)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {self.record(package, version)}") from None
 
 
 class AgentProcess(ServerProcess):
@@ -396,17 +454,18 @@ class AgentProcess(ServerProcess):
         return None
 
     def wait(self, pred, what, timeout=60):
-        deadline = time.time() + timeout
-        last = None
-        while time.time() < deadline:
+        last = [None]
+
+        def reached():
             try:
-                last = self.status()
+                last[0] = self.status()
             except (AssertionError, ValueError):
-                last = None
-            if last is not None and pred(last):
-                return last
-            time.sleep(0.1)
-        raise AssertionError(f"agent {self.name}: {what} not reached in {timeout}s: {last}")
+                last[0] = None
+            return last[0] if last[0] is not None and pred(last[0]) else None
+        try:
+            return wait_until(reached, f"agent {self.name}: {what}", timeout, interval=0.1)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {last[0]}") from None
 
     def client(self):
         with open(os.path.join(self.data, "agent.json")) as f:

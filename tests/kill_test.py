@@ -3,10 +3,9 @@ during an upload, of a DP during sync, of an agent during download and install: 
 a restart everything converges, nothing corrupt is stored or installed, and no program
 runs twice after it succeeded."""
 import os
-import time
 
 from harness import (AgentProcess, DepotTestCase, DpProcess, SiteProcess, describe_tree, free_port, make_tree,
-                     run_depot, site_root_json, site_with)
+                     metric, run_depot, site_root_json, site_with, wait_until)
 
 KILLED = -9
 
@@ -41,9 +40,10 @@ class KillTest(DepotTestCase):
                 chunks_dir = os.path.join(site.data, "library", "repo", "chunks")
                 def temp_files():
                     return [f for _, _, files in os.walk(chunks_dir) for f in files if f.startswith(".")]
-                deadline = time.time() + 20
-                while temp_files() and time.time() < deadline:
-                    time.sleep(0.2)
+                # The sweep is the restarted site's first pass over the store; the filter
+                # it fills is ready when the pass is done.
+                wait_until(lambda: metric(site.url, "depot_site_chunk_filter_ready") == 1,
+                           "the restarted site's pass over the store", timeout=20)
                 self.assertEqual(temp_files(), [], point)
                 # Whatever was left: the library verifies, and a listed version is whole.
                 code, report, _ = run_depot("repo", "verify", os.path.join(site.data, "library"), json_out=True,

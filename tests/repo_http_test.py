@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import unittest
 
 from harness import DepotTestCase, Nginx, describe_tree, free_port, make_tree, run_depot, write, HERE
@@ -184,7 +183,8 @@ class FaultyServerTest(DepotTestCase):
     def fetch_fails(self, mode, code):
         url = self.serve(mode)
         cache = self.path("cache-" + mode)
-        start = time.time()
+        # It gives up (run_depot's timeout bounds a hang); after how many tries and how
+        # long a wait is fetch_test.cc's, on a manual clock.
         rc, err, stderr = run_depot("repo", "fetch", url, "--package", "tools", "--dest",
                                     self.path("out-" + mode), "--trust", self.trust, "--cache",
                                     cache, json_out=True, check=False, timeout=120)
@@ -193,7 +193,6 @@ class FaultyServerTest(DepotTestCase):
         self.assertIn("chunk", err["error"]["message"])
         self.assertFalse(os.path.exists(self.path("out-" + mode)))
         self.assertFalse([n for n in os.listdir(self.tmp) if "staging" in n])
-        self.assertLess(time.time() - start, 60)
         return cache, stderr
 
     def test_corrupt_bytes_are_rejected_and_never_cached(self):

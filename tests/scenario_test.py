@@ -2,15 +2,12 @@
 processes on loopback -- site, DPs, agents, nginx -- and shown not to happen with
 depot. docs/field-failures.md maps each report to its test here."""
 import collections
-import math
 import os
 import shutil
 import subprocess
-import threading
-import time
 
-from harness import (DEPOT, AccessLog, AgentProcess, DepotTestCase, DpProcess, Nginx, describe_tree, free_port,
-                     make_tree, run_depot, site_root_json, site_with, write)
+from harness import (DEPOT, AccessLog, AgentProcess, ChangesWhenRead, DepotTestCase, DpProcess, Nginx, describe_tree,
+                     free_port, make_tree, run_depot, site_root_json, site_with, wait_until, write)
 
 
 class ScenarioTest(DepotTestCase):
@@ -61,12 +58,7 @@ class ScenarioTest(DepotTestCase):
         return [f for _, _, files in os.walk(os.path.join(*parts)) for f in files]
 
     def wait_for(self, pred, what, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if pred():
-                return
-            time.sleep(0.2)
-        self.fail(f"{what}: not reached in {timeout}s")
+        return wait_until(pred, what, timeout, interval=0.2)
 
     # ------------------------------------------------------------------ 000
 
@@ -179,8 +171,9 @@ class ScenarioTest(DepotTestCase):
         src = self.path("src")
         make_tree(src, seed=12, big_mib=1)
         self.publish(src)
+        # Long polls of 1 s: the DP's polls show in the site's log as they end.
         dp = self.dp("dp1", port=free_port(), boundaries=["127.0.0.0/8"],
-                     extra=("--access-log", dp_log.path, "--gc-grace", "2s"))
+                     extra=("--access-log", dp_log.path, "--gc-grace", "2s", "--poll-wait", "1s"))
         self.site.cli("distribute", "tools", "--to", "dp1")
         dp.wait_state("tools", 1)
         objects = set(self.files_under(dp.data, "repo", "targets")) | set(self.files_under(dp.data, "repo", "chunks"))
@@ -210,7 +203,11 @@ class ScenarioTest(DepotTestCase):
         a.wait(lambda s: not s["deployments"] and s["cache"]["bytes"] == 0, "agent purged", timeout=30)
         self.wait_for(lambda: not self.files_under(dp.data, "repo", "targets"), "DP purged")
         self.wait_for(lambda: self.messages(code=1004), "site collected the content", timeout=90)
-        time.sleep(3)  # a few more polls of the agent and the DP
+        # A few more polls of the agent and of the DP, each a chance to ask for it again.
+        mark = site_log.mark()
+        polls = lambda target: len([r for r in site_log.since(mark) if r["target"].startswith(target)])
+        self.wait_for(lambda: polls("/api/v1/agent/policy") >= 2 and polls("/api/v1/dp/assignment") >= 2,
+                      "two more polls of the agent and of the DP")
         self.assertEqual(requests_for_package(site_log, marks[0]), [], "no request for the deleted package")
         self.assertEqual(requests_for_package(dp_log, marks[1]), [], "no request for the deleted package")
         self.assertTrue(site_log.since(marks[0]), "the site kept being polled (the log is live)")
@@ -225,31 +222,30 @@ class ScenarioTest(DepotTestCase):
     def test_002_retry_storm(self):
         """SMS distribution manager: one dead DP made the package update retry hourly,
         each retry re-sending to every child site -- thousands of queued jobs."""
-        # Compressed time: a DP silent for 1 s is probed, probes back off from 200 ms.
-        self.start_site({"dp_offline_after": "1s", "probe_base": "200ms"})
+        # Compressed time: a DP silent for 1 s is probed, probes back off from 200 ms
+        # to at most 1 s. (The backoff itself -- when each probe is due, not one per
+        # poll or per version -- is schedule_test.cc's, on a manual clock.)
+        self.start_site({"dp_offline_after": "1s", "probe_base": "200ms", "probe_max": "1s"})
         src = self.path("src")
         make_tree(src, seed=13, big_mib=1)
         self.publish(src)
         live = [self.dp(n, port=free_port()) for n in ("dp1", "dp2")]
-        self.site.cli("dp", "add", "dead", "--url", f"http://127.0.0.1:{free_port()}")
+        dead_url = f"http://127.0.0.1:{free_port()}"
+        self.site.cli("dp", "add", "dead", "--url", dead_url)
         self.site.cli("distribute", "tools", "--to", "dp1", "dp2", "dead")
-        started = time.time()
+        probes = lambda name="dead": self.site.cli("dp", "show", name)["probe_attempts"]
         versions = 5
         for v in range(2, versions + 1):
-            time.sleep(1.5)
+            # Each version is published after one more failed probe of the dead DP.
+            self.wait_for(lambda: probes() >= v - 1, f"probe {v - 1} of the dead DP")
             write(os.path.join(src, f"src/mod0/v{v}.txt"), f"version {v}\n".encode())
             self.publish(src, update=True)
         for d in live:
             for v in range(1, versions + 1):
                 d.wait_state("tools", v)
-        time.sleep(2)
-        elapsed = time.time() - started
         dead = self.site.cli("dp", "show", "dead")
         attempts = dead["probe_attempts"]
-        # Backoff doubling from 200 ms: about log2(elapsed / 0.2) probes, not one per
-        # poll or per version.
-        self.assertGreaterEqual(attempts, 2, dead)
-        self.assertLessEqual(attempts, math.log2(elapsed / 0.2) + 2, (attempts, elapsed))
+        self.assertGreaterEqual(attempts, versions - 1, dead)
         # One record per (version, DP); the dead DP's wait and touch nothing else.
         self.assertEqual(sorted(r["version"] for r in dead["versions"]), list(range(1, versions + 1)), dead)
         for d in live:
@@ -266,17 +262,29 @@ class ScenarioTest(DepotTestCase):
         self.assertEqual([m["dp"] for m in unreachable], ["dead"], "one record for the dead DP")
         self.assertTrue(attempts <= unreachable[0]["count"] <= attempts_after,
                         ("the record's count is the retry count", unreachable, attempts, attempts_after))
-        # Bounded: waiting longer adds probes (counted on that one record), no messages.
-        time.sleep(3)
+        # Bounded: more probes (counted on that one record) add no messages.
+        self.wait_for(lambda: probes() > attempts_after, "another probe of the dead DP")
         later = self.messages()
         self.assertEqual(len(later), len(msgs))
 
-        # Removing the dead DP stops every attempt at once.
+        # Removing the dead DP stops every attempt at once. A witness at the same dead
+        # address marks the probe passes (with probe_max 1 s and passes 2 s apart, the
+        # dead DP was due in every pass); added before the removal, so that it does not
+        # take over the removed DP's id.
+        self.site.cli("dp", "add", "witness", "--url", dead_url)
+        dead_count = lambda: [m["count"] for m in self.messages(code=2006) if m["dp"] == "dead"]
         self.site.cli("dp", "remove", "dead")
-        at_removal = [m["count"] for m in self.messages(code=2006)]
+        at_removal = dead_count()
         self.assertNotIn("dead", [d["name"] for d in self.site.cli("dp", "list")["dps"]])
-        time.sleep(4)
-        self.assertEqual([m["count"] for m in self.messages(code=2006)], at_removal, "no probe after removal")
+        # A pass that ended after the removal: any pass in flight at the removal is over.
+        seen = probes("witness")
+        self.wait_for(lambda: probes("witness") > seen, "a probe pass after the removal")
+        settled = dead_count()
+        self.assertIn(settled[0] - at_removal[0], (0, 1), "at most the probe in flight at the removal is recorded")
+        # The next pass began after that one ended, so after the removal: no probe of it.
+        seen = probes("witness")
+        self.wait_for(lambda: probes("witness") > seen, "the next probe pass")
+        self.assertEqual(dead_count(), settled, "no probe after removal")
         self.assertEqual(len(self.messages(code=2009)), 1)
 
     # ------------------------------------------------------------------ 003
@@ -331,25 +339,17 @@ class ScenarioTest(DepotTestCase):
         make_tree(src, seed=15, big_mib=1)
         busy = os.path.join(src, "logs/app.log")
         write(busy, b"x" * (4 << 20))
-        stop = threading.Event()
+        written = [0]
 
-        def writer():
-            with open(busy, "r+b") as f:
-                n = 0
-                while not stop.is_set():
-                    f.seek((n * 4096) % (4 << 20))
-                    f.write(os.urandom(4096))
-                    f.flush()
-                    n += 1
-                    time.sleep(0.001)
-        t = threading.Thread(target=writer)
-        t.start()
-        try:
+        def overwrite(f):
+            # Rewrites a block in place (the file keeps its size), whenever it is read.
+            f.seek((written[0] * 4096) % (4 << 20))
+            f.write(os.urandom(4096))
+            written[0] += 1
+        with ChangesWhenRead(busy, overwrite) as writer:
             code, out, err = self.site.cli("--log-level", "info", "package", "create", "tools", "--source", src,
                                            "--program", self.program(), check=False, timeout=300)
-        finally:
-            stop.set()
-            t.join()
+        self.assertGreater(writer.changes, 0)
         self.assertNotEqual(code, 0)
         self.assertIn("logs/app.log", out["error"]["message"])
         self.assertIn("changed while", out["error"]["message"])

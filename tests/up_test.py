@@ -4,10 +4,9 @@ import json
 import os
 import signal
 import subprocess
-import time
 import unittest
 
-from harness import DEPOT, DepotTestCase, describe_tree, run_depot
+from harness import DEPOT, DepotTestCase, describe_tree, run_depot, wait_until
 
 
 class UpTest(DepotTestCase):
@@ -63,7 +62,10 @@ class UpTest(DepotTestCase):
         result = second[-1]
         self.assertEqual((result["state"], result["version"], result["exit_code"]), ("succeeded", 2, 0), second)
         self.assertEqual(describe_tree(source), describe_tree(result["installed"]))
-        self.assertFalse(os.path.exists(os.path.join(data, "agent", "content", "sample", "1")))
+        # The agent records the success (which the result reports) and then removes the
+        # previous version's content.
+        wait_until(lambda: not os.path.exists(os.path.join(data, "agent", "content", "sample", "1")),
+                   "version 1's content removed after version 2 succeeded")
         self.assertLess(result["uploaded_chunks"], 10, result)
         self.assertLess(result["bytes_fetched"], 1 << 20, result)
         self.assertGreater(result["bytes_from_cache"], 20 << 20, result)
@@ -81,21 +83,12 @@ class UpTest(DepotTestCase):
         run_depot("package", "create", "hello", "--source", src, "--program", "install=cat hello.txt", env=env)
         run_depot("distribute", "hello", "--to", "local", env=env)
         run_depot("deploy", "hello", "--program", "install", "--to", "this-machine", "--required", env=env)
-        deadline = time.time() + 60
-        state = None
-        while time.time() < deadline:
-            st = run_depot("agent", "status", "--data", up["agent"], json_out=True)[1]
-            state = [d["state"] for d in st["deployments"]]
-            if state == ["succeeded"]:
-                break
-            time.sleep(0.3)
-        self.assertEqual(state, ["succeeded"])
-        while time.time() < deadline:
-            dp = run_depot("dp", "show", "local", json_out=True, env=env)[1]
-            if [(v["package"], v["state"]) for v in dp["versions"]] == [("hello", "ready")]:
-                break
-            time.sleep(0.3)
-        self.assertEqual([(v["package"], v["state"]) for v in dp["versions"]], [("hello", "ready")])
+        wait_until(lambda: [d["state"] for d in run_depot("agent", "status", "--data", up["agent"],
+                                                           json_out=True)[1]["deployments"]] == ["succeeded"],
+                   "the deployment succeeded on the agent", interval=0.2)
+        wait_until(lambda: [(v["package"], v["state"]) for v in run_depot("dp", "show", "local", json_out=True,
+                                                                          env=env)[1]["versions"]] == [("hello", "ready")],
+                   "hello ready on the local DP", interval=0.2)
         self.stop(p)
 
 

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <functional>
+#include <mutex>
 
 #include "core/testing.h"
 #include "repo/repository.h"
@@ -34,6 +35,8 @@ class FaultySource final : public core::RepoSource {
         if (r.ok() && !r->empty()) (*r)[r->size() / 2] ^= 0x55;
         return r;
       }
+      if (fail_chunk && fail_chunk(path))
+        return Status::Unavailable(path + ": reset by peer (injected)");
       if (endless) return Status::Corruption(path + ": response longer than expected");
     }
     auto r = base_->Fetch(path, max);
@@ -44,7 +47,8 @@ class FaultySource final : public core::RepoSource {
   int fail_chunks_after = -1;
   std::atomic<int> corrupt_first_n{0};
   bool endless = false;
-  std::function<void()> on_first_chunk;  // runs before the first chunk is served
+  std::function<bool(const std::string&)> fail_chunk;  // chunks it answers Unavailable for
+  std::function<void()> on_first_chunk;                // runs before the first chunk is served
 
  private:
   core::RepoSource* base_;
@@ -148,7 +152,8 @@ TEST_F(FetchTest, UnknownPackageOrVersionListsWhatExists) {
   req.version = 7;
   auto r = FetchVersion(env_, clock_, &source_, req);
   EXPECT_TRUE(r.status().IsNotFound());
-  EXPECT_NE(r.status().message().find("signed versions: 1"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("signed versions: 1"), std::string::npos)
+      << r.status().message();
   req.package = "nope";
   req.version = 0;
   EXPECT_TRUE(FetchVersion(env_, clock_, &source_, req).status().IsNotFound());
@@ -243,6 +248,41 @@ TEST_F(FetchTest, InterruptedFetchKeepsVerifiedChunksInCache) {
   EXPECT_TRUE(SameTree("out"));
 }
 
+// The retry schedule, on a manual clock: a chunk that keeps failing is tried max_rounds
+// times in all, with a backoff between rounds (each within its cap), then the fetch
+// fails saying so; everything else arrived in the first round.
+TEST_F(FetchTest, AChunkThatKeepsFailingIsTriedMaxRoundsTimesThenTheFetchFails) {
+  core::ManualClock clock(core::Clock::Real()->Now());
+  FaultySource faulty(&source_);
+  std::mutex mu;
+  std::string victim;
+  int victim_requests = 0;
+  faulty.fail_chunk = [&](const std::string& path) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (victim.empty()) victim = path;
+    if (path != victim) return false;
+    ++victim_requests;
+    return true;
+  };
+  auto req = Request("out");
+  req.max_rounds = 3;
+  req.first_backoff = std::chrono::seconds(10);
+  const core::MonoTime start = clock.Monotonic();
+  auto r = FetchVersion(env_, &clock, &faulty, req);
+  ASSERT_TRUE(r.status().IsUnavailable()) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("1 chunks still failing after 3 attempts"), std::string::npos)
+      << r.status().message();
+  EXPECT_EQ(victim_requests, 3);
+  // Two backoffs, the first within [0, 10 s], the second within [0, 20 s].
+  EXPECT_LE(clock.Monotonic() - start, std::chrono::seconds(30));
+  int chunks = 0;
+  ASSERT_TRUE(repo_->chunks()
+                  ->ForEach([&](const store::ChunkId&, std::uint64_t) { return ++chunks, true; })
+                  .ok());
+  EXPECT_EQ(faulty.chunk_requests.load(), chunks + 2)
+      << "only the failing chunk is asked for again";
+}
+
 TEST_F(FetchTest, EndlessChunkResponsesFail) {
   FaultySource faulty(&source_);
   faulty.endless = true;
@@ -267,10 +307,12 @@ TEST_F(FetchTest, DamagedCacheEntryIsRefetched) {
   // Corrupt every cached chunk.
   store::ChunkStore cache(env_, dir_.Sub("cache/chunks"), 1);
   std::vector<std::string> paths;
-  ASSERT_TRUE(cache.ForEach([&](const store::ChunkId& id, std::uint64_t) {
-                     paths.push_back(cache.PathOf(id));
-                     return true;
-                   }).ok());
+  ASSERT_TRUE(cache
+                  .ForEach([&](const store::ChunkId& id, std::uint64_t) {
+                    paths.push_back(cache.PathOf(id));
+                    return true;
+                  })
+                  .ok());
   for (const auto& p : paths) testing::WriteFileOrDie(p, "garbage");
   auto r = FetchVersion(env_, clock_, &source_, Request("second"));
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -322,10 +364,12 @@ TEST_F(FetchTest, FailedFetchKeepsItsPartialTreeAndTheNextOneResumesFromIt) {
   EXPECT_TRUE(*env_->Exists(PartialPath(dir_.Sub("out"))));
   // Nothing went into the cache: the partial tree is the only copy.
   store::ChunkStore cache(env_, dir_.Sub("cache/chunks"), 1);
-  ASSERT_TRUE(cache.ForEach([](const store::ChunkId&, std::uint64_t) {
-                     ADD_FAILURE() << "a chunk was cached";
-                     return false;
-                   }).ok());
+  ASSERT_TRUE(cache
+                  .ForEach([](const store::ChunkId&, std::uint64_t) {
+                    ADD_FAILURE() << "a chunk was cached";
+                    return false;
+                  })
+                  .ok());
 
   auto again = FetchVersion(env_, clock_, &source_, req);
   ASSERT_TRUE(again.ok()) << again.status().ToString();

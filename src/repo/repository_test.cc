@@ -1,6 +1,10 @@
 #include "repo/repository.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -12,6 +16,48 @@ namespace depot::repo {
 namespace {
 
 using core::Status;
+
+// Appends `data` to a file whenever some thread opens or reads it (inotify), until
+// destroyed: a writer busy exactly while the file is being read, where one writing
+// on a timer can happen to miss a read. (As in store/snapshot_test.cc.)
+class AppendsWhenRead {
+ public:
+  AppendsWhenRead(const std::string& path, std::string data) : data_(std::move(data)) {
+    out_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);  // before the watch: not an event
+    watch_ = ::inotify_init1(IN_CLOEXEC);
+    EXPECT_GE(out_, 0);
+    EXPECT_GE(watch_, 0);
+    EXPECT_GE(::inotify_add_watch(watch_, path.c_str(), IN_ACCESS | IN_OPEN), 0);
+    EXPECT_EQ(::pipe2(stop_, O_CLOEXEC), 0);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~AppendsWhenRead() {
+    char c = 0;
+    EXPECT_EQ(::write(stop_[1], &c, 1), 1);
+    thread_.join();
+    for (int fd : {out_, watch_, stop_[0], stop_[1]}) ::close(fd);
+  }
+  int appends() const { return appends_.load(); }
+
+ private:
+  void Run() {
+    pollfd fds[2] = {{watch_, POLLIN, 0}, {stop_[0], POLLIN, 0}};
+    char events[4096];
+    for (;;) {
+      if (::poll(fds, 2, -1) < 0) continue;  // EINTR
+      if (fds[1].revents != 0) return;
+      if (::read(watch_, events, sizeof(events)) <= 0) return;  // which events: someone read it
+      if (::write(out_, data_.data(), data_.size()) == static_cast<ssize_t>(data_.size()))
+        ++appends_;
+    }
+  }
+
+  std::string data_;
+  int out_ = -1, watch_ = -1;
+  int stop_[2] = {-1, -1};
+  std::atomic<int> appends_{0};
+  std::thread thread_;
+};
 
 class RepositoryTest : public ::testing::Test {
  protected:
@@ -114,24 +160,17 @@ TEST_F(RepositoryTest, ConcurrentAddsGetDistinctVersions) {
 TEST_F(RepositoryTest, WriterAppendingDuringAddFailsNamingFileAndCreatesNoVersion) {
   std::string log = src_ + "/var/app.log";
   testing::WriteFileOrDie(log, testing::RandomData(1 << 20, 2));
-  std::atomic<bool> stop{false};
-  std::thread writer([&] {
-    FILE* f = std::fopen(log.c_str(), "ab");
-    while (!stop) {
-      std::fputs("another line of log output\n", f);
-      std::fflush(f);
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    std::fclose(f);
-  });
   AddRequest req;
   req.package = "tools";
   req.source_dir = src_;
   req.max_attempts = 3;
   req.first_backoff = std::chrono::milliseconds(20);
-  auto r = repo_->AddVersion(req);
-  stop = true;
-  writer.join();
+  auto r = [&] {
+    AppendsWhenRead writer(log, "another line of log output\n");
+    auto result = repo_->AddVersion(req);
+    EXPECT_GT(writer.appends(), 0);
+    return result;
+  }();
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().IsIOError()) << r.status().ToString();
   EXPECT_NE(r.status().message().find("var/app.log: file changed while being read"),
@@ -210,13 +249,17 @@ TEST_F(RepositoryTest, GarbageCollectionRefusesWhenAManifestIsDamaged) {
   auto v1 = Add();
   ASSERT_TRUE(v1.ok());
   std::size_t before = 0;
-  ASSERT_TRUE(repo_->chunks()->ForEach([&](const store::ChunkId&, std::uint64_t) { return ++before, true; }).ok());
+  ASSERT_TRUE(repo_->chunks()
+                  ->ForEach([&](const store::ChunkId&, std::uint64_t) { return ++before, true; })
+                  .ok());
   RepoLayout l(dir_.Sub("repo"));
   testing::WriteFileOrDie(l.targets() + "/tools/" + v1->manifest_id + ".1.json", "damaged");
   auto report = repo_->CollectGarbage();
   EXPECT_TRUE(report.status().IsCorruption()) << report.status().ToString();
   std::size_t after = 0;
-  ASSERT_TRUE(repo_->chunks()->ForEach([&](const store::ChunkId&, std::uint64_t) { return ++after, true; }).ok());
+  ASSERT_TRUE(repo_->chunks()
+                  ->ForEach([&](const store::ChunkId&, std::uint64_t) { return ++after, true; })
+                  .ok());
   EXPECT_EQ(after, before);
 }
 

@@ -11,6 +11,8 @@
 
 #include "core/testing.h"
 #include "http/client.h"
+#include "site/context.h"
+#include "site/distribution.h"
 
 namespace depot::site {
 namespace {
@@ -40,8 +42,8 @@ class SiteTest : public ::testing::Test {
     return std::move(*http::Client::Create(site_->url(), opts));
   }
 
-  Json Call(http::Client* c, const std::string& method, const std::string& target, const Json& body = nullptr,
-            long want = 200) {
+  Json Call(http::Client* c, const std::string& method, const std::string& target,
+            const Json& body = nullptr, long want = 200) {
     auto r = c->Do(method, target, body.is_null() ? "" : body.dump());
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     if (!r.ok()) return Json();
@@ -82,25 +84,42 @@ TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredential
     const char* least;  // weakest role that passes
   };
   const Endpoint endpoints[] = {
-      {"POST", "/api/v1/tokens", "admin"},          {"GET", "/api/v1/tokens", "admin"},
-      {"DELETE", "/api/v1/tokens/999", "admin"},    {"POST", "/api/v1/chunks/missing", "operator"},
-      {"POST", "/api/v1/chunks", "operator"},       {"POST", "/api/v1/chunks/commit", "operator"},
+      {"POST", "/api/v1/tokens", "admin"},
+      {"GET", "/api/v1/tokens", "admin"},
+      {"DELETE", "/api/v1/tokens/999", "admin"},
+      {"POST", "/api/v1/chunks/missing", "operator"},
+      {"POST", "/api/v1/chunks", "operator"},
+      {"POST", "/api/v1/chunks/commit", "operator"},
       {"POST", "/api/v1/packages/x/versions", "operator"},
-      {"GET", "/api/v1/packages", "read-only"},     {"GET", "/api/v1/packages/x", "read-only"},
-      {"DELETE", "/api/v1/packages/x", "operator"}, {"GET", "/api/v1/settings", "read-only"},
-      {"POST", "/api/v1/dps", "admin"},             {"GET", "/api/v1/dps", "read-only"},
-      {"GET", "/api/v1/dps/x", "read-only"},        {"DELETE", "/api/v1/dps/x", "admin"},
-      {"POST", "/api/v1/distributions", "operator"}, {"GET", "/api/v1/clients", "read-only"},
-      {"GET", "/api/v1/clients/x", "read-only"},    {"POST", "/api/v1/collections", "operator"},
-      {"GET", "/api/v1/collections", "read-only"},  {"GET", "/api/v1/collections/x", "read-only"},
-      {"DELETE", "/api/v1/collections/x", "operator"}, {"PATCH", "/api/v1/collections/x", "operator"},
-      {"POST", "/api/v1/deployments", "operator"},  {"GET", "/api/v1/deployments", "read-only"},
-      {"GET", "/api/v1/deployments/1", "read-only"}, {"POST", "/api/v1/deployments/1/cancel", "operator"},
-      {"GET", "/api/v1/messages", "read-only"},     {"GET", "/api/v1/status", "read-only"},
-      {"GET", "/api/v1/dp/assignment", "dp"},       {"POST", "/api/v1/dp/report", "dp"},
+      {"GET", "/api/v1/packages", "read-only"},
+      {"GET", "/api/v1/packages/x", "read-only"},
+      {"DELETE", "/api/v1/packages/x", "operator"},
+      {"GET", "/api/v1/settings", "read-only"},
+      {"POST", "/api/v1/dps", "admin"},
+      {"GET", "/api/v1/dps", "read-only"},
+      {"GET", "/api/v1/dps/x", "read-only"},
+      {"DELETE", "/api/v1/dps/x", "admin"},
+      {"POST", "/api/v1/distributions", "operator"},
+      {"GET", "/api/v1/clients", "read-only"},
+      {"GET", "/api/v1/clients/x", "read-only"},
+      {"POST", "/api/v1/collections", "operator"},
+      {"GET", "/api/v1/collections", "read-only"},
+      {"GET", "/api/v1/collections/x", "read-only"},
+      {"DELETE", "/api/v1/collections/x", "operator"},
+      {"PATCH", "/api/v1/collections/x", "operator"},
+      {"POST", "/api/v1/deployments", "operator"},
+      {"GET", "/api/v1/deployments", "read-only"},
+      {"GET", "/api/v1/deployments/1", "read-only"},
+      {"POST", "/api/v1/deployments/1/cancel", "operator"},
+      {"GET", "/api/v1/messages", "read-only"},
+      {"GET", "/api/v1/status", "read-only"},
+      {"GET", "/api/v1/dp/assignment", "dp"},
+      {"POST", "/api/v1/dp/report", "dp"},
       {"GET", "/api/v1/dp/trust", "dp"},
-      {"POST", "/api/v1/dp/messages", "dp"},        {"POST", "/api/v1/agent/enroll", "enroll"},
-      {"GET", "/api/v1/agent/policy", "agent"},     {"POST", "/api/v1/agent/attributes", "agent"},
+      {"POST", "/api/v1/dp/messages", "dp"},
+      {"POST", "/api/v1/agent/enroll", "enroll"},
+      {"GET", "/api/v1/agent/policy", "agent"},
+      {"POST", "/api/v1/agent/attributes", "agent"},
       {"POST", "/api/v1/agent/status", "agent"},
   };
   auto none = Client("");
@@ -110,7 +129,8 @@ TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredential
   auto enroll = Client(en["token"]);
   for (const auto& e : endpoints) {
     std::string what = std::string(e.method) + " " + e.target;
-    std::string body = std::string(e.method) == "POST" || std::string(e.method) == "PATCH" ? "{}" : "";
+    std::string body =
+        std::string(e.method) == "POST" || std::string(e.method) == "PATCH" ? "{}" : "";
     auto r = none->Do(e.method, e.target, body);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->status, 401) << what << " without credentials";
@@ -120,10 +140,12 @@ TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredential
     std::string least = e.least;
     // Every credential weaker than (or unrelated to) the least one is refused.
     std::vector<std::pair<std::string, http::Client*>> weaker;
-    if (least == "admin") weaker = {{"operator", oper.get()}, {"read-only", read_only.get()}, {"enroll", enroll.get()}};
+    if (least == "admin")
+      weaker = {{"operator", oper.get()}, {"read-only", read_only.get()}, {"enroll", enroll.get()}};
     if (least == "operator") weaker = {{"read-only", read_only.get()}, {"enroll", enroll.get()}};
     if (least == "read-only") weaker = {{"enroll", enroll.get()}};
-    if (least == "dp" || least == "agent") weaker = {{"admin", admin_.get()}, {"enroll", enroll.get()}};
+    if (least == "dp" || least == "agent")
+      weaker = {{"admin", admin_.get()}, {"enroll", enroll.get()}};
     if (least == "enroll") weaker = {{"admin", admin_.get()}, {"read-only", read_only.get()}};
     for (auto& [name, c] : weaker) {
       r = c->Do(e.method, e.target, body);
@@ -134,7 +156,8 @@ TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredential
 }
 
 TEST_F(SiteTest, RevokedAndExpiredTokensStopWorkingAtOnce) {
-  Json t = Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "read-only"}, {"name", "ci"}}, 201);
+  Json t =
+      Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "read-only"}, {"name", "ci"}}, 201);
   auto c = Client(t["token"]);
   Call(c.get(), "GET", "/api/v1/packages");
   Call(admin_.get(), "DELETE", "/api/v1/tokens/" + std::to_string(t["id"].get<int>()));
@@ -151,12 +174,68 @@ TEST_F(SiteTest, RevokedAndExpiredTokensStopWorkingAtOnce) {
   EXPECT_NE(r->body.find("no uses left"), std::string::npos) << r->body;
 }
 
+// The DP assignment long poll, on the handler itself (the server parks and wakes
+// requests as a Response::Wait asks: http/server_test.cc).
+TEST_F(SiteTest, AssignmentLongPollParksForWhatIsLeftOfItsWaitThenAnswers304) {
+  Call(admin_.get(), "POST", "/api/v1/dps", {{"name", "dp1"}, {"url", "http://127.0.0.1:9"}}, 201);
+  SiteContext* ctx = site_->context();
+  const std::int64_t dp = *ctx->db->QueryInt("SELECT id FROM dps WHERE name = 'dp1'");
+  // A request received `age` ago, seen by the handler for the first time or, when
+  // `timed_out`, again after its wait ended without a change.
+  auto ask = [&](const std::string& etag, const std::string& query, std::chrono::seconds age,
+                 bool timed_out) {
+    http::Request req;
+    req.method = "GET";
+    req.path = "/api/v1/dp/assignment";
+    req.query = query;
+    req.received = std::chrono::steady_clock::now() - age;
+    req.poll_round = timed_out ? 1 : 0;
+    req.poll_timed_out = timed_out;
+    if (!etag.empty()) req.headers.push_back({"if-none-match", etag});
+    http::Response resp;
+    HandleAssignment(*ctx, dp, req, &resp);
+    return resp;
+  };
+  http::Response first = ask("", "wait=60", std::chrono::seconds(0), false);
+  EXPECT_EQ(first.status, 200);
+  EXPECT_FALSE(first.wait.has_value());
+  ASSERT_NE(first.GetHeader("etag"), nullptr);
+  const std::string etag = *first.GetHeader("etag");
+
+  // Nothing changed: parked on the assignments topic for what is left of `wait`, from
+  // the topic's current sequence number (any change from now on wakes it).
+  const std::uint64_t seq = ctx->server->Sequence("assignments");
+  http::Response parked = ask(etag, "wait=60", std::chrono::seconds(20), false);
+  ASSERT_TRUE(parked.wait.has_value());
+  EXPECT_EQ(parked.wait->topic, "assignments");
+  EXPECT_EQ(parked.wait->seen, seq);
+  EXPECT_LE(parked.wait->timeout, std::chrono::seconds(40));
+  EXPECT_GT(parked.wait->timeout, std::chrono::seconds(30));
+  // `wait` is at most 120 s.
+  http::Response capped = ask(etag, "wait=100000", std::chrono::seconds(0), false);
+  ASSERT_TRUE(capped.wait.has_value());
+  EXPECT_LE(capped.wait->timeout, std::chrono::seconds(120));
+  // Its wait over, unchanged: 304 with the ETag. So too a request whose wait passed
+  // before the handler saw it.
+  for (const http::Response& r : {ask(etag, "wait=60", std::chrono::seconds(60), true),
+                                  ask(etag, "wait=1", std::chrono::seconds(2), false)}) {
+    EXPECT_EQ(r.status, 304);
+    EXPECT_FALSE(r.wait.has_value());
+    ASSERT_NE(r.GetHeader("etag"), nullptr);
+    EXPECT_EQ(*r.GetHeader("etag"), etag);
+  }
+  // A change moves the topic past what the parked poll saw.
+  Call(admin_.get(), "DELETE", "/api/v1/dps/dp1");
+  EXPECT_GT(ctx->server->Sequence("assignments"), seq);
+}
+
 TEST_F(SiteTest, BadInputIsAClearErrorAndChangesNothing) {
   auto r = admin_->Do("POST", "/api/v1/dps", "{not json");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 400);
   EXPECT_NE(r->body.find("not valid JSON"), std::string::npos);
-  r = admin_->Do("POST", "/api/v1/dps", Json{{"name", "dp1"}, {"url", "http://x"}, {"colour", "red"}}.dump());
+  r = admin_->Do("POST", "/api/v1/dps",
+                 Json{{"name", "dp1"}, {"url", "http://x"}, {"colour", "red"}}.dump());
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 400);
   EXPECT_NE(r->body.find("unknown field `colour`"), std::string::npos) << r->body;
@@ -193,7 +272,8 @@ namespace depot::site {
 namespace {
 
 // Uploads a snapshot's chunks through the API and returns its manifest draft.
-store::Manifest UploadTree(SiteTest* t, http::Client* c, const std::string& src, const std::string& staging) {
+store::Manifest UploadTree(SiteTest* t, http::Client* c, const std::string& src,
+                           const std::string& staging) {
   store::ChunkStore local(core::Env::Default(), staging, 1);
   EXPECT_TRUE(local.Create().ok());
   auto snap = store::Snapshot(core::Env::Default(), src, &local, {});
@@ -221,8 +301,10 @@ TEST_F(SiteTest, ManifestsThatDisagreeWithTheirChunksAreNotSigned) {
   testing::WriteFileOrDie(dir_.Sub("src/small.txt"), "hello");
   store::Manifest m = UploadTree(this, admin_.get(), dir_.Sub("src"), dir_.Sub("staging"));
   // The client's "that was all": the group commit starts, the answer does not wait.
-  EXPECT_EQ(Call(admin_.get(), "POST", "/api/v1/chunks/commit", Json::object(), 202)["committing"], true);
-  Call(admin_.get(), "POST", "/api/v1/chunks/commit", Json{{"chunks", 3}}, 400);  // it takes no fields
+  EXPECT_EQ(Call(admin_.get(), "POST", "/api/v1/chunks/commit", Json::object(), 202)["committing"],
+            true);
+  Call(admin_.get(), "POST", "/api/v1/chunks/commit", Json{{"chunks", 3}},
+       400);  // it takes no fields
   auto post = [&](const store::Manifest& man) {
     auto bytes = store::SerializeManifest(man);
     EXPECT_TRUE(bytes.ok()) << bytes.status().ToString();
@@ -251,7 +333,8 @@ TEST_F(SiteTest, ManifestsThatDisagreeWithTheirChunksAreNotSigned) {
   }
   r = post(missing);
   EXPECT_EQ(r.status, 404) << r.body;
-  EXPECT_EQ(Call(admin_.get(), "GET", "/api/v1/packages")["packages"].size(), 0u) << "nothing was created";
+  EXPECT_EQ(Call(admin_.get(), "GET", "/api/v1/packages")["packages"].size(), 0u)
+      << "nothing was created";
   r = post(m);
   EXPECT_EQ(r.status, 201) << r.body;
 }
@@ -277,7 +360,9 @@ TEST_F(SiteTest, MissingChunkAnswersFollowTheLibraryBeforeAndAfterItsFilterIsLoa
   auto filter_ready = [&] {
     for (int i = 0; i < 1000; ++i) {
       auto metrics = Client("")->Do("GET", "/metrics");
-      if (metrics.ok() && metrics->body.find("depot_site_chunk_filter_ready 1") != std::string::npos) return true;
+      if (metrics.ok() &&
+          metrics->body.find("depot_site_chunk_filter_ready 1") != std::string::npos)
+        return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return false;
@@ -289,7 +374,8 @@ TEST_F(SiteTest, MissingChunkAnswersFollowTheLibraryBeforeAndAfterItsFilterIsLoa
   // A chunk deleted behind the site's back (an operator, a disk repair): missing, though
   // the filter saw it arrive.
   const std::string library = dir_.Sub("site/library/repo/chunks/");
-  ASSERT_TRUE(core::Env::Default()->Remove(library + stored[0].substr(0, 2) + "/" + stored[0]).ok());
+  ASSERT_TRUE(
+      core::Env::Default()->Remove(library + stored[0].substr(0, 2) + "/" + stored[0]).ok());
   EXPECT_EQ(missing(ask), (std::set<std::string>{never, stored[0]}));
   // After a restart the filter is loaded from the library: the same answers, before and
   // after it is ready.

@@ -39,7 +39,7 @@ core::Result<bool> ChunkIntake::Put(const ChunkId& id, std::uint32_t size, std::
     known_.erase(id);
     return std::move(temp).status().WithContext("chunk " + core::DigestHex(id));
   }
-  if (staged_.empty()) first_staged_ = std::chrono::steady_clock::now();
+  if (staged_.empty()) first_staged_ = options_.clock->Monotonic();
   staged_.push_back(Pending{id, std::move(*temp), frame.size(), size});
   staged_bytes_ += frame.size();
   // The committer sleeps until the first chunk, then until the delay or the size bound.
@@ -88,7 +88,7 @@ core::Status ChunkIntake::CommitStaged() {
   std::lock_guard<std::mutex> lock(mu_);
   for (const Pending& p : batch) known_.erase(p.id);
   if (s.ok()) {
-    auto now = std::chrono::steady_clock::now();
+    auto now = options_.clock->Monotonic();
     for (const Pending& p : batch) {
       auto [it, inserted] = remembered_.insert_or_assign(p.id, Remembered{p.size, now});
       (void)it;
@@ -120,9 +120,13 @@ void ChunkIntake::CommitterLoop() {
       continue;
     }
     if (staged_bytes_ < options_.commit_bytes && !commit_soon_) {
-      auto due = first_staged_ + options_.max_delay;
-      if (std::chrono::steady_clock::now() < due) {
-        cv_.wait_until(lock, due);
+      auto left = first_staged_ + options_.max_delay - options_.clock->Monotonic();
+      if (left > core::Duration::zero()) {
+        // Until the delay is over, or whatever ends the wait sooner (a Put crossing the
+        // size bound, CommitSoon, a Flush emptying the stage, the destructor).
+        options_.clock->WaitFor(lock, cv_, left, [this] {
+          return stop_ || commit_soon_ || staged_.empty() || staged_bytes_ >= options_.commit_bytes;
+        });
         continue;
       }
     }
@@ -144,7 +148,7 @@ bool ChunkIntake::Verified(const ChunkId& id, std::uint64_t size) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = remembered_.find(id);
   return it != remembered_.end() && it->second.size == size &&
-         std::chrono::steady_clock::now() - it->second.committed <= options_.remember_for;
+         options_.clock->Monotonic() - it->second.committed <= options_.remember_for;
 }
 
 ChunkIntakeStats ChunkIntake::stats() const {

@@ -32,6 +32,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/status.h"
 #include "store/chunk_store.h"
 
@@ -48,6 +49,8 @@ struct ChunkIntakeOptions {
   // after which garbage collection may remove an unreferenced chunk (the site uses
   // half its grace period, at most 10 minutes).
   std::chrono::milliseconds remember_for{std::chrono::minutes(10)};
+  // The delay and remember_for run on this clock's monotonic time (tests: a manual one).
+  core::Clock* clock = core::Clock::Real();
 };
 
 struct ChunkIntakeStats {
@@ -107,7 +110,7 @@ class ChunkIntake {
   };
   struct Remembered {
     std::uint32_t size;
-    std::chrono::steady_clock::time_point committed;
+    core::MonoTime committed;
   };
 
   void CommitterLoop();
@@ -124,7 +127,7 @@ class ChunkIntake {
   std::condition_variable cv_;
   std::vector<Pending> staged_;
   std::uint64_t staged_bytes_ = 0;
-  std::chrono::steady_clock::time_point first_staged_;
+  core::MonoTime first_staged_;
   ChunkIdSet known_;  // staged_ plus the commit in flight
   // Committed chunks, oldest first in `remembered_order_` (bounded by count and age).
   std::unordered_map<ChunkId, Remembered, ChunkIdHash> remembered_;

@@ -2,13 +2,63 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 
+#include "core/clock.h"
 #include "core/testing.h"
 #include "store/compress.h"
 
 namespace depot::store {
 namespace {
+
+// Polls `done` until it holds (true) or a minute passes (false): for what the
+// committer thread does on its own, with nothing to wait on but its effects.
+template <typename Pred>
+bool Eventually(Pred done) {
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::minutes(1); !done();) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// A manual clock that also shows what the committer does with it: how many timed
+// waits it has begun, and how many times it has looked at the time within them and
+// found it too early.
+class WatchedClock final : public core::Clock {
+ public:
+  WatchedClock() : manual_(core::Clock::Real()->Now()) {}
+  core::TimePoint Now() override { return manual_.Now(); }
+  core::MonoTime Monotonic() override { return manual_.Monotonic(); }
+  void SleepFor(core::Duration d) override { manual_.Advance(d); }
+  bool WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
+               core::Duration timeout, const std::function<bool()>& pred) override {
+    const core::MonoTime deadline = Monotonic() + timeout;
+    ++waits;
+    while (!pred()) {
+      if (Monotonic() >= deadline) return false;
+      ++looks;
+      cv.wait_for(lock, std::chrono::milliseconds(1));
+    }
+    return true;
+  }
+  void Advance(core::Duration d) { manual_.Advance(d); }
+  // Returns once the waiter has looked at the time after this call (a look counted
+  // right after the call may have read the time before it; the one after cannot) or
+  // `instead` holds (it stopped waiting).
+  template <typename Pred>
+  bool LookedAgainOr(Pred instead) {
+    const std::uint64_t now = looks.load();
+    return Eventually([&] { return looks.load() >= now + 2 || instead(); });
+  }
+
+  std::atomic<int> waits{0};
+  std::atomic<std::uint64_t> looks{0};
+
+ private:
+  core::ManualClock manual_;
+};
 
 struct Chunk {
   std::string data;
@@ -74,18 +124,23 @@ TEST_F(ChunkIntakeTest, ChunksAppearOnlyAtACommitAndFlushCoversEveryPutBeforeIt)
 }
 
 TEST_F(ChunkIntakeTest, VerifiedForgetsAfterItsTimeAndFailedChunksAreNeverVouchedFor) {
-  ChunkIntake intake(&store_, {1ull << 40, std::chrono::hours(1), std::chrono::milliseconds(30)});
+  core::ManualClock clock(core::Clock::Real()->Now());
+  ChunkIntake intake(&store_,
+                     {1ull << 40, std::chrono::hours(1), std::chrono::milliseconds(30), &clock});
   Chunk a = MakeChunk(10000, 10);
   ASSERT_TRUE(intake.Put(a.id, a.data.size(), a.frame, &scratch_).ok());
   EXPECT_FALSE(intake.Verified(a.id, a.data.size()));  // staged, not committed
   ASSERT_TRUE(intake.Flush().ok());
   EXPECT_TRUE(intake.Verified(a.id, a.data.size()));
-  std::this_thread::sleep_for(std::chrono::milliseconds(60));
-  EXPECT_FALSE(intake.Verified(a.id, a.data.size()));
+  clock.Advance(std::chrono::milliseconds(30));
+  EXPECT_TRUE(intake.Verified(a.id, a.data.size())) << "for remember_for, to the end";
+  clock.Advance(std::chrono::nanoseconds(1));
+  EXPECT_FALSE(intake.Verified(a.id, a.data.size())) << "and not a moment longer";
 
   std::vector<Chunk> chunks;
   for (int i = 0; i < 20; ++i) chunks.push_back(MakeChunk(5000, 400 + i));
-  for (const Chunk& c : chunks) ASSERT_TRUE(intake.Put(c.id, c.data.size(), c.frame, &scratch_).ok());
+  for (const Chunk& c : chunks)
+    ASSERT_TRUE(intake.Put(c.id, c.data.size(), c.frame, &scratch_).ok());
   env_.fail_sync = true;
   EXPECT_FALSE(intake.Flush().ok());
   env_.fail_sync = false;
@@ -108,38 +163,46 @@ TEST_F(ChunkIntakeTest, BytesThatDoNotMatchTheIdAreNeverWritten) {
 TEST_F(ChunkIntakeTest, TheCommitterCommitsBySizeByDelayAndOnRequest) {
   {
     // By size: the first chunk crosses the bound; no Flush is called.
-    ChunkIntake intake(&store_, {1, std::chrono::hours(1)});
+    // (On a clock that never moves: the delay cannot be what commits it.)
+    core::ManualClock clock(core::Clock::Real()->Now());
+    ChunkIntake intake(&store_, {1, std::chrono::hours(1), std::chrono::minutes(10), &clock});
     Chunk a = MakeChunk(20000, 5);
     ASSERT_TRUE(intake.Put(a.id, a.data.size(), a.frame, &scratch_).ok());
-    for (int i = 0; i < 500 && !*store_.Has(a.id); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    // The count once the commit has returned (the file appears at the rename).
+    EXPECT_TRUE(Eventually([&] { return intake.stats().commits == 1; }));
     EXPECT_TRUE(*store_.Has(a.id));
   }
   {
-    // By delay.
-    ChunkIntake intake(&store_, {1ull << 40, std::chrono::milliseconds(20)});
+    // By delay: not a moment before it is over, and then without being asked.
+    WatchedClock clock;
+    ChunkIntake intake(
+        &store_, {1ull << 40, std::chrono::milliseconds(20), std::chrono::minutes(10), &clock});
     Chunk b = MakeChunk(20000, 6);
     ASSERT_TRUE(intake.Put(b.id, b.data.size(), b.frame, &scratch_).ok());
-    // The file appears at the rename, the count once the commit has returned.
-    for (int i = 0; i < 500 && intake.stats().commits == 0; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    ASSERT_TRUE(Eventually([&] { return clock.waits.load() >= 1 || intake.stats().commits > 0; }));
+    EXPECT_EQ(intake.stats().commits, 0u) << "committed without waiting for the delay";
+    clock.Advance(std::chrono::milliseconds(19));
+    ASSERT_TRUE(clock.LookedAgainOr([&] { return intake.stats().commits > 0; }));
+    EXPECT_EQ(intake.stats().commits, 0u) << "committed before the delay was over";
+    clock.Advance(std::chrono::milliseconds(1));
+    EXPECT_TRUE(Eventually([&] { return intake.stats().commits == 1; }));
     EXPECT_TRUE(*store_.Has(b.id));
-    EXPECT_EQ(intake.stats().commits, 1u);
   }
   {
     // On request: CommitSoon() does not wait for the delay or the size, and returns
     // before the commit is done; with nothing staged it does nothing.
-    ChunkIntake intake(&store_, {1ull << 40, std::chrono::hours(1)});
+    WatchedClock clock;  // never advanced: the delay never ends
+    ChunkIntake intake(&store_,
+                       {1ull << 40, std::chrono::hours(1), std::chrono::minutes(10), &clock});
     intake.CommitSoon();
     Chunk d = MakeChunk(20000, 8);
     ASSERT_TRUE(intake.Put(d.id, d.data.size(), d.frame, &scratch_).ok());
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    EXPECT_EQ(intake.stats().commits, 0u);  // the earlier request did not carry over
+    // The committer has seen d staged and settled down to wait for the delay, instead
+    // of committing: the earlier request did not carry over.
+    ASSERT_TRUE(Eventually([&] { return clock.waits.load() >= 1 || intake.stats().commits > 0; }));
+    EXPECT_EQ(intake.stats().commits, 0u);
     intake.CommitSoon();
-    for (int i = 0; i < 500 && intake.stats().commits == 0; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    EXPECT_EQ(intake.stats().commits, 1u);
+    EXPECT_TRUE(Eventually([&] { return intake.stats().commits == 1; }));
     EXPECT_TRUE(*store_.Has(d.id));
   }
   {
@@ -158,7 +221,8 @@ TEST_F(ChunkIntakeTest, AFailedCommitDropsItsChunksAndTheNextFlushSaysWhy) {
   // Enough chunks for the batch to sync the filesystem (the path that fails here).
   std::vector<Chunk> chunks;
   for (int i = 0; i < 20; ++i) chunks.push_back(MakeChunk(5000, 100 + i));
-  for (const Chunk& c : chunks) ASSERT_TRUE(intake.Put(c.id, c.data.size(), c.frame, &scratch_).ok());
+  for (const Chunk& c : chunks)
+    ASSERT_TRUE(intake.Put(c.id, c.data.size(), c.frame, &scratch_).ok());
   env_.fail_sync = true;
   core::Status s = intake.Flush();
   EXPECT_TRUE(s.IsIOError()) << s.ToString();
@@ -181,14 +245,14 @@ TEST_F(ChunkIntakeTest, ABackgroundFailureIsReportedByTheNextFlushOnce) {
   std::vector<Chunk> chunks;
   for (int i = 0; i < 20; ++i) chunks.push_back(MakeChunk(5000, 200 + i));
   env_.fail_sync = true;
-  for (const Chunk& c : chunks) ASSERT_TRUE(intake.Put(c.id, c.data.size(), c.frame, &scratch_).ok());
+  for (const Chunk& c : chunks)
+    ASSERT_TRUE(intake.Put(c.id, c.data.size(), c.frame, &scratch_).ok());
   // Wait for the committer to have tried (and failed) everything.
-  for (int i = 0; i < 500; ++i) {
+  ASSERT_TRUE(Eventually([&] {
     bool any = false;
     for (const Chunk& c : chunks) any = any || intake.Staged(c.id);
-    if (!any) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+    return !any;
+  }));
   env_.fail_sync = false;
   EXPECT_GE(intake.stats().failed_commits, 1u);
   core::Status s = intake.Flush();

@@ -1,6 +1,9 @@
 #include "store/snapshot.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -8,10 +11,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
-#include <cstring>
 #include <thread>
 
 #include "core/sha256.h"
@@ -22,6 +25,48 @@ namespace depot::store {
 namespace {
 
 using core::Status;
+
+// Appends `data` to a file whenever some thread opens or reads it (inotify), until
+// destroyed: a writer busy exactly while the file is being read, where one writing
+// on a timer can happen to miss a read.
+class AppendsWhenRead {
+ public:
+  AppendsWhenRead(const std::string& path, std::string data) : data_(std::move(data)) {
+    out_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);  // before the watch: not an event
+    watch_ = ::inotify_init1(IN_CLOEXEC);
+    EXPECT_GE(out_, 0);
+    EXPECT_GE(watch_, 0);
+    EXPECT_GE(::inotify_add_watch(watch_, path.c_str(), IN_ACCESS | IN_OPEN), 0);
+    EXPECT_EQ(::pipe2(stop_, O_CLOEXEC), 0);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~AppendsWhenRead() {
+    char c = 0;
+    EXPECT_EQ(::write(stop_[1], &c, 1), 1);
+    thread_.join();
+    for (int fd : {out_, watch_, stop_[0], stop_[1]}) ::close(fd);
+  }
+  int appends() const { return appends_.load(); }
+
+ private:
+  void Run() {
+    pollfd fds[2] = {{watch_, POLLIN, 0}, {stop_[0], POLLIN, 0}};
+    char events[4096];
+    for (;;) {
+      if (::poll(fds, 2, -1) < 0) continue;  // EINTR
+      if (fds[1].revents != 0) return;
+      if (::read(watch_, events, sizeof(events)) <= 0) return;  // which events: someone read it
+      if (::write(out_, data_.data(), data_.size()) == static_cast<ssize_t>(data_.size()))
+        ++appends_;
+    }
+  }
+
+  std::string data_;
+  int out_ = -1, watch_ = -1;
+  int stop_[2] = {-1, -1};
+  std::atomic<int> appends_{0};
+  std::thread thread_;
+};
 
 class SnapshotTest : public ::testing::Test {
  protected:
@@ -104,8 +149,8 @@ TEST_F(SnapshotTest, DirectoryBesideSamePrefixNamesGivesAValidSortedManifest) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   std::vector<std::string> paths;
   for (const auto& e : r->entries) paths.push_back(e.path);
-  EXPECT_EQ(paths, (std::vector<std::string>{"a", "a b", "a!", "a-b", "a.dir", "a.link", "a.txt", "a/b", "a/c",
-                                             "a/c/d", "\xc3\xa9t\xc3\xa9"}));
+  EXPECT_EQ(paths, (std::vector<std::string>{"a", "a b", "a!", "a-b", "a.dir", "a.link", "a.txt",
+                                             "a/b", "a/c", "a/c/d", "\xc3\xa9t\xc3\xa9"}));
   // Each file's hash and size landed on its own entry after the reordering.
   EXPECT_EQ(Find(*r, "a.txt")->size, 300u << 10);
   EXPECT_EQ(Find(*r, "a/b")->sha256, core::Sha256::Hash("inside\n"));
@@ -179,7 +224,8 @@ TEST_F(SnapshotTest, RejectsSpecialFilesNamingThem) {
   auto r = Run();
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().IsInvalidArgument());
-  EXPECT_NE(r.status().message().find("pipe: is a FIFO"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("pipe: is a FIFO"), std::string::npos)
+      << r.status().message();
   ::unlink((src_ + "/pipe").c_str());
 
   int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
@@ -245,23 +291,17 @@ TEST_F(SnapshotTest, WriterAppendingDuringSnapshotFailsNamingTheFile) {
   testing::WriteFileOrDie(src_ + "/stable.bin", testing::RandomData(1 << 20, 5));
   std::string log = src_ + "/app.log";
   testing::WriteFileOrDie(log, testing::RandomData(2 << 20, 6));
-  std::atomic<bool> stop{false};
-  std::thread writer([&] {
-    FILE* f = std::fopen(log.c_str(), "ab");
-    std::string line(4096, 'x');
-    while (!stop) {
-      std::fwrite(line.data(), 1, line.size(), f);
-      std::fflush(f);
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    std::fclose(f);
-  });
+  core::ManualClock clock(core::Clock::Real()->Now());  // the backoff between reads takes no time
   SnapshotOptions opts;
   opts.max_attempts = 4;
   opts.first_backoff = std::chrono::milliseconds(20);
-  auto r = Run(opts);
-  stop = true;
-  writer.join();
+  opts.clock = &clock;
+  auto r = [&] {
+    AppendsWhenRead writer(log, std::string(4096, 'x'));
+    auto result = Run(opts);
+    EXPECT_GT(writer.appends(), 0);
+    return result;
+  }();
   ASSERT_FALSE(r.ok()) << "a snapshot of a file being appended to succeeded";
   EXPECT_TRUE(r.status().IsIOError()) << r.status().ToString();
   EXPECT_NE(r.status().message().find("app.log: file changed while being read"), std::string::npos)
@@ -343,7 +383,8 @@ class CollectingSink : public ChunkSink {
     std::lock_guard<std::mutex> lock(mu);
     auto data = DecompressFrame(frame, size);
     if (!data.ok()) return data.status();
-    if (core::Sha256::Hash(*data) != id) return core::Status::Corruption("sink got a frame that is not its id");
+    if (core::Sha256::Hash(*data) != id)
+      return core::Status::Corruption("sink got a frame that is not its id");
     EXPECT_TRUE(chunks.emplace(id, size).second) << "each distinct chunk once";
     return core::Status::Ok();
   }
