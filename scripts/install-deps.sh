@@ -14,7 +14,7 @@ build_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   tzdata  # the agent reads maintenance-window time zones from /usr/share/zoneinfo
 )
-test_pkgs=(nginx-light curl zstd sqlite3 postgresql python3)
+test_pkgs=(nginx-light curl zstd sqlite3 postgresql python3 clang-format)
 bench_pkgs=(casync rsync wrk hyperfine vmtouch)
 
 want=("${build_pkgs[@]}")

@@ -3,7 +3,7 @@
 # one executable per component) and cross-process tests (real depot processes,
 # nginx, tuf-js) -- first on the normal build, then again on a build with
 # AddressSanitizer and UndefinedBehaviorSanitizer (DEPOT_SANITIZE). Installs what it
-# needs first. Ends with CTest's summary.
+# needs first and checks the C++ format (scripts/format.sh). Ends with CTest's summary.
 #   scripts/test.sh [--no-sanitize]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,6 +12,8 @@ sanitize=1
 jobs=$(nproc)
 
 "$root/scripts/build.sh" --werror --test-deps
+echo "== format (.clang-format)"
+"$root/scripts/format.sh"
 if ((sanitize)); then
   echo "== tests (build/)"
   (cd "$root/build" && ctest --output-on-failure --timeout 900 -j "$jobs")

@@ -34,25 +34,29 @@ using core::Status;
 
 namespace {
 
-core::Result<std::unique_ptr<core::RepoSource>> DefaultSource(const std::string& url, const AgentConfig& config) {
+core::Result<std::unique_ptr<core::RepoSource>> DefaultSource(const std::string& url,
+                                                              const AgentConfig& config) {
   http::CurlOptions o;
   o.ca_file = config.ca;
   // Depot's DPs and sites answer many chunks per request; nginx mirrors get GETs.
   o.chunk_batches = true;
-  o.low_speed_time_s = static_cast<std::uint32_t>(
-      std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(config.stall_timeout).count()));
+  o.low_speed_time_s = static_cast<std::uint32_t>(std::max<std::int64_t>(
+      1, std::chrono::duration_cast<std::chrono::seconds>(config.stall_timeout).count()));
   DEPOT_ASSIGN_OR_RETURN(auto src, http::CurlSource::Create(url, o));
   return std::unique_ptr<core::RepoSource>(std::move(src));
 }
 
 // The state of a data directory another process may be running; a directory that is
 // not one is an error that says so (never a new empty database).
-core::Result<std::unique_ptr<StateStore>> OpenState(core::Env* env, const std::string& data_dir, AgentConfig* c,
-                                                    Identity* id) {
+core::Result<std::unique_ptr<StateStore>> OpenState(core::Env* env, const std::string& data_dir,
+                                                    AgentConfig* c, Identity* id) {
   Status loaded = LoadAgentConfig(env, data_dir, c, id);
   if (loaded.IsNotFound()) {
-    return Status::NotFound(data_dir + " is not an agent data directory (no agent.json): start one with `depot agent "
-                            "run --data " + data_dir + " --site URL --enroll-token T`");
+    return Status::NotFound(
+        data_dir +
+        " is not an agent data directory (no agent.json): start one with `depot agent "
+        "run --data " +
+        data_dir + " --site URL --enroll-token T`");
   }
   DEPOT_RETURN_IF_ERROR(loaded.WithContext("agent data " + data_dir));
   return StateStore::Open(core::Clock::Real(), core::JoinPath(data_dir, "state.db"));
@@ -61,7 +65,8 @@ core::Result<std::unique_ptr<StateStore>> OpenState(core::Env* env, const std::s
 }  // namespace
 
 struct Agent::Impl {
-  Impl(core::Env* e, core::Clock* c, std::string dir) : env(e), clock(c), data_dir(std::move(dir)), zones(e) {}
+  Impl(core::Env* e, core::Clock* c, std::string dir)
+      : env(e), clock(c), data_dir(std::move(dir)), zones(e) {}
 
   core::Env* env;
   core::Clock* clock;
@@ -101,20 +106,24 @@ Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Agent::~Agent() { impl_->downloader->CancelAll(); }
 
-core::Result<std::unique_ptr<Agent>> Agent::Open(core::Env* env, core::Clock* clock, const std::string& data_dir,
-                                                 const AgentOverrides& overrides, SourceFactory sources) {
+core::Result<std::unique_ptr<Agent>> Agent::Open(core::Env* env, core::Clock* clock,
+                                                 const std::string& data_dir,
+                                                 const AgentOverrides& overrides,
+                                                 SourceFactory sources) {
   // Absolute: programs run in their content directory and write to their run directory.
   std::string dir = data_dir;
   if (!dir.empty() && dir[0] != '/') {
     char cwd[4096];
-    if (::getcwd(cwd, sizeof(cwd)) == nullptr) return Status::IOError("cannot read the current directory");
+    if (::getcwd(cwd, sizeof(cwd)) == nullptr)
+      return Status::IOError("cannot read the current directory");
     dir = core::JoinPath(cwd, dir);
   }
   auto impl = std::make_unique<Impl>(env, clock, dir);
   DEPOT_RETURN_IF_ERROR(env->CreateDirs(dir, 0750));
   auto held = env->LockFile(core::JoinPath(dir, "agent.lock"));
   if (!held.ok()) {
-    return Status::Unavailable("another depot agent is running on " + data_dir + " (" + held.status().message() + ")");
+    return Status::Unavailable("another depot agent is running on " + data_dir + " (" +
+                               held.status().message() + ")");
   }
   impl->lock = std::move(*held);
   AgentConfig stored;
@@ -123,18 +132,20 @@ core::Result<std::unique_ptr<Agent>> Agent::Open(core::Env* env, core::Clock* cl
   DEPOT_ASSIGN_OR_RETURN(impl->config, ApplyOverrides(stored, overrides));
   Impl& a = *impl;
   DEPOT_ASSIGN_OR_RETURN(a.state, StateStore::Open(clock, core::JoinPath(dir, "state.db")));
-  DEPOT_RETURN_IF_ERROR(a.state->ClampRetries(core::UnixMillis(clock->Now()) + core::ToMillis(a.config.retry_max)));
+  DEPOT_RETURN_IF_ERROR(
+      a.state->ClampRetries(core::UnixMillis(clock->Now()) + core::ToMillis(a.config.retry_max)));
   for (const char* d : {"cache", "manifests", "content", "runs"}) {
     DEPOT_RETURN_IF_ERROR(env->CreateDirs(core::JoinPath(dir, d), 0750));
   }
   a.content = std::make_unique<ContentStore>(env, clock, a.state.get(), &a.config, dir);
   a.installer = std::make_unique<Installer>(env, clock, a.state.get(), a.content.get(), dir);
   const ContentStore* content = a.content.get();
-  a.downloader = std::make_unique<Downloader>(env, clock, &a.config, dir, sources ? std::move(sources) : DefaultSource,
-                                              [content](const std::string& id) { return content->LoadManifest(id); });
+  a.downloader = std::make_unique<Downloader>(
+      env, clock, &a.config, dir, sources ? std::move(sources) : DefaultSource,
+      [content](const std::string& id) { return content->LoadManifest(id); });
   a.policy = std::make_unique<PolicySync>(a.state.get(), clock, &a.config);
-  a.driver = std::make_unique<Driver>(env, clock, &a.config, a.state.get(), a.content.get(), a.installer.get(),
-                                      a.downloader.get(), &a.zones);
+  a.driver = std::make_unique<Driver>(env, clock, &a.config, a.state.get(), a.content.get(),
+                                      a.installer.get(), a.downloader.get(), &a.zones);
   if (!a.identity.token.empty()) {
     DEPOT_ASSIGN_OR_RETURN(std::string root, env->ReadFile(TrustedRootPath(dir), 1 << 20));
     a.downloader->SetTrustedRoot(std::move(root));
@@ -150,7 +161,8 @@ Status Agent::EnsureEnrolled(const std::string& enroll_token) {
     DEPOT_RETURN_IF_ERROR(RecordEnrollment(a.env, a.data_dir, a.state.get(), a.config, e));
     a.identity = e.identity;
     a.downloader->SetTrustedRoot(e.trusted_root);
-    core::Log(core::LogLevel::kInfo, "agent.enrolled", {{"client", a.identity.client}, {"site", a.config.site}});
+    core::Log(core::LogLevel::kInfo, "agent.enrolled",
+              {{"client", a.identity.client}, {"site", a.config.site}});
   }
   return a.ConnectSite();
 }
@@ -197,7 +209,8 @@ Status Agent::Run(const std::atomic<bool>* stop) {
       ::malloc_trim(0);
     }
     was_busy = is_busy;
-    if (!step.ok()) core::Log(core::LogLevel::kWarn, "agent.step_failed", {{"error", step.status().ToString()}});
+    if (!step.ok())
+      core::Log(core::LogLevel::kWarn, "agent.step_failed", {{"error", step.status().ToString()}});
     a.driver->Purge().IgnoreError();
     if (reports.Due()) {
       Status s = SendReports(a.state.get(), a.site.get());
@@ -207,7 +220,8 @@ Status Agent::Run(const std::atomic<bool>* stop) {
         reports.Failed();
       }
     }
-    a.downloader->Wait(is_busy ? std::chrono::milliseconds(200) : std::chrono::milliseconds(1000), stop, program);
+    a.downloader->Wait(is_busy ? std::chrono::milliseconds(200) : std::chrono::milliseconds(1000),
+                       stop, program);
   }
   a.downloader->CancelAll();  // whatever is downloading: verified chunks stay in the cache
   SendReports(a.state.get(), a.site.get()).IgnoreError();
@@ -256,14 +270,16 @@ core::Result<LocalStatusReport> Agent::LocalStatus(core::Env* env, const std::st
   return out;
 }
 
-Status Agent::RequestInstall(core::Env* env, const std::string& data_dir, const std::string& package) {
+Status Agent::RequestInstall(core::Env* env, const std::string& data_dir,
+                             const std::string& package) {
   AgentConfig c;
   Identity id;
   DEPOT_ASSIGN_OR_RETURN(auto state, OpenState(env, data_dir, &c, &id));
   DEPOT_ASSIGN_OR_RETURN(std::int64_t n, state->Request(package));
   if (n == 0) {
-    return Status::NotFound("no available deployment of " + package +
-                            " in this agent's policy (`depot agent status` lists them; a poll may be needed first)");
+    return Status::NotFound(
+        "no available deployment of " + package +
+        " in this agent's policy (`depot agent status` lists them; a poll may be needed first)");
   }
   return Status::Ok();
 }

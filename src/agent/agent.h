@@ -29,19 +29,18 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "agent/config_file.h"
 #include "core/clock.h"
 #include "core/env.h"
 #include "core/source.h"
-#include "agent/config_file.h"
 #include "core/status.h"
 
 namespace depot::agent {
-
 
 struct DeploymentStatus {
   std::int64_t id = 0;
@@ -65,8 +64,10 @@ class Agent {
   // Opens the data directory (creating it) and loads agent.json when present; flags in
   // `overrides` that are set replace stored settings and are saved. Takes the agent
   // lock: Unavailable when another process drives this directory.
-  static core::Result<std::unique_ptr<Agent>> Open(core::Env* env, core::Clock* clock, const std::string& data_dir,
-                                                   const AgentOverrides& overrides, SourceFactory sources = nullptr);
+  static core::Result<std::unique_ptr<Agent>> Open(core::Env* env, core::Clock* clock,
+                                                   const std::string& data_dir,
+                                                   const AgentOverrides& overrides,
+                                                   SourceFactory sources = nullptr);
   ~Agent();
 
   // Enrolls with the site when not enrolled yet (needs `enroll_token`); pins the
@@ -88,7 +89,8 @@ class Agent {
   static core::Result<LocalStatusReport> LocalStatus(core::Env* env, const std::string& data_dir);
   // Marks the available deployment of `package` as requested. NotFound when the
   // policy has no available deployment of it.
-  static core::Status RequestInstall(core::Env* env, const std::string& data_dir, const std::string& package);
+  static core::Status RequestInstall(core::Env* env, const std::string& data_dir,
+                                     const std::string& package);
 
   struct Impl;
 

@@ -20,7 +20,8 @@ class AgentClockTest : public AgentFixture {
     return s->deployments.front();
   }
   std::int64_t WallMs() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now().time_since_epoch()).count();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now().time_since_epoch())
+        .count();
   }
 };
 
@@ -52,7 +53,9 @@ TEST_F(AgentClockTest, ARetryScheduledWhileTheClockRanAheadIsDueWhenItComesBack)
   EXPECT_NE(error.find("this machine's clock is 8d 0h ahead"), std::string::npos) << error;
   EXPECT_EQ(error.find("repo resign"), std::string::npos) << error;
   std::string text = failed[0]["text"];
-  EXPECT_NE(text.find("failed to install package tools version 1: download failed: "), std::string::npos) << text;
+  EXPECT_NE(text.find("failed to install package tools version 1: download failed: "),
+            std::string::npos)
+      << text;
   EXPECT_EQ(text.find("exit code"), std::string::npos) << "no program ran: " << text;
 
   // The clock is corrected. The retry was due 1 s after the failure, whatever the
@@ -101,7 +104,10 @@ TEST_F(AgentClockTest, AWallClockSetBackDoesNotPostponeARetry) {
   Publish("tools", src, true);
   // Started long ago, so the wall clock going back does not put the start ahead.
   Api("POST", "/api/v1/deployments",
-      {{"package", "tools"}, {"program", "install"}, {"collection", "all"}, {"kind", "required"},
+      {{"package", "tools"},
+       {"program", "install"},
+       {"collection", "all"},
+       {"kind", "required"},
        {"start", "2020-01-01T00:00:00Z"}});
   AgentOverrides o;
   o.retry_base = std::chrono::seconds(10);

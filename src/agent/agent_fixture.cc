@@ -1,8 +1,9 @@
 #include "agent/agent_fixture.h"
-#include "core/log.h"
+
 #include <cstdlib>
 
 #include "cli/package_upload.h"
+#include "core/log.h"
 #include "http/curl_source.h"
 
 namespace depot::agent::testing {
@@ -19,8 +20,9 @@ class SwitchableSource final : public core::RepoSource {
     if (fail_->load()) return core::Status::Unavailable(real_->Describe() + ": injected failure");
     return real_->Fetch(path, max_bytes);
   }
-  core::Status FetchMany(const std::vector<core::FetchRequest>& requests, unsigned parallel,
-                         const std::function<bool(std::size_t, core::Result<std::string>)>& on_done) override {
+  core::Status FetchMany(
+      const std::vector<core::FetchRequest>& requests, unsigned parallel,
+      const std::function<bool(std::size_t, core::Result<std::string>)>& on_done) override {
     if (fail_->load()) return core::RepoSource::FetchMany(requests, parallel, on_done);
     return real_->FetchMany(requests, parallel, on_done);
   }
@@ -81,8 +83,9 @@ std::unique_ptr<Agent> AgentFixture::OpenAgent(AgentOverrides overrides) {
   overrides.site = site_->url();
   if (overrides.name.empty()) overrides.name = "pc1";
   const std::atomic<bool>* fail = &sources_fail_;
-  SourceFactory factory = [fail](const std::string& url,
-                                 const AgentConfig&) -> core::Result<std::unique_ptr<core::RepoSource>> {
+  SourceFactory factory =
+      [fail](const std::string& url,
+             const AgentConfig&) -> core::Result<std::unique_ptr<core::RepoSource>> {
     DEPOT_ASSIGN_OR_RETURN(auto real, http::CurlSource::Create(url));
     return std::unique_ptr<core::RepoSource>(new SwitchableSource(std::move(real), fail));
   };
@@ -97,7 +100,8 @@ std::unique_ptr<Agent> AgentFixture::OpenAgent(AgentOverrides overrides) {
 }
 
 Json AgentFixture::Messages(int code) {
-  return Api("GET", "/api/v1/messages?client=" + client_ + "&code=" + std::to_string(code))["messages"];
+  return Api("GET",
+             "/api/v1/messages?client=" + client_ + "&code=" + std::to_string(code))["messages"];
 }
 
 }  // namespace depot::agent::testing

@@ -30,7 +30,8 @@ class AgentFixture : public ::testing::Test {
 
   // Uploads `src` as a new package (or its next version) with program
   // install=<command>; returns the site's answer.
-  Json Publish(const std::string& name, const std::string& src, bool create, const std::string& command = "true");
+  Json Publish(const std::string& name, const std::string& src, bool create,
+               const std::string& command = "true");
   // An admin API call; fails the test on an error.
   Json Api(const std::string& method, const std::string& target, const Json& body = nullptr);
   // Opens (or re-opens) the agent on `clock_`, enrolled on first use.

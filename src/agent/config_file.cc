@@ -20,13 +20,15 @@ std::string DurText(core::Duration d) { return std::to_string(core::ToMillis(d))
 core::Result<core::Duration> DurFrom(const Json& j, const char* key, core::Duration fallback) {
   auto it = j.find(key);
   if (it == j.end()) return fallback;
-  if (!it->is_string()) return Status::InvalidArgument(std::string(key) + " must be a duration string");
+  if (!it->is_string())
+    return Status::InvalidArgument(std::string(key) + " must be a duration string");
   return core::ParseDuration(it->get<std::string>());
 }
 
 }  // namespace
 
-Status SaveAgentConfig(core::Env* env, const std::string& data_dir, const AgentConfig& c, const Identity& id) {
+Status SaveAgentConfig(core::Env* env, const std::string& data_dir, const AgentConfig& c,
+                       const Identity& id) {
   Json tags = Json::object();
   for (const auto& [k, v] : c.tags) tags[k] = v;
   Json j = {{"site", c.site},
@@ -53,13 +55,15 @@ Status LoadAgentConfig(core::Env* env, const std::string& data_dir, AgentConfig*
   std::string path = core::JoinPath(data_dir, kConfigFile);
   DEPOT_ASSIGN_OR_RETURN(std::string text, env->ReadFile(path, 1 << 20));
   Json j = Json::parse(text, nullptr, false);
-  if (!j.is_object()) return Status::Corruption(path + " is not a JSON object; remove it and enroll again");
+  if (!j.is_object())
+    return Status::Corruption(path + " is not a JSON object; remove it and enroll again");
   try {
     c->site = j.value("site", "");
     c->ca = j.value("ca", "");
     c->name = j.value("name", "");
     if (j.contains("tags") && j["tags"].is_object()) {
-      for (auto it = j["tags"].begin(); it != j["tags"].end(); ++it) c->tags[it.key()] = it->get<std::string>();
+      for (auto it = j["tags"].begin(); it != j["tags"].end(); ++it)
+        c->tags[it.key()] = it->get<std::string>();
     }
     id->client = j.value("client", "");
     id->token = j.value("token", "");
@@ -107,9 +111,11 @@ core::Result<AgentConfig> ApplyOverrides(AgentConfig c, const AgentOverrides& o)
   take(c.max_rate, o.max_rate);
   take(c.parallel, o.parallel);
   take(c.max_attempts, o.max_attempts);
-  if (c.parallel < 1 || c.parallel > 64) return Status::InvalidArgument("parallel must be from 1 to 64");
+  if (c.parallel < 1 || c.parallel > 64)
+    return Status::InvalidArgument("parallel must be from 1 to 64");
   if (c.max_attempts < 1) return Status::InvalidArgument("max_attempts must be at least 1");
-  if (c.retry_max < c.retry_base) return Status::InvalidArgument("retry_max must not be below retry_base");
+  if (c.retry_max < c.retry_base)
+    return Status::InvalidArgument("retry_max must not be below retry_base");
   if (c.site.empty()) return Status::InvalidArgument("no site: pass --site URL on the first start");
   while (!c.site.empty() && c.site.back() == '/') c.site.pop_back();
   return c;

@@ -6,8 +6,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -19,15 +19,15 @@
 namespace depot::agent {
 
 struct AgentConfig {
-  std::string site;                 // site base URL
-  std::string ca;                   // CA bundle to trust for the site and DPs (private CA)
-  std::string name;                 // client name; "" = the host name
+  std::string site;                         // site base URL
+  std::string ca;                           // CA bundle to trust for the site and DPs (private CA)
+  std::string name;                         // client name; "" = the host name
   std::map<std::string, std::string> tags;  // reported as attributes tag.NAME
-  core::Duration poll_interval{0};  // 0: what the site says
+  core::Duration poll_interval{0};          // 0: what the site says
   std::uint64_t cache_max_bytes = 4ull << 30;
-  core::Duration purge_grace = std::chrono::hours(1);  // content kept after leaving the policy
-  unsigned parallel = 8;                               // concurrent chunk downloads
-  std::uint64_t max_rate = 0;                          // bytes/s per transfer, 0 = none
+  core::Duration purge_grace = std::chrono::hours(1);       // content kept after leaving the policy
+  unsigned parallel = 8;                                    // concurrent chunk downloads
+  std::uint64_t max_rate = 0;                               // bytes/s per transfer, 0 = none
   core::Duration stall_timeout = std::chrono::seconds(30);  // < 1 KiB/s this long: source abandoned
   core::Duration retry_base = std::chrono::seconds(60);
   core::Duration retry_max = std::chrono::hours(6);
@@ -40,7 +40,8 @@ struct AgentConfig {
 struct AgentOverrides {
   std::string site, ca, name;  // "" = keep
   std::map<std::string, std::string> tags;
-  std::optional<core::Duration> poll_interval, purge_grace, stall_timeout, retry_base, retry_max, source_penalty;
+  std::optional<core::Duration> poll_interval, purge_grace, stall_timeout, retry_base, retry_max,
+      source_penalty;
   std::optional<std::uint64_t> cache_max_bytes, max_rate;
   std::optional<unsigned> parallel;
   std::optional<int> max_attempts;
@@ -54,12 +55,13 @@ struct Identity {
 };
 
 // Opens a repository source for a URL (the network seam: tests inject faults).
-using SourceFactory =
-    std::function<core::Result<std::unique_ptr<core::RepoSource>>(const std::string& url, const AgentConfig& config)>;
+using SourceFactory = std::function<core::Result<std::unique_ptr<core::RepoSource>>(
+    const std::string& url, const AgentConfig& config)>;
 
 // Reads DIR/agent.json into `config` and `id`. NotFound when there is none;
 // Corruption or InvalidArgument naming the file for a malformed one.
-core::Status LoadAgentConfig(core::Env* env, const std::string& data_dir, AgentConfig* config, Identity* id);
+core::Status LoadAgentConfig(core::Env* env, const std::string& data_dir, AgentConfig* config,
+                             Identity* id);
 // Writes DIR/agent.json (temp file, fsync, rename; mode 0600).
 core::Status SaveAgentConfig(core::Env* env, const std::string& data_dir, const AgentConfig& config,
                              const Identity& id);

@@ -21,8 +21,8 @@ namespace {
 constexpr std::size_t kMaxSeeds = 16;
 }  // namespace
 
-ContentStore::ContentStore(core::Env* env, core::Clock* clock, StateStore* state, const AgentConfig* config,
-                           std::string data_dir)
+ContentStore::ContentStore(core::Env* env, core::Clock* clock, StateStore* state,
+                           const AgentConfig* config, std::string data_dir)
     : env_(env), clock_(clock), state_(state), config_(config), data_dir_(std::move(data_dir)) {}
 
 std::string ContentStore::Dir(const std::string& package, std::int64_t version) const {
@@ -38,7 +38,8 @@ store::ChunkStore ContentStore::Cache() const {
 }
 
 core::Result<store::Manifest> ContentStore::LoadManifest(const std::string& manifest_id) const {
-  DEPOT_ASSIGN_OR_RETURN(std::string bytes, env_->ReadFile(ManifestPath(manifest_id), 512ull << 20));
+  DEPOT_ASSIGN_OR_RETURN(std::string bytes,
+                         env_->ReadFile(ManifestPath(manifest_id), 512ull << 20));
   if (core::Sha256::HashHex(bytes) != manifest_id) {
     return Status::Corruption("stored manifest " + manifest_id + " does not match its id");
   }
@@ -98,7 +99,8 @@ void ContentStore::RemoveOtherVersions(const std::string& package, bool cache_ch
     std::string path = core::JoinPath(dir, e.name);
     if (leftover_of.empty() && cache_chunks) CacheChunksOf(package, v, path);
     env_->RemoveAll(path).IgnoreError();
-    core::Log(core::LogLevel::kInfo, "agent.content_removed", {{"package", package}, {"entry", e.name}});
+    core::Log(core::LogLevel::kInfo, "agent.content_removed",
+              {{"package", package}, {"entry", e.name}});
   }
 }
 
@@ -106,7 +108,8 @@ void ContentStore::RemoveOtherVersions(const std::string& package, bool cache_ch
 // uses are put into the cache (read back, verified, at most the cache's limit), so a
 // return to that version (a rollback, another deployment of it) finds them here.
 // Chunks of pinned versions need no copy: their directories are seeds.
-void ContentStore::CacheChunksOf(const std::string& package, std::int64_t version, const std::string& dir) {
+void ContentStore::CacheChunksOf(const std::string& package, std::int64_t version,
+                                 const std::string& dir) {
   auto held = state_->HeldOf(package);
   auto pinned = state_->Pinned();
   if (!held.ok() || !pinned.ok()) return;
@@ -141,12 +144,15 @@ void ContentStore::CacheChunksOf(const std::string& package, std::int64_t versio
   }
   Status s = batch.Commit();
   core::Log(s.ok() ? core::LogLevel::kInfo : core::LogLevel::kWarn, "agent.cached_superseded",
-            {{"package", package}, {"version", std::to_string(version)}, {"bytes", std::to_string(cached)},
+            {{"package", package},
+             {"version", std::to_string(version)},
+             {"bytes", std::to_string(cached)},
              {"error", s.ok() ? "" : s.message()}});
 }
 
-Status ContentStore::Purge(std::int64_t cutoff_ms, const std::function<bool(const Deployment&)>& may_purge,
-                           const std::function<std::optional<std::int64_t>(const std::string&)>& busy) {
+Status ContentStore::Purge(
+    std::int64_t cutoff_ms, const std::function<bool(const Deployment&)>& may_purge,
+    const std::function<std::optional<std::int64_t>(const std::string&)>& busy) {
   DEPOT_ASSIGN_OR_RETURN(std::vector<Deployment> gone, state_->RemovedBefore(cutoff_ms));
   std::set<std::string> packages;
   for (const Deployment& d : gone) {
@@ -171,7 +177,13 @@ Status ContentStore::Purge(std::int64_t cutoff_ms, const std::function<bool(cons
     for (const auto& h : held) {
       if (pinned.count(h.manifest_id)) continue;
       release.push_back(h.manifest_id);
-      state_->Post({core::msg::kAgentContentPurged, core::UnixMillis(clock_->Now()), package, h.version, 0, {}})
+      state_
+          ->Post({core::msg::kAgentContentPurged,
+                  core::UnixMillis(clock_->Now()),
+                  package,
+                  h.version,
+                  0,
+                  {}})
           .IgnoreError();
     }
     DEPOT_RETURN_IF_ERROR(EvictVersions(release, pinned));
@@ -189,7 +201,8 @@ store::ChunkIdSet ContentStore::ChunksOf(const std::string& manifest_id) const {
 
 // Removes the given versions from the cache: their chunks unless a pinned version
 // uses them, their manifests and held records.
-Status ContentStore::EvictVersions(const std::vector<std::string>& manifest_ids, const std::set<std::string>& pinned) {
+Status ContentStore::EvictVersions(const std::vector<std::string>& manifest_ids,
+                                   const std::set<std::string>& pinned) {
   if (manifest_ids.empty()) return Status::Ok();
   store::ChunkIdSet keep;
   for (const auto& id : pinned) {
@@ -235,7 +248,9 @@ void ContentStore::EnforceCacheLimit() {
     auto it = recency.find(id);
     return it == recency.end() ? std::int64_t{0} : it->second;
   };
-  std::sort(all.begin(), all.end(), [&](const auto& a, const auto& b) { return recency_of(a.first) < recency_of(b.first); });
+  std::sort(all.begin(), all.end(), [&](const auto& a, const auto& b) {
+    return recency_of(a.first) < recency_of(b.first);
+  });
   std::uint64_t removed = 0;
   store::ChunkIdSet gone;
   for (const auto& [id, bytes] : all) {
@@ -257,7 +272,8 @@ void ContentStore::EnforceCacheLimit() {
     }
   }
   core::Log(core::LogLevel::kInfo, "agent.cache_evicted",
-            {{"bytes", std::to_string(removed)}, {"cache_bytes", std::to_string(total)},
+            {{"bytes", std::to_string(removed)},
+             {"cache_bytes", std::to_string(total)},
              {"limit", std::to_string(config_->cache_max_bytes)}});
 }
 

@@ -29,7 +29,8 @@ namespace depot::agent {
 class ContentStore {
  public:
   // None of the pointers is owned; all must outlive the store.
-  ContentStore(core::Env* env, core::Clock* clock, StateStore* state, const AgentConfig* config, std::string data_dir);
+  ContentStore(core::Env* env, core::Clock* clock, StateStore* state, const AgentConfig* config,
+               std::string data_dir);
 
   std::string Dir(const std::string& package, std::int64_t version) const;
   std::string ManifestPath(const std::string& manifest_id) const;
@@ -49,12 +50,14 @@ class ContentStore {
   // Removes content directories of `package` that are neither installed, worked on,
   // nor `busy` (being written), with their partial and staging trees. With
   // `cache_chunks`, a removed version's chunks go into the cache first.
-  void RemoveOtherVersions(const std::string& package, bool cache_chunks, std::optional<std::int64_t> busy);
+  void RemoveOtherVersions(const std::string& package, bool cache_chunks,
+                           std::optional<std::int64_t> busy);
   // Deployments that left the policy before `cutoff_ms` and that `may_purge` lets go:
   // their rows, and content and cache entries nothing else needs (4011 per version).
   // `busy` names the version of a package a download is writing, if any.
-  core::Status Purge(std::int64_t cutoff_ms, const std::function<bool(const Deployment&)>& may_purge,
-                     const std::function<std::optional<std::int64_t>(const std::string& package)>& busy);
+  core::Status Purge(
+      std::int64_t cutoff_ms, const std::function<bool(const Deployment&)>& may_purge,
+      const std::function<std::optional<std::int64_t>(const std::string& package)>& busy);
   // Keeps the cache under its limit: chunks nothing refers to go first, then those of
   // the least recently used versions; chunks of pinned versions always stay.
   void EnforceCacheLimit();
@@ -62,7 +65,8 @@ class ContentStore {
  private:
   store::ChunkIdSet ChunksOf(const std::string& manifest_id) const;
   void CacheChunksOf(const std::string& package, std::int64_t version, const std::string& dir);
-  core::Status EvictVersions(const std::vector<std::string>& manifest_ids, const std::set<std::string>& pinned);
+  core::Status EvictVersions(const std::vector<std::string>& manifest_ids,
+                             const std::set<std::string>& pinned);
 
   core::Env* env_;
   core::Clock* clock_;

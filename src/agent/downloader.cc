@@ -10,9 +10,10 @@ namespace depot::agent {
 
 using core::Status;
 
-Downloader::Downloader(core::Env* env, core::Clock* clock, const AgentConfig* config, std::string data_dir,
-                       SourceFactory sources,
-                       std::function<core::Result<store::Manifest>(const std::string&)> load_manifest)
+Downloader::Downloader(
+    core::Env* env, core::Clock* clock, const AgentConfig* config, std::string data_dir,
+    SourceFactory sources,
+    std::function<core::Result<store::Manifest>(const std::string&)> load_manifest)
     : env_(env),
       clock_(clock),
       config_(config),
@@ -37,7 +38,8 @@ std::vector<Source> Downloader::Order(const std::vector<Source>& policy_order) {
   return good;
 }
 
-void Downloader::Start(const Deployment& d, const std::string& dest, const std::vector<SeedSpec>& seeds,
+void Downloader::Start(const Deployment& d, const std::string& dest,
+                       const std::vector<SeedSpec>& seeds,
                        std::optional<core::Duration> site_clock) {
   std::vector<Source> order = Order(d.sources);
   std::lock_guard<std::mutex> lock(mu_);
@@ -104,11 +106,14 @@ void Downloader::Cancel(std::int64_t id) {
 void Downloader::Wait(core::Duration d, const std::atomic<bool>* stop, bool real_time) {
   std::unique_lock<std::mutex> lock(mu_);
   core::Clock* clock = real_time ? core::Clock::Real() : clock_;
-  clock->WaitFor(lock, cv_, d, [&] { return done_.has_value() || (stop != nullptr && stop->load()); });
+  clock->WaitFor(lock, cv_, d,
+                 [&] { return done_.has_value() || (stop != nullptr && stop->load()); });
 }
 
-DownloadOutcome Downloader::Run(const Deployment& d, const std::string& dest, const std::vector<Source>& order,
-                                const std::vector<SeedSpec>& seed_specs, std::optional<core::Duration> site_clock) {
+DownloadOutcome Downloader::Run(const Deployment& d, const std::string& dest,
+                                const std::vector<Source>& order,
+                                const std::vector<SeedSpec>& seed_specs,
+                                std::optional<core::Duration> site_clock) {
   DownloadOutcome out;
   out.status = env_->CreateDirs(std::string(core::Dirname(dest)), 0750);
   if (!out.status.ok()) return out;
@@ -152,13 +157,15 @@ DownloadOutcome Downloader::Run(const Deployment& d, const std::string& dest, co
   return out;
 }
 
-bool Downloader::TryOne(const Deployment& d, const Source& src, repo::FetchRequest req, DownloadOutcome* out) {
+bool Downloader::TryOne(const Deployment& d, const Source& src, repo::FetchRequest req,
+                        DownloadOutcome* out) {
   auto message = [&](int code, std::map<std::string, std::string> params) {
     out->events.push_back(DeploymentMessage(clock_, code, d, std::move(params)));
   };
   auto source = sources_(src.url, *config_);
   if (!source.ok()) {
-    message(core::msg::kAgentSourceFailed, {{"source", src.url}, {"error", source.status().message()}});
+    message(core::msg::kAgentSourceFailed,
+            {{"source", src.url}, {"error", source.status().message()}});
     return false;
   }
   repo::FetchDiagnostics diag;
@@ -167,9 +174,14 @@ bool Downloader::TryOne(const Deployment& d, const Source& src, repo::FetchReque
   if (r.ok()) {
     auto ms = [](double s) { return std::to_string(static_cast<std::int64_t>(s * 1000)); };
     core::Log(core::LogLevel::kInfo, "agent.fetched",
-              {{"package", d.package}, {"version", std::to_string(d.version)}, {"source", src.url},
-               {"fetched_bytes", std::to_string(r->fetched_bytes)}, {"metadata_ms", ms(r->metadata_s)},
-               {"prepare_ms", ms(r->prepare_s)}, {"transfer_ms", ms(r->transfer_s)}, {"finish_ms", ms(r->finish_s)}});
+              {{"package", d.package},
+               {"version", std::to_string(d.version)},
+               {"source", src.url},
+               {"fetched_bytes", std::to_string(r->fetched_bytes)},
+               {"metadata_ms", ms(r->metadata_s)},
+               {"prepare_ms", ms(r->prepare_s)},
+               {"transfer_ms", ms(r->transfer_s)},
+               {"finish_ms", ms(r->finish_s)}});
     out->status = Status::Ok();
     out->result = std::move(*r);
     out->source = src.url;
@@ -192,17 +204,21 @@ bool Downloader::TryOne(const Deployment& d, const Source& src, repo::FetchReque
     penalised_until_[src.url] = clock_->Monotonic() + config_->source_penalty;
   }
   if (diag.version_missing || diag.source_behind) {
-    std::string has = diag.version_missing ? (diag.newest_available ? std::to_string(diag.newest_available) : "none")
-                                           : "older signed metadata";
-    message(core::msg::kAgentSourceStale, {{"source", src.url}, {"source_version", has}, {"error", s.message()}});
+    std::string has = diag.version_missing
+                          ? (diag.newest_available ? std::to_string(diag.newest_available) : "none")
+                          : "older signed metadata";
+    message(core::msg::kAgentSourceStale,
+            {{"source", src.url}, {"source_version", has}, {"error", s.message()}});
   } else if (s.IsCorruption() || !diag.bad_chunks.empty()) {
     // Bad bytes, or chunks missing from a source that offers the version: named,
     // so the site has the source check those first.
     std::string chunks;
-    for (const auto& id : diag.bad_chunks) chunks += (chunks.empty() ? "" : ",") + core::DigestHex(id);
-    std::map<std::string, std::string> p = {{"source", src.url},
-                                            {"object", d.package + " version " + std::to_string(d.version)},
-                                            {"error", s.message()}};
+    for (const auto& id : diag.bad_chunks)
+      chunks += (chunks.empty() ? "" : ",") + core::DigestHex(id);
+    std::map<std::string, std::string> p = {
+        {"source", src.url},
+        {"object", d.package + " version " + std::to_string(d.version)},
+        {"error", s.message()}};
     if (!chunks.empty()) p["chunks"] = chunks;
     message(core::msg::kAgentVerificationFailed, std::move(p));
   } else {

@@ -55,7 +55,8 @@ class Downloader {
   // `env`, `clock` and `config` must outlive the downloader. `load_manifest` reads a
   // held manifest (for seeds) by id.
   Downloader(core::Env* env, core::Clock* clock, const AgentConfig* config, std::string data_dir,
-             SourceFactory sources, std::function<core::Result<store::Manifest>(const std::string&)> load_manifest);
+             SourceFactory sources,
+             std::function<core::Result<store::Manifest>(const std::string&)> load_manifest);
   ~Downloader();  // cancels and joins
 
   void SetTrustedRoot(std::string root) { trusted_root_ = std::move(root); }
@@ -69,7 +70,8 @@ class Downloader {
   // A finished download its deployment no longer wants (`wanted` says no: it moved to
   // another version or left the policy) is dropped, freeing the worker; its messages
   // about the sources are returned for the outbox.
-  std::vector<catalog::OutboxMessage> DropUnless(const std::function<bool(std::int64_t id, std::int64_t version)>& wanted);
+  std::vector<catalog::OutboxMessage> DropUnless(
+      const std::function<bool(std::int64_t id, std::int64_t version)>& wanted);
   // Whether deployment `id`'s download runs or waits to be taken.
   bool Holds(std::int64_t id);
   // Whether a download runs now, and of which (deployment, version).
@@ -90,8 +92,9 @@ class Downloader {
   std::vector<Source> Order(const std::vector<Source>& policy_order);
 
  private:
-  DownloadOutcome Run(const Deployment& d, const std::string& dest, const std::vector<Source>& order,
-                      const std::vector<SeedSpec>& seed_specs, std::optional<core::Duration> site_clock);
+  DownloadOutcome Run(const Deployment& d, const std::string& dest,
+                      const std::vector<Source>& order, const std::vector<SeedSpec>& seed_specs,
+                      std::optional<core::Duration> site_clock);
   // Tries one source; true when the download is over (done, refused, cancelled or a
   // local failure), false to try the next source.
   bool TryOne(const Deployment& d, const Source& src, repo::FetchRequest req, DownloadOutcome* out);

@@ -13,12 +13,15 @@ using core::Status;
 
 namespace {
 
-std::string Tail(const std::string& s, std::size_t n) { return s.substr(s.size() > n ? s.size() - n : 0); }
+std::string Tail(const std::string& s, std::size_t n) {
+  return s.substr(s.size() > n ? s.size() - n : 0);
+}
 
 }  // namespace
 
 Driver::Driver(core::Env* env, core::Clock* clock, const AgentConfig* config, StateStore* state,
-               ContentStore* content, Installer* installer, Downloader* downloader, ZoneCache* zones)
+               ContentStore* content, Installer* installer, Downloader* downloader,
+               ZoneCache* zones)
     : env_(env),
       clock_(clock),
       config_(config),
@@ -46,32 +49,41 @@ core::Result<Activity> Driver::Step(std::optional<core::Duration> site_clock) {
     if (d.state == State::kInstalling) a.program = true;
   }
   std::int64_t job = 0;
-  if (downloader_->Running(&job)) state_->SetProgress(job, downloader_->bytes(), downloader_->total()).IgnoreError();
+  if (downloader_->Running(&job))
+    state_->SetProgress(job, downloader_->bytes(), downloader_->total()).IgnoreError();
   return a;
 }
 
 Status Driver::DriveOne(const Deployment& d, bool* busy) {
   switch (d.state) {
-    case State::kWaiting: return OnWaiting(d, busy);
-    case State::kDownloading: return OnDownloading(d, busy);
-    case State::kDownloaded: return OnDownloaded(d, busy);
+    case State::kWaiting:
+      return OnWaiting(d, busy);
+    case State::kDownloading:
+      return OnDownloading(d, busy);
+    case State::kDownloaded:
+      return OnDownloaded(d, busy);
     case State::kInstalling:
       *busy = true;
       return OnInstalling(d);
-    case State::kFailedRetry: return OnFailedRetry(d);
+    case State::kFailedRetry:
+      return OnFailedRetry(d);
     case State::kSucceeded:
-    case State::kFailedFinal: return Status::Ok();
+    case State::kFailedFinal:
+      return Status::Ok();
   }
   return Status::Ok();
 }
 
-core::Result<std::optional<State>> Driver::Move(const Deployment& d, Event event, const Changes& changes,
-                                                const std::vector<catalog::OutboxMessage>& messages) {
-  DEPOT_ASSIGN_OR_RETURN(std::optional<State> to, state_->Transition(d.id, event, changes, messages));
+core::Result<std::optional<State>> Driver::Move(
+    const Deployment& d, Event event, const Changes& changes,
+    const std::vector<catalog::OutboxMessage>& messages) {
+  DEPOT_ASSIGN_OR_RETURN(std::optional<State> to,
+                         state_->Transition(d.id, event, changes, messages));
   if (!to) return to;
   ++transitions_;
   core::Log(core::LogLevel::kInfo, "agent.transition",
-            {{"deployment", std::to_string(d.id)}, {"event", std::string(EventName(event))},
+            {{"deployment", std::to_string(d.id)},
+             {"event", std::string(EventName(event))},
              {"state", std::string(StateName(*to))}});
   if (*to == State::kFailedRetry || *to == State::kFailedFinal) any_failed_ = true;
   if (*to == State::kSucceeded) any_succeeded_ = true;
@@ -81,17 +93,19 @@ core::Result<std::optional<State>> Driver::Move(const Deployment& d, Event event
 core::Backoff& Driver::RetryOf(const Deployment& d) {
   auto it = retries_.find(d.id);
   if (it == retries_.end()) {
-    it = retries_.emplace(d.id, core::Backoff(clock_, {config_->retry_base, config_->retry_max})).first;
+    it = retries_.emplace(d.id, core::Backoff(clock_, {config_->retry_base, config_->retry_max}))
+             .first;
     it->second.Restore({d.attempts, d.state == State::kFailedRetry ? d.next_try_ms : 0});
   }
   return it->second;
 }
 
-Status Driver::Fail(const Deployment& d, Event event, const std::string& error, std::optional<int> exit_code,
-                    const std::string& output) {
+Status Driver::Fail(const Deployment& d, Event event, const std::string& error,
+                    std::optional<int> exit_code, const std::string& output) {
   core::Backoff& retry = RetryOf(d);
   retry.Failed();
-  const std::int64_t at = core::UnixMillis(retry.DueWall());  // shown and persisted; the schedule is `retry`
+  const std::int64_t at =
+      core::UnixMillis(retry.DueWall());  // shown and persisted; the schedule is `retry`
   Changes c;
   c.attempts = retry.failures();
   c.next_try_ms = at;
@@ -105,9 +119,12 @@ Status Driver::Fail(const Deployment& d, Event event, const std::string& error, 
                                           {"program", d.program}};
   if (exit_code) p["exit_code"] = std::to_string(*exit_code);
   if (!output.empty()) p["output"] = Tail(output, 1024);
-  DEPOT_ASSIGN_OR_RETURN(auto to, Move(d, event, c, {DeploymentMessage(clock_, core::msg::kAgentInstallFailedRetry, d, p)}));
+  DEPOT_ASSIGN_OR_RETURN(
+      auto to,
+      Move(d, event, c, {DeploymentMessage(clock_, core::msg::kAgentInstallFailedRetry, d, p)}));
   if (to && retry.failures() >= config_->max_attempts) {
-    return FailFinal(d, Event::kGiveUp, "gave up after " + std::to_string(retry.failures()) + " attempts: " + error);
+    return FailFinal(d, Event::kGiveUp,
+                     "gave up after " + std::to_string(retry.failures()) + " attempts: " + error);
   }
   return Status::Ok();
 }
@@ -138,9 +155,10 @@ Status Driver::OnWaiting(const Deployment& d, bool* busy) {
   // Content a failed attempt may have changed is assembled afresh, taking what still
   // verifies from it.
   if (!in_use) content_->SetAside(d.package, d.version);
-  DEPOT_ASSIGN_OR_RETURN(auto to, Move(d, Event::kStart, {},
-                                       {DeploymentMessage(clock_, core::msg::kAgentDownloadStarted, d,
-                                                          {{"bytes", std::to_string(d.policy_bytes)}})}));
+  DEPOT_ASSIGN_OR_RETURN(auto to,
+                         Move(d, Event::kStart, {},
+                              {DeploymentMessage(clock_, core::msg::kAgentDownloadStarted, d,
+                                                 {{"bytes", std::to_string(d.policy_bytes)}})}));
   if (to) *busy = true;
   return Status::Ok();
 }
@@ -172,7 +190,9 @@ Status Driver::FinishDownload(const Deployment& d, DownloadOutcome o) {
   for (const auto& e : o.events) state_->Post(e).IgnoreError();
   if (o.cancelled) return Status::Ok();  // the deployment changed or left the policy
   if (o.refused) return FailFinal(d, Event::kDownloadRefused, "refused: " + o.status.message());
-  if (!o.status.ok()) return Fail(d, Event::kDownloadFailed, "download failed: " + o.status.message(), std::nullopt, "");
+  if (!o.status.ok())
+    return Fail(d, Event::kDownloadFailed, "download failed: " + o.status.message(), std::nullopt,
+                "");
   // A fetch hands over the programs of the manifest it verified; content found in
   // place comes with its stored manifest only.
   if (o.result.programs.empty()) {
@@ -183,20 +203,22 @@ Status Driver::FinishDownload(const Deployment& d, DownloadOutcome o) {
     // Only programs inside the signed manifest ever run.
     env_->RemoveAll(content_->Dir(d.package, d.version)).IgnoreError();
     return FailFinal(d, Event::kDownloadRefused,
-                     "program `" + d.program + "` is not in the signed manifest of " + d.package + " version " +
-                         std::to_string(d.version));
+                     "program `" + d.program + "` is not in the signed manifest of " + d.package +
+                         " version " + std::to_string(d.version));
   }
   DEPOT_RETURN_IF_ERROR(content_->SaveManifest(o.result.manifest_id, o.result.manifest));
   Changes c;
-  c.downloaded = Changes::Downloaded{o.result.manifest_id, static_cast<std::int64_t>(o.result.bytes)};
+  c.downloaded =
+      Changes::Downloaded{o.result.manifest_id, static_cast<std::int64_t>(o.result.bytes)};
   c.set_error = true;
-  DEPOT_RETURN_IF_ERROR(Move(d, Event::kDownloaded, c,
-                             {DeploymentMessage(clock_, core::msg::kAgentDownloaded, d,
-                                                {{"source", o.source},
-                                                 {"bytes_fetched", std::to_string(o.result.fetched_bytes)},
-                                                 {"bytes_from_cache", std::to_string(o.result.cache_bytes)},
-                                                 {"bytes_transferred", std::to_string(o.result.transfer_bytes)}})})
-                            .status());
+  DEPOT_RETURN_IF_ERROR(
+      Move(d, Event::kDownloaded, c,
+           {DeploymentMessage(clock_, core::msg::kAgentDownloaded, d,
+                              {{"source", o.source},
+                               {"bytes_fetched", std::to_string(o.result.fetched_bytes)},
+                               {"bytes_from_cache", std::to_string(o.result.cache_bytes)},
+                               {"bytes_transferred", std::to_string(o.result.transfer_bytes)}})})
+          .status());
   installer_->Remember(o.result.manifest_id, std::move(o.result.programs));
   core::CrashPoint("agent.download_recorded");
   content_->EnforceCacheLimit();
@@ -214,13 +236,14 @@ Status Driver::OnDownloaded(const Deployment& d, bool* busy) {
   const store::Program* program = installer_->ProgramOf(d.manifest_id, d.program);
   if (program == nullptr) {
     // Its manifest is gone or damaged: download again (what is here is reused).
-    return Fail(d, Event::kDownloadFailed, "manifest of the download is missing; fetching again", std::nullopt, "");
+    return Fail(d, Event::kDownloadFailed, "manifest of the download is missing; fetching again",
+                std::nullopt, "");
   }
   Changes c;
   c.clear_run = true;
   DEPOT_ASSIGN_OR_RETURN(auto to, Move(d, Event::kInstallAllowed, c,
-                                       {DeploymentMessage(clock_, core::msg::kAgentInstallStarted, d,
-                                                          {{"program", d.program}})}));
+                                       {DeploymentMessage(clock_, core::msg::kAgentInstallStarted,
+                                                          d, {{"program", d.program}})}));
   if (!to) return Status::Ok();
   *busy = true;
   return StartAttempt(d, *program);
@@ -234,10 +257,12 @@ Status Driver::StartAttempt(const Deployment& d, const store::Program& program) 
 Status Driver::OnInstalling(const Deployment& d) {
   Verdict v = installer_->Check(d);
   switch (v.kind) {
-    case Verdict::Kind::kRunning: return Status::Ok();
+    case Verdict::Kind::kRunning:
+      return Status::Ok();
     case Verdict::Kind::kStart: {
       const store::Program* program = installer_->ProgramOf(d.manifest_id, d.program);
-      if (program == nullptr) return Fail(d, Event::kOutcomeUnknown, "manifest missing", std::nullopt, "");
+      if (program == nullptr)
+        return Fail(d, Event::kOutcomeUnknown, "manifest missing", std::nullopt, "");
       return StartAttempt(d, *program);
     }
     case Verdict::Kind::kDone: {
@@ -263,8 +288,12 @@ Status Driver::FinishProgram(const Deployment& d, const Verdict& v) {
       c.installed = true;
       DEPOT_RETURN_IF_ERROR(
           Move(d, v.event, c,
-               {DeploymentMessage(clock_, reboot ? core::msg::kAgentInstallRebootRequired : core::msg::kAgentInstallSucceeded,
-                                  d, {{"exit_code", std::to_string(v.exit_code.value_or(0))}, {"program", d.program}})})
+               {DeploymentMessage(clock_,
+                                  reboot ? core::msg::kAgentInstallRebootRequired
+                                         : core::msg::kAgentInstallSucceeded,
+                                  d,
+                                  {{"exit_code", std::to_string(v.exit_code.value_or(0))},
+                                   {"program", d.program}})})
               .status());
       core::CrashPoint("agent.succeeded_recorded");
       retries_.erase(d.id);
@@ -279,9 +308,12 @@ Status Driver::FinishProgram(const Deployment& d, const Verdict& v) {
       c.output = v.output;
       c.set_error = true;
       c.error = v.error;
-      std::map<std::string, std::string> p = {{"error", v.error}, {"program", d.program}, {"output", Tail(v.output, 1024)}};
+      std::map<std::string, std::string> p = {
+          {"error", v.error}, {"program", d.program}, {"output", Tail(v.output, 1024)}};
       if (v.exit_code) p["exit_code"] = std::to_string(*v.exit_code);
-      return Move(d, Event::kProgramFailed, c, {DeploymentMessage(clock_, core::msg::kAgentInstallFailed, d, p)}).status();
+      return Move(d, Event::kProgramFailed, c,
+                  {DeploymentMessage(clock_, core::msg::kAgentInstallFailed, d, p)})
+          .status();
     }
     default:  // retry, timed out, outcome unknown
       return Fail(d, v.event, v.error, v.exit_code, v.output);
@@ -294,7 +326,8 @@ Status Driver::OnFailedRetry(const Deployment& d) {
     return FailFinal(d, Event::kDeadlinePassed, "the deadline passed while retrying");
   }
   if (d.attempts >= config_->max_attempts) {
-    return FailFinal(d, Event::kGiveUp, "gave up after " + std::to_string(d.attempts) + " attempts");
+    return FailFinal(d, Event::kGiveUp,
+                     "gave up after " + std::to_string(d.attempts) + " attempts");
   }
   core::Backoff& retry = RetryOf(d);
   if (!retry.Due()) {
@@ -322,10 +355,14 @@ std::optional<std::int64_t> Driver::BusyVersion(const std::string& package) {
 }
 
 Status Driver::Purge() {
-  const std::int64_t cutoff = core::UnixMillis(clock_->Now()) - core::ToMillis(config_->purge_grace);
+  const std::int64_t cutoff =
+      core::UnixMillis(clock_->Now()) - core::ToMillis(config_->purge_grace);
   // Never a program half-way, nor the content a download is writing.
-  auto may_purge = [&](const Deployment& d) { return !installer_->Running(d) && !downloader_->Holds(d.id); };
-  return content_->Purge(cutoff, may_purge, [&](const std::string& package) { return BusyVersion(package); });
+  auto may_purge = [&](const Deployment& d) {
+    return !installer_->Running(d) && !downloader_->Holds(d.id);
+  };
+  return content_->Purge(cutoff, may_purge,
+                         [&](const std::string& package) { return BusyVersion(package); });
 }
 
 }  // namespace depot::agent

@@ -38,8 +38,8 @@ struct Activity {
 class Driver {
  public:
   // None of the pointers is owned; all must outlive the driver.
-  Driver(core::Env* env, core::Clock* clock, const AgentConfig* config, StateStore* state, ContentStore* content,
-         Installer* installer, Downloader* downloader, ZoneCache* zones);
+  Driver(core::Env* env, core::Clock* clock, const AgentConfig* config, StateStore* state,
+         ContentStore* content, Installer* installer, Downloader* downloader, ZoneCache* zones);
 
   // One pass over the live deployments; what it left under way. `site_clock`: the
   // site's clock minus ours, passed to downloads for their messages.
@@ -69,8 +69,8 @@ class Driver {
                                           const std::vector<catalog::OutboxMessage>& messages);
   // A failure that may be retried (failed_retry at the next backoff time, or
   // failed_final once the attempts are used up), and one that may not.
-  core::Status Fail(const Deployment& d, Event event, const std::string& error, std::optional<int> exit_code,
-                    const std::string& output);
+  core::Status Fail(const Deployment& d, Event event, const std::string& error,
+                    std::optional<int> exit_code, const std::string& output);
   core::Status FailFinal(const Deployment& d, Event event, const std::string& error);
   core::Status FinishDownload(const Deployment& d, DownloadOutcome o);
   core::Status FinishProgram(const Deployment& d, const Verdict& v);

@@ -51,7 +51,8 @@ std::vector<std::string> Addresses() {
     if (i->ifa_addr == nullptr || (i->ifa_flags & IFF_LOOPBACK) != 0) continue;
     char buf[INET6_ADDRSTRLEN] = {};
     if (i->ifa_addr->sa_family == AF_INET) {
-      ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof(buf));
+      ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf,
+                  sizeof(buf));
     } else if (i->ifa_addr->sa_family == AF_INET6) {
       auto* a6 = reinterpret_cast<sockaddr_in6*>(i->ifa_addr);
       if (IN6_IS_ADDR_LINKLOCAL(&a6->sin6_addr)) continue;
@@ -77,7 +78,8 @@ std::string CollectAttributes(const AgentConfig& config) {
   struct utsname u {};
   if (::uname(&u) == 0) {
     std::string os = u.sysname;
-    std::transform(os.begin(), os.end(), os.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::transform(os.begin(), os.end(), os.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
     a["os"] = os;
     a["kernel"] = std::string(u.release);
     a["arch"] = std::string(u.machine);
@@ -96,8 +98,9 @@ std::string CollectAttributes(const AgentConfig& config) {
 
 core::Result<Enrollment> Enroll(const AgentConfig& config, const std::string& enroll_token) {
   if (enroll_token.empty()) {
-    return Status::InvalidArgument("this agent is not enrolled yet: pass --enroll-token T (from `depot token create "
-                                   "--role enroll`)");
+    return Status::InvalidArgument(
+        "this agent is not enrolled yet: pass --enroll-token T (from `depot token create "
+        "--role enroll`)");
   }
   http::ClientOptions o;
   o.bearer_token = enroll_token;
@@ -107,24 +110,29 @@ core::Result<Enrollment> Enroll(const AgentConfig& config, const std::string& en
   out.attributes = CollectAttributes(config);
   std::string name = config.name.empty() ? HostName() : config.name;
   Json body = {{"name", name}, {"attributes", Json::parse(out.attributes)}};
-  DEPOT_ASSIGN_OR_RETURN(http::ClientResponse r, client->Do("POST", "/api/v1/agent/enroll", core::DumpJson(body)));
+  DEPOT_ASSIGN_OR_RETURN(http::ClientResponse r,
+                         client->Do("POST", "/api/v1/agent/enroll", core::DumpJson(body)));
   DEPOT_RETURN_IF_ERROR(http::ApiError(r, "enrolling with " + config.site));
   Json j = Json::parse(r.body, nullptr, false);
   if (!j.is_object() || !j.contains("token") || !j["token"].is_string() || !j.contains("client") ||
       !j["client"].is_string() || !j.contains("trusted_root") || !j["trusted_root"].is_string()) {
-    return Status::Corruption("enrollment answer from " + config.site + " is not what the agent API returns");
+    return Status::Corruption("enrollment answer from " + config.site +
+                              " is not what the agent API returns");
   }
   out.identity.client = j["client"].get<std::string>();
   out.identity.token = j["token"].get<std::string>();
-  if (j.contains("site") && j["site"].is_object()) out.identity.site_code = j["site"].value("code", "");
+  if (j.contains("site") && j["site"].is_object())
+    out.identity.site_code = j["site"].value("code", "");
   out.trusted_root = j["trusted_root"].get<std::string>();
   return out;
 }
 
-std::string TrustedRootPath(const std::string& data_dir) { return core::JoinPath(data_dir, "trusted_root.json"); }
+std::string TrustedRootPath(const std::string& data_dir) {
+  return core::JoinPath(data_dir, "trusted_root.json");
+}
 
-Status RecordEnrollment(core::Env* env, const std::string& data_dir, StateStore* state, const AgentConfig& config,
-                        const Enrollment& e) {
+Status RecordEnrollment(core::Env* env, const std::string& data_dir, StateStore* state,
+                        const AgentConfig& config, const Enrollment& e) {
   DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(TrustedRootPath(data_dir), e.trusted_root, 0644));
   DEPOT_RETURN_IF_ERROR(SaveAgentConfig(env, data_dir, config, e.identity));
   return state->SetMeta(kAttributesKey, e.attributes);

@@ -3,10 +3,9 @@
 
 #include <string>
 
-#include "core/env.h"
-
 #include "agent/config_file.h"
 #include "agent/state_store.h"
+#include "core/env.h"
 #include "core/status.h"
 #include "http/client.h"
 

@@ -13,7 +13,9 @@ namespace depot::agent {
 using core::Status;
 
 Event MapExitCode(const store::Program& program, int code) {
-  auto in = [code](const std::vector<int>& v) { return std::find(v.begin(), v.end(), code) != v.end(); };
+  auto in = [code](const std::vector<int>& v) {
+    return std::find(v.begin(), v.end(), code) != v.end();
+  };
   if (in(program.success_codes)) return Event::kProgramSucceeded;
   if (in(program.reboot_codes)) return Event::kProgramRebootRequired;
   if (in(program.retry_codes)) return Event::kProgramRetry;
@@ -24,7 +26,8 @@ Installer::Installer(core::Env* env, core::Clock* clock, StateStore* state, Cont
                      std::string data_dir)
     : env_(env), clock_(clock), state_(state), content_(content), data_dir_(std::move(data_dir)) {}
 
-const store::Program* Installer::ProgramOf(const std::string& manifest_id, const std::string& name) {
+const store::Program* Installer::ProgramOf(const std::string& manifest_id,
+                                           const std::string& name) {
   auto it = programs_.find(manifest_id);
   if (it == programs_.end()) {
     auto m = content_->LoadManifest(manifest_id);
@@ -41,8 +44,9 @@ void Installer::Remember(const std::string& manifest_id, std::vector<store::Prog
 }
 
 Status Installer::Start(const Deployment& d, const store::Program& program) {
-  std::string run_dir = core::JoinPath(data_dir_, "runs/" + std::to_string(d.id) + "-" + std::to_string(d.version) +
-                                                      "-" + core::RandomHex(6));
+  std::string run_dir =
+      core::JoinPath(data_dir_, "runs/" + std::to_string(d.id) + "-" + std::to_string(d.version) +
+                                    "-" + core::RandomHex(6));
   DEPOT_RETURN_IF_ERROR(state_->SetRun(d.id, run_dir, core::UnixMillis(clock_->Now())));
   started_[d.id] = clock_->Monotonic();
   ProgramSpec spec;
@@ -61,7 +65,8 @@ Status Installer::Start(const Deployment& d, const store::Program& program) {
 Verdict Installer::Check(const Deployment& d) {
   Verdict v;
   const store::Program* program = ProgramOf(d.manifest_id, d.program);
-  auto unknown = [&](std::string error, std::optional<int> code = std::nullopt, std::string output = "") {
+  auto unknown = [&](std::string error, std::optional<int> code = std::nullopt,
+                     std::string output = "") {
     v.kind = Verdict::Kind::kDone;
     v.event = Event::kOutcomeUnknown;
     v.error = std::move(error);
@@ -88,9 +93,10 @@ Verdict Installer::Check(const Deployment& d) {
       // On the monotonic clock when this process started it; a program left running
       // by an earlier process has only its wall start time.
       auto started = started_.find(d.id);
-      std::int64_t ran_ms = started != started_.end()
-                                ? core::ToMillis(clock_->Monotonic() - started->second)
-                                : std::max<std::int64_t>(0, core::UnixMillis(clock_->Now()) - d.run_started_ms);
+      std::int64_t ran_ms =
+          started != started_.end()
+              ? core::ToMillis(clock_->Monotonic() - started->second)
+              : std::max<std::int64_t>(0, core::UnixMillis(clock_->Now()) - d.run_started_ms);
       if (ran_ms <= timeout_ms) return v;
       v.kind = Verdict::Kind::kDone;
       v.event = Event::kProgramTimedOut;
@@ -100,7 +106,8 @@ Verdict Installer::Check(const Deployment& d) {
       return v;
     }
     case RunState::kExited:
-      if (program == nullptr) return unknown("manifest missing after the program ran", st->exit_code, output);
+      if (program == nullptr)
+        return unknown("manifest missing after the program ran", st->exit_code, output);
       v.kind = Verdict::Kind::kDone;
       v.event = MapExitCode(*program, st->exit_code);
       v.exit_code = st->exit_code;
@@ -116,7 +123,8 @@ Verdict Installer::Check(const Deployment& d) {
       v.kind = Verdict::Kind::kStart;
       return v;
     case RunState::kVanished:
-      return unknown("the program's process vanished without an exit code (host restart?)", std::nullopt, output);
+      return unknown("the program's process vanished without an exit code (host restart?)",
+                     std::nullopt, output);
   }
   return v;
 }

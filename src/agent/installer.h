@@ -24,16 +24,16 @@ namespace depot::agent {
 // What an attempt came to, as the driver applies it.
 struct Verdict {
   enum class Kind {
-    kRunning,       // nothing to do yet
-    kStart,         // no attempt under way: start one
-    kDone,          // `event` with the fields below
+    kRunning,  // nothing to do yet
+    kStart,    // no attempt under way: start one
+    kDone,     // `event` with the fields below
   };
   Kind kind = Kind::kRunning;
   Event event = Event::kProgramFailed;
-  std::string error;               // for failures
+  std::string error;  // for failures
   std::optional<int> exit_code;
-  std::string output;              // the tail of the program's output
-  bool kill = false;               // kill what is left of the attempt
+  std::string output;  // the tail of the program's output
+  bool kill = false;   // kill what is left of the attempt
 };
 
 // How the manifest's exit-code lists judge `code`: kProgramSucceeded,
@@ -43,7 +43,8 @@ Event MapExitCode(const store::Program& program, int code);
 class Installer {
  public:
   // None of the pointers is owned.
-  Installer(core::Env* env, core::Clock* clock, StateStore* state, ContentStore* content, std::string data_dir);
+  Installer(core::Env* env, core::Clock* clock, StateStore* state, ContentStore* content,
+            std::string data_dir);
 
   // The program `name` of held version `manifest_id`, or nullptr when its manifest is
   // missing or damaged or has no such program. Cached per manifest: a running program

@@ -34,8 +34,9 @@ constexpr std::array kTable = {
     Transition{State::kFailedRetry, Event::kDeadlinePassed, State::kFailedFinal},
 };
 
-constexpr std::array<std::string_view, 7> kStateNames = {"waiting",   "downloading",  "downloaded", "installing",
-                                                         "succeeded", "failed_retry", "failed_final"};
+constexpr std::array<std::string_view, 7> kStateNames = {
+    "waiting",   "downloading",  "downloaded",  "installing",
+    "succeeded", "failed_retry", "failed_final"};
 
 }  // namespace
 
@@ -62,11 +63,23 @@ std::optional<State> ParseState(std::string_view name) {
 }
 
 std::string_view EventName(Event e) {
-  static constexpr std::array<std::string_view, 17> kNames = {
-      "start",           "downloaded",    "download_failed", "download_refused", "install_allowed",
-      "program_succeeded", "program_reboot_required", "program_retry", "program_timed_out", "program_failed",
-      "outcome_unknown", "retry_due",     "give_up",         "deadline_passed",  "already_succeeded",
-      "unschedulable",   "new_version"};
+  static constexpr std::array<std::string_view, 17> kNames = {"start",
+                                                              "downloaded",
+                                                              "download_failed",
+                                                              "download_refused",
+                                                              "install_allowed",
+                                                              "program_succeeded",
+                                                              "program_reboot_required",
+                                                              "program_retry",
+                                                              "program_timed_out",
+                                                              "program_failed",
+                                                              "outcome_unknown",
+                                                              "retry_due",
+                                                              "give_up",
+                                                              "deadline_passed",
+                                                              "already_succeeded",
+                                                              "unschedulable",
+                                                              "new_version"};
   return kNames[static_cast<std::size_t>(e)];
 }
 

@@ -9,8 +9,8 @@
 //   downloading --DownloadFailed--> failed_retry;  --DownloadRefused--> failed_final
 //   failed_retry --RetryDue--> waiting;  failed_retry --GiveUp--> failed_final
 //   waiting|downloaded|failed_retry --DeadlinePassed--> failed_final
-//   waiting --AlreadySucceeded--> succeeded (never run twice);  downloaded --Unschedulable--> failed_final
-//   any --NewVersion--> waiting (the policy names another version: start over)
+//   waiting --AlreadySucceeded--> succeeded (never run twice);  downloaded --Unschedulable-->
+//   failed_final any --NewVersion--> waiting (the policy names another version: start over)
 //
 // The agent persists each transition before it acts on the new state, so after a
 // crash it resumes from the stored state (a download restarts from its cache; a
@@ -36,23 +36,23 @@ enum class State {
 };
 
 enum class Event {
-  kStart,                  // start time reached (and, for available ones, requested)
-  kDownloaded,             // content verified and in place
-  kDownloadFailed,         // every source failed for now
-  kDownloadRefused,        // the signed content can never be installed (unsafe, no program)
-  kInstallAllowed,         // inside a maintenance window (or there are none)
+  kStart,            // start time reached (and, for available ones, requested)
+  kDownloaded,       // content verified and in place
+  kDownloadFailed,   // every source failed for now
+  kDownloadRefused,  // the signed content can never be installed (unsafe, no program)
+  kInstallAllowed,   // inside a maintenance window (or there are none)
   kProgramSucceeded,
   kProgramRebootRequired,  // success, reboot required
   kProgramRetry,           // exit code in the manifest's retry list
   kProgramTimedOut,
-  kProgramFailed,          // any other exit code
-  kOutcomeUnknown,         // the agent's host went down while the program ran
+  kProgramFailed,   // any other exit code
+  kOutcomeUnknown,  // the agent's host went down while the program ran
   kRetryDue,
-  kGiveUp,                 // too many attempts
+  kGiveUp,  // too many attempts
   kDeadlinePassed,
-  kAlreadySucceeded,       // this deployment's program already succeeded for this version
-  kUnschedulable,          // its windows cannot be evaluated here (unknown time zone)
-  kNewVersion,             // keep last: tests enumerate the events up to it
+  kAlreadySucceeded,  // this deployment's program already succeeded for this version
+  kUnschedulable,     // its windows cannot be evaluated here (unknown time zone)
+  kNewVersion,        // keep last: tests enumerate the events up to it
 };
 
 // The state after `event` in `from`, or nullopt when the event does not apply there

@@ -7,18 +7,21 @@
 namespace depot::agent {
 namespace {
 
-constexpr State kAllStates[] = {State::kWaiting,   State::kDownloading, State::kDownloaded, State::kInstalling,
-                                State::kSucceeded, State::kFailedRetry, State::kFailedFinal};
+constexpr State kAllStates[] = {State::kWaiting,    State::kDownloading, State::kDownloaded,
+                                State::kInstalling, State::kSucceeded,   State::kFailedRetry,
+                                State::kFailedFinal};
 
 std::vector<Event> AllEvents() {
   std::vector<Event> out;
-  for (int e = 0; e <= static_cast<int>(Event::kNewVersion); ++e) out.push_back(static_cast<Event>(e));
+  for (int e = 0; e <= static_cast<int>(Event::kNewVersion); ++e)
+    out.push_back(static_cast<Event>(e));
   return out;
 }
 
 TEST(MachineTest, HappyPathReachesSucceeded) {
   State s = State::kWaiting;
-  for (Event e : {Event::kStart, Event::kDownloaded, Event::kInstallAllowed, Event::kProgramSucceeded}) {
+  for (Event e :
+       {Event::kStart, Event::kDownloaded, Event::kInstallAllowed, Event::kProgramSucceeded}) {
     auto n = Next(s, e);
     ASSERT_TRUE(n.has_value()) << StateName(s) << " + " << EventName(e);
     s = *n;
@@ -43,7 +46,8 @@ TEST(MachineTest, ProgramOutcomesOnlyApplyWhileInstalling) {
   for (Event e : {Event::kProgramSucceeded, Event::kProgramRebootRequired, Event::kProgramRetry,
                   Event::kProgramTimedOut, Event::kProgramFailed, Event::kOutcomeUnknown}) {
     for (State s : kAllStates) {
-      EXPECT_EQ(Next(s, e).has_value(), s == State::kInstalling) << StateName(s) << " + " << EventName(e);
+      EXPECT_EQ(Next(s, e).has_value(), s == State::kInstalling)
+          << StateName(s) << " + " << EventName(e);
     }
   }
   EXPECT_EQ(Next(State::kInstalling, Event::kProgramRetry), State::kFailedRetry);
@@ -83,7 +87,8 @@ TEST(MachineTest, RetriesReturnToWaitingOrGiveUp) {
 }
 
 TEST(MachineTest, NamesRoundTripAndReportedStatesAreTheSites) {
-  std::set<std::string_view> site = {"waiting", "downloading", "downloaded", "installing", "succeeded", "failed"};
+  std::set<std::string_view> site = {"waiting",    "downloading", "downloaded",
+                                     "installing", "succeeded",   "failed"};
   for (State s : kAllStates) {
     EXPECT_EQ(ParseState(StateName(s)), s);
     EXPECT_TRUE(site.count(ReportedState(s))) << StateName(s);

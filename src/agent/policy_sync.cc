@@ -14,13 +14,15 @@ namespace depot::agent {
 using core::Status;
 using Json = nlohmann::json;
 
-core::Result<std::vector<PolicyItem>> ParsePolicy(std::string_view body, core::Duration* poll_interval) {
+core::Result<std::vector<PolicyItem>> ParsePolicy(std::string_view body,
+                                                  core::Duration* poll_interval) {
   Json policy = Json::parse(body.begin(), body.end(), nullptr, false);
   if (!policy.is_object() || !policy.contains("deployments") || !policy["deployments"].is_array()) {
     return Status::Corruption("the answer is not a policy document");
   }
   if (policy.contains("poll_interval_s") && policy["poll_interval_s"].is_number_integer()) {
-    *poll_interval = std::chrono::seconds(std::max<std::int64_t>(1, policy["poll_interval_s"].get<std::int64_t>()));
+    *poll_interval = std::chrono::seconds(
+        std::max<std::int64_t>(1, policy["poll_interval_s"].get<std::int64_t>()));
   }
   std::vector<PolicyItem> out;
   for (const auto& item : policy["deployments"]) {
@@ -75,7 +77,8 @@ Status PolicySync::MaybePoll(http::Client* site, bool force, std::vector<std::in
 Status PolicySync::Poll(http::Client* site, std::vector<std::int64_t>* stop) {
   std::vector<std::string> headers;
   if (!etag_.empty()) headers.push_back("If-None-Match: " + etag_);
-  DEPOT_ASSIGN_OR_RETURN(http::ClientResponse r, site->Do("GET", "/api/v1/agent/policy", {}, "", headers));
+  DEPOT_ASSIGN_OR_RETURN(http::ClientResponse r,
+                         site->Do("GET", "/api/v1/agent/policy", {}, "", headers));
   if (const std::string* date = r.GetHeader("date")) {
     // Whole seconds: enough to tell a clock days off from one that is right.
     if (auto t = http::ParseHttpDate(*date)) site_clock_offset_ = *t - clock_->Now();
@@ -122,8 +125,12 @@ Status PolicySync::Reconcile(const std::vector<PolicyItem>& items, std::vector<s
   for (const Deployment& d : live) {
     if (present.count(d.id)) continue;
     stop->push_back(d.id);
-    catalog::OutboxMessage m{core::msg::kAgentDeploymentRemoved, core::UnixMillis(clock_->Now()), d.package,
-                             d.version, d.id, {}};
+    catalog::OutboxMessage m{core::msg::kAgentDeploymentRemoved,
+                             core::UnixMillis(clock_->Now()),
+                             d.package,
+                             d.version,
+                             d.id,
+                             {}};
     DEPOT_RETURN_IF_ERROR(state_->MarkRemoved(d.id, m));
     core::Log(core::LogLevel::kInfo, "agent.deployment_removed",
               {{"deployment", std::to_string(d.id)}, {"package", d.package}});

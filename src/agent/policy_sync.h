@@ -41,7 +41,8 @@ class PolicySync {
  private:
   core::Status Poll(http::Client* site, std::vector<std::int64_t>* stop);
   // *deferred: a version change waits for a running program (the next poll asks again).
-  core::Status Reconcile(const std::vector<PolicyItem>& items, std::vector<std::int64_t>* stop, bool* deferred);
+  core::Status Reconcile(const std::vector<PolicyItem>& items, std::vector<std::int64_t>* stop,
+                         bool* deferred);
 
   StateStore* state_;
   core::Clock* clock_;
@@ -55,6 +56,7 @@ class PolicySync {
 
 // The deployments of a policy document; malformed items are skipped (logged).
 // Corruption when the document is not a policy at all.
-core::Result<std::vector<PolicyItem>> ParsePolicy(std::string_view body, core::Duration* poll_interval);
+core::Result<std::vector<PolicyItem>> ParsePolicy(std::string_view body,
+                                                  core::Duration* poll_interval);
 
 }  // namespace depot::agent

@@ -67,11 +67,13 @@ core::Result<int> StartProgram(const std::string& run_dir, const ProgramSpec& sp
   envp.push_back(nullptr);
   std::string sh = "/bin/sh", c = "-c", script = kWrapper, name = "depot-program", dir = run_dir,
               work = spec.work_dir, cmd = spec.command;
-  char* argv[] = {sh.data(), c.data(), script.data(), name.data(), dir.data(), work.data(), cmd.data(), nullptr};
+  char* argv[] = {sh.data(),  c.data(),    script.data(), name.data(),
+                  dir.data(), work.data(), cmd.data(),    nullptr};
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   // Its own session: the program survives the agent and can be killed as a group.
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   sigset_t none, all;
   sigemptyset(&none);
   sigfillset(&all);
@@ -99,9 +101,11 @@ core::Result<int> StartProgram(const std::string& run_dir, const ProgramSpec& sp
   // here too (the wrapper writes the same, in case this process dies first), so that
   // KillProgram works from the moment this returns, not only once the wrapper ran.
   std::string pid_text = std::to_string(pid) + "\n";
-  int pid_fd = ::open((run_dir + "/pid.agent").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int pid_fd =
+      ::open((run_dir + "/pid.agent").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (pid_fd >= 0) {
-    bool written = ::write(pid_fd, pid_text.data(), pid_text.size()) == static_cast<ssize_t>(pid_text.size());
+    bool written =
+        ::write(pid_fd, pid_text.data(), pid_text.size()) == static_cast<ssize_t>(pid_text.size());
     ::close(pid_fd);
     if (written) ::rename((run_dir + "/pid.agent").c_str(), (run_dir + "/pid").c_str());
   }
@@ -117,7 +121,8 @@ core::Result<RunStatus> CheckProgram(const std::string& run_dir) {
     return st;
   }
   struct stat sb;
-  if (::stat(run_dir.c_str(), &sb) != 0) return core::ErrnoStatus(errno, "run directory " + run_dir);
+  if (::stat(run_dir.c_str(), &sb) != 0)
+    return core::ErrnoStatus(errno, "run directory " + run_dir);
   if (LockHeld(run_dir)) {
     st.state = RunState::kRunning;
     return st;
@@ -129,7 +134,8 @@ core::Result<RunStatus> CheckProgram(const std::string& run_dir) {
     st.exit_code = std::atoi(exit_text.c_str());
     return st;
   }
-  st.state = ::stat((run_dir + "/started").c_str(), &sb) == 0 ? RunState::kVanished : RunState::kNeverStarted;
+  st.state = ::stat((run_dir + "/started").c_str(), &sb) == 0 ? RunState::kVanished
+                                                              : RunState::kNeverStarted;
   return st;
 }
 

@@ -27,9 +27,9 @@
 namespace depot::agent {
 
 struct ProgramSpec {
-  std::string command;                  // from the signed manifest, run with /bin/sh -c
-  std::string work_dir;                 // the version's content directory
-  std::vector<std::string> extra_env;   // "NAME=value", added to the agent's environment
+  std::string command;                 // from the signed manifest, run with /bin/sh -c
+  std::string work_dir;                // the version's content directory
+  std::vector<std::string> extra_env;  // "NAME=value", added to the agent's environment
 };
 
 // Creates `run_dir` (must not exist) and starts the wrapper in it. Returns its pid (a
@@ -37,10 +37,10 @@ struct ProgramSpec {
 core::Result<int> StartProgram(const std::string& run_dir, const ProgramSpec& spec);
 
 enum class RunState {
-  kRunning,      // the wrapper holds its lock
-  kExited,       // exit_code is valid
-  kNeverStarted, // the command never started, and nothing is left that could start it
-  kVanished,     // the command started, but its wrapper is gone without an exit code
+  kRunning,       // the wrapper holds its lock
+  kExited,        // exit_code is valid
+  kNeverStarted,  // the command never started, and nothing is left that could start it
+  kVanished,      // the command started, but its wrapper is gone without an exit code
 };
 
 struct RunStatus {

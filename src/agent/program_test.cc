@@ -65,7 +65,8 @@ TEST(ProgramTest, RunningProgramIsSeenRunningAndCanBeKilled) {
   RunState seen = RunState::kNeverStarted;
   for (int i = 0; i < 200 && seen != RunState::kRunning; ++i) {
     struct stat sb;
-    if (::stat(dir.Sub("run/started").c_str(), &sb) == 0) seen = CheckProgram(dir.Sub("run"))->state;
+    if (::stat(dir.Sub("run/started").c_str(), &sb) == 0)
+      seen = CheckProgram(dir.Sub("run"))->state;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ASSERT_EQ(seen, RunState::kRunning);

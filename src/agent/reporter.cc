@@ -39,8 +39,10 @@ Status SendReports(StateStore* state, http::Client* site) {
     DEPOT_ASSIGN_OR_RETURN(catalog::OutboxBatch batch, state->PendingMessages(kBatch));
     DEPOT_ASSIGN_OR_RETURN(std::vector<Report> reports, state->PendingReports(kBatch));
     if (batch.count == 0 && reports.empty()) return Status::Ok();
-    std::string body = "{\"messages\":" + batch.json + ",\"deployments\":" + core::DumpJson(ReportsJson(reports)) + "}";
-    DEPOT_ASSIGN_OR_RETURN(http::ClientResponse resp, site->Do("POST", "/api/v1/agent/status", body));
+    std::string body = "{\"messages\":" + batch.json +
+                       ",\"deployments\":" + core::DumpJson(ReportsJson(reports)) + "}";
+    DEPOT_ASSIGN_OR_RETURN(http::ClientResponse resp,
+                           site->Do("POST", "/api/v1/agent/status", body));
     DEPOT_RETURN_IF_ERROR(http::ApiError(resp, "status to " + site->base_url()));
     if (batch.count > 0) DEPOT_RETURN_IF_ERROR(state->AckMessages(batch.last_seq));
     DEPOT_RETURN_IF_ERROR(state->MarkReported(reports));

@@ -14,7 +14,9 @@ namespace {
 
 constexpr std::int64_t kDay = 86400;
 
-std::int64_t FloorDiv(std::int64_t a, std::int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+std::int64_t FloorDiv(std::int64_t a, std::int64_t b) {
+  return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
+}
 
 struct Reader {
   std::string_view data;
@@ -52,7 +54,8 @@ bool ReadHeader(Reader* r, char* version, Counts* c) {
   c->type = r->Be(4);
   c->chars = r->Be(4);
   // Real zones have a few hundred transitions; these bounds only stop nonsense.
-  return r->ok && c->time < 100000 && c->type >= 1 && c->type <= 256 && c->chars < 100000 && c->leap < 100000;
+  return r->ok && c->time < 100000 && c->type >= 1 && c->type <= 256 && c->chars < 100000 &&
+         c->leap < 100000;
 }
 
 // [+-]hh[:mm[:ss]] -> seconds; returns false on a malformed time.
@@ -90,7 +93,8 @@ bool ParseName(std::string_view s, std::size_t* pos) {
 }
 
 // "Mm.w.d[/time]"; other rule forms (Jn, n) are rare and not supported.
-bool ParseDate(std::string_view s, std::size_t* pos, int* month, int* week, int* day, std::int64_t* time) {
+bool ParseDate(std::string_view s, std::size_t* pos, int* month, int* week, int* day,
+               std::int64_t* time) {
   if (*pos >= s.size() || s[*pos] != 'M') return false;
   ++*pos;
   int v[3];
@@ -170,7 +174,8 @@ bool TimeZone::ParseRule(std::string_view s, Rule* out) {
     }
     if (pos >= s.size() || s[pos] != ',') return false;
     ++pos;
-    if (!ParseDate(s, &pos, &r.start_month, &r.start_week, &r.start_day, &r.start_time)) return false;
+    if (!ParseDate(s, &pos, &r.start_month, &r.start_week, &r.start_day, &r.start_time))
+      return false;
     if (pos >= s.size() || s[pos] != ',') return false;
     ++pos;
     if (!ParseDate(s, &pos, &r.end_month, &r.end_week, &r.end_day, &r.end_time)) return false;
@@ -187,7 +192,8 @@ std::int64_t TimeZone::RuleOffsetAt(const Rule& r, std::int64_t utc_s) {
   int m;
   CivilFromDays(FloorDiv(utc_s + r.std_off, kDay), &y, &m);
   // Transition instants in UTC: DST starts at local standard time, ends at local DST time.
-  std::int64_t start = RuleDay(y, r.start_month, r.start_week, r.start_day) * kDay + r.start_time - r.std_off;
+  std::int64_t start =
+      RuleDay(y, r.start_month, r.start_week, r.start_day) * kDay + r.start_time - r.std_off;
   std::int64_t end = RuleDay(y, r.end_month, r.end_week, r.end_day) * kDay + r.end_time - r.dst_off;
   bool dst = start < end ? (utc_s >= start && utc_s < end) : !(utc_s >= end && utc_s < start);
   return dst ? r.dst_off : r.std_off;
@@ -202,16 +208,19 @@ core::Result<TimeZone> TimeZone::Parse(std::string_view tzif) {
   if (version >= '2') {
     // Skip the 32-bit block; the 64-bit one follows with its own header.
     r.Skip(c.time * 5 + c.type * 6 + c.chars + c.leap * 8 + c.isstd + c.isut);
-    if (!r.ok || !ReadHeader(&r, &version, &c)) return Status::InvalidArgument("truncated TZif time zone file");
+    if (!r.ok || !ReadHeader(&r, &version, &c))
+      return Status::InvalidArgument("truncated TZif time zone file");
     time_size = 8;
   }
   TimeZone z;
   for (std::uint64_t i = 0; i < c.time; ++i) {
     std::uint64_t v = r.Be(time_size);
-    z.transitions_.push_back(time_size == 8 ? static_cast<std::int64_t>(v)
-                                            : static_cast<std::int64_t>(static_cast<std::int32_t>(v)));
+    z.transitions_.push_back(time_size == 8
+                                 ? static_cast<std::int64_t>(v)
+                                 : static_cast<std::int64_t>(static_cast<std::int32_t>(v)));
   }
-  for (std::uint64_t i = 0; i < c.time; ++i) z.transition_types_.push_back(static_cast<std::uint8_t>(r.Be(1)));
+  for (std::uint64_t i = 0; i < c.time; ++i)
+    z.transition_types_.push_back(static_cast<std::uint8_t>(r.Be(1)));
   bool found_std = false;
   for (std::uint64_t i = 0; i < c.type; ++i) {
     auto off = static_cast<std::int32_t>(r.Be(4));
@@ -227,11 +236,13 @@ core::Result<TimeZone> TimeZone::Parse(std::string_view tzif) {
   r.Skip(c.chars + c.leap * (time_size + 4) + c.isstd + c.isut);
   if (!r.ok) return Status::InvalidArgument("truncated TZif time zone file");
   for (auto t : z.transition_types_) {
-    if (t >= z.type_offsets_.size()) return Status::InvalidArgument("TZif transition names a missing type");
+    if (t >= z.type_offsets_.size())
+      return Status::InvalidArgument("TZif transition names a missing type");
   }
   if (time_size == 8 && r.pos < tzif.size() && tzif[r.pos] == '\n') {
     auto end = tzif.find('\n', r.pos + 1);
-    if (end != std::string_view::npos) ParseRule(tzif.substr(r.pos + 1, end - r.pos - 1), &z.footer_);
+    if (end != std::string_view::npos)
+      ParseRule(tzif.substr(r.pos + 1, end - r.pos - 1), &z.footer_);
   }
   return z;
 }
@@ -263,15 +274,19 @@ core::Result<std::shared_ptr<const TimeZone>> ZoneCache::Get(const std::string& 
     zones_[name] = z;
     return z;
   }
-  bool valid = !name.empty() && name.size() <= 64 && name[0] != '/' && name.find("..") == std::string::npos;
+  bool valid =
+      !name.empty() && name.size() <= 64 && name[0] != '/' && name.find("..") == std::string::npos;
   for (char ch : name) {
-    valid = valid && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '/' || ch == '_' || ch == '-' || ch == '+');
+    valid = valid && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '/' || ch == '_' ||
+                      ch == '-' || ch == '+');
   }
-  if (!valid) return Status::InvalidArgument("`" + name.substr(0, 64) + "` is not a time zone name");
+  if (!valid)
+    return Status::InvalidArgument("`" + name.substr(0, 64) + "` is not a time zone name");
   auto bytes = env_->ReadFile(core::JoinPath(dir_, name), 1 << 20);
   if (!bytes.ok()) {
     if (bytes.status().IsNotFound()) {
-      return Status::NotFound("time zone " + name + " is not in " + dir_ + " (install the tzdata package)");
+      return Status::NotFound("time zone " + name + " is not in " + dir_ +
+                              " (install the tzdata package)");
     }
     return bytes.status().WithContext("time zone " + name);
   }
@@ -284,16 +299,20 @@ core::Result<std::shared_ptr<const TimeZone>> ZoneCache::Get(const std::string& 
 
 core::Result<int> ParseClock(std::string_view s) {
   if (s.size() != 5 || s[2] != ':' || !std::isdigit(static_cast<unsigned char>(s[0])) ||
-      !std::isdigit(static_cast<unsigned char>(s[1])) || !std::isdigit(static_cast<unsigned char>(s[3])) ||
+      !std::isdigit(static_cast<unsigned char>(s[1])) ||
+      !std::isdigit(static_cast<unsigned char>(s[3])) ||
       !std::isdigit(static_cast<unsigned char>(s[4]))) {
-    return Status::InvalidArgument("`" + std::string(s.substr(0, 16)) + "` is not a time of day HH:MM");
+    return Status::InvalidArgument("`" + std::string(s.substr(0, 16)) +
+                                   "` is not a time of day HH:MM");
   }
   int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
-  if (h > 23 || m > 59) return Status::InvalidArgument("`" + std::string(s) + "` is not a time of day HH:MM");
+  if (h > 23 || m > 59)
+    return Status::InvalidArgument("`" + std::string(s) + "` is not a time of day HH:MM");
   return h * 60 + m;
 }
 
-core::Result<bool> InsideWindows(ZoneCache* zones, const std::vector<Window>& windows, std::int64_t utc_s) {
+core::Result<bool> InsideWindows(ZoneCache* zones, const std::vector<Window>& windows,
+                                 std::int64_t utc_s) {
   if (windows.empty()) return true;
   for (const Window& w : windows) {
     DEPOT_ASSIGN_OR_RETURN(auto zone, zones->Get(w.tz));

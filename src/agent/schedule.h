@@ -77,7 +77,8 @@ core::Result<int> ParseClock(std::string_view hhmm);
 
 // Whether `utc_s` falls inside any of the windows (true when there are none).
 // Errors: a window's time zone cannot be loaded.
-core::Result<bool> InsideWindows(ZoneCache* zones, const std::vector<Window>& windows, std::int64_t utc_s);
+core::Result<bool> InsideWindows(ZoneCache* zones, const std::vector<Window>& windows,
+                                 std::int64_t utc_s);
 
 // Days since 1970-01-01 of a proleptic Gregorian date (month 1-12).
 std::int64_t DaysFromCivil(std::int64_t year, int month, int day);

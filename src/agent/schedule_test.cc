@@ -5,7 +5,9 @@
 namespace depot::agent {
 namespace {
 
-std::int64_t Utc(int y, int mo, int d, int h, int mi) { return DaysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60; }
+std::int64_t Utc(int y, int mo, int d, int h, int mi) {
+  return DaysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60;
+}
 
 TEST(ScheduleTest, DaysFromCivilMatchesKnownDates) {
   EXPECT_EQ(DaysFromCivil(1970, 1, 1), 0);

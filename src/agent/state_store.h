@@ -96,7 +96,8 @@ catalog::OutboxMessage DeploymentMessage(core::Clock* clock, int code, const Dep
 class StateStore {
  public:
   // Opens (creating and migrating) the state database at `path`. `clock` stamps rows.
-  static core::Result<std::unique_ptr<StateStore>> Open(core::Clock* clock, const std::string& path);
+  static core::Result<std::unique_ptr<StateStore>> Open(core::Clock* clock,
+                                                        const std::string& path);
 
   // Deployments.
   core::Result<std::optional<Deployment>> Get(std::int64_t id);
@@ -111,8 +112,9 @@ class StateStore {
   // Moves deployment `id` by `event`, applying `changes` and appending `messages` in
   // the same transaction. Returns the new state, or nullopt when the event does not
   // apply there (nothing changed).
-  core::Result<std::optional<State>> Transition(std::int64_t id, Event event, const Changes& changes,
-                                                const std::vector<catalog::OutboxMessage>& messages);
+  core::Result<std::optional<State>> Transition(
+      std::int64_t id, Event event, const Changes& changes,
+      const std::vector<catalog::OutboxMessage>& messages);
   // Left the policy at `now_ms`: the row stays until purged (with `message`).
   core::Status MarkRemoved(std::int64_t id, const catalog::OutboxMessage& message);
   core::Status Delete(std::int64_t id);
@@ -134,7 +136,8 @@ class StateStore {
 
   // Installed versions and held manifests.
   core::Result<std::optional<std::int64_t>> InstalledVersion(const std::string& package);
-  core::Result<std::vector<std::pair<std::string, std::int64_t>>> Installed();  // (package, version)
+  core::Result<std::vector<std::pair<std::string, std::int64_t>>>
+  Installed();  // (package, version)
   core::Status Uninstall(const std::string& package);
   core::Result<std::vector<HeldVersion>> Held();  // least recently used first
   core::Result<std::vector<HeldVersion>> HeldOf(const std::string& package);
@@ -159,7 +162,8 @@ class StateStore {
   core::Status SetMeta(const std::string& key, const std::string& value);
 
  private:
-  StateStore(core::Clock* clock, std::unique_ptr<catalog::Db> db) : clock_(clock), db_(std::move(db)) {}
+  StateStore(core::Clock* clock, std::unique_ptr<catalog::Db> db)
+      : clock_(clock), db_(std::move(db)) {}
   std::int64_t NowMs() const { return core::UnixMillis(clock_->Now()); }
   core::Status ApplyChanges(catalog::Tx& tx, const Deployment& d, const Changes& c);
 

@@ -68,9 +68,9 @@ class Value {
   bool is_int() const { return v_.index() == 1; }
   bool is_double() const { return v_.index() == 2; }
   bool is_text() const { return v_.index() == 3; }
-  std::int64_t AsInt() const;      // 0 for NULL; text is parsed
-  double AsDouble() const;         // 0 for NULL
-  std::string AsText() const;      // "" for NULL; numbers are formatted
+  std::int64_t AsInt() const;  // 0 for NULL; text is parsed
+  double AsDouble() const;     // 0 for NULL
+  std::string AsText() const;  // "" for NULL; numbers are formatted
   const std::string* text() const { return std::get_if<std::string>(&v_); }
 
  private:

@@ -20,10 +20,11 @@ class DbTest : public ::testing::Test {
     ASSERT_TRUE(db.ok()) << db.status().ToString();
     db_ = std::move(*db);
     ASSERT_TRUE(db_->Transaction([](Tx& tx) {
-                  return tx.ExecScript(
-                      "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
-                      "n BIGINT, x DOUBLE PRECISION)");
-                }).ok());
+                     return tx.ExecScript(
+                         "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+                         "n BIGINT, x DOUBLE PRECISION)");
+                   })
+                    .ok());
   }
   testing::TempDir dir_;
   std::unique_ptr<Db> db_;
@@ -35,8 +36,9 @@ TEST_F(DbTest, BindsAndReadsEveryType) {
                                      {"a", std::int64_t{1} << 40, 2.5});
                    if (!r.ok()) return r.status();
                    EXPECT_EQ(r->size(), 1u);
-                   return tx.Exec("INSERT INTO t (name, n, x) VALUES (?, ?, ?)",
-                                  {std::string("b"), nullptr, std::optional<double>()})
+                   return tx
+                       .Exec("INSERT INTO t (name, n, x) VALUES (?, ?, ?)",
+                             {std::string("b"), nullptr, std::optional<double>()})
                        .status();
                  })
                   .ok());

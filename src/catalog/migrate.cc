@@ -57,10 +57,10 @@ Status Migrate(Db* db, const std::vector<Migration>& migrations) {
   }
   DEPOT_ASSIGN_OR_RETURN(int current, SchemaVersion(db));
   if (current > static_cast<int>(migrations.size())) {
-    return Status::InvalidArgument(
-        db->Describe() + " has schema version " + std::to_string(current) +
-        ", newer than this depot knows (" + std::to_string(migrations.size()) +
-        "); run a newer depot or restore a backup");
+    return Status::InvalidArgument(db->Describe() + " has schema version " +
+                                   std::to_string(current) + ", newer than this depot knows (" +
+                                   std::to_string(migrations.size()) +
+                                   "); run a newer depot or restore a backup");
   }
   for (const Migration& m : migrations) {
     if (m.version <= current) continue;
@@ -77,8 +77,8 @@ Status Migrate(Db* db, const std::vector<Migration>& migrations) {
           .status();
     });
     if (!s.ok()) {
-      return s.WithContext("migration " + std::to_string(m.version) + " (" +
-                           std::string(m.name) + ") on " + db->Describe());
+      return s.WithContext("migration " + std::to_string(m.version) + " (" + std::string(m.name) +
+                           ") on " + db->Describe());
     }
   }
   return Status::Ok();

@@ -43,12 +43,12 @@ TEST(MigrateTest, FreshDatabaseGetsEveryMigrationOnce) {
   ASSERT_TRUE(Migrate(db.get(), SiteMigrations()).ok());
   EXPECT_EQ(*SchemaVersion(db.get()), static_cast<int>(SiteMigrations().size()));
   // Every table the catalog relies on exists.
-  for (const char* table : {"meta", "tokens", "packages", "versions", "dps", "dp_groups",
-                            "dp_boundaries", "distributions", "dp_records", "clients",
-                            "collections", "collection_members", "deployments",
-                            "client_deployments", "messages"}) {
-    auto n = db->QueryInt("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name=?",
-                          {table});
+  for (const char* table :
+       {"meta", "tokens", "packages", "versions", "dps", "dp_groups", "dp_boundaries",
+        "distributions", "dp_records", "clients", "collections", "collection_members",
+        "deployments", "client_deployments", "messages"}) {
+    auto n =
+        db->QueryInt("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name=?", {table});
     ASSERT_TRUE(n.ok());
     EXPECT_EQ(*n, 1) << table;
   }
@@ -66,9 +66,8 @@ TEST(MigrateTest, UpgradesStepByStepKeepingData) {
   };
   ASSERT_TRUE(Migrate(db.get(), v1).ok());
   ASSERT_TRUE(db->Transaction([](Tx& tx) {
-                   return tx.Exec("INSERT INTO a (name) VALUES ('kept')").status();
-                 })
-                  .ok());
+                  return tx.Exec("INSERT INTO a (name) VALUES ('kept')").status();
+                }).ok());
   std::vector<Migration> v2 = v1;
   v2.push_back({2, "two", "ALTER TABLE a ADD COLUMN size BIGINT NOT NULL DEFAULT 0"});
   ASSERT_TRUE(Migrate(db.get(), v2).ok());

@@ -1,10 +1,10 @@
 #include "catalog/outbox.h"
 
-#include "core/json_text.h"
-
 #include <nlohmann/json.hpp>
 #include <set>
 #include <vector>
+
+#include "core/json_text.h"
 
 namespace depot::catalog {
 
@@ -104,8 +104,7 @@ core::Result<std::int64_t> AppendOutbox(Tx& tx, const OutboxMessage& m) {
               "?, ?)",
               {seq, m.code, m.time_ms, m.package.empty() ? Value() : Value(m.package),
                m.version == 0 ? Value() : Value(m.version),
-               m.deployment == 0 ? Value() : Value(m.deployment),
-               core::DumpJson(p)})
+               m.deployment == 0 ? Value() : Value(m.deployment), core::DumpJson(p)})
           .status());
   return seq;
 }

@@ -167,9 +167,9 @@ class SqliteDb final : public Db {
 
   core::Result<std::unique_ptr<Conn>> Connect() {
     auto conn = std::make_unique<Conn>();
-    int rc = sqlite3_open_v2(path_.c_str(), &conn->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             nullptr);
+    int rc =
+        sqlite3_open_v2(path_.c_str(), &conn->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) return SqliteStatus(rc, conn->db, "open catalog " + path_);
     sqlite3_extended_result_codes(conn->db, 1);
     sqlite3_busy_timeout(conn->db, static_cast<int>(options_.busy_timeout_ms));
@@ -220,8 +220,8 @@ class SqliteDb final : public Db {
 
   Status Transaction(const std::function<Status(Tx&)>& fn, Mode mode) override {
     DEPOT_ASSIGN_OR_RETURN(auto conn, Acquire());
-    auto deadline = std::chrono::steady_clock::now() +
-                    std::chrono::milliseconds(options_.busy_timeout_ms);
+    auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.busy_timeout_ms);
     std::chrono::milliseconds backoff(2);
     Status result;
     for (;;) {
@@ -268,8 +268,7 @@ core::Result<std::unique_ptr<Db>> Db::OpenSqlite(const std::string& path,
   auto db = std::make_unique<SqliteDb>(path, options);
   // Open one connection now so a bad path or a non-database file fails here, with
   // a message naming it, rather than at the first request.
-  Status s = db->Transaction([](Tx& tx) { return tx.Query("SELECT 1").status(); },
-                             Db::Mode::kRead);
+  Status s = db->Transaction([](Tx& tx) { return tx.Query("SELECT 1").status(); }, Db::Mode::kRead);
   if (!s.ok()) return s;
   return std::unique_ptr<Db>(std::move(db));
 }

@@ -1,6 +1,5 @@
 // depot agent run | status | install: the agent on a managed machine.
 #include <CLI/CLI.hpp>
-
 #include <atomic>
 #include <cstdio>
 #include <memory>
@@ -22,7 +21,8 @@ using Json = nlohmann::json;
 namespace {
 
 struct RunFlags {
-  std::string data, site, enroll_token, ca, name, poll_interval, purge_grace, stall_timeout, retry_base, source_penalty;
+  std::string data, site, enroll_token, ca, name, poll_interval, purge_grace, stall_timeout,
+      retry_base, source_penalty;
   std::vector<std::string> tags;
   long long cache_size = -1, max_rate = -1;
   int parallel = 0, max_attempts = 0;
@@ -36,12 +36,14 @@ core::Result<agent::AgentOverrides> ConfigFromFlags(const RunFlags& f) {
   c.name = f.name;
   for (const auto& t : f.tags) {
     auto eq = t.find('=');
-    if (eq == std::string::npos || eq == 0) return Status::InvalidArgument("--tag wants KEY=VALUE, not `" + t + "`");
+    if (eq == std::string::npos || eq == 0)
+      return Status::InvalidArgument("--tag wants KEY=VALUE, not `" + t + "`");
     c.tags[t.substr(0, eq)] = t.substr(eq + 1);
   }
-  for (auto [text, out] : {std::pair{&f.poll_interval, &c.poll_interval}, std::pair{&f.purge_grace, &c.purge_grace},
-                           std::pair{&f.stall_timeout, &c.stall_timeout}, std::pair{&f.retry_base, &c.retry_base},
-                           std::pair{&f.source_penalty, &c.source_penalty}}) {
+  for (auto [text, out] :
+       {std::pair{&f.poll_interval, &c.poll_interval}, std::pair{&f.purge_grace, &c.purge_grace},
+        std::pair{&f.stall_timeout, &c.stall_timeout}, std::pair{&f.retry_base, &c.retry_base},
+        std::pair{&f.source_penalty, &c.source_penalty}}) {
     if (text->empty()) continue;
     // A bare number is seconds, as in --poll-interval 5.
     std::string t = *text;
@@ -75,7 +77,9 @@ int RunAgent(const RunFlags& f, bool json) {
     int code = *outcome == agent::Agent::Outcome::kFailed      ? agent::kOnceFailed
                : *outcome == agent::Agent::Outcome::kSucceeded ? agent::kOnceSucceeded
                                                                : agent::kOnceNothingToDo;
-    const char* word = code == agent::kOnceFailed ? "failed" : code == agent::kOnceSucceeded ? "succeeded" : "nothing to do";
+    const char* word = code == agent::kOnceFailed      ? "failed"
+                       : code == agent::kOnceSucceeded ? "succeeded"
+                                                       : "nothing to do";
     if (json) {
       PrintJson({{"outcome", word}, {"exit_code", code}});
     } else {
@@ -105,10 +109,18 @@ int ShowStatus(const std::string& data, bool json) {
   if (json) {
     Json deps = Json::array();
     for (const auto& d : r->deployments) {
-      Json j = {{"id", d.id},           {"package", d.package},     {"version", d.version},
-                {"kind", d.kind},       {"program", d.program},     {"state", d.state},
-                {"attempts", d.attempts}, {"bytes_done", d.bytes_done}, {"bytes_total", d.bytes_total},
-                {"requested", d.requested}, {"removed", d.removed}, {"last_error", d.last_error},
+      Json j = {{"id", d.id},
+                {"package", d.package},
+                {"version", d.version},
+                {"kind", d.kind},
+                {"program", d.program},
+                {"state", d.state},
+                {"attempts", d.attempts},
+                {"bytes_done", d.bytes_done},
+                {"bytes_total", d.bytes_total},
+                {"requested", d.requested},
+                {"removed", d.removed},
+                {"last_error", d.last_error},
                 {"output", d.output}};
       if (d.exit_code) j["exit_code"] = *d.exit_code;
       if (d.next_try_ms) j["next_try_ms"] = d.next_try_ms;
@@ -118,24 +130,29 @@ int ShowStatus(const std::string& data, bool json) {
                {"client", r->client},
                {"deployments", deps},
                {"installed", r->installed},
-               {"cache", {{"bytes", r->cache_bytes}, {"chunks", r->cache_chunks}, {"max_bytes", r->cache_max_bytes}}},
+               {"cache",
+                {{"bytes", r->cache_bytes},
+                 {"chunks", r->cache_chunks},
+                 {"max_bytes", r->cache_max_bytes}}},
                {"outbox", r->outbox}});
     return kExitOk;
   }
   std::printf("client %s of %s\n", r->client.c_str(), r->site.c_str());
-  std::printf("%-6s %-24s %-8s %-10s %-13s %-14s %s\n", "ID", "PACKAGE", "VERSION", "KIND", "STATE", "PROGRESS",
-              "LAST ERROR");
+  std::printf("%-6s %-24s %-8s %-10s %-13s %-14s %s\n", "ID", "PACKAGE", "VERSION", "KIND", "STATE",
+              "PROGRESS", "LAST ERROR");
   for (const auto& d : r->deployments) {
-    std::string progress = d.bytes_total > 0 ? HumanBytes(d.bytes_done) + "/" + HumanBytes(d.bytes_total) : "-";
+    std::string progress =
+        d.bytes_total > 0 ? HumanBytes(d.bytes_done) + "/" + HumanBytes(d.bytes_total) : "-";
     std::string state = d.state + (d.removed ? " (removed)" : "");
-    std::printf("%-6lld %-24s %-8lld %-10s %-13s %-14s %s\n", static_cast<long long>(d.id), d.package.c_str(),
-                static_cast<long long>(d.version), d.kind.c_str(), state.c_str(), progress.c_str(),
-                d.last_error.substr(0, 80).c_str());
+    std::printf("%-6lld %-24s %-8lld %-10s %-13s %-14s %s\n", static_cast<long long>(d.id),
+                d.package.c_str(), static_cast<long long>(d.version), d.kind.c_str(), state.c_str(),
+                progress.c_str(), d.last_error.substr(0, 80).c_str());
   }
-  for (const auto& [p, v] : r->installed) std::printf("installed: %s version %lld\n", p.c_str(), static_cast<long long>(v));
-  std::printf("cache: %s in %llu chunks (limit %s); %lld messages waiting to be sent\n", HumanBytes(r->cache_bytes).c_str(),
-              static_cast<unsigned long long>(r->cache_chunks), HumanBytes(r->cache_max_bytes).c_str(),
-              static_cast<long long>(r->outbox));
+  for (const auto& [p, v] : r->installed)
+    std::printf("installed: %s version %lld\n", p.c_str(), static_cast<long long>(v));
+  std::printf("cache: %s in %llu chunks (limit %s); %lld messages waiting to be sent\n",
+              HumanBytes(r->cache_bytes).c_str(), static_cast<unsigned long long>(r->cache_chunks),
+              HumanBytes(r->cache_max_bytes).c_str(), static_cast<long long>(r->outbox));
   return kExitOk;
 }
 
@@ -146,7 +163,8 @@ int Install(const std::string& data, const std::string& package, bool json) {
   // When no agent process is driving this directory, do the work now.
   auto a = agent::Agent::Open(env, core::Clock::Real(), data, {});
   if (!a.ok()) {
-    if (!a.status().IsUnavailable()) return ReportError(a.status().WithContext("agent install"), json);
+    if (!a.status().IsUnavailable())
+      return ReportError(a.status().WithContext("agent install"), json);
     if (json) {
       PrintJson({{"package", package}, {"requested", true}, {"outcome", "queued"}});
     } else {
@@ -175,28 +193,38 @@ void AddAgentCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
   agent_cmd->require_subcommand(1);
   {
     auto f = std::make_shared<RunFlags>();
-    auto* cmd = agent_cmd->add_subcommand("run", "Enroll (first start), then poll the policy and install what it says");
+    auto* cmd = agent_cmd->add_subcommand(
+        "run", "Enroll (first start), then poll the policy and install what it says");
     cmd->add_option("--data", f->data, "Agent data directory (created on first start)")->required();
     cmd->add_option("--site", f->site, "Site URL (first start; then kept in DIR/agent.json)");
     cmd->add_option("--enroll-token", f->enroll_token, "Enrollment token (first start only)");
     cmd->add_option("--ca", f->ca, "CA certificate to trust for the site and DPs");
     cmd->add_option("--name", f->name, "Client name (default: the host name)");
     cmd->add_option("--tag", f->tags, "KEY=VALUE attribute (tag.KEY at the site); repeatable");
-    cmd->add_flag("--once", f->once, "One full cycle, then exit: 0 success, 1 something failed, 4 nothing to do");
-    cmd->add_option("--poll-interval", f->poll_interval, "Seconds (or 90s, 5m) between polls (default: the site's)");
+    cmd->add_flag("--once", f->once,
+                  "One full cycle, then exit: 0 success, 1 something failed, 4 nothing to do");
+    cmd->add_option("--poll-interval", f->poll_interval,
+                    "Seconds (or 90s, 5m) between polls (default: the site's)");
     cmd->add_option("--cache-size", f->cache_size, "Chunk cache limit in bytes (default 4 GiB)");
-    cmd->add_option("--purge-grace", f->purge_grace, "Keep content of removed deployments this long (default 1h)");
+    cmd->add_option("--purge-grace", f->purge_grace,
+                    "Keep content of removed deployments this long (default 1h)");
     cmd->add_option("--parallel", f->parallel, "Concurrent chunk downloads (default 8)");
-    cmd->add_option("--max-rate", f->max_rate, "Download rate limit per transfer in bytes/s (0: none)");
-    cmd->add_option("--stall-timeout", f->stall_timeout, "Abandon a source slower than 1 KiB/s this long (default 30s)");
-    cmd->add_option("--retry-base", f->retry_base, "First retry delay after a failure (default 60s)");
-    cmd->add_option("--source-penalty", f->source_penalty, "How long a failed source goes last (default 10m)");
-    cmd->add_option("--max-attempts", f->max_attempts, "Attempts before a failure is final (default 10)");
+    cmd->add_option("--max-rate", f->max_rate,
+                    "Download rate limit per transfer in bytes/s (0: none)");
+    cmd->add_option("--stall-timeout", f->stall_timeout,
+                    "Abandon a source slower than 1 KiB/s this long (default 30s)");
+    cmd->add_option("--retry-base", f->retry_base,
+                    "First retry delay after a failure (default 60s)");
+    cmd->add_option("--source-penalty", f->source_penalty,
+                    "How long a failed source goes last (default 10m)");
+    cmd->add_option("--max-attempts", f->max_attempts,
+                    "Attempts before a failure is final (default 10)");
     cmd->callback([=] { *exit_code = RunAgent(*f, flags->json); });
   }
   {
     auto data = std::make_shared<std::string>();
-    auto* cmd = agent_cmd->add_subcommand("status", "Local deployments, their state and progress, cache use");
+    auto* cmd = agent_cmd->add_subcommand("status",
+                                          "Local deployments, their state and progress, cache use");
     cmd->add_option("--data", *data, "Agent data directory")->required();
     cmd->callback([=] { *exit_code = ShowStatus(*data, flags->json); });
   }

@@ -1,7 +1,6 @@
 #include "cli/api_client.h"
 
 #include <CLI/CLI.hpp>
-
 #include <cstdlib>
 
 namespace depot::cli {
@@ -24,11 +23,13 @@ core::Result<std::unique_ptr<ApiClient>> ApiClient::Connect(const SiteFlags& in)
   if (f.token.empty()) f.token = env("DEPOT_TOKEN");
   if (f.ca.empty()) f.ca = env("DEPOT_CA");
   if (f.site.empty()) {
-    return Status::InvalidArgument("no site: pass --site URL or set DEPOT_SITE (e.g. http://127.0.0.1:8080)");
+    return Status::InvalidArgument(
+        "no site: pass --site URL or set DEPOT_SITE (e.g. http://127.0.0.1:8080)");
   }
   if (f.token.empty()) {
-    return Status::InvalidArgument("no credential: pass --token or set DEPOT_TOKEN (`depot site init` printed the "
-                                   "first admin token)");
+    return Status::InvalidArgument(
+        "no credential: pass --token or set DEPOT_TOKEN (`depot site init` printed the "
+        "first admin token)");
   }
   http::ClientOptions opts;
   opts.bearer_token = f.token;
@@ -40,13 +41,15 @@ core::Result<std::unique_ptr<ApiClient>> ApiClient::Connect(const SiteFlags& in)
 
 core::Result<std::unique_ptr<ApiClient>> ApiClient::Clone() const { return Connect(flags_); }
 
-core::Result<Json> ApiClient::SendRaw(const std::string& method, const std::string& target, std::string_view body,
-                                      const std::string& content_type, const std::string& what) {
+core::Result<Json> ApiClient::SendRaw(const std::string& method, const std::string& target,
+                                      std::string_view body, const std::string& content_type,
+                                      const std::string& what) {
   DEPOT_ASSIGN_OR_RETURN(http::ClientResponse r, client_->Do(method, target, body, content_type));
   DEPOT_RETURN_IF_ERROR(http::ApiError(r, what));
   if (r.body.empty()) return Json::object();
   Json j = Json::parse(r.body, nullptr, false);
-  if (j.is_discarded()) return Status::Unavailable(what + ": the site answered with something that is not JSON");
+  if (j.is_discarded())
+    return Status::Unavailable(what + ": the site answered with something that is not JSON");
   return j;
 }
 
@@ -54,8 +57,8 @@ core::Result<Json> ApiClient::Get(const std::string& target, const std::string& 
   return SendRaw("GET", target, {}, "application/json", what);
 }
 
-core::Result<Json> ApiClient::Send(const std::string& method, const std::string& target, const Json& body,
-                                   const std::string& what) {
+core::Result<Json> ApiClient::Send(const std::string& method, const std::string& target,
+                                   const Json& body, const std::string& what) {
   return SendRaw(method, target, body.dump(), "application/json", what);
 }
 

@@ -41,8 +41,9 @@ class ApiClient {
   core::Result<Json> Send(const std::string& method, const std::string& target, const Json& body,
                           const std::string& what);
   // A raw body (chunk batches, manifests).
-  core::Result<Json> SendRaw(const std::string& method, const std::string& target, std::string_view body,
-                             const std::string& content_type, const std::string& what);
+  core::Result<Json> SendRaw(const std::string& method, const std::string& target,
+                             std::string_view body, const std::string& content_type,
+                             const std::string& what);
 
   // A second connection with the same credentials (for parallel uploads).
   core::Result<std::unique_ptr<ApiClient>> Clone() const;

@@ -1,6 +1,5 @@
 // depot dp serve | verify: running a distribution point.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -20,8 +19,8 @@ using Json = nlohmann::json;
 namespace {
 
 struct ServeFlags {
-  std::string data, site, token, upstream, listen, tls_cert, tls_key, ca, scrub_every, scrub_start, gc_grace, retry_base,
-      access_log, poll_wait;
+  std::string data, site, token, upstream, listen, tls_cert, tls_key, ca, scrub_every, scrub_start,
+      gc_grace, retry_base, access_log, poll_wait;
   long long max_sync_rate = -1;
   int parallel = 0;
 };
@@ -46,18 +45,21 @@ core::Result<dp::DpConfig> ResolveConfig(const ServeFlags& f) {
   if (!f.access_log.empty()) c.access_log = std::filesystem::absolute(f.access_log).string();
   if (f.max_sync_rate >= 0) c.max_sync_rate = static_cast<std::uint64_t>(f.max_sync_rate);
   if (f.parallel > 0) c.parallel = static_cast<unsigned>(f.parallel);
-  for (auto [text, out] : {std::pair{&f.scrub_every, &c.scrub_every}, std::pair{&f.scrub_start, &c.scrub_start},
-                           std::pair{&f.gc_grace, &c.gc_grace},
-                           std::pair{&f.retry_base, &c.retry_base}, std::pair{&f.poll_wait, &c.poll_wait}}) {
+  for (auto [text, out] :
+       {std::pair{&f.scrub_every, &c.scrub_every}, std::pair{&f.scrub_start, &c.scrub_start},
+        std::pair{&f.gc_grace, &c.gc_grace}, std::pair{&f.retry_base, &c.retry_base},
+        std::pair{&f.poll_wait, &c.poll_wait}}) {
     if (text->empty()) continue;
     auto d = core::ParseDuration(*text);
     if (!d.ok()) return d.status();
     *out = *d;
   }
   if (c.site.empty() || c.token.empty()) {
-    return Status::InvalidArgument("the first start needs --site URL and --token TOKEN (printed by `depot dp add`)");
+    return Status::InvalidArgument(
+        "the first start needs --site URL and --token TOKEN (printed by `depot dp add`)");
   }
-  if (c.tls_cert.empty() != c.tls_key.empty()) return Status::InvalidArgument("--tls-cert and --tls-key go together");
+  if (c.tls_cert.empty() != c.tls_key.empty())
+    return Status::InvalidArgument("--tls-cert and --tls-key go together");
   DEPOT_RETURN_IF_ERROR(dp::SaveDpConfig(env, f.data, c));
   return c;
 }
@@ -73,7 +75,8 @@ int RunServe(const ServeFlags& f, bool json) {
   if (json) {
     std::printf("%s\n", Json({{"url", (*point)->url()}, {"site", cfg->site}}).dump().c_str());
   } else {
-    std::printf("DP serving %s/repo/ at %s, syncing from %s\n", f.data.c_str(), (*point)->url().c_str(),
+    std::printf("DP serving %s/repo/ at %s, syncing from %s\n", f.data.c_str(),
+                (*point)->url().c_str(),
                 (cfg->upstream.empty() ? cfg->site : cfg->upstream).c_str());
   }
   std::fflush(stdout);
@@ -95,15 +98,20 @@ int RunVerify(const std::string& data, bool repair, bool json) {
     for (const auto& f : r->findings) {
       findings.push_back({{"object", f.object}, {"problem", f.problem}, {"repaired", f.repaired}});
     }
-    PrintJson({{"ok", r->findings.empty()}, {"chunks", r->chunks}, {"bytes", r->bytes},
-               {"manifests", r->manifests}, {"damage", findings}});
+    PrintJson({{"ok", r->findings.empty()},
+               {"chunks", r->chunks},
+               {"bytes", r->bytes},
+               {"manifests", r->manifests},
+               {"damage", findings}});
   } else {
     for (const auto& f : r->findings) {
-      std::printf("DAMAGED %s: %s%s\n", f.object.c_str(), f.problem.c_str(), f.repaired ? " (repaired)" : "");
+      std::printf("DAMAGED %s: %s%s\n", f.object.c_str(), f.problem.c_str(),
+                  f.repaired ? " (repaired)" : "");
     }
     std::printf("%s: %llu chunks (%s) and %llu manifests checked, %zu damaged\n",
-                r->findings.empty() ? "ok" : "DAMAGE FOUND", static_cast<unsigned long long>(r->chunks),
-                HumanBytes(r->bytes).c_str(), static_cast<unsigned long long>(r->manifests), r->findings.size());
+                r->findings.empty() ? "ok" : "DAMAGE FOUND",
+                static_cast<unsigned long long>(r->chunks), HumanBytes(r->bytes).c_str(),
+                static_cast<unsigned long long>(r->manifests), r->findings.size());
   }
   return r->findings.empty() ? kExitOk : kExitDamage;
 }
@@ -117,25 +125,32 @@ void AddDpServeCommands(CLI::App* dp, GlobalFlags* flags, int* exit_code) {
     cmd->add_option("--data", f->data, "DP data directory (created on first start)")->required();
     cmd->add_option("--site", f->site, "Site URL (first start; then kept in DIR/dp.toml)");
     cmd->add_option("--token", f->token, "This DP's token from `depot dp add` (first start)");
-    cmd->add_option("--upstream", f->upstream, "Copy from this site or parent DP instead of the site");
+    cmd->add_option("--upstream", f->upstream,
+                    "Copy from this site or parent DP instead of the site");
     cmd->add_option("--listen", f->listen, "HOST:PORT to serve on (default 0.0.0.0:8081)");
     cmd->add_option("--tls-cert", f->tls_cert, "PEM certificate chain for HTTPS");
     cmd->add_option("--tls-key", f->tls_key, "PEM private key for HTTPS");
     cmd->add_option("--ca", f->ca, "CA certificate to trust for the site and upstream");
-    cmd->add_option("--access-log", f->access_log, "Append one JSON line per HTTP request to this file");
-    cmd->add_option("--max-sync-rate", f->max_sync_rate, "Sync bandwidth limit in bytes/s (0: none)");
+    cmd->add_option("--access-log", f->access_log,
+                    "Append one JSON line per HTTP request to this file");
+    cmd->add_option("--max-sync-rate", f->max_sync_rate,
+                    "Sync bandwidth limit in bytes/s (0: none)");
     cmd->add_option("--parallel", f->parallel, "Concurrent chunk downloads (default 8)");
     cmd->add_option("--scrub-every", f->scrub_every, "Full scrub at most this often (default 24h)");
-    cmd->add_option("--scrub-start", f->scrub_start, "The first scrub this long after start (default 1m)");
+    cmd->add_option("--scrub-start", f->scrub_start,
+                    "The first scrub this long after start (default 1m)");
     cmd->add_option("--gc-grace", f->gc_grace, "Keep unassigned content this long (default 1h)");
-    cmd->add_option("--retry-base", f->retry_base, "First local retry delay when the site or upstream fails (10s)");
-    cmd->add_option("--poll-wait", f->poll_wait, "How long one assignment long-poll waits for a change (60s)");
+    cmd->add_option("--retry-base", f->retry_base,
+                    "First local retry delay when the site or upstream fails (10s)");
+    cmd->add_option("--poll-wait", f->poll_wait,
+                    "How long one assignment long-poll waits for a change (60s)");
     cmd->callback([=] { *exit_code = RunServe(*f, flags->json); });
   }
   {
     auto data = std::make_shared<std::string>();
     auto repair = std::make_shared<bool>(false);
-    auto* cmd = dp->add_subcommand("verify", "Re-hash every stored chunk and manifest; exit 3 on damage");
+    auto* cmd =
+        dp->add_subcommand("verify", "Re-hash every stored chunk and manifest; exit 3 on damage");
     cmd->add_option("--data", *data, "DP data directory")->required();
     cmd->add_flag("--repair", *repair, "Refetch damaged objects from upstream");
     cmd->callback([=] { *exit_code = RunVerify(*data, *repair, flags->json); });

@@ -1,11 +1,12 @@
 #include "cli/output.h"
-#include "cli/json_output.h"
 
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+
+#include "cli/json_output.h"
 
 namespace depot::cli {
 
@@ -101,11 +102,13 @@ void PrintJson(const nlohmann::json& j) {
 
 namespace depot::cli {
 
-void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+void PrintTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width(header.size());
   for (std::size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
   for (const auto& r : rows) {
-    for (std::size_t i = 0; i < r.size() && i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
+    for (std::size_t i = 0; i < r.size() && i < width.size(); ++i)
+      width[i] = std::max(width[i], r[i].size());
   }
   auto line = [&](const std::vector<std::string>& cells) {
     std::string out;

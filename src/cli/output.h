@@ -17,9 +17,9 @@ namespace depot::cli {
 
 // Process exit codes, stable for scripts (docs/cli.md).
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailed = 1;   // the operation failed; stderr says why
-inline constexpr int kExitUsage = 2;    // bad command line
-inline constexpr int kExitDamage = 3;   // verify found damaged objects
+inline constexpr int kExitFailed = 1;  // the operation failed; stderr says why
+inline constexpr int kExitUsage = 2;   // bad command line
+inline constexpr int kExitDamage = 3;  // verify found damaged objects
 
 // Prints "depot: error: <message>" to stderr, and with `json` also
 // {"error":{"code":...,"message":...}} to stdout. Returns kExitFailed.
@@ -54,7 +54,8 @@ class ProgressBar {
 namespace depot::cli {
 
 // Prints rows under a header, columns padded to their widest cell.
-void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
+void PrintTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows);
 
 }  // namespace depot::cli
 

@@ -34,8 +34,8 @@ double Since(std::chrono::steady_clock::time_point t) {
 class UploadSink final : public store::ChunkSink {
  public:
   // A body never exceeds `max_body`, which must hold two records of `max_record`.
-  UploadSink(std::string package, std::vector<std::unique_ptr<ApiClient>> clients, std::uint64_t max_body,
-             std::uint64_t max_record)
+  UploadSink(std::string package, std::vector<std::unique_ptr<ApiClient>> clients,
+             std::uint64_t max_body, std::uint64_t max_record)
       : package_(std::move(package)),
         clients_(std::move(clients)),
         fill_limit_(max_body - max_record),
@@ -57,7 +57,8 @@ class UploadSink final : public store::ChunkSink {
       Record r{id, current_.body.size(), frame.size()};
       store::AppendChunkRecord(&current_.body, id, size, frame);
       current_.records.push_back(r);
-      if (current_.body.size() < target_ && current_.records.size() < kMaxRecords) return Status::Ok();
+      if (current_.body.size() < target_ && current_.records.size() < kMaxRecords)
+        return Status::Ok();
       full = std::move(current_);
       current_ = NewBatch();
     }
@@ -149,7 +150,8 @@ class UploadSink final : public store::ChunkSink {
   Status SendBatch(ApiClient* api, Batch* batch) {
     Json ids = Json::array();
     for (const auto& r : batch->records) ids.push_back(core::DigestHex(r.id));
-    DEPOT_ASSIGN_OR_RETURN(Json answer, api->Send("POST", "/api/v1/chunks/missing", {{"chunks", ids}}, "upload"));
+    DEPOT_ASSIGN_OR_RETURN(
+        Json answer, api->Send("POST", "/api/v1/chunks/missing", {{"chunks", ids}}, "upload"));
     if (!answer.contains("missing") || !answer["missing"].is_array()) {
       return Status::Unavailable("upload: the site's answer lacks the missing-chunk list");
     }
@@ -168,10 +170,9 @@ class UploadSink final : public store::ChunkSink {
       frame_bytes += r.frame_bytes;
     }
     const std::string& body = all ? batch->body : filtered;
-    DEPOT_RETURN_IF_ERROR(
-        api->SendRaw("POST", "/api/v1/chunks?package=" + Escape(package_), body, std::string(store::kChunkBatchMediaType),
-                     "upload")
-            .status());
+    DEPOT_RETURN_IF_ERROR(api->SendRaw("POST", "/api/v1/chunks?package=" + Escape(package_), body,
+                                       std::string(store::kChunkBatchMediaType), "upload")
+                              .status());
     uploaded_chunks += chunks;
     uploaded_bytes += frame_bytes;
     return Status::Ok();
@@ -181,7 +182,7 @@ class UploadSink final : public store::ChunkSink {
   std::vector<std::unique_ptr<ApiClient>> clients_;
   // A body below this takes one more record of at most max_record bytes.
   const std::uint64_t fill_limit_;
-  std::mutex mu_;  // guards current_, spare_, error_
+  std::mutex mu_;               // guards current_, spare_, error_
   const std::uint64_t target_;  // fill bodies to this much
   core::BlockingQueue<Batch> queue_;
   std::vector<std::thread> threads_;
@@ -205,13 +206,16 @@ core::Result<UploadResult> UploadPackage(ApiClient* api, const UploadRequest& re
     chunker.avg_size = settings.at("chunker").at("avg").get<std::uint32_t>();
     chunker.max_size = settings.at("chunker").at("max").get<std::uint32_t>();
     level = settings.at("compression_level").get<int>();
-    max_body = std::min<std::uint64_t>(max_body, settings.at("max_upload_body").get<std::uint64_t>());
+    max_body =
+        std::min<std::uint64_t>(max_body, settings.at("max_upload_body").get<std::uint64_t>());
   } catch (const std::exception&) {
-    return Status::Unavailable("the site's settings are incomplete; is it a depot site of this version?");
+    return Status::Unavailable(
+        "the site's settings are incomplete; is it a depot site of this version?");
   }
   // A record: 40 bytes of header and one frame, which zstd may make slightly larger
   // than the chunk (incompressible data). A body must hold at least two.
-  const std::uint64_t max_record = store::kChunkRecordHeader + chunker.max_size + chunker.max_size / 128 + 1024;
+  const std::uint64_t max_record =
+      store::kChunkRecordHeader + chunker.max_size + chunker.max_size / 128 + 1024;
   max_body = std::max<std::uint64_t>(max_body, 2 * max_record);
 
   std::vector<std::unique_ptr<ApiClient>> clients;
@@ -278,9 +282,11 @@ core::Result<UploadResult> UploadPackage(ApiClient* api, const UploadRequest& re
 
   // 3. Commit: the site verifies, numbers, signs.
   auto t2 = std::chrono::steady_clock::now();
-  std::string target = "/api/v1/packages/" + Escape(req.package) + "/versions" + (req.create ? "?create=1" : "") +
+  std::string target = "/api/v1/packages/" + Escape(req.package) + "/versions" +
+                       (req.create ? "?create=1" : "") +
                        (req.force ? (req.create ? "&force=1" : "?force=1") : "");
-  DEPOT_ASSIGN_OR_RETURN(result.version, api->SendRaw("POST", target, manifest, "application/json", "commit"));
+  DEPOT_ASSIGN_OR_RETURN(result.version,
+                         api->SendRaw("POST", target, manifest, "application/json", "commit"));
   result.commit_s = Since(t2);
   return result;
 }

@@ -18,9 +18,9 @@ struct UploadRequest {
   std::string source_dir;
   std::vector<store::Program> programs;
   std::string description;
-  bool create = true;        // a new package (else a new version of an existing one)
-  bool force = false;        // create it even if it takes a program from a live deployment
-  unsigned parallel = 2;     // upload connections
+  bool create = true;     // a new package (else a new version of an existing one)
+  bool force = false;     // create it even if it takes a program from a live deployment
+  unsigned parallel = 2;  // upload connections
 };
 
 struct UploadResult {

@@ -1,7 +1,6 @@
 #include "cli/programs.h"
 
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <cstdlib>
 
@@ -12,10 +11,13 @@ namespace depot::cli {
 using core::Status;
 
 void AddProgramFlags(CLI::App* cmd, ProgramFlags* pf, bool removable) {
-  cmd->add_option("--program", pf->programs,
-                  removable ? "Set program NAME=COMMAND (repeatable; the others carry over from the newest version)"
-                            : "Install program NAME=COMMAND (repeatable)");
-  if (removable) cmd->add_option("--remove-program", pf->remove, "Drop a program the newest version has");
+  cmd->add_option(
+      "--program", pf->programs,
+      removable
+          ? "Set program NAME=COMMAND (repeatable; the others carry over from the newest version)"
+          : "Install program NAME=COMMAND (repeatable)");
+  if (removable)
+    cmd->add_option("--remove-program", pf->remove, "Drop a program the newest version has");
   cmd->add_option("--timeout", pf->timeouts, "Program timeout NAME=DURATION, e.g. install=30m");
   cmd->add_option("--success-codes", pf->success, "NAME=CODES, e.g. install=0,1");
   cmd->add_option("--reboot-codes", pf->reboot, "Exit codes meaning success, reboot required");
@@ -54,7 +56,8 @@ core::Result<std::vector<int>> ParseCodes(const std::string& list, const std::st
 
 }  // namespace
 
-core::Result<std::vector<store::Program>> BuildPrograms(const ProgramFlags& f, std::vector<store::Program> base) {
+core::Result<std::vector<store::Program>> BuildPrograms(const ProgramFlags& f,
+                                                        std::vector<store::Program> base) {
   std::vector<store::Program> out = std::move(base);
   const bool had_base = !out.empty();
   auto find_in = [&](const std::string& name) -> store::Program* {
@@ -64,7 +67,8 @@ core::Result<std::vector<store::Program>> BuildPrograms(const ProgramFlags& f, s
     return nullptr;
   };
   for (const auto& name : f.remove) {
-    auto it = std::find_if(out.begin(), out.end(), [&](const store::Program& p) { return p.name == name; });
+    auto it = std::find_if(out.begin(), out.end(),
+                           [&](const store::Program& p) { return p.name == name; });
     if (it == out.end()) {
       return Status::InvalidArgument("--remove-program names program '" + name +
                                      "', which the newest version does not have");
@@ -85,23 +89,26 @@ core::Result<std::vector<store::Program>> BuildPrograms(const ProgramFlags& f, s
   }
   auto find = [&](const std::string& name, const char* flag) -> core::Result<store::Program*> {
     if (store::Program* p = find_in(name)) return p;
-    return Status::InvalidArgument(std::string(flag) + " names program '" + name + "', which no --program defines" +
+    return Status::InvalidArgument(std::string(flag) + " names program '" + name +
+                                   "', which no --program defines" +
                                    (had_base ? " and the newest version does not have" : ""));
   };
   for (const auto& s : f.timeouts) {
     DEPOT_ASSIGN_OR_RETURN(auto kv, SplitAssignment(s, "--timeout"));
     DEPOT_ASSIGN_OR_RETURN(store::Program * p, find(kv.first, "--timeout"));
     DEPOT_ASSIGN_OR_RETURN(core::Duration d, core::ParseDuration(kv.second));
-    p->timeout_s = static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
+    p->timeout_s =
+        static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
   }
   struct CodeFlag {
     const std::vector<std::string>* values;
     const char* flag;
     std::vector<int> store::Program::*member;
   };
-  for (const CodeFlag& cf : {CodeFlag{&f.success, "--success-codes", &store::Program::success_codes},
-                             CodeFlag{&f.reboot, "--reboot-codes", &store::Program::reboot_codes},
-                             CodeFlag{&f.retry, "--retry-codes", &store::Program::retry_codes}}) {
+  for (const CodeFlag& cf :
+       {CodeFlag{&f.success, "--success-codes", &store::Program::success_codes},
+        CodeFlag{&f.reboot, "--reboot-codes", &store::Program::reboot_codes},
+        CodeFlag{&f.retry, "--retry-codes", &store::Program::retry_codes}}) {
     for (const auto& s : *cf.values) {
       DEPOT_ASSIGN_OR_RETURN(auto kv, SplitAssignment(s, cf.flag));
       DEPOT_ASSIGN_OR_RETURN(store::Program * p, find(kv.first, cf.flag));
@@ -120,7 +127,8 @@ std::string DescribeProgram(const store::Program& p) {
   std::string timeout = p.timeout_s % 3600 == 0 ? std::to_string(p.timeout_s / 3600) + "h"
                         : p.timeout_s % 60 == 0 ? std::to_string(p.timeout_s / 60) + "m"
                                                 : std::to_string(p.timeout_s) + "s";
-  std::string out = p.name + ": " + p.command + "  (timeout " + timeout + ", success " + codes(p.success_codes);
+  std::string out =
+      p.name + ": " + p.command + "  (timeout " + timeout + ", success " + codes(p.success_codes);
   if (!p.reboot_codes.empty()) out += ", reboot " + codes(p.reboot_codes);
   if (!p.retry_codes.empty()) out += ", retry " + codes(p.retry_codes);
   return out + ")";

@@ -38,6 +38,7 @@ core::Result<std::vector<store::Program>> BuildPrograms(const ProgramFlags& f,
 std::string DescribeProgram(const store::Program& p);
 
 // "NAME=VALUE" -> (NAME, VALUE); InvalidArgument naming the flag otherwise.
-core::Result<std::pair<std::string, std::string>> SplitAssignment(const std::string& s, const char* flag);
+core::Result<std::pair<std::string, std::string>> SplitAssignment(const std::string& s,
+                                                                  const char* flag);
 
 }  // namespace depot::cli

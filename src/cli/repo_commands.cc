@@ -1,14 +1,13 @@
 // depot repo init | add | fetch | verify | list | resign | root
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "cli/output.h"
 #include "cli/json_output.h"
+#include "cli/output.h"
 #include "cli/programs.h"
 #include "core/env.h"
 #include "core/source.h"
@@ -44,7 +43,8 @@ core::Result<std::unique_ptr<core::RepoSource>> OpenSource(const std::string& wh
     DEPOT_ASSIGN_OR_RETURN(bool has, env->Exists(core::JoinPath(root, "metadata/timestamp.json")));
     if (has) return std::unique_ptr<core::RepoSource>(new core::DirSource(env, root));
   }
-  return Status::NotFound(where + " is neither an http(s):// URL nor a repository directory "
+  return Status::NotFound(where +
+                          " is neither an http(s):// URL nor a repository directory "
                           "(no metadata/timestamp.json in it or in its repo/ folder)");
 }
 
@@ -75,9 +75,10 @@ int RunInit(const std::string& dir, const std::string& chunk_sizes, int level, b
     std::printf("created repository %s\n", dir.c_str());
     std::printf("  serve this directory:  %s\n", layout.public_root().c_str());
     std::printf("  clients pin this root: %s\n", trust.c_str());
-    std::printf("  private keys:          %s (move root.pem offline; it is only needed to "
-                "rotate keys)\n",
-                layout.keys().c_str());
+    std::printf(
+        "  private keys:          %s (move root.pem offline; it is only needed to "
+        "rotate keys)\n",
+        layout.keys().c_str());
   }
   return kExitOk;
 }
@@ -123,7 +124,8 @@ int RunAdd(const std::string& dir, repo::AddRequest req, const ProgramFlags& pf,
                {"seconds", secs}});
   } else {
     std::printf("added %s version %lld\n", r->package.c_str(), static_cast<long long>(r->version));
-    std::printf("  manifest  %s (%s)\n", r->manifest_id.c_str(), HumanBytes(r->manifest_bytes).c_str());
+    std::printf("  manifest  %s (%s)\n", r->manifest_id.c_str(),
+                HumanBytes(r->manifest_bytes).c_str());
     std::printf("  files     %llu files, %llu dirs, %llu symlinks, %s\n",
                 static_cast<unsigned long long>(st.files), static_cast<unsigned long long>(st.dirs),
                 static_cast<unsigned long long>(st.symlinks), HumanBytes(st.bytes).c_str());
@@ -183,8 +185,8 @@ int RunFetch(const std::string& where, repo::FetchRequest req, const std::string
     std::printf("  cache     %llu chunks, %s\n", static_cast<unsigned long long>(r->cache_chunks),
                 HumanBytes(r->cache_bytes).c_str());
     std::printf("  fetched   %llu chunks, %s (%s transferred)\n",
-                static_cast<unsigned long long>(r->fetched_chunks), HumanBytes(r->fetched_bytes).c_str(),
-                HumanBytes(r->transfer_bytes).c_str());
+                static_cast<unsigned long long>(r->fetched_chunks),
+                HumanBytes(r->fetched_bytes).c_str(), HumanBytes(r->transfer_bytes).c_str());
     std::printf("  time      %.2f s (%s)\n", secs, Rate(r->bytes, secs).c_str());
   }
   return kExitOk;
@@ -204,7 +206,8 @@ int RunVerify(const std::string& dir, unsigned threads, bool json) {
   double secs = Since(start);
   if (json) {
     Json damage = Json::array();
-    for (const auto& d : r->damage) damage.push_back({{"object", d.object}, {"problem", d.problem}});
+    for (const auto& d : r->damage)
+      damage.push_back({{"object", d.object}, {"problem", d.problem}});
     PrintJson({{"ok", r->damage.empty()},
                {"chunks_checked", r->chunks_checked},
                {"chunk_bytes", r->chunk_bytes},
@@ -212,10 +215,12 @@ int RunVerify(const std::string& dir, unsigned threads, bool json) {
                {"damage", damage},
                {"seconds", secs}});
   } else {
-    for (const auto& d : r->damage) std::printf("DAMAGED %s: %s\n", d.object.c_str(), d.problem.c_str());
+    for (const auto& d : r->damage)
+      std::printf("DAMAGED %s: %s\n", d.object.c_str(), d.problem.c_str());
     std::printf("%s: %llu chunks (%s) and %llu manifests checked, %zu damaged, %.2f s\n",
                 r->damage.empty() ? "ok" : "DAMAGE FOUND",
-                static_cast<unsigned long long>(r->chunks_checked), HumanBytes(r->chunk_bytes).c_str(),
+                static_cast<unsigned long long>(r->chunks_checked),
+                HumanBytes(r->chunk_bytes).c_str(),
                 static_cast<unsigned long long>(r->manifests_checked), r->damage.size(), secs);
   }
   return r->damage.empty() ? kExitOk : kExitDamage;
@@ -254,8 +259,8 @@ int RunResign(const std::string& dir, bool root, bool json) {
   if (json) {
     PrintJson({{"resigned", dir}, {"root", root}});
   } else {
-    std::printf("re-signed %s of %s\n", root ? "root, snapshot and timestamp" : "snapshot and timestamp",
-                dir.c_str());
+    std::printf("re-signed %s of %s\n",
+                root ? "root, snapshot and timestamp" : "snapshot and timestamp", dir.c_str());
   }
   return kExitOk;
 }
@@ -272,12 +277,13 @@ int RunGc(const std::string& dir, bool json) {
                {"manifests_removed", r->manifests_removed},
                {"temp_removed", r->temp_removed}});
   } else {
-    std::printf("removed %llu unreferenced chunks (%s), %llu unsigned manifests, %llu temp files; "
-                "%llu chunks in use\n",
-                static_cast<unsigned long long>(r->chunks_removed), HumanBytes(r->bytes_removed).c_str(),
-                static_cast<unsigned long long>(r->manifests_removed),
-                static_cast<unsigned long long>(r->temp_removed),
-                static_cast<unsigned long long>(r->live_chunks));
+    std::printf(
+        "removed %llu unreferenced chunks (%s), %llu unsigned manifests, %llu temp files; "
+        "%llu chunks in use\n",
+        static_cast<unsigned long long>(r->chunks_removed), HumanBytes(r->bytes_removed).c_str(),
+        static_cast<unsigned long long>(r->manifests_removed),
+        static_cast<unsigned long long>(r->temp_removed),
+        static_cast<unsigned long long>(r->live_chunks));
   }
   return kExitOk;
 }
@@ -309,12 +315,14 @@ void AddRepoCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
     auto sizes = std::make_shared<std::string>();
     auto level = std::make_shared<int>(store::kDefaultCompressionLevel);
     cmd->add_option("DIR", *dir, "New repository directory")->required();
-    cmd->add_option("--chunk-sizes", *sizes, "Chunk sizes MIN:AVG:MAX in bytes (16384:65536:262144)");
+    cmd->add_option("--chunk-sizes", *sizes,
+                    "Chunk sizes MIN:AVG:MAX in bytes (16384:65536:262144)");
     cmd->add_option("--compression-level", *level, "zstd level for stored chunks");
     cmd->callback([=] { *exit_code = RunInit(*dir, *sizes, *level, flags->json); });
   }
   {
-    auto* cmd = repo->add_subcommand("add", "Snapshot a directory as the next version of a package");
+    auto* cmd =
+        repo->add_subcommand("add", "Snapshot a directory as the next version of a package");
     auto dir = std::make_shared<std::string>();
     auto req = std::make_shared<repo::AddRequest>();
     auto pf = std::make_shared<ProgramFlags>();
@@ -371,7 +379,8 @@ void AddRepoCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
     cmd->callback([=] { *exit_code = RunGc(*dir, flags->json); });
   }
   {
-    auto* cmd = repo->add_subcommand("rotate-keys", "Replace signing keys; clients follow the new root");
+    auto* cmd =
+        repo->add_subcommand("rotate-keys", "Replace signing keys; clients follow the new root");
     auto dir = std::make_shared<std::string>();
     auto roles = std::make_shared<std::vector<std::string>>();
     cmd->add_option("DIR", *dir, "Repository directory")->required();

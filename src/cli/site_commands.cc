@@ -1,6 +1,5 @@
 // depot site init | serve
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -31,12 +30,14 @@ int RunSiteInit(const site::InitOptions& o, bool json) {
   std::printf("created site %s in %s\n", o.code.c_str(), o.data_dir.c_str());
   std::printf("  configuration  %s\n", r->config_path.c_str());
   if (!r->ca_file.empty()) {
-    std::printf("  private CA     %s (give it to DPs, agents and the CLI: --ca or DEPOT_CA)\n", r->ca_file.c_str());
+    std::printf("  private CA     %s (give it to DPs, agents and the CLI: --ca or DEPOT_CA)\n",
+                r->ca_file.c_str());
   }
-  std::printf("\nFirst admin token (shown only now; only its hash is stored):\n\n  %s\n\n", r->admin_token.c_str());
-  std::printf("Next:\n  depot site serve --data %s\n  export DEPOT_SITE=%s://%s DEPOT_TOKEN=%s\n",
-              o.data_dir.c_str(), (o.make_ca || !o.tls_cert.empty()) ? "https" : "http", o.listen.c_str(),
+  std::printf("\nFirst admin token (shown only now; only its hash is stored):\n\n  %s\n\n",
               r->admin_token.c_str());
+  std::printf("Next:\n  depot site serve --data %s\n  export DEPOT_SITE=%s://%s DEPOT_TOKEN=%s\n",
+              o.data_dir.c_str(), (o.make_ca || !o.tls_cert.empty()) ? "https" : "http",
+              o.listen.c_str(), r->admin_token.c_str());
   return kExitOk;
 }
 
@@ -48,14 +49,16 @@ int RunSiteServe(const std::string& data, const site::ServeOverrides& overrides,
   if (!s.ok()) return ReportError(s.WithContext("site serve"), json);
   if (json) {
     // One line, so a supervisor can read the URL as soon as it is serving.
-    std::printf("%s\n", Json({{"site", (*site)->config().code}, {"url", (*site)->url()}}).dump().c_str());
+    std::printf("%s\n",
+                Json({{"site", (*site)->config().code}, {"url", (*site)->url()}}).dump().c_str());
   } else {
-    std::printf("site %s serving at %s (Ctrl-C or SIGTERM stops it)\n", (*site)->config().code.c_str(),
-                (*site)->url().c_str());
+    std::printf("site %s serving at %s (Ctrl-C or SIGTERM stops it)\n",
+                (*site)->config().code.c_str(), (*site)->url().c_str());
   }
   std::fflush(stdout);
   int sig = signals.Wait();
-  core::Log(core::LogLevel::kInfo, "site.stopping", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+  core::Log(core::LogLevel::kInfo, "site.stopping",
+            {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
   (*site)->Stop();
   return kExitOk;
 }
@@ -66,7 +69,8 @@ void AddSiteCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
   auto* site = app->add_subcommand("site", "Run a site server");
   site->require_subcommand(1);
   {
-    auto* cmd = site->add_subcommand("init", "Create a site data directory (config, keys, catalog)");
+    auto* cmd =
+        site->add_subcommand("init", "Create a site data directory (config, keys, catalog)");
     auto o = std::make_shared<site::InitOptions>();
     cmd->add_option("--data", o->data_dir, "Data directory to create")->required();
     cmd->add_option("--code", o->code, "Site code: 1-8 of A-Z 0-9")->required();
@@ -74,7 +78,8 @@ void AddSiteCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
     cmd->add_option("--public-url", o->public_url, "URL DPs and agents use to reach the site");
     cmd->add_option("--tls-cert", o->tls_cert, "PEM certificate chain for HTTPS");
     cmd->add_option("--tls-key", o->tls_key, "PEM private key for HTTPS");
-    cmd->add_flag("--make-ca", o->make_ca, "Make a private CA and an HTTPS certificate for the site");
+    cmd->add_flag("--make-ca", o->make_ca,
+                  "Make a private CA and an HTTPS certificate for the site");
     cmd->add_option("--keep-versions", o->keep_versions, "Versions kept per package (default 5)");
     cmd->callback([=] { *exit_code = RunSiteInit(*o, flags->json); });
   }
@@ -84,7 +89,8 @@ void AddSiteCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
     auto ov = std::make_shared<site::ServeOverrides>();
     cmd->add_option("--data", *data, "Site data directory")->required();
     cmd->add_option("--listen", ov->listen, "HOST:PORT, overriding the configuration");
-    cmd->add_option("--access-log", ov->access_log, "Append one JSON line per HTTP request to this file");
+    cmd->add_option("--access-log", ov->access_log,
+                    "Append one JSON line per HTTP request to this file");
     cmd->callback([=] {
       site::ServeOverrides o = *ov;
       // A flag is relative to where the command runs, not to the data directory.

@@ -12,17 +12,16 @@
 //   DIR/demo/      the demo's sample source tree
 // Each part is the same code and on-disk format as its stand-alone command, so a
 // directory made by `up` can later be run piece by piece.
-#include <CLI/CLI.hpp>
-
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <random>
@@ -116,7 +115,8 @@ class Reporter {
 
 // The site part: initialised on first start (its admin token remembered in up.json),
 // opened and started on every start.
-Result<std::unique_ptr<site::Site>> StartSite(core::Env* env, const UpFlags& f, std::string* admin_token) {
+Result<std::unique_ptr<site::Site>> StartSite(core::Env* env, const UpFlags& f,
+                                              std::string* admin_token) {
   const std::string dir = Join(f.data, "site");
   const std::string up_json = Join(f.data, "up.json");
   if (!env->Stat(Join(dir, "site.toml")).ok()) {
@@ -128,17 +128,21 @@ Result<std::unique_ptr<site::Site>> StartSite(core::Env* env, const UpFlags& f, 
     o.code = "UP";
     o.listen = f.listen.empty() ? "127.0.0.1:8080" : f.listen;
     DEPOT_ASSIGN_OR_RETURN(auto init, site::InitSite(env, core::Clock::Real(), o));
-    DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(up_json, Json{{"admin_token", init.admin_token}}.dump(), 0600));
+    DEPOT_RETURN_IF_ERROR(
+        env->WriteFileAtomic(up_json, Json{{"admin_token", init.admin_token}}.dump(), 0600));
   }
   auto text = env->ReadFile(up_json, 1 << 20);
   if (!text.ok()) {
-    return Status::NotFound(up_json + " is missing: " + f.data +
-                            " holds a site `depot up` did not make (or lost its admin token); use another --data "
-                            "or remove " + f.data + " to start over");
+    return Status::NotFound(
+        up_json + " is missing: " + f.data +
+        " holds a site `depot up` did not make (or lost its admin token); use another --data "
+        "or remove " +
+        f.data + " to start over");
   }
   Json j = Json::parse(*text, nullptr, false);
   if (!j.is_object() || !j.contains("admin_token") || !j["admin_token"].is_string()) {
-    return Status::Corruption(up_json + " is not what `depot up` wrote; remove " + f.data + " to start over");
+    return Status::Corruption(up_json + " is not what `depot up` wrote; remove " + f.data +
+                              " to start over");
   }
   *admin_token = j["admin_token"].get<std::string>();
   site::ServeOverrides ov;
@@ -150,8 +154,8 @@ Result<std::unique_ptr<site::Site>> StartSite(core::Env* env, const UpFlags& f, 
 
 // The DP part: registered with the site on first start (its address fixed then, so
 // agents' policies stay valid), told the site's current URL on every start.
-Result<std::unique_ptr<dp::DistributionPoint>> StartDp(core::Env* env, const UpFlags& f, site::Site* s,
-                                                        ApiClient* api) {
+Result<std::unique_ptr<dp::DistributionPoint>> StartDp(core::Env* env, const UpFlags& f,
+                                                       site::Site* s, ApiClient* api) {
   const std::string dir = Join(f.data, "dp");
   dp::DpConfig cfg;
   auto loaded = dp::LoadDpConfig(env, dir);
@@ -161,7 +165,8 @@ Result<std::unique_ptr<dp::DistributionPoint>> StartDp(core::Env* env, const UpF
     std::string host;
     int port = 0;
     std::string site_listen = s->config().listen;
-    if (!SplitListen(site_listen, &host, &port)) return Status::InvalidArgument("bad site address " + site_listen);
+    if (!SplitListen(site_listen, &host, &port))
+      return Status::InvalidArgument("bad site address " + site_listen);
     if (host == "0.0.0.0" || host == "::" || host == "[::]") host = "127.0.0.1";
     int dp_port = 0;
     if (port != 0 && port < 65535) {
@@ -170,12 +175,15 @@ Result<std::unique_ptr<dp::DistributionPoint>> StartDp(core::Env* env, const UpF
       DEPOT_ASSIGN_OR_RETURN(dp_port, FreePort());
     }
     std::string url = "http://" + host + ":" + std::to_string(dp_port);
-    Json body = {{"name", kDpName}, {"url", url}, {"groups", Json::array({"local"})},
+    Json body = {{"name", kDpName},
+                 {"url", url},
+                 {"groups", Json::array({"local"})},
                  {"boundaries", Json::array({"127.0.0.0/8", "::1"})}};
     auto added = api->Send("POST", "/api/v1/dps", body, "register the DP");
     if (!added.ok()) {
       // Registered before a crash lost its token: register it afresh.
-      auto removed = api->SendRaw("DELETE", std::string("/api/v1/dps/") + kDpName, {}, "application/json", "dp remove");
+      auto removed = api->SendRaw("DELETE", std::string("/api/v1/dps/") + kDpName, {},
+                                  "application/json", "dp remove");
       if (!removed.ok()) return added.status();
       DEPOT_ASSIGN_OR_RETURN(added, api->Send("POST", "/api/v1/dps", body, "register the DP"));
     }
@@ -187,25 +195,30 @@ Result<std::unique_ptr<dp::DistributionPoint>> StartDp(core::Env* env, const UpF
   }
   cfg.site = s->url();
   DEPOT_RETURN_IF_ERROR(dp::SaveDpConfig(env, dir, cfg));
-  DEPOT_ASSIGN_OR_RETURN(auto point, dp::DistributionPoint::Open(env, core::Clock::Real(), dir, cfg));
+  DEPOT_ASSIGN_OR_RETURN(auto point,
+                         dp::DistributionPoint::Open(env, core::Clock::Real(), dir, cfg));
   Status st = point->Start();
-  if (!st.ok()) return st.WithContext("DP on " + cfg.listen + " (its address is fixed at the first start)");
+  if (!st.ok())
+    return st.WithContext("DP on " + cfg.listen + " (its address is fixed at the first start)");
   return point;
 }
 
-Result<std::unique_ptr<agent::Agent>> OpenAgent(core::Env* env, const UpFlags& f, site::Site* s, ApiClient* api) {
+Result<std::unique_ptr<agent::Agent>> OpenAgent(core::Env* env, const UpFlags& f, site::Site* s,
+                                                ApiClient* api) {
   agent::AgentOverrides ov;
   ov.site = s->url();
   ov.name = kAgentName;
   ov.poll_interval = std::chrono::seconds(f.poll_interval_s);
   ov.purge_grace = std::chrono::minutes(5);
   ov.retry_base = std::chrono::seconds(10);
-  DEPOT_ASSIGN_OR_RETURN(auto a, agent::Agent::Open(env, core::Clock::Real(), Join(f.data, "agent"), ov));
+  DEPOT_ASSIGN_OR_RETURN(auto a,
+                         agent::Agent::Open(env, core::Clock::Real(), Join(f.data, "agent"), ov));
   std::string token;
   if (!env->Stat(Join(Join(f.data, "agent"), "agent.json")).ok() ||
       !env->Stat(Join(Join(f.data, "agent"), "trusted_root.json")).ok()) {
-    DEPOT_ASSIGN_OR_RETURN(Json t, api->Send("POST", "/api/v1/tokens", Json{{"role", "enroll"}, {"uses", 1}},
-                                             "an enrollment token for the local agent"));
+    DEPOT_ASSIGN_OR_RETURN(
+        Json t, api->Send("POST", "/api/v1/tokens", Json{{"role", "enroll"}, {"uses", 1}},
+                          "an enrollment token for the local agent"));
     token = t["token"].get<std::string>();
   }
   DEPOT_RETURN_IF_ERROR(a->EnsureEnrolled(token));
@@ -214,11 +227,13 @@ Result<std::unique_ptr<agent::Agent>> OpenAgent(core::Env* env, const UpFlags& f
 
 // The collection holding just the local agent, for deployments to this machine.
 Status EnsureLocalCollection(ApiClient* api) {
-  if (api->Get(std::string("/api/v1/collections/") + kDemoCollection, "collection show").ok()) return Status::Ok();
+  if (api->Get(std::string("/api/v1/collections/") + kDemoCollection, "collection show").ok())
+    return Status::Ok();
   return api
-      ->Send("POST", "/api/v1/collections",
-             Json{{"name", kDemoCollection}, {"rule", std::string("name == \"") + kAgentName + "\""}},
-             "collection create")
+      ->Send(
+          "POST", "/api/v1/collections",
+          Json{{"name", kDemoCollection}, {"rule", std::string("name == \"") + kAgentName + "\""}},
+          "collection create")
       .status();
 }
 
@@ -240,7 +255,8 @@ Status MakeSampleSource(core::Env* env, const std::string& dir) {
     }
     std::string sub = Join(dir, "doc/part" + std::to_string(i % 10));
     DEPOT_RETURN_IF_ERROR(env->CreateDirs(sub));
-    DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(Join(sub, "page" + std::to_string(i) + ".txt"), text));
+    DEPOT_RETURN_IF_ERROR(
+        env->WriteFileAtomic(Join(sub, "page" + std::to_string(i) + ".txt"), text));
   }
   std::string bin(24u << 20, '\0');
   for (std::size_t i = 0; i + 8 <= bin.size(); i += 8) {
@@ -249,21 +265,25 @@ Status MakeSampleSource(core::Env* env, const std::string& dir) {
   }
   DEPOT_RETURN_IF_ERROR(env->CreateDirs(Join(dir, "bin")));
   DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(Join(dir, "bin/app"), bin, 0755));
-  return env->WriteFileAtomic(Join(dir, "install.sh"),
-                              "#!/bin/sh\n"
-                              "# Runs in the installed version's directory, from the signed manifest.\n"
-                              "echo \"installing $DEPOT_PACKAGE version $DEPOT_VERSION ($(find . -type f | wc -l) files)\"\n",
-                              0755);
+  return env->WriteFileAtomic(
+      Join(dir, "install.sh"),
+      "#!/bin/sh\n"
+      "# Runs in the installed version's directory, from the signed manifest.\n"
+      "echo \"installing $DEPOT_PACKAGE version $DEPOT_VERSION ($(find . -type f | wc -l) "
+      "files)\"\n",
+      0755);
 }
 
 // Changes the sample source a little, differently for each `round`: one page
 // rewritten and 4 KiB inside the binary, so an update moves a few chunks.
 Status MutateSampleSource(core::Env* env, const std::string& dir, std::int64_t round) {
   std::string page = Join(dir, "doc/part0/page" + std::to_string((round * 10) % 200) + ".txt");
-  DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(page, "page rewritten for version " + std::to_string(round + 1) + "\n"));
+  DEPOT_RETURN_IF_ERROR(
+      env->WriteFileAtomic(page, "page rewritten for version " + std::to_string(round + 1) + "\n"));
   DEPOT_ASSIGN_OR_RETURN(std::string bin, env->ReadFile(Join(dir, "bin/app"), 64u << 20));
   std::mt19937_64 rng(static_cast<std::uint64_t>(round));
-  std::size_t at = (static_cast<std::size_t>(round) * (5u << 20) + (1u << 20)) % (bin.size() - 4096);
+  std::size_t at =
+      (static_cast<std::size_t>(round) * (5u << 20) + (1u << 20)) % (bin.size() - 4096);
   for (std::size_t i = 0; i < 4096; ++i) bin[at + i] = static_cast<char>(rng());
   return env->WriteFileAtomic(Join(dir, "bin/app"), bin, 0755);
 }
@@ -272,19 +292,23 @@ Status MutateSampleSource(core::Env* env, const std::string& dir, std::int64_t r
 // the local agent (each step idempotent, so a run cut short is finished by the next).
 Status EnsureDistributedAndDeployed(ApiClient* api) {
   DEPOT_RETURN_IF_ERROR(api->Send("POST", "/api/v1/distributions",
-                                  Json{{"package", kDemoPackage}, {"to", Json::array({std::string("dp:") + kDpName})}}, "distribute")
+                                  Json{{"package", kDemoPackage},
+                                       {"to", Json::array({std::string("dp:") + kDpName})}},
+                                  "distribute")
                             .status());
   DEPOT_ASSIGN_OR_RETURN(Json deps, api->Get("/api/v1/deployments", "deployment list"));
   for (const auto& d : deps["deployments"]) {
-    if (d.value("package", "") == kDemoPackage && d.value("state", "") == "active") return Status::Ok();
+    if (d.value("package", "") == kDemoPackage && d.value("state", "") == "active")
+      return Status::Ok();
   }
-  return api->Send("POST", "/api/v1/deployments",
-                   Json{{"package", kDemoPackage},
-                        {"program", "install"},
-                        {"collection", kDemoCollection},
-                        {"kind", "required"},
-                        {"deadline", "+1d"}},
-                   "deploy")
+  return api
+      ->Send("POST", "/api/v1/deployments",
+             Json{{"package", kDemoPackage},
+                  {"program", "install"},
+                  {"collection", kDemoCollection},
+                  {"kind", "required"},
+                  {"deadline", "+1d"}},
+             "deploy")
       .status();
 }
 
@@ -294,7 +318,8 @@ Status EnsureDistributedAndDeployed(ApiClient* api) {
 // 30 s more). Returns the agent's final deployment state, or Unavailable on timeout
 // or stop.
 Result<agent::DeploymentStatus> Watch(core::Env* env, ApiClient* api, const std::string& agent_dir,
-                                      std::int64_t version, const std::atomic<bool>* stop, Reporter* out) {
+                                      std::int64_t version, const std::atomic<bool>* stop,
+                                      Reporter* out) {
   std::string last_dp, last_agent;
   std::optional<agent::DeploymentStatus> final_state;
   bool dp_done = false;
@@ -312,10 +337,12 @@ Result<agent::DeploymentStatus> Watch(core::Env* env, ApiClient* api, const std:
         dp_done = state == "ready" || state == "failed";
         if (key != last_dp) {
           last_dp = key;
-          out->Event("dp", {{"state", state}, {"bytes_done", done}, {"bytes_total", total}},
-                     "  dp " + std::string(kDpName) + ": " + kDemoPackage + " v" + std::to_string(version) + " " + state +
-                         (state == "syncing" ? " " + std::to_string(pct) + "%" : "") +
-                         (state == "failed" ? " (" + r.value("last_error", std::string()) + ")" : ""));
+          out->Event(
+              "dp", {{"state", state}, {"bytes_done", done}, {"bytes_total", total}},
+              "  dp " + std::string(kDpName) + ": " + kDemoPackage + " v" +
+                  std::to_string(version) + " " + state +
+                  (state == "syncing" ? " " + std::to_string(pct) + "%" : "") +
+                  (state == "failed" ? " (" + r.value("last_error", std::string()) + ")" : ""));
         }
       }
     }
@@ -327,23 +354,27 @@ Result<agent::DeploymentStatus> Watch(core::Env* env, ApiClient* api, const std:
         std::string key = d.state + "/" + std::to_string(pct / 25);
         if (key != last_agent) {
           last_agent = key;
-          std::string text = "  agent " + std::string(kAgentName) + ": " + kDemoPackage + " v" + std::to_string(version) +
-                             " " + d.state;
+          std::string text = "  agent " + std::string(kAgentName) + ": " + kDemoPackage + " v" +
+                             std::to_string(version) + " " + d.state;
           if (d.state == "downloading") text += " " + std::to_string(pct) + "%";
           if (!d.last_error.empty()) text += " (" + d.last_error + ")";
-          out->Event("agent", {{"state", d.state}, {"bytes_done", d.bytes_done}, {"bytes_total", d.bytes_total}},
-                     text);
+          out->Event(
+              "agent",
+              {{"state", d.state}, {"bytes_done", d.bytes_done}, {"bytes_total", d.bytes_total}},
+              text);
         }
         if (!final_state && (d.state == "succeeded" || d.state == "failed_final")) {
           final_state = d;
-          deadline = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(30));
+          deadline =
+              std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(30));
         }
       }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   if (final_state && !*stop) return *final_state;  // the DP is still behind; the agent is done
-  return Status::Unavailable(*stop ? "stopped" : "version " + std::to_string(version) + " not installed in 10 minutes");
+  return Status::Unavailable(
+      *stop ? "stopped" : "version " + std::to_string(version) + " not installed in 10 minutes");
 }
 
 // The 4002 "downloaded" message of `version` as the site received it (the agent's
@@ -370,22 +401,26 @@ std::uint64_t Param(const Json& message, const char* key) {
   }
 }
 
-Status RunDemo(core::Env* env, const UpFlags& f, ApiClient* api, const std::atomic<bool>* stop, Reporter* out) {
+Status RunDemo(core::Env* env, const UpFlags& f, ApiClient* api, const std::atomic<bool>* stop,
+               Reporter* out) {
   const std::string source = Join(f.data, "demo/source");
   auto existing = api->Get(std::string("/api/v1/packages/") + kDemoPackage, "package show");
   bool create = !existing.ok();
   if (!create) {
     // A later run: change the sample a little and publish the next version.
     std::int64_t latest = 0;
-    for (const auto& v : (*existing)["versions"]) latest = std::max<std::int64_t>(latest, v.value("version", 0));
+    for (const auto& v : (*existing)["versions"])
+      latest = std::max<std::int64_t>(latest, v.value("version", 0));
     DEPOT_RETURN_IF_ERROR(MakeSampleSource(env, source));
     DEPOT_RETURN_IF_ERROR(MutateSampleSource(env, source, latest));
-    out->Event("demo", {{"step", "update"}}, "\n== demo: the sample source changed a little; depot package update " +
-                                                std::string(kDemoPackage) + " --source " + source);
+    out->Event("demo", {{"step", "update"}},
+               "\n== demo: the sample source changed a little; depot package update " +
+                   std::string(kDemoPackage) + " --source " + source);
   } else {
     DEPOT_RETURN_IF_ERROR(MakeSampleSource(env, source));
-    out->Event("demo", {{"step", "create"}},
-               "\n== demo: depot package create " + std::string(kDemoPackage) + " --source " + source);
+    out->Event(
+        "demo", {{"step", "create"}},
+        "\n== demo: depot package create " + std::string(kDemoPackage) + " --source " + source);
   }
   UploadRequest req;
   req.package = kDemoPackage;
@@ -399,34 +434,51 @@ Status RunDemo(core::Env* env, const UpFlags& f, ApiClient* api, const std::atom
   DEPOT_ASSIGN_OR_RETURN(UploadResult up, UploadPackage(api, req));
   std::int64_t version = up.version.value("version", 0);
   out->Event("uploaded",
-             {{"version", version}, {"files", up.files}, {"bytes", up.bytes}, {"chunks", up.chunks},
-              {"uploaded_chunks", up.missing_chunks}, {"uploaded_bytes", up.uploaded_bytes}},
-             "  version " + std::to_string(version) + ": " + std::to_string(up.files) + " files, " + HumanBytes(up.bytes) +
-                 ", " + std::to_string(up.chunks) + " chunks; uploaded the " + std::to_string(up.missing_chunks) +
+             {{"version", version},
+              {"files", up.files},
+              {"bytes", up.bytes},
+              {"chunks", up.chunks},
+              {"uploaded_chunks", up.missing_chunks},
+              {"uploaded_bytes", up.uploaded_bytes}},
+             "  version " + std::to_string(version) + ": " + std::to_string(up.files) + " files, " +
+                 HumanBytes(up.bytes) + ", " + std::to_string(up.chunks) +
+                 " chunks; uploaded the " + std::to_string(up.missing_chunks) +
                  " chunks the site lacked (" + HumanBytes(up.uploaded_bytes) + " compressed)");
   DEPOT_RETURN_IF_ERROR(EnsureDistributedAndDeployed(api));
   out->Event("demo", {{"step", "deployed"}},
-             "== demo: distributed to DP " + std::string(kDpName) + ", deployed as required to collection " +
-                 kDemoCollection + " (the local agent); following it:");
-  DEPOT_ASSIGN_OR_RETURN(agent::DeploymentStatus d, Watch(env, api, Join(f.data, "agent"), version, stop, out));
+             "== demo: distributed to DP " + std::string(kDpName) +
+                 ", deployed as required to collection " + kDemoCollection +
+                 " (the local agent); following it:");
+  DEPOT_ASSIGN_OR_RETURN(agent::DeploymentStatus d,
+                         Watch(env, api, Join(f.data, "agent"), version, stop, out));
   Json dl = DownloadedMessage(api, version);
   std::uint64_t fetched = Param(dl, "bytes_fetched"), cached = Param(dl, "bytes_from_cache");
-  std::string installed = Join(Join(f.data, "agent"), std::string("content/") + kDemoPackage + "/" + std::to_string(version));
-  Json result = {{"package", kDemoPackage},        {"version", version},     {"state", d.state},
-                 {"exit_code", d.exit_code ? Json(*d.exit_code) : Json()}, {"output", d.output},
-                 {"installed", installed},         {"bytes", up.bytes},      {"bytes_fetched", fetched},
-                 {"bytes_from_cache", cached},     {"uploaded_chunks", up.missing_chunks}};
-  std::string text = "\n== demo: " + std::string(kDemoPackage) + " version " + std::to_string(version) + " " + d.state;
+  std::string installed = Join(Join(f.data, "agent"), std::string("content/") + kDemoPackage + "/" +
+                                                          std::to_string(version));
+  Json result = {
+      {"package", kDemoPackage},    {"version", version},
+      {"state", d.state},           {"exit_code", d.exit_code ? Json(*d.exit_code) : Json()},
+      {"output", d.output},         {"installed", installed},
+      {"bytes", up.bytes},          {"bytes_fetched", fetched},
+      {"bytes_from_cache", cached}, {"uploaded_chunks", up.missing_chunks}};
+  std::string text = "\n== demo: " + std::string(kDemoPackage) + " version " +
+                     std::to_string(version) + " " + d.state;
   if (d.exit_code) text += ", program exit code " + std::to_string(*d.exit_code);
   text += "\n  installed in " + installed;
-  if (!d.output.empty()) text += "\n  program output: " + d.output.substr(0, d.output.find_last_not_of('\n') + 1);
-  std::string from = dl.contains("params") ? dl["params"].value("source", std::string("its sources")) : "its sources";
+  if (!d.output.empty())
+    text += "\n  program output: " + d.output.substr(0, d.output.find_last_not_of('\n') + 1);
+  std::string from = dl.contains("params")
+                         ? dl["params"].value("source", std::string("its sources"))
+                         : "its sources";
   result["source"] = from;
-  text += "\n  agent downloaded " + HumanBytes(fetched) + " from " + from + ", took " + HumanBytes(cached) +
-          " locally: installed versions and its cache (version size " + HumanBytes(up.bytes) + ")";
-  if (!create) text += "\n  only the changed chunks moved: run `depot up --demo` again for another update";
+  text += "\n  agent downloaded " + HumanBytes(fetched) + " from " + from + ", took " +
+          HumanBytes(cached) + " locally: installed versions and its cache (version size " +
+          HumanBytes(up.bytes) + ")";
+  if (!create)
+    text += "\n  only the changed chunks moved: run `depot up --demo` again for another update";
   out->Event("result", result, text);
-  if (d.state != "succeeded") return Status::Unavailable("the demo deployment ended " + d.state + ": " + d.last_error);
+  if (d.state != "succeeded")
+    return Status::Unavailable("the demo deployment ended " + d.state + ": " + d.last_error);
   return Status::Ok();
 }
 
@@ -447,7 +499,8 @@ int RunUp(const UpFlags& f, bool json) {
   auto a = OpenAgent(env, f, s->get(), api->get());
   if (!a.ok()) return ReportError(a.status().WithContext("up: agent"), json);
   Status col = EnsureLocalCollection(api->get());
-  if (!col.ok()) return ReportError(col.WithContext("up: collection " + std::string(kDemoCollection)), json);
+  if (!col.ok())
+    return ReportError(col.WithContext("up: collection " + std::string(kDemoCollection)), json);
 
   std::atomic<bool> stop{false};
   std::thread waiter([&] {
@@ -459,11 +512,15 @@ int RunUp(const UpFlags& f, bool json) {
 
   const std::string agent_dir = Join(f.data, "agent");
   out.Event("up",
-            {{"url", (*s)->url()}, {"admin_token", admin_token}, {"dp", (*point)->url()}, {"agent", agent_dir},
+            {{"url", (*s)->url()},
+             {"admin_token", admin_token},
+             {"dp", (*point)->url()},
+             {"agent", agent_dir},
              {"data", f.data}},
-            "depot up: site " + (*s)->url() + ", DP " + kDpName + " at " + (*point)->url() + ", agent " + kAgentName +
-                " on " + agent_dir + "\n\nAdmin token (kept in " + Join(f.data, "up.json") +
-                "):\n\n  export DEPOT_SITE=" + (*s)->url() + " DEPOT_TOKEN=" + admin_token +
+            "depot up: site " + (*s)->url() + ", DP " + kDpName + " at " + (*point)->url() +
+                ", agent " + kAgentName + " on " + agent_dir + "\n\nAdmin token (kept in " +
+                Join(f.data, "up.json") + "):\n\n  export DEPOT_SITE=" + (*s)->url() +
+                " DEPOT_TOKEN=" + admin_token +
                 "\n\nNext, in another shell:\n"
                 "  depot status                       # packages, DPs, deployments, clients\n"
                 "  depot package create NAME --source DIR --program install=./install.sh\n"
@@ -473,7 +530,8 @@ int RunUp(const UpFlags& f, bool json) {
                 " --required\n"
                 "  depot messages                     # what happened, as status messages\n"
                 "  depot agent status --data " +
-                agent_dir + "\n\nCtrl-C stops everything; the next `depot up --data " + f.data + "` carries on.");
+                agent_dir + "\n\nCtrl-C stops everything; the next `depot up --data " + f.data +
+                "` carries on.");
   int rc = kExitOk;
   if (f.demo) {
     Status d = RunDemo(env, f, api->get(), &stop, &out);
@@ -492,11 +550,15 @@ int RunUp(const UpFlags& f, bool json) {
 
 void AddUpCommand(CLI::App* app, GlobalFlags* flags, int* exit_code) {
   auto f = std::make_shared<UpFlags>();
-  auto* cmd = app->add_subcommand("up", "Run a site, a DP and an agent in one process, for a first look");
+  auto* cmd =
+      app->add_subcommand("up", "Run a site, a DP and an agent in one process, for a first look");
   cmd->add_option("--data", f->data, "Data directory (default ./depot-up; created on first start)");
-  cmd->add_option("--listen", f->listen, "The site's HOST:PORT (default 127.0.0.1:8080; the DP takes PORT+1)");
-  cmd->add_flag("--demo", f->demo, "Create (or update) a sample package and follow it to the installed state");
-  cmd->add_option("--poll-interval", f->poll_interval_s, "The agent's policy poll, seconds (default 2)");
+  cmd->add_option("--listen", f->listen,
+                  "The site's HOST:PORT (default 127.0.0.1:8080; the DP takes PORT+1)");
+  cmd->add_flag("--demo", f->demo,
+                "Create (or update) a sample package and follow it to the installed state");
+  cmd->add_option("--poll-interval", f->poll_interval_s,
+                  "The agent's policy poll, seconds (default 2)");
   cmd->callback([=] { *exit_code = RunUp(*f, flags->json); });
 }
 

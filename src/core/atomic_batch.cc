@@ -18,8 +18,8 @@ AtomicBatch::AtomicBatch(Env* env, std::string sync_root)
 
 AtomicBatch::~AtomicBatch() { Abort(); }
 
-Result<std::string> AtomicBatch::WriteTemp(Env* env, const std::string& final_path, std::string_view data,
-                                           std::uint32_t mode) {
+Result<std::string> AtomicBatch::WriteTemp(Env* env, const std::string& final_path,
+                                           std::string_view data, std::uint32_t mode) {
   std::string tmp = TempPathFor(final_path);
   auto file = env->OpenForWrite(tmp, mode, Env::WriteMode::kCreateNew);
   if (!file.ok()) return file.status();
@@ -32,8 +32,7 @@ Result<std::string> AtomicBatch::WriteTemp(Env* env, const std::string& final_pa
   return tmp;
 }
 
-Status AtomicBatch::Add(const std::string& final_path, std::string_view data,
-                        std::uint32_t mode) {
+Status AtomicBatch::Add(const std::string& final_path, std::string_view data, std::uint32_t mode) {
   DEPOT_ASSIGN_OR_RETURN(std::string tmp, WriteTemp(env_, final_path, data, mode));
   AddWritten(std::move(tmp), final_path);
   return Status::Ok();

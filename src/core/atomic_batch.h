@@ -37,8 +37,8 @@ class AtomicBatch {
   // Writes `data` to a fresh temp file next to `final_path` (the name Add() uses) and
   // returns its path; nothing is synced. For callers that collect temp files over time
   // and commit them in a later batch with AddWritten(). Errors: IOError.
-  static Result<std::string> WriteTemp(Env* env, const std::string& final_path, std::string_view data,
-                                       std::uint32_t mode = 0644);
+  static Result<std::string> WriteTemp(Env* env, const std::string& final_path,
+                                       std::string_view data, std::uint32_t mode = 0644);
   // Adopts a temp file the caller wrote and closed itself; it is renamed to
   // `final_path` at Commit() (or removed by Abort()).
   void AddWritten(std::string temp_path, std::string final_path);

@@ -10,7 +10,8 @@ namespace depot::core {
 Duration BackoffCap(const BackoffPolicy& policy, std::int64_t failures) {
   const std::int64_t n = std::clamp<std::int64_t>(failures, 1, 63);
   const double cap = std::ldexp(static_cast<double>(policy.base.count()), static_cast<int>(n - 1));
-  return cap >= static_cast<double>(policy.max.count()) ? policy.max : Duration(static_cast<Duration::rep>(cap));
+  return cap >= static_cast<double>(policy.max.count()) ? policy.max
+                                                        : Duration(static_cast<Duration::rep>(cap));
 }
 
 Duration BackoffDelay(const BackoffPolicy& policy, std::int64_t failures, double unit) {
@@ -39,14 +40,16 @@ void Backoff::Succeeded() {
 
 Duration Backoff::Remaining() const {
   if (failures_ == 0) return Duration::zero();
-  return std::max(Duration::zero(), std::chrono::duration_cast<Duration>(due_ - clock_->Monotonic()));
+  return std::max(Duration::zero(),
+                  std::chrono::duration_cast<Duration>(due_ - clock_->Monotonic()));
 }
 
 Backoff::State Backoff::Save() const {
   State s;
   s.failures = failures_;
   if (failures_ > 0) {
-    s.due_wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(DueWall().time_since_epoch()).count();
+    s.due_wall_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(DueWall().time_since_epoch()).count();
   }
   return s;
 }
@@ -57,7 +60,9 @@ void Backoff::Restore(const State& s) {
     due_ = MonoTime{};
     return;
   }
-  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_->Now().time_since_epoch()).count();
+  const auto now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_->Now().time_since_epoch())
+          .count();
   auto left = std::chrono::milliseconds(std::max<std::int64_t>(0, s.due_wall_ms - now_ms));
   // Further away than the longest delay: scheduled by a clock that has gone back.
   due_ = clock_->Monotonic() + std::min<Duration>(left, policy_.max);

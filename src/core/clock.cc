@@ -28,8 +28,8 @@ bool Digits(std::string_view s, std::size_t pos, std::size_t n, int* out) {
 }
 }  // namespace
 
-bool ManualClock::WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, Duration timeout,
-                          const std::function<bool()>& pred) {
+bool ManualClock::WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
+                          Duration timeout, const std::function<bool()>& pred) {
   const MonoTime deadline = Monotonic() + timeout;
   while (!pred()) {
     if (Monotonic() >= deadline) return false;
@@ -44,8 +44,8 @@ Clock* Clock::Real() {
 }
 
 std::string FormatUtc(TimePoint t) {
-  std::time_t secs = std::chrono::system_clock::to_time_t(
-      std::chrono::time_point_cast<std::chrono::seconds>(t));
+  std::time_t secs =
+      std::chrono::system_clock::to_time_t(std::chrono::time_point_cast<std::chrono::seconds>(t));
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[64];
@@ -100,11 +100,16 @@ Result<Duration> ParseDuration(std::string_view s) {
     n = n * 10 + (s[i] - '0');
   }
   switch (s.back()) {
-    case 's': return std::chrono::seconds(n);
-    case 'm': return std::chrono::minutes(n);
-    case 'h': return std::chrono::hours(n);
-    case 'd': return std::chrono::hours(24 * n);
-    default: return bad();
+    case 's':
+      return std::chrono::seconds(n);
+    case 'm':
+      return std::chrono::minutes(n);
+    case 'h':
+      return std::chrono::hours(n);
+    case 'd':
+      return std::chrono::hours(24 * n);
+    default:
+      return bad();
   }
 }
 

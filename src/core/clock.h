@@ -42,8 +42,8 @@ class Clock {
   // `timeout` has passed on this clock; returns pred(). Every timed wait of a thread
   // that others wake goes through here, so a test on a ManualClock can make the
   // timeout happen by advancing the clock.
-  virtual bool WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, Duration timeout,
-                       const std::function<bool()>& pred) = 0;
+  virtual bool WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
+                       Duration timeout, const std::function<bool()>& pred) = 0;
 };
 
 // A clock that only moves when told to. SleepFor and Advance move wall and monotonic
@@ -67,14 +67,19 @@ class ManualClock final : public Clock {
  private:
   std::atomic<TimePoint::duration::rep> now_ns_;
   // Starts far from zero so that "reading minus a delay" never goes below the epoch.
-  std::atomic<MonoTime::duration::rep> mono_ns_{MonoTime::duration(std::chrono::hours(24 * 365)).count()};
+  std::atomic<MonoTime::duration::rep> mono_ns_{
+      MonoTime::duration(std::chrono::hours(24 * 365)).count()};
 };
 
 // Whole milliseconds: of a duration, and of a wall time since the epoch (the form
 // depot's catalogs store times in).
-inline std::int64_t ToMillis(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+inline std::int64_t ToMillis(Duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
 inline std::int64_t UnixMillis(TimePoint t) { return ToMillis(t.time_since_epoch()); }
-inline TimePoint FromUnixMillis(std::int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
+inline TimePoint FromUnixMillis(std::int64_t ms) {
+  return TimePoint(std::chrono::milliseconds(ms));
+}
 
 // "2026-11-22T03:04:05Z" (RFC 3339, UTC, whole seconds): the form TUF uses.
 std::string FormatUtc(TimePoint t);

@@ -16,9 +16,9 @@ TEST(ClockTest, UtcRoundTrip) {
 }
 
 TEST(ClockTest, UtcRejectsOtherForms) {
-  for (const char* s : {"2026-11-22T03:04:05", "2026-11-22 03:04:05Z", "2026-13-01T00:00:00Z",
-                        "2026-02-31T00:00:00Z", "2026-11-22T03:04:05.5Z", "",
-                        "2026-11-22T03:04:05+00:00"}) {
+  for (const char* s :
+       {"2026-11-22T03:04:05", "2026-11-22 03:04:05Z", "2026-13-01T00:00:00Z",
+        "2026-02-31T00:00:00Z", "2026-11-22T03:04:05.5Z", "", "2026-11-22T03:04:05+00:00"}) {
     EXPECT_TRUE(ParseUtc(s).status().IsInvalidArgument()) << s;
   }
 }

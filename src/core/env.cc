@@ -1,8 +1,8 @@
 #include "core/env.h"
 
 #include <dirent.h>
-#include <pthread.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -225,14 +225,30 @@ class PosixEnv final : public Env {
       DirEntry de;
       de.name = std::string(name);
       switch (e->d_type) {
-        case DT_REG: de.type = FileType::kRegular; break;
-        case DT_DIR: de.type = FileType::kDirectory; break;
-        case DT_LNK: de.type = FileType::kSymlink; break;
-        case DT_FIFO: de.type = FileType::kFifo; break;
-        case DT_SOCK: de.type = FileType::kSocket; break;
-        case DT_CHR: de.type = FileType::kCharDevice; break;
-        case DT_BLK: de.type = FileType::kBlockDevice; break;
-        default: de.type = FileType::kUnknown; break;
+        case DT_REG:
+          de.type = FileType::kRegular;
+          break;
+        case DT_DIR:
+          de.type = FileType::kDirectory;
+          break;
+        case DT_LNK:
+          de.type = FileType::kSymlink;
+          break;
+        case DT_FIFO:
+          de.type = FileType::kFifo;
+          break;
+        case DT_SOCK:
+          de.type = FileType::kSocket;
+          break;
+        case DT_CHR:
+          de.type = FileType::kCharDevice;
+          break;
+        case DT_BLK:
+          de.type = FileType::kBlockDevice;
+          break;
+        default:
+          de.type = FileType::kUnknown;
+          break;
       }
       out.push_back(std::move(de));
     }
@@ -358,14 +374,22 @@ class PosixEnv final : public Env {
 
 std::string_view FileTypeName(FileType t) {
   switch (t) {
-    case FileType::kRegular: return "regular file";
-    case FileType::kDirectory: return "directory";
-    case FileType::kSymlink: return "symlink";
-    case FileType::kFifo: return "FIFO";
-    case FileType::kSocket: return "socket";
-    case FileType::kCharDevice: return "character device";
-    case FileType::kBlockDevice: return "block device";
-    case FileType::kUnknown: break;
+    case FileType::kRegular:
+      return "regular file";
+    case FileType::kDirectory:
+      return "directory";
+    case FileType::kSymlink:
+      return "symlink";
+    case FileType::kFifo:
+      return "FIFO";
+    case FileType::kSocket:
+      return "socket";
+    case FileType::kCharDevice:
+      return "character device";
+    case FileType::kBlockDevice:
+      return "block device";
+    case FileType::kUnknown:
+      break;
   }
   return "unknown file type";
 }
@@ -479,8 +503,8 @@ Status ReadExactlyAt(ReadableFile* file, std::uint64_t offset, char* buf, std::s
   while (done < n) {
     DEPOT_ASSIGN_OR_RETURN(std::size_t got, file->ReadAt(offset + done, buf + done, n - done));
     if (got == 0) {
-      return Status::IOError("the file ends at byte " + std::to_string(offset + done) + ", before byte " +
-                             std::to_string(offset + n));
+      return Status::IOError("the file ends at byte " + std::to_string(offset + done) +
+                             ", before byte " + std::to_string(offset + n));
     }
     done += got;
   }

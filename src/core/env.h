@@ -16,8 +16,16 @@
 
 namespace depot::core {
 
-enum class FileType { kRegular, kDirectory, kSymlink, kFifo, kSocket, kCharDevice,
-                      kBlockDevice, kUnknown };
+enum class FileType {
+  kRegular,
+  kDirectory,
+  kSymlink,
+  kFifo,
+  kSocket,
+  kCharDevice,
+  kBlockDevice,
+  kUnknown
+};
 
 // Human name of a file type ("regular file", "FIFO", ...) for error messages.
 std::string_view FileTypeName(FileType t);
@@ -99,8 +107,7 @@ class Env {
   // Opens `path` for writing, creating it with `mode` (subject to the umask). Never
   // follows a symlink at `path`.
   virtual Result<std::unique_ptr<WritableFile>> OpenForWrite(const std::string& path,
-                                                             std::uint32_t mode,
-                                                             WriteMode how) = 0;
+                                                             std::uint32_t mode, WriteMode how) = 0;
 
   // Whole-file read, failing with InvalidArgument when the file exceeds `max_bytes`.
   virtual Result<std::string> ReadFile(const std::string& path, std::uint64_t max_bytes);

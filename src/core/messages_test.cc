@@ -3,9 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <string>
-
 #include <set>
+#include <string>
 
 namespace depot::core {
 namespace {
@@ -33,9 +32,9 @@ TEST(MessagesTest, CatalogIsSortedUniqueAndInItsComponentRange) {
 }
 
 TEST(MessagesTest, FormatFillsKnownParamsAndKeepsUnknown) {
-  std::string text = FormatMessage(msg::kDpVersionFailed,
-                                   {{"dp", "dp1"}, {"package", "tools"}, {"version", "3"},
-                                    {"error", "connection refused"}});
+  std::string text = FormatMessage(
+      msg::kDpVersionFailed,
+      {{"dp", "dp1"}, {"package", "tools"}, {"version", "3"}, {"error", "connection refused"}});
   EXPECT_EQ(text,
             "DP dp1 failed to copy package tools version 3: connection refused (next retry "
             "{next_retry})");
@@ -56,15 +55,16 @@ TEST(MessagesTest, TheDocumentedTableIsTheCatalog) {
   ASSERT_TRUE(f) << "docs/messages.md";
   std::string line, documented;
   while (std::getline(f, line)) {
-    if (line.size() > 2 && line[0] == '|' && line[2] >= '1' && line[2] <= '9') documented += line + "\n";
+    if (line.size() > 2 && line[0] == '|' && line[2] >= '1' && line[2] <= '9')
+      documented += line + "\n";
   }
   std::size_t n = 0;
   const MessageSpec* all = AllMessages(&n);
   std::string expected;
   for (std::size_t i = 0; i < n; ++i) {
-    expected += "| " + std::to_string(all[i].id) + " | " + std::string(SeverityName(all[i].severity)) + " | " +
-                std::string(all[i].component) + " | `" + std::string(all[i].name) + "` | " + std::string(all[i].text) +
-                " |\n";
+    expected += "| " + std::to_string(all[i].id) + " | " +
+                std::string(SeverityName(all[i].severity)) + " | " + std::string(all[i].component) +
+                " | `" + std::string(all[i].name) + "` | " + std::string(all[i].text) + " |\n";
   }
   EXPECT_EQ(documented, expected) << "update the table in docs/messages.md to:\n" << expected;
 }

@@ -79,8 +79,7 @@ void Histogram::Observe(double v) {
   count_.fetch_add(1, std::memory_order_relaxed);
 }
 
-void Histogram::Read(std::vector<std::uint64_t>* buckets, double* sum,
-                     std::uint64_t* count) const {
+void Histogram::Read(std::vector<std::uint64_t>* buckets, double* sum, std::uint64_t* count) const {
   buckets->resize(bounds_.size() + 1);
   for (std::size_t i = 0; i <= bounds_.size(); ++i) (*buckets)[i] = buckets_[i].load();
   *sum = sum_.load();
@@ -99,8 +98,7 @@ struct Registry::Family {
 Registry::Registry() = default;
 Registry::~Registry() = default;
 
-Registry::Family* Registry::FindOrAdd(const std::string& name, const std::string& help,
-                                      int type) {
+Registry::Family* Registry::FindOrAdd(const std::string& name, const std::string& help, int type) {
   for (auto& f : families_) {
     if (f->name == name) return f->type == type ? f.get() : nullptr;
   }
@@ -130,8 +128,7 @@ Counter* Registry::GetCounter(const std::string& name, const std::string& help,
   return FindSeries(&f->counters, labels, [] { return std::make_unique<Counter>(); });
 }
 
-Gauge* Registry::GetGauge(const std::string& name, const std::string& help,
-                          const Labels& labels) {
+Gauge* Registry::GetGauge(const std::string& name, const std::string& help, const Labels& labels) {
   std::lock_guard<std::mutex> lock(mu_);
   Family* f = FindOrAdd(name, help, kGauge);
   if (f == nullptr) f = FindOrAdd(name + "_type_conflict", help, kGauge);
@@ -213,9 +210,8 @@ std::string Registry::Render() const {
 }
 
 const std::vector<double>& LatencyBuckets() {
-  static const std::vector<double> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                               0.05,   0.1,   0.25,   0.5,   1,    2.5,
-                                               5,      10};
+  static const std::vector<double> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                               0.1,    0.25,  0.5,    1,     2.5,  5,     10};
   return kBuckets;
 }
 

@@ -16,8 +16,9 @@ TEST(MetricsTest, RendersCountersGaugesHistogramsAndCollectors) {
   h->Observe(0.05);
   h->Observe(0.5);
   h->Observe(5);
-  r.AddCollector("depot_collected", "From elsewhere",
-                 [](const Registry::Emit& emit) { emit({{"dp", "dp1"}}, 2); });
+  r.AddCollector("depot_collected", "From elsewhere", [](const Registry::Emit& emit) {
+    emit({{"dp", "dp1"}}, 2);
+  });
   std::string text = r.Render();
   EXPECT_NE(text.find("# TYPE depot_x_total counter\ndepot_x_total{kind=\"a\\\"b\"} 3\n"),
             std::string::npos)

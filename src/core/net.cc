@@ -44,8 +44,8 @@ Result<Cidr> ParseCidr(std::string_view s) {
     std::string_view p = s.substr(slash + 1);
     auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), prefix);
     if (ec != std::errc() || end != p.data() + p.size() || prefix < 0 || prefix > max) {
-      return Status::InvalidArgument("`" + std::string(s.substr(0, 80)) + "` has a bad prefix length (0-" +
-                                     std::to_string(max) + ")");
+      return Status::InvalidArgument("`" + std::string(s.substr(0, 80)) +
+                                     "` has a bad prefix length (0-" + std::to_string(max) + ")");
     }
   }
   Cidr c;

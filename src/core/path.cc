@@ -67,7 +67,8 @@ Status ValidateRelativePath(std::string_view path) {
   if (path.front() == '/') return bad("is absolute (paths must be relative)");
   for (char c : path) {
     if (c == '\0') return bad("contains a NUL byte");
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return bad("contains a control character");
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      return bad("contains a control character");
     if (c == '\\') return bad("contains a backslash (use '/')");
   }
   if (!IsValidUtf8(path)) return bad("is not valid UTF-8");

@@ -16,8 +16,7 @@ TEST(PathTest, RejectsEscapesAndOddities) {
   for (std::string p : {std::string(""), std::string("/etc/passwd"), std::string("../x"),
                         std::string("a/../../x"), std::string("a/.."), std::string("./a"),
                         std::string("a//b"), std::string("a/"), nul, std::string("a\nb"),
-                        std::string("a\\..\\b"), std::string(256, 'x'),
-                        std::string(4097, 'a')}) {
+                        std::string("a\\..\\b"), std::string(256, 'x'), std::string(4097, 'a')}) {
     Status s = ValidateRelativePath(p);
     EXPECT_TRUE(s.IsInvalidArgument()) << "accepted: " << p;
   }

@@ -12,7 +12,8 @@ namespace depot::core {
 
 std::string RandomBytes(std::size_t n) {
   std::string out(n, '\0');
-  if (n != 0 && RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
+  if (n != 0 &&
+      RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
     std::fprintf(stderr, "depot: fatal: OpenSSL RAND_bytes failed\n");
     std::abort();
   }

@@ -16,7 +16,8 @@ void RateLimiter::Refill() {
   double seconds = std::chrono::duration<double>(now - last_).count();
   last_ = now;
   if (seconds > 0) {
-    allowance_ = std::min(static_cast<double>(burst_), allowance_ + seconds * static_cast<double>(rate_));
+    allowance_ =
+        std::min(static_cast<double>(burst_), allowance_ + seconds * static_cast<double>(rate_));
   }
 }
 
@@ -27,8 +28,9 @@ void RateLimiter::Throttle(std::uint64_t bytes, const std::function<bool()>& can
   while (allowance_ < 0) {
     if (cancelled && cancelled()) return;
     auto owed = std::chrono::duration<double>(-allowance_ / static_cast<double>(rate_));
-    clock_->SleepFor(std::min<Duration>(std::chrono::milliseconds(100),
-                                        std::chrono::duration_cast<Duration>(owed) + std::chrono::microseconds(1)));
+    clock_->SleepFor(std::min<Duration>(
+        std::chrono::milliseconds(100),
+        std::chrono::duration_cast<Duration>(owed) + std::chrono::microseconds(1)));
     Refill();
   }
 }

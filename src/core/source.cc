@@ -24,9 +24,8 @@ Result<std::string> DirSource::Fetch(const std::string& path, std::uint64_t max_
   DEPOT_ASSIGN_OR_RETURN(FileInfo info, file->Stat());
   if (info.type != FileType::kRegular) return Status::NotFound(full + ": not a regular file");
   if (info.size > max_bytes) {
-    return Status::Corruption(full + ": " + std::to_string(info.size) +
-                              " bytes, more than the " + std::to_string(max_bytes) +
-                              " expected");
+    return Status::Corruption(full + ": " + std::to_string(info.size) + " bytes, more than the " +
+                              std::to_string(max_bytes) + " expected");
   }
   std::string data(static_cast<std::size_t>(info.size), '\0');
   std::size_t got = 0;

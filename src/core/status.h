@@ -45,9 +45,7 @@ class [[nodiscard]] Status {
   }
   static Status Corruption(std::string msg) { return Status(Code::kCorruption, std::move(msg)); }
   static Status IOError(std::string msg) { return Status(Code::kIOError, std::move(msg)); }
-  static Status Unavailable(std::string msg) {
-    return Status(Code::kUnavailable, std::move(msg));
-  }
+  static Status Unavailable(std::string msg) { return Status(Code::kUnavailable, std::move(msg)); }
   static Status PermissionDenied(std::string msg) {
     return Status(Code::kPermissionDenied, std::move(msg));
   }
@@ -136,10 +134,10 @@ class [[nodiscard]] Result {
 #define DEPOT_CONCAT_(a, b) DEPOT_CONCAT_INNER_(a, b)
 
 // Returns the Status of `expr` from the enclosing function when it is not OK.
-#define DEPOT_RETURN_IF_ERROR(expr)                 \
-  do {                                              \
-    ::depot::core::Status depot_status_ = (expr);   \
-    if (!depot_status_.ok()) return depot_status_;  \
+#define DEPOT_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::depot::core::Status depot_status_ = (expr);  \
+    if (!depot_status_.ok()) return depot_status_; \
   } while (0)
 
 // Evaluates `rexpr` (a Result<T>); on error returns its Status, else moves the value

@@ -101,8 +101,9 @@ bool FaultyEnv::Charge(std::size_t n) {
   return true;
 }
 
-core::Result<std::unique_ptr<core::WritableFile>> FaultyEnv::OpenForWrite(
-    const std::string& path, std::uint32_t mode, WriteMode how) {
+core::Result<std::unique_ptr<core::WritableFile>> FaultyEnv::OpenForWrite(const std::string& path,
+                                                                          std::uint32_t mode,
+                                                                          WriteMode how) {
   auto f = base_->OpenForWrite(path, mode, how);
   if (!f.ok()) return f.status();
   return std::unique_ptr<core::WritableFile>(new FaultyWritableFile(this, std::move(*f)));

@@ -51,7 +51,7 @@ class FaultyEnv final : public core::Env {
   std::string deny_read;
 
   core::Result<std::unique_ptr<core::ReadableFile>> OpenForRead(const std::string& path,
-                                                          bool no_follow) override {
+                                                                bool no_follow) override {
     if (!deny_read.empty() && path.find(deny_read) != std::string::npos) {
       return core::Status::PermissionDenied("open " + path + ": Permission denied (injected)");
     }

@@ -5,7 +5,8 @@
 
 namespace depot::core {
 
-Result<toml::table> ReadTomlFile(Env* env, const std::string& path, const std::string& missing_hint) {
+Result<toml::table> ReadTomlFile(Env* env, const std::string& path,
+                                 const std::string& missing_hint) {
   auto text = env->ReadFile(path, 1 << 20);
   if (!text.ok()) {
     if (text.status().IsNotFound()) return Status::NotFound(path + " not found: " + missing_hint);
@@ -29,7 +30,8 @@ const toml::node* TomlTable::Get(const char* key) {
 }
 
 Status TomlTable::Bad(const std::string& key, const std::string& rule) const {
-  return Status::InvalidArgument(path_ + ": " + (name_.empty() ? "" : "[" + name_ + "] ") + key + " " + rule);
+  return Status::InvalidArgument(path_ + ": " + (name_.empty() ? "" : "[" + name_ + "] ") + key +
+                                 " " + rule);
 }
 
 Status TomlTable::String(const char* key, std::string* out) {
@@ -65,7 +67,8 @@ Status TomlTable::Duration(const char* key, core::Duration* out) {
   DEPOT_RETURN_IF_ERROR(String(key, &text));
   if (text.empty()) return Status::Ok();
   auto d = ParseDuration(text);
-  if (!d.ok() || d->count() <= 0) return Bad(key, "must be a duration like 250ms, 90s, 15m, 12h or 30d");
+  if (!d.ok() || d->count() <= 0)
+    return Bad(key, "must be a duration like 250ms, 90s, 15m, 12h or 30d");
   *out = *d;
   return Status::Ok();
 }
@@ -95,8 +98,8 @@ Status TomlTable::Finish() {
     std::string key(k.str());
     if (!seen_.count(key)) {
       return Status::InvalidArgument(path_ + ": unknown key `" + key + "`" +
-                                     (name_.empty() ? "" : " in [" + name_ + "]") + " (check the spelling; " + docs_ +
-                                     " lists the keys)");
+                                     (name_.empty() ? "" : " in [" + name_ + "]") +
+                                     " (check the spelling; " + docs_ + " lists the keys)");
     }
   }
   return Status::Ok();

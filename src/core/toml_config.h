@@ -6,11 +6,12 @@
 // Thread safety: TomlTable is used by one thread; the functions are pure.
 #pragma once
 
+#include <toml++/toml.h>
+
 #include <cstdint>
 #include <set>
 #include <string>
 #include <string_view>
-#include <toml++/toml.h>
 
 #include "core/clock.h"
 #include "core/env.h"
@@ -20,7 +21,8 @@ namespace depot::core {
 
 // Reads and parses `path` (at most 1 MiB). NotFound carrying `missing_hint` when the
 // file does not exist; InvalidArgument "path:line:column: what" when it is not TOML.
-Result<toml::table> ReadTomlFile(Env* env, const std::string& path, const std::string& missing_hint);
+Result<toml::table> ReadTomlFile(Env* env, const std::string& path,
+                                 const std::string& missing_hint);
 
 // Reads one table's keys. A key that is absent leaves the output as it was (the
 // default); Finish refuses keys nobody asked for.

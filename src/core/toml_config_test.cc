@@ -16,7 +16,8 @@ TEST(TomlConfigTest, FormatsRoundTrip) {
                      Duration(std::chrono::seconds(61))}) {
     EXPECT_EQ(*ParseDuration(FormatDuration(d)), d);
   }
-  for (std::uint64_t n : {1ull, 1024ull, 1536ull, 64ull << 20, 3ull << 30}) EXPECT_EQ(*ParseSize(FormatSize(n)), n);
+  for (std::uint64_t n : {1ull, 1024ull, 1536ull, 64ull << 20, 3ull << 30})
+    EXPECT_EQ(*ParseSize(FormatSize(n)), n);
   EXPECT_FALSE(ParseSize("12TB").ok());
   EXPECT_EQ(TomlQuote("a\"b\\c"), "\"a\\\"b\\\\c\"");
 }
@@ -24,7 +25,8 @@ TEST(TomlConfigTest, FormatsRoundTrip) {
 TEST(TomlConfigTest, ReadsKeysAndNamesWhatIsWrong) {
   testing::TempDir dir;
   std::string path = dir.Sub("x.toml");
-  testing::WriteFileOrDie(path, "[t]\nname = \"n\"\ncount = 7\nwait = \"90s\"\nsize = \"2MiB\"\non = true\n", 0644);
+  testing::WriteFileOrDie(
+      path, "[t]\nname = \"n\"\ncount = 7\nwait = \"90s\"\nsize = \"2MiB\"\non = true\n", 0644);
   auto root = ReadTomlFile(Env::Default(), path, "make one");
   ASSERT_TRUE(root.ok()) << root.status().ToString();
   TomlTable t((*root)["t"].as_table(), "t", path, "docs/x.md");
@@ -50,7 +52,8 @@ TEST(TomlConfigTest, ReadsKeysAndNamesWhatIsWrong) {
 
   TomlTable strict((*root)["t"].as_table(), "t", path, "docs/x.md");
   Status s = strict.Int("count", 1, 5, &count);
-  EXPECT_NE(s.message().find("[t] count must be an integer from 1 to 5"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("[t] count must be an integer from 1 to 5"), std::string::npos)
+      << s.message();
   s = strict.Finish();
   EXPECT_NE(s.message().find("unknown key `name` in [t]"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("docs/x.md"), std::string::npos);

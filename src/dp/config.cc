@@ -18,8 +18,8 @@ core::Result<DpConfig> LoadDpConfig(core::Env* env, const std::string& data_dir)
   const std::string path = core::JoinPath(data_dir, kConfigFile);
   DEPOT_ASSIGN_OR_RETURN(toml::table root,
                          core::ReadTomlFile(env, path,
-                                            "start the DP once with `depot dp serve --data " + data_dir +
-                                                " --site URL --token TOKEN`"));
+                                            "start the DP once with `depot dp serve --data " +
+                                                data_dir + " --site URL --token TOKEN`"));
   DpConfig c;
   core::TomlTable t(&root, "", path, "docs/dp.md");
   std::uint64_t parallel = c.parallel, max_connections = c.max_connections;

@@ -35,21 +35,22 @@
 namespace depot::dp {
 
 struct DpConfig {
-  std::string site;        // site base URL, e.g. https://site:8443
-  std::string token;       // this DP's token (from `depot dp add`)
-  std::string upstream;    // base URL to copy from; "" = the site (a parent DP also works)
+  std::string site;      // site base URL, e.g. https://site:8443
+  std::string token;     // this DP's token (from `depot dp add`)
+  std::string upstream;  // base URL to copy from; "" = the site (a parent DP also works)
   std::string listen = "0.0.0.0:8081";
-  std::string tls_cert, tls_key;  // serve HTTPS when both are set
-  std::string ca;          // CA bundle to trust for the site/upstream (private CA)
-  std::uint64_t max_sync_rate = 0;          // bytes/s for syncing, 0 = unlimited
-  unsigned parallel = 8;                    // concurrent chunk downloads
-  std::uint64_t scrub_rate = 32ull << 20;   // bytes/s the scrubber re-hashes
-  core::Duration scrub_every = std::chrono::hours(24);  // a full pass at most this often
+  std::string tls_cert, tls_key;           // serve HTTPS when both are set
+  std::string ca;                          // CA bundle to trust for the site/upstream (private CA)
+  std::uint64_t max_sync_rate = 0;         // bytes/s for syncing, 0 = unlimited
+  unsigned parallel = 8;                   // concurrent chunk downloads
+  std::uint64_t scrub_rate = 32ull << 20;  // bytes/s the scrubber re-hashes
+  core::Duration scrub_every = std::chrono::hours(24);   // a full pass at most this often
   core::Duration scrub_start = std::chrono::minutes(1);  // the first pass this long after start
-  core::Duration gc_grace = std::chrono::hours(1);      // unassigned content kept this long
+  core::Duration gc_grace = std::chrono::hours(1);       // unassigned content kept this long
   core::Duration retry_base = std::chrono::seconds(10);  // local backoff when the site is silent
   core::Duration retry_max = std::chrono::minutes(30);
-  core::Duration poll_wait = std::chrono::seconds(60);  // long-poll of the assignment (site caps it at 120 s)
+  core::Duration poll_wait =
+      std::chrono::seconds(60);  // long-poll of the assignment (site caps it at 120 s)
   std::size_t max_connections = 10'000;
   std::string access_log;  // one JSON line per HTTP request appended here; "" = none
 };

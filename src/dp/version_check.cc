@@ -14,7 +14,8 @@ ChunkHealth CheckChunk(store::ChunkStore* chunks, const store::ChunkId& id, std:
 }
 
 VersionCheck CheckVersionChunks(store::ChunkStore* chunks, const std::vector<store::ChunkRef>& refs,
-                                const std::vector<store::ChunkId>& first, const std::function<bool()>& stop) {
+                                const std::vector<store::ChunkId>& first,
+                                const std::function<bool()>& stop) {
   VersionCheck out;
   std::unordered_set<store::ChunkId, store::ChunkIdHash> in_version;
   for (const auto& r : refs) in_version.insert(r.id);
@@ -32,8 +33,11 @@ VersionCheck CheckVersionChunks(store::ChunkStore* chunks, const std::vector<sto
     std::string why;
     ++out.checked;
     switch (CheckChunk(chunks, id, &why)) {
-      case ChunkHealth::kGood: break;
-      case ChunkHealth::kMissing: ++out.missing; break;
+      case ChunkHealth::kGood:
+        break;
+      case ChunkHealth::kMissing:
+        ++out.missing;
+        break;
       case ChunkHealth::kDamaged:
         ++out.damaged;
         if (out.damaged_objects.size() < 32) {

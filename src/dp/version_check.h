@@ -32,6 +32,7 @@ struct VersionCheck {
 // Checks `refs` (a version's distinct chunks), those in `first` before the rest;
 // stops early when `stop` returns true. Damaged chunks are removed.
 VersionCheck CheckVersionChunks(store::ChunkStore* chunks, const std::vector<store::ChunkRef>& refs,
-                                const std::vector<store::ChunkId>& first, const std::function<bool()>& stop);
+                                const std::vector<store::ChunkId>& first,
+                                const std::function<bool()>& stop);
 
 }  // namespace depot::dp

@@ -46,7 +46,8 @@ TEST_F(VersionCheckTest, DamagedChunksAreRemovedMissingOnesCountedGoodOnesKept) 
   EXPECT_EQ(r.damaged, 1u);
   EXPECT_EQ(r.missing, 1u);
   ASSERT_EQ(r.damaged_objects.size(), 1u);
-  EXPECT_EQ(r.damaged_objects[0].rfind("chunks/" + store::ChunkRelPath(b.id) + ": ", 0), 0u) << r.damaged_objects[0];
+  EXPECT_EQ(r.damaged_objects[0].rfind("chunks/" + store::ChunkRelPath(b.id) + ": ", 0), 0u)
+      << r.damaged_objects[0];
   EXPECT_TRUE(Has(a.id));
   EXPECT_FALSE(Has(b.id)) << "a damaged chunk is never served again";
   EXPECT_TRUE(Has(c.id));
@@ -60,7 +61,8 @@ TEST_F(VersionCheckTest, ReportedChunksComeFirstAndOnlyThoseOfTheVersion) {
   Damage(other.id);
   // Stop after the first check: it must have been the reported chunk.
   int calls = 0;
-  VersionCheck r = CheckVersionChunks(&store_, {a, b}, {other.id, b.id}, [&] { return calls++ >= 1; });
+  VersionCheck r =
+      CheckVersionChunks(&store_, {a, b}, {other.id, b.id}, [&] { return calls++ >= 1; });
   EXPECT_EQ(r.checked, 1u);
   EXPECT_EQ(r.damaged, 1u);
   EXPECT_FALSE(Has(b.id));

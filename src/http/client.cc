@@ -10,7 +10,9 @@ namespace depot::http {
 
 using core::Status;
 
-const std::string* ClientResponse::GetHeader(std::string_view name) const { return FindHeader(headers, name); }
+const std::string* ClientResponse::GetHeader(std::string_view name) const {
+  return FindHeader(headers, name);
+}
 
 struct Client::Impl {
   CURL* easy = nullptr;
@@ -52,8 +54,10 @@ struct Client::Impl {
     std::string name(line.substr(0, colon));
     for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) {
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
+    while (!value.empty() &&
+           (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) {
       value.remove_suffix(1);
     }
     impl->current->headers.push_back({std::move(name), std::string(value)});
@@ -66,8 +70,7 @@ Client::Client(std::string base_url, ClientOptions options)
 
 Client::~Client() = default;
 
-core::Result<std::unique_ptr<Client>> Client::Create(std::string base_url,
-                                                     ClientOptions options) {
+core::Result<std::unique_ptr<Client>> Client::Create(std::string base_url, ClientOptions options) {
   if (base_url.rfind("http://", 0) != 0 && base_url.rfind("https://", 0) != 0) {
     return Status::InvalidArgument("URL '" + base_url + "' must start with http:// or https://");
   }
@@ -115,7 +118,8 @@ core::Result<ClientResponse> Client::Do(std::string_view method, std::string_vie
   }
   curl_slist* headers = nullptr;
   if (!options_.bearer_token.empty()) {
-    headers = curl_slist_append(headers, ("Authorization: Bearer " + options_.bearer_token).c_str());
+    headers =
+        curl_slist_append(headers, ("Authorization: Bearer " + options_.bearer_token).c_str());
   }
   // No "Expect: 100-continue" round trip before bodies.
   headers = curl_slist_append(headers, "Expect:");
@@ -159,7 +163,8 @@ Status ApiError(const ClientResponse& r, std::string_view what) {
     if (err.contains("code") && err["code"].is_string()) code = err["code"].get<std::string>();
   }
   if (message.empty()) {
-    message = "HTTP " + std::to_string(r.status) + " " + std::string(ReasonPhrase(static_cast<int>(r.status)));
+    message = "HTTP " + std::to_string(r.status) + " " +
+              std::string(ReasonPhrase(static_cast<int>(r.status)));
   }
   std::string msg = std::string(what) + ": " + message;
   if (code == "NotFound" || (code.empty() && (r.status == 404 || r.status == 410))) {
@@ -168,8 +173,8 @@ Status ApiError(const ClientResponse& r, std::string_view what) {
   if (code == "PermissionDenied" || (code.empty() && (r.status == 401 || r.status == 403))) {
     return Status::PermissionDenied(std::move(msg));
   }
-  if (code == "InvalidArgument" ||
-      (code.empty() && (r.status == 400 || r.status == 409 || r.status == 413 || r.status == 422))) {
+  if (code == "InvalidArgument" || (code.empty() && (r.status == 400 || r.status == 409 ||
+                                                     r.status == 413 || r.status == 422))) {
     return Status::InvalidArgument(std::move(msg));
   }
   if (code == "Corruption") return Status::Corruption(std::move(msg));

@@ -26,7 +26,7 @@ struct ClientOptions {
   std::string bearer_token;  // sent as "Authorization: Bearer ..." when set
   std::string ca_file;       // PEM bundle to trust (a site's private CA)
   long connect_timeout_s = 10;
-  long timeout_s = 600;                       // whole request, 0: none
+  long timeout_s = 600;  // whole request, 0: none
   std::uint64_t max_response_bytes = 256ull << 20;
 };
 

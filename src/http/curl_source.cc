@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <deque>
 
-#include "core/path.h"
 #include "core/log.h"
+#include "core/path.h"
 #include "http/curl_errors.h"
 #include "http/pipeline.h"
 #include "http/static_files.h"
@@ -40,7 +40,7 @@ struct CurlSource::Handle {
   curl_slist* headers = nullptr;        // for GETs: authorization, if any
   curl_slist* batch_headers = nullptr;  // for batches: the same, no Expect, a type
   std::string body;
-  std::vector<std::size_t> batch;       // request indices a batch carries; empty for a GET
+  std::vector<std::size_t> batch;  // request indices a batch carries; empty for a GET
   std::string post_body;
   std::uint64_t max_bytes = 0;
   bool too_big = false;
@@ -134,7 +134,8 @@ struct CurlSource::Handle {
 core::Result<std::unique_ptr<CurlSource>> CurlSource::Create(std::string base_url,
                                                              CurlOptions options) {
   if (base_url.rfind("http://", 0) != 0 && base_url.rfind("https://", 0) != 0) {
-    return Status::InvalidArgument("source URL '" + base_url + "' must start with http:// or https://");
+    return Status::InvalidArgument("source URL '" + base_url +
+                                   "' must start with http:// or https://");
   }
   while (!base_url.empty() && base_url.back() == '/') base_url.pop_back();
   CurlGlobalInit();
@@ -256,8 +257,9 @@ Status CurlSource::FetchMany(
   // Batches first where they may exist (a depot server answers the first one); else
   // a pipeline where the server is plain HTTP and nothing sits in between.
   bool batches_first = options_.chunk_batches && !batches_refused_.load();
-  if (!options_.pipelining || batches_first || pipeline_refused_.load() || options_.max_rate_bytes != 0 ||
-      requests.size() < kMinPipelined || ProxyInEnvironment() || !ParsePlainHttpUrl(base_url_, &target)) {
+  if (!options_.pipelining || batches_first || pipeline_refused_.load() ||
+      options_.max_rate_bytes != 0 || requests.size() < kMinPipelined || ProxyInEnvironment() ||
+      !ParsePlainHttpUrl(base_url_, &target)) {
     return CurlFetchMany(requests, parallel, on_done);
   }
   PipelineOptions po;
@@ -278,7 +280,8 @@ Status CurlSource::FetchMany(
   // Answers this client cannot take in a pipeline: libcurl for the rest, and for
   // this source from now on.
   pipeline_refused_ = true;
-  core::Log(core::LogLevel::kInfo, "http.pipeline_fallback", {{"source", base_url_}, {"why", out.why_rest}});
+  core::Log(core::LogLevel::kInfo, "http.pipeline_fallback",
+            {{"source", base_url_}, {"why", out.why_rest}});
   std::vector<core::FetchRequest> rest;
   rest.reserve(out.rest.size());
   for (std::size_t i : out.rest) rest.push_back(requests[i]);
@@ -358,7 +361,8 @@ Status CurlSource::CurlFetchMany(
     curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &code);
     std::string type;
     struct curl_header* ct = nullptr;
-    if (curl_easy_header(h->easy, "Content-Type", 0, CURLH_HEADER, -1, &ct) == CURLHE_OK) type = ct->value;
+    if (curl_easy_header(h->easy, "Content-Type", 0, CURLH_HEADER, -1, &ct) == CURLHE_OK)
+      type = ct->value;
     bool answered = code == 200 && type == kChunkBatchContentType;
     bool refused = rc == CURLE_OK && !answered &&
                    (code == 200 || code == 501 || (code >= 400 && code < 500 && code != 429));
@@ -418,7 +422,8 @@ Status CurlSource::CurlFetchMany(
     for (; k < h->batch.size(); ++k) {
       // A malformed answer: what could not be cut out of it counts as bad bytes
       // from this source (retried by the caller like any other).
-      if (!on_done(h->batch[k], Status::Corruption(h->url + ": malformed chunk batch answer"))) return false;
+      if (!on_done(h->batch[k], Status::Corruption(h->url + ": malformed chunk batch answer")))
+        return false;
     }
     return true;
   };

@@ -29,9 +29,9 @@ struct CurlOptions {
   // abandoned (Unavailable): a stalled server must not hang a fetch forever.
   std::uint32_t low_speed_bytes = 1024;
   std::uint32_t low_speed_time_s = 30;
-  std::string ca_file;              // extra CA bundle for https (private CA)
-  std::string bearer_token;         // sent as "Authorization: Bearer ..." when set
-  std::uint64_t max_rate_bytes = 0; // per-transfer receive rate limit; 0 = none
+  std::string ca_file;               // extra CA bundle for https (private CA)
+  std::string bearer_token;          // sent as "Authorization: Bearer ..." when set
+  std::uint64_t max_rate_bytes = 0;  // per-transfer receive rate limit; 0 = none
   // FetchMany asks for runs of consecutive chunks in chunk batches (static_files.h)
   // instead of one GET each. A server that does not offer them (nginx: 405) is asked
   // once; the source then uses GETs for the rest of its life. Chunks a batch answer
@@ -70,8 +70,9 @@ class CurlSource final : public core::RepoSource {
   std::mutex mu_;
   std::vector<std::unique_ptr<Handle>> idle_;
   std::vector<std::string> spare_;  // recycled body buffers
-  core::Status CurlFetchMany(const std::vector<core::FetchRequest>& requests, unsigned parallel,
-                             const std::function<bool(std::size_t, core::Result<std::string>)>& on_done);
+  core::Status CurlFetchMany(
+      const std::vector<core::FetchRequest>& requests, unsigned parallel,
+      const std::function<bool(std::size_t, core::Result<std::string>)>& on_done);
 
   std::atomic<bool> batches_refused_{false};   // the server does not offer chunk batches
   std::atomic<bool> pipeline_refused_{false};  // its answers cannot be pipelined (chunked...)

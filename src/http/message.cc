@@ -28,8 +28,8 @@ std::optional<core::TimePoint> ParseHttpDate(std::string_view s) {
   // "Sun, 06 Nov 1994 08:49:37 GMT": 29 characters at fixed places.
   static const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  if (s.size() != 29 || s.substr(3, 2) != ", " || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' || s[19] != ':' ||
-      s[22] != ':' || s.substr(25) != " GMT") {
+  if (s.size() != 29 || s.substr(3, 2) != ", " || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
+      s[19] != ':' || s[22] != ':' || s.substr(25) != " GMT") {
     return std::nullopt;
   }
   auto num = [&](std::size_t pos, std::size_t n, int* out) {
@@ -48,8 +48,8 @@ std::optional<core::TimePoint> ParseHttpDate(std::string_view s) {
   }
   int year = 0;
   if (mon < 0 || !num(5, 2, &tm.tm_mday) || !num(12, 4, &year) || !num(17, 2, &tm.tm_hour) ||
-      !num(20, 2, &tm.tm_min) || !num(23, 2, &tm.tm_sec) || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-      tm.tm_min > 59 || tm.tm_sec > 60) {
+      !num(20, 2, &tm.tm_min) || !num(23, 2, &tm.tm_sec) || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+      tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60) {
     return std::nullopt;
   }
   tm.tm_mon = mon;
@@ -66,7 +66,9 @@ const std::string* FindHeader(const std::vector<Header>& headers, std::string_vi
   return nullptr;
 }
 
-const std::string* Request::GetHeader(std::string_view name) const { return FindHeader(headers, name); }
+const std::string* Request::GetHeader(std::string_view name) const {
+  return FindHeader(headers, name);
+}
 
 std::optional<std::string> Request::QueryParam(std::string_view name) const {
   std::string_view q = query;
@@ -76,7 +78,8 @@ std::optional<std::string> Request::QueryParam(std::string_view name) const {
     q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
     auto eq = pair.find('=');
     std::string_view key = pair.substr(0, eq);
-    std::string_view value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    std::string_view value =
+        eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
     auto k = PercentDecode(key);
     if (!k.ok() || *k != name) continue;
     std::string v(value);
@@ -100,7 +103,9 @@ void Response::SetHeader(std::string_view name, std::string value) {
   headers.push_back({std::string(name), std::move(value)});
 }
 
-const std::string* Response::GetHeader(std::string_view name) const { return FindHeader(headers, name); }
+const std::string* Response::GetHeader(std::string_view name) const {
+  return FindHeader(headers, name);
+}
 
 Response Response::Json(int status, std::string body) {
   Response r;
@@ -157,36 +162,66 @@ std::string PercentEncode(std::string_view s, bool keep_slash) {
 
 std::string_view ReasonPhrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 507: return "Insufficient Storage";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 206:
+      return "Partial Content";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 416:
+      return "Range Not Satisfiable";
+    case 422:
+      return "Unprocessable Content";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 507:
+      return "Insufficient Storage";
+    default:
+      return "Unknown";
   }
 }
 

@@ -39,7 +39,8 @@ constexpr int kMaxTries = 3;
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
       return false;
     }
   }
@@ -86,13 +87,15 @@ bool ParseHead(std::string_view text, Head* h) {
       std::uint64_t n = 0;
       auto [q, ec2] = std::from_chars(value.data(), value.data() + value.size(), n);
       if (ec2 != std::errc() || q != value.data() + value.size()) return false;
-      if (h->has_length && n != h->length) return false;  // conflicting lengths: request smuggling shape
+      if (h->has_length && n != h->length)
+        return false;  // conflicting lengths: request smuggling shape
       h->has_length = true;
       h->length = n;
     } else if (EqualsIgnoreCase(name, "transfer-encoding")) {
       h->unsupported = "a Transfer-Encoding body";
     } else if (EqualsIgnoreCase(name, "content-encoding")) {
-      if (!EqualsIgnoreCase(value, "identity")) h->unsupported = "a Content-Encoding it did not ask for";
+      if (!EqualsIgnoreCase(value, "identity"))
+        h->unsupported = "a Content-Encoding it did not ask for";
     } else if (EqualsIgnoreCase(name, "connection")) {
       if (EqualsIgnoreCase(value, "close")) h->close = true;
       if (EqualsIgnoreCase(value, "keep-alive")) h->close = false;
@@ -117,9 +120,12 @@ enum class End {
 
 std::string_view EndText(End e) {
   switch (e) {
-    case End::kServerClosed: return "server closed";
-    case End::kStalled: return "stalled";
-    case End::kFailed: break;
+    case End::kServerClosed:
+      return "server closed";
+    case End::kStalled:
+      return "stalled";
+    case End::kFailed:
+      break;
   }
   return "connection failed";
 }
@@ -134,7 +140,7 @@ struct Conn {
   std::unique_ptr<char[]> in{new char[kInBuffer]};
   std::size_t in_begin = 0, in_end = 0;
   bool in_body = false;
-  std::uint64_t skip = 0;     // bytes of a refused answer's body still to read past
+  std::uint64_t skip = 0;  // bytes of a refused answer's body still to read past
   bool close_after_skip = false;
   Head head;
   std::string body;
@@ -147,8 +153,8 @@ struct Conn {
 
 class Run {
  public:
-  Run(const PipelineTarget& t, const PipelineOptions& o, const std::vector<core::FetchRequest>& requests,
-      const PipelineHooks& hooks)
+  Run(const PipelineTarget& t, const PipelineOptions& o,
+      const std::vector<core::FetchRequest>& requests, const PipelineHooks& hooks)
       : t_(t), o_(o), requests_(requests), hooks_(hooks), tries_(requests.size(), 0) {}
 
   PipelineOutcome Go(const std::vector<std::size_t>& indices) {
@@ -170,11 +176,13 @@ class Run {
     depth_ = std::max(1u, o_.depth);
     while (!out_.stopped && out_.rest.empty() && (!queue_.empty() || Inflight() > 0)) {
       // Open connections while there is work for them.
-      while (conns_.size() < std::max(1u, o_.connections) && conns_.size() * depth_ < queue_.size() + Inflight()) {
+      while (conns_.size() < std::max(1u, o_.connections) &&
+             conns_.size() * depth_ < queue_.size() + Inflight()) {
         if (!Open()) break;
       }
       if (conns_.empty()) {
-        FailAll(last_connect_error_.ok() ? Status::Unavailable(t_.url + ": cannot connect") : last_connect_error_);
+        FailAll(last_connect_error_.ok() ? Status::Unavailable(t_.url + ": cannot connect")
+                                         : last_connect_error_);
         break;
       }
       for (auto& c : conns_) Fill(c.get());
@@ -193,7 +201,8 @@ class Run {
   PipelineOutcome Finish() {
     if (!out_.rest.empty()) {
       // Whatever was queued or in flight goes back to the caller, in request order.
-      for (auto& c : conns_) out_.rest.insert(out_.rest.end(), c->inflight.begin(), c->inflight.end());
+      for (auto& c : conns_)
+        out_.rest.insert(out_.rest.end(), c->inflight.begin(), c->inflight.end());
       out_.rest.insert(out_.rest.end(), queue_.begin(), queue_.end());
       std::sort(out_.rest.begin(), out_.rest.end());
       out_.rest.erase(std::unique(out_.rest.begin(), out_.rest.end()), out_.rest.end());
@@ -228,7 +237,8 @@ class Run {
     std::string port = std::to_string(t_.port);
     int rc = ::getaddrinfo(t_.host.c_str(), port.c_str(), &hints, &res);
     if (rc != 0 || res == nullptr) {
-      return Status::Unavailable(t_.url + ": cannot resolve " + t_.host + ": " + ::gai_strerror(rc));
+      return Status::Unavailable(t_.url + ": cannot resolve " + t_.host + ": " +
+                                 ::gai_strerror(rc));
     }
     std::memcpy(&addr_, res->ai_addr, res->ai_addrlen);
     addr_len_ = res->ai_addrlen;
@@ -327,7 +337,8 @@ class Run {
         }
       }
       if (c->out_off < c->out.size()) {
-        ssize_t w = ::send(c->fd, c->out.data() + c->out_off, c->out.size() - c->out_off, MSG_NOSIGNAL);
+        ssize_t w =
+            ::send(c->fd, c->out.data() + c->out_off, c->out.size() - c->out_off, MSG_NOSIGNAL);
         if (w > 0) {
           c->out_off += static_cast<std::size_t>(w);
           if (c->out_off == c->out.size()) {
@@ -354,7 +365,8 @@ class Run {
           continue;
         }
       }
-      if (!c->inflight.empty() && now - c->last_progress > std::chrono::seconds(o_.stall_timeout_s)) {
+      if (!c->inflight.empty() &&
+          now - c->last_progress > std::chrono::seconds(o_.stall_timeout_s)) {
         why[k] = End::kStalled;
         drop[k] = true;
       }
@@ -445,7 +457,8 @@ class Run {
   bool Parse(Conn* c) {
     while (c->in_begin < c->in_end) {
       if (c->skip > 0) {
-        std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(c->skip, c->in_end - c->in_begin));
+        std::size_t take =
+            static_cast<std::size_t>(std::min<std::uint64_t>(c->skip, c->in_end - c->in_begin));
         c->in_begin += take;
         c->skip -= take;
         if (c->skip > 0) return true;
@@ -470,8 +483,9 @@ class Run {
         std::size_t i = c->inflight.front();
         if (h.length > requests_[i].max_bytes) {
           c->inflight.pop_front();
-          Deliver(i, Status::Corruption(t_.url + "/" + requests_[i].path + ": response longer than the " +
-                                        std::to_string(requests_[i].max_bytes) + " bytes expected"));
+          Deliver(i, Status::Corruption(
+                         t_.url + "/" + requests_[i].path + ": response longer than the " +
+                         std::to_string(requests_[i].max_bytes) + " bytes expected"));
           if (h.length <= kMaxSkip) {
             c->skip = h.length;
             c->close_after_skip = h.close;

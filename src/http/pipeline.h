@@ -30,7 +30,7 @@
 namespace depot::http {
 
 struct PipelineTarget {
-  std::string host;         // as in the URL, without brackets: "127.0.0.1", "::1", "dp1"
+  std::string host;  // as in the URL, without brackets: "127.0.0.1", "::1", "dp1"
   std::uint16_t port = 80;
   std::string host_header;  // "dp1:8080", "[::1]:8080"
   std::string path_prefix;  // "/repo" (no trailing '/'; may be empty)
@@ -45,8 +45,9 @@ struct PipelineOptions {
   unsigned connections = 4;
   unsigned depth = 32;  // requests in flight per connection (1: keep-alive only)
   std::uint32_t connect_timeout_s = 10;
-  std::uint32_t stall_timeout_s = 30;  // a connection with requests in flight and no byte for this long fails
-  std::string bearer_token;            // sent as "Authorization: Bearer ..." when set
+  std::uint32_t stall_timeout_s =
+      30;                    // a connection with requests in flight and no byte for this long fails
+  std::string bearer_token;  // sent as "Authorization: Bearer ..." when set
 };
 
 struct PipelineHooks {
@@ -59,10 +60,10 @@ struct PipelineHooks {
 };
 
 struct PipelineOutcome {
-  bool stopped = false;             // on_done returned false
-  bool no_pipelining = false;       // the server dropped pipelined requests: use depth 1 next time
-  std::vector<std::size_t> rest;    // not delivered: the server's answers cannot be taken this way
-  std::string why_rest;             // what made the run end early, for logs
+  bool stopped = false;           // on_done returned false
+  bool no_pipelining = false;     // the server dropped pipelined requests: use depth 1 next time
+  std::vector<std::size_t> rest;  // not delivered: the server's answers cannot be taken this way
+  std::string why_rest;           // what made the run end early, for logs
 };
 
 // GETs `target.path_prefix + "/" + requests[i].path` for every i in `indices`,

@@ -55,7 +55,9 @@ class ScriptedServer {
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/repo"; }
   int connections() const { return connections_.load(); }
   int answers() const { return answers_.load(); }
-  static std::string BodyOf(const std::string& path) { return "body of " + path + std::string(path.size() * 50, '.'); }
+  static std::string BodyOf(const std::string& path) {
+    return "body of " + path + std::string(path.size() * 50, '.');
+  }
 
  private:
   void Accept() {
@@ -93,9 +95,11 @@ class ScriptedServer {
       } else if (mode_ == Mode::kChunked) {
         char size[32];
         std::snprintf(size, sizeof(size), "%zx", body.size());
-        out = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + std::string(size) + "\r\n" + body + "\r\n0\r\n\r\n";
+        out = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + std::string(size) + "\r\n" +
+              body + "\r\n0\r\n\r\n";
       } else if (mode_ == Mode::kHttp10) {
-        out = "HTTP/1.0 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+        out =
+            "HTTP/1.0 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
       } else if (mode_ == Mode::kGarbage) {
         out = "SSH-2.0-OpenSSH_9.2\r\n\r\n";
       } else {
@@ -106,7 +110,8 @@ class ScriptedServer {
       if (::send(c, out.data(), out.size(), MSG_NOSIGNAL) < 0) break;
       ++answers_;
       if (mode_ == Mode::kHttp10 || (mode_ == Mode::kCloseAfterTwo && served == 2) ||
-          (mode_ == Mode::kOnlyFirst && served == 1) || (mode_ == Mode::kSaysClose && served == 3)) {
+          (mode_ == Mode::kOnlyFirst && served == 1) ||
+          (mode_ == Mode::kSaysClose && served == 3)) {
         break;
       }
     }
@@ -136,10 +141,12 @@ Fetched FetchAll(CurlSource* src, int n, CurlOptions = {}) {
     f.requests.push_back({path, 4096});
   }
   f.got.assign(f.requests.size(), core::Status::Unavailable("not delivered"));
-  EXPECT_TRUE(src->FetchMany(f.requests, 16, [&](std::size_t i, core::Result<std::string> r) {
-                   f.got[i] = std::move(r);
-                   return true;
-                 }).ok());
+  EXPECT_TRUE(src->FetchMany(f.requests, 16,
+                             [&](std::size_t i, core::Result<std::string> r) {
+                               f.got[i] = std::move(r);
+                               return true;
+                             })
+                  .ok());
   return f;
 }
 
@@ -169,8 +176,9 @@ TEST(PipelineTest, ParsesOnlyPlainHttpUrls) {
   EXPECT_EQ(t.path_prefix, "");
   ASSERT_TRUE(ParsePlainHttpUrl("http://cdn.example", &t));
   EXPECT_EQ(t.port, 80);
-  for (const char* bad : {"https://dp1/repo", "http://user@dp1/repo", "http://dp1/repo?x=1", "http://dp1:0/",
-                          "http://dp1:99999/", "http://[::1/", "http:///repo", "ftp://dp1/"}) {
+  for (const char* bad :
+       {"https://dp1/repo", "http://user@dp1/repo", "http://dp1/repo?x=1", "http://dp1:0/",
+        "http://dp1:99999/", "http://[::1/", "http:///repo", "ftp://dp1/"}) {
     EXPECT_FALSE(ParsePlainHttpUrl(bad, &t)) << bad;
   }
 }
@@ -180,7 +188,8 @@ TEST(PipelineTest, ManyGetsOverFewConnections) {
   auto src = Source(server.url());
   Fetched f = FetchAll(src.get(), 500);
   ExpectAllBodies(f);
-  EXPECT_LE(server.connections(), 4);  // not one per request, as libcurl's transfers would open at first
+  EXPECT_LE(server.connections(),
+            4);  // not one per request, as libcurl's transfers would open at first
   EXPECT_EQ(server.answers(), 500);
   EXPECT_GT(src->BytesFetched(), 500u * 50);
 }
@@ -194,10 +203,12 @@ TEST(PipelineTest, NotFoundAndOverLongAnswersAreTheirRequestsOnly) {
   f.requests[20].max_bytes = 5;       // the answer is longer: Corruption, nothing else lost
   f.requests[30].path = "../escape";  // never sent
   f.got.assign(f.requests.size(), core::Status::Unavailable("not delivered"));
-  ASSERT_TRUE(src->FetchMany(f.requests, 4, [&](std::size_t i, core::Result<std::string> r) {
-                   f.got[i] = std::move(r);
-                   return true;
-                 }).ok());
+  ASSERT_TRUE(src->FetchMany(f.requests, 4,
+                             [&](std::size_t i, core::Result<std::string> r) {
+                               f.got[i] = std::move(r);
+                               return true;
+                             })
+                  .ok());
   for (std::size_t i = 0; i < f.requests.size(); ++i) {
     if (i == 7) {
       EXPECT_TRUE(f.got[i].status().IsNotFound()) << f.got[i].status().ToString();
@@ -263,9 +274,10 @@ TEST(PipelineTest, StopsWhenTheCallerSaysSo) {
   std::vector<core::FetchRequest> requests;
   for (int i = 0; i < 200; ++i) requests.push_back({"chunks/s/" + std::to_string(i), 4096});
   int delivered = 0;
-  ASSERT_TRUE(src->FetchMany(requests, 4, [&](std::size_t, core::Result<std::string>) {
-                   return ++delivered < 10;
-                 }).ok());
+  ASSERT_TRUE(
+      src->FetchMany(requests, 4,
+                     [&](std::size_t, core::Result<std::string>) { return ++delivered < 10; })
+          .ok());
   EXPECT_EQ(delivered, 10);
 }
 

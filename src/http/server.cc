@@ -91,8 +91,7 @@ struct Waiter {
 }  // namespace
 
 struct Server::Impl {
-  Impl(Handler* h, ServerOptions o)
-      : handler(h), opts(std::move(o)), acceptor(ioc) {}
+  Impl(Handler* h, ServerOptions o) : handler(h), opts(std::move(o)), acceptor(ioc) {}
   ~Impl() {
     if (access_fd >= 0) ::close(access_fd);
   }
@@ -313,12 +312,15 @@ struct Server::Impl {
   // completion and the coroutine's resumption -- for most responses. `more` tells
   // the kernel a body follows at once (sendfile), so the head and the body's first
   // bytes share packets.
-  std::size_t SendNow(beast::tcp_stream& lowest, std::string_view a, std::string_view b, bool more) {
-    iovec iov[2] = {{const_cast<char*>(a.data()), a.size()}, {const_cast<char*>(b.data()), b.size()}};
+  std::size_t SendNow(beast::tcp_stream& lowest, std::string_view a, std::string_view b,
+                      bool more) {
+    iovec iov[2] = {{const_cast<char*>(a.data()), a.size()},
+                    {const_cast<char*>(b.data()), b.size()}};
     msghdr m{};
     m.msg_iov = iov;
     m.msg_iovlen = b.empty() ? 1 : 2;
-    ssize_t n = ::sendmsg(lowest.socket().native_handle(), &m, MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+    ssize_t n = ::sendmsg(lowest.socket().native_handle(), &m,
+                          MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0));
     if (n <= 0) return 0;
     if (bytes_sent) bytes_sent->Inc(static_cast<std::uint64_t>(n));
     return static_cast<std::size_t>(n);
@@ -326,8 +328,8 @@ struct Server::Impl {
 
   // SendNow, then an asynchronous write of whatever it could not send.
   template <typename Stream>
-  awaitable<bool> WriteResponse(Stream& stream, beast::tcp_stream& lowest, bool tls, std::string_view a,
-                                std::string_view b, bool more) {
+  awaitable<bool> WriteResponse(Stream& stream, beast::tcp_stream& lowest, bool tls,
+                                std::string_view a, std::string_view b, bool more) {
     if (!tls) {
       std::size_t sent = SendNow(lowest, a, b, more);
       if (sent == a.size() + b.size()) co_return true;
@@ -396,8 +398,8 @@ struct Server::Impl {
         if (errno == EINTR) continue;
         if (errno != EAGAIN) co_return false;
         timer.expires_after(opts.write_timeout);
-        auto which = co_await (s.async_wait(tcp::socket::wait_write, kTuple) ||
-                               timer.async_wait(kTuple));
+        auto which =
+            co_await (s.async_wait(tcp::socket::wait_write, kTuple) || timer.async_wait(kTuple));
         if (which.index() == 1) co_return false;  // write timeout
         auto [wec] = std::get<0>(which);
         if (wec) co_return false;
@@ -407,7 +409,8 @@ struct Server::Impl {
     std::vector<char> buf(256 * 1024);
     std::uint64_t done = 0;
     while (done < length) {
-      std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), length - done));
+      std::size_t want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), length - done));
       ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(offset + done));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) co_return false;
@@ -423,10 +426,8 @@ struct Server::Impl {
   template <typename Stream>
   awaitable<void> WriteSimple(Stream& stream, beast::tcp_stream& lowest, int status,
                               std::string_view message) {
-    Response r = Response::Json(
-        status, std::string("{\"error\":{\"code\":\"") +
-                    "InvalidArgument" +
-                    "\",\"message\":\"" + std::string(message) + "\"}}");
+    Response r = Response::Json(status, std::string("{\"error\":{\"code\":\"") + "InvalidArgument" +
+                                            "\",\"message\":\"" + std::string(message) + "\"}}");
     std::string head = HeadText(r, r.body.size(), false);
     co_await WriteAll(stream, lowest, head, r.body);
     Count(status);
@@ -458,16 +459,19 @@ struct Server::Impl {
     auto now = std::chrono::system_clock::now();
     std::time_t secs = std::chrono::system_clock::to_time_t(now);
     int ms_part = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
+        1000);
     std::tm tm{};
     gmtime_r(&secs, &tm);
     char when[96];
     std::snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms_part);
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    std::string line = "{\"time\":\"" + std::string(when) + "\",\"remote\":" + JsonString(req.remote_address) +
-                       ",\"method\":" + JsonString(req.method) + ",\"target\":" + JsonString(req.target) +
-                       ",\"status\":" + std::to_string(status) + ",\"bytes\":" + std::to_string(bytes);
+    double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    std::string line =
+        "{\"time\":\"" + std::string(when) + "\",\"remote\":" + JsonString(req.remote_address) +
+        ",\"method\":" + JsonString(req.method) + ",\"target\":" + JsonString(req.target) +
+        ",\"status\":" + std::to_string(status) + ",\"bytes\":" + std::to_string(bytes);
     char tail[48];
     std::snprintf(tail, sizeof(tail), ",\"ms\":%.3f}\n", ms);
     line += tail;
@@ -586,8 +590,8 @@ struct Server::Impl {
           std::memcpy(body.data(), buffer.data().data(), have);
           buffer.consume(have);
           while (have < body.size()) {
-            auto [bec, bn] =
-                co_await stream.async_read_some(asio::buffer(body.data() + have, body.size() - have), kTuple);
+            auto [bec, bn] = co_await stream.async_read_some(
+                asio::buffer(body.data() + have, body.size() - have), kTuple);
             if (bec) co_return;
             have += bn;
           }
@@ -630,13 +634,13 @@ struct Server::Impl {
                                  resp.file->length);
         }
       } else if (req.method == "HEAD") {
-        std::string head =
-            HeadText(resp, resp.head_length.value_or(resp.body.size()), keep_alive);
+        std::string head = HeadText(resp, resp.head_length.value_or(resp.body.size()), keep_alive);
         ok = co_await WriteResponse(stream, lowest, tls, head, {}, false);
       } else {
         bool bodiless = resp.status == 304 || resp.status == 204;
         std::string head = HeadText(resp, resp.body.size(), keep_alive);
-        ok = co_await WriteResponse(stream, lowest, tls, head, bodiless ? std::string_view() : resp.body, false);
+        ok = co_await WriteResponse(stream, lowest, tls, head,
+                                    bodiless ? std::string_view() : resp.body, false);
       }
       if (req.body.capacity() <= kKeptBodyBuffer && req.body.capacity() > body_buffer.capacity()) {
         body_buffer = std::move(req.body);
@@ -644,12 +648,12 @@ struct Server::Impl {
       Count(resp.status);
       LogAccess(req, resp.status,
                 req.method == "HEAD" || resp.status == 304 || resp.status == 204 ? 0
-                : resp.file                                                     ? resp.file->length
-                                                                                : resp.body.size(),
+                : resp.file                                                      ? resp.file->length
+                                                                                 : resp.body.size(),
                 start);
       if (latency) {
-        latency->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                             .count());
+        latency->Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       }
       if (!ok || !keep_alive) co_return;
     }
@@ -716,10 +720,9 @@ core::Result<std::unique_ptr<Server>> Server::Start(Handler* handler,
       return Status::InvalidArgument("TLS needs both a certificate and a key file");
     }
     impl->ssl = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
-    impl->ssl->set_options(asio::ssl::context::default_workarounds |
-                           asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
-                           asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
-                           asio::ssl::context::single_dh_use);
+    impl->ssl->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                           asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                           asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
     impl->ssl->use_certificate_chain_file(options.tls_cert_file, ec);
     if (ec) {
       return Status::InvalidArgument("TLS certificate " + options.tls_cert_file + ": " +
@@ -745,11 +748,11 @@ core::Result<std::unique_ptr<Server>> Server::Start(Handler* handler,
   }
   auto local = impl->acceptor.local_endpoint(ec);
   impl->port = local.port();
-  impl->host = local.address().is_unspecified()
-                   ? (local.address().is_v6() ? "::1" : "127.0.0.1")
-                   : local.address().to_string();
+  impl->host = local.address().is_unspecified() ? (local.address().is_v6() ? "::1" : "127.0.0.1")
+                                                : local.address().to_string();
   if (!options.access_log.empty()) {
-    impl->access_fd = ::open(options.access_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    impl->access_fd =
+        ::open(options.access_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (impl->access_fd < 0) {
       return core::ErrnoStatus(errno, "access log " + options.access_log);
     }
@@ -758,8 +761,8 @@ core::Result<std::unique_ptr<Server>> Server::Start(Handler* handler,
 
   Impl* raw = impl.get();
   asio::co_spawn(impl->ioc, raw->Listen(), asio::detached);
-  unsigned n = options.threads != 0 ? options.threads
-                                    : std::max(1u, std::thread::hardware_concurrency());
+  unsigned n =
+      options.threads != 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) {
     impl->threads.emplace_back([raw] {
       for (;;) {
@@ -780,8 +783,8 @@ std::uint16_t Server::port() const { return impl_->port; }
 bool Server::tls() const { return impl_->ssl != nullptr; }
 
 std::string Server::url() const {
-  std::string host = impl_->host.find(':') != std::string::npos ? "[" + impl_->host + "]"
-                                                                 : impl_->host;
+  std::string host =
+      impl_->host.find(':') != std::string::npos ? "[" + impl_->host + "]" : impl_->host;
   return std::string(tls() ? "https://" : "http://") + host + ":" + std::to_string(impl_->port);
 }
 

@@ -47,7 +47,7 @@ struct Request {
   std::string remote_address;  // peer IP, "127.0.0.1"
   bool tls = false;
   std::chrono::steady_clock::time_point received;  // when its headers were read
-  int poll_round = 0;          // 0 on the first call; +1 per long-poll wake-up
+  int poll_round = 0;                              // 0 on the first call; +1 per long-poll wake-up
   bool poll_timed_out = false;  // the last wait ended by timeout (or shutdown), not Notify
 
   // The value of header `name` (case-insensitive), or nullptr.

@@ -3,8 +3,8 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -53,7 +53,8 @@ void NotFound(Response* resp) {
 }  // namespace
 
 bool IsImmutableName(std::string_view name) {
-  if (name.size() >= 64 && core::IsLowerHex(name.substr(0, 64), 64) && (name.size() == 64 || name[64] == '.')) {
+  if (name.size() >= 64 && core::IsLowerHex(name.substr(0, 64), 64) &&
+      (name.size() == 64 || name[64] == '.')) {
     return true;
   }
   auto dot = name.find('.');
@@ -102,7 +103,7 @@ bool ParseByteRange(std::string_view h, std::uint64_t size, std::uint64_t* first
 }
 
 core::Result<std::unique_ptr<StaticTree>> StaticTree::Open(const std::string& root,
-                                                          StaticFileOptions options) {
+                                                           StaticFileOptions options) {
   int fd = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return core::ErrnoStatus(errno, "serve " + root);
   return std::unique_ptr<StaticTree>(new StaticTree(root, fd, std::move(options)));
@@ -140,14 +141,16 @@ bool AcceptsZstd(const Request& req) {
     if (semi == std::string_view::npos) return true;
     std::string_view params = item.substr(semi + 1);
     auto q = params.find("q=");
-    return q == std::string_view::npos || params.substr(q + 2).find_first_not_of("0.") != std::string_view::npos;
+    return q == std::string_view::npos ||
+           params.substr(q + 2).find_first_not_of("0.") != std::string_view::npos;
   }
   return false;
 }
 
 }  // namespace
 
-std::shared_ptr<const std::string> StaticTree::Encoded(const std::string& key, int fd, std::uint64_t size) const {
+std::shared_ptr<const std::string> StaticTree::Encoded(const std::string& key, int fd,
+                                                       std::uint64_t size) const {
   {
     std::lock_guard<std::mutex> lock(cache_mu_);
     auto it = cache_.find(key);
@@ -212,14 +215,16 @@ std::size_t StaticTree::kept_files() const {
   return n;
 }
 
-std::shared_ptr<const OpenFile> StaticTree::OpenRegular(std::string_view rel, bool keep, struct stat* st) const {
+std::shared_ptr<const OpenFile> StaticTree::OpenRegular(std::string_view rel, bool keep,
+                                                        struct stat* st) const {
   KeptShard* shard = keep && kept_per_shard_ > 0 ? &ShardOf(rel) : nullptr;
   auto now = std::chrono::steady_clock::now();
   std::shared_ptr<const OpenFile> kept;
   if (shard != nullptr) {
     {
       std::lock_guard<std::mutex> lock(shard->mu);
-      while (!shard->lru.empty() && now - shard->lru.back().used > options_.open_file_idle) DropOldest(*shard);
+      while (!shard->lru.empty() && now - shard->lru.back().used > options_.open_file_idle)
+        DropOldest(*shard);
       auto it = shard->index.find(rel);
       if (it != shard->index.end()) {
         shard->lru.splice(shard->lru.begin(), shard->lru, it->second);
@@ -266,7 +271,8 @@ std::shared_ptr<const OpenFile> StaticTree::OpenRegular(std::string_view rel, bo
 
 void StaticTree::ServeChunkBatch(const Request& req, Response* resp) const {
   if (req.method != "POST") {
-    *resp = Response::Json(405, R"({"error":{"code":"InvalidArgument","message":"chunk batches are POSTed"}})");
+    *resp = Response::Json(
+        405, R"({"error":{"code":"InvalidArgument","message":"chunk batches are POSTed"}})");
     resp->SetHeader("Allow", "POST");
     return;
   }
@@ -280,9 +286,11 @@ void StaticTree::ServeChunkBatch(const Request& req, Response* resp) const {
     if (line.empty()) continue;
     bool hex = core::IsLowerHex(line, 64);
     if (!hex || ids.size() >= kMaxBatchIds) {
-      std::string why = !hex ? "a line of the chunk batch is not a chunk id (64 lowercase hex)"
-                             : "a chunk batch lists at most " + std::to_string(kMaxBatchIds) + " ids";
-      *resp = Response::Json(400, R"({"error":{"code":"InvalidArgument","message":")" + why + "\"}}");
+      std::string why =
+          !hex ? "a line of the chunk batch is not a chunk id (64 lowercase hex)"
+               : "a chunk batch lists at most " + std::to_string(kMaxBatchIds) + " ids";
+      *resp =
+          Response::Json(400, R"({"error":{"code":"InvalidArgument","message":")" + why + "\"}}");
       return;
     }
     ids.push_back(line);
@@ -317,12 +325,14 @@ void StaticTree::ServeChunkBatch(const Request& req, Response* resp) const {
 void StaticTree::Serve(const Request& req, std::string_view rel, Response* resp) const {
   const StaticFileOptions& options = options_;
   if (req.method != "GET" && req.method != "HEAD") {
-    *resp = Response::Json(405, R"({"error":{"code":"InvalidArgument","message":"only GET and HEAD"}})");
+    *resp = Response::Json(405,
+                           R"({"error":{"code":"InvalidArgument","message":"only GET and HEAD"}})");
     resp->SetHeader("Allow", "GET, HEAD");
     return;
   }
   if (!core::ValidateRelativePath(rel).ok()) return NotFound(resp);
-  std::string_view name = rel.substr(rel.rfind('/') == std::string_view::npos ? 0 : rel.rfind('/') + 1);
+  std::string_view name =
+      rel.substr(rel.rfind('/') == std::string_view::npos ? 0 : rel.rfind('/') + 1);
   // Temp files and anything hidden stay invisible, at every level.
   if (rel.front() == '.' || rel.find("/.") != std::string_view::npos) return NotFound(resp);
   bool immutable = IsImmutableName(name);
@@ -355,7 +365,8 @@ void StaticTree::Serve(const Request& req, std::string_view rel, Response* resp)
       resp->SetHeader("ETag", zetag);
       resp->SetHeader("Content-Encoding", "zstd");
       resp->SetHeader("Vary", "Accept-Encoding");
-      if (const std::string* inm = req.GetHeader("if-none-match"); inm != nullptr && *inm == zetag) {
+      if (const std::string* inm = req.GetHeader("if-none-match");
+          inm != nullptr && *inm == zetag) {
         resp->status = 304;
         return;
       }

@@ -108,14 +108,16 @@ class StaticTree {
   StaticTree(std::string root, int dirfd, StaticFileOptions options);
   // The zstd encoding of the immutable file `fd` (`size` bytes) named `key`, made
   // once; nullptr when it cannot be made.
-  std::shared_ptr<const std::string> Encoded(const std::string& key, int fd, std::uint64_t size) const;
+  std::shared_ptr<const std::string> Encoded(const std::string& key, int fd,
+                                             std::uint64_t size) const;
   // Opens root/rel for reading without leaving the tree or following any symlink;
   // -1 (errno set) when that is not possible.
   int OpenBeneath(const std::string& rel) const;
   // The regular file root/rel with its fstat in *st, from the kept-open files when
   // `keep` and it is there and not deleted, else opened (and kept when `keep`);
   // nullptr when there is no such regular file.
-  std::shared_ptr<const OpenFile> OpenRegular(std::string_view rel, bool keep, struct stat* st) const;
+  std::shared_ptr<const OpenFile> OpenRegular(std::string_view rel, bool keep,
+                                              struct stat* st) const;
 
   struct KeptFile {
     std::string rel;
@@ -127,7 +129,8 @@ class StaticTree {
   struct KeptShard {
     std::mutex mu;
     std::list<KeptFile> lru;  // most recently used first
-    std::unordered_map<std::string_view, std::list<KeptFile>::iterator> index;  // keys view lru's strings
+    std::unordered_map<std::string_view, std::list<KeptFile>::iterator>
+        index;  // keys view lru's strings
   };
   static constexpr std::size_t kKeptShards = 8;
   KeptShard& ShardOf(std::string_view rel) const;

@@ -93,7 +93,8 @@ TEST_F(StaticFilesTest, WholeFileWithImmutableCachingAndEtag) {
 
 TEST_F(StaticFilesTest, ManifestsGoZstdEncodedToClientsThatAskForTheWholeFile) {
   std::string manifest;
-  for (int i = 0; i < 400; ++i) manifest += "{\"path\":\"f" + std::to_string(i) + "\",\"sha256\":\"" + chunk_ + "\"}\n";
+  for (int i = 0; i < 400; ++i)
+    manifest += "{\"path\":\"f" + std::to_string(i) + "\",\"sha256\":\"" + chunk_ + "\"}\n";
   std::string rel = "targets/tools/" + std::string(64, 'b') + ".1.json";
   testing::WriteFileOrDie(dir_.Sub("tree/" + rel), manifest);
   testing::WriteFileOrDie(dir_.Sub("tree/metadata/9.targets.json"), manifest);  // not a manifest
@@ -116,8 +117,11 @@ TEST_F(StaticFilesTest, ManifestsGoZstdEncodedToClientsThatAskForTheWholeFile) {
   EXPECT_EQ(*r.GetHeader("content-encoding"), "zstd");
 
   // As stored: no Accept-Encoding, zstd refused by q=0, a range, or not a manifest.
-  for (const auto& headers : std::vector<std::vector<std::string>>{
-           {}, {"Accept-Encoding: gzip"}, {"Accept-Encoding: zstd;q=0"}, {"Accept-Encoding: zstd", "Range: bytes=0-9"}}) {
+  for (const auto& headers :
+       std::vector<std::vector<std::string>>{{},
+                                             {"Accept-Encoding: gzip"},
+                                             {"Accept-Encoding: zstd;q=0"},
+                                             {"Accept-Encoding: zstd", "Range: bytes=0-9"}}) {
     r = Get(url, headers);
     EXPECT_EQ(r.GetHeader("content-encoding"), nullptr) << (headers.empty() ? "" : headers[0]);
     EXPECT_EQ(r.body, headers.size() == 2 ? manifest.substr(0, 10) : manifest);
@@ -157,12 +161,12 @@ TEST_F(StaticFilesTest, Ranges) {
 }
 
 TEST_F(StaticFilesTest, NothingOutsideTheTreeNorHiddenNorDirectories) {
-  EXPECT_EQ(Get("/repo/metadata/link.json").status, 404);        // symlink
-  EXPECT_EQ(Get("/repo/up/secret").status, 404);                 // symlinked directory
-  EXPECT_EQ(Get("/repo/../secret").status, 404);                 // traversal
+  EXPECT_EQ(Get("/repo/metadata/link.json").status, 404);  // symlink
+  EXPECT_EQ(Get("/repo/up/secret").status, 404);           // symlinked directory
+  EXPECT_EQ(Get("/repo/../secret").status, 404);           // traversal
   EXPECT_EQ(Get("/repo/metadata/%2e%2e/%2e%2e/secret").status, 404);
   EXPECT_EQ(Get("/repo/metadata/.timestamp.json.tmp.1-x").status, 404);  // temp file
-  EXPECT_EQ(Get("/repo/metadata").status, 404);                  // no listing
+  EXPECT_EQ(Get("/repo/metadata").status, 404);                          // no listing
   EXPECT_EQ(Get("/repo/metadata/").status, 404);
   EXPECT_EQ(Get("/repo/nope.json").status, 404);
   EXPECT_EQ(Get("/repo/chunks/aa/" + chunk_, {}, "DELETE").status, 405);
@@ -188,7 +192,8 @@ class KeptFilesTest : public ::testing::Test {
     tree.Serve(req, rel, &resp);
     if (!resp.file) return {resp.status, resp.body};
     std::string body(resp.file->length, '\0');
-    ssize_t n = ::pread(resp.file->file->fd(), body.data(), body.size(), static_cast<off_t>(resp.file->offset));
+    ssize_t n = ::pread(resp.file->file->fd(), body.data(), body.size(),
+                        static_cast<off_t>(resp.file->offset));
     EXPECT_EQ(n, static_cast<ssize_t>(body.size()));
     return {resp.status, body};
   }
@@ -228,13 +233,15 @@ TEST_F(KeptFilesTest, AFileDeletedOrReplacedSinceItWasKeptIsNotServedFromTheKept
 }
 
 TEST_F(KeptFilesTest, BoundedInNumberAndIdleTimeAndClosedOnRequest) {
-  for (int i = 0; i < 64; ++i) testing::WriteFileOrDie(dir_.Sub("tree/" + Chunk(i)), std::to_string(i));
+  for (int i = 0; i < 64; ++i)
+    testing::WriteFileOrDie(dir_.Sub("tree/" + Chunk(i)), std::to_string(i));
   std::size_t fds_before = OpenFds();
   {
     StaticFileOptions options;
     options.open_files = 16;
     auto tree = Open(options);
-    for (int i = 0; i < 64; ++i) ASSERT_EQ(Get(*tree, Chunk(i)), std::make_pair(200, std::to_string(i)));
+    for (int i = 0; i < 64; ++i)
+      ASSERT_EQ(Get(*tree, Chunk(i)), std::make_pair(200, std::to_string(i)));
     EXPECT_LE(tree->kept_files(), 16u);
     EXPECT_GT(tree->kept_files(), 0u);
     EXPECT_LE(OpenFds(), fds_before + 1 + 16);  // the root, the kept files
@@ -288,16 +295,19 @@ TEST_F(StaticFilesTest, ChunkBatchCarriesPresentChunksAndMarksTheRest) {
   std::string a = PutChunkFile(dir_, 1, "first frame");
   std::string b = PutChunkFile(dir_, 2, std::string(100000, 'x'));
   std::string absent = core::Sha256::HashHex("not stored");
-  auto r = client_->Do("POST", "/repo/chunks/batch", a + "\n" + absent + "\n" + b + "\n", "text/plain");
+  auto r =
+      client_->Do("POST", "/repo/chunks/batch", a + "\n" + absent + "\n" + b + "\n", "text/plain");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(*r->GetHeader("content-type"), kChunkBatchContentType);
-  std::string expected = a + " 11\nfirst frame" + absent + " -\n" + b + " 100000\n" + std::string(100000, 'x');
+  std::string expected =
+      a + " 11\nfirst frame" + absent + " -\n" + b + " 100000\n" + std::string(100000, 'x');
   EXPECT_EQ(r->body.size(), expected.size());
   EXPECT_TRUE(r->body == expected) << r->body.substr(0, 300);
 
   // Malformed lists and the wrong method are refused; nothing outside chunks/ is reachable.
-  for (std::string body : {std::string("../../secret\n"), std::string(63, 'a') + "\n", std::string(64, 'A') + "\n"}) {
+  for (std::string body :
+       {std::string("../../secret\n"), std::string(63, 'a') + "\n", std::string(64, 'A') + "\n"}) {
     auto bad = client_->Do("POST", "/repo/chunks/batch", body, "text/plain");
     ASSERT_TRUE(bad.ok());
     EXPECT_EQ(bad->status, 400) << body;
@@ -326,11 +336,14 @@ TEST_F(StaticFilesTest, CurlSourceFetchesChunksInBatchesAndFallsBackToGets) {
 
   auto run = [&](CurlSource* src) {
     requests[10].max_bytes = 3;
-    std::vector<core::Result<std::string>> got(requests.size(), core::Status::Unavailable("not delivered"));
-    ASSERT_TRUE(src->FetchMany(requests, 4, [&](std::size_t i, core::Result<std::string> r) {
-                     got[i] = std::move(r);
-                     return true;
-                   }).ok());
+    std::vector<core::Result<std::string>> got(requests.size(),
+                                               core::Status::Unavailable("not delivered"));
+    ASSERT_TRUE(src->FetchMany(requests, 4,
+                               [&](std::size_t i, core::Result<std::string> r) {
+                                 got[i] = std::move(r);
+                                 return true;
+                               })
+                    .ok());
     for (std::size_t i = 0; i < requests.size(); ++i) {
       if (i == 150) {
         EXPECT_TRUE(got[i].status().IsNotFound()) << got[i].status().ToString();
@@ -349,7 +362,8 @@ TEST_F(StaticFilesTest, CurlSourceFetchesChunksInBatchesAndFallsBackToGets) {
   run(batched->get());
   EXPECT_GE(handler_->batch_requests.load(), 3);
   EXPECT_LE(handler_->batch_requests.load(), 10);
-  EXPECT_LE(handler_->get_requests.load(), 2);  // the absent chunk (the over-long one comes in its batch)
+  EXPECT_LE(handler_->get_requests.load(),
+            2);  // the absent chunk (the over-long one comes in its batch)
 
   // A server without batches (as nginx): one refused batch, then GETs.
   handler_->batches = false;

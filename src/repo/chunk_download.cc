@@ -34,8 +34,8 @@ struct Round {
 // handed over kHandOff at a time (core::BatchPusher): one hand-off per chunk cost
 // ~36 k context switches per 1 GiB tree.
 Round RunRound(core::RepoSource* source, const std::vector<store::ChunkRef>& chunks,
-               const std::vector<std::size_t>& todo, const DownloadOptions& o, core::RateLimiter* limiter,
-               const DeliverFn& deliver) {
+               const std::vector<std::size_t>& todo, const DownloadOptions& o,
+               core::RateLimiter* limiter, const DeliverFn& deliver) {
   constexpr std::size_t kHandOff = 8;
   const unsigned threads = std::max(1u, o.threads);
   Round round;
@@ -77,18 +77,19 @@ Round RunRound(core::RepoSource* source, const std::vector<store::ChunkRef>& chu
     });
   }
   auto cancelled = [&] { return o.cancelled && o.cancelled(); };
-  Status fs = source->FetchMany(requests, o.parallel, [&](std::size_t k, core::Result<std::string> frame) {
-    // Ahead of the allowed rate: pause (staying cancellable).
-    limiter->Throttle(frame.ok() ? frame->size() : 0, cancelled);
-    if (cancelled()) {
-      round.cancelled = true;
-      return false;
-    }
-    if (stopped()) return false;
-    const std::size_t i = todo[k];
-    const std::size_t w = (o.worker_of ? o.worker_of(i) : i) % threads;
-    return pushers[w].Push(Work{i, std::move(frame)});
-  });
+  Status fs =
+      source->FetchMany(requests, o.parallel, [&](std::size_t k, core::Result<std::string> frame) {
+        // Ahead of the allowed rate: pause (staying cancellable).
+        limiter->Throttle(frame.ok() ? frame->size() : 0, cancelled);
+        if (cancelled()) {
+          round.cancelled = true;
+          return false;
+        }
+        if (stopped()) return false;
+        const std::size_t i = todo[k];
+        const std::size_t w = (o.worker_of ? o.worker_of(i) : i) % threads;
+        return pushers[w].Push(Work{i, std::move(frame)});
+      });
   for (unsigned w = 0; w < threads; ++w) {
     pushers[w].Flush();
     queues[w]->Close();
@@ -100,8 +101,9 @@ Round RunRound(core::RepoSource* source, const std::vector<store::ChunkRef>& chu
 
 }  // namespace
 
-Status DownloadChunks(core::Clock* clock, core::RepoSource* source, const std::vector<store::ChunkRef>& chunks,
-                      std::vector<std::size_t> todo, const DownloadOptions& o, const DeliverFn& deliver) {
+Status DownloadChunks(core::Clock* clock, core::RepoSource* source,
+                      const std::vector<store::ChunkRef>& chunks, std::vector<std::size_t> todo,
+                      const DownloadOptions& o, const DeliverFn& deliver) {
   core::RateLimiter limiter(clock, o.max_rate);
   core::Backoff backoff(clock, o.backoff);
   for (int round = 1; !todo.empty(); ++round) {
@@ -111,8 +113,9 @@ Status DownloadChunks(core::Clock* clock, core::RepoSource* source, const std::v
     if (r.retry.empty()) return Status::Ok();
     if (o.cancelled && o.cancelled()) return Status::Unavailable("cancelled");
     if (round >= o.max_rounds) {
-      return r.last_transient.WithContext(std::to_string(r.retry.size()) + " chunks still failing after " +
-                                          std::to_string(round) + " attempts");
+      return r.last_transient.WithContext(std::to_string(r.retry.size()) +
+                                          " chunks still failing after " + std::to_string(round) +
+                                          " attempts");
     }
     core::Log(core::LogLevel::kWarn, std::string(o.log_name) + ".retry",
               {{"chunks", std::to_string(r.retry.size())},

@@ -45,12 +45,15 @@ struct DownloadOptions {
 // thread, with a per-worker scratch buffer. Returns OK when the chunk is done;
 // Unavailable or Corruption to try it again next round; any other error stops the
 // download and is its result.
-using DeliverFn = std::function<core::Status(std::size_t index, core::Result<std::string>& frame, std::string* scratch)>;
+using DeliverFn = std::function<core::Status(std::size_t index, core::Result<std::string>& frame,
+                                             std::string* scratch)>;
 
 // Downloads the chunks `todo` (indices into `chunks`). OK when every one was
 // delivered; the last transient error, with the count still failing, after
 // max_rounds; the first hard error otherwise; Unavailable when cancelled.
-core::Status DownloadChunks(core::Clock* clock, core::RepoSource* source, const std::vector<store::ChunkRef>& chunks,
-                            std::vector<std::size_t> todo, const DownloadOptions& options, const DeliverFn& deliver);
+core::Status DownloadChunks(core::Clock* clock, core::RepoSource* source,
+                            const std::vector<store::ChunkRef>& chunks,
+                            std::vector<std::size_t> todo, const DownloadOptions& options,
+                            const DeliverFn& deliver);
 
 }  // namespace depot::repo

@@ -40,7 +40,11 @@ constexpr std::string_view kPartialSuffix = ".depot-partial";
 class Fetcher {
  public:
   Fetcher(core::Env* env, core::Clock* clock, core::RepoSource* source, const FetchRequest& req)
-      : env_(env), clock_(clock), source_(source), req_(req), phase_start_(std::chrono::steady_clock::now()) {}
+      : env_(env),
+        clock_(clock),
+        source_(source),
+        req_(req),
+        phase_start_(std::chrono::steady_clock::now()) {}
 
   core::Result<FetchResult> Run() {
     DEPOT_RETURN_IF_ERROR(Start());
@@ -151,7 +155,8 @@ Status Fetcher::Start() {
   auto exists = env_->Exists(req_.dest);
   if (!exists.ok()) return Local(exists.status());
   if (*exists) {
-    return Status::InvalidArgument("destination " + req_.dest + " already exists; remove it or choose another path");
+    return Status::InvalidArgument("destination " + req_.dest +
+                                   " already exists; remove it or choose another path");
   }
   if (!req_.cache_dir.empty()) {
     cache_ = std::make_unique<store::ChunkStore>(env_, core::JoinPath(req_.cache_dir, "chunks"),
@@ -160,10 +165,11 @@ Status Fetcher::Start() {
     // What an interrupted fetch was still writing when it died.
     auto swept = cache_->SweepAbandonedTemps();
     if (swept.ok() && *swept > 0) {
-      core::Log(core::LogLevel::kInfo, "fetch.cache_temps_removed", {{"count", std::to_string(*swept)}});
+      core::Log(core::LogLevel::kInfo, "fetch.cache_temps_removed",
+                {{"count", std::to_string(*swept)}});
     }
-    trusted_dir_ =
-        core::JoinPath(req_.cache_dir, "tuf/" + core::Sha256::HashHex(req_.trusted_root).substr(0, 16));
+    trusted_dir_ = core::JoinPath(req_.cache_dir,
+                                  "tuf/" + core::Sha256::HashHex(req_.trusted_root).substr(0, 16));
     DEPOT_RETURN_IF_ERROR(Local(env_->CreateDirs(trusted_dir_, 0700)));
   }
   transfer_start_ = source_->BytesFetched();
@@ -180,15 +186,17 @@ core::Result<std::int64_t> Fetcher::PickVersion(const tuf::Client& client) {
   std::sort(versions.begin(), versions.end());
   if (versions.empty()) {
     MissingVersion(0);
-    return Status::NotFound("package " + req_.package + " has no signed versions in " + source_->Describe());
+    return Status::NotFound("package " + req_.package + " has no signed versions in " +
+                            source_->Describe());
   }
   std::int64_t version = req_.version ? req_.version : versions.back();
   if (!std::binary_search(versions.begin(), versions.end(), version)) {
     std::string list;
     for (auto v : versions) list += (list.empty() ? "" : ", ") + std::to_string(v);
     MissingVersion(versions.back());
-    return Status::NotFound("package " + req_.package + " has no version " + std::to_string(version) + " in " +
-                            source_->Describe() + " (signed versions: " + list + ")");
+    return Status::NotFound("package " + req_.package + " has no version " +
+                            std::to_string(version) + " in " + source_->Describe() +
+                            " (signed versions: " + list + ")");
   }
   newest_signed_ = versions.back();
   return version;
@@ -199,13 +207,15 @@ core::Result<std::int64_t> Fetcher::PickVersion(const tuf::Client& client) {
 Status Fetcher::Metadata() {
   tuf::Client client(env_, clock_, source_, trusted_dir_);
   DEPOT_RETURN_IF_ERROR(Local(client.Initialize(req_.trusted_root).WithContext("trusted root")));
-  if (req_.reference_clock) client.SetReferenceClock(req_.reference_clock->name, req_.reference_clock->offset);
+  if (req_.reference_clock)
+    client.SetReferenceClock(req_.reference_clock->name, req_.reference_clock->offset);
   if (Status refreshed = client.Refresh(); !refreshed.ok()) {
     if (req_.diagnostics && client.refused_older()) req_.diagnostics->source_behind = true;
     return refreshed.WithContext("metadata from " + source_->Describe());
   }
   DEPOT_ASSIGN_OR_RETURN(std::int64_t version, PickVersion(client));
-  DEPOT_ASSIGN_OR_RETURN(tuf::TargetInfo target, client.GetTarget(ManifestTargetPath(req_.package, version)));
+  DEPOT_ASSIGN_OR_RETURN(tuf::TargetInfo target,
+                         client.GetTarget(ManifestTargetPath(req_.package, version)));
   auto fetched = client.FetchTarget(target);
   if (!fetched.ok()) {
     if (fetched.status().IsNotFound()) MissingVersion(newest_signed_);
@@ -215,14 +225,15 @@ Status Fetcher::Metadata() {
   if (!parsed.ok()) {
     // Signed but unparsable: never act on it.
     if (req_.diagnostics) req_.diagnostics->manifest_refused = true;
-    return Status::Corruption(parsed.status().message() + " (signed manifest " + target.path + " from " +
-                              source_->Describe() + ")");
+    return Status::Corruption(parsed.status().message() + " (signed manifest " + target.path +
+                              " from " + source_->Describe() + ")");
   }
   manifest_ = std::move(*parsed);
   if (manifest_.package_name != req_.package || manifest_.version != version) {
     if (req_.diagnostics) req_.diagnostics->manifest_refused = true;
-    return Status::Corruption("manifest " + target.path + " describes " + manifest_.package_name + " version " +
-                              std::to_string(manifest_.version) + ", not what it is signed as");
+    return Status::Corruption("manifest " + target.path + " describes " + manifest_.package_name +
+                              " version " + std::to_string(manifest_.version) +
+                              ", not what it is signed as");
   }
   result_.package = manifest_.package_name;
   result_.version = manifest_.version;
@@ -240,17 +251,20 @@ Status Fetcher::Metadata() {
 // from it, verified, and removes it, as it does with a partial tree).
 Status Fetcher::Prepare() {
   parent_ = std::string(core::Dirname(req_.dest));
-  const std::string staging_prefix = "." + std::string(core::Basename(req_.dest)) + std::string(kStagingInfix);
+  const std::string staging_prefix =
+      "." + std::string(core::Basename(req_.dest)) + std::string(kStagingInfix);
   partial_ = PartialPath(req_.dest);
   leftovers_ = AbandonedStaging(env_, parent_.empty() ? "." : parent_, staging_prefix);
   auto partial_exists = env_->Exists(partial_);
   if (partial_exists.ok() && *partial_exists) leftovers_.push_back(partial_);
-  staging_ = core::JoinPath(parent_, staging_prefix + std::to_string(::getpid()) + "-" + core::RandomHex(6));
+  staging_ = core::JoinPath(parent_,
+                            staging_prefix + std::to_string(::getpid()) + "-" + core::RandomHex(6));
   assembler_ = std::make_unique<store::Assembler>(env_, &manifest_, staging_);
   DEPOT_RETURN_IF_ERROR(Local(assembler_->Prepare()));
   result_.chunks = assembler_->chunks().size();
   threads_ = req_.threads ? req_.threads : core::DefaultConcurrency();
-  if (cache_ && req_.cache_fetched) cache_batch_ = std::make_unique<core::AtomicBatch>(env_, cache_->root());
+  if (cache_ && req_.cache_fetched)
+    cache_batch_ = std::make_unique<core::AtomicBatch>(env_, cache_->root());
   if (req_.background_sync_bytes != 0) {
     background_sync_ = std::make_unique<core::BackgroundSync>(env_, parent_.empty() ? "." : parent_,
                                                               req_.background_sync_bytes);
@@ -293,13 +307,15 @@ Status Fetcher::TakeLocal() {
 // One chunk from the source, on a download worker: verified, cached, placed. Bytes
 // that fail verification are never written anywhere; the chunk is tried again in the
 // next round (the source may have been mid-repair) and named in the diagnostics.
-Status Fetcher::DeliverChunk(std::size_t i, core::Result<std::string>& frame, std::string* scratch) {
+Status Fetcher::DeliverChunk(std::size_t i, core::Result<std::string>& frame,
+                             std::string* scratch) {
   const store::ChunkRef& c = assembler_->chunks()[i];
   auto note_bad = [&] {
     if (req_.diagnostics == nullptr) return;
     std::lock_guard<std::mutex> lock(bad_mu_);
     auto& bad = req_.diagnostics->bad_chunks;
-    if (bad.size() < FetchDiagnostics::kMaxBadChunks && std::find(bad.begin(), bad.end(), c.id) == bad.end()) {
+    if (bad.size() < FetchDiagnostics::kMaxBadChunks &&
+        std::find(bad.begin(), bad.end(), c.id) == bad.end()) {
       bad.push_back(c.id);
     }
   };
@@ -314,10 +330,12 @@ Status Fetcher::DeliverChunk(std::size_t i, core::Result<std::string>& frame, st
   core::Result<std::string_view> data = store::VerifyFrameInto(c.id, c.size, *frame, scratch);
   if (!data.ok()) {
     core::Log(core::LogLevel::kWarn, "fetch.bad_chunk",
-              {{"chunk", core::DigestHex(c.id)}, {"source", source_->Describe()}, {"error", data.status().message()}});
+              {{"chunk", core::DigestHex(c.id)},
+               {"source", source_->Describe()},
+               {"error", data.status().message()}});
     note_bad();
-    return Status::Corruption("chunk " + core::DigestHex(c.id) + " from " + source_->Describe() + ": " +
-                              data.status().message());
+    return Status::Corruption("chunk " + core::DigestHex(c.id) + " from " + source_->Describe() +
+                              ": " + data.status().message());
   }
   if (cache_batch_) {
     // Verified just now: the frame is cached as received.
@@ -334,7 +352,8 @@ Status Fetcher::DeliverChunk(std::size_t i, core::Result<std::string>& frame, st
   if (cache_batch_) {
     auto now = std::chrono::steady_clock::now().time_since_epoch().count();
     bool due = ++since_commit_ >= kCacheCommitEvery ||
-               now - last_commit_.load() > std::chrono::steady_clock::duration(kCacheCommitInterval).count();
+               now - last_commit_.load() >
+                   std::chrono::steady_clock::duration(kCacheCommitInterval).count();
     if (due && !committing_.exchange(true)) {
       since_commit_ = 0;
       last_commit_ = now;
@@ -360,10 +379,11 @@ Status Fetcher::Transfer() {
   d.worker_of = [this](std::size_t i) { return static_cast<std::size_t>(assembler_->HomeFile(i)); };
   d.log_name = "fetch";
   last_commit_ = std::chrono::steady_clock::now().time_since_epoch().count();
-  Status s = DownloadChunks(clock_, source_, assembler_->chunks(), missing_, d,
-                            [this](std::size_t i, core::Result<std::string>& frame, std::string* scratch) {
-                              return DeliverChunk(i, frame, scratch);
-                            });
+  Status s =
+      DownloadChunks(clock_, source_, assembler_->chunks(), missing_, d,
+                     [this](std::size_t i, core::Result<std::string>& frame, std::string* scratch) {
+                       return DeliverChunk(i, frame, scratch);
+                     });
   if (!s.ok()) Fail(s, /*is_local=*/false);
   Failed();  // a cancellation during the transfer is the error
   result_.fetched_chunks = fetched_chunks_;
@@ -403,7 +423,8 @@ Status Fetcher::Finish(Status transferred) {
       remove_leftovers();
       Status kept = assembler_->KeepUnfinished(partial_);
       if (!kept.ok()) {
-        core::Log(core::LogLevel::kWarn, "fetch.partial_not_kept", {{"path", partial_}, {"error", kept.message()}});
+        core::Log(core::LogLevel::kWarn, "fetch.partial_not_kept",
+                  {{"path", partial_}, {"error", kept.message()}});
       }
     }
     return done;
@@ -416,13 +437,15 @@ Status Fetcher::Finish(Status transferred) {
 
 std::string PartialPath(const std::string& dest) {
   std::string parent(core::Dirname(dest));
-  return core::JoinPath(parent, "." + std::string(core::Basename(dest)) + std::string(kPartialSuffix));
+  return core::JoinPath(parent,
+                        "." + std::string(core::Basename(dest)) + std::string(kPartialSuffix));
 }
 
 std::string_view LeftoverOf(std::string_view name) {
   if (name.size() < 2 || name[0] != '.') return {};
   name.remove_prefix(1);
-  if (name.size() > kPartialSuffix.size() && name.substr(name.size() - kPartialSuffix.size()) == kPartialSuffix) {
+  if (name.size() > kPartialSuffix.size() &&
+      name.substr(name.size() - kPartialSuffix.size()) == kPartialSuffix) {
     return name.substr(0, name.size() - kPartialSuffix.size());
   }
   std::size_t infix = name.find(kStagingInfix);

@@ -67,14 +67,14 @@ struct FetchDiagnostics {
 
 struct FetchRequest {
   std::string package;
-  std::int64_t version = 0;  // 0: the newest signed version
-  std::string dest;          // must not exist
-  std::string trusted_root;  // bytes of the pinned root.json
-  std::string cache_dir;     // "" for none: then trusted metadata lives in memory only
-  unsigned parallel = 16;    // concurrent downloads
+  std::int64_t version = 0;    // 0: the newest signed version
+  std::string dest;            // must not exist
+  std::string trusted_root;    // bytes of the pinned root.json
+  std::string cache_dir;       // "" for none: then trusted metadata lives in memory only
+  unsigned parallel = 16;      // concurrent downloads
   std::uint64_t max_rate = 0;  // average bytes/s over all chunk downloads, 0 = unlimited
-  unsigned threads = 0;      // verify/assemble workers; 0: all cores
-  int max_rounds = 4;        // download rounds for chunks that failed transiently
+  unsigned threads = 0;        // verify/assemble workers; 0: all cores
+  int max_rounds = 4;          // download rounds for chunks that failed transiently
   // Sync the destination's filesystem in the background after this many bytes are
   // placed (core::BackgroundSync), so the final sync has little left; 0: only then.
   std::uint64_t background_sync_bytes = 128ull << 20;
@@ -113,18 +113,18 @@ struct FetchResult {
   std::string package;
   std::int64_t version = 0;
   std::string manifest_id;
-  std::string manifest;             // its exact signed bytes
+  std::string manifest;                  // its exact signed bytes
   std::vector<store::Program> programs;  // the manifest's, parsed and verified with it
   std::uint64_t files = 0;
-  std::uint64_t bytes = 0;          // file bytes in the tree
-  std::uint64_t chunks = 0;         // distinct chunks
-  std::uint64_t cache_chunks = 0;   // taken locally: from the cache, seeds or a partial tree
-  std::uint64_t cache_bytes = 0;    // their uncompressed bytes
-  std::uint64_t seed_chunks = 0;    // of those, taken from seeds and partial trees
-  std::uint64_t seed_bytes = 0;     // their uncompressed bytes
+  std::uint64_t bytes = 0;         // file bytes in the tree
+  std::uint64_t chunks = 0;        // distinct chunks
+  std::uint64_t cache_chunks = 0;  // taken locally: from the cache, seeds or a partial tree
+  std::uint64_t cache_bytes = 0;   // their uncompressed bytes
+  std::uint64_t seed_chunks = 0;   // of those, taken from seeds and partial trees
+  std::uint64_t seed_bytes = 0;    // their uncompressed bytes
   std::uint64_t fetched_chunks = 0;
-  std::uint64_t fetched_bytes = 0;  // their uncompressed bytes
-  std::uint64_t transfer_bytes = 0; // bytes received from the source: metadata, manifest, chunks
+  std::uint64_t fetched_bytes = 0;   // their uncompressed bytes
+  std::uint64_t transfer_bytes = 0;  // bytes received from the source: metadata, manifest, chunks
   // Wall seconds per phase: TUF metadata and the manifest; the staging tree, seeds
   // and cache; the chunk transfer; syncing, checking and renaming the tree.
   double metadata_s = 0, prepare_s = 0, transfer_s = 0, finish_s = 0;
@@ -134,7 +134,7 @@ struct FetchResult {
 // lists what exists), Corruption (a signature, hash or length check failed; names the
 // object and the source), Unavailable (the source failed after retries),
 // InvalidArgument (bad request, dest exists), IOError (local disk).
-core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock,
-                                       core::RepoSource* source, const FetchRequest& req);
+core::Result<FetchResult> FetchVersion(core::Env* env, core::Clock* clock, core::RepoSource* source,
+                                       const FetchRequest& req);
 
 }  // namespace depot::repo

@@ -26,7 +26,8 @@ struct SeedFile {
   std::vector<SeedRead> reads;
 };
 
-std::vector<SeedFile> LocateInSeeds(const std::vector<FetchSeed>& seeds, const std::vector<store::ChunkRef>& chunks,
+std::vector<SeedFile> LocateInSeeds(const std::vector<FetchSeed>& seeds,
+                                    const std::vector<store::ChunkRef>& chunks,
                                     const std::vector<char>& hit) {
   std::unordered_map<store::ChunkId, std::size_t, store::ChunkIdHash> wanted;
   wanted.reserve(chunks.size());
@@ -59,7 +60,8 @@ std::vector<SeedFile> LocateInSeeds(const std::vector<FetchSeed>& seeds, const s
 
 }  // namespace
 
-std::vector<std::string> AbandonedStaging(core::Env* env, const std::string& dir, const std::string& prefix) {
+std::vector<std::string> AbandonedStaging(core::Env* env, const std::string& dir,
+                                          const std::string& prefix) {
   std::vector<std::string> out;
   auto entries = env->ListDir(dir);
   if (!entries.ok()) return out;
@@ -74,8 +76,9 @@ std::vector<std::string> AbandonedStaging(core::Env* env, const std::string& dir
 }
 
 LocalTake TakeFromSeeds(core::Env* env, const std::vector<FetchSeed>& seeds,
-                        const std::vector<store::ChunkRef>& chunks, unsigned threads, std::vector<char>* hit,
-                        const PlaceFn& place, const std::function<bool()>& stop) {
+                        const std::vector<store::ChunkRef>& chunks, unsigned threads,
+                        std::vector<char>* hit, const PlaceFn& place,
+                        const std::function<bool()>& stop) {
   std::vector<SeedFile> files = LocateInSeeds(seeds, chunks, *hit);
   std::atomic<std::size_t> next{0};
   std::atomic<std::uint64_t> bytes{0}, count{0};
@@ -103,15 +106,17 @@ LocalTake TakeFromSeeds(core::Env* env, const std::vector<FetchSeed>& seeds,
   return {count.load(), bytes.load()};
 }
 
-LocalTake TakeFromCache(store::ChunkStore* cache, const std::vector<store::ChunkRef>& chunks, unsigned threads,
-                        std::vector<char>* hit, const PlaceFn& place, const std::function<bool()>& stop) {
+LocalTake TakeFromCache(store::ChunkStore* cache, const std::vector<store::ChunkRef>& chunks,
+                        unsigned threads, std::vector<char>* hit, const PlaceFn& place,
+                        const std::function<bool()>& stop) {
   // Probing tens of thousands of absent chunks one open at a time costs more than
   // listing the cache, unless the cache is much larger than this version.
   store::ChunkIdSet listed;
   bool use_list = false;
   {
     auto entries = cache->EstimateEntries();
-    if (entries.ok() && *entries <= 8 * chunks.size() + 4096) use_list = cache->ListIds(&listed).ok();
+    if (entries.ok() && *entries <= 8 * chunks.size() + 4096)
+      use_list = cache->ListIds(&listed).ok();
   }
   std::atomic<std::size_t> next{0};
   std::atomic<std::uint64_t> bytes{0}, count{0};

@@ -20,7 +20,8 @@ namespace depot::repo {
 
 // Staging directories of fetches to the same destination whose process no longer
 // exists (killed mid-fetch), named `prefix`<pid>-..., in `dir`.
-std::vector<std::string> AbandonedStaging(core::Env* env, const std::string& dir, const std::string& prefix);
+std::vector<std::string> AbandonedStaging(core::Env* env, const std::string& dir,
+                                          const std::string& prefix);
 
 // Places a verified chunk (its index in `chunks`) into the tree being assembled.
 using PlaceFn = std::function<void(std::size_t index, std::string_view data)>;
@@ -33,11 +34,13 @@ struct LocalTake {
 // (at its first place in them), verifies and places it, and marks it. `stop` ends it
 // early. `threads` readers.
 LocalTake TakeFromSeeds(core::Env* env, const std::vector<FetchSeed>& seeds,
-                        const std::vector<store::ChunkRef>& chunks, unsigned threads, std::vector<char>* hit,
-                        const PlaceFn& place, const std::function<bool()>& stop);
+                        const std::vector<store::ChunkRef>& chunks, unsigned threads,
+                        std::vector<char>* hit, const PlaceFn& place,
+                        const std::function<bool()>& stop);
 
 // The same from a chunk cache; a damaged cache entry is removed.
-LocalTake TakeFromCache(store::ChunkStore* cache, const std::vector<store::ChunkRef>& chunks, unsigned threads,
-                        std::vector<char>* hit, const PlaceFn& place, const std::function<bool()>& stop);
+LocalTake TakeFromCache(store::ChunkStore* cache, const std::vector<store::ChunkRef>& chunks,
+                        unsigned threads, std::vector<char>* hit, const PlaceFn& place,
+                        const std::function<bool()>& stop);
 
 }  // namespace depot::repo

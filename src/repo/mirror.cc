@@ -11,8 +11,9 @@ namespace depot::repo {
 
 using core::Status;
 
-core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock, core::RepoSource* source,
-                                        store::ChunkStore* store, const std::vector<store::ChunkRef>& chunks,
+core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock,
+                                        core::RepoSource* source, store::ChunkStore* store,
+                                        const std::vector<store::ChunkRef>& chunks,
                                         const MirrorOptions& o) {
   MirrorResult result;
   std::vector<std::size_t> missing;
@@ -45,32 +46,34 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock, core
   d.max_rate = o.max_rate;
   d.cancelled = o.cancelled;
   d.log_name = "mirror";
-  Status s = DownloadChunks(clock, source, chunks, std::move(missing), d,
-                            [&](std::size_t i, core::Result<std::string>& frame, std::string*) -> Status {
-    const store::ChunkRef& c = chunks[i];
-    if (!frame.ok()) return frame.status().WithContext("chunk " + core::DigestHex(c.id));
-    // PutFrame verifies (decompress to the listed size, hash to the id) before storing.
-    Status put = store->PutFrame(c.id, c.size, *frame, &batch).status();
-    if (!put.ok()) {
-      if (put.IsIOError()) return put.WithContext("chunk " + core::DigestHex(c.id));
-      Status bad = Status::Corruption("chunk " + core::DigestHex(c.id) + " from " + source->Describe() + ": " +
-                                      put.message());
-      if (o.on_rejected) o.on_rejected(c.id, bad);
-      std::lock_guard<std::mutex> lock(mu);
-      ++result.rejected;
-      return bad;
-    }
-    std::lock_guard<std::mutex> lock(mu);
-    ++result.chunks;
-    result.bytes += c.size;
-    uncommitted += c.size;
-    if (o.progress_bytes) *o.progress_bytes += c.size;
-    if (o.progress_chunks) ++*o.progress_chunks;
-    if (uncommitted >= o.commit_bytes || clock->Monotonic() - last_commit >= o.commit_interval) {
-      DEPOT_RETURN_IF_ERROR(commit_locked());
-    }
-    return Status::Ok();
-  });
+  Status s = DownloadChunks(
+      clock, source, chunks, std::move(missing), d,
+      [&](std::size_t i, core::Result<std::string>& frame, std::string*) -> Status {
+        const store::ChunkRef& c = chunks[i];
+        if (!frame.ok()) return frame.status().WithContext("chunk " + core::DigestHex(c.id));
+        // PutFrame verifies (decompress to the listed size, hash to the id) before storing.
+        Status put = store->PutFrame(c.id, c.size, *frame, &batch).status();
+        if (!put.ok()) {
+          if (put.IsIOError()) return put.WithContext("chunk " + core::DigestHex(c.id));
+          Status bad = Status::Corruption("chunk " + core::DigestHex(c.id) + " from " +
+                                          source->Describe() + ": " + put.message());
+          if (o.on_rejected) o.on_rejected(c.id, bad);
+          std::lock_guard<std::mutex> lock(mu);
+          ++result.rejected;
+          return bad;
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        ++result.chunks;
+        result.bytes += c.size;
+        uncommitted += c.size;
+        if (o.progress_bytes) *o.progress_bytes += c.size;
+        if (o.progress_chunks) ++*o.progress_chunks;
+        if (uncommitted >= o.commit_bytes ||
+            clock->Monotonic() - last_commit >= o.commit_interval) {
+          DEPOT_RETURN_IF_ERROR(commit_locked());
+        }
+        return Status::Ok();
+      });
   // What was verified stays, whatever happened.
   {
     std::lock_guard<std::mutex> lock(mu);

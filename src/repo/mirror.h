@@ -28,9 +28,9 @@
 namespace depot::repo {
 
 struct MirrorOptions {
-  unsigned parallel = 8;   // concurrent downloads
-  unsigned threads = 0;    // verify workers; 0: all cores
-  int max_rounds = 3;      // download rounds for chunks that failed transiently
+  unsigned parallel = 8;  // concurrent downloads
+  unsigned threads = 0;   // verify workers; 0: all cores
+  int max_rounds = 3;     // download rounds for chunks that failed transiently
   core::Duration first_backoff = std::chrono::milliseconds(200);
   std::uint64_t commit_bytes = 8ull << 20;  // make stored chunks durable this often...
   core::Duration commit_interval = std::chrono::seconds(1);  // ...or this often
@@ -60,8 +60,9 @@ struct MirrorResult {
 // `source`, verifies it, stores it. NotFound when the source lacks a chunk;
 // Corruption when a chunk kept failing verification; Unavailable when the source
 // kept failing; IOError from the disk.
-core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock, core::RepoSource* source,
-                                        store::ChunkStore* store, const std::vector<store::ChunkRef>& chunks,
+core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock,
+                                        core::RepoSource* source, store::ChunkStore* store,
+                                        const std::vector<store::ChunkRef>& chunks,
                                         const MirrorOptions& options);
 
 }  // namespace depot::repo

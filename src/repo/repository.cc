@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/hex.h"
 #include "core/log.h"
@@ -32,15 +32,16 @@ std::int64_t Seconds(core::Duration d) {
 }
 
 std::string EncodeSettings(const RepoSettings& s) {
-  Json j = {{"format", kSettingsFormat},
-            {"chunker",
-             {{"min", s.chunker.min_size}, {"avg", s.chunker.avg_size}, {"max", s.chunker.max_size}}},
-            {"compression_level", s.compression_level},
-            {"expiry_seconds",
-             {{"root", Seconds(s.expiry.root)},
-              {"targets", Seconds(s.expiry.targets)},
-              {"snapshot", Seconds(s.expiry.snapshot)},
-              {"timestamp", Seconds(s.expiry.timestamp)}}}};
+  Json j = {
+      {"format", kSettingsFormat},
+      {"chunker",
+       {{"min", s.chunker.min_size}, {"avg", s.chunker.avg_size}, {"max", s.chunker.max_size}}},
+      {"compression_level", s.compression_level},
+      {"expiry_seconds",
+       {{"root", Seconds(s.expiry.root)},
+        {"targets", Seconds(s.expiry.targets)},
+        {"snapshot", Seconds(s.expiry.snapshot)},
+        {"timestamp", Seconds(s.expiry.timestamp)}}}};
   return j.dump(2) + "\n";
 }
 
@@ -139,7 +140,8 @@ Status Repository::Init(core::Env* env, core::Clock* clock, const std::string& d
   RepoLayout layout(dir);
   auto listing = env->ListDir(dir);
   if (listing.ok() && !listing->empty()) {
-    return Status::InvalidArgument(dir + " already exists and is not empty; choose a new directory");
+    return Status::InvalidArgument(dir +
+                                   " already exists and is not empty; choose a new directory");
   }
   DEPOT_RETURN_IF_ERROR(env->CreateDirs(dir));
   DEPOT_RETURN_IF_ERROR(env->CreateDirs(layout.metadata()));
@@ -158,8 +160,10 @@ core::Result<std::unique_ptr<Repository>> Repository::Open(core::Env* env, core:
   auto text = env->ReadFile(layout.config(), 64 * 1024);
   if (!text.ok()) {
     if (text.status().IsNotFound()) {
-      return Status::NotFound(dir + " is not a depot repository (no depot-repo.json); create one "
-                              "with `depot repo init " + dir + "`");
+      return Status::NotFound(dir +
+                              " is not a depot repository (no depot-repo.json); create one "
+                              "with `depot repo init " +
+                              dir + "`");
     }
     return text.status();
   }
@@ -168,9 +172,9 @@ core::Result<std::unique_ptr<Repository>> Repository::Open(core::Env* env, core:
 }
 
 core::Result<std::vector<VersionInfo>> Repository::ListVersions() {
-  DEPOT_ASSIGN_OR_RETURN(auto writer,
-                         tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
-                                                     layout_.metadata(), settings_.expiry));
+  DEPOT_ASSIGN_OR_RETURN(
+      auto writer, tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(), layout_.metadata(),
+                                               settings_.expiry));
   std::vector<VersionInfo> out;
   for (const auto& [path, target] : writer.targets()) {
     auto info = ParseVersionTarget(target);
@@ -185,9 +189,9 @@ core::Result<std::vector<VersionInfo>> Repository::ListVersions() {
 core::Result<AddResult> Repository::AddVersion(const AddRequest& req) {
   DEPOT_RETURN_IF_ERROR(store::ValidatePackageName(req.package));
   DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
-  DEPOT_ASSIGN_OR_RETURN(auto writer,
-                         tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
-                                                     layout_.metadata(), settings_.expiry));
+  DEPOT_ASSIGN_OR_RETURN(
+      auto writer, tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(), layout_.metadata(),
+                                               settings_.expiry));
   // Next version and the package's stable id, from what is signed.
   std::int64_t latest = 0;
   std::string package_id;
@@ -232,8 +236,9 @@ core::Result<AddResult> Repository::AddVersion(const AddRequest& req) {
   return result;
 }
 
-core::Result<AddResult> Repository::SignManifest(tuf::RepositoryWriter& writer, const store::Manifest& m,
-                                                const store::SnapshotStats& stats) {
+core::Result<AddResult> Repository::SignManifest(tuf::RepositoryWriter& writer,
+                                                 const store::Manifest& m,
+                                                 const store::SnapshotStats& stats) {
   DEPOT_ASSIGN_OR_RETURN(std::string bytes, store::SerializeManifest(m));
   AddResult result;
   result.package = m.package_name;
@@ -259,18 +264,20 @@ core::Result<AddResult> Repository::SignManifest(tuf::RepositoryWriter& writer, 
 }
 
 core::Result<AddResult> Repository::PublishManifest(
-    const store::Manifest& manifest, const std::function<bool(const store::ChunkId&, std::uint64_t)>& known) {
+    const store::Manifest& manifest,
+    const std::function<bool(const store::ChunkId&, std::uint64_t)>& known) {
   DEPOT_RETURN_IF_ERROR(store::ValidatePackageName(manifest.package_name));
   DEPOT_RETURN_IF_ERROR(store::ValidateManifest(manifest));
   DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
-  DEPOT_ASSIGN_OR_RETURN(auto writer,
-                         tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
-                                                     layout_.metadata(), settings_.expiry));
+  DEPOT_ASSIGN_OR_RETURN(
+      auto writer, tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(), layout_.metadata(),
+                                               settings_.expiry));
   for (const auto& [path, target] : writer.targets()) {
     auto info = ParseVersionTarget(target);
     if (!info.ok() || info->package != manifest.package_name) continue;
     if (info->version >= manifest.version) {
-      return Status::InvalidArgument("package " + manifest.package_name + " already has signed version " +
+      return Status::InvalidArgument("package " + manifest.package_name +
+                                     " already has signed version " +
                                      std::to_string(info->version) + "; cannot publish version " +
                                      std::to_string(manifest.version));
     }
@@ -316,8 +323,9 @@ core::Result<AddResult> Repository::PublishManifest(
   return result;
 }
 
-Status Repository::VerifyManifestContent(const store::Manifest& manifest, unsigned threads, bool full,
-                                         const std::function<bool(const store::ChunkId&, std::uint64_t)>& known) {
+Status Repository::VerifyManifestContent(
+    const store::Manifest& manifest, unsigned threads, bool full,
+    const std::function<bool(const store::ChunkId&, std::uint64_t)>& known) {
   std::vector<const store::Entry*> files;
   for (const auto& e : manifest.entries) {
     if (e.type == store::EntryType::kFile) files.push_back(&e);
@@ -343,15 +351,17 @@ Status Repository::VerifyManifestContent(const store::Manifest& manifest, unsign
       if (!size.ok()) {
         // Named by id, not by where it would be stored: the caller may be remote.
         fail(size.status().IsNotFound()
-                 ? Status::NotFound("chunk " + core::DigestHex(unique[i].id) +
-                                    " is not in the content library; upload it first (the upload protocol asks "
-                                    "which chunks are missing)")
+                 ? Status::NotFound(
+                       "chunk " + core::DigestHex(unique[i].id) +
+                       " is not in the content library; upload it first (the upload protocol asks "
+                       "which chunks are missing)")
                  : size.status());
         return;
       }
       if (*size != unique[i].size) {
-        fail(Status::Corruption("chunk " + core::DigestHex(unique[i].id) + " holds " + std::to_string(*size) +
-                                " bytes, the manifest says " + std::to_string(unique[i].size)));
+        fail(Status::Corruption("chunk " + core::DigestHex(unique[i].id) + " holds " +
+                                std::to_string(*size) + " bytes, the manifest says " +
+                                std::to_string(unique[i].size)));
         return;
       }
     }
@@ -365,7 +375,8 @@ Status Repository::VerifyManifestContent(const store::Manifest& manifest, unsign
       if (i >= files.size() || failed) return;
       const store::Entry& e = *files[i];
       if (e.chunks.size() == 1) {
-        if (e.chunks[0].id != e.sha256) fail(Status::Corruption(e.path + ": file hash differs from its only chunk's id"));
+        if (e.chunks[0].id != e.sha256)
+          fail(Status::Corruption(e.path + ": file hash differs from its only chunk's id"));
         continue;
       }
       if (!full) continue;
@@ -394,13 +405,14 @@ Status Repository::RemoveVersions(
     const std::vector<std::pair<std::string, std::int64_t>>& versions) {
   if (versions.empty()) return Status::Ok();
   DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
-  DEPOT_ASSIGN_OR_RETURN(auto writer,
-                         tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
-                                                     layout_.metadata(), settings_.expiry));
+  DEPOT_ASSIGN_OR_RETURN(
+      auto writer, tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(), layout_.metadata(),
+                                               settings_.expiry));
   std::vector<std::string> remove;
   for (const auto& [package, version] : versions) {
     std::string path = ManifestTargetPath(package, version);
-    if (writer.targets().count(path) && std::find(remove.begin(), remove.end(), path) == remove.end()) {
+    if (writer.targets().count(path) &&
+        std::find(remove.begin(), remove.end(), path) == remove.end()) {
       remove.push_back(path);
     }
   }
@@ -410,26 +422,26 @@ Status Repository::RemoveVersions(
 
 Status Repository::Refresh(bool root) {
   DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
-  DEPOT_ASSIGN_OR_RETURN(auto writer,
-                         tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
-                                                     layout_.metadata(), settings_.expiry));
+  DEPOT_ASSIGN_OR_RETURN(
+      auto writer, tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(), layout_.metadata(),
+                                               settings_.expiry));
   if (root) DEPOT_RETURN_IF_ERROR(writer.ResignRoot());
   return writer.Refresh();
 }
 
 Status Repository::RotateKeys(const std::vector<std::string>& roles) {
   DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
-  DEPOT_ASSIGN_OR_RETURN(auto writer,
-                         tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
-                                                     layout_.metadata(), settings_.expiry));
+  DEPOT_ASSIGN_OR_RETURN(
+      auto writer, tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(), layout_.metadata(),
+                                               settings_.expiry));
   return writer.RotateKeys(roles);
 }
 
 core::Result<GcReport> Repository::CollectGarbage(core::Duration min_age) {
   DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
-  DEPOT_ASSIGN_OR_RETURN(auto writer,
-                         tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(),
-                                                     layout_.metadata(), settings_.expiry));
+  DEPOT_ASSIGN_OR_RETURN(
+      auto writer, tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(), layout_.metadata(),
+                                               settings_.expiry));
   GcReport report;
   store::ChunkIdSet live;
   std::set<std::string> live_manifests;  // paths relative to targets/
@@ -474,7 +486,8 @@ core::Result<GcReport> Repository::CollectGarbage(core::Duration min_age) {
       std::string rel = pkg.name + "/" + f.name;
       if (live_manifests.count(rel)) continue;
       bool temp = !f.name.empty() && f.name[0] == '.';
-      if (env_->Remove(core::JoinPath(dir, f.name)).ok()) ++(temp ? report.temp_removed : report.manifests_removed);
+      if (env_->Remove(core::JoinPath(dir, f.name)).ok())
+        ++(temp ? report.temp_removed : report.manifests_removed);
     }
   }
   DEPOT_ASSIGN_OR_RETURN(auto meta, env_->ListDir(layout_.metadata()));
@@ -513,7 +526,8 @@ core::Result<VerifyReport> Repository::Verify(unsigned threads,
         return true;
       },
       [&](const std::string& stray) {
-        damaged(stray.substr(layout_.public_root().size() + 1), "not a chunk file (unexpected name)");
+        damaged(stray.substr(layout_.public_root().size() + 1),
+                "not a chunk file (unexpected name)");
       }));
   std::vector<char> good(all.size(), 0);
   std::atomic<std::size_t> next{0};
@@ -557,8 +571,8 @@ core::Result<VerifyReport> Repository::Verify(unsigned threads,
   // 3. Every manifest: hash and length through TUF, strict parse, chunks present.
   for (const auto& target : client.Targets()) {
     ++report.manifests_checked;
-    std::string object = std::string(kTargetsDir) + "/" +
-                         tuf::ConsistentTargetPath(target.path, target.sha256);
+    std::string object =
+        std::string(kTargetsDir) + "/" + tuf::ConsistentTargetPath(target.path, target.sha256);
     auto bytes = client.FetchTarget(target);
     if (!bytes.ok()) {
       damaged(object, bytes.status().message());
@@ -577,8 +591,8 @@ core::Result<VerifyReport> Repository::Verify(unsigned threads,
       }
     }
     if (missing) {
-      damaged(object, std::to_string(missing) + " of its chunks are missing or damaged (first: " +
-                          first_missing + ")");
+      damaged(object, std::to_string(missing) +
+                          " of its chunks are missing or damaged (first: " + first_missing + ")");
     }
   }
   std::sort(report.damage.begin(), report.damage.end(),

@@ -53,8 +53,8 @@ struct AddResult {
   std::string package;
   std::string package_id;
   std::int64_t version = 0;
-  std::string manifest_id;    // SHA-256 of the manifest bytes
-  std::string target_path;    // "tools/3.json"
+  std::string manifest_id;  // SHA-256 of the manifest bytes
+  std::string target_path;  // "tools/3.json"
   std::uint64_t manifest_bytes = 0;
   store::SnapshotStats stats;
 };

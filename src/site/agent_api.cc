@@ -27,7 +27,8 @@ void SeenClient(SiteContext& ctx, std::int64_t client_id) {
 
 }  // namespace
 
-core::Result<Json> Enroll(SiteContext& ctx, const Principal& who, const http::Request& req, const Json& body) {
+core::Result<Json> Enroll(SiteContext& ctx, const Principal& who, const http::Request& req,
+                          const Json& body) {
   ObjectReader r(body, "enrollment");
   std::string name = r.String("name", true, 255);
   const Json* raw_attrs = r.Raw("attributes");
@@ -44,11 +45,14 @@ core::Result<Json> Enroll(SiteContext& ctx, const Principal& who, const http::Re
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
     DEPOT_RETURN_IF_ERROR(ConsumeEnrollToken(ctx, tx, who.token_id));
     std::int64_t now = ctx.NowMs();
-    DEPOT_ASSIGN_OR_RETURN(std::int64_t id,
-                           tx.QueryInt("INSERT INTO clients (uid, name, attributes, address, enrolled_at, last_seen_at, "
-                                       "attributes_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                                       {uid, name, Dump(AttributesJson(attrs)), req.remote_address, now, now, now}));
-    DEPOT_ASSIGN_OR_RETURN(token, CreateToken(ctx, tx, Role::kAgent, "client " + name, id, 0, std::nullopt));
+    DEPOT_ASSIGN_OR_RETURN(
+        std::int64_t id,
+        tx.QueryInt(
+            "INSERT INTO clients (uid, name, attributes, address, enrolled_at, last_seen_at, "
+            "attributes_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            {uid, name, Dump(AttributesJson(attrs)), req.remote_address, now, now, now}));
+    DEPOT_ASSIGN_OR_RETURN(
+        token, CreateToken(ctx, tx, Role::kAgent, "client " + name, id, 0, std::nullopt));
     DEPOT_RETURN_IF_ERROR(EvaluateClient(tx, id, attrs));
     return PostMessage(ctx, tx, core::msg::kClientEnrolled, {{}, {}, {}, uid, {}},
                        {{"client", uid}, {"name", name}, {"address", req.remote_address}});
@@ -64,31 +68,37 @@ core::Result<Json> Enroll(SiteContext& ctx, const Principal& who, const http::Re
               {"token", token.secret},
               {"trusted_root", root},
               {"site", {{"code", ctx.config.code}, {"url", ctx.public_url}}},
-              {"poll_interval_s", std::chrono::duration_cast<std::chrono::seconds>(ctx.config.poll_interval).count()}};
+              {"poll_interval_s",
+               std::chrono::duration_cast<std::chrono::seconds>(ctx.config.poll_interval).count()}};
 }
 
-core::Result<Json> UpdateAttributes(SiteContext& ctx, std::int64_t client_id, const http::Request& req,
-                                    const Json& body) {
+core::Result<Json> UpdateAttributes(SiteContext& ctx, std::int64_t client_id,
+                                    const http::Request& req, const Json& body) {
   ObjectReader r(body, "attributes update");
   const Json* raw = r.Raw("attributes");
   DEPOT_RETURN_IF_ERROR(r.Finish());
-  if (raw == nullptr) return Status::InvalidArgument("attributes update: field `attributes` is required");
+  if (raw == nullptr)
+    return Status::InvalidArgument("attributes update: field `attributes` is required");
   DEPOT_ASSIGN_OR_RETURN(Attributes attrs, ParseAttributes(*raw));
   bool changed = false;
   std::string uid;
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-    DEPOT_ASSIGN_OR_RETURN(auto row, tx.QueryRow("SELECT uid, name, attributes FROM clients WHERE id = ?", {client_id}));
+    DEPOT_ASSIGN_OR_RETURN(
+        auto row,
+        tx.QueryRow("SELECT uid, name, attributes FROM clients WHERE id = ?", {client_id}));
     uid = row.Text(0);
     attrs["address"] = {req.remote_address};
     attrs["name"] = {row.Text(1)};
     std::string text = Dump(AttributesJson(attrs));
     changed = text != row.Text(2);
     if (!changed) return Status::Ok();
-    DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE clients SET attributes = ?, address = ?, attributes_at = ? WHERE id = ?",
-                                  {text, req.remote_address, ctx.NowMs(), client_id})
-                              .status());
+    DEPOT_RETURN_IF_ERROR(
+        tx.Exec("UPDATE clients SET attributes = ?, address = ?, attributes_at = ? WHERE id = ?",
+                {text, req.remote_address, ctx.NowMs(), client_id})
+            .status());
     DEPOT_RETURN_IF_ERROR(EvaluateClient(tx, client_id, attrs));
-    return PostMessage(ctx, tx, core::msg::kClientAttributesChanged, {{}, {}, {}, uid, {}}, {{"client", uid}});
+    return PostMessage(ctx, tx, core::msg::kClientAttributesChanged, {{}, {}, {}, uid, {}},
+                       {{"client", uid}});
   });
   if (!s.ok()) return s;
   if (changed) ctx.Changed();
@@ -96,7 +106,9 @@ core::Result<Json> UpdateAttributes(SiteContext& ctx, std::int64_t client_id, co
 }
 
 core::Result<Json> BuildPolicy(SiteContext& ctx, std::int64_t client_id) {
-  DEPOT_ASSIGN_OR_RETURN(auto client, ctx.db->QueryRow("SELECT uid, attributes FROM clients WHERE id = ?", {client_id}));
+  DEPOT_ASSIGN_OR_RETURN(
+      auto client,
+      ctx.db->QueryRow("SELECT uid, attributes FROM clients WHERE id = ?", {client_id}));
   Attributes attrs = LoadAttributes(client.Text(1));
   std::vector<core::IpAddress> addresses;
   for (const char* key : {"address", "ips"}) {
@@ -109,25 +121,33 @@ core::Result<Json> BuildPolicy(SiteContext& ctx, std::int64_t client_id) {
   }
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows deps,
-      ctx.db->Query("SELECT d.id, p.name, p.uid, d.program, d.kind, d.start_at, d.deadline_at, d.windows, "
-                    "COALESCE(d.pinned_version, (SELECT MAX(v.version) FROM versions v WHERE v.package_id = p.id "
-                    "AND v.state = 'active')), p.id FROM deployments d JOIN packages p ON p.id = d.package_id "
-                    "JOIN collection_members m ON m.collection_id = d.collection_id AND m.client_id = ? WHERE "
-                    "d.cancelled_at IS NULL AND p.deleted_at IS NULL ORDER BY d.id",
-                    {client_id}));
-  DEPOT_ASSIGN_OR_RETURN(catalog::Rows bounds, ctx.db->Query("SELECT dp_id, cidr FROM dp_boundaries"));
+      ctx.db->Query(
+          "SELECT d.id, p.name, p.uid, d.program, d.kind, d.start_at, d.deadline_at, d.windows, "
+          "COALESCE(d.pinned_version, (SELECT MAX(v.version) FROM versions v WHERE v.package_id = "
+          "p.id "
+          "AND v.state = 'active')), p.id FROM deployments d JOIN packages p ON p.id = "
+          "d.package_id "
+          "JOIN collection_members m ON m.collection_id = d.collection_id AND m.client_id = ? "
+          "WHERE "
+          "d.cancelled_at IS NULL AND p.deleted_at IS NULL ORDER BY d.id",
+          {client_id}));
+  DEPOT_ASSIGN_OR_RETURN(catalog::Rows bounds,
+                         ctx.db->Query("SELECT dp_id, cidr FROM dp_boundaries"));
   Json deployments = Json::array();
   for (const auto& d : deps) {
     if (d.IsNull(8)) continue;  // no active version (yet)
     std::int64_t version = d.Int(8);
-    auto v = ctx.db->QueryRow("SELECT id, manifest_id, manifest_bytes, bytes FROM versions WHERE package_id = ? AND "
-                              "version = ? AND state = 'active'",
-                              {d.Int(9), version});
+    auto v = ctx.db->QueryRow(
+        "SELECT id, manifest_id, manifest_bytes, bytes FROM versions WHERE package_id = ? AND "
+        "version = ? AND state = 'active'",
+        {d.Int(9), version});
     if (!v.ok()) continue;  // a pinned version that was retired
-    DEPOT_ASSIGN_OR_RETURN(catalog::Rows dps,
-                           ctx.db->Query("SELECT dp.id, dp.name, dp.url, dp.probe_attempts FROM dp_records r JOIN dps dp "
-                                         "ON dp.id = r.dp_id WHERE r.version_id = ? AND r.state = 'ready' ORDER BY dp.name",
-                                         {v->Int(0)}));
+    DEPOT_ASSIGN_OR_RETURN(
+        catalog::Rows dps,
+        ctx.db->Query(
+            "SELECT dp.id, dp.name, dp.url, dp.probe_attempts FROM dp_records r JOIN dps dp "
+            "ON dp.id = r.dp_id WHERE r.version_id = ? AND r.state = 'ready' ORDER BY dp.name",
+            {v->Int(0)}));
     struct Source {
       int rank;
       std::string name, url;
@@ -146,12 +166,17 @@ core::Result<Json> BuildPolicy(SiteContext& ctx, std::int64_t client_id) {
       int rank = (in_boundary ? 0 : 1) + (dp.Int(3) > 0 ? 2 : 0);
       sources.push_back({rank, dp.Text(1), dp.Text(2) + "/repo", in_boundary});
     }
-    std::stable_sort(sources.begin(), sources.end(), [](const Source& a, const Source& b) { return a.rank < b.rank; });
+    std::stable_sort(sources.begin(), sources.end(),
+                     [](const Source& a, const Source& b) { return a.rank < b.rank; });
     Json src = Json::array();
     for (const auto& s : sources) {
-      src.push_back({{"kind", "dp"}, {"name", s.name}, {"url", s.url}, {"in_boundary", s.boundary}});
+      src.push_back(
+          {{"kind", "dp"}, {"name", s.name}, {"url", s.url}, {"in_boundary", s.boundary}});
     }
-    src.push_back({{"kind", "site"}, {"name", ctx.config.code}, {"url", ctx.public_url + "/repo"}, {"in_boundary", false}});
+    src.push_back({{"kind", "site"},
+                   {"name", ctx.config.code},
+                   {"url", ctx.public_url + "/repo"},
+                   {"in_boundary", false}});
     Json windows = Json::parse(d.Text(7), nullptr, false);
     Json item = {{"id", d.Int(0)},
                  {"package", d.Text(1)},
@@ -175,11 +200,13 @@ core::Result<Json> BuildPolicy(SiteContext& ctx, std::int64_t client_id) {
   }
   return Json{{"client", client.Text(0)},
               {"site", ctx.config.code},
-              {"poll_interval_s", std::chrono::duration_cast<std::chrono::seconds>(ctx.config.poll_interval).count()},
+              {"poll_interval_s",
+               std::chrono::duration_cast<std::chrono::seconds>(ctx.config.poll_interval).count()},
               {"deployments", deployments}};
 }
 
-void HandlePolicy(SiteContext& ctx, std::int64_t client_id, const http::Request& req, http::Response* resp) {
+void HandlePolicy(SiteContext& ctx, std::int64_t client_id, const http::Request& req,
+                  http::Response* resp) {
   if (ctx.policy_polls) ctx.policy_polls->Inc();
   SeenClient(ctx, client_id);
   std::uint64_t revision = ctx.revision.load();
@@ -223,7 +250,8 @@ core::Result<Json> AgentStatus(SiteContext& ctx, std::int64_t client_id, const J
   const Json* messages = r.Raw("messages");
   const Json* deployments = r.Raw("deployments");
   DEPOT_RETURN_IF_ERROR(r.Finish());
-  DEPOT_ASSIGN_OR_RETURN(auto client, ctx.db->QueryRow("SELECT uid FROM clients WHERE id = ?", {client_id}));
+  DEPOT_ASSIGN_OR_RETURN(auto client,
+                         ctx.db->QueryRow("SELECT uid FROM clients WHERE id = ?", {client_id}));
   std::string uid = client.Text(0);
   Json out = Json::object();
   std::int64_t applied = 0, stale = 0;
@@ -236,10 +264,11 @@ core::Result<Json> AgentStatus(SiteContext& ctx, std::int64_t client_id, const J
   std::vector<Item> items;
   if (deployments != nullptr) {
     if (!deployments->is_array() || deployments->size() > 1000) {
-      return Status::InvalidArgument("agent status: deployments must be a list of at most 1000 items");
+      return Status::InvalidArgument(
+          "agent status: deployments must be a list of at most 1000 items");
     }
-    static const std::set<std::string> kStates = {"waiting", "downloading", "downloaded", "installing",
-                                                   "succeeded", "failed"};
+    static const std::set<std::string> kStates = {"waiting",    "downloading", "downloaded",
+                                                  "installing", "succeeded",   "failed"};
     for (std::size_t i = 0; i < deployments->size(); ++i) {
       ObjectReader ir((*deployments)[i], "deployment report " + std::to_string(i));
       Item it;
@@ -251,34 +280,42 @@ core::Result<Json> AgentStatus(SiteContext& ctx, std::int64_t client_id, const J
       it.detail = ir.String("detail", false, 4096);
       DEPOT_RETURN_IF_ERROR(ir.Finish());
       if (!kStates.count(it.state)) {
-        return Status::InvalidArgument("deployment report " + std::to_string(i) +
-                                       ": state must be waiting, downloading, downloaded, installing, succeeded or failed");
+        return Status::InvalidArgument(
+            "deployment report " + std::to_string(i) +
+            ": state must be waiting, downloading, downloaded, installing, succeeded or failed");
       }
       items.push_back(std::move(it));
     }
   }
   if (messages != nullptr) {
-    DEPOT_ASSIGN_OR_RETURN(Json m, IngestMessages(ctx, "client:" + uid, "agent", "", uid, Json{{"messages", *messages}}));
+    DEPOT_ASSIGN_OR_RETURN(Json m, IngestMessages(ctx, "client:" + uid, "agent", "", uid,
+                                                  Json{{"messages", *messages}}));
     out["messages"] = m;
   }
   if (deployments != nullptr) {
     Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
       applied = stale = 0;
       for (const Item& it : items) {
-        DEPOT_ASSIGN_OR_RETURN(std::int64_t known, tx.QueryInt("SELECT COUNT(*) FROM deployments WHERE id = ?", {it.deployment}));
+        DEPOT_ASSIGN_OR_RETURN(
+            std::int64_t known,
+            tx.QueryInt("SELECT COUNT(*) FROM deployments WHERE id = ?", {it.deployment}));
         if (known == 0) {
           ++stale;
           continue;
         }
         // At least once, in any order: only a newer report replaces an older one.
         DEPOT_ASSIGN_OR_RETURN(
-            std::int64_t n,
-            tx.Exec("INSERT INTO client_deployments (client_id, deployment_id, state, version, exit_code, detail, "
-                    "report_seq, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_id, deployment_id) "
-                    "DO UPDATE SET state = excluded.state, version = excluded.version, exit_code = excluded.exit_code, "
-                    "detail = excluded.detail, report_seq = excluded.report_seq, updated_at = excluded.updated_at "
-                    "WHERE client_deployments.report_seq < excluded.report_seq",
-                    {client_id, it.deployment, it.state, it.version, it.exit_code, it.detail, it.seq, ctx.NowMs()}));
+            std::int64_t n, tx.Exec("INSERT INTO client_deployments (client_id, deployment_id, "
+                                    "state, version, exit_code, detail, "
+                                    "report_seq, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON "
+                                    "CONFLICT (client_id, deployment_id) "
+                                    "DO UPDATE SET state = excluded.state, version = "
+                                    "excluded.version, exit_code = excluded.exit_code, "
+                                    "detail = excluded.detail, report_seq = excluded.report_seq, "
+                                    "updated_at = excluded.updated_at "
+                                    "WHERE client_deployments.report_seq < excluded.report_seq",
+                                    {client_id, it.deployment, it.state, it.version, it.exit_code,
+                                     it.detail, it.seq, ctx.NowMs()}));
         if (n > 0) {
           ++applied;
         } else {

@@ -17,12 +17,14 @@
 namespace depot::site {
 
 // POST /api/v1/agent/enroll (enroll token): a new client and its credential.
-core::Result<Json> Enroll(SiteContext& ctx, const Principal& who, const http::Request& req, const Json& body);
+core::Result<Json> Enroll(SiteContext& ctx, const Principal& who, const http::Request& req,
+                          const Json& body);
 // POST /api/v1/agent/attributes: re-evaluates the client's rule collections on a change.
-core::Result<Json> UpdateAttributes(SiteContext& ctx, std::int64_t client_id, const http::Request& req,
-                                    const Json& body);
+core::Result<Json> UpdateAttributes(SiteContext& ctx, std::int64_t client_id,
+                                    const http::Request& req, const Json& body);
 // GET /api/v1/agent/policy, with ETag and 304.
-void HandlePolicy(SiteContext& ctx, std::int64_t client_id, const http::Request& req, http::Response* resp);
+void HandlePolicy(SiteContext& ctx, std::int64_t client_id, const http::Request& req,
+                  http::Response* resp);
 // POST /api/v1/agent/status: messages (idempotent by sequence) and deployment reports
 // (only a newer report replaces an older one).
 core::Result<Json> AgentStatus(SiteContext& ctx, std::int64_t client_id, const Json& body);

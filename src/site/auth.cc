@@ -16,13 +16,20 @@ constexpr auto kLastUseInterval = std::chrono::seconds(60);
 
 std::string_view TokenKind(Role r) {
   switch (r) {
-    case Role::kAdmin: return "admin";
-    case Role::kOperator: return "operator";
-    case Role::kReadOnly: return "readonly";
-    case Role::kEnroll: return "enroll";
-    case Role::kDp: return "dp";
-    case Role::kAgent: return "agent";
-    default: return "none";
+    case Role::kAdmin:
+      return "admin";
+    case Role::kOperator:
+      return "operator";
+    case Role::kReadOnly:
+      return "readonly";
+    case Role::kEnroll:
+      return "enroll";
+    case Role::kDp:
+      return "dp";
+    case Role::kAgent:
+      return "agent";
+    default:
+      return "none";
   }
 }
 
@@ -30,20 +37,27 @@ std::string_view TokenKind(Role r) {
 
 std::string_view RoleName(Role r) {
   switch (r) {
-    case Role::kAdmin: return "admin";
-    case Role::kOperator: return "operator";
-    case Role::kReadOnly: return "read-only";
-    case Role::kEnroll: return "enroll";
-    case Role::kDp: return "dp";
-    case Role::kAgent: return "agent";
-    default: return "none";
+    case Role::kAdmin:
+      return "admin";
+    case Role::kOperator:
+      return "operator";
+    case Role::kReadOnly:
+      return "read-only";
+    case Role::kEnroll:
+      return "enroll";
+    case Role::kDp:
+      return "dp";
+    case Role::kAgent:
+      return "agent";
+    default:
+      return "none";
   }
 }
 
 bool ParseRole(std::string_view s, Role* out) {
   static const std::pair<std::string_view, Role> kRoles[] = {
-      {"admin", Role::kAdmin}, {"operator", Role::kOperator}, {"read-only", Role::kReadOnly},
-      {"readonly", Role::kReadOnly}, {"enroll", Role::kEnroll}, {"dp", Role::kDp},
+      {"admin", Role::kAdmin},       {"operator", Role::kOperator}, {"read-only", Role::kReadOnly},
+      {"readonly", Role::kReadOnly}, {"enroll", Role::kEnroll},     {"dp", Role::kDp},
       {"agent", Role::kAgent}};
   for (const auto& [name, role] : kRoles) {
     if (s == name) {
@@ -57,10 +71,14 @@ bool ParseRole(std::string_view s, Role* out) {
 bool RoleAllows(Role have, Role need) {
   auto rank = [](Role r) {
     switch (r) {
-      case Role::kAdmin: return 3;
-      case Role::kOperator: return 2;
-      case Role::kReadOnly: return 1;
-      default: return 0;
+      case Role::kAdmin:
+        return 3;
+      case Role::kOperator:
+        return 2;
+      case Role::kReadOnly:
+        return 1;
+      default:
+        return 0;
     }
   };
   if (rank(need) > 0) return rank(have) >= rank(need);
@@ -69,18 +87,16 @@ bool RoleAllows(Role have, Role need) {
 
 core::Result<NewToken> CreateToken(SiteContext& ctx, catalog::Tx& tx, Role role,
                                    const std::string& name, std::int64_t subject_id,
-                                   std::int64_t expires_at_ms,
-                                   std::optional<std::int64_t> uses) {
+                                   std::int64_t expires_at_ms, std::optional<std::int64_t> uses) {
   NewToken t;
   t.secret = "depot_" + std::string(TokenKind(role)) + "_" + core::RandomHex(32);
   DEPOT_ASSIGN_OR_RETURN(
-      t.id, tx.QueryInt("INSERT INTO tokens (kind, name, secret_hash, subject_id, created_at, "
-                        "expires_at, uses_left) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                        {std::string(RoleName(role)), name, core::Sha256::HashHex(t.secret),
-                         subject_id == 0 ? catalog::Value() : catalog::Value(subject_id),
-                         ctx.NowMs(),
-                         expires_at_ms == 0 ? catalog::Value() : catalog::Value(expires_at_ms),
-                         uses}));
+      t.id,
+      tx.QueryInt("INSERT INTO tokens (kind, name, secret_hash, subject_id, created_at, "
+                  "expires_at, uses_left) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                  {std::string(RoleName(role)), name, core::Sha256::HashHex(t.secret),
+                   subject_id == 0 ? catalog::Value() : catalog::Value(subject_id), ctx.NowMs(),
+                   expires_at_ms == 0 ? catalog::Value() : catalog::Value(expires_at_ms), uses}));
   return t;
 }
 
@@ -166,9 +182,10 @@ core::Result<Principal> Authenticate(SiteContext& ctx, const http::Request& req)
 
 Status ConsumeEnrollToken(SiteContext& ctx, catalog::Tx& tx, std::int64_t token_id) {
   DEPOT_ASSIGN_OR_RETURN(
-      auto row, tx.QueryRow("SELECT uses_left, expires_at, revoked_at, name FROM tokens WHERE id = ? "
-                            "AND kind = 'enroll'",
-                            {token_id}));
+      auto row,
+      tx.QueryRow("SELECT uses_left, expires_at, revoked_at, name FROM tokens WHERE id = ? "
+                  "AND kind = 'enroll'",
+                  {token_id}));
   if (!row.IsNull(2)) return Status::PermissionDenied("enrollment token was revoked");
   if (row.OptInt(1).value_or(0) != 0 && ctx.NowMs() >= row.Int(1)) {
     return Status::PermissionDenied("enrollment token `" + row.Text(3) + "` has expired");
@@ -187,9 +204,10 @@ Status ConsumeEnrollToken(SiteContext& ctx, catalog::Tx& tx, std::int64_t token_
 }
 
 Status RevokeToken(SiteContext& ctx, catalog::Tx& tx, std::int64_t token_id) {
-  DEPOT_ASSIGN_OR_RETURN(std::int64_t n,
-                         tx.Exec("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                                 {ctx.NowMs(), token_id}));
+  DEPOT_ASSIGN_OR_RETURN(
+      std::int64_t n,
+      tx.Exec("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+              {ctx.NowMs(), token_id}));
   if (n == 0) {
     return Status::NotFound("no active token with id " + std::to_string(token_id) +
                             " (see `depot token list`)");
@@ -199,9 +217,10 @@ Status RevokeToken(SiteContext& ctx, catalog::Tx& tx, std::int64_t token_id) {
 
 Status RevokeSubjectTokens(SiteContext& ctx, catalog::Tx& tx, Role role, std::int64_t subject_id) {
   return tx
-      .Exec("UPDATE tokens SET revoked_at = ? WHERE kind = ? AND subject_id = ? AND revoked_at "
-            "IS NULL",
-            {ctx.NowMs(), std::string(RoleName(role)), subject_id})
+      .Exec(
+          "UPDATE tokens SET revoked_at = ? WHERE kind = ? AND subject_id = ? AND revoked_at "
+          "IS NULL",
+          {ctx.NowMs(), std::string(RoleName(role)), subject_id})
       .status();
 }
 

@@ -9,8 +9,11 @@ using core::Status;
 
 core::Result<Json> ListClients(SiteContext& ctx) {
   DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
-                         ctx.db->Query("SELECT uid, name, address, enrolled_at, last_seen_at, attributes FROM clients ORDER BY name, uid"));
-  std::int64_t offline_ms = std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.client_offline_after).count();
+                         ctx.db->Query("SELECT uid, name, address, enrolled_at, last_seen_at, "
+                                       "attributes FROM clients ORDER BY name, uid"));
+  std::int64_t offline_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.client_offline_after)
+          .count();
   std::int64_t now = ctx.NowMs();
   Json out = Json::array();
   for (const auto& r : rows) {
@@ -36,21 +39,29 @@ core::Result<Json> ShowClient(SiteContext& ctx, const std::string& ref) {
       },
       catalog::Db::Mode::kRead);
   if (!s.ok()) return s;
-  DEPOT_ASSIGN_OR_RETURN(auto r, ctx.db->QueryRow("SELECT uid, name, address, enrolled_at, last_seen_at, attributes "
-                                                  "FROM clients WHERE id = ?",
-                                                  {id}));
+  DEPOT_ASSIGN_OR_RETURN(
+      auto r, ctx.db->QueryRow("SELECT uid, name, address, enrolled_at, last_seen_at, attributes "
+                               "FROM clients WHERE id = ?",
+                               {id}));
   Json attrs = Json::parse(r.Text(5), nullptr, false);
-  DEPOT_ASSIGN_OR_RETURN(catalog::Rows cols, ctx.db->Query("SELECT c.name FROM collections c JOIN collection_members m ON "
-                                                           "m.collection_id = c.id WHERE m.client_id = ? ORDER BY c.name",
-                                                           {id}));
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows cols,
+      ctx.db->Query("SELECT c.name FROM collections c JOIN collection_members m ON "
+                    "m.collection_id = c.id WHERE m.client_id = ? ORDER BY c.name",
+                    {id}));
   Json collections = Json::array();
   for (const auto& c : cols) collections.push_back(c.Text(0));
-  DEPOT_ASSIGN_OR_RETURN(catalog::Rows reps, ctx.db->Query("SELECT deployment_id, state, version, exit_code, detail, updated_at "
-                                                           "FROM client_deployments WHERE client_id = ? ORDER BY deployment_id",
-                                                           {id}));
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows reps,
+      ctx.db->Query("SELECT deployment_id, state, version, exit_code, detail, updated_at "
+                    "FROM client_deployments WHERE client_id = ? ORDER BY deployment_id",
+                    {id}));
   Json reports = Json::array();
   for (const auto& x : reps) {
-    Json j = {{"deployment", x.Int(0)}, {"state", x.Text(1)}, {"detail", x.Text(4)}, {"updated", FormatMs(x.Int(5))}};
+    Json j = {{"deployment", x.Int(0)},
+              {"state", x.Text(1)},
+              {"detail", x.Text(4)},
+              {"updated", FormatMs(x.Int(5))}};
     if (!x.IsNull(2)) j["version"] = x.Int(2);
     if (!x.IsNull(3)) j["exit_code"] = x.Int(3);
     reports.push_back(std::move(j));

@@ -1,10 +1,10 @@
 #include "site/config.h"
 
-#include "core/toml_config.h"
-
 #include <map>
 #include <set>
 #include <sstream>
+
+#include "core/toml_config.h"
 
 namespace depot::site {
 
@@ -97,9 +97,12 @@ core::Result<SiteConfig> LoadConfig(core::Env* env, const std::string& path) {
   if (c.retry_max < c.retry_base || c.probe_max < c.probe_base) {
     return Status::InvalidArgument(path + ": [distribution] a *_max must not be below its *_base");
   }
-  if (c.timestamp_lifetime < std::chrono::minutes(10) || c.timestamp_lifetime > std::chrono::hours(24 * 30)) {
-    return Status::InvalidArgument(path + ": [signing] timestamp_lifetime must be from 10m to 30d (the snapshot's "
-                                          "lifetime): agents refuse a timestamp older than this");
+  if (c.timestamp_lifetime < std::chrono::minutes(10) ||
+      c.timestamp_lifetime > std::chrono::hours(24 * 30)) {
+    return Status::InvalidArgument(
+        path +
+        ": [signing] timestamp_lifetime must be from 10m to 30d (the snapshot's "
+        "lifetime): agents refuse a timestamp older than this");
   }
   if (c.tls_cert.empty() != c.tls_key.empty()) {
     return Status::InvalidArgument(path + ": [tls] needs both cert and key, or neither");

@@ -52,7 +52,8 @@ TEST(ConfigTest, TyposAndBadValuesAreNamed) {
   s = load("[site]\ncode = \"A\"\n[tls]\ncert = \"c.pem\"\n");
   EXPECT_NE(s.message().find("both cert and key"), std::string::npos) << s.ToString();
   s = load("[site]\ncode = \"A\"\n[signing]\ntimestamp_lifetime = \"1m\"\n");
-  EXPECT_NE(s.message().find("timestamp_lifetime must be from 10m to 30d"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("timestamp_lifetime must be from 10m to 30d"), std::string::npos)
+      << s.ToString();
 }
 
 }  // namespace

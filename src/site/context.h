@@ -40,7 +40,7 @@ struct Principal {
 struct CachedToken {
   Principal principal;
   std::int64_t expires_at_ms = 0;  // 0: never
-  core::MonoTime cached_at;  // ctx.clock->Monotonic()
+  core::MonoTime cached_at;        // ctx.clock->Monotonic()
   core::MonoTime last_use_written;
 };
 
@@ -83,8 +83,8 @@ struct SiteContext {
   std::mutex policy_mu;
   std::unordered_map<std::int64_t, CachedPolicy> policy_cache;  // by client id
 
-  // last_seen_at of DPs and clients and last_used_at of tokens: recorded in memory on every request and
-  // written in one transaction per flush (FlushSeen), not one per poll.
+  // last_seen_at of DPs and clients and last_used_at of tokens: recorded in memory on every request
+  // and written in one transaction per flush (FlushSeen), not one per poll.
   std::mutex seen_mu;
   std::unordered_map<std::int64_t, std::int64_t> dp_seen;      // dp id -> ms
   std::unordered_map<std::int64_t, std::int64_t> client_seen;  // client id -> ms
@@ -101,8 +101,7 @@ struct SiteContext {
   core::Counter* policy_not_modified = nullptr;
 
   std::int64_t NowMs() const {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               clock->Now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::milliseconds>(clock->Now().time_since_epoch())
         .count();
   }
   // Marks every cached policy/assignment stale and wakes long polls.

@@ -18,20 +18,26 @@ core::Result<std::int64_t> ParseWhen(SiteContext& ctx, const std::string& s, con
   if (s.empty() || s == "now") return ctx.NowMs();
   if (s[0] == '+') {
     auto d = core::ParseDuration(s.substr(1));
-    if (d.ok()) return ctx.NowMs() + std::chrono::duration_cast<std::chrono::milliseconds>(*d).count();
+    if (d.ok())
+      return ctx.NowMs() + std::chrono::duration_cast<std::chrono::milliseconds>(*d).count();
   } else {
     auto t = core::ParseUtc(s);
-    if (t.ok()) return std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count();
+    if (t.ok())
+      return std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count();
   }
-  return Status::InvalidArgument(std::string(what) + " `" + s.substr(0, 40) +
-                                 "` must be `now`, a UTC time like 2026-11-24T08:00:00Z, or +DURATION like +2h");
+  return Status::InvalidArgument(
+      std::string(what) + " `" + s.substr(0, 40) +
+      "` must be `now`, a UTC time like 2026-11-24T08:00:00Z, or +DURATION like +2h");
 }
 
 bool ValidTimeZone(const std::string& tz) {
   if (tz == "UTC") return true;
-  if (tz.empty() || tz.size() > 64 || tz.find("..") != std::string::npos || tz[0] == '/') return false;
+  if (tz.empty() || tz.size() > 64 || tz.find("..") != std::string::npos || tz[0] == '/')
+    return false;
   for (char c : tz) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '_' || c == '-' || c == '+')) return false;
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '_' || c == '-' ||
+          c == '+'))
+      return false;
   }
   struct stat st;
   return ::stat(("/usr/share/zoneinfo/" + tz).c_str(), &st) == 0 && S_ISREG(st.st_mode);
@@ -50,21 +56,26 @@ core::Result<Json> ParseWindows(const Json* raw) {
     std::string tz = r.String("tz", false, 64, "UTC");
     DEPOT_RETURN_IF_ERROR(r.Finish());
     int hh = -1, mm = -1;
-    if (start.size() == 5 && start[2] == ':' && std::isdigit(static_cast<unsigned char>(start[0])) &&
-        std::isdigit(static_cast<unsigned char>(start[1])) && std::isdigit(static_cast<unsigned char>(start[3])) &&
+    if (start.size() == 5 && start[2] == ':' &&
+        std::isdigit(static_cast<unsigned char>(start[0])) &&
+        std::isdigit(static_cast<unsigned char>(start[1])) &&
+        std::isdigit(static_cast<unsigned char>(start[3])) &&
         std::isdigit(static_cast<unsigned char>(start[4]))) {
       hh = (start[0] - '0') * 10 + (start[1] - '0');
       mm = (start[3] - '0') * 10 + (start[4] - '0');
     }
     if (hh < 0 || hh > 23 || mm < 0 || mm > 59) {
-      return Status::InvalidArgument("window " + std::to_string(i) + ": start must be HH:MM (24-hour)");
+      return Status::InvalidArgument("window " + std::to_string(i) +
+                                     ": start must be HH:MM (24-hour)");
     }
     auto d = core::ParseDuration(duration);
     if (!d.ok() || *d <= core::Duration::zero() || *d > std::chrono::hours(24)) {
-      return Status::InvalidArgument("window " + std::to_string(i) + ": duration must be like 2h or 90m, at most 24h");
+      return Status::InvalidArgument("window " + std::to_string(i) +
+                                     ": duration must be like 2h or 90m, at most 24h");
     }
     if (!ValidTimeZone(tz)) {
-      return Status::InvalidArgument("window " + std::to_string(i) + ": unknown time zone `" + tz.substr(0, 64) +
+      return Status::InvalidArgument("window " + std::to_string(i) + ": unknown time zone `" +
+                                     tz.substr(0, 64) +
                                      "` (use an IANA name like Europe/Berlin, or UTC)");
     }
     out.push_back({{"start", start},
@@ -75,16 +86,21 @@ core::Result<Json> ParseWindows(const Json* raw) {
 }
 
 // Deployment state counts: clients targeted, and how many reported each state.
-core::Result<Json> DeploymentCounts(SiteContext& ctx, std::int64_t deployment_id, std::int64_t collection_id) {
-  DEPOT_ASSIGN_OR_RETURN(std::int64_t targeted,
-                         ctx.db->QueryInt("SELECT COUNT(*) FROM collection_members WHERE collection_id = ?", {collection_id}));
-  DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
-                         ctx.db->Query("SELECT cd.state, COUNT(*) FROM client_deployments cd JOIN collection_members m "
-                                       "ON m.client_id = cd.client_id AND m.collection_id = ? WHERE cd.deployment_id = ? "
-                                       "GROUP BY cd.state",
-                                       {collection_id, deployment_id}));
-  Json counts = {{"targeted", targeted}, {"waiting", 0},    {"downloading", 0}, {"downloaded", 0},
-                 {"installing", 0},      {"succeeded", 0},  {"failed", 0}};
+core::Result<Json> DeploymentCounts(SiteContext& ctx, std::int64_t deployment_id,
+                                    std::int64_t collection_id) {
+  DEPOT_ASSIGN_OR_RETURN(
+      std::int64_t targeted,
+      ctx.db->QueryInt("SELECT COUNT(*) FROM collection_members WHERE collection_id = ?",
+                       {collection_id}));
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows rows,
+      ctx.db->Query(
+          "SELECT cd.state, COUNT(*) FROM client_deployments cd JOIN collection_members m "
+          "ON m.client_id = cd.client_id AND m.collection_id = ? WHERE cd.deployment_id = ? "
+          "GROUP BY cd.state",
+          {collection_id, deployment_id}));
+  Json counts = {{"targeted", targeted}, {"waiting", 0},   {"downloading", 0}, {"downloaded", 0},
+                 {"installing", 0},      {"succeeded", 0}, {"failed", 0}};
   std::int64_t reported = 0;
   for (const auto& r : rows) {
     std::string state = r.Text(0);
@@ -122,22 +138,30 @@ core::Result<Json> CreateDeployment(SiteContext& ctx, const Json& body) {
   DEPOT_ASSIGN_OR_RETURN(Json windows, ParseWindows(raw_windows));
   std::int64_t id = 0;
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-    auto p = tx.QueryRow("SELECT id FROM packages WHERE name = ? AND deleted_at IS NULL", {package});
-    if (!p.ok()) return p.status().IsNotFound() ? Status::NotFound("no package named " + package) : p.status();
+    auto p =
+        tx.QueryRow("SELECT id FROM packages WHERE name = ? AND deleted_at IS NULL", {package});
+    if (!p.ok())
+      return p.status().IsNotFound() ? Status::NotFound("no package named " + package) : p.status();
     auto c = tx.QueryRow("SELECT id FROM collections WHERE name = ?", {collection});
     if (!c.ok()) {
       return c.status().IsNotFound()
-                 ? Status::NotFound("no collection named " + collection + " (create it with `depot collection create`)")
+                 ? Status::NotFound("no collection named " + collection +
+                                    " (create it with `depot collection create`)")
                  : c.status();
     }
-    auto v = pinned ? tx.QueryRow("SELECT version, programs FROM versions WHERE package_id = ? AND version = ? AND state = 'active'",
-                                  {p->Int(0), *pinned})
-                    : tx.QueryRow("SELECT version, programs FROM versions WHERE package_id = ? AND state = 'active' ORDER BY "
-                                  "version DESC LIMIT 1",
-                                  {p->Int(0)});
+    auto v = pinned ? tx.QueryRow(
+                          "SELECT version, programs FROM versions WHERE package_id = ? AND version "
+                          "= ? AND state = 'active'",
+                          {p->Int(0), *pinned})
+                    : tx.QueryRow(
+                          "SELECT version, programs FROM versions WHERE package_id = ? AND state = "
+                          "'active' ORDER BY "
+                          "version DESC LIMIT 1",
+                          {p->Int(0)});
     if (!v.ok()) {
       if (!v.status().IsNotFound()) return v.status();
-      return pinned ? Status::NotFound("package " + package + " has no active version " + std::to_string(*pinned))
+      return pinned ? Status::NotFound("package " + package + " has no active version " +
+                                       std::to_string(*pinned))
                     : Status::NotFound("package " + package + " has no version yet");
     }
     Json programs = Json::parse(v->Text(1), nullptr, false);
@@ -151,16 +175,23 @@ core::Result<Json> CreateDeployment(SiteContext& ctx, const Json& body) {
       }
     }
     if (!has_program) {
-      return Status::InvalidArgument("package " + package + " version " + std::to_string(v->Int(0)) + " has no program `" +
-                                     program + "`" + (names.empty() ? " (it has no programs)" : " (it has: " + names + ")"));
+      return Status::InvalidArgument(
+          "package " + package + " version " + std::to_string(v->Int(0)) + " has no program `" +
+          program + "`" + (names.empty() ? " (it has no programs)" : " (it has: " + names + ")"));
     }
-    DEPOT_ASSIGN_OR_RETURN(id, tx.QueryInt("INSERT INTO deployments (package_id, pinned_version, program, collection_id, kind, "
-                                           "start_at, deadline_at, windows, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                                           "RETURNING id",
-                                           {p->Int(0), pinned, program, c->Int(0), kind, start_ms, deadline_ms, Dump(windows),
-                                            ctx.NowMs()}));
+    DEPOT_ASSIGN_OR_RETURN(
+        id,
+        tx.QueryInt(
+            "INSERT INTO deployments (package_id, pinned_version, program, collection_id, kind, "
+            "start_at, deadline_at, windows, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "RETURNING id",
+            {p->Int(0), pinned, program, c->Int(0), kind, start_ms, deadline_ms, Dump(windows),
+             ctx.NowMs()}));
     return PostMessage(ctx, tx, core::msg::kDeploymentCreated, {package, {}, {}, {}, id},
-                       {{"deployment", std::to_string(id)}, {"package", package}, {"kind", kind}, {"collection", collection}});
+                       {{"deployment", std::to_string(id)},
+                        {"package", package},
+                        {"kind", kind},
+                        {"collection", collection}});
   });
   if (!s.ok()) return s;
   ctx.Changed();
@@ -168,14 +199,21 @@ core::Result<Json> CreateDeployment(SiteContext& ctx, const Json& body) {
 }
 
 core::Result<Json> ListDeployments(SiteContext& ctx) {
-  DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
-                         ctx.db->Query("SELECT d.id, p.name, d.program, c.name, d.kind, d.start_at, d.deadline_at, "
-                                       "d.cancelled_at, d.collection_id, d.pinned_version FROM deployments d JOIN packages p ON "
-                                       "p.id = d.package_id JOIN collections c ON c.id = d.collection_id ORDER BY d.id"));
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows rows,
+      ctx.db->Query(
+          "SELECT d.id, p.name, d.program, c.name, d.kind, d.start_at, d.deadline_at, "
+          "d.cancelled_at, d.collection_id, d.pinned_version FROM deployments d JOIN packages p ON "
+          "p.id = d.package_id JOIN collections c ON c.id = d.collection_id ORDER BY d.id"));
   Json out = Json::array();
   for (const auto& r : rows) {
-    Json j = {{"id", r.Int(0)}, {"package", r.Text(1)}, {"program", r.Text(2)}, {"collection", r.Text(3)},
-              {"kind", r.Text(4)}, {"start", FormatMs(r.Int(5))}, {"state", r.IsNull(7) ? "active" : "cancelled"}};
+    Json j = {{"id", r.Int(0)},
+              {"package", r.Text(1)},
+              {"program", r.Text(2)},
+              {"collection", r.Text(3)},
+              {"kind", r.Text(4)},
+              {"start", FormatMs(r.Int(5))},
+              {"state", r.IsNull(7) ? "active" : "cancelled"}};
     if (!r.IsNull(6)) j["deadline"] = FormatMs(r.Int(6));
     if (!r.IsNull(9)) j["pinned_version"] = r.Int(9);
     DEPOT_ASSIGN_OR_RETURN(Json counts, DeploymentCounts(ctx, r.Int(0), r.Int(8)));
@@ -186,16 +224,24 @@ core::Result<Json> ListDeployments(SiteContext& ctx) {
 }
 
 core::Result<Json> ShowDeployment(SiteContext& ctx, std::int64_t id) {
-  auto r = ctx.db->QueryRow("SELECT d.id, p.name, d.program, c.name, d.kind, d.start_at, d.deadline_at, d.cancelled_at, "
-                            "d.collection_id, d.pinned_version, d.windows, d.created_at FROM deployments d JOIN packages p ON "
-                            "p.id = d.package_id JOIN collections c ON c.id = d.collection_id WHERE d.id = ?",
-                            {id});
+  auto r = ctx.db->QueryRow(
+      "SELECT d.id, p.name, d.program, c.name, d.kind, d.start_at, d.deadline_at, d.cancelled_at, "
+      "d.collection_id, d.pinned_version, d.windows, d.created_at FROM deployments d JOIN packages "
+      "p ON "
+      "p.id = d.package_id JOIN collections c ON c.id = d.collection_id WHERE d.id = ?",
+      {id});
   if (!r.ok()) {
-    return r.status().IsNotFound() ? Status::NotFound("no deployment " + std::to_string(id) + " (see `depot deployment list`)")
+    return r.status().IsNotFound() ? Status::NotFound("no deployment " + std::to_string(id) +
+                                                      " (see `depot deployment list`)")
                                    : r.status();
   }
-  Json j = {{"id", r->Int(0)}, {"package", r->Text(1)}, {"program", r->Text(2)}, {"collection", r->Text(3)},
-            {"kind", r->Text(4)}, {"start", FormatMs(r->Int(5))}, {"created", FormatMs(r->Int(11))},
+  Json j = {{"id", r->Int(0)},
+            {"package", r->Text(1)},
+            {"program", r->Text(2)},
+            {"collection", r->Text(3)},
+            {"kind", r->Text(4)},
+            {"start", FormatMs(r->Int(5))},
+            {"created", FormatMs(r->Int(11))},
             {"state", r->IsNull(7) ? "active" : "cancelled"}};
   if (!r->IsNull(6)) j["deadline"] = FormatMs(r->Int(6));
   if (!r->IsNull(7)) j["cancelled"] = FormatMs(r->Int(7));
@@ -204,13 +250,18 @@ core::Result<Json> ShowDeployment(SiteContext& ctx, std::int64_t id) {
   j["windows"] = windows.is_discarded() ? Json::array() : windows;
   DEPOT_ASSIGN_OR_RETURN(Json counts, DeploymentCounts(ctx, id, r->Int(8)));
   j["clients"] = counts;
-  DEPOT_ASSIGN_OR_RETURN(catalog::Rows reps, ctx.db->Query("SELECT cl.uid, cl.name, cd.state, cd.version, cd.exit_code, cd.detail, "
-                                                           "cd.updated_at FROM client_deployments cd JOIN clients cl ON cl.id = "
-                                                           "cd.client_id WHERE cd.deployment_id = ? ORDER BY cl.name LIMIT 1000",
-                                                           {id}));
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows reps,
+      ctx.db->Query("SELECT cl.uid, cl.name, cd.state, cd.version, cd.exit_code, cd.detail, "
+                    "cd.updated_at FROM client_deployments cd JOIN clients cl ON cl.id = "
+                    "cd.client_id WHERE cd.deployment_id = ? ORDER BY cl.name LIMIT 1000",
+                    {id}));
   Json reports = Json::array();
   for (const auto& x : reps) {
-    Json rep = {{"client", x.Text(0)}, {"name", x.Text(1)}, {"state", x.Text(2)}, {"detail", x.Text(5)},
+    Json rep = {{"client", x.Text(0)},
+                {"name", x.Text(1)},
+                {"state", x.Text(2)},
+                {"detail", x.Text(5)},
                 {"updated", FormatMs(x.Int(6))}};
     if (!x.IsNull(3)) rep["version"] = x.Int(3);
     if (!x.IsNull(4)) rep["exit_code"] = x.Int(4);
@@ -222,14 +273,19 @@ core::Result<Json> ShowDeployment(SiteContext& ctx, std::int64_t id) {
 
 core::Result<Json> CancelDeployment(SiteContext& ctx, std::int64_t id) {
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-    DEPOT_ASSIGN_OR_RETURN(std::int64_t n, tx.Exec("UPDATE deployments SET cancelled_at = ? WHERE id = ? AND cancelled_at IS NULL",
-                                                   {ctx.NowMs(), id}));
+    DEPOT_ASSIGN_OR_RETURN(
+        std::int64_t n,
+        tx.Exec("UPDATE deployments SET cancelled_at = ? WHERE id = ? AND cancelled_at IS NULL",
+                {ctx.NowMs(), id}));
     if (n == 0) {
-      DEPOT_ASSIGN_OR_RETURN(std::int64_t exists, tx.QueryInt("SELECT COUNT(*) FROM deployments WHERE id = ?", {id}));
-      return exists ? Status::InvalidArgument("deployment " + std::to_string(id) + " is already cancelled")
+      DEPOT_ASSIGN_OR_RETURN(std::int64_t exists,
+                             tx.QueryInt("SELECT COUNT(*) FROM deployments WHERE id = ?", {id}));
+      return exists ? Status::InvalidArgument("deployment " + std::to_string(id) +
+                                              " is already cancelled")
                     : Status::NotFound("no deployment " + std::to_string(id));
     }
-    return PostMessage(ctx, tx, core::msg::kDeploymentCancelled, {{}, {}, {}, {}, id}, {{"deployment", std::to_string(id)}});
+    return PostMessage(ctx, tx, core::msg::kDeploymentCancelled, {{}, {}, {}, {}, id},
+                       {{"deployment", std::to_string(id)}});
   });
   if (!s.ok()) return s;
   ctx.Changed();

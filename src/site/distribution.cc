@@ -114,7 +114,8 @@ core::Result<Json> AddDp(SiteContext& ctx, const Json& body) {
       DEPOT_RETURN_IF_ERROR(
           tx.Exec("INSERT INTO dp_boundaries (dp_id, cidr) VALUES (?, ?)", {dp_id, c}).status());
     }
-    DEPOT_ASSIGN_OR_RETURN(token, CreateToken(ctx, tx, Role::kDp, "dp " + name, dp_id, 0, std::nullopt));
+    DEPOT_ASSIGN_OR_RETURN(token,
+                           CreateToken(ctx, tx, Role::kDp, "dp " + name, dp_id, 0, std::nullopt));
     // Packages already distributed to its groups come to it now.
     DEPOT_ASSIGN_OR_RETURN(catalog::Rows pkgs,
                            tx.Query("SELECT DISTINCT x.package_id FROM distributions x JOIN "
@@ -127,7 +128,10 @@ core::Result<Json> AddDp(SiteContext& ctx, const Json& body) {
   });
   if (!s.ok()) return s;
   ctx.Changed();
-  return Json{{"name", name}, {"url", url}, {"token", token.secret}, {"groups", groups},
+  return Json{{"name", name},
+              {"url", url},
+              {"token", token.secret},
+              {"groups", groups},
               {"boundaries", cidrs}};
 }
 
@@ -136,16 +140,20 @@ core::Result<Json> RemoveDp(SiteContext& ctx, const std::string& name) {
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
     auto row = tx.QueryRow("SELECT id FROM dps WHERE name = ?", {name});
     if (!row.ok()) {
-      if (row.status().IsNotFound()) return Status::NotFound("no DP named " + name + " (see `depot dp list`)");
+      if (row.status().IsNotFound())
+        return Status::NotFound("no DP named " + name + " (see `depot dp list`)");
       return row.status();
     }
     std::int64_t id = row->Int(0);
-    DEPOT_ASSIGN_OR_RETURN(records, tx.QueryInt("SELECT COUNT(*) FROM dp_records WHERE dp_id = ?", {id}));
+    DEPOT_ASSIGN_OR_RETURN(records,
+                           tx.QueryInt("SELECT COUNT(*) FROM dp_records WHERE dp_id = ?", {id}));
     // Its records, groups and boundaries go with it (ON DELETE CASCADE): every retry,
     // probe and policy mention of this DP ends with this commit.
     DEPOT_RETURN_IF_ERROR(RevokeSubjectTokens(ctx, tx, Role::kDp, id));
     DEPOT_RETURN_IF_ERROR(tx.Exec("DELETE FROM dps WHERE id = ?", {id}).status());
-    DEPOT_RETURN_IF_ERROR(tx.Exec("DELETE FROM distributions WHERE target_kind = 'dp' AND target = ?", {name}).status());
+    DEPOT_RETURN_IF_ERROR(
+        tx.Exec("DELETE FROM distributions WHERE target_kind = 'dp' AND target = ?", {name})
+            .status());
     return PostMessage(ctx, tx, core::msg::kDpRemoved, {{}, {}, name, {}, {}}, {{"dp", name}});
   });
   if (!s.ok()) return s;
@@ -173,10 +181,13 @@ constexpr const char* kDpColumns =
 }  // namespace
 
 core::Result<Json> ListDps(SiteContext& ctx) {
-  DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows, ctx.db->Query(std::string(kDpColumns) + " ORDER BY name"));
-  DEPOT_ASSIGN_OR_RETURN(catalog::Rows groups, ctx.db->Query("SELECT dp_id, name FROM dp_groups ORDER BY name"));
-  DEPOT_ASSIGN_OR_RETURN(catalog::Rows counts,
-                         ctx.db->Query("SELECT dp_id, state, COUNT(*) FROM dp_records GROUP BY dp_id, state"));
+  DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
+                         ctx.db->Query(std::string(kDpColumns) + " ORDER BY name"));
+  DEPOT_ASSIGN_OR_RETURN(catalog::Rows groups,
+                         ctx.db->Query("SELECT dp_id, name FROM dp_groups ORDER BY name"));
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows counts,
+      ctx.db->Query("SELECT dp_id, state, COUNT(*) FROM dp_records GROUP BY dp_id, state"));
   Json out = Json::array();
   for (const auto& r : rows) {
     Json j = DpSummary(r);
@@ -196,12 +207,15 @@ core::Result<Json> ListDps(SiteContext& ctx) {
 }
 
 core::Result<Json> DpsNotReady(SiteContext& ctx) {
-  DEPOT_ASSIGN_OR_RETURN(catalog::Rows dps, ctx.db->Query("SELECT id, name, created_at, last_seen_at, probe_attempts, "
-                                                          "probe_error FROM dps ORDER BY name"));
+  DEPOT_ASSIGN_OR_RETURN(catalog::Rows dps,
+                         ctx.db->Query("SELECT id, name, created_at, last_seen_at, probe_attempts, "
+                                       "probe_error FROM dps ORDER BY name"));
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows recs,
-      ctx.db->Query("SELECT r.dp_id, p.name, v.version, r.state, COALESCE(r.state_since, r.updated_at), r.last_error, "
-                    "r.verify_reason FROM dp_records r JOIN versions v ON v.id = r.version_id JOIN packages p ON p.id = "
+      ctx.db->Query("SELECT r.dp_id, p.name, v.version, r.state, COALESCE(r.state_since, "
+                    "r.updated_at), r.last_error, "
+                    "r.verify_reason FROM dp_records r JOIN versions v ON v.id = r.version_id JOIN "
+                    "packages p ON p.id = "
                     "v.package_id WHERE r.state != 'ready' ORDER BY r.dp_id, p.name, v.version"));
   // Worst first: what an operator must act on before what will resolve itself.
   auto rank = [](const std::string& s) {
@@ -215,13 +229,16 @@ core::Result<Json> DpsNotReady(SiteContext& ctx) {
     std::int64_t since = 0;
     for (const auto& r : recs) {
       if (r.Int(0) != d.Int(0)) continue;
-      std::string s = r.Text(3) == "failed" ? "failed" : r.Text(3) == "verifying" ? "withheld" : "behind";
+      std::string s = r.Text(3) == "failed"      ? "failed"
+                      : r.Text(3) == "verifying" ? "withheld"
+                                                 : "behind";
       if (state.empty() || rank(s) < rank(state)) {
         state = s;
         detail = !r.IsNull(5) ? r.Text(5) : !r.IsNull(6) ? r.Text(6) : std::string();
       }
       if (since == 0 || r.Int(4) < since) since = r.Int(4);
-      if (versions.size() < 20) versions.push_back({{"package", r.Text(1)}, {"version", r.Int(2)}, {"state", r.Text(3)}});
+      if (versions.size() < 20)
+        versions.push_back({{"package", r.Text(1)}, {"version", r.Int(2)}, {"state", r.Text(3)}});
     }
     if (d.Int(4) > 0) {
       state = "unreachable";
@@ -244,13 +261,18 @@ core::Result<Json> DpsNotReady(SiteContext& ctx) {
 core::Result<Json> ShowDp(SiteContext& ctx, const std::string& name) {
   auto row = ctx.db->QueryRow(std::string(kDpColumns) + " WHERE name = ?", {name});
   if (!row.ok()) {
-    if (row.status().IsNotFound()) return Status::NotFound("no DP named " + name + " (see `depot dp list`)");
+    if (row.status().IsNotFound())
+      return Status::NotFound("no DP named " + name + " (see `depot dp list`)");
     return row.status();
   }
   std::int64_t id = row->Int(0);
   Json j = DpSummary(*row);
-  DEPOT_ASSIGN_OR_RETURN(catalog::Rows groups, ctx.db->Query("SELECT name FROM dp_groups WHERE dp_id = ? ORDER BY name", {id}));
-  DEPOT_ASSIGN_OR_RETURN(catalog::Rows bounds, ctx.db->Query("SELECT cidr FROM dp_boundaries WHERE dp_id = ? ORDER BY cidr", {id}));
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows groups,
+      ctx.db->Query("SELECT name FROM dp_groups WHERE dp_id = ? ORDER BY name", {id}));
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows bounds,
+      ctx.db->Query("SELECT cidr FROM dp_boundaries WHERE dp_id = ? ORDER BY cidr", {id}));
   Json g = Json::array(), b = Json::array();
   for (const auto& x : groups) g.push_back(x.Text(0));
   for (const auto& x : bounds) b.push_back(x.Text(0));
@@ -258,16 +280,17 @@ core::Result<Json> ShowDp(SiteContext& ctx, const std::string& name) {
   j["boundaries"] = b;
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows recs,
-      ctx.db->Query("SELECT p.name, v.version, r.state, r.attempts, r.next_retry_at, r.last_error, "
-                    "r.bytes_done, r.bytes_total, r.updated_at, COALESCE(r.state_since, r.updated_at), "
-                    "r.verify_reason FROM dp_records r JOIN versions v "
-                    "ON v.id = r.version_id JOIN packages p ON p.id = v.package_id WHERE r.dp_id "
-                    "= ? ORDER BY p.name, v.version",
-                    {id}));
+      ctx.db->Query(
+          "SELECT p.name, v.version, r.state, r.attempts, r.next_retry_at, r.last_error, "
+          "r.bytes_done, r.bytes_total, r.updated_at, COALESCE(r.state_since, r.updated_at), "
+          "r.verify_reason FROM dp_records r JOIN versions v "
+          "ON v.id = r.version_id JOIN packages p ON p.id = v.package_id WHERE r.dp_id "
+          "= ? ORDER BY p.name, v.version",
+          {id}));
   Json versions = Json::array();
   for (const auto& r : recs) {
-    Json v = {{"package", r.Text(0)},   {"version", r.Int(1)},    {"state", r.Text(2)},
-              {"attempts", r.Int(3)},   {"bytes_done", r.Int(6)}, {"bytes_total", r.Int(7)},
+    Json v = {{"package", r.Text(0)},         {"version", r.Int(1)},    {"state", r.Text(2)},
+              {"attempts", r.Int(3)},         {"bytes_done", r.Int(6)}, {"bytes_total", r.Int(7)},
               {"updated", FormatMs(r.Int(8))}};
     if (!r.IsNull(4)) v["next_retry"] = FormatMs(r.Int(4));
     if (!r.IsNull(5)) v["last_error"] = r.Text(5);
@@ -289,7 +312,8 @@ core::Result<Json> Distribute(SiteContext& ctx, const Json& body) {
   Json changed = Json::array();
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
     changed = Json::array();
-    auto pkg = tx.QueryRow("SELECT id FROM packages WHERE name = ? AND deleted_at IS NULL", {package});
+    auto pkg =
+        tx.QueryRow("SELECT id FROM packages WHERE name = ? AND deleted_at IS NULL", {package});
     if (!pkg.ok()) {
       if (pkg.status().IsNotFound()) return Status::NotFound("no package named " + package);
       return pkg.status();
@@ -306,39 +330,48 @@ core::Result<Json> Distribute(SiteContext& ctx, const Json& body) {
       } else {
         name = t;
       }
-      DEPOT_ASSIGN_OR_RETURN(std::int64_t is_dp, tx.QueryInt("SELECT COUNT(*) FROM dps WHERE name = ?", {name}));
-      DEPOT_ASSIGN_OR_RETURN(std::int64_t is_group, tx.QueryInt("SELECT COUNT(*) FROM dp_groups WHERE name = ?", {name}));
+      DEPOT_ASSIGN_OR_RETURN(std::int64_t is_dp,
+                             tx.QueryInt("SELECT COUNT(*) FROM dps WHERE name = ?", {name}));
+      DEPOT_ASSIGN_OR_RETURN(std::int64_t is_group,
+                             tx.QueryInt("SELECT COUNT(*) FROM dp_groups WHERE name = ?", {name}));
       if (kind.empty()) {
         if (is_dp > 0) {
           kind = "dp";
         } else if (is_group > 0) {
           kind = "group";
         } else if (!remove) {
-          return Status::NotFound("no DP or DP group named " + name +
-                                  " (use group:" + name + " to assign to a group before it has DPs)");
+          return Status::NotFound("no DP or DP group named " + name + " (use group:" + name +
+                                  " to assign to a group before it has DPs)");
         } else {
           kind = "dp";
         }
       }
       if (kind == "dp" && is_dp == 0 && !remove) return Status::NotFound("no DP named " + name);
       if (!store::ValidatePackageName(name).ok()) {
-        return Status::InvalidArgument("`" + name.substr(0, 80) + "` is not a valid DP or group name");
+        return Status::InvalidArgument("`" + name.substr(0, 80) +
+                                       "` is not a valid DP or group name");
       }
       std::string target = kind + ":" + name;
       if (remove) {
-        DEPOT_ASSIGN_OR_RETURN(std::int64_t n,
-                               tx.Exec("DELETE FROM distributions WHERE package_id = ? AND target_kind = ? AND target = ?",
-                                       {package_id, kind, name}));
+        DEPOT_ASSIGN_OR_RETURN(
+            std::int64_t n,
+            tx.Exec(
+                "DELETE FROM distributions WHERE package_id = ? AND target_kind = ? AND target = ?",
+                {package_id, kind, name}));
         if (n == 0) return Status::NotFound("package " + package + " is not assigned to " + target);
-        DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kUnassigned, {package, {}, kind == "dp" ? name : "", {}, {}},
+        DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kUnassigned,
+                                          {package, {}, kind == "dp" ? name : "", {}, {}},
                                           {{"package", package}, {"target", target}}));
       } else {
-        DEPOT_ASSIGN_OR_RETURN(std::int64_t n,
-                               tx.Exec("INSERT INTO distributions (package_id, target_kind, target, created_at) VALUES "
-                                       "(?, ?, ?, ?) ON CONFLICT (package_id, target_kind, target) DO NOTHING",
-                                       {package_id, kind, name, ctx.NowMs()}));
+        DEPOT_ASSIGN_OR_RETURN(
+            std::int64_t n,
+            tx.Exec(
+                "INSERT INTO distributions (package_id, target_kind, target, created_at) VALUES "
+                "(?, ?, ?, ?) ON CONFLICT (package_id, target_kind, target) DO NOTHING",
+                {package_id, kind, name, ctx.NowMs()}));
         if (n > 0) {
-          DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kAssigned, {package, {}, kind == "dp" ? name : "", {}, {}},
+          DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kAssigned,
+                                            {package, {}, kind == "dp" ? name : "", {}, {}},
                                             {{"package", package}, {"target", target}}));
         }
       }
@@ -354,13 +387,17 @@ core::Result<Json> Distribute(SiteContext& ctx, const Json& body) {
 core::Result<Json> VersionCoverage(SiteContext& ctx, std::int64_t version_id) {
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows rows,
-      ctx.db->Query("SELECT d.name, r.state, r.attempts, r.bytes_done, r.bytes_total, r.last_error "
-                    "FROM dp_records r JOIN dps d ON d.id = r.dp_id WHERE r.version_id = ? ORDER BY d.name",
-                    {version_id}));
+      ctx.db->Query(
+          "SELECT d.name, r.state, r.attempts, r.bytes_done, r.bytes_total, r.last_error "
+          "FROM dp_records r JOIN dps d ON d.id = r.dp_id WHERE r.version_id = ? ORDER BY d.name",
+          {version_id}));
   Json out = Json::array();
   for (const auto& r : rows) {
-    Json j = {{"dp", r.Text(0)}, {"state", r.Text(1)}, {"attempts", r.Int(2)},
-              {"bytes_done", r.Int(3)}, {"bytes_total", r.Int(4)}};
+    Json j = {{"dp", r.Text(0)},
+              {"state", r.Text(1)},
+              {"attempts", r.Int(2)},
+              {"bytes_done", r.Int(3)},
+              {"bytes_total", r.Int(4)}};
     if (!r.IsNull(5)) j["last_error"] = r.Text(5);
     out.push_back(std::move(j));
   }
@@ -369,7 +406,8 @@ core::Result<Json> VersionCoverage(SiteContext& ctx, std::int64_t version_id) {
 
 core::Result<Json> DistributionTargets(SiteContext& ctx, std::int64_t package_id) {
   DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
-                         ctx.db->Query("SELECT target_kind, target FROM distributions WHERE package_id = ? ORDER BY target_kind, target",
+                         ctx.db->Query("SELECT target_kind, target FROM distributions WHERE "
+                                       "package_id = ? ORDER BY target_kind, target",
                                        {package_id}));
   Json out = Json::array();
   for (const auto& r : rows) out.push_back({{"kind", r.Text(0)}, {"name", r.Text(1)}});
@@ -388,7 +426,8 @@ core::Result<Json> Assignment(SiteContext& ctx, std::int64_t dp_id) {
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows rows,
       ctx.db->Query("SELECT p.name, p.uid, v.version, v.manifest_id, v.manifest_bytes, v.bytes, "
-                    "r.state, r.attempts, r.next_retry_at, r.verify_seq, r.verify_chunks FROM dp_records r JOIN "
+                    "r.state, r.attempts, r.next_retry_at, r.verify_seq, r.verify_chunks FROM "
+                    "dp_records r JOIN "
                     "versions v ON "
                     "v.id = r.version_id JOIN packages p ON p.id = v.package_id WHERE r.dp_id = ? "
                     "ORDER BY p.name, v.version",
@@ -406,7 +445,8 @@ core::Result<Json> Assignment(SiteContext& ctx, std::int64_t dp_id) {
               {"attempts", r.Int(7)}};
     // A failed version (or a failed re-verification) is retried no earlier than this
     // (its own backoff).
-    if ((r.Text(6) == "failed" || r.Text(6) == "verifying") && !r.IsNull(8)) v["retry_at_ms"] = r.Int(8);
+    if ((r.Text(6) == "failed" || r.Text(6) == "verifying") && !r.IsNull(8))
+      v["retry_at_ms"] = r.Int(8);
     // An agent found this copy stale or bad: re-verify it (these chunks first), repair
     // it, and answer with a ready report that names `seq` (docs/api.md).
     if (r.Text(6) == "verifying") {
@@ -424,7 +464,8 @@ core::Result<Json> Assignment(SiteContext& ctx, std::int64_t dp_id) {
 
 }  // namespace
 
-void HandleAssignment(SiteContext& ctx, std::int64_t dp_id, http::Request& req, http::Response* resp) {
+void HandleAssignment(SiteContext& ctx, std::int64_t dp_id, http::Request& req,
+                      http::Response* resp) {
   // Read the topic sequence before the state, so no change can slip in between.
   std::uint64_t seq = ctx.server != nullptr ? ctx.server->Sequence("assignments") : 0;
   // Only the DP's own request is a sign of life: a poll the site has parked is called
@@ -439,14 +480,15 @@ void HandleAssignment(SiteContext& ctx, std::int64_t dp_id, http::Request& req, 
   const std::string* inm = req.GetHeader("if-none-match");
   if (inm != nullptr && *inm == etag) {
     std::int64_t wait_s = 30;
-    if (auto w = req.QueryParam("wait")) wait_s = std::clamp<std::int64_t>(catalog::Value(*w).AsInt(), 0, 120);
-    auto left = std::chrono::seconds(wait_s) -
-                std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::steady_clock::now() - req.received);
+    if (auto w = req.QueryParam("wait"))
+      wait_s = std::clamp<std::int64_t>(catalog::Value(*w).AsInt(), 0, 120);
+    auto left =
+        std::chrono::seconds(wait_s) - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           std::chrono::steady_clock::now() - req.received);
     if (left > std::chrono::milliseconds(0) && !req.poll_timed_out && ctx.server != nullptr) {
       // First look, or woken by a change elsewhere: park (again) until one here.
-      resp->wait = http::Response::Wait{"assignments", seq,
-                                        std::chrono::duration_cast<std::chrono::milliseconds>(left)};
+      resp->wait = http::Response::Wait{
+          "assignments", seq, std::chrono::duration_cast<std::chrono::milliseconds>(left)};
       return;
     }
     resp->status = 304;
@@ -468,24 +510,27 @@ void FlushSeen(SiteContext& ctx) {
   if (dps.empty() && clients.empty() && tokens.empty()) return;
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
     for (const auto& [id, ms] : dps) {
-      DEPOT_ASSIGN_OR_RETURN(auto row, tx.QueryRow("SELECT name, probe_attempts FROM dps WHERE id = ?", {id}));
-      DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dps SET last_seen_at = ?, probe_attempts = 0, next_probe_at = NULL, "
-                                    "probe_error = NULL WHERE id = ?",
-                                    {ms, id})
-                                .status());
+      DEPOT_ASSIGN_OR_RETURN(
+          auto row, tx.QueryRow("SELECT name, probe_attempts FROM dps WHERE id = ?", {id}));
+      DEPOT_RETURN_IF_ERROR(
+          tx.Exec("UPDATE dps SET last_seen_at = ?, probe_attempts = 0, next_probe_at = NULL, "
+                  "probe_error = NULL WHERE id = ?",
+                  {ms, id})
+              .status());
       if (row.Int(1) > 0) {  // it was being probed: it is back
-        DEPOT_RETURN_IF_ERROR(
-            PostMessage(ctx, tx, core::msg::kDpReachable, {{}, {}, row.Text(0), {}, {}}, {{"dp", row.Text(0)}}));
+        DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kDpReachable,
+                                          {{}, {}, row.Text(0), {}, {}}, {{"dp", row.Text(0)}}));
       }
     }
     for (const auto& [id, ms] : clients) {
-      DEPOT_RETURN_IF_ERROR(
-          tx.Exec("UPDATE clients SET last_seen_at = ? WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)",
-                  {ms, id, ms})
-              .status());
+      DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE clients SET last_seen_at = ? WHERE id = ? AND "
+                                    "(last_seen_at IS NULL OR last_seen_at < ?)",
+                                    {ms, id, ms})
+                                .status());
     }
     for (const auto& [id, ms] : tokens) {
-      DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE tokens SET last_used_at = ? WHERE id = ?", {ms, id}).status());
+      DEPOT_RETURN_IF_ERROR(
+          tx.Exec("UPDATE tokens SET last_used_at = ? WHERE id = ?", {ms, id}).status());
     }
     return Status::Ok();
   });
@@ -508,8 +553,9 @@ void ProbeDps(SiteContext& ctx) {
     std::int64_t id = r.Int(0);
     std::string name = r.Text(1), url = r.Text(2);
     http::ClientOptions opts;
-    const long timeout_s = std::max<long>(1, static_cast<long>(
-        std::chrono::duration_cast<std::chrono::seconds>(ctx.config.probe_timeout).count()));
+    const long timeout_s = std::max<long>(
+        1, static_cast<long>(
+               std::chrono::duration_cast<std::chrono::seconds>(ctx.config.probe_timeout).count()));
     opts.connect_timeout_s = std::min<long>(5, timeout_s);
     opts.timeout_s = timeout_s;
     opts.max_response_bytes = 4096;
@@ -527,29 +573,34 @@ void ProbeDps(SiteContext& ctx) {
       }
     }
     std::int64_t attempts = r.Int(4);
-    ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-         std::int64_t t = ctx.NowMs();
-         if (error.empty()) {
-           // Reachable but silent (a wrong token, a stopped sync loop): check again
-           // after the offline period, without counting it as a failed attempt.
-           return tx.Exec("UPDATE dps SET next_probe_at = ?, probe_error = ? WHERE id = ?",
-                          {t + offline_ms, "answers /healthz but does not poll its assignment", id})
-               .status();
-         }
-         std::int64_t n = attempts + 1;
-         std::int64_t next = t + core::ToMillis(core::BackoffDelay({ctx.config.probe_base, ctx.config.probe_max}, n));
-         DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dps SET probe_attempts = ?, next_probe_at = ?, probe_error = ? WHERE id = ?",
-                                       {n, next, error, id})
-                                   .status());
-         return PostMessage(ctx, tx, core::msg::kDpUnreachable, {{}, {}, name, {}, {}},
-                            {{"dp", name},
-                             {"url", url},
-                             {"error", error},
-                             {"last_seen", r.IsNull(3) ? "never" : FormatMs(r.Int(3))},
-                             {"silence", r.IsNull(3) ? "has never polled its assignment"
-                                                     : "has not polled since " + FormatMs(r.Int(3))}},
-                            "dp-unreachable:" + std::to_string(id));
-       })
+    ctx.db
+        ->Transaction([&](catalog::Tx& tx) -> Status {
+          std::int64_t t = ctx.NowMs();
+          if (error.empty()) {
+            // Reachable but silent (a wrong token, a stopped sync loop): check again
+            // after the offline period, without counting it as a failed attempt.
+            return tx
+                .Exec("UPDATE dps SET next_probe_at = ?, probe_error = ? WHERE id = ?",
+                      {t + offline_ms, "answers /healthz but does not poll its assignment", id})
+                .status();
+          }
+          std::int64_t n = attempts + 1;
+          std::int64_t next = t + core::ToMillis(core::BackoffDelay(
+                                      {ctx.config.probe_base, ctx.config.probe_max}, n));
+          DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE dps SET probe_attempts = ?, next_probe_at = ?, "
+                                        "probe_error = ? WHERE id = ?",
+                                        {n, next, error, id})
+                                    .status());
+          return PostMessage(
+              ctx, tx, core::msg::kDpUnreachable, {{}, {}, name, {}, {}},
+              {{"dp", name},
+               {"url", url},
+               {"error", error},
+               {"last_seen", r.IsNull(3) ? "never" : FormatMs(r.Int(3))},
+               {"silence", r.IsNull(3) ? "has never polled its assignment"
+                                       : "has not polled since " + FormatMs(r.Int(3))}},
+              "dp-unreachable:" + std::to_string(id));
+        })
         .IgnoreError();
     if (!error.empty()) {
       core::Log(core::LogLevel::kWarn, "site.dp_unreachable",

@@ -53,8 +53,9 @@ core::Result<Json> DpReport(SiteContext& ctx, std::int64_t dp_id, const Json& bo
 // re-verify it, the chunks named in `chunks` (comma-separated ids) first -- provided
 // the reporting client is targeted by a live deployment of the package (a client
 // cannot steer what it is not given). Sets *changed when a record changed.
-core::Status OnAgentReport(SiteContext& ctx, catalog::Tx& tx, const std::string& client_uid, int code,
-                           const std::string& package, std::optional<std::int64_t> version,
+core::Status OnAgentReport(SiteContext& ctx, catalog::Tx& tx, const std::string& client_uid,
+                           int code, const std::string& package,
+                           std::optional<std::int64_t> version,
                            const std::map<std::string, std::string>& params, bool* changed);
 
 }  // namespace depot::site

@@ -26,9 +26,11 @@ Attributes LoadAttributes(const std::string& text);
 // Re-evaluates every rule collection for one client, in `tx`.
 core::Status EvaluateClient(catalog::Tx& tx, std::int64_t client_id, const Attributes& attrs);
 // Re-evaluates one rule against every client, in `tx`; returns the member count.
-core::Result<std::int64_t> EvaluateRule(catalog::Tx& tx, std::int64_t collection_id, const Rule& rule);
+core::Result<std::int64_t> EvaluateRule(catalog::Tx& tx, std::int64_t collection_id,
+                                        const Rule& rule);
 // Resolves client uids or names to ids; NotFound for an unknown one, InvalidArgument
 // for a name several clients share (listing their ids).
-core::Result<std::vector<std::int64_t>> ResolveClients(catalog::Tx& tx, const std::vector<std::string>& refs);
+core::Result<std::vector<std::int64_t>> ResolveClients(catalog::Tx& tx,
+                                                       const std::vector<std::string>& refs);
 
 }  // namespace depot::site

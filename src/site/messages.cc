@@ -51,20 +51,20 @@ Status Insert(catalog::Tx& tx, int code, const core::MessageSpec& spec, const st
     sql += " ON CONFLICT (source, source_seq) DO NOTHING";
   }
   return tx
-      .Exec(sql, {code, std::string(core::SeverityName(spec.severity)), std::string(spec.component),
-                  source, seq, dedup, at, at, opt_text(subject.package), subject.version,
-                  opt_text(subject.dp), opt_text(subject.client), subject.deployment, params_json,
-                  text})
+      .Exec(sql,
+            {code, std::string(core::SeverityName(spec.severity)), std::string(spec.component),
+             source, seq, dedup, at, at, opt_text(subject.package), subject.version,
+             opt_text(subject.dp), opt_text(subject.client), subject.deployment, params_json, text})
       .status();
 }
 
 }  // namespace
 
 Status PostMessage(SiteContext& ctx, catalog::Tx& tx, int code, const MessageSubject& subject,
-                   const std::map<std::string, std::string>& params,
-                   const std::string& dedup_key) {
+                   const std::map<std::string, std::string>& params, const std::string& dedup_key) {
   const core::MessageSpec* spec = core::FindMessage(code);
-  if (spec == nullptr) return Status::InvalidArgument("internal: unknown message " + std::to_string(code));
+  if (spec == nullptr)
+    return Status::InvalidArgument("internal: unknown message " + std::to_string(code));
   return Insert(tx, code, *spec, "site", std::nullopt, dedup_key, ctx.NowMs(), subject, params);
 }
 
@@ -106,7 +106,8 @@ core::Result<Json> IngestMessages(SiteContext& ctx, const std::string& source,
                                        ": params must be an object of at most 32 strings");
       }
       for (auto p = params->begin(); p != params->end(); ++p) {
-        if (!p->is_string() || p.key().size() > 64 || p->get_ref<const std::string&>().size() > 4096) {
+        if (!p->is_string() || p.key().size() > 64 ||
+            p->get_ref<const std::string&>().size() > 4096) {
           return Status::InvalidArgument("message " + std::to_string(i) + ": param `" + p.key() +
                                          "` must be a string of at most 4096 bytes");
         }
@@ -158,8 +159,9 @@ core::Result<Json> IngestMessages(SiteContext& ctx, const std::string& source,
                                    it.at, it.subject, it.params));
       ++accepted;
       if (component == "agent") {
-        DEPOT_RETURN_IF_ERROR(OnAgentReport(ctx, tx, client_uid, static_cast<int>(it.code), it.subject.package,
-                                            it.subject.version, it.params, &changed));
+        DEPOT_RETURN_IF_ERROR(OnAgentReport(ctx, tx, client_uid, static_cast<int>(it.code),
+                                            it.subject.package, it.subject.version, it.params,
+                                            &changed));
       }
     }
     if (ahead_ms > 0) {
@@ -167,8 +169,9 @@ core::Result<Json> IngestMessages(SiteContext& ctx, const std::string& source,
       MessageSubject who{{}, {}, dp_name, client_uid, {}};
       std::string sender = !dp_name.empty() ? "DP " + dp_name : "client " + client_uid;
       const core::MessageSpec* spec = core::FindMessage(core::msg::kClockAhead);
-      DEPOT_RETURN_IF_ERROR(Insert(tx, core::msg::kClockAhead, *spec, "site", std::nullopt, "clock-ahead:" + source,
-                                   now, who, {{"sender", sender}, {"ahead", Span(ahead_ms)}}));
+      DEPOT_RETURN_IF_ERROR(Insert(tx, core::msg::kClockAhead, *spec, "site", std::nullopt,
+                                   "clock-ahead:" + source, now, who,
+                                   {{"sender", sender}, {"ahead", Span(ahead_ms)}}));
     }
     return Status::Ok();
   });
@@ -190,8 +193,9 @@ core::Result<Json> QueryMessages(SiteContext& ctx, const http::Request& req) {
     } else {
       auto d = core::ParseDuration(*since);
       if (!d.ok()) {
-        return Status::InvalidArgument("since must be a time like 2026-11-22T03:04:05Z or a "
-                                       "duration like 15m (meaning: that long ago)");
+        return Status::InvalidArgument(
+            "since must be a time like 2026-11-22T03:04:05Z or a "
+            "duration like 15m (meaning: that long ago)");
       }
       ms = ctx.NowMs() - std::chrono::duration_cast<std::chrono::milliseconds>(*d).count();
     }
@@ -214,18 +218,21 @@ core::Result<Json> QueryMessages(SiteContext& ctx, const http::Request& req) {
   }
   if (auto v = req.QueryParam("client")) {
     // A client id, or a name as `client show` takes it.
-    DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
-                           ctx.db->Query("SELECT uid FROM clients WHERE uid = ? OR name = ? LIMIT 10", {*v, *v}));
+    DEPOT_ASSIGN_OR_RETURN(
+        catalog::Rows rows,
+        ctx.db->Query("SELECT uid FROM clients WHERE uid = ? OR name = ? LIMIT 10", {*v, *v}));
     if (rows.empty()) {
-      return Status::NotFound("no client with id or name `" + v->substr(0, 80) + "` (see `depot client list`)");
+      return Status::NotFound("no client with id or name `" + v->substr(0, 80) +
+                              "` (see `depot client list`)");
     }
-    auto exact = std::find_if(rows.begin(), rows.end(), [&](const catalog::Row& r) { return r.Text(0) == *v; });
+    auto exact = std::find_if(rows.begin(), rows.end(),
+                              [&](const catalog::Row& r) { return r.Text(0) == *v; });
     if (exact != rows.end()) rows = catalog::Rows{*exact};  // an exact id wins over names
     if (rows.size() > 1) {
       std::string uids;
       for (const auto& r : rows) uids += (uids.empty() ? "" : ", ") + r.Text(0);
-      return Status::InvalidArgument("several clients are named `" + v->substr(0, 80) + "`; use one of their ids: " +
-                                     uids);
+      return Status::InvalidArgument("several clients are named `" + v->substr(0, 80) +
+                                     "`; use one of their ids: " + uids);
     }
     sql += " AND client = ?";
     params.emplace_back(rows[0].Text(0));

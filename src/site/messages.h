@@ -24,8 +24,7 @@ struct MessageSubject {
 // Records message `code` from the site in `tx`. With a `dedup_key`, a message with
 // the same key becomes one record whose count grows (a retry is a counter, not a new
 // message); its text, params and last_at are refreshed.
-core::Status PostMessage(SiteContext& ctx, catalog::Tx& tx, int code,
-                         const MessageSubject& subject,
+core::Status PostMessage(SiteContext& ctx, catalog::Tx& tx, int code, const MessageSubject& subject,
                          const std::map<std::string, std::string>& params,
                          const std::string& dedup_key = {});
 

@@ -12,8 +12,10 @@ using core::Status;
 core::Result<Json> LatestPrograms(SiteContext& ctx, const std::string& name) {
   DEPOT_RETURN_IF_ERROR(store::ValidatePackageName(name));
   auto row = ctx.db->QueryRow(
-      "SELECT v.version, v.manifest_id, v.manifest_bytes FROM versions v JOIN packages p ON p.id = v.package_id "
-      "WHERE p.name = ? AND p.deleted_at IS NULL AND v.state = 'active' ORDER BY v.version DESC LIMIT 1",
+      "SELECT v.version, v.manifest_id, v.manifest_bytes FROM versions v JOIN packages p ON p.id = "
+      "v.package_id "
+      "WHERE p.name = ? AND p.deleted_at IS NULL AND v.state = 'active' ORDER BY v.version DESC "
+      "LIMIT 1",
       {name});
   if (!row.ok()) {
     if (row.status().IsNotFound()) {
@@ -29,8 +31,9 @@ core::Result<Json> LatestPrograms(SiteContext& ctx, const std::string& name) {
   DEPOT_ASSIGN_OR_RETURN(std::string bytes,
                          ctx.env->ReadFile(path, static_cast<std::uint64_t>(row->Int(2))));
   if (core::Sha256::HashHex(bytes) != manifest_id) {
-    return Status::Corruption("the stored manifest of " + name + " version " + std::to_string(version) +
-                              " does not match its id; run `depot repo verify` on the site's library");
+    return Status::Corruption(
+        "the stored manifest of " + name + " version " + std::to_string(version) +
+        " does not match its id; run `depot repo verify` on the site's library");
   }
   DEPOT_ASSIGN_OR_RETURN(store::Manifest m, store::ParseManifest(bytes));
   DEPOT_ASSIGN_OR_RETURN(std::string programs, store::SerializePrograms(m.programs));
@@ -41,8 +44,10 @@ core::Result<Json> OrphanedDeployments(SiteContext& ctx, const std::string& name
                                        const std::vector<store::Program>& programs) {
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows rows,
-      ctx.db->Query("SELECT d.id, d.program, c.name FROM deployments d JOIN packages p ON p.id = d.package_id "
-                    "JOIN collections c ON c.id = d.collection_id WHERE p.name = ? AND p.deleted_at IS NULL AND "
+      ctx.db->Query("SELECT d.id, d.program, c.name FROM deployments d JOIN packages p ON p.id = "
+                    "d.package_id "
+                    "JOIN collections c ON c.id = d.collection_id WHERE p.name = ? AND "
+                    "p.deleted_at IS NULL AND "
                     "d.cancelled_at IS NULL AND d.pinned_version IS NULL ORDER BY d.id",
                     {name}));
   Json out = Json::array();

@@ -8,12 +8,12 @@
 #include "core/messages.h"
 #include "core/random.h"
 #include "core/sha256.h"
+#include "core/toml_config.h"
 #include "site/distribution.h"
 #include "site/messages.h"
 #include "site/package_programs.h"
-#include "store/manifest.h"
-#include "core/toml_config.h"
 #include "store/chunk_batch.h"
+#include "store/manifest.h"
 #include "tuf/metadata.h"
 
 namespace depot::site {
@@ -39,11 +39,9 @@ Status RetireVersions(SiteContext& ctx, const std::vector<VersionRow>& versions,
                                     {ctx.NowMs(), v.id})
                                 .status());
       DEPOT_RETURN_IF_ERROR(DeleteRecordsOfVersion(ctx, tx, v.id));
-      DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kVersionRetired,
-                                        {v.package, v.version, {}, {}, {}},
-                                        {{"package", v.package},
-                                         {"version", std::to_string(v.version)},
-                                         {"reason", reason}}));
+      DEPOT_RETURN_IF_ERROR(PostMessage(
+          ctx, tx, core::msg::kVersionRetired, {v.package, v.version, {}, {}, {}},
+          {{"package", v.package}, {"version", std::to_string(v.version)}, {"reason", reason}}));
     }
     return Status::Ok();
   });
@@ -85,8 +83,9 @@ core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body) {
   std::uint64_t stored = 0, bytes = 0;
   DEPOT_RETURN_IF_ERROR(store::ForEachChunkRecord(body, [&](const store::ChunkRecord& r) -> Status {
     if (r.size > max_size) {
-      return Status::InvalidArgument("chunk batch: chunk " + core::DigestHex(r.id) + " is " + std::to_string(r.size) +
-                                     " bytes, above the repository's " + std::to_string(max_size) + "-byte maximum");
+      return Status::InvalidArgument("chunk batch: chunk " + core::DigestHex(r.id) + " is " +
+                                     std::to_string(r.size) + " bytes, above the repository's " +
+                                     std::to_string(max_size) + "-byte maximum");
     }
     // Added before it is staged, so a query that no longer finds it staged finds it
     // here (the intake's lock orders the two).
@@ -94,7 +93,8 @@ core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body) {
     auto put = ctx.intake->Put(r.id, r.size, r.frame, &scratch);
     if (!put.ok()) {
       if (ctx.chunks_rejected) ctx.chunks_rejected->Inc();
-      return std::move(put).status().WithContext("chunk batch: chunk " + core::DigestHex(r.id) + " rejected");
+      return std::move(put).status().WithContext("chunk batch: chunk " + core::DigestHex(r.id) +
+                                                 " rejected");
     }
     ++stored;
     bytes += r.frame.size();
@@ -115,8 +115,8 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
   if (!parsed.ok()) return std::move(parsed).status().WithContext("manifest of " + name);
   store::Manifest m = std::move(*parsed);
   if (m.package_name != name) {
-    return Status::InvalidArgument("manifest names package `" + m.package_name + "`, not `" +
-                                   name + "`");
+    return Status::InvalidArgument("manifest names package `" + m.package_name + "`, not `" + name +
+                                   "`");
   }
   const auto& settings = ctx.repo->settings().chunker;
   if (m.chunker.min_size != settings.min_size || m.chunker.avg_size != settings.avg_size ||
@@ -134,24 +134,30 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
   if (!orphaned.empty() && !force) {
     std::string which;
     for (const auto& o : orphaned) {
-      which += (which.empty() ? "" : ", ") + std::string("deployment ") + std::to_string(o["deployment"].get<std::int64_t>()) +
-               " (program `" + o["program"].get<std::string>() + "`, collection " +
+      which += (which.empty() ? "" : ", ") + std::string("deployment ") +
+               std::to_string(o["deployment"].get<std::int64_t>()) + " (program `" +
+               o["program"].get<std::string>() + "`, collection " +
                o["collection"].get<std::string>() + ")";
     }
-    return Status::InvalidArgument(
-        "the new version of " + name + " lacks a program that " + which +
-        " runs on the newest version; keep it (--program NAME=COMMAND), cancel or pin those deployments "
-        "(`depot deployment cancel`, `depot deploy --version`), or pass --force to create the version anyway");
+    return Status::InvalidArgument("the new version of " + name + " lacks a program that " + which +
+                                   " runs on the newest version; keep it (--program NAME=COMMAND), "
+                                   "cancel or pin those deployments "
+                                   "(`depot deployment cancel`, `depot deploy --version`), or pass "
+                                   "--force to create the version anyway");
   }
   // Chunks uploaded for this version may still be staged: make them durable and
   // visible, then check every chunk is present with its listed size (and, if
   // configured, every file re-hashed) before anything is reserved or signed.
   auto t_start = std::chrono::steady_clock::now();
-  DEPOT_RETURN_IF_ERROR(ctx.intake->Flush().WithContext("committing the uploaded chunks of " + name));
+  DEPOT_RETURN_IF_ERROR(
+      ctx.intake->Flush().WithContext("committing the uploaded chunks of " + name));
   auto t_flushed = std::chrono::steady_clock::now();
   store::ChunkIntake* intake = ctx.intake.get();
-  auto just_stored = [intake](const store::ChunkId& id, std::uint64_t size) { return intake->Verified(id, size); };
-  DEPOT_RETURN_IF_ERROR(ctx.repo->VerifyManifestContent(m, 0, ctx.config.verify_file_hashes, just_stored));
+  auto just_stored = [intake](const store::ChunkId& id, std::uint64_t size) {
+    return intake->Verified(id, size);
+  };
+  DEPOT_RETURN_IF_ERROR(
+      ctx.repo->VerifyManifestContent(m, 0, ctx.config.verify_file_hashes, just_stored));
   auto t_verified = std::chrono::steady_clock::now();
 
   // Reserve the next version number.
@@ -165,8 +171,9 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
       // A package row without a single version is what a crash between reserving
       // version 1 and signing it leaves (the reservation is dropped at restart): the
       // package was never created, so `create` may take it over.
-      DEPOT_ASSIGN_OR_RETURN(std::int64_t n, tx.QueryInt("SELECT COUNT(*) FROM versions WHERE package_id = ?",
-                                                         {row->Int(0)}));
+      DEPOT_ASSIGN_OR_RETURN(
+          std::int64_t n,
+          tx.QueryInt("SELECT COUNT(*) FROM versions WHERE package_id = ?", {row->Int(0)}));
       if (n == 0 && create) exists = false;
     }
     if (create && exists) {
@@ -180,7 +187,8 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
     if (row.ok()) {
       package_id = row->Int(0);
       uid = row->Text(1);
-      if (!row->IsNull(2) || create) {  // re-created after deletion (same id, versions continue) or taken over
+      if (!row->IsNull(2) ||
+          create) {  // re-created after deletion (same id, versions continue) or taken over
         DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE packages SET deleted_at = NULL, description = ? "
                                       "WHERE id = ?",
                                       {m.description, package_id})
@@ -216,11 +224,12 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
     auto r = ctx.repo->PublishManifest(m, just_stored);
     if (!r.ok()) {
       // Give the number back: nothing was signed.
-      ctx.db->Transaction([&](catalog::Tx& tx) {
-           return tx.Exec("DELETE FROM versions WHERE id = ? AND state = 'publishing'",
-                          {version_id})
-               .status();
-         })
+      ctx.db
+          ->Transaction([&](catalog::Tx& tx) {
+            return tx
+                .Exec("DELETE FROM versions WHERE id = ? AND state = 'publishing'", {version_id})
+                .status();
+          })
           .IgnoreError();
       return std::move(r).status();
     }
@@ -252,12 +261,17 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
                          " was signed but not recorded; restart the site to finish it");
   }
   ctx.Changed();
-  auto ms = [](auto a, auto b) { return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count()); };
+  auto ms = [](auto a, auto b) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count());
+  };
   core::Log(core::LogLevel::kInfo, "site.version_created",
-            {{"package", name}, {"version", std::to_string(version)},
+            {{"package", name},
+             {"version", std::to_string(version)},
              {"manifest", published.manifest_id},
-             {"flush_ms", ms(t_start, t_flushed)}, {"verify_ms", ms(t_flushed, t_verified)},
-             {"sign_ms", ms(t_verified, t_signed)}, {"record_ms", ms(t_signed, std::chrono::steady_clock::now())}});
+             {"flush_ms", ms(t_start, t_flushed)},
+             {"verify_ms", ms(t_flushed, t_verified)},
+             {"sign_ms", ms(t_verified, t_signed)},
+             {"record_ms", ms(t_signed, std::chrono::steady_clock::now())}});
   ApplyRetention(ctx);
   auto programs_json = store::SerializePrograms(m.programs);  // valid: the manifest was validated
   Json program_specs = Json::parse(programs_json.ok() ? *programs_json : "[]", nullptr, false);
@@ -390,12 +404,14 @@ core::Result<Json> DeletePackage(SiteContext& ctx, const std::string& name) {
                                     {id}));
     for (const auto& r : rows) versions.push_back({r.Int(0), id, r.Int(1), name});
     // Out of every policy and assignment in this one transaction.
-    DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE packages SET deleted_at = ? WHERE id = ?", {now, id}).status());
+    DEPOT_RETURN_IF_ERROR(
+        tx.Exec("UPDATE packages SET deleted_at = ? WHERE id = ?", {now, id}).status());
     DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE versions SET state = 'retired', retired_at = ? WHERE "
                                   "package_id = ? AND state IN ('active', 'publishing')",
                                   {now, id})
                               .status());
-    for (const VersionRow& v : versions) DEPOT_RETURN_IF_ERROR(DeleteRecordsOfVersion(ctx, tx, v.id));
+    for (const VersionRow& v : versions)
+      DEPOT_RETURN_IF_ERROR(DeleteRecordsOfVersion(ctx, tx, v.id));
     DEPOT_RETURN_IF_ERROR(tx.Exec("DELETE FROM distributions WHERE package_id = ?", {id}).status());
     DEPOT_ASSIGN_OR_RETURN(cancelled, tx.Exec("UPDATE deployments SET cancelled_at = ? WHERE "
                                               "package_id = ? AND cancelled_at IS NULL",
@@ -442,10 +458,13 @@ Status RecoverVersions(SiteContext& ctx) {
           // A package whose first version was reserved but never signed was never
           // created: drop its row unless something refers to it.
           return tx
-              .Exec("DELETE FROM packages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM versions WHERE package_id = ?) "
-                    "AND NOT EXISTS (SELECT 1 FROM distributions WHERE package_id = ?) AND NOT EXISTS (SELECT 1 "
-                    "FROM deployments WHERE package_id = ?)",
-                    {v.package_id, v.package_id, v.package_id, v.package_id})
+              .Exec(
+                  "DELETE FROM packages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM versions WHERE "
+                  "package_id = ?) "
+                  "AND NOT EXISTS (SELECT 1 FROM distributions WHERE package_id = ?) AND NOT "
+                  "EXISTS (SELECT 1 "
+                  "FROM deployments WHERE package_id = ?)",
+                  {v.package_id, v.package_id, v.package_id, v.package_id})
               .status();
         }
         auto bytes = ctx.env->ReadFile(
@@ -479,9 +498,12 @@ Status RecoverVersions(SiteContext& ctx) {
                             {"bytes", std::to_string(total)},
                             {"manifest_id", it->second.manifest_id}});
       });
-      if (!s.ok()) return s.WithContext("recovering version " + std::to_string(v.version) + " of " + v.package);
+      if (!s.ok())
+        return s.WithContext("recovering version " + std::to_string(v.version) + " of " +
+                             v.package);
       core::Log(core::LogLevel::kInfo, "site.recovered_version",
-                {{"package", v.package}, {"version", std::to_string(v.version)},
+                {{"package", v.package},
+                 {"version", std::to_string(v.version)},
                  {"outcome", is_signed ? "activated" : "dropped"}});
     } else if (state == "retired" && is_signed) {
       unsign.emplace_back(v.package, v.version);
@@ -511,7 +533,8 @@ void ApplyRetention(SiteContext& ctx) {
       "d.package_id = v.package_id AND d.pinned_version = v.version AND d.cancelled_at IS NULL)",
       {ctx.config.keep_versions});
   if (!rows.ok()) {
-    core::Log(core::LogLevel::kWarn, "site.retention_failed", {{"error", rows.status().ToString()}});
+    core::Log(core::LogLevel::kWarn, "site.retention_failed",
+              {{"error", rows.status().ToString()}});
     return;
   }
   std::vector<VersionRow> retire;
@@ -528,7 +551,8 @@ void CollectContent(SiteContext& ctx) {
       std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.gc_grace).count();
   std::int64_t cutoff = ctx.NowMs() - grace_ms;
   auto due = ctx.db->Query(
-      "SELECT id FROM versions WHERE state = 'retired' AND collected_at IS NULL AND retired_at <= ?",
+      "SELECT id FROM versions WHERE state = 'retired' AND collected_at IS NULL AND retired_at <= "
+      "?",
       {cutoff});
   if (!due.ok() || due->empty()) return;
   // Under the publish lock: nothing gets signed while the live set is computed.

@@ -165,7 +165,9 @@ class Parser {
     }
     Skip();
     std::size_t start = pos_;
-    while (pos_ < s_.size() && !std::isspace(static_cast<unsigned char>(s_[pos_])) && s_[pos_] != ')') ++pos_;
+    while (pos_ < s_.size() && !std::isspace(static_cast<unsigned char>(s_[pos_])) &&
+           s_[pos_] != ')')
+      ++pos_;
     auto cidr = core::ParseCidr(s_.substr(start, pos_ - start));
     if (!cidr.ok()) {
       pos_ = start;
@@ -220,7 +222,8 @@ bool Eval(const Rule::Node& n, const Attributes& attrs) {
 
 core::Result<Rule> Rule::Parse(std::string_view text) {
   if (text.size() > kMaxLength) {
-    return Status::InvalidArgument("rule is longer than " + std::to_string(kMaxLength) + " characters");
+    return Status::InvalidArgument("rule is longer than " + std::to_string(kMaxLength) +
+                                   " characters");
   }
   Parser p(text);
   auto root = p.Parse();

@@ -42,11 +42,13 @@ TEST(RulesTest, EqualityMembershipCidrAndLogic) {
 }
 
 TEST(RulesTest, SyntaxErrorsSayWhereAndWhat) {
-  for (const char* bad : {"os ==", "os = \"x\"", "(os == \"x\"", "os in 10.0.0.0/99", "os in [\"a\" \"b\"]",
-                          "== \"x\"", "os == \"x\" and", "os == \"unterminated"}) {
+  for (const char* bad :
+       {"os ==", "os = \"x\"", "(os == \"x\"", "os in 10.0.0.0/99", "os in [\"a\" \"b\"]",
+        "== \"x\"", "os == \"x\" and", "os == \"unterminated"}) {
     auto r = Rule::Parse(bad);
     EXPECT_FALSE(r.ok()) << bad;
-    EXPECT_NE(r.status().message().find("at character"), std::string::npos) << r.status().ToString();
+    EXPECT_NE(r.status().message().find("at character"), std::string::npos)
+        << r.status().ToString();
   }
   std::string deep(200, '(');
   EXPECT_FALSE(Rule::Parse(deep + "os == \"x\"" + std::string(200, ')')).ok());

@@ -54,14 +54,19 @@ core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const Init
   if (listing.ok() && !listing->empty()) {
     auto has_config = env->Exists(core::JoinPath(o.data_dir, kConfigFile));
     if (has_config.ok() && *has_config) {
-      return Status::InvalidArgument(o.data_dir + " already holds a site; serve it with `depot site serve --data " +
-                                     o.data_dir + "`");
+      return Status::InvalidArgument(
+          o.data_dir + " already holds a site; serve it with `depot site serve --data " +
+          o.data_dir + "`");
     }
-    return Status::InvalidArgument(o.data_dir + " exists and is not empty (an interrupted init leaves no site.toml: remove "
-                                   "the directory and run init again)");
+    return Status::InvalidArgument(
+        o.data_dir +
+        " exists and is not empty (an interrupted init leaves no site.toml: remove "
+        "the directory and run init again)");
   }
-  if (o.tls_cert.empty() != o.tls_key.empty()) return Status::InvalidArgument("--tls-cert and --tls-key go together");
-  if (o.make_ca && !o.tls_cert.empty()) return Status::InvalidArgument("--make-ca and --tls-cert exclude each other");
+  if (o.tls_cert.empty() != o.tls_key.empty())
+    return Status::InvalidArgument("--tls-cert and --tls-key go together");
+  if (o.make_ca && !o.tls_cert.empty())
+    return Status::InvalidArgument("--make-ca and --tls-cert exclude each other");
   SiteConfig config;
   config.code = o.code;
   config.listen = o.listen;
@@ -72,9 +77,11 @@ core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const Init
   DEPOT_RETURN_IF_ERROR(env->CreateDirs(o.data_dir, 0750));
 
   repo::RepoSettings settings;
-  DEPOT_RETURN_IF_ERROR(repo::Repository::Init(env, clock, core::JoinPath(o.data_dir, kLibraryDir), settings)
-                            .WithContext("content library"));
-  DEPOT_ASSIGN_OR_RETURN(auto db, catalog::Db::OpenSqlite(core::JoinPath(o.data_dir, kCatalogFile)));
+  DEPOT_RETURN_IF_ERROR(
+      repo::Repository::Init(env, clock, core::JoinPath(o.data_dir, kLibraryDir), settings)
+          .WithContext("content library"));
+  DEPOT_ASSIGN_OR_RETURN(auto db,
+                         catalog::Db::OpenSqlite(core::JoinPath(o.data_dir, kCatalogFile)));
   DEPOT_RETURN_IF_ERROR(catalog::Migrate(db.get(), catalog::SiteMigrations()));
 
   InitResult result;
@@ -84,8 +91,10 @@ core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const Init
   ctx.config = config;
   NewToken admin;
   Status s = db->Transaction([&](catalog::Tx& tx) -> Status {
-    DEPOT_RETURN_IF_ERROR(tx.Exec("INSERT INTO meta (key, value) VALUES ('site_code', ?)", {o.code}).status());
-    DEPOT_ASSIGN_OR_RETURN(admin, CreateToken(ctx, tx, Role::kAdmin, "initial admin", 0, 0, std::nullopt));
+    DEPOT_RETURN_IF_ERROR(
+        tx.Exec("INSERT INTO meta (key, value) VALUES ('site_code', ?)", {o.code}).status());
+    DEPOT_ASSIGN_OR_RETURN(admin,
+                           CreateToken(ctx, tx, Role::kAdmin, "initial admin", 0, 0, std::nullopt));
     return Status::Ok();
   });
   if (!s.ok()) return s;
@@ -101,7 +110,8 @@ core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const Init
         std::find(names.begin(), names.end(), lh) == names.end()) {
       names.insert(names.begin(), lh);
     }
-    DEPOT_ASSIGN_OR_RETURN(CaFiles ca, MakePrivateCa(env, core::JoinPath(o.data_dir, "tls"), o.code, names));
+    DEPOT_ASSIGN_OR_RETURN(CaFiles ca,
+                           MakePrivateCa(env, core::JoinPath(o.data_dir, "tls"), o.code, names));
     config.tls_cert = "tls/site.pem";
     config.tls_key = "tls/site.key";
     config.tls_ca = "tls/ca.pem";
@@ -125,7 +135,8 @@ Site::Site() : ctx_(std::make_unique<SiteContext>()) {}
 
 Site::~Site() { Stop(); }
 
-core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* clock, const std::string& data_dir,
+core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* clock,
+                                               const std::string& data_dir,
                                                const ServeOverrides& overrides) {
   std::unique_ptr<Site> site(new Site());
   SiteContext& ctx = *site->ctx_;
@@ -135,7 +146,8 @@ core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* cloc
   DEPOT_ASSIGN_OR_RETURN(ctx.config, LoadConfig(env, core::JoinPath(data_dir, kConfigFile)));
   if (!overrides.listen.empty()) ctx.config.listen = overrides.listen;
   if (!overrides.access_log.empty()) ctx.config.access_log = overrides.access_log;
-  DEPOT_ASSIGN_OR_RETURN(ctx.repo, repo::Repository::Open(env, clock, core::JoinPath(data_dir, kLibraryDir)));
+  DEPOT_ASSIGN_OR_RETURN(ctx.repo,
+                         repo::Repository::Open(env, clock, core::JoinPath(data_dir, kLibraryDir)));
   ctx.repo->SetTimestampLifetime(ctx.config.timestamp_lifetime);
   DEPOT_ASSIGN_OR_RETURN(ctx.repo_tree, http::StaticTree::Open(ctx.repo->layout().public_root()));
   DEPOT_ASSIGN_OR_RETURN(ctx.db, catalog::Db::OpenSqlite(core::JoinPath(data_dir, kCatalogFile)));
@@ -146,36 +158,46 @@ core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* cloc
     // The intake vouches for a chunk it committed only while collection cannot have
     // removed it (collection spares chunks younger than the grace period).
     intake.remember_for = std::min<std::chrono::milliseconds>(
-        std::chrono::minutes(10), std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.gc_grace) / 2);
+        std::chrono::minutes(10),
+        std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.gc_grace) / 2);
     ctx.intake = std::make_unique<store::ChunkIntake>(ctx.repo->chunks(), intake);
     ctx.chunk_filter = std::make_unique<store::ChunkFilter>();
   }
   DEPOT_RETURN_IF_ERROR(RecoverVersions(ctx).WithContext("recovering interrupted work"));
-  ctx.chunks_received = ctx.metrics.GetCounter("depot_site_chunks_received_total", "Chunks uploaded and verified");
-  ctx.chunk_bytes_received = ctx.metrics.GetCounter("depot_site_chunk_bytes_received_total", "Compressed chunk bytes uploaded");
-  ctx.chunks_rejected = ctx.metrics.GetCounter("depot_site_chunks_rejected_total", "Uploaded chunks that failed verification");
-  ctx.policy_polls = ctx.metrics.GetCounter("depot_site_policy_polls_total", "Agent policy requests");
-  ctx.policy_not_modified = ctx.metrics.GetCounter("depot_site_policy_not_modified_total", "Policy requests answered 304");
+  ctx.chunks_received =
+      ctx.metrics.GetCounter("depot_site_chunks_received_total", "Chunks uploaded and verified");
+  ctx.chunk_bytes_received = ctx.metrics.GetCounter("depot_site_chunk_bytes_received_total",
+                                                    "Compressed chunk bytes uploaded");
+  ctx.chunks_rejected = ctx.metrics.GetCounter("depot_site_chunks_rejected_total",
+                                               "Uploaded chunks that failed verification");
+  ctx.policy_polls =
+      ctx.metrics.GetCounter("depot_site_policy_polls_total", "Agent policy requests");
+  ctx.policy_not_modified = ctx.metrics.GetCounter("depot_site_policy_not_modified_total",
+                                                   "Policy requests answered 304");
   SiteContext* raw = &ctx;
-  ctx.metrics.AddCollector("depot_site_dp_records", "Reconciliation records by state",
+  ctx.metrics.AddCollector(
+      "depot_site_dp_records", "Reconciliation records by state",
+      [raw](const core::Registry::Emit& emit) {
+        auto rows = raw->db->Query("SELECT state, COUNT(*) FROM dp_records GROUP BY state");
+        if (!rows.ok()) return;
+        for (const auto& r : *rows) emit({{"state", r.Text(0)}}, static_cast<double>(r.Int(1)));
+      });
+  ctx.metrics.AddCollector(
+      "depot_site_chunk_filter_ready",
+      "1 once missing-chunk queries can skip lookups of chunks the library lacks",
+      [raw](const core::Registry::Emit& emit) { emit({}, raw->chunk_filter->ready() ? 1 : 0); });
+  ctx.metrics.AddCollector("depot_site_clients", "Enrolled clients",
                            [raw](const core::Registry::Emit& emit) {
-                             auto rows = raw->db->Query("SELECT state, COUNT(*) FROM dp_records GROUP BY state");
-                             if (!rows.ok()) return;
-                             for (const auto& r : *rows) emit({{"state", r.Text(0)}}, static_cast<double>(r.Int(1)));
+                             auto n = raw->db->QueryInt("SELECT COUNT(*) FROM clients");
+                             if (n.ok()) emit({}, static_cast<double>(*n));
                            });
-  ctx.metrics.AddCollector("depot_site_chunk_filter_ready",
-                           "1 once missing-chunk queries can skip lookups of chunks the library lacks",
-                           [raw](const core::Registry::Emit& emit) { emit({}, raw->chunk_filter->ready() ? 1 : 0); });
-  ctx.metrics.AddCollector("depot_site_clients", "Enrolled clients", [raw](const core::Registry::Emit& emit) {
-    auto n = raw->db->QueryInt("SELECT COUNT(*) FROM clients");
-    if (n.ok()) emit({}, static_cast<double>(*n));
-  });
-  ctx.metrics.AddCollector("depot_site_messages", "Status message records by severity",
-                           [raw](const core::Registry::Emit& emit) {
-                             auto rows = raw->db->Query("SELECT severity, COUNT(*) FROM messages GROUP BY severity");
-                             if (!rows.ok()) return;
-                             for (const auto& r : *rows) emit({{"severity", r.Text(0)}}, static_cast<double>(r.Int(1)));
-                           });
+  ctx.metrics.AddCollector(
+      "depot_site_messages", "Status message records by severity",
+      [raw](const core::Registry::Emit& emit) {
+        auto rows = raw->db->Query("SELECT severity, COUNT(*) FROM messages GROUP BY severity");
+        if (!rows.ok()) return;
+        for (const auto& r : *rows) emit({{"severity", r.Text(0)}}, static_cast<double>(r.Int(1)));
+      });
   return site;
 }
 
@@ -190,7 +212,8 @@ Status Site::Start() {
   opts.metrics = &ctx.metrics;
   opts.metrics_prefix = "depot_site_http";
   opts.server_name = "depot-site";
-  if (!ctx.config.access_log.empty()) opts.access_log = Resolve(ctx.data_dir, ctx.config.access_log);
+  if (!ctx.config.access_log.empty())
+    opts.access_log = Resolve(ctx.data_dir, ctx.config.access_log);
   DEPOT_ASSIGN_OR_RETURN(server_, http::Server::Start(api_.get(), opts));
   ctx.server = server_.get();
   if (!ctx.config.public_url.empty()) {
@@ -201,16 +224,20 @@ Status Site::Start() {
     if (host == "0.0.0.0" || host == "::" || host == "*" || host.empty()) {
       char name[256] = {};
       ::gethostname(name, sizeof(name) - 1);
-      ctx.public_url = std::string(server_->tls() ? "https://" : "http://") + name + ":" + std::to_string(server_->port());
+      ctx.public_url = std::string(server_->tls() ? "https://" : "http://") + name + ":" +
+                       std::to_string(server_->port());
     } else {
       ctx.public_url = server_->url();
     }
   }
-  ctx.db->Transaction([&](catalog::Tx& tx) {
-       return PostMessage(ctx, tx, core::msg::kSiteStarted, {}, {{"site", ctx.config.code}, {"listen", server_->url()}});
-     })
+  ctx.db
+      ->Transaction([&](catalog::Tx& tx) {
+        return PostMessage(ctx, tx, core::msg::kSiteStarted, {},
+                           {{"site", ctx.config.code}, {"listen", server_->url()}});
+      })
       .IgnoreError();
-  core::Log(core::LogLevel::kInfo, "site.started", {{"code", ctx.config.code}, {"url", server_->url()}});
+  core::Log(core::LogLevel::kInfo, "site.started",
+            {{"code", ctx.config.code}, {"url", server_->url()}});
 
   worker_ = std::make_unique<Worker>();
   Worker* w = worker_.get();
@@ -223,11 +250,12 @@ Status Site::Start() {
     core::MonoTime last_refresh = c.clock->Monotonic();
     // Every quarter of the timestamp's lifetime: three chances to re-sign before any
     // timestamp an agent holds expires, even across a site restart or a slow disk.
-    auto refresh_every = std::max<core::Duration>(std::chrono::minutes(1), c.config.timestamp_lifetime / 4);
+    auto refresh_every =
+        std::max<core::Duration>(std::chrono::minutes(1), c.config.timestamp_lifetime / 4);
     // Retention, recovery and collection: every minute, or sooner when the grace
     // period is short (so content is collected within about a quarter of it).
-    auto housekeeping_every = std::clamp<core::Duration>(c.config.gc_grace / 4, std::chrono::seconds(1),
-                                                         std::chrono::minutes(1));
+    auto housekeeping_every = std::clamp<core::Duration>(
+        c.config.gc_grace / 4, std::chrono::seconds(1), std::chrono::minutes(1));
     // Fresh signatures at start: a site down for days comes back with valid metadata.
     c.repo->Refresh().IgnoreError();
     // One pass over the store at start, off the start-up path: uploaded chunks a
@@ -243,13 +271,17 @@ Status Site::Start() {
       });
       if (swept.ok()) {
         c.chunk_filter->MarkReady();
-        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
-        if (*swept > 0) core::Log(core::LogLevel::kInfo, "site.swept_temp_files", {{"files", std::to_string(*swept)}});
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - t0);
+        if (*swept > 0)
+          core::Log(core::LogLevel::kInfo, "site.swept_temp_files",
+                    {{"files", std::to_string(*swept)}});
         core::Log(core::LogLevel::kInfo, "site.chunk_filter_loaded",
                   {{"chunks", std::to_string(n)}, {"ms", std::to_string(ms.count())}});
       } else {
         core::Log(core::LogLevel::kWarn, "site.chunk_filter_failed",
-                  {{"error", swept.status().ToString()}, {"effect", "missing-chunk queries look up every chunk"}});
+                  {{"error", swept.status().ToString()},
+                   {"effect", "missing-chunk queries look up every chunk"}});
       }
     }
     for (;;) {
@@ -273,7 +305,8 @@ Status Site::Start() {
         last_refresh = now;
         std::lock_guard<std::mutex> lock(c.publish_mu);
         Status s = c.repo->Refresh();
-        if (!s.ok()) core::Log(core::LogLevel::kError, "site.refresh_failed", {{"error", s.ToString()}});
+        if (!s.ok())
+          core::Log(core::LogLevel::kError, "site.refresh_failed", {{"error", s.ToString()}});
       }
     }
   });
@@ -298,7 +331,8 @@ void Site::Stop() {
     // Uploads whose version was not committed yet: their chunks still become durable
     // chunks (collected later if no version ever references them).
     Status s = ctx_->intake->Flush();
-    if (!s.ok()) core::Log(core::LogLevel::kError, "site.upload_commit_failed", {{"error", s.ToString()}});
+    if (!s.ok())
+      core::Log(core::LogLevel::kError, "site.upload_commit_failed", {{"error", s.ToString()}});
   }
 }
 

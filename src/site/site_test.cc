@@ -1,7 +1,6 @@
 // In-process tests of the site's API: a real site on loopback, real SQLite, a real
 // content library, driven through the HTTP client like the CLI drives it.
 #include "site/site.h"
-#include "store/chunk_batch.h"
 
 #include <gtest/gtest.h>
 
@@ -13,6 +12,7 @@
 #include "http/client.h"
 #include "site/context.h"
 #include "site/distribution.h"
+#include "store/chunk_batch.h"
 
 namespace depot::site {
 namespace {

@@ -43,7 +43,8 @@ Status AddExt(X509* cert, X509* issuer, int nid, const std::string& value) {
   return Status::Ok();
 }
 
-core::Result<Ptr<X509>> NewCert(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* issuer_key) {
+core::Result<Ptr<X509>> NewCert(EVP_PKEY* key, const std::string& cn, X509* issuer,
+                                EVP_PKEY* issuer_key) {
   Ptr<X509> cert(X509_new());
   if (!cert) return core::OpenSslStatus(core::Code::kIOError, "X509_new");
   X509_set_version(cert.get(), 2);
@@ -57,13 +58,17 @@ core::Result<Ptr<X509>> NewCert(EVP_PKEY* key, const std::string& cn, X509* issu
   X509_gmtime_adj(X509_getm_notAfter(cert.get()), 10L * 366 * 86400);
   X509_set_pubkey(cert.get(), key);
   X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>("depot"), -1, -1, 0);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>("depot"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   X509_set_issuer_name(cert.get(), issuer != nullptr ? X509_get_subject_name(issuer) : name);
   X509* signer = issuer != nullptr ? issuer : cert.get();
   if (issuer == nullptr) {
-    DEPOT_RETURN_IF_ERROR(AddExt(cert.get(), signer, NID_basic_constraints, "critical,CA:TRUE,pathlen:0"));
-    DEPOT_RETURN_IF_ERROR(AddExt(cert.get(), signer, NID_key_usage, "critical,keyCertSign,cRLSign"));
+    DEPOT_RETURN_IF_ERROR(
+        AddExt(cert.get(), signer, NID_basic_constraints, "critical,CA:TRUE,pathlen:0"));
+    DEPOT_RETURN_IF_ERROR(
+        AddExt(cert.get(), signer, NID_key_usage, "critical,keyCertSign,cRLSign"));
     DEPOT_RETURN_IF_ERROR(AddExt(cert.get(), signer, NID_subject_key_identifier, "hash"));
   }
   (void)issuer_key;
@@ -71,14 +76,16 @@ core::Result<Ptr<X509>> NewCert(EVP_PKEY* key, const std::string& cn, X509* issu
 }
 
 Status Sign(X509* cert, EVP_PKEY* key) {
-  if (X509_sign(cert, key, EVP_sha256()) <= 0) return core::OpenSslStatus(core::Code::kIOError, "sign certificate");
+  if (X509_sign(cert, key, EVP_sha256()) <= 0)
+    return core::OpenSslStatus(core::Code::kIOError, "sign certificate");
   return Status::Ok();
 }
 
 core::Result<std::string> Pem(X509* cert, EVP_PKEY* key) {
   Ptr<BIO> bio(BIO_new(BIO_s_mem()));
-  int ok = cert != nullptr ? PEM_write_bio_X509(bio.get(), cert)
-                           : PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr);
+  int ok = cert != nullptr
+               ? PEM_write_bio_X509(bio.get(), cert)
+               : PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr);
   if (ok != 1) return core::OpenSslStatus(core::Code::kIOError, "PEM encode");
   char* data = nullptr;
   long n = BIO_get_mem_data(bio.get(), &data);
@@ -87,11 +94,13 @@ core::Result<std::string> Pem(X509* cert, EVP_PKEY* key) {
 
 }  // namespace
 
-core::Result<CaFiles> MakePrivateCa(core::Env* env, const std::string& dir, const std::string& site_code,
+core::Result<CaFiles> MakePrivateCa(core::Env* env, const std::string& dir,
+                                    const std::string& site_code,
                                     const std::vector<std::string>& names) {
   DEPOT_RETURN_IF_ERROR(env->CreateDirs(dir, 0700));
   DEPOT_ASSIGN_OR_RETURN(auto ca_key, NewKey());
-  DEPOT_ASSIGN_OR_RETURN(auto ca, NewCert(ca_key.get(), "depot site " + site_code + " CA", nullptr, nullptr));
+  DEPOT_ASSIGN_OR_RETURN(
+      auto ca, NewCert(ca_key.get(), "depot site " + site_code + " CA", nullptr, nullptr));
   DEPOT_RETURN_IF_ERROR(Sign(ca.get(), ca_key.get()));
 
   DEPOT_ASSIGN_OR_RETURN(auto key, NewKey());
@@ -110,8 +119,8 @@ core::Result<CaFiles> MakePrivateCa(core::Env* env, const std::string& dir, cons
   DEPOT_RETURN_IF_ERROR(AddExt(cert.get(), ca.get(), NID_ext_key_usage, "serverAuth"));
   DEPOT_RETURN_IF_ERROR(Sign(cert.get(), ca_key.get()));
 
-  CaFiles f{core::JoinPath(dir, "ca.pem"), core::JoinPath(dir, "ca.key"), core::JoinPath(dir, "site.pem"),
-            core::JoinPath(dir, "site.key")};
+  CaFiles f{core::JoinPath(dir, "ca.pem"), core::JoinPath(dir, "ca.key"),
+            core::JoinPath(dir, "site.pem"), core::JoinPath(dir, "site.key")};
   DEPOT_ASSIGN_OR_RETURN(std::string ca_pem, Pem(ca.get(), nullptr));
   DEPOT_ASSIGN_OR_RETURN(std::string ca_key_pem, Pem(nullptr, ca_key.get()));
   DEPOT_ASSIGN_OR_RETURN(std::string pem, Pem(cert.get(), nullptr));

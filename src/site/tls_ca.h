@@ -18,7 +18,8 @@ struct CaFiles {
 // Writes ca.pem, ca.key, site.pem and site.key into `dir` (created 0700). The server
 // certificate names every entry of `names` (DNS names or IP addresses) and is valid
 // for ten years, like the CA.
-core::Result<CaFiles> MakePrivateCa(core::Env* env, const std::string& dir, const std::string& site_code,
+core::Result<CaFiles> MakePrivateCa(core::Env* env, const std::string& dir,
+                                    const std::string& site_code,
                                     const std::vector<std::string>& names);
 
 }  // namespace depot::site

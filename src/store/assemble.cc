@@ -83,12 +83,13 @@ Status Assembler::Place(std::size_t chunk_index, std::string_view data) {
                               std::to_string(data.size()) + " bytes, the manifest says " +
                               std::to_string(ref.size));
   }
-  for (std::uint32_t p = first_placement_[chunk_index]; p < first_placement_[chunk_index + 1]; ++p) {
+  for (std::uint32_t p = first_placement_[chunk_index]; p < first_placement_[chunk_index + 1];
+       ++p) {
     const Placement& pl = placements_[p];
     // Files are created by whichever chunk arrives first; kUpdate never truncates, so
     // concurrent writers of different chunks of one file do not clobber each other.
-    DEPOT_ASSIGN_OR_RETURN(auto f,
-                           env_->OpenForWrite(FilePath(pl.entry), 0600, core::Env::WriteMode::kUpdate));
+    DEPOT_ASSIGN_OR_RETURN(
+        auto f, env_->OpenForWrite(FilePath(pl.entry), 0600, core::Env::WriteMode::kUpdate));
     DEPOT_RETURN_IF_ERROR(f->WriteAt(pl.offset, data));
     const Entry& entry = manifest_->entries[pl.entry];
     // A one-chunk file is complete now: give it its mode while it is open, sparing
@@ -98,7 +99,8 @@ Status Assembler::Place(std::size_t chunk_index, std::string_view data) {
     if (entry.chunks.size() > 1) DEPOT_RETURN_IF_ERROR(HashInOrder(pl.entry, pl.offset, data));
   }
   placed_[chunk_index] = true;
-  bytes_placed_ += data.size() * (first_placement_[chunk_index + 1] - first_placement_[chunk_index]);
+  bytes_placed_ +=
+      data.size() * (first_placement_[chunk_index + 1] - first_placement_[chunk_index]);
   return Status::Ok();
 }
 

@@ -21,7 +21,8 @@ std::uint32_t ReadLe32(const char* p) {
 
 }  // namespace
 
-void AppendChunkRecord(std::string* body, const ChunkId& id, std::uint32_t size, std::string_view frame) {
+void AppendChunkRecord(std::string* body, const ChunkId& id, std::uint32_t size,
+                       std::string_view frame) {
   body->append(reinterpret_cast<const char*>(id.data()), id.size());
   AppendLe32(body, size);
   AppendLe32(body, static_cast<std::uint32_t>(frame.size()));
@@ -33,7 +34,8 @@ core::Status ForEachChunkRecord(std::string_view batch,
   std::size_t pos = 0;
   for (std::size_t index = 0; pos < batch.size(); ++index) {
     auto truncated = [&] {
-      return core::Status::InvalidArgument("chunk batch: record " + std::to_string(index) + " is truncated");
+      return core::Status::InvalidArgument("chunk batch: record " + std::to_string(index) +
+                                           " is truncated");
     };
     if (batch.size() - pos < kChunkRecordHeader) return truncated();
     ChunkRecord r;

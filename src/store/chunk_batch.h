@@ -25,7 +25,8 @@ inline constexpr std::string_view kChunkBatchMediaType = "application/vnd.depot.
 inline constexpr std::size_t kChunkRecordHeader = 40;
 
 // Appends one record to `body`.
-void AppendChunkRecord(std::string* body, const ChunkId& id, std::uint32_t size, std::string_view frame);
+void AppendChunkRecord(std::string* body, const ChunkId& id, std::uint32_t size,
+                       std::string_view frame);
 
 struct ChunkRecord {
   ChunkId id;

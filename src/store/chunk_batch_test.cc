@@ -42,7 +42,8 @@ TEST(ChunkBatchTest, ATruncatedRecordIsNamedAndNothingAfterItIsRead) {
   std::string batch;
   AppendChunkRecord(&batch, core::Sha256::Hash("a"), 1, "frame-a");
   AppendChunkRecord(&batch, core::Sha256::Hash("b"), 2, "frame-b");
-  for (std::size_t cut : {batch.size() - 1, kChunkRecordHeader + 7 + 39, kChunkRecordHeader + 7 + 1}) {
+  for (std::size_t cut :
+       {batch.size() - 1, kChunkRecordHeader + 7 + 39, kChunkRecordHeader + 7 + 1}) {
     core::Status s;
     auto records = ReadAll(std::string_view(batch).substr(0, cut), &s);
     EXPECT_TRUE(s.IsInvalidArgument()) << cut;
@@ -53,7 +54,8 @@ TEST(ChunkBatchTest, ATruncatedRecordIsNamedAndNothingAfterItIsRead) {
 
 TEST(ChunkBatchTest, TheCallersErrorStopsTheWalk) {
   std::string batch;
-  for (int i = 0; i < 5; ++i) AppendChunkRecord(&batch, core::Sha256::Hash(std::to_string(i)), 1, "f");
+  for (int i = 0; i < 5; ++i)
+    AppendChunkRecord(&batch, core::Sha256::Hash(std::to_string(i)), 1, "f");
   int seen = 0;
   core::Status s = ForEachChunkRecord(batch, [&](const ChunkRecord&) {
     return ++seen == 2 ? core::Status::Corruption("bad frame") : core::Status::Ok();
@@ -73,17 +75,17 @@ TEST(ChunkBatchTest, ArbitraryInputIsFramedSafely) {
       for (char& c : batch) c = static_cast<char>(rng());
     } else {
       for (int i = 0; i < 3; ++i) {
-        AppendChunkRecord(&batch, core::Sha256::Hash(std::to_string(rng())), 9, std::string(rng() % 50, 'z'));
+        AppendChunkRecord(&batch, core::Sha256::Hash(std::to_string(rng())), 9,
+                          std::string(rng() % 50, 'z'));
       }
       batch.resize(rng() % (batch.size() + 1));
       if (!batch.empty()) batch[rng() % batch.size()] = static_cast<char>(rng());
     }
     ForEachChunkRecord(batch, [&](const ChunkRecord& r) {
-                         EXPECT_GE(r.frame.data(), batch.data());
-                         EXPECT_LE(r.frame.data() + r.frame.size(), batch.data() + batch.size());
-                         return core::Status::Ok();
-                       })
-        .IgnoreError();
+      EXPECT_GE(r.frame.data(), batch.data());
+      EXPECT_LE(r.frame.data() + r.frame.size(), batch.data() + batch.size());
+      return core::Status::Ok();
+    }).IgnoreError();
   }
 }
 

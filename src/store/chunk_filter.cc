@@ -26,7 +26,8 @@ void ChunkFilter::Add(const ChunkId& id) {
     std::atomic<std::uint64_t>& word = words_[bit >> 6];
     // Most adds of a growing store find the bit clear; a plain load first keeps
     // repeated adds of the same id from writing the cache line.
-    if ((word.load(std::memory_order_relaxed) & want) == 0) word.fetch_or(want, std::memory_order_relaxed);
+    if ((word.load(std::memory_order_relaxed) & want) == 0)
+      word.fetch_or(want, std::memory_order_relaxed);
   }
 }
 
@@ -34,7 +35,8 @@ bool ChunkFilter::MayContain(const ChunkId& id) const {
   if (!ready()) return true;
   for (int i = 0; i < 2; ++i) {
     std::uint64_t bit = Piece(id, i);
-    if ((words_[bit >> 6].load(std::memory_order_relaxed) & (1ull << (bit & 63))) == 0) return false;
+    if ((words_[bit >> 6].load(std::memory_order_relaxed) & (1ull << (bit & 63))) == 0)
+      return false;
   }
   return true;
 }

@@ -22,7 +22,9 @@ ChunkIntake::~ChunkIntake() {
   cv_.notify_all();
   if (committer_.joinable()) committer_.join();
   core::Status s = Flush();
-  if (!s.ok()) core::Log(core::LogLevel::kError, "chunk_intake.final_commit_failed", {{"error", s.ToString()}});
+  if (!s.ok())
+    core::Log(core::LogLevel::kError, "chunk_intake.final_commit_failed",
+              {{"error", s.ToString()}});
 }
 
 core::Result<bool> ChunkIntake::Put(const ChunkId& id, std::uint32_t size, std::string_view frame,
@@ -140,7 +142,8 @@ void ChunkIntake::CommitterLoop() {
       lock.lock();
       if (!s.ok() && background_error_.ok()) background_error_ = s;
     }
-    if (!s.ok()) core::Log(core::LogLevel::kError, "chunk_intake.commit_failed", {{"error", s.ToString()}});
+    if (!s.ok())
+      core::Log(core::LogLevel::kError, "chunk_intake.commit_failed", {{"error", s.ToString()}});
   }
 }
 

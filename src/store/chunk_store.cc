@@ -68,12 +68,13 @@ core::Status ChunkStore::Put(const ChunkId& id, std::string_view data, core::Ato
   return WriteFrame(id, frame, batch);
 }
 
-core::Result<std::string_view> VerifyFrameInto(const ChunkId& id, std::uint64_t size, std::string_view frame,
-                                               std::string* buffer) {
+core::Result<std::string_view> VerifyFrameInto(const ChunkId& id, std::uint64_t size,
+                                               std::string_view frame, std::string* buffer) {
   auto data = DecompressFrameInto(frame, size, buffer);
   if (!data.ok()) return std::move(data).status().WithContext("chunk " + core::DigestHex(id));
   if (core::Sha256::Hash(*data) != id) {
-    return core::Status::Corruption("chunk " + core::DigestHex(id) + ": bytes do not hash to the id");
+    return core::Status::Corruption("chunk " + core::DigestHex(id) +
+                                    ": bytes do not hash to the id");
   }
   return data;
 }
@@ -102,7 +103,8 @@ core::Result<std::uint64_t> ChunkStore::StoredSize(const ChunkId& id) {
     if (n == 0) break;
     have += n;
   }
-  return FrameContentSize(std::string_view(header, have)).WithContext("chunk " + core::DigestHex(id));
+  return FrameContentSize(std::string_view(header, have))
+      .WithContext("chunk " + core::DigestHex(id));
 }
 
 core::Result<std::string> ChunkStore::GetFrame(const ChunkId& id) {
@@ -118,9 +120,9 @@ core::Result<std::string> ChunkStore::Get(const ChunkId& id, std::uint64_t expec
     }
     return std::move(frame).status();
   }
-  core::Result<std::string> data =
-      expected_size == UINT64_MAX ? DecompressFrameBounded(*frame, kMaxChunkSizeLimit)
-                                  : DecompressFrame(*frame, expected_size);
+  core::Result<std::string> data = expected_size == UINT64_MAX
+                                       ? DecompressFrameBounded(*frame, kMaxChunkSizeLimit)
+                                       : DecompressFrame(*frame, expected_size);
   if (!data.ok()) return std::move(data).status().WithContext("chunk " + PathOf(id));
   if (verify && core::Sha256::Hash(*data) != id) {
     return core::Status::Corruption("chunk " + PathOf(id) + ": content does not match its id");
@@ -217,7 +219,8 @@ core::Result<GcStats> ChunkStore::CollectGarbage(const ChunkIdSet& live,
         continue;
       }
       auto info = env_->Lstat(path);
-      if (info.ok() && keep_modified_after_ns != INT64_MIN && info->mtime_ns > keep_modified_after_ns) {
+      if (info.ok() && keep_modified_after_ns != INT64_MIN &&
+          info->mtime_ns > keep_modified_after_ns) {
         ++stats.kept;  // too young: may belong to an upload whose version is not signed yet
         continue;
       }

@@ -52,8 +52,8 @@ struct GcStats {
 // exactly `size` bytes whose SHA-256 is `id`; returns a view of those bytes, valid
 // until the buffer is next used. Corruption naming the chunk otherwise. The one check
 // every received frame passes before it is stored or used.
-core::Result<std::string_view> VerifyFrameInto(const ChunkId& id, std::uint64_t size, std::string_view frame,
-                                               std::string* buffer);
+core::Result<std::string_view> VerifyFrameInto(const ChunkId& id, std::uint64_t size,
+                                               std::string_view frame, std::string* buffer);
 
 class ChunkStore {
  public:
@@ -79,8 +79,8 @@ class ChunkStore {
   // Stores a frame received from elsewhere after checking that it decompresses to
   // exactly `size` bytes whose SHA-256 is `id`. Returns the uncompressed bytes (the
   // caller usually needs them). The frame is stored as received.
-  core::Result<std::string> PutFrame(const ChunkId& id, std::uint64_t size,
-                                     std::string_view frame, core::AtomicBatch* batch = nullptr);
+  core::Result<std::string> PutFrame(const ChunkId& id, std::uint64_t size, std::string_view frame,
+                                     core::AtomicBatch* batch = nullptr);
 
   // Writes a frame the caller has verified itself, without checking again or
   // looking for an existing copy: one it just made from bytes it just hashed (the
@@ -88,8 +88,7 @@ class ChunkStore {
   // filling its cache). Hashing and decompressing everything twice would otherwise
   // double the CPU of both. A chunk already present is replaced by the same bytes
   // (atomically, by rename).
-  core::Status PutFrameTrusted(const ChunkId& id, std::string_view frame,
-                               core::AtomicBatch* batch);
+  core::Status PutFrameTrusted(const ChunkId& id, std::string_view frame, core::AtomicBatch* batch);
 
   // Reads a chunk's uncompressed bytes. NotFound when absent. `expected_size` (or
   // UINT64_MAX when unknown, then bounded by kMaxChunkSizeLimit) and, with `verify`,

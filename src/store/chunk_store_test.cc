@@ -1,7 +1,6 @@
 #include "store/chunk_store.h"
 
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <thread>
@@ -28,7 +27,8 @@ TEST_F(ChunkStoreTest, SweepRemovesAbandonedTempsAndReportsEveryChunkInThePass) 
   ChunkId ia = core::Sha256::Hash(a), ib = core::Sha256::Hash(b);
   ASSERT_TRUE(store_.Put(ia, a).ok());
   ASSERT_TRUE(store_.Put(ib, b).ok());
-  std::string dead = store_.root() + "/" + core::DigestHex(ia).substr(0, 2) + "/.x.tmp.999999999-0123456789abcdef";
+  std::string dead =
+      store_.root() + "/" + core::DigestHex(ia).substr(0, 2) + "/.x.tmp.999999999-0123456789abcdef";
   testing::WriteFileOrDie(dead, "left by a crashed writer");
   ChunkIdSet seen;
   auto swept = store_.SweepAbandonedTemps([&](const ChunkId& id) { seen.insert(id); });
@@ -171,7 +171,7 @@ TEST_F(ChunkStoreTest, IterateAndCollectGarbage) {
                         ++n;
                         return true;
                       },
-                           [&](const std::string& p) { strays.push_back(p); })
+                      [&](const std::string& p) { strays.push_back(p); })
                   .ok());
   EXPECT_EQ(n, 20u);
   EXPECT_EQ(strays.size(), 1u);
@@ -199,9 +199,9 @@ TEST_F(ChunkStoreTest, ListIdsSeesChunksOnlyAndEstimateGrows) {
   testing::WriteFileOrDie(dir_.Sub("chunks/00/.abc.tmp.1234-00"), "partial");
   testing::WriteFileOrDie(dir_.Sub("chunks/00/README"), "not a chunk");
   std::string misplaced = core::DigestHex(core::Sha256::Hash("misplaced"));
-  testing::WriteFileOrDie(dir_.Sub("chunks/" + std::string(misplaced[0] == 'f' ? "00" : "ff") +
-                                   "/" + misplaced),
-                          "wrong directory");
+  testing::WriteFileOrDie(
+      dir_.Sub("chunks/" + std::string(misplaced[0] == 'f' ? "00" : "ff") + "/" + misplaced),
+      "wrong directory");
   ChunkIdSet got;
   ASSERT_TRUE(store_.ListIds(&got).ok());
   EXPECT_EQ(got, want);

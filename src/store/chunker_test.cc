@@ -26,7 +26,8 @@ std::vector<std::size_t> Cuts(const Chunker& c, const std::string& data) {
 // Boundaries as absolute offsets, shifted by `delta` after `at`.
 std::set<std::size_t> Shift(const std::vector<std::size_t>& cuts, std::size_t at, long delta) {
   std::set<std::size_t> out;
-  for (auto c : cuts) out.insert(c >= at ? static_cast<std::size_t>(static_cast<long>(c) + delta) : c);
+  for (auto c : cuts)
+    out.insert(c >= at ? static_cast<std::size_t>(static_cast<long>(c) + delta) : c);
   return out;
 }
 

@@ -23,7 +23,8 @@ inline constexpr int kMaxCompressionLevel = 19;
 
 // Compresses `data` into one zstd frame that records its content size.
 // IOError only if zstd itself fails (out of memory).
-core::Result<std::string> CompressFrame(std::string_view data, int level = kDefaultCompressionLevel);
+core::Result<std::string> CompressFrame(std::string_view data,
+                                        int level = kDefaultCompressionLevel);
 
 // The same frame, made in `*buffer` (grown as needed, never shrunk) and returned as a
 // view into it, valid until the buffer is next used. For hot loops: a fresh

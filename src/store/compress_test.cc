@@ -27,7 +27,8 @@ TEST(CompressTest, DetectsDamage) {
   // Wrong declared size.
   EXPECT_TRUE(DecompressFrame(frame, data.size() + 1).status().IsCorruption());
   // Truncated.
-  EXPECT_TRUE(DecompressFrame(frame.substr(0, frame.size() - 10), data.size()).status().IsCorruption());
+  EXPECT_TRUE(
+      DecompressFrame(frame.substr(0, frame.size() - 10), data.size()).status().IsCorruption());
   // Trailing garbage.
   EXPECT_TRUE(DecompressFrame(frame + "xx", data.size()).status().IsCorruption());
   // Not zstd at all.

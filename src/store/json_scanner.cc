@@ -40,10 +40,12 @@ std::size_t Utf8Length(const unsigned char* p, const unsigned char* end) {
   };
   if (c >= 0xC2 && c <= 0xDF) return cont(1, 0x80, 0xBF) ? 2 : 0;
   if (c == 0xE0) return cont(1, 0xA0, 0xBF) && cont(2, 0x80, 0xBF) ? 3 : 0;
-  if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) return cont(1, 0x80, 0xBF) && cont(2, 0x80, 0xBF) ? 3 : 0;
+  if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF)
+    return cont(1, 0x80, 0xBF) && cont(2, 0x80, 0xBF) ? 3 : 0;
   if (c == 0xED) return cont(1, 0x80, 0x9F) && cont(2, 0x80, 0xBF) ? 3 : 0;
   if (c == 0xF0) return cont(1, 0x90, 0xBF) && cont(2, 0x80, 0xBF) && cont(3, 0x80, 0xBF) ? 4 : 0;
-  if (c >= 0xF1 && c <= 0xF3) return cont(1, 0x80, 0xBF) && cont(2, 0x80, 0xBF) && cont(3, 0x80, 0xBF) ? 4 : 0;
+  if (c >= 0xF1 && c <= 0xF3)
+    return cont(1, 0x80, 0xBF) && cont(2, 0x80, 0xBF) && cont(3, 0x80, 0xBF) ? 4 : 0;
   if (c == 0xF4) return cont(1, 0x80, 0x8F) && cont(2, 0x80, 0xBF) && cont(3, 0x80, 0xBF) ? 4 : 0;
   return 0;
 }
@@ -138,7 +140,8 @@ bool JsonScanner::ParseString(std::string* out, std::size_t max_len) {
     }
     if (c < 0x20) return Fail("control character in a string");
     if (c >= 0x80) {
-      std::size_t n = Utf8Length(reinterpret_cast<const unsigned char*>(p_), reinterpret_cast<const unsigned char*>(end_));
+      std::size_t n = Utf8Length(reinterpret_cast<const unsigned char*>(p_),
+                                 reinterpret_cast<const unsigned char*>(end_));
       if (n == 0) return Fail("invalid UTF-8 in a string");
       out->append(p_, n);
       p_ += n;
@@ -149,14 +152,30 @@ bool JsonScanner::ParseString(std::string* out, std::size_t max_len) {
     char e = p_[1];
     p_ += 2;
     switch (e) {
-      case '"': out->push_back('"'); break;
-      case '\\': out->push_back('\\'); break;
-      case '/': out->push_back('/'); break;
-      case 'b': out->push_back('\b'); break;
-      case 'f': out->push_back('\f'); break;
-      case 'n': out->push_back('\n'); break;
-      case 'r': out->push_back('\r'); break;
-      case 't': out->push_back('\t'); break;
+      case '"':
+        out->push_back('"');
+        break;
+      case '\\':
+        out->push_back('\\');
+        break;
+      case '/':
+        out->push_back('/');
+        break;
+      case 'b':
+        out->push_back('\b');
+        break;
+      case 'f':
+        out->push_back('\f');
+        break;
+      case 'n':
+        out->push_back('\n');
+        break;
+      case 'r':
+        out->push_back('\r');
+        break;
+      case 't':
+        out->push_back('\t');
+        break;
       case 'u': {
         auto hex4 = [&](std::uint32_t* v) {
           if (end_ - p_ < 4) return false;
@@ -174,9 +193,11 @@ bool JsonScanner::ParseString(std::string* out, std::size_t max_len) {
         if (cp >= 0xDC00 && cp <= 0xDFFF) return Fail("lone low surrogate in a \\u escape");
         if (cp >= 0xD800 && cp <= 0xDBFF) {
           std::uint32_t lo;
-          if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') return Fail("lone high surrogate in a \\u escape");
+          if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u')
+            return Fail("lone high surrogate in a \\u escape");
           p_ += 2;
-          if (!hex4(&lo) || lo < 0xDC00 || lo > 0xDFFF) return Fail("bad surrogate pair in a \\u escape");
+          if (!hex4(&lo) || lo < 0xDC00 || lo > 0xDFFF)
+            return Fail("bad surrogate pair in a \\u escape");
           cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
         }
         AppendUtf8(out, cp);
@@ -199,7 +220,8 @@ bool JsonScanner::Int(std::int64_t* out, std::int64_t lo, std::int64_t hi) {
     p_ = start;
     return Fail("expected an integer");
   }
-  if (*p_ == '0' && p_ + 1 < end_ && p_[1] >= '0' && p_[1] <= '9') return Fail("leading zero in a number");
+  if (*p_ == '0' && p_ + 1 < end_ && p_[1] >= '0' && p_[1] <= '9')
+    return Fail("leading zero in a number");
   std::uint64_t v = 0;
   bool overflow = false;
   while (p_ < end_ && *p_ >= '0' && *p_ <= '9') {
@@ -245,7 +267,8 @@ bool JsonScanner::SkipValue(std::string_view* text, int max_depth) {
     if (!ParseString(&scratch, SIZE_MAX)) return false;
   } else if (c == 't' || c == 'f' || c == 'n') {
     std::string_view word = c == 't' ? "true" : c == 'f' ? "false" : "null";
-    if (static_cast<std::size_t>(end_ - p_) < word.size() || std::memcmp(p_, word.data(), word.size()) != 0) {
+    if (static_cast<std::size_t>(end_ - p_) < word.size() ||
+        std::memcmp(p_, word.data(), word.size()) != 0) {
       return Fail("bad literal");
     }
     p_ += word.size();

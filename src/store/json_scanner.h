@@ -23,7 +23,8 @@ namespace depot::store {
 
 class JsonScanner {
  public:
-  explicit JsonScanner(std::string_view text) : p_(text.data()), begin_(text.data()), end_(text.data() + text.size()) {}
+  explicit JsonScanner(std::string_view text)
+      : p_(text.data()), begin_(text.data()), end_(text.data() + text.size()) {}
 
   // Consumes '{' / '['.
   bool BeginObject();

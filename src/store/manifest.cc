@@ -18,9 +18,12 @@ using Json = nlohmann::json;
 
 std::string_view EntryTypeName(EntryType t) {
   switch (t) {
-    case EntryType::kFile: return "file";
-    case EntryType::kDirectory: return "dir";
-    case EntryType::kSymlink: return "symlink";
+    case EntryType::kFile:
+      return "file";
+    case EntryType::kDirectory:
+      return "dir";
+    case EntryType::kSymlink:
+      return "symlink";
   }
   return "?";
 }
@@ -54,7 +57,9 @@ const Program* FindProgram(const std::vector<Program>& programs, std::string_vie
   return nullptr;
 }
 
-const Program* Manifest::FindProgram(std::string_view name) const { return store::FindProgram(programs, name); }
+const Program* Manifest::FindProgram(std::string_view name) const {
+  return store::FindProgram(programs, name);
+}
 
 Status ValidatePackageName(std::string_view name) {
   auto bad = [&](std::string_view why) {
@@ -72,8 +77,7 @@ Status ValidatePackageName(std::string_view name) {
 }
 
 Status ValidateProgramName(std::string_view name) {
-  if (name.empty() || name.size() > 32 ||
-      !std::all_of(name.begin(), name.end(), [](char c) {
+  if (name.empty() || name.size() > 32 || !std::all_of(name.begin(), name.end(), [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
       })) {
     return Status::InvalidArgument("program name '" + std::string(name.substr(0, 40)) +
@@ -203,7 +207,8 @@ Status ValidateManifest(const Manifest& m, const ManifestLimits& limits) {
     return Status::InvalidArgument("description is longer than 4096 bytes");
   }
   if (m.programs.size() > limits.max_programs) {
-    return Status::InvalidArgument("more than " + std::to_string(limits.max_programs) + " programs");
+    return Status::InvalidArgument("more than " + std::to_string(limits.max_programs) +
+                                   " programs");
   }
   for (std::size_t i = 0; i < m.programs.size(); ++i) {
     DEPOT_RETURN_IF_ERROR(ValidateProgram(m.programs[i], limits));
@@ -236,7 +241,8 @@ Status ValidateManifest(const Manifest& m, const ManifestLimits& limits) {
     std::string_view parent = core::Dirname(e.path);
     if (!parent.empty()) {
       auto it = index.find(parent);
-      if (it == index.end()) return bad("has no directory entry for its parent '" + std::string(parent) + "'");
+      if (it == index.end())
+        return bad("has no directory entry for its parent '" + std::string(parent) + "'");
       if (it->second->type != EntryType::kDirectory) {
         return bad("lies under '" + std::string(parent) + "', which is a " +
                    std::string(EntryTypeName(it->second->type)) + ", not a directory");
@@ -247,7 +253,8 @@ Status ValidateManifest(const Manifest& m, const ManifestLimits& limits) {
       case EntryType::kDirectory:
       case EntryType::kSymlink:
         if (e.size != 0 || !e.chunks.empty()) return bad("must not have a size or chunks");
-        if (e.type == EntryType::kDirectory && !e.target.empty()) return bad("must not have a target");
+        if (e.type == EntryType::kDirectory && !e.target.empty())
+          return bad("must not have a target");
         if (e.type == EntryType::kSymlink) {
           if (e.target.empty() || e.target.size() > core::kMaxPathLength ||
               e.target.find('\0') != std::string::npos || !core::IsValidUtf8(e.target)) {
@@ -337,7 +344,8 @@ class JsonWriter {
   }
   // A JSON string. Only valid UTF-8 can be written (like nlohmann's strict mode).
   Status String(std::string_view s) {
-    if (!core::IsValidUtf8(s)) return Status::InvalidArgument("manifest: string is not valid UTF-8");
+    if (!core::IsValidUtf8(s))
+      return Status::InvalidArgument("manifest: string is not valid UTF-8");
     out_.push_back('"');
     std::size_t run = 0;  // start of the bytes not yet copied
     for (std::size_t i = 0; i < s.size(); ++i) {
@@ -346,13 +354,27 @@ class JsonWriter {
       out_.append(s.data() + run, i - run);
       run = i + 1;
       switch (c) {
-        case '"': out_.append("\\\""); break;
-        case '\\': out_.append("\\\\"); break;
-        case '\b': out_.append("\\b"); break;
-        case '\t': out_.append("\\t"); break;
-        case '\n': out_.append("\\n"); break;
-        case '\f': out_.append("\\f"); break;
-        case '\r': out_.append("\\r"); break;
+        case '"':
+          out_.append("\\\"");
+          break;
+        case '\\':
+          out_.append("\\\\");
+          break;
+        case '\b':
+          out_.append("\\b");
+          break;
+        case '\t':
+          out_.append("\\t");
+          break;
+        case '\n':
+          out_.append("\\n");
+          break;
+        case '\f':
+          out_.append("\\f");
+          break;
+        case '\r':
+          out_.append("\\r");
+          break;
         default: {
           char buf[8];
           std::snprintf(buf, sizeof(buf), "\\u%04x", c);
@@ -422,7 +444,8 @@ core::Result<std::string> SerializePrograms(const std::vector<Program>& programs
 core::Result<std::string> SerializeManifest(const Manifest& m) {
   DEPOT_RETURN_IF_ERROR(ValidateManifest(m).WithContext("refusing to write an invalid manifest"));
   std::size_t estimate = 1024 + m.description.size();
-  for (const auto& e : m.entries) estimate += 96 + e.path.size() + e.target.size() + 80 * e.chunks.size();
+  for (const auto& e : m.entries)
+    estimate += 96 + e.path.size() + e.target.size() + 80 * e.chunks.size();
   JsonWriter w(estimate);
   // Keys in byte order, as nlohmann's std::map-backed objects print them.
   w.Raw("{");
@@ -552,7 +575,8 @@ class Reader {
     return IntValue(*it, std::string(key), out, lo, hi);
   }
   template <typename T>
-  Status IntValue(const Json& v, const std::string& what, T* out, std::int64_t lo, std::int64_t hi) {
+  Status IntValue(const Json& v, const std::string& what, T* out, std::int64_t lo,
+                  std::int64_t hi) {
     if (!v.is_number_integer()) return Fail(what + " is not an integer");
     if (v.is_number_unsigned()) {
       auto u = v.get<std::uint64_t>();
@@ -618,23 +642,33 @@ Status ReadPrograms(const Json& programs, const ManifestLimits& limits, std::vec
 // Reader holds: known fields only, each once, the ones its type requires, types and
 // ranges; the path rules follow in ValidateManifest.
 Status ParseEntries(JsonScanner* sc, const ManifestLimits& limits, std::vector<Entry>* out) {
-  enum : unsigned { kPath = 1, kType = 2, kMode = 4, kSize = 8, kSha = 16, kChunks = 32, kTarget = 64 };
+  enum : unsigned {
+    kPath = 1,
+    kType = 2,
+    kMode = 4,
+    kSize = 8,
+    kSha = 16,
+    kChunks = 32,
+    kTarget = 64
+  };
   static constexpr std::pair<std::string_view, unsigned> kFields[] = {
-      {"path", kPath}, {"type", kType},     {"mode", kMode},     {"size", kSize},
+      {"path", kPath},  {"type", kType},     {"mode", kMode},    {"size", kSize},
       {"sha256", kSha}, {"chunks", kChunks}, {"target", kTarget}};
-  if (!sc->BeginArray()) return Status::InvalidArgument("manifest: entries is not an array (" + sc->error() + ")");
+  if (!sc->BeginArray())
+    return Status::InvalidArgument("manifest: entries is not an array (" + sc->error() + ")");
   std::string key, type, hex;
   bool done = false;
   for (std::size_t i = 0; sc->NextElement(&done); ++i) {
     if (i >= limits.max_entries) {
-      return Status::InvalidArgument("manifest: document has more than " + std::to_string(limits.max_entries) +
-                                     " entries");
+      return Status::InvalidArgument("manifest: document has more than " +
+                                     std::to_string(limits.max_entries) + " entries");
     }
     Entry e;
     unsigned seen = 0;
     type.clear();
     auto fail = [&](const std::string& why) {
-      std::string where = (seen & kPath) ? "entry '" + e.path + "'" : "entry #" + std::to_string(i + 1);
+      std::string where =
+          (seen & kPath) ? "entry '" + e.path + "'" : "entry #" + std::to_string(i + 1);
       return Status::InvalidArgument("manifest: " + where + " " + why);
     };
     // A well-formed value that breaks a rule is reported once the whole entry is
@@ -656,8 +690,12 @@ Status ParseEntries(JsonScanner* sc, const ManifestLimits& limits, std::vector<E
       std::int64_t v = 0;
       bool ok = true;
       switch (bit) {
-        case kPath: ok = sc->String(&e.path, core::kMaxPathLength + 1); break;
-        case kType: ok = sc->String(&type, 16); break;
+        case kPath:
+          ok = sc->String(&e.path, core::kMaxPathLength + 1);
+          break;
+        case kType:
+          ok = sc->String(&type, 16);
+          break;
         case kMode:
           ok = sc->Int(&v, INT64_MIN, INT64_MAX);
           if (ok && (v < 0 || v > 0777)) defer("mode is out of range");
@@ -665,7 +703,8 @@ Status ParseEntries(JsonScanner* sc, const ManifestLimits& limits, std::vector<E
           break;
         case kSize:
           ok = sc->Int(&v, INT64_MIN, INT64_MAX);
-          if (ok && (v < 0 || static_cast<std::uint64_t>(v) > limits.max_file_size)) defer("size is out of range");
+          if (ok && (v < 0 || static_cast<std::uint64_t>(v) > limits.max_file_size))
+            defer("size is out of range");
           e.size = static_cast<std::uint64_t>(v);
           break;
         case kSha:
@@ -698,10 +737,13 @@ Status ParseEntries(JsonScanner* sc, const ManifestLimits& limits, std::vector<E
           ok = ok && chunks_done;
           break;
         }
-        case kTarget: ok = sc->String(&e.target, core::kMaxPathLength); break;
+        case kTarget:
+          ok = sc->String(&e.target, core::kMaxPathLength);
+          break;
       }
       if (!ok || sc->failed()) {
-        return fail("field '" + key + "': " + (sc->failed() ? sc->error() : std::string("malformed")));
+        return fail("field '" + key +
+                    "': " + (sc->failed() ? sc->error() : std::string("malformed")));
       }
       seen |= bit;
     }
@@ -722,14 +764,16 @@ Status ParseEntries(JsonScanner* sc, const ManifestLimits& limits, std::vector<E
       return fail("has unknown type '" + type + "' (want file, dir or symlink)");
     }
     for (const auto& [name, b] : kFields) {
-      if ((seen & b) && !(allowed & b)) return fail("has an unknown field '" + std::string(name) + "'");
+      if ((seen & b) && !(allowed & b))
+        return fail("has an unknown field '" + std::string(name) + "'");
       if (!(seen & b) && (allowed & b)) return fail("lacks the field '" + std::string(name) + "'");
     }
     // Bounded by the file size: every chunk holds at least one byte.
     if (e.chunks.size() > e.size) return fail("has more chunks than bytes");
     out->push_back(std::move(e));
   }
-  if (!done) return Status::InvalidArgument("manifest: entries are malformed (" + sc->error() + ")");
+  if (!done)
+    return Status::InvalidArgument("manifest: entries are malformed (" + sc->error() + ")");
   return Status::Ok();
 }
 
@@ -746,28 +790,32 @@ core::Result<Manifest> ParseManifest(std::string_view bytes, const ManifestLimit
   JsonScanner sc(bytes);
   Json doc = Json::object();
   bool have_entries = false;
-  if (!sc.BeginObject()) return Status::InvalidArgument("manifest is not a JSON object (" + sc.error() + ")");
+  if (!sc.BeginObject())
+    return Status::InvalidArgument("manifest is not a JSON object (" + sc.error() + ")");
   std::string key;
   bool done = false;
   while (sc.NextKey(&key, &done)) {
     if (key == "entries") {
-      if (have_entries) return Status::InvalidArgument("manifest: document has the field 'entries' twice");
+      if (have_entries)
+        return Status::InvalidArgument("manifest: document has the field 'entries' twice");
       have_entries = true;
       DEPOT_RETURN_IF_ERROR(ParseEntries(&sc, limits, &m.entries));
       continue;
     }
-    if (doc.contains(key)) return Status::InvalidArgument("manifest: document has the field '" + key + "' twice");
+    if (doc.contains(key))
+      return Status::InvalidArgument("manifest: document has the field '" + key + "' twice");
     std::string_view text;
     if (!sc.SkipValue(&text)) break;
     Json value = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-    if (value.is_discarded()) return Status::InvalidArgument("manifest: field '" + key + "' is not valid JSON");
+    if (value.is_discarded())
+      return Status::InvalidArgument("manifest: field '" + key + "' is not valid JSON");
     doc[key] = std::move(value);
   }
-  if (!done || !sc.AtEnd()) return Status::InvalidArgument("manifest is not valid JSON (" + sc.error() + ")");
+  if (!done || !sc.AtEnd())
+    return Status::InvalidArgument("manifest is not valid JSON (" + sc.error() + ")");
   Reader top("document");
-  DEPOT_RETURN_IF_ERROR(top.Keys(doc, {"format", "package", "version", "created", "programs",
-                                       "chunker"},
-                                 {"description"}));
+  DEPOT_RETURN_IF_ERROR(top.Keys(
+      doc, {"format", "package", "version", "created", "programs", "chunker"}, {"description"}));
   if (!have_entries) return top.Fail("lacks the field 'entries'");
   int format = 0;
   DEPOT_RETURN_IF_ERROR(top.Int(doc, "format", &format, 0, 1000));
@@ -782,7 +830,8 @@ core::Result<Manifest> ParseManifest(std::string_view bytes, const ManifestLimit
   DEPOT_RETURN_IF_ERROR(rp.String(pkg, "name", &m.package_name, 64));
   DEPOT_RETURN_IF_ERROR(top.Int(doc, "version", &m.version, 1, 1ll << 53));
   DEPOT_RETURN_IF_ERROR(top.String(doc, "created", &m.created, 32));
-  DEPOT_RETURN_IF_ERROR(top.String(doc, "description", &m.description, limits.max_description_length));
+  DEPOT_RETURN_IF_ERROR(
+      top.String(doc, "description", &m.description, limits.max_description_length));
 
   DEPOT_RETURN_IF_ERROR(ReadPrograms(doc["programs"], limits, &m.programs));
 
@@ -798,7 +847,6 @@ core::Result<Manifest> ParseManifest(std::string_view bytes, const ManifestLimit
   DEPOT_RETURN_IF_ERROR(rc.Int(ch, "avg", &m.chunker.avg_size, 1, kMaxChunkSizeLimit));
   DEPOT_RETURN_IF_ERROR(rc.Int(ch, "max", &m.chunker.max_size, 1, kMaxChunkSizeLimit));
 
-
   DEPOT_RETURN_IF_ERROR(ValidateManifest(m, limits).WithContext("manifest"));
   return m;
 }
@@ -813,7 +861,8 @@ core::Result<std::vector<Program>> ParsePrograms(std::string_view json) {
   for (std::size_t i = 0; i < out.size(); ++i) {
     DEPOT_RETURN_IF_ERROR(ValidateProgram(out[i], limits));
     for (std::size_t j = 0; j < i; ++j) {
-      if (out[j].name == out[i].name) return Status::InvalidArgument("program '" + out[i].name + "' is listed twice");
+      if (out[j].name == out[i].name)
+        return Status::InvalidArgument("program '" + out[i].name + "' is listed twice");
     }
   }
   return out;

@@ -44,8 +44,8 @@ struct Entry {
 
 // An install program. Exit codes not listed anywhere mean failure.
 struct Program {
-  std::string name;      // [a-z0-9_-]{1,32}, e.g. "install"
-  std::string command;   // run with /bin/sh -c in the version's directory
+  std::string name;     // [a-z0-9_-]{1,32}, e.g. "install"
+  std::string command;  // run with /bin/sh -c in the version's directory
   std::uint32_t timeout_s = 3600;
   std::vector<int> success_codes{0};
   std::vector<int> reboot_codes;  // success, reboot required
@@ -70,10 +70,10 @@ struct Manifest {
 };
 
 struct ManifestLimits {
-  std::uint64_t max_bytes = 256ull << 20;     // serialized size
+  std::uint64_t max_bytes = 256ull << 20;  // serialized size
   std::uint64_t max_entries = 2'000'000;
-  std::uint64_t max_file_size = 1ull << 40;   // 1 TiB
-  std::uint64_t max_total_size = 16ull << 40; // 16 TiB
+  std::uint64_t max_file_size = 1ull << 40;    // 1 TiB
+  std::uint64_t max_total_size = 16ull << 40;  // 16 TiB
   std::uint32_t max_programs = 32;
   std::uint32_t max_command_length = 8192;
   std::uint32_t max_description_length = 4096;

@@ -23,7 +23,8 @@ Entry File(std::string p, std::string_view content) {
   e.mode = 0644;
   e.size = content.size();
   e.sha256 = core::Sha256::Hash(content);
-  if (!content.empty()) e.chunks.push_back(ChunkRef{e.sha256, static_cast<std::uint32_t>(content.size())});
+  if (!content.empty())
+    e.chunks.push_back(ChunkRef{e.sha256, static_cast<std::uint32_t>(content.size())});
   return e;
 }
 Entry Link(std::string p, std::string target) {
@@ -49,8 +50,12 @@ Manifest Sample() {
   p.reboot_codes = {194};
   p.retry_codes = {75};
   m.programs.push_back(p);
-  m.entries = {Dir("bin"), File("bin/tool", "#!/bin/sh\necho hi\n"), Dir("empty", 0700),
-               File("empty.txt", ""), Link("links", "bin/tool"), Dir("share"),
+  m.entries = {Dir("bin"),
+               File("bin/tool", "#!/bin/sh\necho hi\n"),
+               Dir("empty", 0700),
+               File("empty.txt", ""),
+               Link("links", "bin/tool"),
+               Dir("share"),
                Link("share/up", "../bin")};
   return m;
 }
@@ -61,26 +66,30 @@ std::string ReferenceSerialize(const Manifest& m) {
   using Json = nlohmann::json;
   Json programs = Json::array();
   for (const auto& p : m.programs) {
-    programs.push_back({{"name", p.name},
-                        {"command", p.command},
-                        {"timeout_s", p.timeout_s},
-                        {"exit_codes",
-                         {{"success", p.success_codes},
-                          {"reboot", p.reboot_codes},
-                          {"retry", p.retry_codes}}}});
+    programs.push_back(
+        {{"name", p.name},
+         {"command", p.command},
+         {"timeout_s", p.timeout_s},
+         {"exit_codes",
+          {{"success", p.success_codes}, {"reboot", p.reboot_codes}, {"retry", p.retry_codes}}}});
   }
   Json entries = Json::array();
   for (const auto& e : m.entries) {
     Json j = {{"path", e.path}, {"type", EntryTypeName(e.type)}};
     switch (e.type) {
-      case EntryType::kDirectory: j["mode"] = e.mode; break;
-      case EntryType::kSymlink: j["target"] = e.target; break;
+      case EntryType::kDirectory:
+        j["mode"] = e.mode;
+        break;
+      case EntryType::kSymlink:
+        j["target"] = e.target;
+        break;
       case EntryType::kFile: {
         j["mode"] = e.mode;
         j["size"] = e.size;
         j["sha256"] = core::DigestHex(e.sha256);
         Json chunks = Json::array();
-        for (const auto& c : e.chunks) chunks.push_back(Json::array({core::DigestHex(c.id), c.size}));
+        for (const auto& c : e.chunks)
+          chunks.push_back(Json::array({core::DigestHex(c.id), c.size}));
         j["chunks"] = std::move(chunks);
         break;
       }
@@ -106,7 +115,8 @@ TEST(ManifestTest, SerializesExactlyLikeTheNlohmannDocument) {
   Manifest m = Sample();
   EXPECT_EQ(*SerializeManifest(m), ReferenceSerialize(m));
   // Strings that need escaping, and multi-byte UTF-8 that must not be.
-  std::string tricky = "q\"uote\\back/slash \t\n\r\b\f \x01\x1f\x7f caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa6";
+  std::string tricky =
+      "q\"uote\\back/slash \t\n\r\b\f \x01\x1f\x7f caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa6";
   m.description = tricky;
   m.programs[0].command = "sh -c \"" + tricky + "\"";
   m.programs[0].reboot_codes = {};
@@ -121,7 +131,8 @@ TEST(ManifestTest, SerializesExactlyLikeTheNlohmannDocument) {
   big.size = 0;
   for (int i = 0; i < 50; ++i) {
     std::string part = "part " + std::to_string(i);
-    big.chunks.push_back(ChunkRef{core::Sha256::Hash(part), 4096u * 64u + static_cast<std::uint32_t>(i)});
+    big.chunks.push_back(
+        ChunkRef{core::Sha256::Hash(part), 4096u * 64u + static_cast<std::uint32_t>(i)});
     big.size += big.chunks.back().size;
   }
   big.sha256 = core::Sha256::Hash("whole");
@@ -229,17 +240,23 @@ TEST(ManifestTest, EntriesAreAsStrictAsTheRestOfTheDocument) {
   ExpectRejected([](auto& d) { d["entries"][1]["owner"] = "root"; }, "unknown field 'owner'");
   ExpectRejected([](auto& d) { d["entries"][1]["mode"] = "0755"; }, "'mode'");
   // Rule breaks name the entry by its path, even when the path comes later.
-  ExpectRejected([](auto& d) { d["entries"][1]["mode"] = 04755; }, "entry 'bin/tool' mode is out of range");
-  ExpectRejected([](auto& d) { d["entries"][1]["size"] = -1; }, "entry 'bin/tool' size is out of range");
-  ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0][1] = 0; }, "entry 'bin/tool' chunk size");
+  ExpectRejected([](auto& d) { d["entries"][1]["mode"] = 04755; },
+                 "entry 'bin/tool' mode is out of range");
+  ExpectRejected([](auto& d) { d["entries"][1]["size"] = -1; },
+                 "entry 'bin/tool' size is out of range");
+  ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0][1] = 0; },
+                 "entry 'bin/tool' chunk size");
   ExpectRejected([](auto& d) { d["entries"][1]["size"] = 1.5; }, "not an integer");
   ExpectRejected([](auto& d) { d["entries"][1]["path"] = 7; }, "'path'");
   ExpectRejected([](auto& d) { d["entries"][1]["chunks"] = "x"; }, "'chunks'");
-  ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0] = {d["entries"][1]["chunks"][0][0]}; }, "'chunks'");
+  ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0] = {d["entries"][1]["chunks"][0][0]}; },
+                 "'chunks'");
   ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0].push_back(1); }, "'chunks'");
-  ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0][0] = "zz"; }, "entry 'bin/tool' chunk id");
+  ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0][0] = "zz"; },
+                 "entry 'bin/tool' chunk id");
   ExpectRejected([](auto& d) { d["entries"][1]["chunks"][0][1] = 1ll << 40; }, "out of range");
-  ExpectRejected([](auto& d) { d["entries"][1]["chunks"].push_back(d["entries"][1]["chunks"][0]); }, "");
+  ExpectRejected([](auto& d) { d["entries"][1]["chunks"].push_back(d["entries"][1]["chunks"][0]); },
+                 "");
   ExpectRejected([](auto& d) { d["entries"][2] = "file"; }, "entry #3 is not a JSON object");
   ExpectRejected([](auto& d) { d["entries"] = {{"a", 1}}; }, "entries is not an array");
   // A key given twice (a document would silently keep the last one).

@@ -7,11 +7,11 @@
 #include <thread>
 
 #include "core/atomic_batch.h"
-#include "core/backoff.h"
 #include "core/background_sync.h"
+#include "core/backoff.h"
+#include "core/hex.h"
 #include "core/log.h"
 #include "core/parallel.h"
-#include "core/hex.h"
 #include "core/path.h"
 #include "store/compress.h"
 
@@ -103,7 +103,8 @@ class Worker {
   void Run(FileJob& job, Entry& entry) {
     const std::string full = core::JoinPath(sh_->root, job.rel);
     Attempt last;
-    core::Backoff backoff(sh_->options->clock, {sh_->options->first_backoff, sh_->options->first_backoff * 64});
+    core::Backoff backoff(sh_->options->clock,
+                          {sh_->options->first_backoff, sh_->options->first_backoff * 64});
     for (int attempt = 1; attempt <= sh_->options->max_attempts; ++attempt) {
       if (sh_->failed) return;
       last = ReadOnce(full, job.rel, entry);
@@ -259,8 +260,9 @@ class Worker {
     entry.chunks.push_back(ChunkRef{id, static_cast<std::uint32_t>(chunk.size())});
     if (!sh_->seen.Insert(id)) return Status::Ok();
     if (sh_->options->sink != nullptr) {
-      DEPOT_ASSIGN_OR_RETURN(std::string_view frame,
-                             CompressFrameInto(chunk, sh_->options->compression_level, &frame_buf_));
+      DEPOT_ASSIGN_OR_RETURN(
+          std::string_view frame,
+          CompressFrameInto(chunk, sh_->options->compression_level, &frame_buf_));
       ++sh_->new_chunks;
       sh_->new_bytes += chunk.size();
       sh_->stored_bytes += frame.size();
@@ -308,10 +310,9 @@ Status Walk(core::Env* env, const std::string& root, const std::string& rel,
     return s.WithContext(what);
   }
   auto names = std::move(*listing);
-  std::sort(names.begin(), names.end(),
-            [](const core::Env::StatEntry& a, const core::Env::StatEntry& b) {
-              return a.name < b.name;
-            });
+  std::sort(
+      names.begin(), names.end(),
+      [](const core::Env::StatEntry& a, const core::Env::StatEntry& b) { return a.name < b.name; });
   for (const auto& de : names) {
     std::string child = rel.empty() ? de.name : core::JoinPath(rel, de.name);
     DEPOT_RETURN_IF_ERROR(core::ValidateRelativePath(child).WithContext("cannot package"));
@@ -382,9 +383,12 @@ void SortByPath(std::vector<Entry>* entries, std::vector<FileJob>* jobs) {
 core::Result<bool> ShouldListStore(ChunkStore* store, const SnapshotOptions& options,
                                    std::size_t files, std::uint64_t bytes) {
   switch (options.presence) {
-    case PresenceCheck::kList: return true;
-    case PresenceCheck::kLookup: return false;
-    case PresenceCheck::kAuto: break;
+    case PresenceCheck::kList:
+      return true;
+    case PresenceCheck::kLookup:
+      return false;
+    case PresenceCheck::kAuto:
+      break;
   }
   const std::uint64_t expected_chunks = files + bytes / options.chunker.avg_size;
   DEPOT_ASSIGN_OR_RETURN(std::uint64_t entries, store->EstimateEntries());
@@ -432,7 +436,8 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
             [](const FileJob& a, const FileJob& b) { return a.size_hint > b.size_hint; });
 
   const bool to_sink = options.sink != nullptr;
-  if (!to_sink && store == nullptr) return Status::InvalidArgument("internal: snapshot needs a store or a sink");
+  if (!to_sink && store == nullptr)
+    return Status::InvalidArgument("internal: snapshot needs a store or a sink");
   core::AtomicBatch batch(env, to_sink ? std::string() : store->root());
   Shared shared;
   shared.env = env;
@@ -458,14 +463,15 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
 
   std::unique_ptr<core::BackgroundSync> background_sync;
   if (options.background_sync_bytes != 0 && !to_sink) {
-    background_sync = std::make_unique<core::BackgroundSync>(env, store->root(),
-                                                             options.background_sync_bytes);
+    background_sync =
+        std::make_unique<core::BackgroundSync>(env, store->root(), options.background_sync_bytes);
     shared.background_sync = background_sync.get();
   }
 
   std::atomic<std::size_t> next{0};
   unsigned threads = options.threads ? options.threads : core::DefaultConcurrency();
-  threads = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(1, jobs.size())));
+  threads =
+      static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(1, jobs.size())));
   core::RunParallel(threads, [&](unsigned) {
     Worker worker(&shared);
     for (;;) {

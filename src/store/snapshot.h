@@ -71,13 +71,13 @@ struct SnapshotOptions {
 
 struct SnapshotStats {
   std::uint64_t files = 0, dirs = 0, symlinks = 0;
-  std::uint64_t bytes = 0;           // total file bytes
-  std::uint64_t chunk_refs = 0;      // chunks referenced by files
-  std::uint64_t new_chunks = 0;      // chunks this snapshot stored
-  std::uint64_t new_bytes = 0;       // their uncompressed bytes
-  std::uint64_t stored_bytes = 0;    // their compressed bytes, as written
-  std::uint64_t reused_bytes = 0;    // bytes of chunks already present (or repeated)
-  std::uint64_t retries = 0;         // file re-reads caused by concurrent changes
+  std::uint64_t bytes = 0;         // total file bytes
+  std::uint64_t chunk_refs = 0;    // chunks referenced by files
+  std::uint64_t new_chunks = 0;    // chunks this snapshot stored
+  std::uint64_t new_bytes = 0;     // their uncompressed bytes
+  std::uint64_t stored_bytes = 0;  // their compressed bytes, as written
+  std::uint64_t reused_bytes = 0;  // bytes of chunks already present (or repeated)
+  std::uint64_t retries = 0;       // file re-reads caused by concurrent changes
 };
 
 struct SnapshotResult {

@@ -25,8 +25,10 @@ std::string HumanSpan(core::Duration d) {
   if (s < 0) s = -s;
   // Rounded to the smaller unit shown: clocks compared through a Date header agree to
   // a second at best, and "7d 23h" for eight days reads wrong.
-  if (s >= 86400) s = (s + 1800) / 3600 * 3600;
-  else if (s >= 3600) s = (s + 30) / 60 * 60;
+  if (s >= 86400)
+    s = (s + 1800) / 3600 * 3600;
+  else if (s >= 3600)
+    s = (s + 30) / 60 * 60;
   if (s >= 86400) return std::to_string(s / 86400) + "d " + std::to_string(s % 86400 / 3600) + "h";
   if (s >= 3600) return std::to_string(s / 3600) + "h " + std::to_string(s % 3600 / 60) + "m";
   if (s >= 60) return std::to_string(s / 60) + "m " + std::to_string(s % 60) + "s";
@@ -279,7 +281,8 @@ Status Client::UpdateRoot(core::TimePoint now) {
     }
     if (next.body.version != next_version) {
       return Status::Corruption(name + ": holds root version " + std::to_string(next.body.version) +
-                                ", expected exactly " + std::to_string(next_version) + " (a broken root chain)");
+                                ", expected exactly " + std::to_string(next_version) +
+                                " (a broken root chain)");
     }
     DEPOT_RETURN_IF_ERROR(RequireConsistentSnapshots(next.body, name));
     // 5.3.7-8: trust it and persist it. The rest of the trusted state is reconciled at
@@ -320,9 +323,9 @@ Status Client::UpdateTimestamp(core::TimePoint now) {
       return Status::Ok();
     }
     if (ts.body.snapshot.version < old.snapshot.version) {
-      return RefuseOlder(name + ": names snapshot version " + std::to_string(ts.body.snapshot.version) +
-                         ", older than version " + std::to_string(old.snapshot.version) +
-                         " named by the trusted timestamp");
+      return RefuseOlder(name + ": names snapshot version " +
+                         std::to_string(ts.body.snapshot.version) + ", older than version " +
+                         std::to_string(old.snapshot.version) + " named by the trusted timestamp");
     }
   }
   // 5.4.4
@@ -370,12 +373,14 @@ Status Client::UpdateSnapshot(core::TimePoint now) {
     for (const auto& [file, old] : snapshot_->meta.body.meta) {
       auto it = snap.body.meta.find(file);
       if (it == snap.body.meta.end()) {
-        return RefuseOlder(name + ": no longer lists " + file + ", which trusted snapshot version " +
+        return RefuseOlder(name + ": no longer lists " + file +
+                           ", which trusted snapshot version " +
                            std::to_string(snapshot_->meta.body.version) + " listed");
       }
       if (it->second.version < old.version) {
-        return RefuseOlder(name + ": names " + file + " version " + std::to_string(it->second.version) +
-                           ", older than version " + std::to_string(old.version) + " in the trusted snapshot");
+        return RefuseOlder(name + ": names " + file + " version " +
+                           std::to_string(it->second.version) + ", older than version " +
+                           std::to_string(old.version) + " in the trusted snapshot");
       }
     }
   }
@@ -423,7 +428,8 @@ Status Client::UpdateTargets(core::TimePoint now) {
   // snapshot check covers it unless the trusted snapshot was discarded).
   if (targets_ && targets.body.version < targets_->meta.body.version) {
     return RefuseOlder(name + ": version " + std::to_string(targets.body.version) +
-                       " is older than the trusted version " + std::to_string(targets_->meta.body.version));
+                       " is older than the trusted version " +
+                       std::to_string(targets_->meta.body.version));
   }
   // 5.6.5
   if (IsExpired(targets.body.expires, now)) {
@@ -497,7 +503,8 @@ Status Client::Expired(std::string_view file, std::int64_t version, core::TimePo
                                 "(depot repo resign --root)"
                               : "the repository must be re-signed (depot repo resign)";
   std::string head = std::string(file) + " (version " + std::to_string(version) + "): expired at " +
-                     core::FormatUtc(expires) + " (now " + core::FormatUtc(now) + " by this machine's clock)";
+                     core::FormatUtc(expires) + " (now " + core::FormatUtc(now) +
+                     " by this machine's clock)";
   if (!reference_) {
     return Status::PermissionDenied(head + "; refusing it (possible freeze attack); " + fix +
                                     ", unless this machine's clock is wrong");
@@ -505,13 +512,15 @@ Status Client::Expired(std::string_view file, std::int64_t version, core::TimePo
   const core::TimePoint theirs = now + reference_->offset;
   const core::Duration ahead = now - theirs;
   if (!IsExpired(expires, theirs)) {
-    return Status::PermissionDenied(head + "; refusing it, but by " + reference_->name + "'s clock (" +
-                                    core::FormatUtc(theirs) + ") it is still valid: this machine's clock is " +
-                                    HumanSpan(ahead) + " ahead; correct it (NTP), nothing needs re-signing");
+    return Status::PermissionDenied(
+        head + "; refusing it, but by " + reference_->name + "'s clock (" +
+        core::FormatUtc(theirs) + ") it is still valid: this machine's clock is " +
+        HumanSpan(ahead) + " ahead; correct it (NTP), nothing needs re-signing");
   }
   std::string skew = ahead > std::chrono::minutes(2) || ahead < -std::chrono::minutes(2)
-                         ? " (this machine's clock is " + HumanSpan(ahead) + (ahead.count() > 0 ? " ahead of " : " behind ") +
-                               reference_->name + "'s, which also says expired)"
+                         ? " (this machine's clock is " + HumanSpan(ahead) +
+                               (ahead.count() > 0 ? " ahead of " : " behind ") + reference_->name +
+                               "'s, which also says expired)"
                          : " (" + reference_->name + "'s clock agrees)";
   return Status::PermissionDenied(head + skew + "; refusing it (possible freeze attack); " + fix);
 }

@@ -111,8 +111,8 @@ class Client {
   // The Corruption that refuses metadata older than the trusted state (`what` says
   // which); sets refused_older_.
   core::Status RefuseOlder(std::string what);
-  core::Status Expired(std::string_view file, std::int64_t version, core::TimePoint expires, core::TimePoint now,
-                       Role role) const;
+  core::Status Expired(std::string_view file, std::int64_t version, core::TimePoint expires,
+                       core::TimePoint now, Role role) const;
   core::Status UpdateRoot(core::TimePoint now);
   void OnRootReplaced(const RootMetadata& previous);
   core::Status UpdateTimestamp(core::TimePoint now);

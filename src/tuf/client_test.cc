@@ -225,7 +225,8 @@ TEST_F(ClientTest, FreezeWithExpiredRootIsRefused) {
   clock.Advance(expiry.root + std::chrono::hours(1));
   ASSERT_OK(writer->Refresh());
   ExpectError(client->Refresh(), &core::Status::IsPermissionDenied,
-              "root.json (version 1): expired at 2027-01-01T00:00:00Z (now 2027-01-01T01:00:00Z by this machine's clock)");
+              "root.json (version 1): expired at 2027-01-01T00:00:00Z (now 2027-01-01T01:00:00Z by "
+              "this machine's clock)");
   EXPECT_TRUE(client->GetTarget("x").status().IsInvalidArgument());
   // Re-signing the root fixes it.
   ASSERT_OK(env->Rename(tmp.Sub("offline.pem"), KeyFilePath(keys_dir, Role::kRoot)));
@@ -253,7 +254,8 @@ TEST_F(ClientTest, FreezeWithExpiredTimestampIsRefused) {
 TEST_F(ClientTest, ExpiryRefusalSaysWhichClockIsOff) {
   auto client = NewClient();
   ASSERT_OK(client->Refresh());
-  clock.Set(clock.Now() + expiry.timestamp + std::chrono::hours(24));  // this clock ran 8 days ahead
+  clock.Set(clock.Now() + expiry.timestamp +
+            std::chrono::hours(24));  // this clock ran 8 days ahead
   client->SetReferenceClock("the site", -(expiry.timestamp + std::chrono::hours(24)));
   core::Status s = client->Refresh();
   ExpectError(s, &core::Status::IsPermissionDenied, "this machine's clock is 8d 0h ahead");
@@ -265,7 +267,8 @@ TEST_F(ClientTest, ExpiryRefusalSaysWhichClockIsOff) {
   ExpectError(s, &core::Status::IsPermissionDenied, "depot repo resign");
   // Without a reference both causes are named.
   auto fresh = NewClient(tmp.Sub("fresh"));
-  ExpectError(fresh->Refresh(), &core::Status::IsPermissionDenied, "unless this machine's clock is wrong");
+  ExpectError(fresh->Refresh(), &core::Status::IsPermissionDenied,
+              "unless this machine's clock is wrong");
 }
 
 TEST_F(ClientTest, FreezeWithExpiredSnapshotIsRefused) {
