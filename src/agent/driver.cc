@@ -104,29 +104,28 @@ Status Driver::Fail(const Deployment& d, Event event, const std::string& error,
                     std::optional<int> exit_code, const std::string& output) {
   core::Backoff& retry = RetryOf(d);
   retry.Failed();
+  // The failure that uses up the last attempt is one transition (give_up) with one
+  // message, not a retry that is abandoned in the same pass.
+  const bool give_up = retry.failures() >= config_->max_attempts;
   const std::int64_t at =
       core::UnixMillis(retry.DueWall());  // shown and persisted; the schedule is `retry`
+  const std::string why =
+      give_up ? "gave up after " + std::to_string(retry.failures()) + " attempts: " + error : error;
   Changes c;
   c.attempts = retry.failures();
-  c.next_try_ms = at;
+  c.next_try_ms = give_up ? 0 : at;
   c.set_error = true;
-  c.error = error.substr(0, 4096);
+  c.error = why.substr(0, 4096);
   c.set_exit = true;
   if (exit_code) c.exit_code = *exit_code;
   c.output = output;
-  std::map<std::string, std::string> p = {{"error", error.substr(0, 1024)},
-                                          {"next_retry", core::FormatUtc(core::FromUnixMillis(at))},
-                                          {"program", d.program}};
+  std::map<std::string, std::string> p = {{"error", why.substr(0, 1024)}, {"program", d.program}};
+  if (!give_up) p["next_retry"] = core::FormatUtc(core::FromUnixMillis(at));
   if (exit_code) p["exit_code"] = std::to_string(*exit_code);
   if (!output.empty()) p["output"] = Tail(output, 1024);
-  DEPOT_ASSIGN_OR_RETURN(
-      auto to,
-      Move(d, event, c, {DeploymentMessage(clock_, core::msg::kAgentInstallFailedRetry, d, p)}));
-  if (to && retry.failures() >= config_->max_attempts) {
-    return FailFinal(d, Event::kGiveUp,
-                     "gave up after " + std::to_string(retry.failures()) + " attempts: " + error);
-  }
-  return Status::Ok();
+  const int code = give_up ? core::msg::kAgentInstallFailed : core::msg::kAgentInstallFailedRetry;
+  return Move(d, give_up ? Event::kGiveUp : event, c, {DeploymentMessage(clock_, code, d, p)})
+      .status();
 }
 
 Status Driver::FailFinal(const Deployment& d, Event event, const std::string& error) {

@@ -104,7 +104,12 @@ TEST_F(DriverTest, WhenTheAttemptsAreUsedUpTheDeploymentFailsFinally) {
   Settle();
   ASSERT_EQ(Get(1).state, State::kFailedRetry);
   clock_.Advance(std::chrono::milliseconds(Get(1).next_try_ms - NowMs() + 1000));
+  const std::uint64_t before = driver_->transitions();
   Settle();
+  // waiting -> downloading -> failed_final: the last failure gives up in one move,
+  // with one message, and no retry is announced for it.
+  EXPECT_EQ(driver_->transitions(), before + 3);
+  EXPECT_EQ(OutboxOf(core::msg::kAgentInstallFailedRetry).size(), 1u);
   Deployment d = Get(1);
   EXPECT_EQ(StateName(d.state), "failed_final");
   EXPECT_EQ(d.attempts, 2);
@@ -169,6 +174,27 @@ TEST_F(DriverTest, InstallWaitsForTheMaintenanceWindow) {
   Settle();
   EXPECT_EQ(Get(1).state, State::kDownloaded);
   clock_.Advance(std::chrono::minutes(3));
+  Settle();
+  EXPECT_EQ(StateName(Get(1).state), "succeeded") << Get(1).last_error;
+}
+
+TEST_F(DriverTest, ADownloadWhoseManifestWentMissingBeforeTheInstallIsFetchedAgain) {
+  repo::AddResult v = AddVersion("tools", {{"a.txt", "one"}});
+  Insert(Item(1, v, {{"windows", WindowIn(std::chrono::minutes(120))}}));
+  Settle();
+  ASSERT_EQ(Get(1).state, State::kDownloaded);
+  // Lost while the agent was down: the restarted agent cannot know the program.
+  Close();
+  ASSERT_TRUE(env_->Remove(data_dir_ + "/manifests/" + v.manifest_id + ".json").ok());
+  Open();
+  clock_.Advance(std::chrono::minutes(121));
+  const std::uint64_t before = driver_->transitions();
+  Step();
+  EXPECT_EQ(driver_->transitions(), before + 1);
+  Deployment d = Get(1);
+  EXPECT_EQ(StateName(d.state), "failed_retry") << d.last_error;
+  EXPECT_NE(d.last_error.find("manifest of the download is missing"), std::string::npos);
+  clock_.Advance(std::chrono::milliseconds(d.next_try_ms - NowMs() + 1000));
   Settle();
   EXPECT_EQ(StateName(Get(1).state), "succeeded") << Get(1).last_error;
 }

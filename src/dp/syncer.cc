@@ -266,9 +266,18 @@ Status Syncer::Publish(const Assigned& a, const std::string& manifest_bytes) {
 void Syncer::Failed(const Assigned& a, const Status& s) {
   core::Log(core::LogLevel::kWarn, "dp.sync_failed",
             {{"target", a.target}, {"error", s.ToString()}});
-  if (s.IsIOError() && s.message().find("No space") != std::string::npos) {
+  auto disk_full = [](std::string_view error) {
+    return error.find("No space") != std::string_view::npos;
+  };
+  if (s.IsIOError() && disk_full(s.message())) {
     ctx_->GiveUpDiskReserve();
-    ctx_->Post(core::msg::kDpDiskFull, a.package, a.version, {{"error", s.message()}});
+    // One message per episode: retries that find the disk still full add nothing the
+    // operator does not know yet (a sync, or another error, ends the episode).
+    std::string before;
+    ctx_->book.Update(a.target, [&](Local& l) { before = l.error; });
+    if (!disk_full(before)) {
+      ctx_->Post(core::msg::kDpDiskFull, a.package, a.version, {{"error", s.message()}});
+    }
   }
   ctx_->book.Failed(a.target, s.ToString());
 }
