@@ -148,66 +148,76 @@ bool JsonScanner::ParseString(std::string* out, std::size_t max_len) {
       continue;
     }
     // An escape.
-    if (end_ - p_ < 2) return Fail("unterminated string");
-    char e = p_[1];
-    p_ += 2;
-    switch (e) {
-      case '"':
-        out->push_back('"');
-        break;
-      case '\\':
-        out->push_back('\\');
-        break;
-      case '/':
-        out->push_back('/');
-        break;
-      case 'b':
-        out->push_back('\b');
-        break;
-      case 'f':
-        out->push_back('\f');
-        break;
-      case 'n':
-        out->push_back('\n');
-        break;
-      case 'r':
-        out->push_back('\r');
-        break;
-      case 't':
-        out->push_back('\t');
-        break;
-      case 'u': {
-        auto hex4 = [&](std::uint32_t* v) {
-          if (end_ - p_ < 4) return false;
-          *v = 0;
-          for (int i = 0; i < 4; ++i) {
-            int h = HexValue(p_[i]);
-            if (h < 0) return false;
-            *v = (*v << 4) | static_cast<std::uint32_t>(h);
-          }
-          p_ += 4;
-          return true;
-        };
-        std::uint32_t cp;
-        if (!hex4(&cp)) return Fail("bad \\u escape");
-        if (cp >= 0xDC00 && cp <= 0xDFFF) return Fail("lone low surrogate in a \\u escape");
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-          std::uint32_t lo;
-          if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u')
-            return Fail("lone high surrogate in a \\u escape");
-          p_ += 2;
-          if (!hex4(&lo) || lo < 0xDC00 || lo > 0xDFFF)
-            return Fail("bad surrogate pair in a \\u escape");
-          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        }
-        AppendUtf8(out, cp);
-        break;
-      }
-      default:
-        return Fail("bad escape in a string");
-    }
+    if (!ParseEscape(out)) return false;
     if (out->size() > max_len) return Fail("string too long");
   }
+}
+
+// At the backslash of an escape: appends the character the escape stands for.
+bool JsonScanner::ParseEscape(std::string* out) {
+  if (end_ - p_ < 2) return Fail("unterminated string");
+  char e = p_[1];
+  p_ += 2;
+  switch (e) {
+    case '"':
+      out->push_back('"');
+      break;
+    case '\\':
+      out->push_back('\\');
+      break;
+    case '/':
+      out->push_back('/');
+      break;
+    case 'b':
+      out->push_back('\b');
+      break;
+    case 'f':
+      out->push_back('\f');
+      break;
+    case 'n':
+      out->push_back('\n');
+      break;
+    case 'r':
+      out->push_back('\r');
+      break;
+    case 't':
+      out->push_back('\t');
+      break;
+    case 'u':
+      return ParseUnicodeEscape(out);
+    default:
+      return Fail("bad escape in a string");
+  }
+  return true;
+}
+
+// After the "\u" of an escape: appends the code point of its four hex digits (and of the
+// low surrogate's escape after a high one).
+bool JsonScanner::ParseUnicodeEscape(std::string* out) {
+  auto hex4 = [&](std::uint32_t* v) {
+    if (end_ - p_ < 4) return false;
+    *v = 0;
+    for (int i = 0; i < 4; ++i) {
+      int h = HexValue(p_[i]);
+      if (h < 0) return false;
+      *v = (*v << 4) | static_cast<std::uint32_t>(h);
+    }
+    p_ += 4;
+    return true;
+  };
+  std::uint32_t cp;
+  if (!hex4(&cp)) return Fail("bad \\u escape");
+  if (cp >= 0xDC00 && cp <= 0xDFFF) return Fail("lone low surrogate in a \\u escape");
+  if (cp >= 0xD800 && cp <= 0xDBFF) {
+    std::uint32_t lo;
+    if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u')
+      return Fail("lone high surrogate in a \\u escape");
+    p_ += 2;
+    if (!hex4(&lo) || lo < 0xDC00 || lo > 0xDFFF) return Fail("bad surrogate pair in a \\u escape");
+    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+  }
+  AppendUtf8(out, cp);
+  return true;
 }
 
 bool JsonScanner::Int(std::int64_t* out, std::int64_t lo, std::int64_t hi) {

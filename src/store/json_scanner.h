@@ -57,6 +57,9 @@ class JsonScanner {
   // The comma before the next item of a container, or its `close` (then *done).
   bool NextItem(char close, const char* container, bool* done);
   bool ParseString(std::string* out, std::size_t max_len);
+  // ParseString's escapes: ParseEscape at the backslash, ParseUnicodeEscape after "\u".
+  bool ParseEscape(std::string* out);
+  bool ParseUnicodeEscape(std::string* out);
 
   const char* p_;
   const char* begin_;

@@ -127,20 +127,7 @@ class Worker {
   Attempt ReadOnce(const std::string& full, const std::string& rel, Entry& entry) {
     Attempt a;
     auto opened = sh_->env->OpenForRead(full, /*no_follow=*/true);
-    if (!opened.ok()) {
-      const Status& s = opened.status();
-      if (s.IsNotFound()) {
-        a.status = Status::NotFound(rel + ": vanished while the snapshot was running");
-      } else if (s.IsPermissionDenied()) {
-        a.status = Status::PermissionDenied(rel + ": cannot be read (" + s.message() + ")");
-      } else if (s.IsInvalidArgument()) {
-        a.changed = true;  // became a symlink under us
-        a.change = "the file was replaced by a symlink";
-      } else {
-        a.status = s.WithContext(rel);
-      }
-      return a;
-    }
+    if (!opened.ok()) return OpenFailed(opened.status(), rel);
     auto file = std::move(*opened);
     auto before = file->StatAtOpen();
     if (!before.ok()) {
@@ -153,54 +140,94 @@ class Worker {
                                          "packaged");
       return a;
     }
-    // A file changed within the timestamp granularity window could change again
-    // without its timestamps moving: wait the window out (real time: it is about the
-    // filesystem's clock, not the caller's). If it changed meanwhile, it is in use.
-    {
-      auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count();
-      auto window = std::chrono::duration_cast<std::chrono::nanoseconds>(kRacyWindow).count();
-      std::int64_t newest = std::max(before->ctime_ns, before->mtime_ns);
-      if (newest + window > now_ns) {
-        std::this_thread::sleep_for(std::chrono::nanoseconds(newest + window - now_ns));
-        auto again = file->Stat();
-        if (!again.ok()) {
-          a.status = again.status().WithContext(rel);
-          return a;
-        }
-        if (!before->SameContentVersion(*again)) {
-          a.changed = true;
-          a.change = DescribeChange(*before, *again);
-          return a;
-        }
-      }
-    }
+    if (!WaitOutRacyWindow(*file, *before, rel, &a)) return a;
 
     entry.chunks.clear();
     file_hash_.Finish();  // drop what an earlier, abandoned attempt fed it
     const bool single = before->size <= sh_->chunker->params().min_size;
     std::uint64_t total = 0;
+    if (!ReadChunks(*file, *before, rel, entry, single, &total, &a)) return a;
+    if (!CheckUnchanged(*file, *before, full, rel, total, &a)) return a;
+    entry.size = total;
+    entry.mode = before->mode & 0777;
+    if (single || entry.chunks.size() <= 1) {
+      entry.sha256 = entry.chunks.empty() ? core::Sha256::Hash("") : entry.chunks[0].id;
+      file_hash_.Finish();  // discard anything fed for a multi-chunk guess
+    } else {
+      entry.sha256 = file_hash_.Finish();
+    }
+    if (sh_->options->progress_files) ++*sh_->options->progress_files;
+    return a;
+  }
+
+  // The attempt's outcome when the file could not be opened.
+  static Attempt OpenFailed(const Status& s, const std::string& rel) {
+    Attempt a;
+    if (s.IsNotFound()) {
+      a.status = Status::NotFound(rel + ": vanished while the snapshot was running");
+    } else if (s.IsPermissionDenied()) {
+      a.status = Status::PermissionDenied(rel + ": cannot be read (" + s.message() + ")");
+    } else if (s.IsInvalidArgument()) {
+      a.changed = true;  // became a symlink under us
+      a.change = "the file was replaced by a symlink";
+    } else {
+      a.status = s.WithContext(rel);
+    }
+    return a;
+  }
+
+  // A file changed within the timestamp granularity window could change again
+  // without its timestamps moving: wait the window out (real time: it is about the
+  // filesystem's clock, not the caller's). If it changed meanwhile, it is in use.
+  // False when the attempt ends here (*a says how).
+  bool WaitOutRacyWindow(core::ReadableFile& file, const FileInfo& before, const std::string& rel,
+                         Attempt* a) {
+    auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    auto window = std::chrono::duration_cast<std::chrono::nanoseconds>(kRacyWindow).count();
+    std::int64_t newest = std::max(before.ctime_ns, before.mtime_ns);
+    if (newest + window > now_ns) {
+      std::this_thread::sleep_for(std::chrono::nanoseconds(newest + window - now_ns));
+      auto again = file.Stat();
+      if (!again.ok()) {
+        a->status = again.status().WithContext(rel);
+        return false;
+      }
+      if (!before.SameContentVersion(*again)) {
+        a->changed = true;
+        a->change = DescribeChange(before, *again);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Reads the file through buf_, cutting and handling its chunks, and counts the
+  // bytes cut in *total. False when the attempt ends here (*a says how, or the
+  // snapshot already failed).
+  bool ReadChunks(core::ReadableFile& file, const FileInfo& before, const std::string& rel,
+                  Entry& entry, bool single, std::uint64_t* total, Attempt* a) {
     std::uint64_t read_total = 0;
     std::size_t have = 0;  // bytes in buf_ from its start
     // Reading stops at the size the file had when opened, without the read that
     // would return 0 (one system call per file saved): a file that grew meanwhile has
     // a new size and timestamps, which the check after the read catches.
-    bool eof = before->size == 0;
+    bool eof = before.size == 0;
     while (!eof || have > 0) {
-      if (sh_->failed) return a;
+      if (sh_->failed) return false;
       // Top up the buffer.
       while (!eof && have < buf_.size()) {
         const std::size_t want = static_cast<std::size_t>(
-            std::min<std::uint64_t>(buf_.size() - have, before->size - read_total));
-        auto n = file->Read(buf_.data() + have, want);
+            std::min<std::uint64_t>(buf_.size() - have, before.size - read_total));
+        auto n = file.Read(buf_.data() + have, want);
         if (!n.ok()) {
-          a.status = n.status().WithContext(rel);
-          return a;
+          a->status = n.status().WithContext(rel);
+          return false;
         }
         have += *n;
         read_total += *n;
-        if (*n == 0 || read_total == before->size) {
+        if (*n == 0 || read_total == before.size) {
           eof = true;
           break;
         }
@@ -213,45 +240,43 @@ class Worker {
         std::string_view chunk(buf_.data() + off, cut);
         Status s = HandleChunk(chunk, entry, single);
         if (!s.ok()) {
-          a.status = s.WithContext(rel);
-          return a;
+          a->status = s.WithContext(rel);
+          return false;
         }
         off += cut;
-        total += cut;
+        *total += cut;
       }
       if (sh_->options->progress_bytes) *sh_->options->progress_bytes += off;
       std::memmove(buf_.data(), buf_.data() + off, have - off);
       have -= off;
     }
-    auto after = file->Stat();
+    return true;
+  }
+
+  // Whether the file, and what its path names, are still the version read (and all
+  // of it was read). False when the attempt ends here (*a says how).
+  bool CheckUnchanged(core::ReadableFile& file, const FileInfo& before, const std::string& full,
+                      const std::string& rel, std::uint64_t total, Attempt* a) {
+    auto after = file.Stat();
     if (!after.ok()) {
-      a.status = after.status().WithContext(rel);
-      return a;
+      a->status = after.status().WithContext(rel);
+      return false;
     }
     auto at_path = sh_->env->Lstat(full);
     FileInfo now_at_path;
     if (at_path.ok()) now_at_path = *at_path;
-    if (!before->SameContentVersion(*after) || total != before->size || !at_path.ok() ||
-        !before->SameContentVersion(now_at_path)) {
-      a.changed = true;
-      a.change = !before->SameContentVersion(*after) ? DescribeChange(*before, *after)
-                 : total != before->size
-                     ? "read " + std::to_string(total) + " bytes of " + std::to_string(before->size)
-                 : !at_path.ok() ? "the file was removed"
-                                 : DescribeChange(*before, now_at_path);
+    if (!before.SameContentVersion(*after) || total != before.size || !at_path.ok() ||
+        !before.SameContentVersion(now_at_path)) {
+      a->changed = true;
+      a->change = !before.SameContentVersion(*after) ? DescribeChange(before, *after)
+                  : total != before.size
+                      ? "read " + std::to_string(total) + " bytes of " + std::to_string(before.size)
+                  : !at_path.ok() ? "the file was removed"
+                                  : DescribeChange(before, now_at_path);
       if (sh_->options->progress_bytes) *sh_->options->progress_bytes -= total;
-      return a;
+      return false;
     }
-    entry.size = total;
-    entry.mode = before->mode & 0777;
-    if (single || entry.chunks.size() <= 1) {
-      entry.sha256 = entry.chunks.empty() ? core::Sha256::Hash("") : entry.chunks[0].id;
-      file_hash_.Finish();  // discard anything fed for a multi-chunk guess
-    } else {
-      entry.sha256 = file_hash_.Finish();
-    }
-    if (sh_->options->progress_files) ++*sh_->options->progress_files;
-    return a;
+    return true;
   }
 
   Status HandleChunk(std::string_view chunk, Entry& entry, bool single) {
@@ -395,6 +420,65 @@ core::Result<bool> ShouldListStore(ChunkStore* store, const SnapshotOptions& opt
   return entries <= 8 * expected_chunks + 4096;
 }
 
+// Checks paths and symlinks before reading a single byte: an escaping link should
+// not cost a gigabyte of hashing to report.
+Status CheckTree(const std::vector<Entry>& entries, const SnapshotOptions& options,
+                 const std::string& source_dir) {
+  Manifest probe;
+  probe.package_id = "probe";
+  probe.package_name = "probe";
+  probe.version = 1;
+  probe.created = core::FormatUtc(core::Clock::Real()->Now());
+  probe.chunker = options.chunker;
+  probe.entries = entries;  // files are empty placeholders here
+  return ValidateManifest(probe).WithContext("source " + source_dir);
+}
+
+// Lists the store's chunks into *present (and points `shared` at them) when that is
+// cheaper than one lookup per new chunk.
+Status ListStoreIfCheaper(ChunkStore* store, const SnapshotOptions& options,
+                          const std::vector<FileJob>& jobs, ChunkIdSet* present, Shared* shared) {
+  std::uint64_t bytes = 0;
+  for (const auto& j : jobs) bytes += j.size_hint;
+  DEPOT_ASSIGN_OR_RETURN(bool list, ShouldListStore(store, options, jobs.size(), bytes));
+  if (list) {
+    DEPOT_RETURN_IF_ERROR(store->ListIds(present).WithContext("listing " + store->root()));
+    shared->present = present;
+  }
+  return Status::Ok();
+}
+
+// Reads every file job into its entry, on the configured number of threads.
+void RunWorkers(Shared* shared, std::vector<FileJob>& jobs, std::vector<Entry>* entries) {
+  const SnapshotOptions& options = *shared->options;
+  std::atomic<std::size_t> next{0};
+  unsigned threads = options.threads ? options.threads : core::DefaultConcurrency();
+  threads =
+      static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(1, jobs.size())));
+  core::RunParallel(threads, [&](unsigned) {
+    Worker worker(shared);
+    for (;;) {
+      std::size_t i = next++;
+      if (i >= jobs.size() || shared->failed) return;
+      worker.Run(jobs[i], (*entries)[jobs[i].entry_index]);
+    }
+  });
+}
+
+// The snapshot's statistics, from the entries read and the workers' counters.
+void FillStats(const Shared& shared, const std::vector<FileJob>& jobs, SnapshotResult* result) {
+  auto& st = result->stats;
+  for (const auto& j : jobs) st.bytes += result->entries[j.entry_index].size;
+  for (const auto& j : jobs) st.chunk_refs += result->entries[j.entry_index].chunks.size();
+  st.new_chunks = shared.new_chunks;
+  st.new_bytes = shared.new_bytes;
+  st.stored_bytes = shared.stored_bytes;
+  // Bytes referenced that this snapshot did not have to store (already present, or
+  // repeated within the tree).
+  st.reused_bytes = st.bytes > st.new_bytes ? st.bytes - st.new_bytes : 0;
+  st.retries = shared.retries;
+}
+
 }  // namespace
 
 core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_dir,
@@ -413,18 +497,7 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
   DEPOT_RETURN_IF_ERROR(Walk(env, source_dir, "", &result.entries, &jobs, &result.stats));
   SortByPath(&result.entries, &jobs);
 
-  // Check paths and symlinks before reading a single byte: an escaping link should
-  // not cost a gigabyte of hashing to report.
-  {
-    Manifest probe;
-    probe.package_id = "probe";
-    probe.package_name = "probe";
-    probe.version = 1;
-    probe.created = core::FormatUtc(core::Clock::Real()->Now());
-    probe.chunker = options.chunker;
-    probe.entries = result.entries;  // files are empty placeholders here
-    DEPOT_RETURN_IF_ERROR(ValidateManifest(probe).WithContext("source " + source_dir));
-  }
+  DEPOT_RETURN_IF_ERROR(CheckTree(result.entries, options, source_dir));
 
   if (options.progress_total) {
     std::uint64_t total = 0;
@@ -448,18 +521,7 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
   shared.root = source_dir;
 
   ChunkIdSet present;
-  {
-    std::uint64_t bytes = 0;
-    for (const auto& j : jobs) bytes += j.size_hint;
-    bool list = false;
-    if (!to_sink) {
-      DEPOT_ASSIGN_OR_RETURN(list, ShouldListStore(store, options, jobs.size(), bytes));
-    }
-    if (list) {
-      DEPOT_RETURN_IF_ERROR(store->ListIds(&present).WithContext("listing " + store->root()));
-      shared.present = &present;
-    }
-  }
+  if (!to_sink) DEPOT_RETURN_IF_ERROR(ListStoreIfCheaper(store, options, jobs, &present, &shared));
 
   std::unique_ptr<core::BackgroundSync> background_sync;
   if (options.background_sync_bytes != 0 && !to_sink) {
@@ -468,18 +530,7 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
     shared.background_sync = background_sync.get();
   }
 
-  std::atomic<std::size_t> next{0};
-  unsigned threads = options.threads ? options.threads : core::DefaultConcurrency();
-  threads =
-      static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(1, jobs.size())));
-  core::RunParallel(threads, [&](unsigned) {
-    Worker worker(&shared);
-    for (;;) {
-      std::size_t i = next++;
-      if (i >= jobs.size() || shared.failed) return;
-      worker.Run(jobs[i], result.entries[jobs[i].entry_index]);
-    }
-  });
+  RunWorkers(&shared, jobs, &result.entries);
   if (background_sync) {
     Status s = background_sync->Stop();
     if (!s.ok()) shared.Fail(s.WithContext("storing chunks"));
@@ -490,16 +541,7 @@ core::Result<SnapshotResult> Snapshot(core::Env* env, const std::string& source_
   }
   DEPOT_RETURN_IF_ERROR(batch.Commit().WithContext("storing chunks"));
 
-  auto& st = result.stats;
-  for (const auto& j : jobs) st.bytes += result.entries[j.entry_index].size;
-  for (const auto& j : jobs) st.chunk_refs += result.entries[j.entry_index].chunks.size();
-  st.new_chunks = shared.new_chunks;
-  st.new_bytes = shared.new_bytes;
-  st.stored_bytes = shared.stored_bytes;
-  // Bytes referenced that this snapshot did not have to store (already present, or
-  // repeated within the tree).
-  st.reused_bytes = st.bytes > st.new_bytes ? st.bytes - st.new_bytes : 0;
-  st.retries = shared.retries;
+  FillStats(shared, jobs, &result);
   return result;
 }
 
