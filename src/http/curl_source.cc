@@ -290,73 +290,137 @@ Status CurlSource::FetchMany(
   });
 }
 
-Status CurlSource::CurlFetchMany(
-    const std::vector<core::FetchRequest>& requests, unsigned parallel,
-    const std::function<bool(std::size_t, core::Result<std::string>)>& on_done) {
-  if (requests.empty()) return Status::Ok();
-  parallel = std::max(1u, std::min<unsigned>(parallel, 64));
-  CURLM* multi = curl_multi_init();
-  if (multi == nullptr) return Status::Unavailable("libcurl: cannot create a multi handle");
-  curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, static_cast<long>(parallel));
-  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(parallel));
+// One CurlFetchMany call: its transfers on one libcurl multi handle, the requests
+// still to start and the chunks a batch answer left for single GETs.
+class CurlSource::MultiFetch {
+ public:
+  MultiFetch(CurlSource* source, CURLM* multi, const std::vector<core::FetchRequest>& requests,
+             unsigned parallel,
+             const std::function<bool(std::size_t, core::Result<std::string>)>& on_done)
+      : source_(source),
+        multi_(multi),
+        requests_(requests),
+        parallel_(parallel),
+        on_done_(on_done) {}
 
-  std::vector<std::unique_ptr<Handle>> active;  // owned while attached to `multi`
-  std::size_t next = 0;
-  std::deque<std::size_t> singles;  // chunks a batch answer did not carry: one GET each
-  bool stop = false;
-  Status result;
+  // Runs every transfer to its end (or until on_done asks to stop), then frees the
+  // multi handle.
+  Status Run() {
+    stop_ = !Fill();
+    Status result = Drive();
+    for (auto& h : active_) curl_multi_remove_handle(multi_, h->easy);
+    active_.clear();  // abandoned transfers: their connections close with the handles
+    curl_multi_cleanup(multi_);
+    if (!result.ok()) return result;
+    if (stop_) return Status::Unavailable("fetch from " + source_->base_url_ + " stopped");
+    return Status::Ok();
+  }
+
+ private:
+  // Performs transfers until none is active or on_done asked to stop. Not OK only
+  // when libcurl's multi interface itself failed.
+  Status Drive() {
+    while (!active_.empty()) {
+      int running = 0;
+      CURLMcode mc = curl_multi_perform(multi_, &running);
+      if (mc != CURLM_OK) {
+        return Status::Unavailable(std::string("libcurl multi: ") + curl_multi_strerror(mc));
+      }
+      int queued = 0;
+      while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        Complete(msg);
+        if (!stop_) stop_ = !Fill();
+      }
+      if (active_.empty()) break;
+      if (stop_) break;
+      curl_multi_poll(multi_, nullptr, 0, 1000, nullptr);
+    }
+    return Status::Ok();
+  }
+
+  // Detaches a finished transfer and hands out what it brought.
+  void Complete(CURLMsg* msg) {
+    Handle* raw = nullptr;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&raw));
+    CURLcode rc = msg->data.result;
+    curl_multi_remove_handle(multi_, msg->easy_handle);
+    auto it = std::find_if(active_.begin(), active_.end(),
+                           [&](const std::unique_ptr<Handle>& p) { return p.get() == raw; });
+    std::unique_ptr<Handle> h = std::move(*it);
+    active_.erase(it);
+    if (!h->batch.empty()) {
+      if (!stop_ && !FinishBatch(h.get(), rc)) stop_ = true;
+      h->body.clear();
+      source_->ReturnHandle(std::move(h));
+    } else {
+      auto body = h->Finish(rc);
+      source_->CountBytes(h->WireBytes(body.ok() ? body->size() : h->body.size()));
+      std::size_t index = h->index;
+      source_->ReturnHandle(std::move(h));
+      if (!stop_ && !on_done_(index, std::move(body))) stop_ = true;
+    }
+  }
+
+  bool Fill() {
+    while (active_.size() < parallel_ && (next_ < requests_.size() || !singles_.empty())) {
+      if (!StartOne()) return false;
+    }
+    return true;
+  }
+
+  // The request indices the next transfer carries: one single, or a run of the
+  // consecutive chunk requests that come next. Empty when nothing is left to start.
+  std::vector<std::size_t> TakeNext() {
+    std::vector<std::size_t> take;
+    if (!singles_.empty()) {
+      take.push_back(singles_.front());
+      singles_.pop_front();
+    } else if (next_ < requests_.size()) {
+      std::uint64_t caps = 0;
+      bool batches = source_->options_.chunk_batches && !source_->batches_refused_.load();
+      do {
+        caps += requests_[next_].max_bytes;
+        take.push_back(next_++);
+      } while (batches && IsChunkPath(requests_[take.front()].path) && next_ < requests_.size() &&
+               take.size() < kBatchChunks && IsChunkPath(requests_[next_].path) &&
+               caps + requests_[next_].max_bytes <= kBatchCapBytes);
+    }
+    return take;
+  }
 
   // Starts the next transfer: a single GET, or a batch of the consecutive chunk
   // requests that come next. Returns false when on_done asked to stop.
-  auto start_one = [&]() -> bool {
+  bool StartOne() {
     for (;;) {
-      std::vector<std::size_t> take;
-      if (!singles.empty()) {
-        take.push_back(singles.front());
-        singles.pop_front();
-      } else if (next < requests.size()) {
-        std::uint64_t caps = 0;
-        bool batches = options_.chunk_batches && !batches_refused_.load();
-        do {
-          caps += requests[next].max_bytes;
-          take.push_back(next++);
-        } while (batches && IsChunkPath(requests[take.front()].path) && next < requests.size() &&
-                 take.size() < kBatchChunks && IsChunkPath(requests[next].path) &&
-                 caps + requests[next].max_bytes <= kBatchCapBytes);
-      } else {
-        return true;
-      }
-      auto h = TakeHandle();
+      std::vector<std::size_t> take = TakeNext();
+      if (take.empty()) return true;
+      auto h = source_->TakeHandle();
       if (take.size() > 1) {
-        h->PrepareBatch(base_url_ + "/" + std::string(kChunkBatchPath), requests, std::move(take));
+        h->PrepareBatch(source_->base_url_ + "/" + std::string(kChunkBatchPath), requests_,
+                        std::move(take));
       } else {
         std::size_t i = take.front();
-        Status valid = core::ValidateRelativePath(requests[i].path);
+        Status valid = core::ValidateRelativePath(requests_[i].path);
         if (!valid.ok()) {
-          ReturnHandle(std::move(h));
-          if (!on_done(i, valid)) return false;
+          source_->ReturnHandle(std::move(h));
+          if (!on_done_(i, valid)) return false;
           continue;
         }
         h->index = i;
-        if (h->body.capacity() == 0) h->body = TakeSpare();
-        h->Prepare(base_url_ + "/" + requests[i].path, requests[i].max_bytes);
+        if (h->body.capacity() == 0) h->body = source_->TakeSpare();
+        h->Prepare(source_->base_url_ + "/" + requests_[i].path, requests_[i].max_bytes);
       }
       curl_easy_setopt(h->easy, CURLOPT_PRIVATE, h.get());
-      curl_multi_add_handle(multi, h->easy);
-      active.push_back(std::move(h));
+      curl_multi_add_handle(multi_, h->easy);
+      active_.push_back(std::move(h));
       return true;
     }
-  };
-  auto fill = [&]() -> bool {
-    while (active.size() < parallel && (next < requests.size() || !singles.empty())) {
-      if (!start_one()) return false;
-    }
-    return true;
-  };
+  }
 
-  // Hands out what a finished batch carried; the rest goes to `singles`. Returns
+  // Hands out what a finished batch carried; the rest goes to `singles_`. Returns
   // false when on_done asked to stop.
-  auto finish_batch = [&](Handle* h, CURLcode rc) -> bool {
+  bool FinishBatch(Handle* h, CURLcode rc) {
     long code = 0;
     curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &code);
     std::string type;
@@ -369,30 +433,36 @@ Status CurlSource::CurlFetchMany(
     // A server that never answered a batch and drops the connection instead may
     // simply not take POSTs with a body it does not read: it gets the benefit of the
     // doubt, and its GETs tell whether it is down.
-    if (rc != CURLE_OK && !batches_answered_.load()) refused = true;
+    if (rc != CURLE_OK && !source_->batches_answered_.load()) refused = true;
     if (refused) {
       // Not a depot server (nginx: 405; 501 "not implemented"), or one that does not
       // take batches: plain GETs from now on. Other server errors (5xx, 429) are only
       // failures, retried later.
-      batches_refused_ = true;
-      CountBytes(h->WireBytes(h->body.size()));
-      singles.insert(singles.end(), h->batch.begin(), h->batch.end());
+      source_->batches_refused_ = true;
+      source_->CountBytes(h->WireBytes(h->body.size()));
+      singles_.insert(singles_.end(), h->batch.begin(), h->batch.end());
       return true;
     }
     auto body = h->Finish(rc);
-    CountBytes(h->WireBytes(body.ok() ? body->size() : h->body.size()));
+    source_->CountBytes(h->WireBytes(body.ok() ? body->size() : h->body.size()));
     if (!body.ok()) {
       for (std::size_t i : h->batch) {
-        if (!on_done(i, body.status())) return false;
+        if (!on_done_(i, body.status())) return false;
       }
       return true;
     }
-    batches_answered_ = true;
-    std::string_view rest = *body;
+    source_->batches_answered_ = true;
+    return CutBatch(h, *body);
+  }
+
+  // Cuts the answer `rest` of batch `h` into its chunks and hands them out; chunks it
+  // says it does not carry ("-") go to `singles_`. Returns false when on_done asked
+  // to stop.
+  bool CutBatch(Handle* h, std::string_view rest) {
     std::size_t k = 0;
     for (; k < h->batch.size(); ++k) {
       std::size_t i = h->batch[k];
-      std::string_view id = std::string_view(requests[i].path).substr(10);
+      std::string_view id = std::string_view(requests_[i].path).substr(10);
       std::size_t nl = rest.find('\n');
       if (nl == std::string_view::npos || nl > kBatchLineBytes || rest.substr(0, 64) != id ||
           nl < 66 || rest[64] != ' ') {
@@ -401,76 +471,54 @@ Status CurlSource::CurlFetchMany(
       std::string_view n = rest.substr(65, nl - 65);
       rest.remove_prefix(nl + 1);
       if (n == "-") {
-        singles.push_back(i);
+        singles_.push_back(i);
         continue;
       }
       std::uint64_t size = 0;
       auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), size);
       if (ec != std::errc() || end != n.data() + n.size() || size > rest.size()) break;
-      if (size > requests[i].max_bytes) {
+      if (size > requests_[i].max_bytes) {
         rest.remove_prefix(size);
-        Status s = Status::Corruption(h->url + ": " + requests[i].path + " is longer than the " +
-                                      std::to_string(requests[i].max_bytes) + " bytes expected");
-        if (!on_done(i, std::move(s))) return false;
+        Status s = Status::Corruption(h->url + ": " + requests_[i].path + " is longer than the " +
+                                      std::to_string(requests_[i].max_bytes) + " bytes expected");
+        if (!on_done_(i, std::move(s))) return false;
         continue;
       }
-      std::string frame = TakeSpare();
+      std::string frame = source_->TakeSpare();
       frame.assign(rest.data(), size);
       rest.remove_prefix(size);
-      if (!on_done(i, std::move(frame))) return false;
+      if (!on_done_(i, std::move(frame))) return false;
     }
     for (; k < h->batch.size(); ++k) {
       // A malformed answer: what could not be cut out of it counts as bad bytes
       // from this source (retried by the caller like any other).
-      if (!on_done(h->batch[k], Status::Corruption(h->url + ": malformed chunk batch answer")))
+      if (!on_done_(h->batch[k], Status::Corruption(h->url + ": malformed chunk batch answer")))
         return false;
     }
     return true;
-  };
-
-  stop = !fill();
-
-  while (!active.empty()) {
-    int running = 0;
-    CURLMcode mc = curl_multi_perform(multi, &running);
-    if (mc != CURLM_OK) {
-      result = Status::Unavailable(std::string("libcurl multi: ") + curl_multi_strerror(mc));
-      break;
-    }
-    int queued = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
-      if (msg->msg != CURLMSG_DONE) continue;
-      Handle* raw = nullptr;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&raw));
-      CURLcode rc = msg->data.result;
-      curl_multi_remove_handle(multi, msg->easy_handle);
-      auto it = std::find_if(active.begin(), active.end(),
-                             [&](const std::unique_ptr<Handle>& p) { return p.get() == raw; });
-      std::unique_ptr<Handle> h = std::move(*it);
-      active.erase(it);
-      if (!h->batch.empty()) {
-        if (!stop && !finish_batch(h.get(), rc)) stop = true;
-        h->body.clear();
-        ReturnHandle(std::move(h));
-      } else {
-        auto body = h->Finish(rc);
-        CountBytes(h->WireBytes(body.ok() ? body->size() : h->body.size()));
-        std::size_t index = h->index;
-        ReturnHandle(std::move(h));
-        if (!stop && !on_done(index, std::move(body))) stop = true;
-      }
-      if (!stop) stop = !fill();
-    }
-    if (active.empty()) break;
-    if (stop) break;
-    curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
   }
-  for (auto& h : active) curl_multi_remove_handle(multi, h->easy);
-  active.clear();  // abandoned transfers: their connections close with the handles
-  curl_multi_cleanup(multi);
-  if (!result.ok()) return result;
-  if (stop) return Status::Unavailable("fetch from " + base_url_ + " stopped");
-  return Status::Ok();
+
+  CurlSource* source_;
+  CURLM* multi_;
+  const std::vector<core::FetchRequest>& requests_;
+  unsigned parallel_;
+  const std::function<bool(std::size_t, core::Result<std::string>)>& on_done_;
+  std::vector<std::unique_ptr<Handle>> active_;  // owned while attached to `multi_`
+  std::size_t next_ = 0;
+  std::deque<std::size_t> singles_;  // chunks a batch answer did not carry: one GET each
+  bool stop_ = false;
+};
+
+Status CurlSource::CurlFetchMany(
+    const std::vector<core::FetchRequest>& requests, unsigned parallel,
+    const std::function<bool(std::size_t, core::Result<std::string>)>& on_done) {
+  if (requests.empty()) return Status::Ok();
+  parallel = std::max(1u, std::min<unsigned>(parallel, 64));
+  CURLM* multi = curl_multi_init();
+  if (multi == nullptr) return Status::Unavailable("libcurl: cannot create a multi handle");
+  curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, static_cast<long>(parallel));
+  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(parallel));
+  return MultiFetch(this, multi, requests, parallel, on_done).Run();
 }
 
 }  // namespace depot::http

@@ -60,6 +60,7 @@ class CurlSource final : public core::RepoSource {
 
  private:
   struct Handle;
+  class MultiFetch;  // one CurlFetchMany call's transfers (curl_source.cc)
   CurlSource(std::string base_url, CurlOptions options);
   std::unique_ptr<Handle> TakeHandle();
   void ReturnHandle(std::unique_ptr<Handle> h);

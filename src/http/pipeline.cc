@@ -19,6 +19,7 @@
 #include "core/errors.h"
 #include "core/path.h"
 #include "http/curl_errors.h"
+#include "http/response_head.h"
 #include "http/server.h"
 
 namespace depot::http {
@@ -35,81 +36,6 @@ constexpr std::size_t kMaxHead = 16 * 1024;
 // connection instead.
 constexpr std::uint64_t kMaxSkip = 4u << 20;
 constexpr int kMaxTries = 3;
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-// One response head, parsed.
-struct Head {
-  int status = 0;
-  bool has_length = false;
-  std::uint64_t length = 0;
-  bool close = false;
-  std::string unsupported;  // why this answer cannot be taken in a pipeline
-};
-
-// Parses "HTTP/1.1 200 OK\r\nName: value\r\n...\r\n\r\n" (without the final empty
-// line's CRLF pair being required twice). False when malformed.
-bool ParseHead(std::string_view text, Head* h) {
-  std::size_t eol = text.find("\r\n");
-  std::string_view line = text.substr(0, eol);
-  if (line.size() < 12 || line.compare(0, 5, "HTTP/") != 0 || line[8] != ' ') return false;
-  bool http10 = line.compare(5, 3, "1.0") == 0;
-  if (!http10 && line.compare(5, 3, "1.1") != 0) return false;
-  auto [p, ec] = std::from_chars(line.data() + 9, line.data() + 12, h->status);
-  if (ec != std::errc() || p != line.data() + 12 || h->status < 100) return false;
-  h->close = http10;
-  std::string_view rest = eol == std::string_view::npos ? std::string_view() : text.substr(eol + 2);
-  while (!rest.empty()) {
-    eol = rest.find("\r\n");
-    line = rest.substr(0, eol);
-    rest = eol == std::string_view::npos ? std::string_view() : rest.substr(eol + 2);
-    if (line.empty()) continue;
-    auto colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) return false;
-    std::string_view name = line.substr(0, colon);
-    std::string_view value = Trim(line.substr(colon + 1));
-    if (EqualsIgnoreCase(name, "content-length")) {
-      std::uint64_t n = 0;
-      auto [q, ec2] = std::from_chars(value.data(), value.data() + value.size(), n);
-      if (ec2 != std::errc() || q != value.data() + value.size()) return false;
-      if (h->has_length && n != h->length)
-        return false;  // conflicting lengths: request smuggling shape
-      h->has_length = true;
-      h->length = n;
-    } else if (EqualsIgnoreCase(name, "transfer-encoding")) {
-      h->unsupported = "a Transfer-Encoding body";
-    } else if (EqualsIgnoreCase(name, "content-encoding")) {
-      if (!EqualsIgnoreCase(value, "identity"))
-        h->unsupported = "a Content-Encoding it did not ask for";
-    } else if (EqualsIgnoreCase(name, "connection")) {
-      if (EqualsIgnoreCase(value, "close")) h->close = true;
-      if (EqualsIgnoreCase(value, "keep-alive")) h->close = false;
-    }
-  }
-  bool bodiless = h->status == 204 || h->status == 304 || h->status < 200;
-  if (bodiless) {
-    h->has_length = true;
-    h->length = 0;
-  } else if (!h->has_length && h->unsupported.empty()) {
-    h->unsupported = "a body without Content-Length";
-  }
-  return true;
-}
 
 // Why a connection is dropped.
 enum class End {
@@ -142,7 +68,7 @@ struct Conn {
   bool in_body = false;
   std::uint64_t skip = 0;  // bytes of a refused answer's body still to read past
   bool close_after_skip = false;
-  Head head;
+  ResponseHead head;
   std::string body;
   std::size_t answered = 0;
 
@@ -312,70 +238,70 @@ class Run {
     std::vector<bool> drop(conns_.size(), false);
     std::vector<End> why(conns_.size(), End::kFailed);
     for (std::size_t k = 0; k < conns_.size() && !out_.stopped && out_.rest.empty(); ++k) {
-      Conn* c = conns_[k].get();
       short ev = n > 0 ? fds[k].revents : 0;
-      if (c->connecting) {
-        if (ev & (POLLOUT | POLLERR | POLLHUP)) {
-          int err = 0;
-          socklen_t len = sizeof(err);
-          ::getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-          if (err != 0) {
-            last_connect_error_ = Status::Unavailable(t_.url + ": connect: " + std::strerror(err));
-            ++connect_failures_;
-            drop[k] = true;
-            continue;
-          }
-          c->connecting = false;
-          c->last_progress = now;
-        } else if (now - c->started > std::chrono::seconds(o_.connect_timeout_s)) {
-          last_connect_error_ = Status::Unavailable(t_.url + ": connect: timed out");
-          ++connect_failures_;
-          drop[k] = true;
-          continue;
-        } else {
-          continue;
-        }
-      }
-      if (c->out_off < c->out.size()) {
-        ssize_t w =
-            ::send(c->fd, c->out.data() + c->out_off, c->out.size() - c->out_off, MSG_NOSIGNAL);
-        if (w > 0) {
-          c->out_off += static_cast<std::size_t>(w);
-          if (c->out_off == c->out.size()) {
-            c->out.clear();
-            c->out_off = 0;
-          }
-        } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
-          if (errno == EPIPE || errno == ECONNRESET) {
-            // A server that closes after answering (a keep-alive limit, HTTP/1.0)
-            // makes the next pipelined send fail while its answers still wait in
-            // our receive buffer: take them first, so they count as answered (and
-            // the requests they answer are not sent again or charged a try).
-            // (Read says kServerClosed at the end of the stream; a false without it
-            // is an answer that is not HTTP, which stays a failure.)
-            if (Read(c, &why[k])) why[k] = End::kServerClosed;
-          }
-          drop[k] = true;
-          continue;
-        }
-      }
-      if (ev & (POLLIN | POLLHUP | POLLERR)) {
-        if (!Read(c, &why[k])) {
-          drop[k] = true;
-          continue;
-        }
-      }
-      if (!c->inflight.empty() &&
-          now - c->last_progress > std::chrono::seconds(o_.stall_timeout_s)) {
-        why[k] = End::kStalled;
-        drop[k] = true;
-      }
+      drop[k] = Service(conns_[k].get(), ev, now, &why[k]);
     }
     for (std::size_t k = conns_.size(); k-- > 0;) {
       if (!drop[k]) continue;
       Drop(conns_[k].get(), why[k]);
       conns_.erase(conns_.begin() + static_cast<std::ptrdiff_t>(k));
     }
+  }
+
+  // One connection's turn after a poll that reported `ev` for it: completes its
+  // connect, sends what waits, reads what came. True when it is to be dropped, for
+  // the reason in *why.
+  bool Service(Conn* c, short ev, Clock::time_point now, End* why) {
+    if (c->connecting) {
+      if (ev & (POLLOUT | POLLERR | POLLHUP)) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        ::getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0) {
+          last_connect_error_ = Status::Unavailable(t_.url + ": connect: " + std::strerror(err));
+          ++connect_failures_;
+          return true;
+        }
+        c->connecting = false;
+        c->last_progress = now;
+      } else if (now - c->started > std::chrono::seconds(o_.connect_timeout_s)) {
+        last_connect_error_ = Status::Unavailable(t_.url + ": connect: timed out");
+        ++connect_failures_;
+        return true;
+      } else {
+        return false;
+      }
+    }
+    if (c->out_off < c->out.size()) {
+      ssize_t w =
+          ::send(c->fd, c->out.data() + c->out_off, c->out.size() - c->out_off, MSG_NOSIGNAL);
+      if (w > 0) {
+        c->out_off += static_cast<std::size_t>(w);
+        if (c->out_off == c->out.size()) {
+          c->out.clear();
+          c->out_off = 0;
+        }
+      } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+        if (errno == EPIPE || errno == ECONNRESET) {
+          // A server that closes after answering (a keep-alive limit, HTTP/1.0)
+          // makes the next pipelined send fail while its answers still wait in
+          // our receive buffer: take them first, so they count as answered (and
+          // the requests they answer are not sent again or charged a try).
+          // (Read says kServerClosed at the end of the stream; a false without it
+          // is an answer that is not HTTP, which stays a failure.)
+          if (Read(c, why)) *why = End::kServerClosed;
+        }
+        return true;
+      }
+    }
+    if (ev & (POLLIN | POLLHUP | POLLERR)) {
+      if (!Read(c, why)) return true;
+    }
+    if (!c->inflight.empty() && now - c->last_progress > std::chrono::seconds(o_.stall_timeout_s)) {
+      *why = End::kStalled;
+      return true;
+    }
+    return false;
   }
 
   // A connection is gone with requests in flight: they go back to the queue (front,
@@ -470,8 +396,8 @@ class Run {
         std::size_t end = buf.find("\r\n\r\n");
         if (end == std::string_view::npos) return buf.size() <= kMaxHead;
         if (c->inflight.empty()) return false;  // an answer nobody asked for
-        Head h;
-        if (!ParseHead(buf.substr(0, end + 2), &h)) return false;
+        ResponseHead h;
+        if (!ParseResponseHead(buf.substr(0, end + 2), &h)) return false;
         c->in_begin += end + 4;
         if (h.status < 200) continue;  // 100 Continue and friends: the answer follows
         if (!h.unsupported.empty()) {

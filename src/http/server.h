@@ -1,5 +1,6 @@
 // The HTTP/1.1 server of the site and of DPs (Boost.Beast on Asio C++20 coroutines,
-// kept entirely inside server.cc: this header has only standard types).
+// kept inside server.cc and its internal helpers: this header has only standard
+// types).
 //
 // One io_context runs on `threads` threads; each connection is one coroutine on its
 // own strand. The Handler is called synchronously on that strand, so it may block

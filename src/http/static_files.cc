@@ -147,6 +147,33 @@ bool AcceptsZstd(const Request& req) {
   return false;
 }
 
+// Narrows an answer of `size` bytes to the byte range `range` asks for, when there
+// is one and If-Range (if any) still matches `etag`: *first and *length become the
+// part to send (206). False when the answer is final already (416).
+bool ApplyRange(const Request& req, const std::string* range, const std::string& etag,
+                std::uint64_t size, std::uint64_t* first, std::uint64_t* length, Response* resp) {
+  std::uint64_t last = size == 0 ? 0 : size - 1;
+  const std::string* if_range = req.GetHeader("if-range");
+  if (range != nullptr && (if_range == nullptr || *if_range == etag)) {
+    bool unsatisfiable = false;
+    if (ParseByteRange(*range, size, first, &last, &unsatisfiable)) {
+      if (unsatisfiable) {
+        resp->status = 416;
+        resp->SetHeader("Content-Range", "bytes */" + std::to_string(size));
+        resp->body.clear();
+        return false;
+      }
+      *length = last - *first + 1;
+      resp->status = 206;
+      resp->SetHeader("Content-Range", "bytes " + std::to_string(*first) + "-" +
+                                           std::to_string(last) + "/" + std::to_string(size));
+    } else {
+      *first = 0;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 std::shared_ptr<const std::string> StaticTree::Encoded(const std::string& key, int fd,
@@ -380,26 +407,9 @@ void StaticTree::Serve(const Request& req, std::string_view rel, Response* resp)
   }
   // Files that may be encoded vary by Accept-Encoding in every answer, caches beware.
   if (immutable && rel.rfind("targets/", 0) == 0) resp->SetHeader("Vary", "Accept-Encoding");
-  std::uint64_t first = 0, last = size == 0 ? 0 : size - 1;
+  std::uint64_t first = 0;
   std::uint64_t length = size;
-  const std::string* if_range = req.GetHeader("if-range");
-  if (range != nullptr && (if_range == nullptr || *if_range == etag)) {
-    bool unsatisfiable = false;
-    if (ParseByteRange(*range, size, &first, &last, &unsatisfiable)) {
-      if (unsatisfiable) {
-        resp->status = 416;
-        resp->SetHeader("Content-Range", "bytes */" + std::to_string(size));
-        resp->body.clear();
-        return;
-      }
-      length = last - first + 1;
-      resp->status = 206;
-      resp->SetHeader("Content-Range", "bytes " + std::to_string(first) + "-" +
-                                           std::to_string(last) + "/" + std::to_string(size));
-    } else {
-      first = 0;
-    }
-  }
+  if (!ApplyRange(req, range, etag, size, &first, &length, resp)) return;
   // The fd keeps O_NONBLOCK (it only guarded the open against a FIFO): on a regular
   // file Linux ignores it for read, pread and sendfile (open(2)), and clearing it
   // would cost two system calls per request.

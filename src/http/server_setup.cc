@@ -1,0 +1,91 @@
+#include "http/server_setup.h"
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <string_view>
+
+namespace depot::http {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using core::Status;
+
+core::Result<tcp::endpoint> ListenEndpoint(const std::string& listen_text, asio::io_context& ioc) {
+  // HOST:PORT, with [v6] brackets.
+  std::string_view listen = listen_text;
+  auto colon = listen.rfind(':');
+  if (colon == std::string_view::npos) {
+    return Status::InvalidArgument("listen address `" + listen_text +
+                                   "` is not HOST:PORT (e.g. 127.0.0.1:8080 or [::]:8080)");
+  }
+  std::string host(listen.substr(0, colon));
+  std::string port_text(listen.substr(colon + 1));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty() || host == "*") host = "0.0.0.0";
+  int port = -1;
+  try {
+    std::size_t used = 0;
+    port = std::stoi(port_text, &used);
+    if (used != port_text.size()) port = -1;
+  } catch (...) {
+    port = -1;
+  }
+  if (port < 0 || port > 65535) {
+    return Status::InvalidArgument("listen address `" + listen_text + "` has a bad port");
+  }
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec) {
+    // A name: resolve it (e.g. "localhost").
+    tcp::resolver resolver(ioc);
+    auto results = resolver.resolve(host, port_text, ec);
+    if (ec || results.empty()) {
+      return Status::InvalidArgument("listen address `" + listen_text +
+                                     "`: cannot resolve host: " + ec.message());
+    }
+    addr = results.begin()->endpoint().address();
+  }
+  return tcp::endpoint(addr, static_cast<std::uint16_t>(port));
+}
+
+core::Result<std::unique_ptr<asio::ssl::context>> TlsServerContext(const std::string& cert_file,
+                                                                   const std::string& key_file) {
+  if (cert_file.empty() || key_file.empty()) {
+    return Status::InvalidArgument("TLS needs both a certificate and a key file");
+  }
+  boost::system::error_code ec;
+  auto ssl = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+  ssl->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                   asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                   asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+  ssl->use_certificate_chain_file(cert_file, ec);
+  if (ec) {
+    return Status::InvalidArgument("TLS certificate " + cert_file + ": " + ec.message());
+  }
+  ssl->use_private_key_file(key_file, asio::ssl::context::pem, ec);
+  if (ec) {
+    return Status::InvalidArgument("TLS key " + key_file + ": " + ec.message());
+  }
+  return ssl;
+}
+
+Status BindAcceptor(tcp::acceptor& acceptor, const tcp::endpoint& ep, const std::string& listen) {
+  boost::system::error_code ec;
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    std::string msg = "listen on " + listen + ": " + ec.message();
+    if (ec == asio::error::address_in_use) {
+      return Status::Unavailable(msg + " (another process uses the port; pick another --listen)");
+    }
+    if (ec == asio::error::access_denied) return Status::PermissionDenied(msg);
+    return Status::IOError(msg);
+  }
+  return Status::Ok();
+}
+
+}  // namespace depot::http
