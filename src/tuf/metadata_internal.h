@@ -10,9 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/hex.h"
 #include "core/status.h"
-#include "core/clock.h"
 #include "tuf/json_internal.h"
 #include "tuf/metadata.h"
 
