@@ -122,6 +122,68 @@ class StrictSax final : public nlohmann::json_sax<Json> {
   std::string error_;
 };
 
+Status AppendCanonical(const Json& v, std::string_view what, int depth, std::string* out);
+
+// Appends `s` as a canonical JSON string: quoted, only '"' and '\\' escaped.
+void AppendCanonicalString(const std::string& s, std::string* out) {
+  out->push_back('"');
+  for (char c : s) {
+    if (c == '"' || c == '\\') out->push_back('\\');
+    out->push_back(c);
+  }
+  out->push_back('"');
+}
+
+// Appends an integer, refusing what canonical JSON cannot carry (negative, > 2^53).
+Status AppendCanonicalInteger(const Json& v, std::string_view what, std::string* out) {
+  if (v.type() == Json::value_t::number_unsigned) {
+    const std::uint64_t n = v.get<std::uint64_t>();
+    if (n > kMaxJsonInteger) {
+      return Status::InvalidArgument(std::string(what) + ": integer " + std::to_string(n) +
+                                     " is larger than 2^53");
+    }
+    out->append(std::to_string(n));
+    return Status::Ok();
+  }
+  // Values built in code (json j = 5) are signed; the wire form is the same.
+  const std::int64_t n = v.get<std::int64_t>();
+  if (n < 0 || static_cast<std::uint64_t>(n) > kMaxJsonInteger) {
+    return Status::InvalidArgument(std::string(what) + ": integer " + std::to_string(n) +
+                                   " is outside 0..2^53");
+  }
+  out->append(std::to_string(n));
+  return Status::Ok();
+}
+
+Status AppendCanonicalArray(const Json& v, std::string_view what, int depth, std::string* out) {
+  out->push_back('[');
+  bool first = true;
+  for (const auto& e : v) {
+    if (!first) out->push_back(',');
+    first = false;
+    DEPOT_RETURN_IF_ERROR(AppendCanonical(e, what, depth + 1, out));
+  }
+  out->push_back(']');
+  return Status::Ok();
+}
+
+Status AppendCanonicalObject(const Json& v, std::string_view what, int depth, std::string* out) {
+  // nlohmann's object_t is a std::map<std::string, ...>: iteration is in
+  // std::char_traits<char> order, which compares as unsigned char, i.e. by
+  // byte value -- exactly the canonical order.
+  out->push_back('{');
+  bool first = true;
+  for (const auto& [key, value] : v.get_ref<const Json::object_t&>()) {
+    if (!first) out->push_back(',');
+    first = false;
+    AppendCanonicalString(key, out);
+    out->push_back(':');
+    DEPOT_RETURN_IF_ERROR(AppendCanonical(value, what, depth + 1, out));
+  }
+  out->push_back('}');
+  return Status::Ok();
+}
+
 Status AppendCanonical(const Json& v, std::string_view what, int depth, std::string* out) {
   if (depth > kMaxJsonDepth) {
     return Status::InvalidArgument(std::string(what) + ": nested deeper than " +
@@ -134,69 +196,19 @@ Status AppendCanonical(const Json& v, std::string_view what, int depth, std::str
     case Json::value_t::boolean:
       out->append(v.get<bool>() ? "true" : "false");
       return Status::Ok();
-    case Json::value_t::number_unsigned: {
-      const std::uint64_t n = v.get<std::uint64_t>();
-      if (n > kMaxJsonInteger) {
-        return Status::InvalidArgument(std::string(what) + ": integer " + std::to_string(n) +
-                                       " is larger than 2^53");
-      }
-      out->append(std::to_string(n));
-      return Status::Ok();
-    }
-    case Json::value_t::number_integer: {
-      // Values built in code (json j = 5) are signed; the wire form is the same.
-      const std::int64_t n = v.get<std::int64_t>();
-      if (n < 0 || static_cast<std::uint64_t>(n) > kMaxJsonInteger) {
-        return Status::InvalidArgument(std::string(what) + ": integer " + std::to_string(n) +
-                                       " is outside 0..2^53");
-      }
-      out->append(std::to_string(n));
-      return Status::Ok();
-    }
+    case Json::value_t::number_unsigned:
+    case Json::value_t::number_integer:
+      return AppendCanonicalInteger(v, what, out);
     case Json::value_t::number_float:
       return Status::InvalidArgument(std::string(what) +
                                      ": floating-point numbers have no canonical form");
-    case Json::value_t::string: {
-      const auto& s = v.get_ref<const Json::string_t&>();
-      out->push_back('"');
-      for (char c : s) {
-        if (c == '"' || c == '\\') out->push_back('\\');
-        out->push_back(c);
-      }
-      out->push_back('"');
+    case Json::value_t::string:
+      AppendCanonicalString(v.get_ref<const Json::string_t&>(), out);
       return Status::Ok();
-    }
-    case Json::value_t::array: {
-      out->push_back('[');
-      bool first = true;
-      for (const auto& e : v) {
-        if (!first) out->push_back(',');
-        first = false;
-        DEPOT_RETURN_IF_ERROR(AppendCanonical(e, what, depth + 1, out));
-      }
-      out->push_back(']');
-      return Status::Ok();
-    }
-    case Json::value_t::object: {
-      // nlohmann's object_t is a std::map<std::string, ...>: iteration is in
-      // std::char_traits<char> order, which compares as unsigned char, i.e. by
-      // byte value -- exactly the canonical order.
-      out->push_back('{');
-      bool first = true;
-      for (const auto& [key, value] : v.get_ref<const Json::object_t&>()) {
-        if (!first) out->push_back(',');
-        first = false;
-        out->push_back('"');
-        for (char c : key) {
-          if (c == '"' || c == '\\') out->push_back('\\');
-          out->push_back(c);
-        }
-        out->append("\":");
-        DEPOT_RETURN_IF_ERROR(AppendCanonical(value, what, depth + 1, out));
-      }
-      out->push_back('}');
-      return Status::Ok();
-    }
+    case Json::value_t::array:
+      return AppendCanonicalArray(v, what, depth, out);
+    case Json::value_t::object:
+      return AppendCanonicalObject(v, what, depth, out);
     case Json::value_t::binary:
     case Json::value_t::discarded:
       break;
