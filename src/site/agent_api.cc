@@ -105,11 +105,10 @@ core::Result<Json> UpdateAttributes(SiteContext& ctx, std::int64_t client_id,
   return Json{{"client", uid}, {"changed", changed}};
 }
 
-core::Result<Json> BuildPolicy(SiteContext& ctx, std::int64_t client_id) {
-  DEPOT_ASSIGN_OR_RETURN(
-      auto client,
-      ctx.db->QueryRow("SELECT uid, attributes FROM clients WHERE id = ?", {client_id}));
-  Attributes attrs = LoadAttributes(client.Text(1));
+namespace {
+
+// The client's addresses, as it reported them and as the site saw it connect.
+std::vector<core::IpAddress> ClientAddresses(const Attributes& attrs) {
   std::vector<core::IpAddress> addresses;
   for (const char* key : {"address", "ips"}) {
     auto it = attrs.find(key);
@@ -119,6 +118,59 @@ core::Result<Json> BuildPolicy(SiteContext& ctx, std::int64_t client_id) {
       if (ip.ok()) addresses.push_back(*ip);
     }
   }
+  return addresses;
+}
+
+// Where a client fetches a version from: ready DPs, those whose boundary holds one of
+// the client's addresses first and unreachable ones last, then the site itself.
+core::Result<Json> PolicySources(SiteContext& ctx, std::int64_t version_id,
+                                 const catalog::Rows& bounds,
+                                 const std::vector<core::IpAddress>& addresses) {
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows dps,
+      ctx.db->Query(
+          "SELECT dp.id, dp.name, dp.url, dp.probe_attempts FROM dp_records r JOIN dps dp "
+          "ON dp.id = r.dp_id WHERE r.version_id = ? AND r.state = 'ready' ORDER BY dp.name",
+          {version_id}));
+  struct Source {
+    int rank;
+    std::string name, url;
+    bool boundary;
+  };
+  std::vector<Source> sources;
+  for (const auto& dp : dps) {
+    bool in_boundary = false;
+    for (const auto& b : bounds) {
+      if (b.Int(0) != dp.Int(0)) continue;
+      auto cidr = core::ParseCidr(b.Text(1));
+      if (!cidr.ok()) continue;
+      for (const auto& ip : addresses) in_boundary = in_boundary || core::CidrContains(*cidr, ip);
+    }
+    // Boundary DPs first, then the others; a DP the site cannot reach goes last.
+    int rank = (in_boundary ? 0 : 1) + (dp.Int(3) > 0 ? 2 : 0);
+    sources.push_back({rank, dp.Text(1), dp.Text(2) + "/repo", in_boundary});
+  }
+  std::stable_sort(sources.begin(), sources.end(),
+                   [](const Source& a, const Source& b) { return a.rank < b.rank; });
+  Json src = Json::array();
+  for (const auto& s : sources) {
+    src.push_back({{"kind", "dp"}, {"name", s.name}, {"url", s.url}, {"in_boundary", s.boundary}});
+  }
+  src.push_back({{"kind", "site"},
+                 {"name", ctx.config.code},
+                 {"url", ctx.public_url + "/repo"},
+                 {"in_boundary", false}});
+  return src;
+}
+
+}  // namespace
+
+core::Result<Json> BuildPolicy(SiteContext& ctx, std::int64_t client_id) {
+  DEPOT_ASSIGN_OR_RETURN(
+      auto client,
+      ctx.db->QueryRow("SELECT uid, attributes FROM clients WHERE id = ?", {client_id}));
+  Attributes attrs = LoadAttributes(client.Text(1));
+  std::vector<core::IpAddress> addresses = ClientAddresses(attrs);
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows deps,
       ctx.db->Query(
@@ -142,41 +194,7 @@ core::Result<Json> BuildPolicy(SiteContext& ctx, std::int64_t client_id) {
         "version = ? AND state = 'active'",
         {d.Int(9), version});
     if (!v.ok()) continue;  // a pinned version that was retired
-    DEPOT_ASSIGN_OR_RETURN(
-        catalog::Rows dps,
-        ctx.db->Query(
-            "SELECT dp.id, dp.name, dp.url, dp.probe_attempts FROM dp_records r JOIN dps dp "
-            "ON dp.id = r.dp_id WHERE r.version_id = ? AND r.state = 'ready' ORDER BY dp.name",
-            {v->Int(0)}));
-    struct Source {
-      int rank;
-      std::string name, url;
-      bool boundary;
-    };
-    std::vector<Source> sources;
-    for (const auto& dp : dps) {
-      bool in_boundary = false;
-      for (const auto& b : bounds) {
-        if (b.Int(0) != dp.Int(0)) continue;
-        auto cidr = core::ParseCidr(b.Text(1));
-        if (!cidr.ok()) continue;
-        for (const auto& ip : addresses) in_boundary = in_boundary || core::CidrContains(*cidr, ip);
-      }
-      // Boundary DPs first, then the others; a DP the site cannot reach goes last.
-      int rank = (in_boundary ? 0 : 1) + (dp.Int(3) > 0 ? 2 : 0);
-      sources.push_back({rank, dp.Text(1), dp.Text(2) + "/repo", in_boundary});
-    }
-    std::stable_sort(sources.begin(), sources.end(),
-                     [](const Source& a, const Source& b) { return a.rank < b.rank; });
-    Json src = Json::array();
-    for (const auto& s : sources) {
-      src.push_back(
-          {{"kind", "dp"}, {"name", s.name}, {"url", s.url}, {"in_boundary", s.boundary}});
-    }
-    src.push_back({{"kind", "site"},
-                   {"name", ctx.config.code},
-                   {"url", ctx.public_url + "/repo"},
-                   {"in_boundary", false}});
+    DEPOT_ASSIGN_OR_RETURN(Json src, PolicySources(ctx, v->Int(0), bounds, addresses));
     Json windows = Json::parse(d.Text(7), nullptr, false);
     Json item = {{"id", d.Int(0)},
                  {"package", d.Text(1)},
@@ -245,6 +263,83 @@ void HandlePolicy(SiteContext& ctx, std::int64_t client_id, const http::Request&
   resp->SetHeader("Cache-Control", "no-cache");
 }
 
+namespace {
+
+// One deployment report of an agent status request.
+struct Report {
+  std::int64_t deployment, seq;
+  std::string state, detail;
+  std::optional<std::int64_t> version, exit_code;
+};
+
+// Reads and checks the deployment reports of an agent status request.
+core::Result<std::vector<Report>> ParseReports(const Json& deployments) {
+  std::vector<Report> items;
+  if (!deployments.is_array() || deployments.size() > 1000) {
+    return Status::InvalidArgument(
+        "agent status: deployments must be a list of at most 1000 items");
+  }
+  static const std::set<std::string> kStates = {"waiting",    "downloading", "downloaded",
+                                                "installing", "succeeded",   "failed"};
+  for (std::size_t i = 0; i < deployments.size(); ++i) {
+    ObjectReader ir(deployments[i], "deployment report " + std::to_string(i));
+    Report it;
+    it.deployment = ir.Int("deployment", true, 1, INT64_MAX);
+    it.seq = ir.Int("seq", true, 1, INT64_MAX);
+    it.state = ir.String("state", true, 16);
+    it.version = ir.OptInt("version", 1, INT64_MAX);
+    it.exit_code = ir.OptInt("exit_code", INT32_MIN, INT32_MAX);
+    it.detail = ir.String("detail", false, 4096);
+    DEPOT_RETURN_IF_ERROR(ir.Finish());
+    if (!kStates.count(it.state)) {
+      return Status::InvalidArgument(
+          "deployment report " + std::to_string(i) +
+          ": state must be waiting, downloading, downloaded, installing, succeeded or failed");
+    }
+    items.push_back(std::move(it));
+  }
+  return items;
+}
+
+// Stores the reports in one transaction: `applied` counts those that replaced an
+// older report, `stale` those for unknown deployments or older than the stored one.
+Status StoreReports(SiteContext& ctx, std::int64_t client_id, const std::vector<Report>& items,
+                    std::int64_t* applied, std::int64_t* stale) {
+  return ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    *applied = *stale = 0;
+    for (const Report& it : items) {
+      DEPOT_ASSIGN_OR_RETURN(
+          std::int64_t known,
+          tx.QueryInt("SELECT COUNT(*) FROM deployments WHERE id = ?", {it.deployment}));
+      if (known == 0) {
+        ++*stale;
+        continue;
+      }
+      // At least once, in any order: only a newer report replaces an older one.
+      DEPOT_ASSIGN_OR_RETURN(std::int64_t n,
+                             tx.Exec("INSERT INTO client_deployments (client_id, deployment_id, "
+                                     "state, version, exit_code, detail, "
+                                     "report_seq, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON "
+                                     "CONFLICT (client_id, deployment_id) "
+                                     "DO UPDATE SET state = excluded.state, version = "
+                                     "excluded.version, exit_code = excluded.exit_code, "
+                                     "detail = excluded.detail, report_seq = excluded.report_seq, "
+                                     "updated_at = excluded.updated_at "
+                                     "WHERE client_deployments.report_seq < excluded.report_seq",
+                                     {client_id, it.deployment, it.state, it.version, it.exit_code,
+                                      it.detail, it.seq, ctx.NowMs()}));
+      if (n > 0) {
+        ++*applied;
+      } else {
+        ++*stale;
+      }
+    }
+    return Status::Ok();
+  });
+}
+
+}  // namespace
+
 core::Result<Json> AgentStatus(SiteContext& ctx, std::int64_t client_id, const Json& body) {
   ObjectReader r(body, "agent status");
   const Json* messages = r.Raw("messages");
@@ -256,36 +351,9 @@ core::Result<Json> AgentStatus(SiteContext& ctx, std::int64_t client_id, const J
   Json out = Json::object();
   std::int64_t applied = 0, stale = 0;
   // Every part is validated before anything is stored: a refused request changes nothing.
-  struct Item {
-    std::int64_t deployment, seq;
-    std::string state, detail;
-    std::optional<std::int64_t> version, exit_code;
-  };
-  std::vector<Item> items;
+  std::vector<Report> items;
   if (deployments != nullptr) {
-    if (!deployments->is_array() || deployments->size() > 1000) {
-      return Status::InvalidArgument(
-          "agent status: deployments must be a list of at most 1000 items");
-    }
-    static const std::set<std::string> kStates = {"waiting",    "downloading", "downloaded",
-                                                  "installing", "succeeded",   "failed"};
-    for (std::size_t i = 0; i < deployments->size(); ++i) {
-      ObjectReader ir((*deployments)[i], "deployment report " + std::to_string(i));
-      Item it;
-      it.deployment = ir.Int("deployment", true, 1, INT64_MAX);
-      it.seq = ir.Int("seq", true, 1, INT64_MAX);
-      it.state = ir.String("state", true, 16);
-      it.version = ir.OptInt("version", 1, INT64_MAX);
-      it.exit_code = ir.OptInt("exit_code", INT32_MIN, INT32_MAX);
-      it.detail = ir.String("detail", false, 4096);
-      DEPOT_RETURN_IF_ERROR(ir.Finish());
-      if (!kStates.count(it.state)) {
-        return Status::InvalidArgument(
-            "deployment report " + std::to_string(i) +
-            ": state must be waiting, downloading, downloaded, installing, succeeded or failed");
-      }
-      items.push_back(std::move(it));
-    }
+    DEPOT_ASSIGN_OR_RETURN(items, ParseReports(*deployments));
   }
   if (messages != nullptr) {
     DEPOT_ASSIGN_OR_RETURN(Json m, IngestMessages(ctx, "client:" + uid, "agent", "", uid,
@@ -293,37 +361,7 @@ core::Result<Json> AgentStatus(SiteContext& ctx, std::int64_t client_id, const J
     out["messages"] = m;
   }
   if (deployments != nullptr) {
-    Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-      applied = stale = 0;
-      for (const Item& it : items) {
-        DEPOT_ASSIGN_OR_RETURN(
-            std::int64_t known,
-            tx.QueryInt("SELECT COUNT(*) FROM deployments WHERE id = ?", {it.deployment}));
-        if (known == 0) {
-          ++stale;
-          continue;
-        }
-        // At least once, in any order: only a newer report replaces an older one.
-        DEPOT_ASSIGN_OR_RETURN(
-            std::int64_t n, tx.Exec("INSERT INTO client_deployments (client_id, deployment_id, "
-                                    "state, version, exit_code, detail, "
-                                    "report_seq, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON "
-                                    "CONFLICT (client_id, deployment_id) "
-                                    "DO UPDATE SET state = excluded.state, version = "
-                                    "excluded.version, exit_code = excluded.exit_code, "
-                                    "detail = excluded.detail, report_seq = excluded.report_seq, "
-                                    "updated_at = excluded.updated_at "
-                                    "WHERE client_deployments.report_seq < excluded.report_seq",
-                                    {client_id, it.deployment, it.state, it.version, it.exit_code,
-                                     it.detail, it.seq, ctx.NowMs()}));
-        if (n > 0) {
-          ++applied;
-        } else {
-          ++stale;
-        }
-      }
-      return Status::Ok();
-    });
+    Status s = StoreReports(ctx, client_id, items, &applied, &stale);
     if (!s.ok()) return s;
   }
   out["deployments"] = {{"applied", applied}, {"stale", stale}};

@@ -24,6 +24,88 @@ Status ValidateSiteCode(std::string_view code) {
   return Status::Ok();
 }
 
+namespace {
+
+// Reads each table of site.toml into `c`; keys a table does not know are errors.
+Status ReadTables(toml::table& root, const std::string& path, SiteConfig* c) {
+  {
+    core::TomlTable t(root["site"].as_table(), "site", path, "docs/site.md");
+    DEPOT_RETURN_IF_ERROR(t.String("code", &c->code));
+    DEPOT_RETURN_IF_ERROR(t.String("listen", &c->listen));
+    DEPOT_RETURN_IF_ERROR(t.String("public_url", &c->public_url));
+    DEPOT_RETURN_IF_ERROR(t.String("access_log", &c->access_log));
+    DEPOT_RETURN_IF_ERROR(t.Finish());
+  }
+  {
+    core::TomlTable t(root["tls"].as_table(), "tls", path, "docs/site.md");
+    DEPOT_RETURN_IF_ERROR(t.String("cert", &c->tls_cert));
+    DEPOT_RETURN_IF_ERROR(t.String("key", &c->tls_key));
+    DEPOT_RETURN_IF_ERROR(t.String("ca", &c->tls_ca));
+    DEPOT_RETURN_IF_ERROR(t.Finish());
+  }
+  {
+    core::TomlTable t(root["packages"].as_table(), "packages", path, "docs/site.md");
+    std::int64_t keep = c->keep_versions;
+    DEPOT_RETURN_IF_ERROR(t.Int("keep_versions", 1, 10000, &keep));
+    c->keep_versions = static_cast<int>(keep);
+    DEPOT_RETURN_IF_ERROR(t.Duration("gc_grace", &c->gc_grace));
+    DEPOT_RETURN_IF_ERROR(t.Bool("verify_file_hashes", &c->verify_file_hashes));
+    DEPOT_RETURN_IF_ERROR(t.Finish());
+  }
+  {
+    core::TomlTable t(root["distribution"].as_table(), "distribution", path, "docs/site.md");
+    DEPOT_RETURN_IF_ERROR(t.Duration("retry_base", &c->retry_base));
+    DEPOT_RETURN_IF_ERROR(t.Duration("retry_max", &c->retry_max));
+    DEPOT_RETURN_IF_ERROR(t.Duration("dp_offline_after", &c->dp_offline_after));
+    DEPOT_RETURN_IF_ERROR(t.Duration("probe_base", &c->probe_base));
+    DEPOT_RETURN_IF_ERROR(t.Duration("probe_max", &c->probe_max));
+    DEPOT_RETURN_IF_ERROR(t.Duration("probe_timeout", &c->probe_timeout));
+    DEPOT_RETURN_IF_ERROR(t.Finish());
+  }
+  {
+    core::TomlTable t(root["signing"].as_table(), "signing", path, "docs/site.md");
+    DEPOT_RETURN_IF_ERROR(t.Duration("timestamp_lifetime", &c->timestamp_lifetime));
+    DEPOT_RETURN_IF_ERROR(t.Finish());
+  }
+  {
+    core::TomlTable t(root["agents"].as_table(), "agents", path, "docs/site.md");
+    DEPOT_RETURN_IF_ERROR(t.Duration("poll_interval", &c->poll_interval));
+    DEPOT_RETURN_IF_ERROR(t.Duration("offline_after", &c->client_offline_after));
+    DEPOT_RETURN_IF_ERROR(t.Finish());
+  }
+  {
+    core::TomlTable t(root["limits"].as_table(), "limits", path, "docs/site.md");
+    std::int64_t conns = static_cast<std::int64_t>(c->max_connections);
+    DEPOT_RETURN_IF_ERROR(t.Int("max_connections", 1, 1'000'000, &conns));
+    c->max_connections = static_cast<std::uint64_t>(conns);
+    DEPOT_RETURN_IF_ERROR(t.Size("max_upload_body", &c->max_upload_body));
+    DEPOT_RETURN_IF_ERROR(t.Finish());
+  }
+  return Status::Ok();
+}
+
+// The checks across keys: a valid code, limits in order, a usable timestamp lifetime
+// and TLS given whole.
+Status CheckConfig(const SiteConfig& c, const std::string& path) {
+  DEPOT_RETURN_IF_ERROR(ValidateSiteCode(c.code).WithContext(path + ": [site] code"));
+  if (c.retry_max < c.retry_base || c.probe_max < c.probe_base) {
+    return Status::InvalidArgument(path + ": [distribution] a *_max must not be below its *_base");
+  }
+  if (c.timestamp_lifetime < std::chrono::minutes(10) ||
+      c.timestamp_lifetime > std::chrono::hours(24 * 30)) {
+    return Status::InvalidArgument(
+        path +
+        ": [signing] timestamp_lifetime must be from 10m to 30d (the snapshot's "
+        "lifetime): agents refuse a timestamp older than this");
+  }
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    return Status::InvalidArgument(path + ": [tls] needs both cert and key, or neither");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 core::Result<SiteConfig> LoadConfig(core::Env* env, const std::string& path) {
   DEPOT_ASSIGN_OR_RETURN(toml::table root,
                          core::ReadTomlFile(env, path,
@@ -40,73 +122,8 @@ core::Result<SiteConfig> LoadConfig(core::Env* env, const std::string& path) {
                                      "[distribution], [signing], [agents], [limits])");
     }
   }
-  {
-    core::TomlTable t(root["site"].as_table(), "site", path, "docs/site.md");
-    DEPOT_RETURN_IF_ERROR(t.String("code", &c.code));
-    DEPOT_RETURN_IF_ERROR(t.String("listen", &c.listen));
-    DEPOT_RETURN_IF_ERROR(t.String("public_url", &c.public_url));
-    DEPOT_RETURN_IF_ERROR(t.String("access_log", &c.access_log));
-    DEPOT_RETURN_IF_ERROR(t.Finish());
-  }
-  {
-    core::TomlTable t(root["tls"].as_table(), "tls", path, "docs/site.md");
-    DEPOT_RETURN_IF_ERROR(t.String("cert", &c.tls_cert));
-    DEPOT_RETURN_IF_ERROR(t.String("key", &c.tls_key));
-    DEPOT_RETURN_IF_ERROR(t.String("ca", &c.tls_ca));
-    DEPOT_RETURN_IF_ERROR(t.Finish());
-  }
-  {
-    core::TomlTable t(root["packages"].as_table(), "packages", path, "docs/site.md");
-    std::int64_t keep = c.keep_versions;
-    DEPOT_RETURN_IF_ERROR(t.Int("keep_versions", 1, 10000, &keep));
-    c.keep_versions = static_cast<int>(keep);
-    DEPOT_RETURN_IF_ERROR(t.Duration("gc_grace", &c.gc_grace));
-    DEPOT_RETURN_IF_ERROR(t.Bool("verify_file_hashes", &c.verify_file_hashes));
-    DEPOT_RETURN_IF_ERROR(t.Finish());
-  }
-  {
-    core::TomlTable t(root["distribution"].as_table(), "distribution", path, "docs/site.md");
-    DEPOT_RETURN_IF_ERROR(t.Duration("retry_base", &c.retry_base));
-    DEPOT_RETURN_IF_ERROR(t.Duration("retry_max", &c.retry_max));
-    DEPOT_RETURN_IF_ERROR(t.Duration("dp_offline_after", &c.dp_offline_after));
-    DEPOT_RETURN_IF_ERROR(t.Duration("probe_base", &c.probe_base));
-    DEPOT_RETURN_IF_ERROR(t.Duration("probe_max", &c.probe_max));
-    DEPOT_RETURN_IF_ERROR(t.Duration("probe_timeout", &c.probe_timeout));
-    DEPOT_RETURN_IF_ERROR(t.Finish());
-  }
-  {
-    core::TomlTable t(root["signing"].as_table(), "signing", path, "docs/site.md");
-    DEPOT_RETURN_IF_ERROR(t.Duration("timestamp_lifetime", &c.timestamp_lifetime));
-    DEPOT_RETURN_IF_ERROR(t.Finish());
-  }
-  {
-    core::TomlTable t(root["agents"].as_table(), "agents", path, "docs/site.md");
-    DEPOT_RETURN_IF_ERROR(t.Duration("poll_interval", &c.poll_interval));
-    DEPOT_RETURN_IF_ERROR(t.Duration("offline_after", &c.client_offline_after));
-    DEPOT_RETURN_IF_ERROR(t.Finish());
-  }
-  {
-    core::TomlTable t(root["limits"].as_table(), "limits", path, "docs/site.md");
-    std::int64_t conns = static_cast<std::int64_t>(c.max_connections);
-    DEPOT_RETURN_IF_ERROR(t.Int("max_connections", 1, 1'000'000, &conns));
-    c.max_connections = static_cast<std::uint64_t>(conns);
-    DEPOT_RETURN_IF_ERROR(t.Size("max_upload_body", &c.max_upload_body));
-    DEPOT_RETURN_IF_ERROR(t.Finish());
-  }
-  DEPOT_RETURN_IF_ERROR(ValidateSiteCode(c.code).WithContext(path + ": [site] code"));
-  if (c.retry_max < c.retry_base || c.probe_max < c.probe_base) {
-    return Status::InvalidArgument(path + ": [distribution] a *_max must not be below its *_base");
-  }
-  if (c.timestamp_lifetime < std::chrono::minutes(10) ||
-      c.timestamp_lifetime > std::chrono::hours(24 * 30)) {
-    return Status::InvalidArgument(
-        path +
-        ": [signing] timestamp_lifetime must be from 10m to 30d (the snapshot's "
-        "lifetime): agents refuse a timestamp older than this");
-  }
-  if (c.tls_cert.empty() != c.tls_key.empty()) {
-    return Status::InvalidArgument(path + ": [tls] needs both cert and key, or neither");
-  }
+  DEPOT_RETURN_IF_ERROR(ReadTables(root, path, &c));
+  DEPOT_RETURN_IF_ERROR(CheckConfig(c, path));
   return c;
 }
 

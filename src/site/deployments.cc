@@ -112,6 +112,26 @@ core::Result<Json> DeploymentCounts(SiteContext& ctx, std::int64_t deployment_id
   return counts;
 }
 
+// The version (`v`: version, programs) has the program the deployment runs.
+Status CheckProgram(const std::string& package, const std::string& program, const catalog::Row& v) {
+  Json programs = Json::parse(v.Text(1), nullptr, false);
+  bool has_program = false;
+  std::string names;
+  if (programs.is_array()) {
+    for (const auto& x : programs) {
+      if (!x.is_string()) continue;
+      has_program = has_program || x.get<std::string>() == program;
+      names += (names.empty() ? "" : ", ") + x.get<std::string>();
+    }
+  }
+  if (!has_program) {
+    return Status::InvalidArgument(
+        "package " + package + " version " + std::to_string(v.Int(0)) + " has no program `" +
+        program + "`" + (names.empty() ? " (it has no programs)" : " (it has: " + names + ")"));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 core::Result<Json> CreateDeployment(SiteContext& ctx, const Json& body) {
@@ -164,21 +184,7 @@ core::Result<Json> CreateDeployment(SiteContext& ctx, const Json& body) {
                                        std::to_string(*pinned))
                     : Status::NotFound("package " + package + " has no version yet");
     }
-    Json programs = Json::parse(v->Text(1), nullptr, false);
-    bool has_program = false;
-    std::string names;
-    if (programs.is_array()) {
-      for (const auto& x : programs) {
-        if (!x.is_string()) continue;
-        has_program = has_program || x.get<std::string>() == program;
-        names += (names.empty() ? "" : ", ") + x.get<std::string>();
-      }
-    }
-    if (!has_program) {
-      return Status::InvalidArgument(
-          "package " + package + " version " + std::to_string(v->Int(0)) + " has no program `" +
-          program + "`" + (names.empty() ? " (it has no programs)" : " (it has: " + names + ")"));
-    }
+    DEPOT_RETURN_IF_ERROR(CheckProgram(package, program, *v));
     DEPOT_ASSIGN_OR_RETURN(
         id,
         tx.QueryInt(

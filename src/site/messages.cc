@@ -58,6 +58,60 @@ Status Insert(catalog::Tx& tx, int code, const core::MessageSpec& spec, const st
       .status();
 }
 
+// One message of a batch from a DP or an agent, checked.
+struct Item {
+  std::int64_t seq, code, at;
+  MessageSubject subject;
+  std::map<std::string, std::string> params;
+  const core::MessageSpec* spec;
+};
+
+// Reads message `i` of a batch from `component`; the subject's DP or client comes
+// from the sender's credential (`dp_name`, `client_uid`), never from the message.
+core::Result<Item> ParseItem(const Json& m, std::size_t i, const std::string& component,
+                             const std::string& dp_name, const std::string& client_uid,
+                             std::int64_t now) {
+  ObjectReader mr(m, "message " + std::to_string(i));
+  Item it;
+  it.seq = mr.Int("seq", true, 1, INT64_MAX);
+  it.code = mr.Int("code", true, 1, 9999);
+  it.at = mr.Int("time_ms", false, 0, INT64_MAX, now);
+  it.subject.package = mr.String("package", false, 64);
+  it.subject.version = mr.OptInt("version", 1, INT64_MAX);
+  it.subject.deployment = mr.OptInt("deployment", 1, INT64_MAX);
+  const Json* params = mr.Raw("params");
+  DEPOT_RETURN_IF_ERROR(mr.Finish());
+  if (params != nullptr) {
+    if (!params->is_object() || params->size() > 32) {
+      return Status::InvalidArgument("message " + std::to_string(i) +
+                                     ": params must be an object of at most 32 strings");
+    }
+    for (auto p = params->begin(); p != params->end(); ++p) {
+      if (!p->is_string() || p.key().size() > 64 ||
+          p->get_ref<const std::string&>().size() > 4096) {
+        return Status::InvalidArgument("message " + std::to_string(i) + ": param `" + p.key() +
+                                       "` must be a string of at most 4096 bytes");
+      }
+      it.params[p.key()] = p->get<std::string>();
+    }
+  }
+  it.spec = core::FindMessage(static_cast<int>(it.code));
+  if (it.spec == nullptr || it.spec->component != component) {
+    return Status::InvalidArgument("message " + std::to_string(i) + ": code " +
+                                   std::to_string(it.code) + " is not a " + component +
+                                   " message (see docs/messages.md)");
+  }
+  // The sender's identity comes from its credential, never from the message.
+  it.subject.dp = dp_name;
+  it.subject.client = client_uid;
+  if (!dp_name.empty()) it.params["dp"] = dp_name;
+  if (!client_uid.empty()) it.params["client"] = client_uid;
+  if (!it.subject.package.empty()) it.params["package"] = it.subject.package;
+  if (it.subject.version) it.params["version"] = std::to_string(*it.subject.version);
+  if (it.subject.deployment) it.params["deployment"] = std::to_string(*it.subject.deployment);
+  return it;
+}
+
 }  // namespace
 
 Status PostMessage(SiteContext& ctx, catalog::Tx& tx, int code, const MessageSubject& subject,
@@ -80,54 +134,10 @@ core::Result<Json> IngestMessages(SiteContext& ctx, const std::string& source,
   if (list->size() > 1000) {
     return Status::InvalidArgument("messages batch: at most 1000 messages per request");
   }
-  struct Item {
-    std::int64_t seq, code, at;
-    MessageSubject subject;
-    std::map<std::string, std::string> params;
-    const core::MessageSpec* spec;
-  };
   std::vector<Item> items;
   std::int64_t now = ctx.NowMs();
   for (std::size_t i = 0; i < list->size(); ++i) {
-    const Json& m = (*list)[i];
-    ObjectReader mr(m, "message " + std::to_string(i));
-    Item it;
-    it.seq = mr.Int("seq", true, 1, INT64_MAX);
-    it.code = mr.Int("code", true, 1, 9999);
-    it.at = mr.Int("time_ms", false, 0, INT64_MAX, now);
-    it.subject.package = mr.String("package", false, 64);
-    it.subject.version = mr.OptInt("version", 1, INT64_MAX);
-    it.subject.deployment = mr.OptInt("deployment", 1, INT64_MAX);
-    const Json* params = mr.Raw("params");
-    DEPOT_RETURN_IF_ERROR(mr.Finish());
-    if (params != nullptr) {
-      if (!params->is_object() || params->size() > 32) {
-        return Status::InvalidArgument("message " + std::to_string(i) +
-                                       ": params must be an object of at most 32 strings");
-      }
-      for (auto p = params->begin(); p != params->end(); ++p) {
-        if (!p->is_string() || p.key().size() > 64 ||
-            p->get_ref<const std::string&>().size() > 4096) {
-          return Status::InvalidArgument("message " + std::to_string(i) + ": param `" + p.key() +
-                                         "` must be a string of at most 4096 bytes");
-        }
-        it.params[p.key()] = p->get<std::string>();
-      }
-    }
-    it.spec = core::FindMessage(static_cast<int>(it.code));
-    if (it.spec == nullptr || it.spec->component != component) {
-      return Status::InvalidArgument("message " + std::to_string(i) + ": code " +
-                                     std::to_string(it.code) + " is not a " + component +
-                                     " message (see docs/messages.md)");
-    }
-    // The sender's identity comes from its credential, never from the message.
-    it.subject.dp = dp_name;
-    it.subject.client = client_uid;
-    if (!dp_name.empty()) it.params["dp"] = dp_name;
-    if (!client_uid.empty()) it.params["client"] = client_uid;
-    if (!it.subject.package.empty()) it.params["package"] = it.subject.package;
-    if (it.subject.version) it.params["version"] = std::to_string(*it.subject.version);
-    if (it.subject.deployment) it.params["deployment"] = std::to_string(*it.subject.deployment);
+    DEPOT_ASSIGN_OR_RETURN(Item it, ParseItem((*list)[i], i, component, dp_name, client_uid, now));
     items.push_back(std::move(it));
   }
   // A time ahead of the site's is the sender's clock, not the future: the message is
@@ -180,25 +190,80 @@ core::Result<Json> IngestMessages(SiteContext& ctx, const std::string& source,
   return Json{{"accepted", accepted}, {"duplicates", duplicates}, {"last_seq", last_seq}};
 }
 
+namespace {
+
+// `since` as a time, or as a duration meaning that long ago: milliseconds since the epoch.
+core::Result<std::int64_t> SinceMs(SiteContext& ctx, const std::string& since) {
+  std::int64_t ms = 0;
+  auto t = core::ParseUtc(since);
+  if (t.ok()) {
+    ms = std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count();
+  } else {
+    auto d = core::ParseDuration(since);
+    if (!d.ok()) {
+      return Status::InvalidArgument(
+          "since must be a time like 2026-11-22T03:04:05Z or a "
+          "duration like 15m (meaning: that long ago)");
+    }
+    ms = ctx.NowMs() - std::chrono::duration_cast<std::chrono::milliseconds>(*d).count();
+  }
+  return ms;
+}
+
+// The uid of the client a `client` filter names: an exact id, or a name only one client has.
+core::Result<std::string> FilterClientUid(SiteContext& ctx, const std::string& name) {
+  // A client id, or a name as `client show` takes it.
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows rows,
+      ctx.db->Query("SELECT uid FROM clients WHERE uid = ? OR name = ? LIMIT 10", {name, name}));
+  if (rows.empty()) {
+    return Status::NotFound("no client with id or name `" + name.substr(0, 80) +
+                            "` (see `depot client list`)");
+  }
+  auto exact = std::find_if(rows.begin(), rows.end(),
+                            [&](const catalog::Row& r) { return r.Text(0) == name; });
+  if (exact != rows.end()) rows = catalog::Rows{*exact};  // an exact id wins over names
+  if (rows.size() > 1) {
+    std::string uids;
+    for (const auto& r : rows) uids += (uids.empty() ? "" : ", ") + r.Text(0);
+    return Status::InvalidArgument("several clients are named `" + name.substr(0, 80) +
+                                   "`; use one of their ids: " + uids);
+  }
+  return rows[0].Text(0);
+}
+
+// One message record as the API shows it.
+Json MessageJson(const catalog::Row& r) {
+  Json m = {{"id", r.Int(0)},
+            {"code", r.Int(1)},
+            {"severity", r.Text(2)},
+            {"component", r.Text(3)},
+            {"source", r.Text(4)},
+            {"time", FormatMs(r.Int(5))},
+            {"last_time", FormatMs(r.Int(6))},
+            {"count", r.Int(7)},
+            {"text", r.Text(14)}};
+  const core::MessageSpec* spec = core::FindMessage(static_cast<int>(r.Int(1)));
+  if (spec != nullptr) m["name"] = std::string(spec->name);
+  if (!r.IsNull(8)) m["package"] = r.Text(8);
+  if (!r.IsNull(9)) m["version"] = r.Int(9);
+  if (!r.IsNull(10)) m["dp"] = r.Text(10);
+  if (!r.IsNull(11)) m["client"] = r.Text(11);
+  if (!r.IsNull(12)) m["deployment"] = r.Int(12);
+  Json p = Json::parse(r.Text(13), nullptr, false);
+  m["params"] = p.is_discarded() ? Json::object() : p;
+  return m;
+}
+
+}  // namespace
+
 core::Result<Json> QueryMessages(SiteContext& ctx, const http::Request& req) {
   std::string sql =
       "SELECT id, code, severity, component, source, at, last_at, count, package, version, dp, "
       "client, deployment, params, text FROM messages WHERE 1=1";
   catalog::Params params;
   if (auto since = req.QueryParam("since")) {
-    std::int64_t ms = 0;
-    auto t = core::ParseUtc(*since);
-    if (t.ok()) {
-      ms = std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count();
-    } else {
-      auto d = core::ParseDuration(*since);
-      if (!d.ok()) {
-        return Status::InvalidArgument(
-            "since must be a time like 2026-11-22T03:04:05Z or a "
-            "duration like 15m (meaning: that long ago)");
-      }
-      ms = ctx.NowMs() - std::chrono::duration_cast<std::chrono::milliseconds>(*d).count();
-    }
+    DEPOT_ASSIGN_OR_RETURN(std::int64_t ms, SinceMs(ctx, *since));
     sql += " AND last_at >= ?";
     params.emplace_back(ms);
   }
@@ -217,25 +282,9 @@ core::Result<Json> QueryMessages(SiteContext& ctx, const http::Request& req) {
     }
   }
   if (auto v = req.QueryParam("client")) {
-    // A client id, or a name as `client show` takes it.
-    DEPOT_ASSIGN_OR_RETURN(
-        catalog::Rows rows,
-        ctx.db->Query("SELECT uid FROM clients WHERE uid = ? OR name = ? LIMIT 10", {*v, *v}));
-    if (rows.empty()) {
-      return Status::NotFound("no client with id or name `" + v->substr(0, 80) +
-                              "` (see `depot client list`)");
-    }
-    auto exact = std::find_if(rows.begin(), rows.end(),
-                              [&](const catalog::Row& r) { return r.Text(0) == *v; });
-    if (exact != rows.end()) rows = catalog::Rows{*exact};  // an exact id wins over names
-    if (rows.size() > 1) {
-      std::string uids;
-      for (const auto& r : rows) uids += (uids.empty() ? "" : ", ") + r.Text(0);
-      return Status::InvalidArgument("several clients are named `" + v->substr(0, 80) +
-                                     "`; use one of their ids: " + uids);
-    }
+    DEPOT_ASSIGN_OR_RETURN(std::string uid, FilterClientUid(ctx, *v));
     sql += " AND client = ?";
-    params.emplace_back(rows[0].Text(0));
+    params.emplace_back(uid);
   }
   for (const char* field : {"deployment", "code", "version"}) {
     if (auto v = req.QueryParam(field)) {
@@ -252,26 +301,7 @@ core::Result<Json> QueryMessages(SiteContext& ctx, const http::Request& req) {
   DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows, ctx.db->Query(sql, params));
   Json out = Json::array();
   for (auto it = rows.rbegin(); it != rows.rend(); ++it) {
-    const catalog::Row& r = *it;
-    Json m = {{"id", r.Int(0)},
-              {"code", r.Int(1)},
-              {"severity", r.Text(2)},
-              {"component", r.Text(3)},
-              {"source", r.Text(4)},
-              {"time", FormatMs(r.Int(5))},
-              {"last_time", FormatMs(r.Int(6))},
-              {"count", r.Int(7)},
-              {"text", r.Text(14)}};
-    const core::MessageSpec* spec = core::FindMessage(static_cast<int>(r.Int(1)));
-    if (spec != nullptr) m["name"] = std::string(spec->name);
-    if (!r.IsNull(8)) m["package"] = r.Text(8);
-    if (!r.IsNull(9)) m["version"] = r.Int(9);
-    if (!r.IsNull(10)) m["dp"] = r.Text(10);
-    if (!r.IsNull(11)) m["client"] = r.Text(11);
-    if (!r.IsNull(12)) m["deployment"] = r.Int(12);
-    Json p = Json::parse(r.Text(13), nullptr, false);
-    m["params"] = p.is_discarded() ? Json::object() : p;
-    out.push_back(std::move(m));
+    out.push_back(MessageJson(*it));
   }
   return Json{{"messages", out}};
 }

@@ -53,6 +53,65 @@ Status RetireVersions(SiteContext& ctx, const std::vector<VersionRow>& versions,
   return ctx.repo->RemoveVersions(remove);
 }
 
+// Resolves a version a crash left reserved: activated when it was signed (`info`),
+// dropped when it was not (nullptr).
+Status ResolveReservation(SiteContext& ctx, const VersionRow& v, const repo::VersionInfo* info) {
+  bool is_signed = info != nullptr;
+  Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    if (!is_signed) {
+      DEPOT_RETURN_IF_ERROR(tx.Exec("DELETE FROM versions WHERE id = ?", {v.id}).status());
+      // A package whose first version was reserved but never signed was never
+      // created: drop its row unless something refers to it.
+      return tx
+          .Exec(
+              "DELETE FROM packages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM versions WHERE "
+              "package_id = ?) "
+              "AND NOT EXISTS (SELECT 1 FROM distributions WHERE package_id = ?) AND NOT "
+              "EXISTS (SELECT 1 "
+              "FROM deployments WHERE package_id = ?)",
+              {v.package_id, v.package_id, v.package_id, v.package_id})
+          .status();
+    }
+    auto bytes = ctx.env->ReadFile(
+        core::JoinPath(ctx.repo->layout().targets(),
+                       tuf::ConsistentTargetPath(repo::ManifestTargetPath(v.package, v.version),
+                                                 info->manifest_id)),
+        info->manifest_bytes);
+    std::uint64_t files = 0, total = 0, chunks = 0;
+    Json programs = Json::array();
+    if (bytes.ok()) {
+      auto m = store::ParseManifest(*bytes);
+      if (m.ok()) {
+        files = m->FileCount();
+        total = m->TotalFileBytes();
+        chunks = m->UniqueChunks().size();
+        for (const auto& p : m->programs) programs.push_back(p.name);
+      }
+    }
+    DEPOT_RETURN_IF_ERROR(
+        tx.Exec(
+              "UPDATE versions SET state = 'active', manifest_id = ?, manifest_bytes = ?, "
+              "files = ?, bytes = ?, chunks = ?, programs = ? WHERE id = ?",
+              {info->manifest_id, info->manifest_bytes, files, total, chunks, Dump(programs), v.id})
+            .status());
+    DEPOT_RETURN_IF_ERROR(SyncRecords(ctx, tx, v.package_id));
+    // The crash came before the version's message was posted; post it now.
+    return PostMessage(ctx, tx, core::msg::kVersionCreated, {v.package, v.version, {}, {}, {}},
+                       {{"package", v.package},
+                        {"version", std::to_string(v.version)},
+                        {"files", std::to_string(files)},
+                        {"bytes", std::to_string(total)},
+                        {"manifest_id", info->manifest_id}});
+  });
+  if (!s.ok())
+    return s.WithContext("recovering version " + std::to_string(v.version) + " of " + v.package);
+  core::Log(core::LogLevel::kInfo, "site.recovered_version",
+            {{"package", v.package},
+             {"version", std::to_string(v.version)},
+             {"outcome", is_signed ? "activated" : "dropped"}});
+  return Status::Ok();
+}
+
 }  // namespace
 
 core::Result<Json> ChunksMissing(SiteContext& ctx, const Json& body) {
@@ -106,186 +165,6 @@ core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body) {
   if (ctx.chunks_received) ctx.chunks_received->Inc(stored);
   if (ctx.chunk_bytes_received) ctx.chunk_bytes_received->Inc(bytes);
   return Json{{"stored", stored}, {"bytes", bytes}};
-}
-
-core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool create,
-                                 std::string_view manifest_body, bool force) {
-  DEPOT_RETURN_IF_ERROR(store::ValidatePackageName(name));
-  auto parsed = store::ParseManifest(manifest_body);
-  if (!parsed.ok()) return std::move(parsed).status().WithContext("manifest of " + name);
-  store::Manifest m = std::move(*parsed);
-  if (m.package_name != name) {
-    return Status::InvalidArgument("manifest names package `" + m.package_name + "`, not `" + name +
-                                   "`");
-  }
-  const auto& settings = ctx.repo->settings().chunker;
-  if (m.chunker.min_size != settings.min_size || m.chunker.avg_size != settings.avg_size ||
-      m.chunker.max_size != settings.max_size) {
-    return Status::InvalidArgument(
-        "manifest was chunked with " + std::to_string(m.chunker.min_size) + "/" +
-        std::to_string(m.chunker.avg_size) + "/" + std::to_string(m.chunker.max_size) +
-        " but this site uses " + std::to_string(settings.min_size) + "/" +
-        std::to_string(settings.avg_size) + "/" + std::to_string(settings.max_size) +
-        " (the CLI asks the site; upgrade the CLI)");
-  }
-  // A version without a program that a deployment following the newest version runs
-  // would fail on every agent of that deployment (4009): refused unless forced.
-  DEPOT_ASSIGN_OR_RETURN(Json orphaned, OrphanedDeployments(ctx, name, m.programs));
-  if (!orphaned.empty() && !force) {
-    std::string which;
-    for (const auto& o : orphaned) {
-      which += (which.empty() ? "" : ", ") + std::string("deployment ") +
-               std::to_string(o["deployment"].get<std::int64_t>()) + " (program `" +
-               o["program"].get<std::string>() + "`, collection " +
-               o["collection"].get<std::string>() + ")";
-    }
-    return Status::InvalidArgument("the new version of " + name + " lacks a program that " + which +
-                                   " runs on the newest version; keep it (--program NAME=COMMAND), "
-                                   "cancel or pin those deployments "
-                                   "(`depot deployment cancel`, `depot deploy --version`), or pass "
-                                   "--force to create the version anyway");
-  }
-  // Chunks uploaded for this version may still be staged: make them durable and
-  // visible, then check every chunk is present with its listed size (and, if
-  // configured, every file re-hashed) before anything is reserved or signed.
-  auto t_start = std::chrono::steady_clock::now();
-  DEPOT_RETURN_IF_ERROR(
-      ctx.intake->Flush().WithContext("committing the uploaded chunks of " + name));
-  auto t_flushed = std::chrono::steady_clock::now();
-  store::ChunkIntake* intake = ctx.intake.get();
-  auto just_stored = [intake](const store::ChunkId& id, std::uint64_t size) {
-    return intake->Verified(id, size);
-  };
-  DEPOT_RETURN_IF_ERROR(
-      ctx.repo->VerifyManifestContent(m, 0, ctx.config.verify_file_hashes, just_stored));
-  auto t_verified = std::chrono::steady_clock::now();
-
-  // Reserve the next version number.
-  std::int64_t package_id = 0, version_id = 0, version = 0;
-  std::string uid;
-  Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-    auto row = tx.QueryRow("SELECT id, uid, deleted_at FROM packages WHERE name = ?", {name});
-    if (!row.ok() && !row.status().IsNotFound()) return row.status();
-    bool exists = row.ok() && row->IsNull(2);
-    if (exists) {
-      // A package row without a single version is what a crash between reserving
-      // version 1 and signing it leaves (the reservation is dropped at restart): the
-      // package was never created, so `create` may take it over.
-      DEPOT_ASSIGN_OR_RETURN(
-          std::int64_t n,
-          tx.QueryInt("SELECT COUNT(*) FROM versions WHERE package_id = ?", {row->Int(0)}));
-      if (n == 0 && create) exists = false;
-    }
-    if (create && exists) {
-      return Status::InvalidArgument("package " + name +
-                                     " already exists; add a version with `depot package update`");
-    }
-    if (!create && !exists) {
-      return Status::NotFound("package " + name +
-                              " does not exist; create it with `depot package create`");
-    }
-    if (row.ok()) {
-      package_id = row->Int(0);
-      uid = row->Text(1);
-      if (!row->IsNull(2) ||
-          create) {  // re-created after deletion (same id, versions continue) or taken over
-        DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE packages SET deleted_at = NULL, description = ? "
-                                      "WHERE id = ?",
-                                      {m.description, package_id})
-                                  .status());
-      }
-    } else {
-      uid = core::RandomHex(8);
-      DEPOT_ASSIGN_OR_RETURN(
-          package_id, tx.QueryInt("INSERT INTO packages (name, uid, description, created_at) "
-                                  "VALUES (?, ?, ?, ?) RETURNING id",
-                                  {name, uid, m.description, ctx.NowMs()}));
-    }
-    DEPOT_ASSIGN_OR_RETURN(std::int64_t latest,
-                           tx.QueryInt("SELECT COALESCE(MAX(version), 0) FROM versions WHERE "
-                                       "package_id = ?",
-                                       {package_id}));
-    version = latest + 1;
-    DEPOT_ASSIGN_OR_RETURN(version_id,
-                           tx.QueryInt("INSERT INTO versions (package_id, version, state, "
-                                       "created_at) VALUES (?, ?, 'publishing', ?) RETURNING id",
-                                       {package_id, version, ctx.NowMs()}));
-    return Status::Ok();
-  });
-  if (!s.ok()) return s;
-  core::CrashPoint("site.version_reserved");
-
-  m.package_id = uid;
-  m.version = version;
-  m.created = core::FormatUtc(ctx.clock->Now());
-  repo::AddResult published;
-  {
-    std::lock_guard<std::mutex> lock(ctx.publish_mu);
-    auto r = ctx.repo->PublishManifest(m, just_stored);
-    if (!r.ok()) {
-      // Give the number back: nothing was signed.
-      ctx.db
-          ->Transaction([&](catalog::Tx& tx) {
-            return tx
-                .Exec("DELETE FROM versions WHERE id = ? AND state = 'publishing'", {version_id})
-                .status();
-          })
-          .IgnoreError();
-      return std::move(r).status();
-    }
-    published = std::move(*r);
-    core::CrashPoint("site.version_signed");
-  }
-  auto t_signed = std::chrono::steady_clock::now();
-  Json programs = Json::array();
-  for (const auto& p : m.programs) programs.push_back(p.name);
-  std::uint64_t unique_chunks = m.UniqueChunks().size();
-  s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-    DEPOT_RETURN_IF_ERROR(
-        tx.Exec("UPDATE versions SET state = 'active', manifest_id = ?, manifest_bytes = ?, "
-                "files = ?, bytes = ?, chunks = ?, programs = ? WHERE id = ?",
-                {published.manifest_id, published.manifest_bytes, published.stats.files,
-                 published.stats.bytes, unique_chunks, Dump(programs), version_id})
-            .status());
-    DEPOT_RETURN_IF_ERROR(SyncRecords(ctx, tx, package_id));
-    return PostMessage(ctx, tx, core::msg::kVersionCreated, {name, version, {}, {}, {}},
-                       {{"package", name},
-                        {"version", std::to_string(version)},
-                        {"files", std::to_string(published.stats.files)},
-                        {"bytes", std::to_string(published.stats.bytes)},
-                        {"manifest_id", published.manifest_id}});
-  });
-  if (!s.ok()) {
-    // Signed but not recorded: RecoverVersions activates it at the next start.
-    return s.WithContext("version " + std::to_string(version) + " of " + name +
-                         " was signed but not recorded; restart the site to finish it");
-  }
-  ctx.Changed();
-  auto ms = [](auto a, auto b) {
-    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count());
-  };
-  core::Log(core::LogLevel::kInfo, "site.version_created",
-            {{"package", name},
-             {"version", std::to_string(version)},
-             {"manifest", published.manifest_id},
-             {"flush_ms", ms(t_start, t_flushed)},
-             {"verify_ms", ms(t_flushed, t_verified)},
-             {"sign_ms", ms(t_verified, t_signed)},
-             {"record_ms", ms(t_signed, std::chrono::steady_clock::now())}});
-  ApplyRetention(ctx);
-  auto programs_json = store::SerializePrograms(m.programs);  // valid: the manifest was validated
-  Json program_specs = Json::parse(programs_json.ok() ? *programs_json : "[]", nullptr, false);
-  return Json{{"package", name},
-              {"package_id", uid},
-              {"version", version},
-              {"programs", program_specs.is_discarded() ? Json::array() : program_specs},
-              {"orphaned_deployments", orphaned},
-              {"manifest_id", published.manifest_id},
-              {"manifest_bytes", published.manifest_bytes},
-              {"files", published.stats.files},
-              {"bytes", published.stats.bytes},
-              {"chunks", unique_chunks},
-              {"target", published.target_path}};
 }
 
 void PostUploadRejected(SiteContext& ctx, const std::string& package, const Status& why) {
@@ -452,59 +331,7 @@ Status RecoverVersions(SiteContext& ctx) {
     auto it = by_key.find({v.package, v.version});
     bool is_signed = it != by_key.end();
     if (state == "publishing") {
-      Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-        if (!is_signed) {
-          DEPOT_RETURN_IF_ERROR(tx.Exec("DELETE FROM versions WHERE id = ?", {v.id}).status());
-          // A package whose first version was reserved but never signed was never
-          // created: drop its row unless something refers to it.
-          return tx
-              .Exec(
-                  "DELETE FROM packages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM versions WHERE "
-                  "package_id = ?) "
-                  "AND NOT EXISTS (SELECT 1 FROM distributions WHERE package_id = ?) AND NOT "
-                  "EXISTS (SELECT 1 "
-                  "FROM deployments WHERE package_id = ?)",
-                  {v.package_id, v.package_id, v.package_id, v.package_id})
-              .status();
-        }
-        auto bytes = ctx.env->ReadFile(
-            core::JoinPath(ctx.repo->layout().targets(),
-                           tuf::ConsistentTargetPath(repo::ManifestTargetPath(v.package, v.version),
-                                                     it->second.manifest_id)),
-            it->second.manifest_bytes);
-        std::uint64_t files = 0, total = 0, chunks = 0;
-        Json programs = Json::array();
-        if (bytes.ok()) {
-          auto m = store::ParseManifest(*bytes);
-          if (m.ok()) {
-            files = m->FileCount();
-            total = m->TotalFileBytes();
-            chunks = m->UniqueChunks().size();
-            for (const auto& p : m->programs) programs.push_back(p.name);
-          }
-        }
-        DEPOT_RETURN_IF_ERROR(
-            tx.Exec("UPDATE versions SET state = 'active', manifest_id = ?, manifest_bytes = ?, "
-                    "files = ?, bytes = ?, chunks = ?, programs = ? WHERE id = ?",
-                    {it->second.manifest_id, it->second.manifest_bytes, files, total, chunks,
-                     Dump(programs), v.id})
-                .status());
-        DEPOT_RETURN_IF_ERROR(SyncRecords(ctx, tx, v.package_id));
-        // The crash came before the version's message was posted; post it now.
-        return PostMessage(ctx, tx, core::msg::kVersionCreated, {v.package, v.version, {}, {}, {}},
-                           {{"package", v.package},
-                            {"version", std::to_string(v.version)},
-                            {"files", std::to_string(files)},
-                            {"bytes", std::to_string(total)},
-                            {"manifest_id", it->second.manifest_id}});
-      });
-      if (!s.ok())
-        return s.WithContext("recovering version " + std::to_string(v.version) + " of " +
-                             v.package);
-      core::Log(core::LogLevel::kInfo, "site.recovered_version",
-                {{"package", v.package},
-                 {"version", std::to_string(v.version)},
-                 {"outcome", is_signed ? "activated" : "dropped"}});
+      DEPOT_RETURN_IF_ERROR(ResolveReservation(ctx, v, is_signed ? &it->second : nullptr));
     } else if (state == "retired" && is_signed) {
       unsign.emplace_back(v.package, v.version);
     } else if (state == "active" && !is_signed) {

@@ -201,6 +201,104 @@ core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* cloc
   return site;
 }
 
+namespace {
+
+// The URL clients are told to use: the configured one, else the listening address with
+// the host name in place of a wildcard host.
+std::string PublicUrl(const SiteConfig& config, const http::Server& server) {
+  std::string url;
+  if (!config.public_url.empty()) {
+    url = config.public_url;
+    while (!url.empty() && url.back() == '/') url.pop_back();
+  } else {
+    std::string host = ListenHost(config.listen);
+    if (host == "0.0.0.0" || host == "::" || host == "*" || host.empty()) {
+      char name[256] = {};
+      ::gethostname(name, sizeof(name) - 1);
+      url = std::string(server.tls() ? "https://" : "http://") + name + ":" +
+            std::to_string(server.port());
+    } else {
+      url = server.url();
+    }
+  }
+  return url;
+}
+
+// One pass over the store at start, off the start-up path: uploaded chunks a
+// crashed site staged but never committed (temp files named after its pid) go,
+// and every chunk id goes into the filter for missing-chunk queries (uploads
+// staged meanwhile add their own; until it is ready, every query looks up).
+void LoadChunkFilter(SiteContext& c) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::uint64_t n = 0;
+  auto swept = c.repo->chunks()->SweepAbandonedTemps([&](const store::ChunkId& id) {
+    c.chunk_filter->Add(id);
+    ++n;
+  });
+  if (swept.ok()) {
+    c.chunk_filter->MarkReady();
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - t0);
+    if (*swept > 0)
+      core::Log(core::LogLevel::kInfo, "site.swept_temp_files",
+                {{"files", std::to_string(*swept)}});
+    core::Log(core::LogLevel::kInfo, "site.chunk_filter_loaded",
+              {{"chunks", std::to_string(n)}, {"ms", std::to_string(ms.count())}});
+  } else {
+    core::Log(core::LogLevel::kWarn, "site.chunk_filter_failed",
+              {{"error", swept.status().ToString()},
+               {"effect", "missing-chunk queries look up every chunk"}});
+  }
+}
+
+// The background worker: DP probes, housekeeping and metadata refresh on timers,
+// until `stop` is set (under `mu`, with `cv` notified).
+void WorkerLoop(SiteContext& c, std::mutex& mu, std::condition_variable& cv, const bool& stop) {
+  // Timers on the clock's monotonic time: a wall clock that jumps neither stops nor
+  // floods housekeeping.
+  core::MonoTime last_probe{};
+  core::MonoTime last_minute = c.clock->Monotonic();
+  core::MonoTime last_refresh = c.clock->Monotonic();
+  // Every quarter of the timestamp's lifetime: three chances to re-sign before any
+  // timestamp an agent holds expires, even across a site restart or a slow disk.
+  auto refresh_every =
+      std::max<core::Duration>(std::chrono::minutes(1), c.config.timestamp_lifetime / 4);
+  // Retention, recovery and collection: every minute, or sooner when the grace
+  // period is short (so content is collected within about a quarter of it).
+  auto housekeeping_every = std::clamp<core::Duration>(
+      c.config.gc_grace / 4, std::chrono::seconds(1), std::chrono::minutes(1));
+  // Fresh signatures at start: a site down for days comes back with valid metadata.
+  c.repo->Refresh().IgnoreError();
+  LoadChunkFilter(c);
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      c.clock->WaitFor(lock, cv, std::chrono::milliseconds(500), [&stop] { return stop; });
+      if (stop) return;
+    }
+    const core::MonoTime now = c.clock->Monotonic();
+    if (now - last_probe >= std::chrono::seconds(2)) {
+      last_probe = now;
+      ProbeDps(c);
+    }
+    if (now - last_minute >= housekeeping_every) {
+      last_minute = now;
+      ApplyRetention(c);
+      RecoverVersions(c).IgnoreError();
+      CollectContent(c);
+    }
+    if (now - last_refresh >= refresh_every) {
+      last_refresh = now;
+      std::lock_guard<std::mutex> lock(c.publish_mu);
+      Status s = c.repo->Refresh();
+      if (!s.ok())
+        core::Log(core::LogLevel::kError, "site.refresh_failed", {{"error", s.ToString()}});
+    }
+  }
+}
+
+}  // namespace
+
 Status Site::Start() {
   SiteContext& ctx = *ctx_;
   api_ = std::make_unique<SiteApi>(&ctx);
@@ -216,20 +314,7 @@ Status Site::Start() {
     opts.access_log = Resolve(ctx.data_dir, ctx.config.access_log);
   DEPOT_ASSIGN_OR_RETURN(server_, http::Server::Start(api_.get(), opts));
   ctx.server = server_.get();
-  if (!ctx.config.public_url.empty()) {
-    ctx.public_url = ctx.config.public_url;
-    while (!ctx.public_url.empty() && ctx.public_url.back() == '/') ctx.public_url.pop_back();
-  } else {
-    std::string host = ListenHost(ctx.config.listen);
-    if (host == "0.0.0.0" || host == "::" || host == "*" || host.empty()) {
-      char name[256] = {};
-      ::gethostname(name, sizeof(name) - 1);
-      ctx.public_url = std::string(server_->tls() ? "https://" : "http://") + name + ":" +
-                       std::to_string(server_->port());
-    } else {
-      ctx.public_url = server_->url();
-    }
-  }
+  ctx.public_url = PublicUrl(ctx.config, *server_);
   ctx.db
       ->Transaction([&](catalog::Tx& tx) {
         return PostMessage(ctx, tx, core::msg::kSiteStarted, {},
@@ -241,75 +326,7 @@ Status Site::Start() {
 
   worker_ = std::make_unique<Worker>();
   Worker* w = worker_.get();
-  w->thread = std::thread([this, w] {
-    SiteContext& c = *ctx_;
-    // Timers on the clock's monotonic time: a wall clock that jumps neither stops nor
-    // floods housekeeping.
-    core::MonoTime last_probe{};
-    core::MonoTime last_minute = c.clock->Monotonic();
-    core::MonoTime last_refresh = c.clock->Monotonic();
-    // Every quarter of the timestamp's lifetime: three chances to re-sign before any
-    // timestamp an agent holds expires, even across a site restart or a slow disk.
-    auto refresh_every =
-        std::max<core::Duration>(std::chrono::minutes(1), c.config.timestamp_lifetime / 4);
-    // Retention, recovery and collection: every minute, or sooner when the grace
-    // period is short (so content is collected within about a quarter of it).
-    auto housekeeping_every = std::clamp<core::Duration>(
-        c.config.gc_grace / 4, std::chrono::seconds(1), std::chrono::minutes(1));
-    // Fresh signatures at start: a site down for days comes back with valid metadata.
-    c.repo->Refresh().IgnoreError();
-    // One pass over the store at start, off the start-up path: uploaded chunks a
-    // crashed site staged but never committed (temp files named after its pid) go,
-    // and every chunk id goes into the filter for missing-chunk queries (uploads
-    // staged meanwhile add their own; until it is ready, every query looks up).
-    {
-      auto t0 = std::chrono::steady_clock::now();
-      std::uint64_t n = 0;
-      auto swept = c.repo->chunks()->SweepAbandonedTemps([&](const store::ChunkId& id) {
-        c.chunk_filter->Add(id);
-        ++n;
-      });
-      if (swept.ok()) {
-        c.chunk_filter->MarkReady();
-        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-            std::chrono::steady_clock::now() - t0);
-        if (*swept > 0)
-          core::Log(core::LogLevel::kInfo, "site.swept_temp_files",
-                    {{"files", std::to_string(*swept)}});
-        core::Log(core::LogLevel::kInfo, "site.chunk_filter_loaded",
-                  {{"chunks", std::to_string(n)}, {"ms", std::to_string(ms.count())}});
-      } else {
-        core::Log(core::LogLevel::kWarn, "site.chunk_filter_failed",
-                  {{"error", swept.status().ToString()},
-                   {"effect", "missing-chunk queries look up every chunk"}});
-      }
-    }
-    for (;;) {
-      {
-        std::unique_lock<std::mutex> lock(w->mu);
-        c.clock->WaitFor(lock, w->cv, std::chrono::milliseconds(500), [w] { return w->stop; });
-        if (w->stop) return;
-      }
-      const core::MonoTime now = c.clock->Monotonic();
-      if (now - last_probe >= std::chrono::seconds(2)) {
-        last_probe = now;
-        ProbeDps(c);
-      }
-      if (now - last_minute >= housekeeping_every) {
-        last_minute = now;
-        ApplyRetention(c);
-        RecoverVersions(c).IgnoreError();
-        CollectContent(c);
-      }
-      if (now - last_refresh >= refresh_every) {
-        last_refresh = now;
-        std::lock_guard<std::mutex> lock(c.publish_mu);
-        Status s = c.repo->Refresh();
-        if (!s.ok())
-          core::Log(core::LogLevel::kError, "site.refresh_failed", {{"error", s.ToString()}});
-      }
-    }
-  });
+  w->thread = std::thread([this, w] { WorkerLoop(*ctx_, w->mu, w->cv, w->stop); });
   return Status::Ok();
 }
 
