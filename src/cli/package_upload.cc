@@ -191,47 +191,84 @@ class UploadSink final : public store::ChunkSink {
   Status error_;
 };
 
-}  // namespace
-
-core::Result<UploadResult> UploadPackage(ApiClient* api, const UploadRequest& req) {
-  core::Env* env = core::Env::Default();
-  UploadResult result;
-  DEPOT_RETURN_IF_ERROR(store::ValidatePackageName(req.package));
-  DEPOT_ASSIGN_OR_RETURN(Json settings, api->Get("/api/v1/settings", "read site settings"));
+// What the site's settings decide for an upload.
+struct UploadSettings {
   store::ChunkerParams chunker;
   int level = 1;
   std::uint64_t max_body = 8u << 20;
+  std::uint64_t max_record = 0;  // the largest record a chunk can make
+};
+
+core::Result<UploadSettings> ReadUploadSettings(ApiClient* api) {
+  DEPOT_ASSIGN_OR_RETURN(Json settings, api->Get("/api/v1/settings", "read site settings"));
+  UploadSettings u;
   try {
-    chunker.min_size = settings.at("chunker").at("min").get<std::uint32_t>();
-    chunker.avg_size = settings.at("chunker").at("avg").get<std::uint32_t>();
-    chunker.max_size = settings.at("chunker").at("max").get<std::uint32_t>();
-    level = settings.at("compression_level").get<int>();
-    max_body =
-        std::min<std::uint64_t>(max_body, settings.at("max_upload_body").get<std::uint64_t>());
+    u.chunker.min_size = settings.at("chunker").at("min").get<std::uint32_t>();
+    u.chunker.avg_size = settings.at("chunker").at("avg").get<std::uint32_t>();
+    u.chunker.max_size = settings.at("chunker").at("max").get<std::uint32_t>();
+    u.level = settings.at("compression_level").get<int>();
+    u.max_body =
+        std::min<std::uint64_t>(u.max_body, settings.at("max_upload_body").get<std::uint64_t>());
   } catch (const std::exception&) {
     return Status::Unavailable(
         "the site's settings are incomplete; is it a depot site of this version?");
   }
   // A record: 40 bytes of header and one frame, which zstd may make slightly larger
   // than the chunk (incompressible data). A body must hold at least two.
-  const std::uint64_t max_record =
-      store::kChunkRecordHeader + chunker.max_size + chunker.max_size / 128 + 1024;
-  max_body = std::max<std::uint64_t>(max_body, 2 * max_record);
+  u.max_record = store::kChunkRecordHeader + u.chunker.max_size + u.chunker.max_size / 128 + 1024;
+  u.max_body = std::max<std::uint64_t>(u.max_body, 2 * u.max_record);
+  return u;
+}
 
+// The uploader connections: `parallel` clones of `api`, between 1 and 8.
+core::Result<std::vector<std::unique_ptr<ApiClient>>> CloneClients(ApiClient* api,
+                                                                   unsigned parallel) {
   std::vector<std::unique_ptr<ApiClient>> clients;
-  unsigned workers = std::max(1u, std::min<unsigned>(req.parallel, 8));
+  unsigned workers = std::max(1u, std::min<unsigned>(parallel, 8));
   for (unsigned w = 0; w < workers; ++w) {
     DEPOT_ASSIGN_OR_RETURN(auto c, api->Clone());
     clients.push_back(std::move(c));
   }
-  UploadSink sink(req.package, std::move(clients), max_body, max_record);
+  return clients;
+}
+
+// Serializes the manifest of the snapshot's `entries` into `*manifest`, and counts its
+// files, bytes and chunks into `*result`.
+Status BuildManifest(const UploadRequest& req, const store::ChunkerParams& chunker,
+                     store::SnapshotResult* snap, UploadResult* result, std::string* manifest) {
+  store::Manifest m;
+  m.package_id = "0000000000000000";  // the site assigns the real id, version and time
+  m.package_name = req.package;
+  m.version = 1;
+  m.created = core::FormatUtc(core::Clock::Real()->Now());
+  m.description = req.description;
+  m.programs = req.programs;
+  m.chunker = chunker;
+  m.entries = std::move(snap->entries);
+  result->files = m.FileCount();
+  result->bytes = m.TotalFileBytes();
+  result->chunks = m.UniqueChunks().size();
+  DEPOT_ASSIGN_OR_RETURN(*manifest, store::SerializeManifest(m));
+  return Status::Ok();
+}
+
+}  // namespace
+
+core::Result<UploadResult> UploadPackage(ApiClient* api, const UploadRequest& req) {
+  core::Env* env = core::Env::Default();
+  UploadResult result;
+  DEPOT_RETURN_IF_ERROR(store::ValidatePackageName(req.package));
+  DEPOT_ASSIGN_OR_RETURN(UploadSettings settings, ReadUploadSettings(api));
+  const store::ChunkerParams& chunker = settings.chunker;
+  DEPOT_ASSIGN_OR_RETURN(auto clients, CloneClients(api, req.parallel));
+  UploadSink sink(req.package, std::move(clients), settings.max_body, settings.max_record);
 
   // 1. Snapshot, streaming chunks to the uploaders as they are made.
   auto t0 = std::chrono::steady_clock::now();
   std::atomic<std::uint64_t> snap_bytes{0}, snap_files{0}, snap_total{0};
   store::SnapshotOptions opts;
   opts.chunker = chunker;
-  opts.compression_level = level;
+  opts.compression_level = settings.level;
   opts.sink = &sink;
   opts.progress_bytes = &snap_bytes;
   opts.progress_files = &snap_files;
@@ -246,26 +283,7 @@ core::Result<UploadResult> UploadPackage(ApiClient* api, const UploadRequest& re
   auto t1 = std::chrono::steady_clock::now();
   std::string manifest;
   Status built = Status::Ok();
-  if (snap.ok()) {
-    store::Manifest m;
-    m.package_id = "0000000000000000";  // the site assigns the real id, version and time
-    m.package_name = req.package;
-    m.version = 1;
-    m.created = core::FormatUtc(core::Clock::Real()->Now());
-    m.description = req.description;
-    m.programs = req.programs;
-    m.chunker = chunker;
-    m.entries = std::move(snap->entries);
-    result.files = m.FileCount();
-    result.bytes = m.TotalFileBytes();
-    result.chunks = m.UniqueChunks().size();
-    auto serialized = store::SerializeManifest(m);
-    if (serialized.ok()) {
-      manifest = std::move(*serialized);
-    } else {
-      built = std::move(serialized).status();
-    }
-  }
+  if (snap.ok()) built = BuildManifest(req, chunker, &*snap, &result, &manifest);
   Status uploaded = sink.Finish();
   result.upload_s = Since(t1);
   if (!snap.ok()) return std::move(snap).status().WithContext("snapshot of " + req.source_dir);

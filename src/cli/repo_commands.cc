@@ -303,90 +303,104 @@ int RunRotate(const std::string& dir, const std::vector<std::string>& roles, boo
   return kExitOk;
 }
 
+void AddRepoInit(CLI::App* repo, GlobalFlags* flags, int* exit_code) {
+  auto* cmd = repo->add_subcommand("init", "Create a repository with fresh signing keys");
+  auto dir = std::make_shared<std::string>();
+  auto sizes = std::make_shared<std::string>();
+  auto level = std::make_shared<int>(store::kDefaultCompressionLevel);
+  cmd->add_option("DIR", *dir, "New repository directory")->required();
+  cmd->add_option("--chunk-sizes", *sizes, "Chunk sizes MIN:AVG:MAX in bytes (16384:65536:262144)");
+  cmd->add_option("--compression-level", *level, "zstd level for stored chunks");
+  cmd->callback([=] { *exit_code = RunInit(*dir, *sizes, *level, flags->json); });
+}
+
+void AddRepoAdd(CLI::App* repo, GlobalFlags* flags, int* exit_code) {
+  auto* cmd = repo->add_subcommand("add", "Snapshot a directory as the next version of a package");
+  auto dir = std::make_shared<std::string>();
+  auto req = std::make_shared<repo::AddRequest>();
+  auto pf = std::make_shared<ProgramFlags>();
+  cmd->add_option("DIR", *dir, "Repository directory")->required();
+  cmd->add_option("--package", req->package, "Package name")->required();
+  cmd->add_option("--source", req->source_dir, "Source directory to snapshot")->required();
+  cmd->add_option("--description", req->description, "Free text shown to operators");
+  AddProgramFlags(cmd, pf.get());
+  cmd->add_option("--threads", req->threads, "Worker threads (default: all cores)");
+  cmd->callback([=] { *exit_code = RunAdd(*dir, *req, *pf, flags->json); });
+}
+
+void AddRepoFetch(CLI::App* repo, GlobalFlags* flags, int* exit_code) {
+  auto* cmd = repo->add_subcommand("fetch", "Fetch, verify and materialise a package version");
+  auto where = std::make_shared<std::string>();
+  auto trust = std::make_shared<std::string>();
+  auto req = std::make_shared<repo::FetchRequest>();
+  cmd->add_option("SOURCE", *where, "Repository directory or http(s):// URL of its public tree")
+      ->required();
+  cmd->add_option("--package", req->package, "Package name")->required();
+  cmd->add_option("--version", req->version, "Version number (default: newest)");
+  cmd->add_option("--dest", req->dest, "Destination directory (must not exist)")->required();
+  cmd->add_option("--trust", *trust, "Pinned root.json of the repository")->required();
+  cmd->add_option("--cache", req->cache_dir, "Chunk cache directory (kept across fetches)");
+  cmd->add_option("--parallel", req->parallel, "Concurrent downloads (default 16)");
+  cmd->add_option("--threads", req->threads, "Verify/assemble threads (default: all cores)");
+  cmd->callback([=] { *exit_code = RunFetch(*where, *req, *trust, flags->json); });
+}
+
+void AddRepoVerify(CLI::App* repo, GlobalFlags* flags, int* exit_code) {
+  auto* cmd = repo->add_subcommand("verify", "Re-hash every chunk and manifest; report damage");
+  auto dir = std::make_shared<std::string>();
+  auto threads = std::make_shared<unsigned>(0);
+  cmd->add_option("DIR", *dir, "Repository directory")->required();
+  cmd->add_option("--threads", *threads, "Worker threads (default: all cores)");
+  cmd->callback([=] { *exit_code = RunVerify(*dir, *threads, flags->json); });
+}
+
+void AddRepoList(CLI::App* repo, GlobalFlags* flags, int* exit_code) {
+  auto* cmd = repo->add_subcommand("list", "List signed package versions");
+  auto dir = std::make_shared<std::string>();
+  cmd->add_option("DIR", *dir, "Repository directory")->required();
+  cmd->callback([=] { *exit_code = RunList(*dir, flags->json); });
+}
+
+void AddRepoResign(CLI::App* repo, GlobalFlags* flags, int* exit_code) {
+  auto* cmd = repo->add_subcommand("resign", "Re-sign snapshot and timestamp before they expire");
+  auto dir = std::make_shared<std::string>();
+  auto root = std::make_shared<bool>(false);
+  cmd->add_option("DIR", *dir, "Repository directory")->required();
+  cmd->add_flag("--root", *root, "Also re-sign root with a fresh expiry (needs keys/root.pem)");
+  cmd->callback([=] { *exit_code = RunResign(*dir, *root, flags->json); });
+}
+
+void AddRepoGc(CLI::App* repo, GlobalFlags* flags, int* exit_code) {
+  auto* cmd = repo->add_subcommand("gc", "Remove chunks and files no signed version needs");
+  auto dir = std::make_shared<std::string>();
+  cmd->add_option("DIR", *dir, "Repository directory")->required();
+  cmd->callback([=] { *exit_code = RunGc(*dir, flags->json); });
+}
+
+void AddRepoRotateKeys(CLI::App* repo, GlobalFlags* flags, int* exit_code) {
+  auto* cmd =
+      repo->add_subcommand("rotate-keys", "Replace signing keys; clients follow the new root");
+  auto dir = std::make_shared<std::string>();
+  auto roles = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("DIR", *dir, "Repository directory")->required();
+  cmd->add_option("ROLE", *roles, "root, targets, snapshot and/or timestamp")->required();
+  cmd->callback([=] { *exit_code = RunRotate(*dir, *roles, flags->json); });
+}
+
 }  // namespace
 
 void AddRepoCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
   CLI::App* repo = app->add_subcommand("repo", "Offline repositories: build, sign, fetch, verify");
   repo->require_subcommand(1);
 
-  {
-    auto* cmd = repo->add_subcommand("init", "Create a repository with fresh signing keys");
-    auto dir = std::make_shared<std::string>();
-    auto sizes = std::make_shared<std::string>();
-    auto level = std::make_shared<int>(store::kDefaultCompressionLevel);
-    cmd->add_option("DIR", *dir, "New repository directory")->required();
-    cmd->add_option("--chunk-sizes", *sizes,
-                    "Chunk sizes MIN:AVG:MAX in bytes (16384:65536:262144)");
-    cmd->add_option("--compression-level", *level, "zstd level for stored chunks");
-    cmd->callback([=] { *exit_code = RunInit(*dir, *sizes, *level, flags->json); });
-  }
-  {
-    auto* cmd =
-        repo->add_subcommand("add", "Snapshot a directory as the next version of a package");
-    auto dir = std::make_shared<std::string>();
-    auto req = std::make_shared<repo::AddRequest>();
-    auto pf = std::make_shared<ProgramFlags>();
-    cmd->add_option("DIR", *dir, "Repository directory")->required();
-    cmd->add_option("--package", req->package, "Package name")->required();
-    cmd->add_option("--source", req->source_dir, "Source directory to snapshot")->required();
-    cmd->add_option("--description", req->description, "Free text shown to operators");
-    AddProgramFlags(cmd, pf.get());
-    cmd->add_option("--threads", req->threads, "Worker threads (default: all cores)");
-    cmd->callback([=] { *exit_code = RunAdd(*dir, *req, *pf, flags->json); });
-  }
-  {
-    auto* cmd = repo->add_subcommand("fetch", "Fetch, verify and materialise a package version");
-    auto where = std::make_shared<std::string>();
-    auto trust = std::make_shared<std::string>();
-    auto req = std::make_shared<repo::FetchRequest>();
-    cmd->add_option("SOURCE", *where, "Repository directory or http(s):// URL of its public tree")
-        ->required();
-    cmd->add_option("--package", req->package, "Package name")->required();
-    cmd->add_option("--version", req->version, "Version number (default: newest)");
-    cmd->add_option("--dest", req->dest, "Destination directory (must not exist)")->required();
-    cmd->add_option("--trust", *trust, "Pinned root.json of the repository")->required();
-    cmd->add_option("--cache", req->cache_dir, "Chunk cache directory (kept across fetches)");
-    cmd->add_option("--parallel", req->parallel, "Concurrent downloads (default 16)");
-    cmd->add_option("--threads", req->threads, "Verify/assemble threads (default: all cores)");
-    cmd->callback([=] { *exit_code = RunFetch(*where, *req, *trust, flags->json); });
-  }
-  {
-    auto* cmd = repo->add_subcommand("verify", "Re-hash every chunk and manifest; report damage");
-    auto dir = std::make_shared<std::string>();
-    auto threads = std::make_shared<unsigned>(0);
-    cmd->add_option("DIR", *dir, "Repository directory")->required();
-    cmd->add_option("--threads", *threads, "Worker threads (default: all cores)");
-    cmd->callback([=] { *exit_code = RunVerify(*dir, *threads, flags->json); });
-  }
-  {
-    auto* cmd = repo->add_subcommand("list", "List signed package versions");
-    auto dir = std::make_shared<std::string>();
-    cmd->add_option("DIR", *dir, "Repository directory")->required();
-    cmd->callback([=] { *exit_code = RunList(*dir, flags->json); });
-  }
-  {
-    auto* cmd = repo->add_subcommand("resign", "Re-sign snapshot and timestamp before they expire");
-    auto dir = std::make_shared<std::string>();
-    auto root = std::make_shared<bool>(false);
-    cmd->add_option("DIR", *dir, "Repository directory")->required();
-    cmd->add_flag("--root", *root, "Also re-sign root with a fresh expiry (needs keys/root.pem)");
-    cmd->callback([=] { *exit_code = RunResign(*dir, *root, flags->json); });
-  }
-  {
-    auto* cmd = repo->add_subcommand("gc", "Remove chunks and files no signed version needs");
-    auto dir = std::make_shared<std::string>();
-    cmd->add_option("DIR", *dir, "Repository directory")->required();
-    cmd->callback([=] { *exit_code = RunGc(*dir, flags->json); });
-  }
-  {
-    auto* cmd =
-        repo->add_subcommand("rotate-keys", "Replace signing keys; clients follow the new root");
-    auto dir = std::make_shared<std::string>();
-    auto roles = std::make_shared<std::vector<std::string>>();
-    cmd->add_option("DIR", *dir, "Repository directory")->required();
-    cmd->add_option("ROLE", *roles, "root, targets, snapshot and/or timestamp")->required();
-    cmd->callback([=] { *exit_code = RunRotate(*dir, *roles, flags->json); });
-  }
+  AddRepoInit(repo, flags, exit_code);
+  AddRepoAdd(repo, flags, exit_code);
+  AddRepoFetch(repo, flags, exit_code);
+  AddRepoVerify(repo, flags, exit_code);
+  AddRepoList(repo, flags, exit_code);
+  AddRepoResign(repo, flags, exit_code);
+  AddRepoGc(repo, flags, exit_code);
+  AddRepoRotateKeys(repo, flags, exit_code);
 }
 
 }  // namespace depot::cli
