@@ -653,7 +653,8 @@ class BadInputTest(DepotTestCase):
             for method, target, body, role in targets:
                 self.refused(f"{method} {target[:90]}", self.api(method, target, role, body), None,
                              mention if len(target) < 200 else [], forbidden)
-        for enc in ("..", "-1", "0", "1.0", "0x1", "1e3", "99999999999999999999999", "1%2F..", " 1", "%2e%2e"):
+        for enc in ("..", "-1", "0", "1.0", "0x1", "1e3", "99999999999999999999999", "9223372036854775808",
+                    "9223372036854775809", "1%2F..", " 1", "%2e%2e"):
             for method, target, role in (("GET", f"/api/v1/deployments/{enc}", "read-only"),
                                          ("POST", f"/api/v1/deployments/{enc}/cancel", "operator"),
                                          ("DELETE", f"/api/v1/tokens/{enc}", "admin")):

@@ -19,6 +19,17 @@ class AgentClockTest : public AgentFixture {
     if (!s.ok() || s->deployments.empty()) return {};
     return s->deployments.front();
   }
+  // Publishes version 1 of "tools" (one file) and deploys it, required, to everyone.
+  void PublishAndDeployTools() {
+    std::string src = dir_.Sub("src");
+    depot::testing::WriteFileOrDie(src + "/a.txt", "one\n", 0644);
+    Publish("tools", src, true);
+    Api("POST", "/api/v1/deployments",
+        {{"package", "tools"},
+         {"program", "install"},
+         {"collection", "all"},
+         {"kind", "required"}});
+  }
   std::int64_t WallMs() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now().time_since_epoch())
         .count();
@@ -26,11 +37,7 @@ class AgentClockTest : public AgentFixture {
 };
 
 TEST_F(AgentClockTest, ARetryScheduledWhileTheClockRanAheadIsDueWhenItComesBack) {
-  std::string src = dir_.Sub("src");
-  depot::testing::WriteFileOrDie(src + "/a.txt", "one\n", 0644);
-  Publish("tools", src, true);
-  Api("POST", "/api/v1/deployments",
-      {{"package", "tools"}, {"program", "install"}, {"collection", "all"}, {"kind", "required"}});
+  PublishAndDeployTools();
   AgentOverrides o;
   o.retry_base = std::chrono::seconds(1);
   o.retry_max = std::chrono::hours(6);
@@ -69,11 +76,7 @@ TEST_F(AgentClockTest, ARetryScheduledWhileTheClockRanAheadIsDueWhenItComesBack)
 }
 
 TEST_F(AgentClockTest, PersistedRetryTimesAreClampedAtStart) {
-  std::string src = dir_.Sub("src");
-  depot::testing::WriteFileOrDie(src + "/a.txt", "one\n", 0644);
-  Publish("tools", src, true);
-  Api("POST", "/api/v1/deployments",
-      {{"package", "tools"}, {"program", "install"}, {"collection", "all"}, {"kind", "required"}});
+  PublishAndDeployTools();
   AgentOverrides o;
   o.retry_base = std::chrono::seconds(1);
   o.retry_max = std::chrono::hours(6);

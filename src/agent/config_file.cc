@@ -48,7 +48,7 @@ Status SaveAgentConfig(core::Env* env, const std::string& data_dir, const AgentC
             {"retry_max", DurText(c.retry_max)},
             {"max_attempts", c.max_attempts},
             {"source_penalty", DurText(c.source_penalty)}};
-  return env->WriteFileAtomic(core::JoinPath(data_dir, kConfigFile), j.dump(2) + "\n", 0600);
+  return env->WriteFileIfChanged(core::JoinPath(data_dir, kConfigFile), j.dump(2) + "\n", 0600);
 }
 
 Status LoadAgentConfig(core::Env* env, const std::string& data_dir, AgentConfig* c, Identity* id) {

@@ -15,8 +15,7 @@ void AddClientList(CLI::App* cl, AdminCtx c) {
   auto* cmd = Sub(cl, "list", "List enrolled clients", site.get());
   cmd->callback([=] {
     *c.exit_code = WithApi(
-        *site, c.flags->json,
-        [](ApiClient& a) { return a.Get("/api/v1/clients", "client list"); },
+        *site, c.flags->json, [](ApiClient& a) { return a.Get("/api/v1/clients", "client list"); },
         [](const Json& j) {
           std::vector<std::vector<std::string>> rows;
           for (const auto& x : j["clients"]) {
@@ -31,8 +30,7 @@ void AddClientList(CLI::App* cl, AdminCtx c) {
 void AddClientShow(CLI::App* cl, AdminCtx c) {
   auto site = std::make_shared<SiteFlags>();
   auto id = std::make_shared<std::string>();
-  auto* cmd =
-      Sub(cl, "show", "A client's attributes, collections, reports and policy", site.get());
+  auto* cmd = Sub(cl, "show", "A client's attributes, collections, reports and policy", site.get());
   cmd->add_option("CLIENT", *id, "Client id or name")->required();
   cmd->callback([=] {
     *c.exit_code = WithApi(

@@ -18,8 +18,7 @@ void AddCollectionCreate(CLI::App* col, AdminCtx c) {
   auto desc = std::make_shared<std::string>();
   auto* cmd = Sub(col, "create", "Create a static or rule collection", site.get());
   cmd->add_option("NAME", *name, "Collection name")->required();
-  cmd->add_option("--rule", *rule,
-                  "Membership rule, e.g. 'os == \"linux\" and ips in 10.0.0.0/8'");
+  cmd->add_option("--rule", *rule, "Membership rule, e.g. 'os == \"linux\" and ips in 10.0.0.0/8'");
   cmd->add_option("--member", *members, "Client id or name (repeatable; static collections)");
   cmd->add_option("--description", *desc, "Free text");
   cmd->callback([=] {
@@ -85,8 +84,8 @@ void AddCollectionDelete(CLI::App* col, AdminCtx c) {
     *c.exit_code = WithApi(
         *site, c.flags->json,
         [&](ApiClient& a) {
-          return a.SendRaw("DELETE", "/api/v1/collections/" + Escape(*name), {},
-                           "application/json", "collection delete");
+          return a.SendRaw("DELETE", "/api/v1/collections/" + Escape(*name), {}, "application/json",
+                           "collection delete");
         },
         [&](const Json&) { std::printf("deleted collection %s\n", name->c_str()); });
   });
@@ -98,10 +97,10 @@ void AddCollectionMembers(CLI::App* col, AdminCtx c, const char* verb) {
   auto name = std::make_shared<std::string>();
   auto clients = std::make_shared<std::vector<std::string>>();
   std::string v = verb;
-  auto* cmd = Sub(col, verb,
-                  v == "add" ? "Add clients to a static collection"
-                             : "Remove clients from a static collection",
-                  site.get());
+  auto* cmd = Sub(
+      col, verb,
+      v == "add" ? "Add clients to a static collection" : "Remove clients from a static collection",
+      site.get());
   cmd->add_option("NAME", *name, "Collection name")->required();
   cmd->add_option("CLIENT", *clients, "Client ids or names")->required();
   cmd->callback([=] {

@@ -120,9 +120,8 @@ void AddDistributeCommand(CLI::App* app, AdminCtx c) {
   auto package = std::make_shared<std::string>();
   auto to = std::make_shared<std::vector<std::string>>();
   auto remove = std::make_shared<bool>(false);
-  auto* cmd =
-      Sub(app, "distribute", "Assign a package (current and future versions) to DPs or DP groups",
-          site.get());
+  auto* cmd = Sub(app, "distribute",
+                  "Assign a package (current and future versions) to DPs or DP groups", site.get());
   cmd->add_option("PACKAGE", *package, "Package name")->required();
   cmd->add_option("--to", *to, "DP or group names (dp:NAME, group:NAME to be explicit)")
       ->required();

@@ -4,8 +4,8 @@
 #include <memory>
 
 #include "cli/admin_support.h"
-#include "cli/output.h"
 #include "cli/json_output.h"
+#include "cli/output.h"
 #include "cli/package_upload.h"
 #include "cli/programs.h"
 #include "core/json_text.h"

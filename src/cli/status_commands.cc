@@ -1,8 +1,8 @@
 // depot messages and depot status: what the site, its DPs and agents report.
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
-#include <cstdint>
 
 #include "cli/admin_support.h"
 #include "cli/output.h"
@@ -84,8 +84,7 @@ void AddMessages(CLI::App* app, AdminCtx c) {
 
 // The human text of `depot status`.
 void PrintStatus(const Json& j) {
-  std::printf("site %s at %s\n\n", S(j["site"], "code").c_str(),
-              S(j["site"], "url").c_str());
+  std::printf("site %s at %s\n\n", S(j["site"], "code").c_str(), S(j["site"], "url").c_str());
   std::vector<std::vector<std::string>> rows;
   for (const auto& p : j["packages"]) {
     const Json& d = p["dps"];
@@ -94,21 +93,20 @@ void PrintStatus(const Json& j) {
   }
   PrintTable({"PACKAGE", "VERSION", "SIZE", "DPS READY", "DPS FAILED"}, rows);
   const Json& q = j["distribution_queue"];
-  std::printf(
-      "\ndistribution: %s pending, %s syncing, %s ready, %s failed, %s withheld\n",
-      S(q, "pending").c_str(), S(q, "syncing").c_str(), S(q, "ready").c_str(),
-      S(q, "failed").c_str(), S(q, "verifying").c_str());
+  std::printf("\ndistribution: %s pending, %s syncing, %s ready, %s failed, %s withheld\n",
+              S(q, "pending").c_str(), S(q, "syncing").c_str(), S(q, "ready").c_str(),
+              S(q, "failed").c_str(), S(q, "verifying").c_str());
   PrintDpsNotReady(j.value("dps_not_ready", Json::array()));
   rows.clear();
   for (const auto& d : j["deployments"]) {
     const Json& n = d["clients"];
-    rows.push_back({S(d, "id"), S(d, "package"), S(d, "collection"), S(d, "kind"),
-                    S(n, "targeted"), S(n, "waiting"), S(n, "downloading"),
-                    S(n, "installing"), S(n, "succeeded"), S(n, "failed")});
+    rows.push_back({S(d, "id"), S(d, "package"), S(d, "collection"), S(d, "kind"), S(n, "targeted"),
+                    S(n, "waiting"), S(n, "downloading"), S(n, "installing"), S(n, "succeeded"),
+                    S(n, "failed")});
   }
   std::printf("\n");
-  PrintTable({"DEPLOYMENT", "PACKAGE", "COLLECTION", "KIND", "TARGETED", "WAITING",
-              "DOWNLOADING", "INSTALLING", "SUCCEEDED", "FAILED"},
+  PrintTable({"DEPLOYMENT", "PACKAGE", "COLLECTION", "KIND", "TARGETED", "WAITING", "DOWNLOADING",
+              "INSTALLING", "SUCCEEDED", "FAILED"},
              rows);
   const Json& cl2 = j["clients"];
   std::printf("\nclients: %s enrolled, %s not seen recently\n", S(cl2, "total").c_str(),
@@ -118,8 +116,8 @@ void PrintStatus(const Json& j) {
                 S(x, "last_seen").empty() ? "never" : S(x, "last_seen").c_str());
   }
   // The site lists at most 100, those silent longest; the count is exact.
-  const auto unlisted = cl2.value("offline", std::int64_t{0}) -
-                        static_cast<std::int64_t>(cl2["offline_list"].size());
+  const auto unlisted =
+      cl2.value("offline", std::int64_t{0}) - static_cast<std::int64_t>(cl2["offline_list"].size());
   if (unlisted > 0) {
     std::printf(
         "  ... %lld more (those listed are the ones silent longest; "

@@ -48,9 +48,8 @@ void AddTokenList(CLI::App* tok, AdminCtx c) {
         [](const Json& j) {
           std::vector<std::vector<std::string>> rows;
           for (const auto& t : j["tokens"]) {
-            rows.push_back({S(t, "id"), S(t, "role"), S(t, "name"), S(t, "state"),
-                            S(t, "created"), S(t, "expires"), S(t, "uses_left"),
-                            S(t, "last_used")});
+            rows.push_back({S(t, "id"), S(t, "role"), S(t, "name"), S(t, "state"), S(t, "created"),
+                            S(t, "expires"), S(t, "uses_left"), S(t, "last_used")});
           }
           PrintTable(
               {"ID", "ROLE", "NAME", "STATE", "CREATED", "EXPIRES", "USES LEFT", "LAST USED"},

@@ -491,6 +491,12 @@ Result<std::vector<Env::StatEntry>> Env::ListDirStat(const std::string& path) {
   return out;
 }
 
+Status Env::WriteFileIfChanged(const std::string& path, std::string_view data, std::uint32_t mode) {
+  Result<std::string> now = ReadFile(path, data.size());
+  if (now.ok() && *now == data) return Status::Ok();
+  return WriteFileAtomic(path, data, mode);
+}
+
 Result<bool> Env::Exists(const std::string& path) {
   auto info = Lstat(path);
   if (info.ok()) return true;

@@ -115,6 +115,10 @@ class Env {
   // over `path`, fsyncs the directory. Readers see the old or the new file, never a mix.
   virtual Status WriteFileAtomic(const std::string& path, std::string_view data,
                                  std::uint32_t mode = 0644);
+  // WriteFileAtomic unless `path` already holds exactly `data`: a process that saves
+  // its settings at every start still starts on a full disk (or a read-only one).
+  Status WriteFileIfChanged(const std::string& path, std::string_view data,
+                            std::uint32_t mode = 0644);
 
   virtual Result<FileInfo> Stat(const std::string& path) = 0;   // follows symlinks
   virtual Result<FileInfo> Lstat(const std::string& path) = 0;  // does not

@@ -47,6 +47,19 @@ TEST(EnvTest, FaultyEnvFailsWritesWhenFull) {
   EXPECT_TRUE(env.WriteFileAtomic(dir.Sub("x"), std::string(11, 'a')).ok());
 }
 
+TEST(EnvTest, WriteFileIfChangedWritesNothingWhenTheFileHoldsTheData) {
+  testing::TempDir dir;
+  testing::FaultyEnv env(Env::Default());
+  ASSERT_TRUE(env.WriteFileIfChanged(dir.Sub("c.toml"), "a = 1\n", 0600).ok());
+  env.write_budget = 0;  // the disk is full
+  EXPECT_TRUE(env.WriteFileIfChanged(dir.Sub("c.toml"), "a = 1\n", 0600).ok());
+  EXPECT_TRUE(env.WriteFileIfChanged(dir.Sub("c.toml"), "a = 2\n", 0600).IsIOError());
+  EXPECT_TRUE(env.WriteFileIfChanged(dir.Sub("c.toml"), "a = 1\nb = 2\n", 0600).IsIOError());
+  env.write_budget = -1;
+  ASSERT_TRUE(env.WriteFileIfChanged(dir.Sub("c.toml"), "a = 2\n", 0600).ok());
+  EXPECT_EQ(*env.ReadFile(dir.Sub("c.toml"), 100), "a = 2\n");
+}
+
 TEST(EnvTest, DirsSymlinksAndRemoveAll) {
   testing::TempDir dir;
   Env* env = Env::Default();

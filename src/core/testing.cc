@@ -1,7 +1,9 @@
 #include "core/testing.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <random>
@@ -90,7 +92,52 @@ class FaultyWritableFile final : public core::WritableFile {
   FaultyEnv* env_;
   std::unique_ptr<core::WritableFile> base_;
 };
+
+// Appends to its own file at the first read, as a process writing to it would.
+class AppendingReadableFile final : public core::ReadableFile {
+ public:
+  AppendingReadableFile(FaultyEnv* env, std::string path, std::unique_ptr<core::ReadableFile> base)
+      : env_(env), path_(std::move(path)), base_(std::move(base)) {}
+  core::Result<std::size_t> Read(char* buf, std::size_t n) override {
+    AppendOnce();
+    return base_->Read(buf, n);
+  }
+  core::Result<std::size_t> ReadAt(std::uint64_t offset, char* buf, std::size_t n) override {
+    AppendOnce();
+    return base_->ReadAt(offset, buf, n);
+  }
+  core::Result<core::FileInfo> Stat() override { return base_->Stat(); }
+  core::Result<core::FileInfo> StatAtOpen() override { return base_->StatAtOpen(); }
+
+ private:
+  void AppendOnce() {
+    if (appended_) return;
+    appended_ = true;
+    int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) return;
+    const std::string& data = env_->append_when_read_data;
+    if (::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size())) ++env_->appends;
+    ::close(fd);
+  }
+
+  FaultyEnv* env_;
+  std::string path_;
+  std::unique_ptr<core::ReadableFile> base_;
+  bool appended_ = false;
+};
 }  // namespace
+
+core::Result<std::unique_ptr<core::ReadableFile>> FaultyEnv::OpenForRead(const std::string& path,
+                                                                         bool no_follow) {
+  if (!deny_read.empty() && path.find(deny_read) != std::string::npos) {
+    return core::Status::PermissionDenied("open " + path + ": Permission denied (injected)");
+  }
+  auto f = base_->OpenForRead(path, no_follow);
+  if (!f.ok() || append_when_read.empty() || path.find(append_when_read) == std::string::npos) {
+    return f;
+  }
+  return std::unique_ptr<core::ReadableFile>(new AppendingReadableFile(this, path, std::move(*f)));
+}
 
 bool FaultyEnv::Charge(std::size_t n) {
   std::int64_t budget = write_budget.load();

@@ -50,13 +50,15 @@ class FaultyEnv final : public core::Env {
   // PermissionDenied, as an unreadable file would even for root. Set before use.
   std::string deny_read;
 
+  // A file opened for read whose path contains this (non-empty) text gets
+  // `append_when_read_data` appended to it at its first read: a writer busy exactly
+  // while the file is being read (source in use), on every attempt. Set before use.
+  std::string append_when_read;
+  std::string append_when_read_data;
+  std::atomic<int> appends{0};
+
   core::Result<std::unique_ptr<core::ReadableFile>> OpenForRead(const std::string& path,
-                                                                bool no_follow) override {
-    if (!deny_read.empty() && path.find(deny_read) != std::string::npos) {
-      return core::Status::PermissionDenied("open " + path + ": Permission denied (injected)");
-    }
-    return base_->OpenForRead(path, no_follow);
-  }
+                                                                bool no_follow) override;
   core::Result<std::unique_ptr<core::WritableFile>> OpenForWrite(const std::string& path,
                                                                  std::uint32_t mode,
                                                                  WriteMode how) override;

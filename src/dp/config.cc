@@ -72,7 +72,7 @@ Status SaveDpConfig(core::Env* env, const std::string& data_dir, const DpConfig&
     << "max_connections = " << c.max_connections << "\n"
     << "access_log = " << TomlQuote(c.access_log) << "\n";
   DEPOT_RETURN_IF_ERROR(env->CreateDirs(data_dir, 0750));
-  return env->WriteFileAtomic(core::JoinPath(data_dir, kConfigFile), o.str(), 0600);
+  return env->WriteFileIfChanged(core::JoinPath(data_dir, kConfigFile), o.str(), 0600);
 }
 
 }  // namespace depot::dp

@@ -17,13 +17,11 @@ using tcp = asio::ip::tcp;
 
 std::size_t SendNow(tcp::socket& s, std::string_view a, std::string_view b, bool more,
                     core::Counter* bytes_sent) {
-  iovec iov[2] = {{const_cast<char*>(a.data()), a.size()},
-                  {const_cast<char*>(b.data()), b.size()}};
+  iovec iov[2] = {{const_cast<char*>(a.data()), a.size()}, {const_cast<char*>(b.data()), b.size()}};
   msghdr m{};
   m.msg_iov = iov;
   m.msg_iovlen = b.empty() ? 1 : 2;
-  ssize_t n =
-      ::sendmsg(s.native_handle(), &m, MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+  ssize_t n = ::sendmsg(s.native_handle(), &m, MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0));
   if (n <= 0) return 0;
   if (bytes_sent) bytes_sent->Inc(static_cast<std::uint64_t>(n));
   return static_cast<std::size_t>(n);

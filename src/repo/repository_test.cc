@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <poll.h>
-#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,48 +14,6 @@ namespace depot::repo {
 namespace {
 
 using core::Status;
-
-// Appends `data` to a file whenever some thread opens or reads it (inotify), until
-// destroyed: a writer busy exactly while the file is being read, where one writing
-// on a timer can happen to miss a read. (As in store/snapshot_test.cc.)
-class AppendsWhenRead {
- public:
-  AppendsWhenRead(const std::string& path, std::string data) : data_(std::move(data)) {
-    out_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);  // before the watch: not an event
-    watch_ = ::inotify_init1(IN_CLOEXEC);
-    EXPECT_GE(out_, 0);
-    EXPECT_GE(watch_, 0);
-    EXPECT_GE(::inotify_add_watch(watch_, path.c_str(), IN_ACCESS | IN_OPEN), 0);
-    EXPECT_EQ(::pipe2(stop_, O_CLOEXEC), 0);
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~AppendsWhenRead() {
-    char c = 0;
-    EXPECT_EQ(::write(stop_[1], &c, 1), 1);
-    thread_.join();
-    for (int fd : {out_, watch_, stop_[0], stop_[1]}) ::close(fd);
-  }
-  int appends() const { return appends_.load(); }
-
- private:
-  void Run() {
-    pollfd fds[2] = {{watch_, POLLIN, 0}, {stop_[0], POLLIN, 0}};
-    char events[4096];
-    for (;;) {
-      if (::poll(fds, 2, -1) < 0) continue;  // EINTR
-      if (fds[1].revents != 0) return;
-      if (::read(watch_, events, sizeof(events)) <= 0) return;  // which events: someone read it
-      if (::write(out_, data_.data(), data_.size()) == static_cast<ssize_t>(data_.size()))
-        ++appends_;
-    }
-  }
-
-  std::string data_;
-  int out_ = -1, watch_ = -1;
-  int stop_[2] = {-1, -1};
-  std::atomic<int> appends_{0};
-  std::thread thread_;
-};
 
 class RepositoryTest : public ::testing::Test {
  protected:
@@ -165,12 +121,13 @@ TEST_F(RepositoryTest, WriterAppendingDuringAddFailsNamingFileAndCreatesNoVersio
   req.source_dir = src_;
   req.max_attempts = 3;
   req.first_backoff = std::chrono::milliseconds(20);
-  auto r = [&] {
-    AppendsWhenRead writer(log, "another line of log output\n");
-    auto result = repo_->AddVersion(req);
-    EXPECT_GT(writer.appends(), 0);
-    return result;
-  }();
+  testing::FaultyEnv writer(env_);  // appends whenever the file is read
+  writer.append_when_read = "app.log";
+  writer.append_when_read_data = "another line of log output\n";
+  auto repo = Repository::Open(&writer, clock_, dir_.Sub("repo"));
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  auto r = (*repo)->AddVersion(req);
+  EXPECT_EQ(writer.appends.load(), 3) << "one append per attempt";
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().IsIOError()) << r.status().ToString();
   EXPECT_NE(r.status().message().find("var/app.log: file changed while being read"),

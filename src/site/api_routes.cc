@@ -31,7 +31,7 @@ namespace {
 core::Result<std::int64_t> IdParam(const std::string& s) {
   std::int64_t v = 0;
   for (char c : s) {
-    if (c < '0' || c > '9' || v > INT64_MAX / 10)
+    if (c < '0' || c > '9' || v > (INT64_MAX - (c - '0')) / 10)
       return Status::InvalidArgument("`" + s.substr(0, 40) + "` is not an id");
     v = v * 10 + (c - '0');
   }

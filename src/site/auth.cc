@@ -14,23 +14,10 @@ namespace {
 constexpr auto kCacheTtl = std::chrono::seconds(5);
 constexpr auto kLastUseInterval = std::chrono::seconds(60);
 
+// The role as it appears inside a token's text: RoleName without the dash, so a
+// token stays one word.
 std::string_view TokenKind(Role r) {
-  switch (r) {
-    case Role::kAdmin:
-      return "admin";
-    case Role::kOperator:
-      return "operator";
-    case Role::kReadOnly:
-      return "readonly";
-    case Role::kEnroll:
-      return "enroll";
-    case Role::kDp:
-      return "dp";
-    case Role::kAgent:
-      return "agent";
-    default:
-      return "none";
-  }
+  return r == Role::kReadOnly ? std::string_view("readonly") : RoleName(r);
 }
 
 }  // namespace

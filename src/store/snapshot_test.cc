@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <poll.h>
-#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -26,54 +24,13 @@ namespace {
 
 using core::Status;
 
-// Appends `data` to a file whenever some thread opens or reads it (inotify), until
-// destroyed: a writer busy exactly while the file is being read, where one writing
-// on a timer can happen to miss a read.
-class AppendsWhenRead {
- public:
-  AppendsWhenRead(const std::string& path, std::string data) : data_(std::move(data)) {
-    out_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);  // before the watch: not an event
-    watch_ = ::inotify_init1(IN_CLOEXEC);
-    EXPECT_GE(out_, 0);
-    EXPECT_GE(watch_, 0);
-    EXPECT_GE(::inotify_add_watch(watch_, path.c_str(), IN_ACCESS | IN_OPEN), 0);
-    EXPECT_EQ(::pipe2(stop_, O_CLOEXEC), 0);
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~AppendsWhenRead() {
-    char c = 0;
-    EXPECT_EQ(::write(stop_[1], &c, 1), 1);
-    thread_.join();
-    for (int fd : {out_, watch_, stop_[0], stop_[1]}) ::close(fd);
-  }
-  int appends() const { return appends_.load(); }
-
- private:
-  void Run() {
-    pollfd fds[2] = {{watch_, POLLIN, 0}, {stop_[0], POLLIN, 0}};
-    char events[4096];
-    for (;;) {
-      if (::poll(fds, 2, -1) < 0) continue;  // EINTR
-      if (fds[1].revents != 0) return;
-      if (::read(watch_, events, sizeof(events)) <= 0) return;  // which events: someone read it
-      if (::write(out_, data_.data(), data_.size()) == static_cast<ssize_t>(data_.size()))
-        ++appends_;
-    }
-  }
-
-  std::string data_;
-  int out_ = -1, watch_ = -1;
-  int stop_[2] = {-1, -1};
-  std::atomic<int> appends_{0};
-  std::thread thread_;
-};
-
 class SnapshotTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(store_.Create().ok()); }
 
-  core::Result<SnapshotResult> Run(const SnapshotOptions& opts = {}) {
-    return Snapshot(core::Env::Default(), src_, &store_, opts);
+  core::Result<SnapshotResult> Run(const SnapshotOptions& opts = {},
+                                   core::Env* env = core::Env::Default()) {
+    return Snapshot(env, src_, &store_, opts);
   }
   std::size_t StoredChunks() {
     std::size_t n = 0;
@@ -296,12 +253,11 @@ TEST_F(SnapshotTest, WriterAppendingDuringSnapshotFailsNamingTheFile) {
   opts.max_attempts = 4;
   opts.first_backoff = std::chrono::milliseconds(20);
   opts.clock = &clock;
-  auto r = [&] {
-    AppendsWhenRead writer(log, std::string(4096, 'x'));
-    auto result = Run(opts);
-    EXPECT_GT(writer.appends(), 0);
-    return result;
-  }();
+  testing::FaultyEnv writer(core::Env::Default());  // appends whenever the file is read
+  writer.append_when_read = "app.log";
+  writer.append_when_read_data = std::string(4096, 'x');
+  auto r = Run(opts, &writer);
+  EXPECT_EQ(writer.appends.load(), 4) << "one append per attempt";
   ASSERT_FALSE(r.ok()) << "a snapshot of a file being appended to succeeded";
   EXPECT_TRUE(r.status().IsIOError()) << r.status().ToString();
   EXPECT_NE(r.status().message().find("app.log: file changed while being read"), std::string::npos)
