@@ -19,16 +19,16 @@ class AgentClockTest : public AgentFixture {
     if (!s.ok() || s->deployments.empty()) return {};
     return s->deployments.front();
   }
-  // Publishes version 1 of "tools" (one file) and deploys it, required, to everyone.
-  void PublishAndDeployTools() {
+  // Publishes version 1 of "tools" (one file) and deploys it, required, to everyone;
+  // from `start` when given.
+  void PublishAndDeployTools(const std::string& start = "") {
     std::string src = dir_.Sub("src");
     depot::testing::WriteFileOrDie(src + "/a.txt", "one\n", 0644);
     Publish("tools", src, true);
-    Api("POST", "/api/v1/deployments",
-        {{"package", "tools"},
-         {"program", "install"},
-         {"collection", "all"},
-         {"kind", "required"}});
+    Json deployment = {
+        {"package", "tools"}, {"program", "install"}, {"collection", "all"}, {"kind", "required"}};
+    if (!start.empty()) deployment["start"] = start;
+    Api("POST", "/api/v1/deployments", deployment);
   }
   std::int64_t WallMs() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now().time_since_epoch())
@@ -102,16 +102,8 @@ TEST_F(AgentClockTest, PersistedRetryTimesAreClampedAtStart) {
 }
 
 TEST_F(AgentClockTest, AWallClockSetBackDoesNotPostponeARetry) {
-  std::string src = dir_.Sub("src");
-  depot::testing::WriteFileOrDie(src + "/a.txt", "one\n", 0644);
-  Publish("tools", src, true);
   // Started long ago, so the wall clock going back does not put the start ahead.
-  Api("POST", "/api/v1/deployments",
-      {{"package", "tools"},
-       {"program", "install"},
-       {"collection", "all"},
-       {"kind", "required"},
-       {"start", "2020-01-01T00:00:00Z"}});
+  PublishAndDeployTools("2020-01-01T00:00:00Z");
   AgentOverrides o;
   o.retry_base = std::chrono::seconds(10);
   auto agent = OpenAgent(o);

@@ -15,8 +15,6 @@ namespace {
 
 constexpr char kConfigFile[] = "agent.json";
 
-std::string DurText(core::Duration d) { return std::to_string(core::ToMillis(d)) + "ms"; }
-
 core::Result<core::Duration> DurFrom(const Json& j, const char* key, core::Duration fallback) {
   auto it = j.find(key);
   if (it == j.end()) return fallback;
@@ -38,16 +36,16 @@ Status SaveAgentConfig(core::Env* env, const std::string& data_dir, const AgentC
             {"client", id.client},
             {"token", id.token},
             {"site_code", id.site_code},
-            {"poll_interval", DurText(c.poll_interval)},
+            {"poll_interval", core::FormatDuration(c.poll_interval)},
             {"cache_max_bytes", c.cache_max_bytes},
-            {"purge_grace", DurText(c.purge_grace)},
+            {"purge_grace", core::FormatDuration(c.purge_grace)},
             {"parallel", c.parallel},
             {"max_rate", c.max_rate},
-            {"stall_timeout", DurText(c.stall_timeout)},
-            {"retry_base", DurText(c.retry_base)},
-            {"retry_max", DurText(c.retry_max)},
+            {"stall_timeout", core::FormatDuration(c.stall_timeout)},
+            {"retry_base", core::FormatDuration(c.retry_base)},
+            {"retry_max", core::FormatDuration(c.retry_max)},
             {"max_attempts", c.max_attempts},
-            {"source_penalty", DurText(c.source_penalty)}};
+            {"source_penalty", core::FormatDuration(c.source_penalty)}};
   return env->WriteFileIfChanged(core::JoinPath(data_dir, kConfigFile), j.dump(2) + "\n", 0600);
 }
 

@@ -83,6 +83,16 @@ Result<TimePoint> ParseUtc(std::string_view s) {
   return std::chrono::system_clock::from_time_t(t);
 }
 
+std::string FormatDuration(Duration d) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  if (ms % 1000 != 0) return std::to_string(ms) + "ms";
+  auto s = ms / 1000;
+  if (s != 0 && s % 86400 == 0) return std::to_string(s / 86400) + "d";
+  if (s != 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
+  if (s != 0 && s % 60 == 0) return std::to_string(s / 60) + "m";
+  return std::to_string(s) + "s";
+}
+
 Result<Duration> ParseDuration(std::string_view s) {
   auto bad = [&] {
     return Status::InvalidArgument("not a duration (want a number and one of ms, s, m, h, d): '" +

@@ -87,5 +87,8 @@ std::string FormatUtc(TimePoint t);
 Result<TimePoint> ParseUtc(std::string_view s);
 // Parses a duration like "250ms", "90s", "15m", "12h", "30d"; InvalidArgument otherwise.
 Result<Duration> ParseDuration(std::string_view s);
+// What ParseDuration reads: the shortest of "1d", "3h", "15m", "90s", "250ms" that is
+// exact.
+std::string FormatDuration(Duration d);
 
 }  // namespace depot::core

@@ -114,16 +114,6 @@ std::string TomlQuote(std::string_view s) {
   return out + "\"";
 }
 
-std::string FormatDuration(Duration d) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-  if (ms % 1000 != 0) return std::to_string(ms) + "ms";
-  auto s = ms / 1000;
-  if (s != 0 && s % 86400 == 0) return std::to_string(s / 86400) + "d";
-  if (s != 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
-  if (s != 0 && s % 60 == 0) return std::to_string(s / 60) + "m";
-  return std::to_string(s) + "s";
-}
-
 Result<std::uint64_t> ParseSize(std::string_view s) {
   std::uint64_t n = 0;
   std::size_t i = 0;
@@ -138,6 +128,7 @@ Result<std::uint64_t> ParseSize(std::string_view s) {
       {"", 1}, {"B", 1}, {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}};
   auto it = kUnits.find(unit);
   if (it == kUnits.end()) return Status::InvalidArgument("size unit must be B, KiB, MiB or GiB");
+  if (n > (1ull << 50) / it->second) return Status::InvalidArgument("size too large");
   return n * it->second;
 }
 

@@ -56,8 +56,6 @@ class TomlTable {
 
 // A TOML basic string: quoted, with '"' and '\' escaped.
 std::string TomlQuote(std::string_view s);
-// The shortest of "1d", "3h", "15m", "90s", "250ms" that is exact.
-std::string FormatDuration(Duration d);
 // The largest of "GiB", "MiB", "KiB", "B" that is exact.
 std::string FormatSize(std::uint64_t n);
 // Parses what FormatSize writes (a bare number is bytes).

@@ -19,6 +19,9 @@ TEST(TomlConfigTest, FormatsRoundTrip) {
   for (std::uint64_t n : {1ull, 1024ull, 1536ull, 64ull << 20, 3ull << 30})
     EXPECT_EQ(*ParseSize(FormatSize(n)), n);
   EXPECT_FALSE(ParseSize("12TB").ok());
+  EXPECT_EQ(*ParseSize("1048576GiB"), 1ull << 50);
+  EXPECT_FALSE(ParseSize("1048577GiB").ok()) << "over the limit once the unit is applied";
+  EXPECT_FALSE(ParseSize("1125899906842624GiB").ok()) << "would wrap around 2^64";
   EXPECT_EQ(TomlQuote("a\"b\\c"), "\"a\\\"b\\\\c\"");
 }
 

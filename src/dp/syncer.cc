@@ -269,17 +269,14 @@ void Syncer::Failed(const Assigned& a, const Status& s) {
   auto disk_full = [](std::string_view error) {
     return error.find("No space") != std::string_view::npos;
   };
-  if (s.IsIOError() && disk_full(s.message())) {
-    ctx_->GiveUpDiskReserve();
-    // One message per episode: retries that find the disk still full add nothing the
-    // operator does not know yet (a sync, or another error, ends the episode).
-    std::string before;
-    ctx_->book.Update(a.target, [&](Local& l) { before = l.error; });
-    if (!disk_full(before)) {
-      ctx_->Post(core::msg::kDpDiskFull, a.package, a.version, {{"error", s.message()}});
-    }
+  const bool full = s.IsIOError() && disk_full(s.message());
+  if (full) ctx_->GiveUpDiskReserve();  // room for the message below
+  const std::string before = ctx_->book.Failed(a.target, s.ToString());
+  // One message per episode: retries that find the disk still full add nothing the
+  // operator does not know yet (a sync, or another error, ends the episode).
+  if (full && !disk_full(before)) {
+    ctx_->Post(core::msg::kDpDiskFull, a.package, a.version, {{"error", s.message()}});
   }
-  ctx_->book.Failed(a.target, s.ToString());
 }
 
 }  // namespace depot::dp

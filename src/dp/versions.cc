@@ -1,6 +1,7 @@
 #include "dp/versions.h"
 
 #include <array>
+#include <utility>
 
 #include "core/hex.h"
 #include "core/log.h"
@@ -181,12 +182,14 @@ void VersionBook::Update(const std::string& target, const std::function<void(Loc
   if (it != local_.end()) fn(it->second);
 }
 
-void VersionBook::Failed(const std::string& target, const std::string& error) {
+std::string VersionBook::Failed(const std::string& target, const std::string& error) {
+  std::string before;
   Move(target, VersionEvent::kFailed, [&](Local& l) {
-    l.error = error;
+    before = std::exchange(l.error, error);
     l.urgent = false;
     l.retry.Failed();
   });
+  return before;
 }
 
 void VersionBook::Damaged(const std::string& package) {

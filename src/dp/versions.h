@@ -118,8 +118,9 @@ class VersionBook {
             const std::function<void(Local&)>& fn = nullptr);
   // Changes fields without a state move (progress).
   void Update(const std::string& target, const std::function<void(Local&)>& fn);
-  // A sync failed: backoff, error, state failed.
-  void Failed(const std::string& target, const std::string& error);
+  // A sync failed: backoff, error, state failed. Returns the error it replaces ("" when
+  // the version had none: its first failure since it last synced).
+  std::string Failed(const std::string& target, const std::string& error);
   // Every ready version goes back to pending (the scrubber removed something), or
   // those of `package` only.
   void Damaged(const std::string& package = "");

@@ -89,7 +89,7 @@ TEST_F(VersionBookTest, AFailedVersionWaitsForItsBackoffOnTheMonotonicClock) {
   auto pick = book_.NextWork();
   ASSERT_TRUE(pick);
   ASSERT_TRUE(book_.Move(pick->a.target, VersionEvent::kStart));
-  book_.Failed("tools/1.json", "upstream down");
+  EXPECT_EQ(book_.Failed("tools/1.json", "upstream down"), "") << "its first failure";
   EXPECT_EQ(book_.CountByState()["failed"], 1);
   // Full jitter: the first retry comes within base (10 s), not at once.
   EXPECT_FALSE(book_.NextWork());
@@ -97,7 +97,7 @@ TEST_F(VersionBookTest, AFailedVersionWaitsForItsBackoffOnTheMonotonicClock) {
   EXPECT_TRUE(book_.NextWork()) << "due within the first cap (10 s)";
   // A wall clock set back a day changes nothing: the delay runs on the monotonic clock.
   ASSERT_TRUE(book_.Move("tools/1.json", VersionEvent::kStart));
-  book_.Failed("tools/1.json", "again");
+  EXPECT_EQ(book_.Failed("tools/1.json", "again"), "upstream down") << "the error it replaces";
   clock_.Set(clock_.Now() - std::chrono::hours(24));
   clock_.Advance(std::chrono::seconds(21));
   EXPECT_TRUE(book_.NextWork()) << "due within the second cap (20 s)";
