@@ -28,6 +28,18 @@ class CrashTest(DepotTestCase):
         run_depot("repo", "init", self.repo)
         self.trust = os.path.join(self.repo, "repo/metadata/root.json")
 
+    def serve(self, mode):
+        """Serves the repository through fault_server.py in MODE; returns its URL."""
+        port = free_port()
+        server = subprocess.Popen([sys.executable, os.path.join(HERE, "fault_server.py"),
+                                   os.path.join(self.repo, "repo"), str(port), mode],
+                                  stdout=subprocess.PIPE, text=True)
+        self.addCleanup(server.stdout.close)
+        self.addCleanup(server.wait)
+        self.addCleanup(server.kill)
+        self.assertEqual(server.stdout.readline().strip(), "ready")
+        return f"http://127.0.0.1:{port}"
+
     def test_kill_during_add_leaves_no_version_and_converges(self):
         chunks = os.path.join(self.repo, "repo/chunks")
         proc = subprocess.Popen([DEPOT, "repo", "add", self.repo, "--package", "tools",
@@ -55,14 +67,9 @@ class CrashTest(DepotTestCase):
 
     def test_kill_during_fetch_leaves_dest_untouched_and_resumes(self):
         run_depot("repo", "add", self.repo, "--package", "tools", "--source", self.src)
-        # A slow server (Python) gives time to kill the fetch mid-transfer.
-        port = free_port()
-        server = subprocess.Popen([sys.executable, os.path.join(HERE, "fault_server.py"),
-                                   os.path.join(self.repo, "repo"), str(port), "ok"],
-                                  stdout=subprocess.PIPE, text=True)
-        self.addCleanup(server.kill)
-        self.assertEqual(server.stdout.readline().strip(), "ready")
-        url = f"http://127.0.0.1:{port}"
+        # The server serves 64 chunks (more than the downloader hands its workers at once),
+        # then stalls: the fetch cannot finish before the kill.
+        url = self.serve("stall-after-64")
         cache = self.path("cache")
         dest = self.path("out")
         args = [DEPOT, "repo", "fetch", url, "--package", "tools", "--dest", dest, "--trust",
@@ -73,14 +80,14 @@ class CrashTest(DepotTestCase):
                           if not os.path.basename(p).startswith(".")]
         # Kill it once verified chunks have been committed to the cache.
         wait_for(lambda: cached() or proc.poll() is not None, "a verified chunk in the fetch's cache")
+        self.assertIsNone(proc.poll(), "the fetch ended although the server stalls")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        if proc.returncode == 0:
-            self.skipTest("fetch finished before it could be killed")
         self.assertFalse(os.path.exists(dest))
         self.assertTrue(staging(), "expected the killed fetch's staging directory")
         # Whatever reached the cache is complete and verified; the next fetch re-verifies
         # and uses it, fetching only the rest, and sweeps the killed fetch's leftovers.
+        url = self.serve("ok")
         _, out, _ = run_depot("repo", "fetch", url, "--package", "tools", "--dest", dest,
                               "--trust", self.trust, "--cache", cache, json_out=True)
         self.assertEqual(describe_tree(self.src), describe_tree(dest))

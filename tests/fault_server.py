@@ -5,7 +5,8 @@ web server, but misbehaves on chunk requests in one chosen way.
 
 MODE: corrupt (flip one byte), truncate (close mid-body), endless (stream forever),
 missing (404), ok (behave), corrupt-first (corrupt the first response for each chunk,
-then behave), stall (send headers, then nothing), missing-version (404 for targets/
+then behave), stall (send headers, then nothing), stall-after-N (serve the first N chunk requests,
+then stall: a fetch that can never finish), missing-version (404 for targets/
 and chunks/: the source lacks every version). With FAULT_LOG set, every request
 path is appended to that file. Chunks are any path with a "chunks/" component (the tree may be
 served under a prefix such as repo/). Prints "ready" on stdout once listening.
@@ -51,6 +52,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if mode == "missing-version" and (is_chunk or rel.startswith("targets/") or "/targets/" in rel):
             self.send_error(404)
             return
+        if is_chunk and mode.startswith("stall-after-"):
+            with LOCK:
+                SEEN.add(rel)
+                mode = "ok" if len(SEEN) <= int(mode[len("stall-after-"):]) else "stall"
         if is_chunk and mode == "stall" and os.path.isfile(full):
             self.send_response(200)
             self.send_header("Content-Length", str(os.path.getsize(full)))

@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 #include "core/atomic_batch.h"
 #include "core/background_sync.h"
@@ -27,8 +29,9 @@ using core::Status;
 
 namespace {
 
-// Verified chunks are made durable in the cache every so often (by count or by
-// time, whichever comes first), so an interrupted fetch keeps what it verified.
+// Verified chunks are made durable in the cache every so often (by count, and by
+// time even while the source sends nothing), so an interrupted fetch keeps what it
+// verified.
 constexpr std::size_t kCacheCommitEvery = 2048;
 constexpr auto kCacheCommitInterval = std::chrono::seconds(1);
 
@@ -110,6 +113,8 @@ class Fetcher {
   Status TakeLocal();
   Status Transfer();
   Status DeliverChunk(std::size_t i, core::Result<std::string>& frame, std::string* scratch);
+  void CommitCache();
+  void CommitCacheEveryInterval();
   void Place(std::size_t i, std::string_view data);
   Status Finish(Status transferred);
 
@@ -139,7 +144,9 @@ class Fetcher {
   // Transfer.
   std::atomic<std::uint64_t> fetched_bytes_{0}, fetched_chunks_{0}, since_commit_{0};
   std::atomic<bool> committing_{false};
-  std::atomic<std::int64_t> last_commit_{0};
+  std::mutex commit_mu_;
+  std::condition_variable commit_cv_;
+  bool transfer_done_ = false;  // under commit_mu_
   std::mutex bad_mu_;
 
   std::mutex mu_;
@@ -349,20 +356,30 @@ Status Fetcher::DeliverChunk(std::size_t i, core::Result<std::string>& frame,
   source_->Recycle(std::move(*frame));
   ++fetched_chunks_;
   fetched_bytes_ += c.size;
-  if (cache_batch_) {
-    auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-    bool due = ++since_commit_ >= kCacheCommitEvery ||
-               now - last_commit_.load() >
-                   std::chrono::steady_clock::duration(kCacheCommitInterval).count();
-    if (due && !committing_.exchange(true)) {
-      since_commit_ = 0;
-      last_commit_ = now;
-      Status s = cache_batch_->Commit();
-      committing_ = false;
-      if (!s.ok()) Fail(s.WithContext("cache"), /*is_local=*/true);
-    }
-  }
+  if (cache_batch_ && ++since_commit_ >= kCacheCommitEvery) CommitCache();
   return FirstError();
+}
+
+// Makes the chunks verified so far durable in the cache, unless another thread is
+// at it already (then they go in its commit or the next one).
+void Fetcher::CommitCache() {
+  if (committing_.exchange(true)) return;
+  since_commit_ = 0;
+  Status s = cache_batch_->Commit();
+  committing_ = false;
+  if (!s.ok()) Fail(s.WithContext("cache"), /*is_local=*/true);
+}
+
+// Runs beside the transfer: a source that stalls after some chunks must not keep
+// what was verified out of the cache until the fetch is killed.
+void Fetcher::CommitCacheEveryInterval() {
+  std::unique_lock lock(commit_mu_);
+  while (
+      !clock_->WaitFor(lock, commit_cv_, kCacheCommitInterval, [this] { return transfer_done_; })) {
+    lock.unlock();
+    if (cache_batch_->size() > 0) CommitCache();
+    lock.lock();
+  }
 }
 
 // The rest from the source, through the shared chunk downloader.
@@ -378,12 +395,21 @@ Status Fetcher::Transfer() {
   // writing one file contend on its inode lock.
   d.worker_of = [this](std::size_t i) { return static_cast<std::size_t>(assembler_->HomeFile(i)); };
   d.log_name = "fetch";
-  last_commit_ = std::chrono::steady_clock::now().time_since_epoch().count();
+  std::thread committer;
+  if (cache_batch_) committer = std::thread([this] { CommitCacheEveryInterval(); });
   Status s =
       DownloadChunks(clock_, source_, assembler_->chunks(), missing_, d,
                      [this](std::size_t i, core::Result<std::string>& frame, std::string* scratch) {
                        return DeliverChunk(i, frame, scratch);
                      });
+  if (committer.joinable()) {
+    {
+      std::lock_guard lock(commit_mu_);
+      transfer_done_ = true;
+    }
+    commit_cv_.notify_all();
+    committer.join();
+  }
   if (!s.ok()) Fail(s, /*is_local=*/false);
   Failed();  // a cancellation during the transfer is the error
   result_.fetched_chunks = fetched_chunks_;

@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <thread>
 
 #include "core/testing.h"
 #include "repo/repository.h"
@@ -26,6 +28,13 @@ class FaultySource final : public core::RepoSource {
     bool chunk = path.rfind("chunks/", 0) == 0;
     if (chunk) {
       if (++chunk_requests == 1 && on_first_chunk) on_first_chunk();
+      if (stall_chunks_after >= 0 && chunk_requests > stall_chunks_after) {
+        std::unique_lock lock(stall_mu);
+        ++stalled;
+        stall_cv.notify_all();
+        stall_cv.wait(lock, [this] { return released; });
+        return Status::Unavailable(path + ": stalled, then reset (injected)");
+      }
       if (fail_chunks_after >= 0 && chunk_requests > fail_chunks_after) {
         return Status::Unavailable(path + ": connection refused (injected)");
       }
@@ -45,6 +54,13 @@ class FaultySource final : public core::RepoSource {
   }
   std::atomic<int> chunk_requests{0};
   int fail_chunks_after = -1;
+  // Chunk requests after the first `stall_chunks_after` hang until `released`; each
+  // hanging request counts in `stalled` (all under stall_mu, signalled on stall_cv).
+  int stall_chunks_after = -1;
+  std::mutex stall_mu;
+  std::condition_variable stall_cv;
+  int stalled = 0;
+  bool released = false;
   std::atomic<int> corrupt_first_n{0};
   bool endless = false;
   std::function<bool(const std::string&)> fail_chunk;  // chunks it answers Unavailable for
@@ -245,6 +261,79 @@ TEST_F(FetchTest, InterruptedFetchKeepsVerifiedChunksInCache) {
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_EQ(again->cache_chunks, 20u);
   EXPECT_EQ(again->cache_chunks + again->fetched_chunks, again->chunks);
+  EXPECT_TRUE(SameTree("out"));
+}
+
+// A manual clock that signals every timed wait begun on it, so a test can wait for
+// a background thread to come round again.
+class SignallingClock final : public core::Clock {
+ public:
+  core::TimePoint Now() override { return manual_.Now(); }
+  core::MonoTime Monotonic() override { return manual_.Monotonic(); }
+  void SleepFor(core::Duration d) override { manual_.Advance(d); }
+  bool WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
+               core::Duration timeout, const std::function<bool()>& pred) override {
+    {
+      std::lock_guard seen(mu_);
+      ++waits_;
+    }
+    begun_.notify_all();
+    return manual_.WaitFor(lock, cv, timeout, pred);
+  }
+  void Advance(core::Duration d) { manual_.Advance(d); }
+  // Returns once a timed wait has begun after the `seen`th; false after a minute.
+  bool WaitBegunAfter(int seen) {
+    std::unique_lock lock(mu_);
+    return begun_.wait_for(lock, std::chrono::minutes(1), [&] { return waits_ > seen; });
+  }
+  int waits() {
+    std::lock_guard lock(mu_);
+    return waits_;
+  }
+
+ private:
+  core::ManualClock manual_{core::Clock::Real()->Now()};
+  std::mutex mu_;
+  std::condition_variable begun_;
+  int waits_ = 0;
+};
+
+// A source that stalls after some chunks must not keep what was verified out of the
+// cache: within the commit interval it is there, while the fetch still hangs, so a
+// kill at that point loses nothing.
+TEST_F(FetchTest, ChunksVerifiedBeforeTheSourceStallsReachTheCacheWhileTheFetchHangs) {
+  SignallingClock clock;
+  FaultySource faulty(&source_);
+  faulty.stall_chunks_after = 20;
+  auto req = Request("out");
+  req.parallel = 1;
+  req.max_rounds = 1;
+  core::Result<FetchResult> r = Status::NotFound("not run");
+  std::thread fetch([&] { r = FetchVersion(env_, &clock, &faulty, req); });
+  {
+    std::unique_lock lock(faulty.stall_mu);
+    faulty.stall_cv.wait(lock, [&] { return faulty.stalled > 0; });
+  }
+  store::ChunkStore cache(env_, dir_.Sub("cache/chunks"), 1);
+  store::ChunkIdSet cached;
+  for (int round = 0; round < 10 && cached.empty(); ++round) {
+    const int seen = clock.waits();
+    clock.Advance(std::chrono::seconds(1));
+    ASSERT_TRUE(clock.WaitBegunAfter(seen));
+    ASSERT_TRUE(cache.ListIds(&cached).ok());
+  }
+  EXPECT_FALSE(cached.empty()) << "nothing verified reached the cache while the source stalled";
+  EXPECT_LE(cached.size(), 20u);
+  {
+    std::lock_guard lock(faulty.stall_mu);
+    faulty.released = true;
+  }
+  faulty.stall_cv.notify_all();
+  fetch.join();
+  EXPECT_TRUE(r.status().IsUnavailable()) << r.status().ToString();
+  auto again = FetchVersion(env_, clock_, &source_, Request("out"));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->cache_chunks, 20u);
   EXPECT_TRUE(SameTree("out"));
 }
 
