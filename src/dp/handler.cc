@@ -16,10 +16,18 @@ void Handler::WaitIdle() {
   idle_.wait(lock, [&] { return fetching_ == 0; });
 }
 
-// Nothing here takes a body; a small one is read so that a PUT or POST gets the 405
-// that says so rather than a 413.
-std::uint64_t Handler::BodyLimit(const http::Request& head) {
-  return head.method == "GET" || head.method == "HEAD" ? 0 : 64 << 10;
+// Only chunk batches take a body; anything else that announces one is refused
+// before it is read.
+http::Admission Handler::Admit(const http::Request& head) {
+  if (head.method == "POST" && head.path.size() == 6 + http::kChunkBatchPath.size() &&
+      head.path.rfind("/repo/", 0) == 0 && head.path.substr(6) == http::kChunkBatchPath) {
+    return {http::kMaxBatchBody, std::nullopt};
+  }
+  http::Response r = http::Response::Json(
+      405, R"({"error":{"code":"InvalidArgument","message":"a DP takes no request body but a )"
+           R"(chunk batch: POST /repo/chunks/batch"}})");
+  r.SetHeader("Allow", "GET, HEAD");
+  return {0, std::move(r)};
 }
 
 void Handler::Handle(http::Request& req, http::Response* resp) {

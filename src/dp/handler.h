@@ -27,7 +27,7 @@ class Handler : public http::Handler {
   // it, then wait, then destroy it).
   void WaitIdle();
 
-  std::uint64_t BodyLimit(const http::Request& head) override;
+  http::Admission Admit(const http::Request& head) override;
   void Handle(http::Request& req, http::Response* resp) override;
 
  private:

@@ -243,7 +243,15 @@ TEST_F(DpPartsTest, HandlerServesTheLayoutAndOnlyWantedChunksAreCandidatesForPul
   http::Request put;
   put.method = "PUT";
   put.path = "/repo/chunks/" + store::ChunkRelPath(c.id);
-  EXPECT_EQ(handler.BodyLimit(put), 64u << 10);
+  http::Admission refused = handler.Admit(put);
+  ASSERT_TRUE(refused.refusal.has_value()) << "a body the DP has no use for is refused unread";
+  EXPECT_EQ(refused.refusal->status, 405);
+  http::Request batch;
+  batch.method = "POST";
+  batch.path = "/repo/chunks/batch";
+  http::Admission admitted = handler.Admit(batch);
+  EXPECT_FALSE(admitted.refusal.has_value());
+  EXPECT_EQ(admitted.body_limit, http::kMaxBatchBody);
 }
 
 }  // namespace

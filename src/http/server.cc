@@ -26,10 +26,12 @@
 #include "core/errors.h"
 #include "core/log.h"
 #include "http/access_log.h"
+#include "http/address_budget.h"
+#include "http/framing.h"
 #include "http/head_text.h"
 #include "http/server_metrics.h"
 #include "http/server_setup.h"
-#include "http/tcp_send.h"
+#include "http/stream_io.h"
 #include "http/topic_board.h"
 
 namespace depot::http {
@@ -44,9 +46,29 @@ using core::Status;
 
 namespace {
 
-constexpr auto kTuple = asio::as_tuple(use_awaitable);
-// A connection keeps its request-body buffer for the next request up to this size.
-constexpr std::size_t kKeptBodyBuffer = 16u << 20;
+using stream_io::kTuple;
+// Body buffers go back to a pool the server shares (not to their connection, so an
+// idle connection holds none): at most kPooledBuffers of at most kPooledCapacity.
+// An upload of 1 GiB in 2 MiB bodies otherwise maps (and the kernel zeroes) ~170 k
+// fresh pages.
+constexpr std::size_t kPooledBuffers = 4;
+constexpr std::size_t kPooledCapacity = 8u << 20;
+// Descriptors a server process needs besides its connections.
+constexpr std::size_t kReservedFiles = 256;
+
+// The address of a connection's peer ("" when it is already gone), IPv4-mapped IPv6
+// written as IPv4.
+template <typename Socket>
+std::string PeerAddress(const Socket& sock) {
+  beast::error_code ec;
+  auto ep = sock.remote_endpoint(ec);
+  if (ec) return "";
+  auto addr = ep.address();
+  if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
+    addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+  }
+  return addr.to_string();
+}
 
 // Per-connection state the server can reach from outside the coroutine (to close
 // idle connections at shutdown).
@@ -59,7 +81,22 @@ struct SessionState {
 }  // namespace
 
 struct Server::Impl {
-  Impl(Handler* h, ServerOptions o) : handler(h), opts(std::move(o)), acceptor(ioc) {}
+  Impl(Handler* h, ServerOptions o)
+      : handler(h),
+        opts(Fitted(std::move(o))),
+        acceptor(ioc),
+        peers(opts.max_connections, opts.max_connections_per_address),
+        bodies(opts.max_body_memory, opts.max_body_memory_per_address) {}
+
+  // `o` with its connection limit fitted to the open-files limit and the per-address
+  // defaults filled in.
+  static ServerOptions Fitted(ServerOptions o) {
+    o.max_connections = FitConnectionsToFileLimit(o.max_connections, kReservedFiles);
+    if (o.max_connections_per_address == 0 || o.max_connections_per_address > o.max_connections)
+      o.max_connections_per_address = std::max<std::size_t>(1, o.max_connections / 4);
+    if (o.max_body_memory_per_address == 0) o.max_body_memory_per_address = o.max_body_memory / 4;
+    return o;
+  }
 
   Handler* handler;
   ServerOptions opts;
@@ -83,6 +120,25 @@ struct Server::Impl {
 
   AccessLog access_log;
   ServerMetrics metrics;  // null pointers when no registry
+  AddressBudget peers;    // connections
+  AddressBudget bodies;   // bytes of request bodies
+
+  std::mutex pool_mu;
+  std::vector<std::string> pool;  // body buffers (kPooledBuffers at most)
+
+  std::string TakeBuffer() {
+    std::lock_guard lock(pool_mu);
+    if (pool.empty()) return {};
+    std::string b = std::move(pool.back());
+    pool.pop_back();
+    return b;
+  }
+  void GiveBuffer(std::string b) {
+    if (b.capacity() == 0 || b.capacity() > kPooledCapacity) return;
+    std::lock_guard lock(pool_mu);
+    if (pool.size() < kPooledBuffers) pool.push_back(std::move(b));
+  }
+  stream_io::Writing Writes() const { return {opts.write_timeout, metrics.bytes_sent}; }
 
   // Starts accepting, and the threads that run the io_context.
   void RunThreads() {
@@ -116,14 +172,16 @@ struct Server::Impl {
         co_await t.async_wait(kTuple);
         continue;
       }
-      if (connections.load() >= opts.max_connections) {
+      std::string remote = PeerAddress(sock);
+      if (!peers.Reserve(remote, 1)) {
         if (metrics.rejected_connections) metrics.rejected_connections->Inc();
         asio::co_spawn(sock.get_executor(), RejectBusy(std::move(sock)), asio::detached);
         continue;
       }
       ++connections;
       auto ex = sock.get_executor();
-      asio::co_spawn(ex, Session(std::move(sock)), [this](std::exception_ptr e) {
+      asio::co_spawn(ex, Session(std::move(sock), remote), [this, remote](std::exception_ptr e) {
+        peers.Release(remote, 1);
         --connections;
         if (e) {
           try {
@@ -145,7 +203,7 @@ struct Server::Impl {
     sock.shutdown(tcp::socket::shutdown_both, ignored);
   }
 
-  awaitable<void> Session(tcp::socket sock) {
+  awaitable<void> Session(tcp::socket sock, std::string remote) {
     beast::error_code ignored;
     sock.set_option(tcp::no_delay(true), ignored);
     auto state = std::make_shared<SessionState>();
@@ -166,17 +224,6 @@ struct Server::Impl {
       }
     } unregister{this, state};
 
-    std::string remote;
-    {
-      auto ep = sock.remote_endpoint(ignored);
-      if (!ignored) {
-        auto addr = ep.address();
-        if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
-          addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-        }
-        remote = addr.to_string();
-      }
-    }
     if (ssl) {
       beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(sock)), *ssl);
       state->cancel = [&stream] { beast::get_lowest_layer(stream).cancel(); };
@@ -194,61 +241,10 @@ struct Server::Impl {
     }
   }
 
-  // Writes `a` then `b` in one gathered write. (Plain parameters: GCC 12 cannot pass
-  // an initializer list into a coroutine.)
   template <typename Stream>
   awaitable<bool> WriteAll(Stream& stream, beast::tcp_stream& lowest, std::string_view a,
                            std::string_view b = {}) {
-    lowest.expires_after(opts.write_timeout);
-    std::array<asio::const_buffer, 2> bufs = {asio::buffer(a.data(), a.size()),
-                                              asio::buffer(b.data(), b.size())};
-    auto [ec, n] = co_await asio::async_write(stream, bufs, kTuple);
-    if (metrics.bytes_sent) metrics.bytes_sent->Inc(n);
-    co_return !ec && n == a.size() + b.size();
-  }
-
-  // SendNow, then an asynchronous write of whatever it could not send. On a plain TCP
-  // connection the socket nearly always takes a whole response at once (it is small
-  // next to the send buffer): SendNow skips an asynchronous write -- its timer, its
-  // posted completion and the coroutine's resumption -- for most responses.
-  template <typename Stream>
-  awaitable<bool> WriteResponse(Stream& stream, beast::tcp_stream& lowest, bool tls,
-                                std::string_view a, std::string_view b, bool more) {
-    if (!tls) {
-      std::size_t sent = SendNow(lowest.socket(), a, b, more, metrics.bytes_sent);
-      if (sent == a.size() + b.size()) co_return true;
-      if (sent >= a.size()) {
-        co_return co_await WriteAll(stream, lowest, b.substr(sent - a.size()));
-      }
-      co_return co_await WriteAll(stream, lowest, a.substr(sent), b);
-    }
-    co_return co_await WriteAll(stream, lowest, a, b);
-  }
-
-  // Sends `length` bytes of `fd` from `offset`: sendfile on plain TCP, read+write
-  // otherwise. False when the connection failed or the file came up short.
-  template <typename Stream>
-  awaitable<bool> SendFile(Stream& stream, beast::tcp_stream& lowest, bool tls, int fd,
-                           std::uint64_t offset, std::uint64_t length) {
-    if (!tls) {
-      co_return co_await SendFileOverTcp(lowest.socket(), fd, offset, length, opts.write_timeout,
-                                         metrics.bytes_sent);
-    }
-    std::vector<char> buf(256 * 1024);
-    std::uint64_t done = 0;
-    while (done < length) {
-      std::size_t want =
-          static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), length - done));
-      ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(offset + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) co_return false;
-      if (!co_await WriteAll(stream, lowest,
-                             std::string_view(buf.data(), static_cast<std::size_t>(n)))) {
-        co_return false;
-      }
-      done += static_cast<std::uint64_t>(n);
-    }
-    co_return true;
+    co_return co_await stream_io::WriteAll(stream, lowest, Writes(), a, b);
   }
 
   template <typename Stream>
@@ -261,38 +257,16 @@ struct Server::Impl {
     metrics.Count(status);
   }
 
-  // After answering a request whose body we will not read (413), closing at once
-  // would make the kernel reset the connection while the client is still sending,
-  // and the client might never see the answer. So, like nginx's lingering close:
-  // stop sending, then read and discard for a short while before closing.
-  template <typename Stream>
-  awaitable<void> LingeringClose(Stream& stream, beast::tcp_stream& lowest) {
-    beast::error_code ignored;
-    lowest.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    lowest.expires_after(std::chrono::seconds(2));
-    std::vector<char> sink(64 * 1024);
-    std::uint64_t drained = 0;
-    while (drained < (64ull << 20)) {
-      auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), kTuple);
-      if (ec) break;
-      drained += n;
-    }
-  }
-
   template <typename Stream>
   awaitable<void> Serve(Stream& stream, beast::tcp_stream& lowest, const std::string& remote,
                         bool tls, SessionState* state) {
     beast::flat_buffer buffer;
-    // Request bodies of known length are read into this connection's buffer, which
-    // goes back here after the handler: an upload of 1 GiB in 2 MiB bodies otherwise
-    // maps (and the kernel zeroes) ~170 k fresh pages. Large buffers are not kept.
-    std::string body_buffer;
     bool first = true;
     for (;;) {
       if (stopping) co_return;
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(opts.max_header_bytes);
-      // The handler decides the body limit once it has seen the headers.
+      // The handler decides the body limit once it has seen the headers (AdmitBody).
       parser.body_limit(std::numeric_limits<std::uint64_t>::max());
       state->idle = true;
       lowest.expires_after(first ? opts.header_timeout : opts.idle_timeout);
@@ -312,21 +286,91 @@ struct Server::Impl {
         co_return;
       }
 
-      bool keep_alive = parser.get().keep_alive();
-      if (!parser.is_done() &&
-          !co_await ReadBody(stream, lowest, tls, buffer, parser, body_buffer, req)) {
+      if (auto bad = FramingError(req.headers)) {
+        co_await WriteSimple(stream, lowest, 400, *bad);
         co_return;
       }
 
-      Response resp = co_await Respond(lowest, req);
-      if (resp.close || stopping) keep_alive = false;
-      bool ok = co_await WriteAnswer(stream, lowest, tls, req, resp, keep_alive);
-      if (req.body.capacity() <= kKeptBodyBuffer && req.body.capacity() > body_buffer.capacity()) {
-        body_buffer = std::move(req.body);
+      bool keep_alive = parser.get().keep_alive();
+      if (!parser.is_done()) {
+        const std::uint64_t reserved = co_await AdmitBody(stream, lowest, tls, parser, req);
+        if (reserved == 0) co_return;
+        const bool read = co_await ReadBody(stream, lowest, buffer, parser, req);
+        if (!read) bodies.Release(remote, reserved);
+        if (!read) co_return;
+        Response resp = co_await Respond(lowest, req);
+        // The body is done with: its memory goes back before a slow reader is answered.
+        GiveBuffer(std::move(req.body));
+        bodies.Release(remote, reserved);
+        if (!co_await Answer(stream, lowest, tls, req, resp, keep_alive)) co_return;
+        continue;
       }
-      Record(req, resp, start);
-      if (!ok || !keep_alive) co_return;
+      Response resp = co_await Respond(lowest, req);
+      if (!co_await Answer(stream, lowest, tls, req, resp, keep_alive)) co_return;
     }
+  }
+
+  // Writes and records the answer to `req`. False when the connection is to end.
+  template <typename Stream>
+  awaitable<bool> Answer(Stream& stream, beast::tcp_stream& lowest, bool tls, const Request& req,
+                         Response& resp, bool keep_alive) {
+    if (resp.close || stopping) keep_alive = false;
+    bool ok = co_await WriteAnswer(stream, lowest, tls, req, resp, keep_alive);
+    Record(req, resp, req.received);
+    co_return ok&& keep_alive;
+  }
+
+  // Shows `req` (its headers only) to the handler, then reserves memory for its body
+  // within the limits of the server and of the client's address. Returns the bytes
+  // reserved; 0 when the request has been answered and the connection is to end:
+  // refused by the handler, over its body limit (413) or over the memory its client
+  // or the server may hold (503 with Retry-After).
+  template <typename Stream>
+  awaitable<std::uint64_t> AdmitBody(Stream& stream, beast::tcp_stream& lowest, bool tls,
+                                     bhttp::request_parser<bhttp::string_body>& parser,
+                                     Request& req) {
+    Admission admission = handler->Admit(req);
+    const std::uint64_t limit = admission.body_limit;
+    const auto len = parser.content_length();
+    Response refusal;
+    if (admission.refusal) {
+      refusal = std::move(*admission.refusal);
+    } else if (limit == 0 || (len && *len > limit)) {
+      refusal = ErrorJson(413, "request body larger than " + std::to_string(limit) + " bytes");
+    } else {
+      // A chunked body cannot be larger than what it may hold.
+      const std::uint64_t reserve = len ? *len : std::min(limit, opts.max_body_memory_per_address);
+      if (bodies.Reserve(req.remote_address, reserve)) {
+        parser.body_limit(reserve);
+        co_return co_await SendContinue(stream, lowest, req) ? reserve : 0;
+      }
+      if (metrics.rejected_bodies) metrics.rejected_bodies->Inc();
+      refusal = ErrorJson(503, "too many request bodies in flight; retry shortly");
+      refusal.SetHeader("Retry-After", "1");
+    }
+    co_await WriteAnswer(stream, lowest, tls, req, refusal, false);
+    Record(req, refusal, req.received);
+    if (!tls) co_await stream_io::LingeringClose(stream, lowest);
+    co_return 0;
+  }
+
+  // Answers "Expect: 100-continue" (the client then sends the body). False when the
+  // connection failed.
+  template <typename Stream>
+  awaitable<bool> SendContinue(Stream& stream, beast::tcp_stream& lowest, const Request& req) {
+    const std::string* expect = req.GetHeader("expect");
+    if (expect == nullptr || strcasecmp(expect->c_str(), "100-continue") != 0) co_return true;
+    static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    co_return co_await WriteAll(stream, lowest, kContinue);
+  }
+
+  static Response ErrorJson(int status, const std::string& message) {
+    Response r =
+        Response::Json(status, R"({"error":{"code":")" +
+                                   std::string(status == 503 ? "Unavailable" : "InvalidArgument") +
+                                   R"(","message":")" + message + "\"}}");
+    r.close = true;
+    return r;
   }
 
   // Answers a request whose headers could not be read, if it deserves an answer (a
@@ -371,60 +415,30 @@ struct Server::Impl {
     return true;
   }
 
-  // Reads the body of `req` within the limit its handler sets. False when the
-  // connection is to end: the body is over the limit (413 answered) or the read
-  // failed.
+  // Reads the admitted body of `req` (within the limit AdmitBody set on `parser`).
+  // False when the connection is to end: the body is over the limit (413 answered),
+  // or the read failed or timed out.
   template <typename Stream>
-  awaitable<bool> ReadBody(Stream& stream, beast::tcp_stream& lowest, bool tls,
-                           beast::flat_buffer& buffer,
-                           bhttp::request_parser<bhttp::string_body>& parser,
-                           std::string& body_buffer, Request& req) {
-    std::uint64_t limit = handler->BodyLimit(req);
-    auto len = parser.content_length();
-    if (limit == 0 || (len && *len > limit)) {
-      co_await WriteSimple(stream, lowest, 413,
-                           "request body larger than " + std::to_string(limit) + " bytes");
-      if (!tls) co_await LingeringClose(stream, lowest);
-      co_return false;
-    }
-    parser.body_limit(limit);
-    if (const std::string* expect = req.GetHeader("expect");
-        expect != nullptr && strcasecmp(expect->c_str(), "100-continue") == 0) {
-      static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      if (!co_await WriteAll(stream, lowest, kContinue)) {
-        co_return false;
-      }
-    }
+  awaitable<bool> ReadBody(Stream& stream, beast::tcp_stream& lowest, beast::flat_buffer& buffer,
+                           bhttp::request_parser<bhttp::string_body>& parser, Request& req) {
     lowest.expires_after(opts.body_timeout);
-    if (len && !parser.chunked()) {
+    if (auto len = parser.content_length(); len && !parser.chunked()) {
       // A body of known length is read straight into its string, as much per read
       // as the socket has. Beast's parser would read it through `buffer`, whose
       // capacity after a header is ~1 KiB: an 8 MiB upload then took ~16 k reads
       // (and as many trips through the reactor) instead of a few hundred.
-      std::string body = std::move(body_buffer);
-      body.assign(*len, '\0');
-      std::size_t have = std::min<std::size_t>(buffer.size(), body.size());
-      std::memcpy(body.data(), buffer.data().data(), have);
-      buffer.consume(have);
-      while (have < body.size()) {
-        auto [bec, bn] = co_await stream.async_read_some(
-            asio::buffer(body.data() + have, body.size() - have), kTuple);
-        if (bec) co_return false;
-        have += bn;
-      }
-      req.body = std::move(body);
-    } else {
-      auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
-      if (bec) {
-        if (bec == bhttp::error::body_limit) {
-          co_await WriteSimple(stream, lowest, 413,
-                               "request body larger than " + std::to_string(limit) + " bytes");
-          if (!tls) co_await LingeringClose(stream, lowest);
-        }
-        co_return false;
-      }
-      req.body = std::move(parser.get().body());
+      req.body = TakeBuffer();
+      co_return co_await stream_io::ReadBody(stream, buffer, *len, req.body);
     }
+    auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+    if (bec) {
+      if (bec == bhttp::error::body_limit) {
+        co_await WriteSimple(stream, lowest, 413, "chunked request body over its limit");
+        if (!req.tls) co_await stream_io::LingeringClose(stream, lowest);
+      }
+      co_return false;
+    }
+    req.body = std::move(parser.get().body());
     co_return true;
   }
 
@@ -455,20 +469,20 @@ struct Server::Impl {
       std::shared_ptr<const OpenFile> file = std::move(resp.file->file);
       std::string head = HeadText(resp, opts.server_name, resp.file->length, keep_alive);
       bool body_follows = req.method != "HEAD" && resp.file->length > 0;
-      ok = co_await WriteResponse(stream, lowest, tls, head, {}, body_follows);
+      ok = co_await stream_io::WriteResponse(stream, lowest, Writes(), tls, head, {}, body_follows);
       if (ok && req.method != "HEAD") {
-        ok = co_await SendFile(stream, lowest, tls, file->fd(), resp.file->offset,
-                               resp.file->length);
+        ok = co_await stream_io::SendFile(stream, lowest, Writes(), tls, file->fd(),
+                                          resp.file->offset, resp.file->length);
       }
     } else if (req.method == "HEAD") {
       std::string head =
           HeadText(resp, opts.server_name, resp.head_length.value_or(resp.body.size()), keep_alive);
-      ok = co_await WriteResponse(stream, lowest, tls, head, {}, false);
+      ok = co_await stream_io::WriteResponse(stream, lowest, Writes(), tls, head, {}, false);
     } else {
       bool bodiless = resp.status == 304 || resp.status == 204;
       std::string head = HeadText(resp, opts.server_name, resp.body.size(), keep_alive);
-      ok = co_await WriteResponse(stream, lowest, tls, head,
-                                  bodiless ? std::string_view() : resp.body, false);
+      ok = co_await stream_io::WriteResponse(stream, lowest, Writes(), tls, head,
+                                             bodiless ? std::string_view() : resp.body, false);
     }
     co_return ok;
   }

@@ -7,9 +7,14 @@
 // briefly (a catalog query, verifying an uploaded chunk) but never for long.
 //
 // What the server enforces for every connection: keep-alive with an idle timeout, a
-// header size limit, a per-request body limit the handler chooses (413 beyond it),
-// read/write timeouts, a connection limit (503 and close beyond it), TLS when a
-// certificate is configured. File bodies go out with sendfile(2) on plain TCP.
+// header size limit, request framing by RFC 9112 section 6 (framing.h), read/write
+// timeouts, a connection limit in all and per peer address (503 and close beyond
+// them), TLS when a certificate is configured. A request that announces a body is
+// first shown to the handler's Admit with its headers alone: the handler
+// authenticates there and refuses or sets the body limit (413 beyond it); only then
+// is body memory reserved, within a budget in all and per address (503 beyond it),
+// and filled as bytes arrive, never sized from a declared length. File bodies go out
+// with sendfile(2) on plain TCP.
 //
 // Long polls: a handler that has nothing new yet returns Response::Wait; the server
 // parks the request without a thread until Notify(topic) or the timeout, then calls
@@ -87,6 +92,9 @@ struct Response {
   // For HEAD: the Content-Length to announce (the body is never sent).
   std::optional<std::uint64_t> head_length;
   bool close = false;  // close the connection after this response
+  // Dropped once the response has been written or abandoned: a lease on a budget
+  // (AddressBudget::Lease) for what the response holds in memory.
+  std::shared_ptr<const void> hold;
 
   // Long poll: park until Notify(topic) advances it past `seen` or `timeout` passes,
   // then call the handler again. `seen` is Server::Sequence(topic) read by the
@@ -105,11 +113,22 @@ struct Response {
   static Response Text(int status, std::string body);
 };
 
+// What a handler decides about a request from its headers alone.
+struct Admission {
+  std::uint64_t body_limit = 0;  // the largest body accepted (413 beyond it)
+  // Set: the answer, sent without reading the body; the connection then closes.
+  std::optional<Response> refusal;
+};
+
 class Handler {
  public:
   virtual ~Handler() = default;
-  // The largest body accepted for this request, seen with headers only (body empty).
-  virtual std::uint64_t BodyLimit(const Request& head) = 0;
+  // Called for a request that announces a body (Content-Length above zero, or
+  // chunked) with its headers only (body empty), before any byte of the body is
+  // read: authenticate and authorize here, so nothing is read or held for a caller
+  // who may not send it. Requests without a body go straight to Handle. Called on
+  // the connection's strand; must not block long.
+  virtual Admission Admit(const Request& head) = 0;
   // Produces the response. Must not throw. Called on the connection's strand.
   virtual void Handle(Request& request, Response* response) = 0;
 };
@@ -119,7 +138,14 @@ struct ServerOptions {
   unsigned threads = 0;                // 0: one per core
   std::string tls_cert_file;           // PEM chain; TLS when both are set
   std::string tls_key_file;
+  // Connections in all (raised RLIMIT_NOFILE permitting: see Server::Start), and
+  // from one peer address (0: a quarter of max_connections).
   std::size_t max_connections = 10'000;
+  std::size_t max_connections_per_address = 0;
+  // Bytes of request bodies held at once (declared lengths of admitted requests,
+  // the limit for a chunked one), in all and for one address (0: a quarter).
+  std::uint64_t max_body_memory = 256u << 20;
+  std::uint64_t max_body_memory_per_address = 0;
   std::uint32_t max_header_bytes = 16 * 1024;
   std::chrono::milliseconds header_timeout{15'000};  // first byte to end of headers
   std::chrono::milliseconds idle_timeout{60'000};    // keep-alive between requests
@@ -138,7 +164,9 @@ struct ServerOptions {
 class Server {
  public:
   // Binds, then starts serving on background threads. `handler` is not owned and
-  // must outlive the server. InvalidArgument for a bad listen address or TLS files;
+  // must outlive the server. Raises this process's soft limit of open files to what
+  // max_connections needs, or serves fewer connections (and logs so) when the hard
+  // limit is lower. InvalidArgument for a bad listen address or TLS files;
   // IOError/PermissionDenied when binding fails (the message names the address).
   static core::Result<std::unique_ptr<Server>> Start(Handler* handler,
                                                      const ServerOptions& options);

@@ -15,7 +15,11 @@ void ServerMetrics::SetUp(core::Registry* r, const std::string& prefix,
                             core::LatencyBuckets());
   bytes_sent = r->GetCounter(p + "_response_bytes_total", "Response bytes written");
   rejected_connections = r->GetCounter(p + "_rejected_connections_total",
-                                       "Connections refused by the connection limit");
+                                       "Connections refused by the connection limits (in all, "
+                                       "per address)");
+  rejected_bodies = r->GetCounter(p + "_rejected_bodies_total",
+                                  "Request bodies refused by the body memory budget (in all, "
+                                  "per address)");
   r->AddCollector(p + "_connections", "Open connections",
                   [connections](const core::Registry::Emit& emit) {
                     emit({}, static_cast<double>(connections->load()));

@@ -15,7 +15,8 @@ struct ServerMetrics {
   core::Counter* requests_by_class[6] = {};
   core::Histogram* latency = nullptr;
   core::Counter* bytes_sent = nullptr;
-  core::Counter* rejected_connections = nullptr;
+  core::Counter* rejected_connections = nullptr;  // over max_connections or per address
+  core::Counter* rejected_bodies = nullptr;       // over the body memory budget
 
   // Registers the metrics as `prefix`_... in `r` (nothing when null); the open
   // connections gauge reads `connections`.

@@ -1,8 +1,13 @@
 #include "http/server_setup.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <string_view>
+
+#include "core/log.h"
 
 namespace depot::http {
 
@@ -86,6 +91,33 @@ Status BindAcceptor(tcp::acceptor& acceptor, const tcp::endpoint& ep, const std:
     return Status::IOError(msg);
   }
   return Status::Ok();
+}
+
+std::size_t FitConnectionsToFileLimit(std::size_t connections, std::size_t reserve) {
+  // Connections take four fifths of what is not reserved; kept-open files of served
+  // trees the last fifth (StaticTree keeps at most a fifth of the limit open).
+  auto need = [reserve](std::size_t c) { return static_cast<rlim_t>(c + c / 4 + reserve); };
+  struct rlimit lim;
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return connections;
+  const rlim_t want = need(connections);
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < want) {
+    const rlim_t raised = lim.rlim_max == RLIM_INFINITY ? want : std::min(want, lim.rlim_max);
+    struct rlimit next = lim;
+    next.rlim_cur = raised;
+    if (raised > lim.rlim_cur && ::setrlimit(RLIMIT_NOFILE, &next) == 0) lim.rlim_cur = raised;
+  }
+  if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= want) return connections;
+  const auto have = static_cast<std::size_t>(lim.rlim_cur);
+  const std::size_t fit =
+      have > 2 * reserve ? (have - reserve) * 4 / 5 : std::max<std::size_t>(1, have / 4);
+  core::Log(
+      core::LogLevel::kWarn, "http.connection_limit_lowered",
+      {{"max_connections", std::to_string(connections)},
+       {"now", std::to_string(fit)},
+       {"open_files_limit", std::to_string(have)},
+       {"fix", "raise the hard limit of open files (ulimit -Hn, LimitNOFILE= in systemd) to " +
+                   std::to_string(want) + " or lower max_connections"}});
+  return fit;
 }
 
 }  // namespace depot::http

@@ -28,4 +28,11 @@ core::Result<std::unique_ptr<boost::asio::ssl::context>> TlsServerContext(
 core::Status BindAcceptor(boost::asio::ip::tcp::acceptor& acceptor,
                           const boost::asio::ip::tcp::endpoint& ep, const std::string& listen);
 
+// Raises this process's soft RLIMIT_NOFILE so that `connections` sockets fit beside
+// `reserve` other descriptors (the catalog, upstream transfers, ...) and the files
+// served trees keep open (a fifth of the limit at most, see StaticTree). Returns the
+// connections that fit: `connections`, or fewer when the hard limit is lower, which
+// is logged (http.connection_limit_lowered) with the limit and how to raise it.
+std::size_t FitConnectionsToFileLimit(std::size_t connections, std::size_t reserve);
+
 }  // namespace depot::http

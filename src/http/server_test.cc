@@ -14,76 +14,14 @@
 
 #include "core/testing.h"
 #include "http/client.h"
+#include "http/server_fixture.h"
 
 namespace depot::http {
 namespace {
 
-class TestHandler : public Handler {
- public:
-  std::uint64_t BodyLimit(const Request& head) override {
-    return head.path == "/small" ? 16 : 1 << 20;
-  }
-  void Handle(Request& req, Response* resp) override {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      ++calls;
-    }
-    called.notify_all();
-    if (req.path == "/echo") {
-      *resp = Response::Text(
-          200, req.method + " " + req.body + " q=" + req.QueryParam("q").value_or("-"));
-      return;
-    }
-    if (req.path == "/file") {
-      int fd = ::open(file_path.c_str(), O_RDONLY | O_CLOEXEC);
-      resp->file = FileBody{std::make_shared<OpenFile>(fd), 2, 5};
-      return;
-    }
-    if (req.path == "/poll") {
-      if (req.poll_round == 0 || (repark && !req.poll_timed_out)) {
-        resp->wait = Response::Wait{"t", seen_for_poll, std::chrono::milliseconds(wait_ms)};
-        return;
-      }
-      *resp = Response::Text(200, req.poll_timed_out ? "timeout" : "woken");
-      return;
-    }
-    if (req.path == "/space dir/x") {
-      *resp = Response::Text(200, "decoded");
-      return;
-    }
-    *resp = Response::Json(404, R"({"error":{"code":"NotFound","message":"no such thing"}})");
-  }
-  // Returns once the handler has been called `n` times in all (a long poll's first
-  // call has then read its sequence number: a Notify from now on wakes it).
-  void WaitForCalls(int n) {
-    std::unique_lock<std::mutex> lock(mu);
-    called.wait(lock, [&] { return calls.load() >= n; });
-  }
-  std::mutex mu;
-  std::condition_variable called;
-  std::atomic<int> calls{0};
-  std::string file_path;
-  std::uint64_t seen_for_poll = 0;
-  int wait_ms = 5000;
-  bool repark = false;
-};
-
-class ServerTest : public ::testing::Test {
- protected:
-  void Start(ServerOptions opts = {}) {
-    opts.metrics = &registry_;
-    auto s = Server::Start(&handler_, opts);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    server_ = std::move(*s);
-    auto c = Client::Create(server_->url());
-    ASSERT_TRUE(c.ok());
-    client_ = std::move(*c);
-  }
-  core::Registry registry_;
-  TestHandler handler_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<Client> client_;
-};
+using server_testing::Connect;
+using server_testing::ReadAll;
+using server_testing::ServerTest;
 
 TEST_F(ServerTest, AccessLogHasOneJsonLinePerRequest) {
   testing::TempDir dir;
@@ -219,26 +157,6 @@ TEST_F(ServerTest, LongPollWakesOnNotifyAndTimesOut) {
 }
 
 // A raw socket, to send what well-behaved clients never do.
-int Connect(std::uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  return fd;
-}
-
-std::string ReadAll(int fd) {
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n <= 0) break;
-    out.append(buf, n);
-  }
-  return out;
-}
 
 TEST_F(ServerTest, OversizedHeadersAndGarbageAreRefused) {
   Start();

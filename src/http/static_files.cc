@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <unordered_set>
 #include <vector>
 
 #include "core/errors.h"
@@ -110,12 +111,16 @@ core::Result<std::unique_ptr<StaticTree>> StaticTree::Open(const std::string& ro
 }
 
 StaticTree::StaticTree(std::string root, int dirfd, StaticFileOptions options)
-    : root_(std::move(root)), dirfd_(dirfd), options_(std::move(options)) {
-  // Kept files must leave most descriptors to connections and the rest of the process.
+    : root_(std::move(root)),
+      dirfd_(dirfd),
+      options_(std::move(options)),
+      batch_budget_(options_.batch_memory, options_.batch_memory / 4) {
+  // Kept files must leave most descriptors to connections and the rest of the process
+  // (Server::Start raises the limit by a quarter of its connections for them).
   std::size_t cap = options_.open_files;
   rlimit rl{};
   if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-    cap = std::min<std::size_t>(cap, static_cast<std::size_t>(rl.rlim_cur / 4));
+    cap = std::min<std::size_t>(cap, static_cast<std::size_t>(rl.rlim_cur / 5));
   }
   kept_per_shard_ = cap / kKeptShards;
 }
@@ -305,6 +310,7 @@ void StaticTree::ServeChunkBatch(const Request& req, Response* resp) const {
   }
   // Parse the whole list before reading anything.
   std::vector<std::string_view> ids;
+  std::unordered_set<std::string_view> seen;
   std::string_view rest = req.body;
   while (!rest.empty()) {
     std::size_t nl = rest.find('\n');
@@ -312,33 +318,56 @@ void StaticTree::ServeChunkBatch(const Request& req, Response* resp) const {
     rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
     if (line.empty()) continue;
     bool hex = core::IsLowerHex(line, 64);
-    if (!hex || ids.size() >= kMaxBatchIds) {
+    bool again = hex && !seen.insert(line).second;
+    if (!hex || again || ids.size() >= kMaxBatchIds) {
       std::string why =
-          !hex ? "a line of the chunk batch is not a chunk id (64 lowercase hex)"
-               : "a chunk batch lists at most " + std::to_string(kMaxBatchIds) + " ids";
+          !hex    ? "a line of the chunk batch is not a chunk id (64 lowercase hex)"
+          : again ? "a chunk batch lists each id once (" + std::string(line) + " is repeated)"
+                  : "a chunk batch lists at most " + std::to_string(kMaxBatchIds) + " ids";
       *resp =
           Response::Json(400, R"({"error":{"code":"InvalidArgument","message":")" + why + "\"}}");
       return;
     }
     ids.push_back(line);
   }
-  std::string body;
-  for (std::string_view id : ids) {
-    std::string path = "chunks/" + std::string(id.substr(0, 2)) + "/" + std::string(id);
-    body.append(id);
+  // Which chunks this answer carries (present, within kMaxBatchBytes), then memory
+  // for exactly that answer, leased from what all batch answers share and held until
+  // it is sent. Past the lease nothing is carried: the client GETs each chunk alone.
+  struct Carried {
+    std::shared_ptr<const OpenFile> file;
+    std::size_t size = 0;
+  };
+  std::vector<Carried> carried(ids.size());
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    total += ids[i].size() + 3;  // "<id> -\n"
+    std::string path = "chunks/" + std::string(ids[i].substr(0, 2)) + "/" + std::string(ids[i]);
     struct stat st;
-    auto file = body.size() < kMaxBatchBytes ? OpenRegular(path, true, &st) : nullptr;
-    if (file == nullptr || body.size() + static_cast<std::uint64_t>(st.st_size) > kMaxBatchBytes) {
+    auto file = total < kMaxBatchBytes ? OpenRegular(path, true, &st) : nullptr;
+    if (file == nullptr) continue;
+    const auto size = static_cast<std::size_t>(st.st_size);
+    // " <n>\n" is this much longer than " -\n".
+    const std::size_t longer = std::to_string(size).size() - 1;
+    if (total + longer + size > kMaxBatchBytes) continue;
+    total += longer + size;
+    carried[i] = {std::move(file), size};
+  }
+  resp->hold = batch_budget_.Lease(req.remote_address, total);
+  if (resp->hold == nullptr) carried.assign(ids.size(), Carried{});
+  std::string body;
+  body.reserve(total);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    body.append(ids[i]);
+    const Carried& c = carried[i];
+    if (c.file == nullptr) {
       body.append(" -\n");
       continue;
     }
-    std::size_t size = static_cast<std::size_t>(st.st_size);
-    std::size_t mark = body.size();
-    body.append(" " + std::to_string(size) + "\n");
-    std::size_t start = body.size();
-    body.resize(start + size);
-    bool whole = PreadExactly(file->fd(), body.data() + start, size);
-    if (!whole) {
+    const std::size_t mark = body.size();
+    body.append(" " + std::to_string(c.size) + "\n");
+    const std::size_t start = body.size();
+    body.resize(start + c.size);
+    if (!PreadExactly(c.file->fd(), body.data() + start, c.size)) {
       body.resize(mark);  // a file that shrank under us: not in this answer
       body.append(" -\n");
     }

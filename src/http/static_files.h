@@ -34,6 +34,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "http/address_budget.h"
 #include "http/server.h"
 
 namespace depot::http {
@@ -49,8 +50,13 @@ struct StaticFileOptions {
   // Immutable files (see IsImmutableName) kept open between requests, 0 for none: a
   // hot chunk then costs no open(2), path walk or close(2), only an fstat(2) that
   // notices when it was deleted since (a scrub repair, garbage collection, an
-  // operator) and opens it again by name. At most a quarter of RLIMIT_NOFILE.
+  // operator) and opens it again by name. At most a fifth of RLIMIT_NOFILE.
   std::size_t open_files = 8192;
+  // Memory for chunk-batch answers held at once (built, not yet sent: a client that
+  // does not read holds its answer until the write timeout), in all; one peer
+  // address gets a quarter. Past it a batch answers "-" for every id, and the
+  // client GETs them one by one (by sendfile, from no memory).
+  std::uint64_t batch_memory = 32u << 20;
   // A kept file unused for this long is closed at the next look into its part of
   // the cache, so a deleted file does not hold its disk space for long.
   std::chrono::seconds open_file_idle{60};
@@ -59,16 +65,19 @@ struct StaticFileOptions {
 // Chunk batches, an extension of the plain /repo/ layout that depot's servers offer
 // (nginx serving the same tree answers 405, and clients fall back to one GET per
 // chunk). Request: POST <repo>/chunks/batch, body = chunk ids (64 lowercase hex),
-// one per line, at most kMaxBatchIds. Response 200, Content-Type
+// one per line, each once, at most kMaxBatchIds. Response 200, Content-Type
 // kChunkBatchContentType: for every id in the request, in order, the line
 // "<id> <n>\n" followed by the n bytes of its stored frame, or the line "<id> -\n"
-// when this answer does not carry it (absent here, or past kMaxBatchBytes): the
+// when this answer does not carry it (absent here, past kMaxBatchBytes, or the
+// server's memory for batch answers spent -- StaticFileOptions::batch_memory): the
 // client asks for that one alone, which is also how a DP's pull-through is reached.
 // Nothing in it is trusted more than a GET: the client verifies every frame.
 inline constexpr std::string_view kChunkBatchPath = "chunks/batch";
 inline constexpr std::string_view kChunkBatchContentType = "application/x-depot-chunk-batch";
-inline constexpr std::size_t kMaxBatchIds = 1024;
-inline constexpr std::size_t kMaxBatchBytes = 32u << 20;
+inline constexpr std::size_t kMaxBatchIds = 256;
+inline constexpr std::size_t kMaxBatchBytes = 4u << 20;
+// The request body a batch of kMaxBatchIds needs ("<id>\n" each), and some room.
+inline constexpr std::size_t kMaxBatchBody = kMaxBatchIds * 65 + 1024;
 
 // True for names depot never rewrites: "<64 hex>", "<64 hex>.<anything>",
 // "<digits>.<anything>.json".
@@ -140,6 +149,7 @@ class StaticTree {
   std::string root_;
   int dirfd_;
   StaticFileOptions options_;
+  mutable AddressBudget batch_budget_;
   std::size_t kept_per_shard_ = 0;
   mutable std::array<KeptShard, kKeptShards> kept_;
   mutable std::mutex cache_mu_;

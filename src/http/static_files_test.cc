@@ -18,7 +18,7 @@ namespace {
 class TreeHandler : public Handler {
  public:
   explicit TreeHandler(StaticTree* tree) : tree_(tree) {}
-  std::uint64_t BodyLimit(const Request&) override { return 1 << 20; }
+  Admission Admit(const Request&) override { return {1 << 20, std::nullopt}; }
   void Handle(Request& req, Response* resp) override {
     if (req.path.rfind("/repo/", 0) != 0) {
       *resp = Response::Text(404, "");
@@ -387,6 +387,52 @@ TEST_F(StaticFilesTest, CurlSourceFetchesChunksInBatchesAndFallsBackToGets) {
   auto curl_only = CurlSource::Create(server_->url() + "/repo", no_pipeline);
   ASSERT_TRUE(curl_only.ok());
   run(curl_only->get());
+}
+
+}  // namespace
+}  // namespace depot::http
+
+namespace depot::http {
+namespace {
+
+// Finding 3: a batch listing one chunk a thousand times built a 32 MiB answer from a
+// 65 KB request. Ids are distinct, answers leased from a budget per address and in
+// all; past it the answer carries nothing and the client GETs each chunk alone.
+TEST(ChunkBatchBudgetTest, RepeatedIdsAreRefusedAndAnswersStayWithinTheirBudget) {
+  testing::TempDir dir;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(PutChunkFile(dir, i, std::string(30000, 'a' + i)));
+  StaticFileOptions options;
+  options.batch_memory = 4 * 70000;  // a quarter, 70000, per address: two chunks' answer
+  auto tree = StaticTree::Open(dir.Sub("tree"), options);
+  ASSERT_TRUE(tree.ok()) << tree.status().ToString();
+  auto batch = [&](const std::string& from, std::vector<std::string> list) {
+    Request req;
+    req.method = "POST";
+    req.remote_address = from;
+    for (const std::string& id : list) req.body += id + "\n";
+    Response resp;
+    (*tree)->ServeChunkBatch(req, &resp);
+    return resp;
+  };
+  Response repeated = batch("10.0.0.1", {ids[0], ids[1], ids[0]});
+  EXPECT_EQ(repeated.status, 400);
+  EXPECT_NE(repeated.body.find("each id once"), std::string::npos) << repeated.body;
+
+  Response first = batch("10.0.0.1", {ids[0], ids[1]});
+  ASSERT_EQ(first.status, 200);
+  EXPECT_EQ(first.body.size(), 2 * (64 + 7 + 30000));  // both carried: "<id> 30000\n" + frame
+  EXPECT_EQ(first.body.capacity(), first.body.size()) << "the lease covers all it holds";
+  // While the first is held (not yet sent), the same address gets no more bytes...
+  Response second = batch("10.0.0.1", {ids[2]});
+  EXPECT_EQ(second.body, ids[2] + " -\n");
+  // ...another address does...
+  Response elsewhere = batch("10.0.0.2", {ids[2]});
+  EXPECT_EQ(elsewhere.body.size(), 64 + 7 + 30000u);
+  // ...and once the first is sent (dropped), the first address does again.
+  first = Response();
+  Response third = batch("10.0.0.1", {ids[3]});
+  EXPECT_EQ(third.body.size(), 64 + 7 + 30000u);
 }
 
 }  // namespace

@@ -36,12 +36,6 @@ http::Response ErrorResponse(const Status& s, int status) {
              {{"code", std::string(core::CodeName(s.code()))}, {"message", s.message()}}}}));
 }
 
-namespace {
-
-constexpr std::uint64_t kUnknownRouteBody = 64 << 10;
-
-}  // namespace
-
 struct SiteApi::Route {
   std::string method;
   std::vector<std::string> segments;  // "{}" matches one segment
@@ -110,12 +104,56 @@ const SiteApi::Route* SiteApi::Match(const http::Request& req,
   return nullptr;
 }
 
-std::uint64_t SiteApi::BodyLimit(const http::Request& head) {
+struct SiteApi::Gate {
+  const Route* route = nullptr;
   std::vector<std::string> params;
-  const Route* r = Match(head, &params);
-  // No such endpoint: a small body is read so the answer can be the 404 (or 405) that
-  // names the path, rather than a 413 about a limit that does not exist.
-  return r != nullptr ? r->body_limit : kUnknownRouteBody;
+  std::optional<Principal> who;
+  std::optional<http::Response> refusal;
+};
+
+SiteApi::Gate SiteApi::Pass(const http::Request& req) {
+  Gate g;
+  g.route = Match(req, &g.params);
+  if (g.route == nullptr) {
+    if (!g.params.empty() && g.params[0] == "\x01method") {
+      g.refusal = ErrorResponse(
+          Status::InvalidArgument(req.method + " is not allowed on " + req.path), 405);
+    } else {
+      g.refusal = ErrorResponse(Status::NotFound("no such endpoint: " + req.method + " " +
+                                                 req.path + " (see docs/api.md)"));
+    }
+    return g;
+  }
+  auto who = Authenticate(*ctx_, req);
+  if (!who.ok()) {
+    g.refusal = ErrorResponse(who.status(), 401);
+    g.refusal->SetHeader("WWW-Authenticate", "Bearer realm=\"depot\"");
+    return g;
+  }
+  if (!RoleAllows(who->role, g.route->need)) {
+    g.refusal = ErrorResponse(Status::PermissionDenied(
+        "a " + std::string(RoleName(who->role)) + " credential may not " + req.method + " " +
+        req.path + " (needs " + std::string(RoleName(g.route->need)) + ")"));
+    return g;
+  }
+  g.who = std::move(*who);
+  return g;
+}
+
+http::Admission SiteApi::Admit(const http::Request& head) {
+  if (head.path.rfind("/repo/", 0) == 0) {
+    // The content library is public; of it only a chunk batch takes a body.
+    if (head.method == "POST" && std::string_view(head.path).substr(6) == http::kChunkBatchPath) {
+      return {http::kMaxBatchBody, std::nullopt};
+    }
+    http::Response r = ErrorResponse(
+        Status::InvalidArgument(head.method + " with a body is not allowed on " + head.path), 405);
+    r.SetHeader("Allow", "GET, HEAD");
+    return {0, std::move(r)};
+  }
+  Gate g = Pass(head);
+  if (g.refusal) return {0, std::move(g.refusal)};
+  return {g.route->body_limit, std::nullopt};
 }
 
 void SiteApi::Handle(http::Request& req, http::Response* resp) {
@@ -141,32 +179,13 @@ void SiteApi::Handle(http::Request& req, http::Response* resp) {
       }
       return;
     }
-    std::vector<std::string> params;
-    const Route* route = Match(req, &params);
-    if (route == nullptr) {
-      if (!params.empty() && params[0] == "\x01method") {
-        *resp = ErrorResponse(
-            Status::InvalidArgument(req.method + " is not allowed on " + req.path), 405);
-      } else {
-        *resp = ErrorResponse(Status::NotFound("no such endpoint: " + req.method + " " + req.path +
-                                               " (see docs/api.md)"));
-      }
+    Gate g = Pass(req);
+    if (g.refusal) {
+      *resp = std::move(*g.refusal);
       return;
     }
-    auto who = Authenticate(*ctx_, req);
-    if (!who.ok()) {
-      *resp = ErrorResponse(who.status(), 401);
-      resp->SetHeader("WWW-Authenticate", "Bearer realm=\"depot\"");
-      return;
-    }
-    if (!RoleAllows(who->role, route->need)) {
-      *resp = ErrorResponse(Status::PermissionDenied(
-          "a " + std::string(RoleName(who->role)) + " credential may not " + req.method + " " +
-          req.path + " (needs " + std::string(RoleName(route->need)) + ")"));
-      return;
-    }
-    ApiCall call{*ctx_, req, *who, std::move(params), resp};
-    auto result = route->fn(call);
+    ApiCall call{*ctx_, req, *g.who, std::move(g.params), resp};
+    auto result = g.route->fn(call);
     if (call.handled && result.ok()) return;
     if (!result.ok()) {
       *resp = ErrorResponse(result.status());

@@ -12,13 +12,19 @@ class SiteApi final : public http::Handler {
  public:
   explicit SiteApi(SiteContext* ctx);
   ~SiteApi() override;
-  std::uint64_t BodyLimit(const http::Request& head) override;
+  // Refuses, from the headers alone, a body for a route that does not exist or that
+  // the caller's credential may not use (404/405, 401, 403); else its route's limit.
+  http::Admission Admit(const http::Request& head) override;
   void Handle(http::Request& req, http::Response* resp) override;
 
   struct Route;
 
  private:
   const Route* Match(const http::Request& req, std::vector<std::string>* params) const;
+  // The route of `req` and its caller, or the response refusing it (no such route or
+  // method, no valid credential, a role that may not).
+  struct Gate;
+  Gate Pass(const http::Request& req);
   SiteContext* ctx_;
   std::vector<Route> routes_;
 };
