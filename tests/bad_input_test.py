@@ -164,9 +164,15 @@ class BadInputTest(DepotTestCase):
         revoked = site.cli("token", "create", "--role", "operator", "--name", "bi-revoked")
         site.cli("token", "revoke", str(revoked["id"]))
         cls.tok["revoked"] = revoked["token"]
+        # A token cannot be made already expired; one that has expired since is made by
+        # moving its expiry back in the catalog (it was never used, so never cached).
         st, exp, _ = site.api("POST", "/api/v1/tokens", token=site.admin_token,
-                              body={"role": "admin", "name": "bi-expired", "expires": "2001-01-01T00:00:00Z"})
+                              body={"role": "admin", "name": "bi-expired", "expires": "1h"})
         assert st == 201, exp
+        import sqlite3
+        with sqlite3.connect(os.path.join(site.data, "catalog.db"), timeout=30) as db:
+            db.execute("UPDATE tokens SET expires_at = 978307200000 WHERE name = 'bi-expired'")
+        db.close()
         cls.tok["expired"] = exp["token"]
         cls.ro_token_id = [t["id"] for t in site.cli("token", "list")["tokens"] if t["name"] == "bi-read-only"][0]
 
@@ -341,7 +347,8 @@ class BadInputTest(DepotTestCase):
              lambda: {"role": "enroll", "name": "bi-new", "uses": 3, "expires": "7d"},
              [(("role",), 5), (("uses",), "3"), (("name",), ["a"]), (("expires",), 7)],
              [(("role",), "dp", "role"), (("role",), "root", "role"), (("uses",), 0, "uses"),
-              (("uses",), -1, "uses"), (("name",), "n\u0000ul", "name"), (("expires",), "soon", "expires")],
+              (("uses",), -1, "uses"), (("name",), "n\u0000ul", "name"), (("expires",), "soon", "expires"),
+              (("expires",), "2001-01-01T00:00:00Z", "expires")],
              []),
             ("POST", "/api/v1/dps", "admin", MIB,
              lambda: {"name": "dp-new", "url": "http://127.0.0.1:9", "groups": ["eu"], "boundaries": ["10.9.0.0/16"]},
@@ -985,6 +992,13 @@ class BadInputTest(DepotTestCase):
         del env["DEPOT_TOKEN"]
         self.cli_refused("no token at all", ["package", "delete", "spare"], ["token"], env=env)
         self.cli_refused("a site URL that is not one", ["package", "list", "--site", "notaurl"], ["notaurl"])
+        with self.subTest("a token among unexpected arguments is not echoed"):
+            secret = "depot_admin_" + "ab" * 32
+            rc, out, err = run_depot("package", "list", "extra-arg", secret, check=False, env=self.site.cli_env())
+            self.assertNotEqual(rc, 0)
+            self.assertIn("extra-arg", err)
+            self.assertNotIn("ab" * 32, err + out)
+            self.assertIn("depot_admin_<redacted>", err)
         # --json: the error is one JSON document on stdout as well.
         with self.subTest("--json error document"):
             rc, out, err = run_depot("--json", "deploy", "tools", "--program", "install", "--to", "no-such-collection",

@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from harness import (ChangesWhenRead, DepotTestCase, SiteProcess, describe_tree, make_tree, metric, run_depot,
+from harness import (ChangesWhenRead, DEPOT, DepotTestCase, SiteProcess, describe_tree, make_tree, metric, run_depot,
                      wait_until, write)
 
 
@@ -399,6 +399,11 @@ class SiteTest(DepotTestCase):
         status, r, _ = self.site.api("POST", "/api/v1/agent/status", token=c1["token"], body=body)
         self.assertEqual(r["messages"]["duplicates"], 1)
         self.assertEqual(r["deployments"]["stale"], 1)
+        # A client the deployment does not target cannot report on it (answered, dropped).
+        status, r, _ = self.site.api("POST", "/api/v1/agent/status", token=c2["token"], body={
+            "deployments": [{"deployment": dep["id"], "seq": 1, "state": "failed", "version": 1, "exit_code": 1}]})
+        self.assertEqual(status, 200, r)
+        self.assertEqual(r["deployments"], {"applied": 0, "stale": 0, "not_targeted": 1})
         show = self.site.cli("deployment", "show", str(dep["id"]))
         self.assertEqual(show["clients"]["succeeded"], 1)
         self.assertEqual(show["clients"]["targeted"], 1)
@@ -527,6 +532,21 @@ class SiteTest(DepotTestCase):
         site = SiteProcess(self.tmp, code="SEC", init_args=["--make-ca"])
         self.addCleanup(site.stop)
         self.assertTrue(site.url.startswith("https://"))
+        # The CA key signed the site's certificate and was never written down.
+        self.assertEqual(sorted(os.listdir(os.path.join(site.data, "tls"))), ["ca.pem", "site.key", "site.pem"])
+        # An agent given the CA as a relative path keeps trusting it when started elsewhere.
+        rel = os.path.relpath(site.ca, self.tmp)
+        token = site.cli("token", "create", "--role", "enroll", "--uses", "1")["token"]
+        data = self.path("agent-rel")
+        p = subprocess.run([DEPOT, "agent", "run", "--once", "--data", data, "--site", site.url,
+                            "--enroll-token", token, "--name", "relca", "--ca", rel],
+                           cwd=self.tmp, capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 4, p.stderr)  # enrolled, reached the site: nothing to do
+        with open(os.path.join(data, "agent.json")) as f:
+            self.assertEqual(json.load(f)["ca"], site.ca)
+        p = subprocess.run([DEPOT, "agent", "run", "--once", "--data", data], cwd="/",
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 4, p.stderr)
         self.assertEqual(site.cli("package", "list")["packages"], [])
         env = site.cli_env()
         del env["DEPOT_CA"]

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <thread>
 
@@ -32,7 +33,9 @@ struct RunFlags {
 core::Result<agent::AgentOverrides> ConfigFromFlags(const RunFlags& f) {
   agent::AgentOverrides c;
   c.site = f.site;
-  c.ca = f.ca;
+  // Saved in agent.json: a relative path would name another file (or none) when the
+  // agent next starts from another directory, and it would go offline.
+  if (!f.ca.empty()) c.ca = std::filesystem::absolute(f.ca).string();
   c.name = f.name;
   for (const auto& t : f.tags) {
     auto eq = t.find('=');

@@ -39,9 +39,10 @@ core::Result<dp::DpConfig> ResolveConfig(const ServeFlags& f) {
   if (!f.token.empty()) c.token = f.token;
   if (!f.upstream.empty()) c.upstream = f.upstream;
   if (!f.listen.empty()) c.listen = f.listen;
-  if (!f.tls_cert.empty()) c.tls_cert = f.tls_cert;
-  if (!f.tls_key.empty()) c.tls_key = f.tls_key;
-  if (!f.ca.empty()) c.ca = f.ca;
+  // Saved in dp.toml: relative paths would name other files once started elsewhere.
+  if (!f.tls_cert.empty()) c.tls_cert = std::filesystem::absolute(f.tls_cert).string();
+  if (!f.tls_key.empty()) c.tls_key = std::filesystem::absolute(f.tls_key).string();
+  if (!f.ca.empty()) c.ca = std::filesystem::absolute(f.ca).string();
   if (!f.access_log.empty()) c.access_log = std::filesystem::absolute(f.access_log).string();
   if (f.max_sync_rate >= 0) c.max_sync_rate = static_cast<std::uint64_t>(f.max_sync_rate);
   if (f.parallel > 0) c.parallel = static_cast<unsigned>(f.parallel);

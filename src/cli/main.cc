@@ -1,6 +1,7 @@
 // depot: one binary, many subcommands. This file only wires the command line; the
 // commands live in the cli library.
 #include <CLI/CLI.hpp>
+#include <iostream>
 
 #include "cli/commands.h"
 #include "cli/output.h"
@@ -48,8 +49,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : depot::cli::kExitUsage;
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version-info
+    // CLI11 quotes unexpected arguments back, and one may be a token secret.
+    std::cerr << depot::cli::RedactTokens(e.what()) << "\nRun with --help for more information.\n";
+    return depot::cli::kExitUsage;
   }
   return exit_code;
 }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/json_output.h"
+#include "core/hex.h"
 
 namespace depot::cli {
 
@@ -141,6 +142,32 @@ int StopSignals::Wait() {
   int sig = 0;
   sigwait(&set_, &sig);
   return sig;
+}
+
+std::string RedactTokens(std::string_view text) {
+  std::string out;
+  for (std::size_t at = 0;;) {
+    std::size_t start = text.find("depot_", at);
+    if (start == std::string_view::npos) {
+      out.append(text.substr(at));
+      return out;
+    }
+    std::size_t kind_end = start + 6;
+    while (kind_end < text.size() &&
+           ((text[kind_end] >= 'a' && text[kind_end] <= 'z') || text[kind_end] == '-')) {
+      ++kind_end;
+    }
+    std::size_t secret = kind_end + 1;
+    bool token = kind_end > start + 6 && kind_end < text.size() && text[kind_end] == '_' &&
+                 secret + 64 <= text.size() && core::IsLowerHex(text.substr(secret, 64), 64);
+    if (!token) {
+      out.append(text.substr(at, kind_end - at));
+      at = kind_end;
+      continue;
+    }
+    out.append(text.substr(at, secret - at)).append("<redacted>");
+    at = secret + 64;
+  }
 }
 
 }  // namespace depot::cli

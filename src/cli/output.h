@@ -28,6 +28,10 @@ int ReportError(const core::Status& s, bool json);
 // "1.5 GiB", "512 KiB", "17 B".
 std::string HumanBytes(std::uint64_t n);
 
+// `text` with every depot token secret in it ("depot_<kind>_<64 hex>") replaced by
+// "depot_<kind>_<redacted>": for messages that quote the command line back.
+std::string RedactTokens(std::string_view text);
+
 // A progress bar drawn on stderr every 200 ms while alive, only when stderr is a
 // terminal. Reads the counters it is given; never writes them.
 class ProgressBar {

@@ -23,14 +23,17 @@ void RateLimiter::Refill() {
 
 void RateLimiter::Throttle(std::uint64_t bytes, const std::function<bool()>& cancelled) {
   if (rate_ == 0) return;
+  std::unique_lock lock(mu_);
   Refill();
   allowance_ -= static_cast<double>(bytes);
   while (allowance_ < 0) {
     if (cancelled && cancelled()) return;
     auto owed = std::chrono::duration<double>(-allowance_ / static_cast<double>(rate_));
+    lock.unlock();  // others sharing the limiter pay off their own bodies meanwhile
     clock_->SleepFor(std::min<Duration>(
         std::chrono::milliseconds(100),
         std::chrono::duration_cast<Duration>(owed) + std::chrono::microseconds(1)));
+    lock.lock();
     Refill();
   }
 }

@@ -9,11 +9,13 @@
 // -- the process stopped, the upstream silent -- earns no credit for a burst later.
 // A body larger than the allowance is let through and paid off by the next pause.
 //
-// Thread safety: one thread at a time.
+// Thread safety: any thread; several threads throttling one limiter share its rate
+// (the DP's sync and its pull-through do).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 
 #include "core/clock.h"
 
@@ -33,11 +35,12 @@ class RateLimiter {
   std::uint64_t burst() const { return burst_; }
 
  private:
-  void Refill();
+  void Refill();  // caller holds mu_
 
   Clock* clock_;
-  std::uint64_t rate_;
-  std::uint64_t burst_;
+  const std::uint64_t rate_;
+  const std::uint64_t burst_;
+  std::mutex mu_;
   double allowance_;  // bytes; negative while paying off a large body
   MonoTime last_;
 };

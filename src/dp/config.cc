@@ -22,7 +22,8 @@ core::Result<DpConfig> LoadDpConfig(core::Env* env, const std::string& data_dir)
                                                 data_dir + " --site URL --token TOKEN`"));
   DpConfig c;
   core::TomlTable t(&root, "", path, "docs/dp.md");
-  std::uint64_t parallel = c.parallel, max_connections = c.max_connections;
+  std::uint64_t parallel = c.parallel, max_connections = c.max_connections,
+                per_address = c.max_connections_per_address;
   DEPOT_RETURN_IF_ERROR(t.String("site", &c.site));
   DEPOT_RETURN_IF_ERROR(t.String("token", &c.token));
   DEPOT_RETURN_IF_ERROR(t.String("upstream", &c.upstream));
@@ -41,9 +42,11 @@ core::Result<DpConfig> LoadDpConfig(core::Env* env, const std::string& data_dir)
   DEPOT_RETURN_IF_ERROR(t.Duration("poll_wait", &c.poll_wait));
   DEPOT_RETURN_IF_ERROR(t.String("access_log", &c.access_log));
   DEPOT_RETURN_IF_ERROR(t.Uint("max_connections", 0, UINT64_MAX, &max_connections));
+  DEPOT_RETURN_IF_ERROR(t.Uint("max_connections_per_address", 0, UINT64_MAX, &per_address));
   DEPOT_RETURN_IF_ERROR(t.Finish());
   c.parallel = static_cast<unsigned>(parallel);
   c.max_connections = max_connections;
+  c.max_connections_per_address = per_address;
   if (c.site.empty() || c.token.empty()) return t.Bad("site/token", "are required");
   return c;
 }
@@ -70,6 +73,7 @@ Status SaveDpConfig(core::Env* env, const std::string& data_dir, const DpConfig&
     << "retry_max = " << TomlQuote(FormatDuration(c.retry_max)) << "\n"
     << "poll_wait = " << TomlQuote(FormatDuration(c.poll_wait)) << "\n"
     << "max_connections = " << c.max_connections << "\n"
+    << "max_connections_per_address = " << c.max_connections_per_address << "\n"
     << "access_log = " << TomlQuote(c.access_log) << "\n";
   DEPOT_RETURN_IF_ERROR(env->CreateDirs(data_dir, 0750));
   return env->WriteFileIfChanged(core::JoinPath(data_dir, kConfigFile), o.str(), 0600);

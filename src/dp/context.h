@@ -19,6 +19,7 @@
 #include "core/clock.h"
 #include "core/env.h"
 #include "core/metrics.h"
+#include "core/rate_limiter.h"
 #include "dp/dp.h"
 #include "dp/versions.h"
 #include "http/client.h"
@@ -64,6 +65,8 @@ struct DpContext {
   core::Registry registry;
   DpMetrics metrics{&registry};
   VersionBook book;
+  // --max-sync-rate, shared by the sync and pull-through.
+  core::RateLimiter sync_rate{clock, cfg.max_sync_rate};
   std::atomic<bool> abort_requests{false};  // ends long polls and reports at Stop
 
   // The base URL of what the DP copies from (its upstream, or else the site).

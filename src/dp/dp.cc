@@ -73,6 +73,7 @@ Status DistributionPoint::Start() {
   o.tls_cert_file = ctx.cfg.tls_cert;
   o.tls_key_file = ctx.cfg.tls_key;
   o.max_connections = ctx.cfg.max_connections;
+  o.max_connections_per_address = ctx.cfg.max_connections_per_address;
   o.metrics = &ctx.registry;
   o.metrics_prefix = "depot_dp_http";
   o.server_name = "depot-dp";

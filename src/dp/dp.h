@@ -52,6 +52,7 @@ struct DpConfig {
   core::Duration poll_wait =
       std::chrono::seconds(60);  // long-poll of the assignment (site caps it at 120 s)
   std::size_t max_connections = 10'000;
+  std::size_t max_connections_per_address = 0;  // 0: a quarter of max_connections
   std::string access_log;  // one JSON line per HTTP request appended here; "" = none
 };
 

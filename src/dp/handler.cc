@@ -1,7 +1,6 @@
 #include "dp/handler.h"
 
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "core/hex.h"
 #include "core/log.h"
@@ -10,11 +9,6 @@ namespace depot::dp {
 
 using core::Status;
 using Json = nlohmann::json;
-
-void Handler::WaitIdle() {
-  std::unique_lock<std::mutex> lock(mu_);
-  idle_.wait(lock, [&] { return fetching_ == 0; });
-}
 
 // Only chunk batches take a body; anything else that announces one is refused
 // before it is read.
@@ -55,10 +49,10 @@ void Handler::Handle(http::Request& req, http::Response* resp) {
   }
   ctx_->tree->Serve(req, rel, resp);
   if (resp->status != 404 || (req.method != "GET" && req.method != "HEAD")) return;
-  PullThrough(req, rel, resp);
+  PullMissing(req, rel, resp);
 }
 
-void Handler::PullThrough(http::Request& req, std::string_view rel, http::Response* resp) {
+void Handler::PullMissing(http::Request& req, std::string_view rel, http::Response* resp) {
   if (rel.rfind("chunks/", 0) == 0 && rel.size() == 7 + 3 + 64) {
     auto id = core::ParseDigestHex(rel.substr(10));
     if (id.ok()) PullChunk(req, *id, rel.substr(10), resp);
@@ -80,17 +74,13 @@ void Handler::PullChunk(http::Request& req, const store::ChunkId& id, std::strin
                         http::Response* resp) {
   const std::uint32_t size = ctx_->book.WantedSize(id);
   if (size == 0) return;  // not ours: 404
-  const std::string topic = "pt:" + std::string(hex);
+  const std::string topic = PullThrough::Topic(hex);
   const std::uint64_t seq = ctx_->server->Sequence(topic);
   if (req.poll_round > 0) {
-    // Woken (or timed out) after the fetch below: served from disk above if it worked.
+    // Woken (or timed out) after the pull: served from disk above if it worked.
     if (resp->status == 404) {
-      Status why = Status::Unavailable("upstream could not supply the chunk");
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        auto it = failed_.find(id);
-        if (it != failed_.end()) why = it->second;
-      }
+      Status why = pull_.LastFailure(id).value_or(
+          Status::Unavailable("upstream could not supply the chunk"));
       // The DP's own disk (full, failing) is not the upstream's fault: 503, not 502.
       Json err = {
           {"error",
@@ -100,39 +90,12 @@ void Handler::PullChunk(http::Request& req, const store::ChunkId& id, std::strin
     }
     return;
   }
-  bool start;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    start = pulling_.insert(id).second;
-    if (start) ++fetching_;
-  }
-  if (start) {
-    ctx_->metrics.pull_through->Inc();
-    std::thread([this, id, size, topic] {
-      Status s;
-      {
-        std::lock_guard<std::mutex> lock(fetch_mu_);
-        auto has = ctx_->chunks.Has(id);
-        s = has.ok() && *has ? Status::Ok() : ctx_->Refetch(id, size);
-      }
-      if (!s.ok()) {
-        core::Log(core::LogLevel::kWarn, "dp.pull_through_failed",
-                  {{"chunk", core::DigestHex(id)}, {"error", s.ToString()}});
-      }
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        pulling_.erase(id);
-        if (s.ok()) {
-          failed_.erase(id);
-        } else {
-          if (failed_.size() >= 1024) failed_.clear();
-          failed_[id] = s;
-        }
-      }
-      if (ctx_->server) ctx_->server->Notify(topic);
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--fetching_ == 0) idle_.notify_all();
-    }).detach();
+  if (pull_.Pull(id, size) == PullThrough::Queued::kRefused) {
+    *resp = http::Response::Json(
+        503, R"({"error":{"code":"Unavailable","message":"too many chunks waiting for )"
+             R"(pull-through; retry shortly"}})");
+    resp->SetHeader("Retry-After", "1");
+    return;
   }
   *resp = http::Response();
   resp->wait = http::Response::Wait{topic, seq, std::chrono::seconds(60)};

@@ -211,7 +211,7 @@ Status Syncer::SyncOne(tuf::Client& client, const Pick& pick) {
   // Durable progress often: a kill refetches at most this much plus what was in flight.
   o.commit_bytes = 4ull << 20;
   o.commit_interval = std::chrono::milliseconds(500);
-  o.max_rate = ctx_->cfg.max_sync_rate;
+  o.limiter = &ctx_->sync_rate;  // shared with pull-through
   o.progress_bytes = &book.sync_bytes();
   o.progress_chunks = &book.sync_chunks();
   o.cancelled = cancelled;

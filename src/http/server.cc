@@ -295,7 +295,7 @@ struct Server::Impl {
       if (!parser.is_done()) {
         const std::uint64_t reserved = co_await AdmitBody(stream, lowest, tls, parser, req);
         if (reserved == 0) co_return;
-        const bool read = co_await ReadBody(stream, lowest, buffer, parser, req);
+        const bool read = co_await ReadBody(stream, lowest, buffer, parser, reserved, req);
         if (!read) bodies.Release(remote, reserved);
         if (!read) co_return;
         Response resp = co_await Respond(lowest, req);
@@ -415,12 +415,13 @@ struct Server::Impl {
     return true;
   }
 
-  // Reads the admitted body of `req` (within the limit AdmitBody set on `parser`).
+  // Reads the admitted body of `req` (within `limit`, which AdmitBody set on `parser`).
   // False when the connection is to end: the body is over the limit (413 answered),
   // or the read failed or timed out.
   template <typename Stream>
   awaitable<bool> ReadBody(Stream& stream, beast::tcp_stream& lowest, beast::flat_buffer& buffer,
-                           bhttp::request_parser<bhttp::string_body>& parser, Request& req) {
+                           bhttp::request_parser<bhttp::string_body>& parser, std::uint64_t limit,
+                           Request& req) {
     lowest.expires_after(opts.body_timeout);
     if (auto len = parser.content_length(); len && !parser.chunked()) {
       // A body of known length is read straight into its string, as much per read
@@ -433,7 +434,8 @@ struct Server::Impl {
     auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
     if (bec) {
       if (bec == bhttp::error::body_limit) {
-        co_await WriteSimple(stream, lowest, 413, "chunked request body over its limit");
+        co_await WriteSimple(stream, lowest, 413,
+                             "request body larger than " + std::to_string(limit) + " bytes");
         if (!req.tls) co_await stream_io::LingeringClose(stream, lowest);
       }
       co_return false;

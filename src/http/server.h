@@ -144,7 +144,7 @@ struct ServerOptions {
   std::size_t max_connections_per_address = 0;
   // Bytes of request bodies held at once (declared lengths of admitted requests,
   // the limit for a chunked one), in all and for one address (0: a quarter).
-  std::uint64_t max_body_memory = 256u << 20;
+  std::uint64_t max_body_memory = 1ull << 30;
   std::uint64_t max_body_memory_per_address = 0;
   std::uint32_t max_header_bytes = 16 * 1024;
   std::chrono::milliseconds header_timeout{15'000};  // first byte to end of headers

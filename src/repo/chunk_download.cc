@@ -104,7 +104,8 @@ Round RunRound(core::RepoSource* source, const std::vector<store::ChunkRef>& chu
 Status DownloadChunks(core::Clock* clock, core::RepoSource* source,
                       const std::vector<store::ChunkRef>& chunks, std::vector<std::size_t> todo,
                       const DownloadOptions& o, const DeliverFn& deliver) {
-  core::RateLimiter limiter(clock, o.max_rate);
+  core::RateLimiter own(clock, o.max_rate);
+  core::RateLimiter& limiter = o.limiter != nullptr ? *o.limiter : own;
   core::Backoff backoff(clock, o.backoff);
   for (int round = 1; !todo.empty(); ++round) {
     Round r = RunRound(source, chunks, todo, o, &limiter, deliver);

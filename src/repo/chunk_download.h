@@ -17,6 +17,7 @@
 
 #include "core/backoff.h"
 #include "core/clock.h"
+#include "core/rate_limiter.h"
 #include "core/source.h"
 #include "core/status.h"
 #include "store/manifest.h"
@@ -31,6 +32,8 @@ struct DownloadOptions {
   // Receive-rate cap in bytes/s over the whole download (0: none); enforced by pausing
   // the transfer loop, so TCP backpressure slows the source.
   std::uint64_t max_rate = 0;
+  // Shared with other downloads instead (max_rate is then ignored). Not owned.
+  core::RateLimiter* limiter = nullptr;
   // Polled between responses; when it returns true the download stops (Unavailable
   // "cancelled"). Optional.
   std::function<bool()> cancelled;

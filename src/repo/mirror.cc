@@ -44,6 +44,7 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock,
   d.max_rounds = o.max_rounds;
   d.backoff = {o.first_backoff, o.first_backoff * 64};
   d.max_rate = o.max_rate;
+  d.limiter = o.limiter;
   d.cancelled = o.cancelled;
   d.log_name = "mirror";
   Status s = DownloadChunks(

@@ -20,6 +20,7 @@
 
 #include "core/clock.h"
 #include "core/env.h"
+#include "core/rate_limiter.h"
 #include "core/source.h"
 #include "core/status.h"
 #include "store/chunk_store.h"
@@ -37,6 +38,7 @@ struct MirrorOptions {
   // Average receive rate cap in bytes/s over the whole mirror (0: none). Enforced
   // by pausing the download loop, so TCP backpressure slows the source.
   std::uint64_t max_rate = 0;
+  core::RateLimiter* limiter = nullptr;  // shared instead of max_rate (DownloadOptions)
   // Polled between chunks: when it returns true the mirror stops (Unavailable
   // "cancelled") after committing what it verified.
   std::function<bool()> cancelled;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "core/log.h"
 #include "core/messages.h"
 #include "core/net.h"
 #include "core/random.h"
@@ -301,18 +302,34 @@ core::Result<std::vector<Report>> ParseReports(const Json& deployments) {
   return items;
 }
 
-// Stores the reports in one transaction: `applied` counts those that replaced an
-// older report, `stale` those for unknown deployments or older than the stored one.
+struct ReportCounts {
+  std::int64_t applied = 0;       // replaced an older report (or were the first)
+  std::int64_t stale = 0;         // unknown deployments, or older than the stored report
+  std::int64_t not_targeted = 0;  // deployments that never targeted this client
+};
+
+// Stores the reports in one transaction. A client reports only on deployments that
+// target it (its collection's) or did when it last reported on them: another
+// deployment's report is dropped (counted, and answered 200 so that an agent's
+// outbox does not retry it forever).
 Status StoreReports(SiteContext& ctx, std::int64_t client_id, const std::vector<Report>& items,
-                    std::int64_t* applied, std::int64_t* stale) {
+                    ReportCounts* counts) {
   return ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-    *applied = *stale = 0;
+    *counts = ReportCounts();
     for (const Report& it : items) {
       DEPOT_ASSIGN_OR_RETURN(
-          std::int64_t known,
-          tx.QueryInt("SELECT COUNT(*) FROM deployments WHERE id = ?", {it.deployment}));
-      if (known == 0) {
-        ++*stale;
+          catalog::Rows known,
+          tx.Query("SELECT CASE WHEN EXISTS (SELECT 1 FROM collection_members m WHERE "
+                   "m.collection_id = d.collection_id AND m.client_id = ?) OR EXISTS (SELECT 1 "
+                   "FROM client_deployments c WHERE c.deployment_id = d.id AND c.client_id = ?) "
+                   "THEN 1 ELSE 0 END FROM deployments d WHERE d.id = ?",
+                   {client_id, client_id, it.deployment}));
+      if (known.empty()) {
+        ++counts->stale;
+        continue;
+      }
+      if (known[0].Int(0) == 0) {
+        ++counts->not_targeted;
         continue;
       }
       // At least once, in any order: only a newer report replaces an older one.
@@ -329,9 +346,9 @@ Status StoreReports(SiteContext& ctx, std::int64_t client_id, const std::vector<
                                      {client_id, it.deployment, it.state, it.version, it.exit_code,
                                       it.detail, it.seq, ctx.NowMs()}));
       if (n > 0) {
-        ++*applied;
+        ++counts->applied;
       } else {
-        ++*stale;
+        ++counts->stale;
       }
     }
     return Status::Ok();
@@ -349,7 +366,7 @@ core::Result<Json> AgentStatus(SiteContext& ctx, std::int64_t client_id, const J
                          ctx.db->QueryRow("SELECT uid FROM clients WHERE id = ?", {client_id}));
   std::string uid = client.Text(0);
   Json out = Json::object();
-  std::int64_t applied = 0, stale = 0;
+  ReportCounts counts;
   // Every part is validated before anything is stored: a refused request changes nothing.
   std::vector<Report> items;
   if (deployments != nullptr) {
@@ -361,10 +378,15 @@ core::Result<Json> AgentStatus(SiteContext& ctx, std::int64_t client_id, const J
     out["messages"] = m;
   }
   if (deployments != nullptr) {
-    Status s = StoreReports(ctx, client_id, items, &applied, &stale);
+    Status s = StoreReports(ctx, client_id, items, &counts);
     if (!s.ok()) return s;
+    if (counts.not_targeted > 0) {
+      core::Log(core::LogLevel::kWarn, "site.report_not_targeted",
+                {{"client", uid}, {"reports", std::to_string(counts.not_targeted)}});
+    }
   }
-  out["deployments"] = {{"applied", applied}, {"stale", stale}};
+  out["deployments"] = {
+      {"applied", counts.applied}, {"stale", counts.stale}, {"not_targeted", counts.not_targeted}};
   SeenClient(ctx, client_id);
   return out;
 }

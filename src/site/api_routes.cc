@@ -70,6 +70,11 @@ core::Result<Json> CreateTokenRoute(ApiCall& c) {
       expires_ms =
           c.ctx.NowMs() + std::chrono::duration_cast<std::chrono::milliseconds>(*d).count();
     }
+    if (expires_ms <= c.ctx.NowMs()) {
+      return Status::InvalidArgument("expires `" + expires +
+                                     "` is not in the future: a token made already expired "
+                                     "would grant nothing; give a later time or a duration");
+    }
   }
   if (name.empty()) name = std::string(RoleName(role)) + " token";
   NewToken t;

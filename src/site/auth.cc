@@ -107,8 +107,10 @@ core::Result<Principal> Authenticate(SiteContext& ctx, const http::Request& req)
   std::int64_t now_ms = ctx.NowMs();
   bool write_last_use = false;
   std::int64_t token_id = 0;
+  std::uint64_t generation = 0;
   {
     std::lock_guard<std::mutex> lock(ctx.tokens_mu);
+    generation = ctx.token_generation;
     auto it = ctx.token_cache.find(hash);
     if (it != ctx.token_cache.end() && now_steady - it->second.cached_at < kCacheTtl) {
       if (it->second.expires_at_ms != 0 && now_ms >= it->second.expires_at_ms) {
@@ -162,7 +164,10 @@ core::Result<Principal> Authenticate(SiteContext& ctx, const http::Request& req)
   if (p.role != Role::kEnroll) {  // enroll tokens change with every use: never cached
     std::lock_guard<std::mutex> lock(ctx.tokens_mu);
     if (ctx.token_cache.size() > 200'000) ctx.token_cache.clear();
-    ctx.token_cache[hash] = CachedToken{p, expires, now_steady, {}};
+    // Read before a revocation that has since committed: answered, not remembered.
+    if (ctx.token_generation == generation) {
+      ctx.token_cache[hash] = CachedToken{p, expires, now_steady, {}};
+    }
   }
   return p;
 }
@@ -213,6 +218,7 @@ Status RevokeSubjectTokens(SiteContext& ctx, catalog::Tx& tx, Role role, std::in
 
 void ForgetCachedTokens(SiteContext& ctx) {
   std::lock_guard<std::mutex> lock(ctx.tokens_mu);
+  ++ctx.token_generation;
   ctx.token_cache.clear();
 }
 

@@ -41,8 +41,9 @@ core::Result<Principal> Authenticate(SiteContext& ctx, const http::Request& req)
 // longer valid.
 core::Status ConsumeEnrollToken(SiteContext& ctx, catalog::Tx& tx, std::int64_t token_id);
 
-// Revokes tokens in `tx` (by id, or every token of a DP/client subject) and drops
-// them from the cache at once, so a revoked credential stops working immediately.
+// Revokes tokens in `tx` (by id, or every token of a DP/client subject). The caller
+// calls ForgetCachedTokens once `tx` has committed, so a revoked credential stops
+// working at once (a lookup racing the revocation is not cached: token_generation).
 core::Status RevokeToken(SiteContext& ctx, catalog::Tx& tx, std::int64_t token_id);
 core::Status RevokeSubjectTokens(SiteContext& ctx, catalog::Tx& tx, Role role,
                                  std::int64_t subject_id);

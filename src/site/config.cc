@@ -78,6 +78,10 @@ Status ReadTables(toml::table& root, const std::string& path, SiteConfig* c) {
     std::int64_t conns = static_cast<std::int64_t>(c->max_connections);
     DEPOT_RETURN_IF_ERROR(t.Int("max_connections", 1, 1'000'000, &conns));
     c->max_connections = static_cast<std::uint64_t>(conns);
+    std::int64_t per = static_cast<std::int64_t>(c->max_connections_per_address);
+    DEPOT_RETURN_IF_ERROR(t.Int("max_connections_per_address", 0, 1'000'000, &per));
+    c->max_connections_per_address = static_cast<std::uint64_t>(per);
+    DEPOT_RETURN_IF_ERROR(t.Size("max_body_memory", &c->max_body_memory));
     DEPOT_RETURN_IF_ERROR(t.Size("max_upload_body", &c->max_upload_body));
     DEPOT_RETURN_IF_ERROR(t.Finish());
   }
@@ -171,6 +175,11 @@ std::string RenderConfig(const SiteConfig& c) {
     << "offline_after = " << q(core::FormatDuration(c.client_offline_after)) << "\n\n"
     << "[limits]\n"
     << "max_connections = " << c.max_connections << "\n"
+    << "# Connections one peer address may hold (0: a quarter of max_connections). Raise it\n"
+    << "# when many agents reach the site through one NAT address.\n"
+    << "max_connections_per_address = " << c.max_connections_per_address << "\n"
+    << "# Request bodies held at once (one address gets a quarter; past it, 503).\n"
+    << "max_body_memory = " << q(core::FormatSize(c.max_body_memory)) << "\n"
     << "max_upload_body = " << q(core::FormatSize(c.max_upload_body)) << "\n";
   return o.str();
 }

@@ -29,6 +29,8 @@
 //   offline_after = "1h"          # `depot status` lists clients unseen this long
 //   [limits]
 //   max_connections = 10000
+//   max_connections_per_address = 0   # 0: a quarter of max_connections
+//   max_body_memory = "1GiB"      # request bodies held at once; one address a quarter
 //   max_upload_body = "64MiB"     # largest chunk batch in one request
 //
 // Thread safety: a plain value.
@@ -65,6 +67,8 @@ struct SiteConfig {
   core::Duration poll_interval = std::chrono::seconds(60);
   core::Duration client_offline_after = std::chrono::hours(1);
   std::uint64_t max_connections = 10'000;
+  std::uint64_t max_connections_per_address = 0;  // 0: a quarter of max_connections
+  std::uint64_t max_body_memory = 1ull << 30;
   std::uint64_t max_upload_body = 64ull << 20;
 };
 

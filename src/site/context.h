@@ -79,6 +79,9 @@ struct SiteContext {
 
   std::mutex tokens_mu;
   std::unordered_map<std::string, CachedToken> token_cache;  // by secret hash
+  // Bumped by every ForgetCachedTokens: a lookup that read the catalog before a
+  // revocation committed must not put what it read into the cache after it.
+  std::uint64_t token_generation = 0;  // under tokens_mu
 
   std::mutex policy_mu;
   std::unordered_map<std::int64_t, CachedPolicy> policy_cache;  // by client id

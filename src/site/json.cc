@@ -1,5 +1,7 @@
 #include "site/json.h"
 
+#include <charconv>
+
 #include "core/json_text.h"
 #include "core/path.h"
 
@@ -11,16 +13,28 @@ core::Result<Json> ParseJsonBody(std::string_view body, bool allow_array, int ma
   if (body.empty()) return Status::InvalidArgument("request body is empty; expected JSON");
   if (!core::IsValidUtf8(body)) return Status::InvalidArgument("request body is not valid UTF-8");
   bool too_deep = false;
+  std::string repeated;                     // a key an object has twice
+  std::vector<std::set<std::string>> keys;  // of each object being parsed
   Json j = Json::parse(
       body.begin(), body.end(),
-      [&](int depth, Json::parse_event_t, Json&) {
+      [&](int depth, Json::parse_event_t event, Json& parsed) {
         if (depth > max_depth) too_deep = true;
+        if (event == Json::parse_event_t::object_start) keys.emplace_back();
+        if (event == Json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
+        if (event == Json::parse_event_t::key && !keys.empty() && parsed.is_string() &&
+            !keys.back().insert(parsed.get_ref<const std::string&>()).second && repeated.empty()) {
+          repeated = parsed.get_ref<const std::string&>().substr(0, 64);
+        }
         return true;
       },
       /*allow_exceptions=*/false);
   if (too_deep) {
     return Status::InvalidArgument("request JSON nests deeper than " + std::to_string(max_depth) +
                                    " levels");
+  }
+  if (!repeated.empty() && !j.is_discarded()) {
+    return Status::InvalidArgument("request JSON has the key `" + repeated +
+                                   "` twice in one object; give each key once");
   }
   if (j.is_discarded()) return Status::InvalidArgument("request body is not valid JSON");
   if (!j.is_object() && !(allow_array && j.is_array())) {
@@ -30,6 +44,21 @@ core::Result<Json> ParseJsonBody(std::string_view body, bool allow_array, int ma
 }
 
 std::string Dump(const Json& j) { return core::DumpJson(j); }
+
+core::Result<std::optional<std::int64_t>> IntQueryParam(const http::Request& req, const char* name,
+                                                        std::int64_t lo, std::int64_t hi) {
+  auto v = req.QueryParam(name);
+  if (!v) return std::optional<std::int64_t>();
+  std::int64_t n = 0;
+  const char* end = v->data() + v->size();
+  auto [ptr, ec] = std::from_chars(v->data(), end, n);
+  if (v->empty() || ec != std::errc() || ptr != end || n < lo || n > hi) {
+    return Status::InvalidArgument("query parameter `" + std::string(name) +
+                                   "` must be an integer from " + std::to_string(lo) + " to " +
+                                   std::to_string(hi) + ", not `" + v->substr(0, 40) + "`");
+  }
+  return std::optional<std::int64_t>(n);
+}
 
 ObjectReader::ObjectReader(const Json& obj, std::string what) : obj_(obj), what_(std::move(what)) {
   if (!obj_.is_object()) status_ = Status::InvalidArgument(what_ + " must be a JSON object");
@@ -86,10 +115,9 @@ std::int64_t ObjectReader::Int(const char* key, bool required, std::int64_t lo, 
     Fail(key, "must be an integer");
     return def;
   }
-  std::int64_t n = v->is_number_unsigned() && v->get<std::uint64_t>() > INT64_MAX
-                       ? INT64_MAX
-                       : v->get<std::int64_t>();
-  if (n < lo || n > hi) {
+  const bool too_big = v->is_number_unsigned() && v->get<std::uint64_t>() > INT64_MAX;
+  const std::int64_t n = too_big ? 0 : v->get<std::int64_t>();
+  if (too_big || n < lo || n > hi) {
     Fail(key, "must be from " + std::to_string(lo) + " to " + std::to_string(hi));
     return def;
   }

@@ -12,15 +12,23 @@
 #include <vector>
 
 #include "core/status.h"
+#include "http/server.h"
 
 namespace depot::site {
 
 using Json = nlohmann::json;
 
 // Parses `body` as a JSON object (or array with `allow_array`). InvalidArgument for
-// malformed JSON, invalid UTF-8, nesting deeper than `max_depth`, or another type.
+// malformed JSON, invalid UTF-8, nesting deeper than `max_depth`, a key given twice in
+// one object (no "last one wins": a proxy and the site must not read different
+// requests), or another type.
 core::Result<Json> ParseJsonBody(std::string_view body, bool allow_array = false,
                                  int max_depth = 32);
+
+// Query parameter `name` of `req` as an integer from `lo` to `hi`; nullopt when
+// absent; InvalidArgument naming it and the range for anything else.
+core::Result<std::optional<std::int64_t>> IntQueryParam(const http::Request& req, const char* name,
+                                                        std::int64_t lo, std::int64_t hi);
 
 // Compact serialization that never throws (invalid UTF-8 is replaced).
 std::string Dump(const Json& j);

@@ -287,17 +287,15 @@ core::Result<Json> QueryMessages(SiteContext& ctx, const http::Request& req) {
     params.emplace_back(uid);
   }
   for (const char* field : {"deployment", "code", "version"}) {
-    if (auto v = req.QueryParam(field)) {
+    DEPOT_ASSIGN_OR_RETURN(auto v, IntQueryParam(req, field, 0, INT64_MAX));
+    if (v) {
       sql += std::string(" AND ") + field + " = ?";
-      params.emplace_back(catalog::Value(*v).AsInt());
+      params.emplace_back(*v);
     }
   }
-  std::int64_t limit = 1000;
-  if (auto l = req.QueryParam("limit")) {
-    limit = std::clamp<std::int64_t>(catalog::Value(*l).AsInt(), 1, 100000);
-  }
+  DEPOT_ASSIGN_OR_RETURN(auto limit, IntQueryParam(req, "limit", 1, 100000));
   sql += " ORDER BY last_at DESC, id DESC LIMIT ?";
-  params.emplace_back(limit);
+  params.emplace_back(limit.value_or(1000));
   DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows, ctx.db->Query(sql, params));
   Json out = Json::array();
   for (auto it = rows.rbegin(); it != rows.rend(); ++it) {

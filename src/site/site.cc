@@ -307,6 +307,8 @@ Status Site::Start() {
   opts.tls_cert_file = Resolve(ctx.data_dir, ctx.config.tls_cert);
   opts.tls_key_file = Resolve(ctx.data_dir, ctx.config.tls_key);
   opts.max_connections = ctx.config.max_connections;
+  opts.max_connections_per_address = ctx.config.max_connections_per_address;
+  opts.max_body_memory = ctx.config.max_body_memory;
   opts.metrics = &ctx.metrics;
   opts.metrics_prefix = "depot_site_http";
   opts.server_name = "depot-site";

@@ -119,13 +119,11 @@ core::Result<CaFiles> MakePrivateCa(core::Env* env, const std::string& dir,
   DEPOT_RETURN_IF_ERROR(AddExt(cert.get(), ca.get(), NID_ext_key_usage, "serverAuth"));
   DEPOT_RETURN_IF_ERROR(Sign(cert.get(), ca_key.get()));
 
-  CaFiles f{core::JoinPath(dir, "ca.pem"), core::JoinPath(dir, "ca.key"),
-            core::JoinPath(dir, "site.pem"), core::JoinPath(dir, "site.key")};
+  CaFiles f{core::JoinPath(dir, "ca.pem"), core::JoinPath(dir, "site.pem"),
+            core::JoinPath(dir, "site.key")};
   DEPOT_ASSIGN_OR_RETURN(std::string ca_pem, Pem(ca.get(), nullptr));
-  DEPOT_ASSIGN_OR_RETURN(std::string ca_key_pem, Pem(nullptr, ca_key.get()));
   DEPOT_ASSIGN_OR_RETURN(std::string pem, Pem(cert.get(), nullptr));
   DEPOT_ASSIGN_OR_RETURN(std::string key_pem, Pem(nullptr, key.get()));
-  DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(f.ca_key, ca_key_pem, 0600));
   DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(f.key, key_pem, 0600));
   DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(f.ca_cert, ca_pem, 0644));
   DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(f.cert, pem + ca_pem, 0644));  // chain: leaf, CA

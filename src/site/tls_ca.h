@@ -12,12 +12,14 @@
 namespace depot::site {
 
 struct CaFiles {
-  std::string ca_cert, ca_key, cert, key;  // absolute paths
+  std::string ca_cert, cert, key;  // absolute paths
 };
 
-// Writes ca.pem, ca.key, site.pem and site.key into `dir` (created 0700). The server
+// Writes ca.pem, site.pem and site.key into `dir` (created 0700). The server
 // certificate names every entry of `names` (DNS names or IP addresses) and is valid
-// for ten years, like the CA.
+// for ten years, like the CA. The CA's key signs that one certificate and is then
+// discarded, never written: a copy of the data directory cannot mint certificates
+// that DPs and agents would trust for other hosts.
 core::Result<CaFiles> MakePrivateCa(core::Env* env, const std::string& dir,
                                     const std::string& site_code,
                                     const std::vector<std::string>& names);
