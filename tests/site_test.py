@@ -353,10 +353,13 @@ class SiteTest(DepotTestCase):
 
     def test_enrollment_rules_deployments_and_policy_etag(self):
         self.create_package()
-        dp_near = self.site.cli("dp", "add", "near", "--url", "http://127.0.0.1:9", "--boundary", "10.1.0.0/16")
+        # Boundaries match the address the site sees (127.0.0.1 here), not the ones an
+        # agent claims for itself (`ips`): "claimed" holds only pc1's claimed address.
+        dp_near = self.site.cli("dp", "add", "near", "--url", "http://127.0.0.1:9", "--boundary", "127.0.0.0/8")
+        dp_claimed = self.site.cli("dp", "add", "claimed", "--url", "http://127.0.0.1:9", "--boundary", "10.1.0.0/16")
         dp_far = self.site.cli("dp", "add", "far", "--url", "http://127.0.0.1:9")
-        self.site.cli("distribute", "tools", "--to", "near", "far")
-        for dp in (dp_near, dp_far):
+        self.site.cli("distribute", "tools", "--to", "near", "claimed", "far")
+        for dp in (dp_near, dp_claimed, dp_far):
             self.site.api("POST", "/api/v1/dp/report", token=dp["token"],
                           body={"versions": [{"package": "tools", "version": 1, "state": "ready"}]})
         enroll = self.site.cli("token", "create", "--role", "enroll", "--uses", "2")
@@ -373,7 +376,9 @@ class SiteTest(DepotTestCase):
         self.assertEqual(status, 200)
         d = p1["deployments"][0]
         self.assertEqual((d["package"], d["version"], d["program"], d["kind"]), ("tools", 1, "install", "required"))
-        self.assertEqual([s["name"] for s in d["sources"]], ["near", "far", "TST"], "boundary DP, other DP, site")
+        self.assertEqual([s["name"] for s in d["sources"]], ["near", "claimed", "far", "TST"],
+                         "boundary DP, other DPs, site")
+        self.assertEqual([s["in_boundary"] for s in d["sources"]], [True, False, False, False])
         self.assertEqual(d["windows"][0]["tz"], "Europe/Berlin")
         status, _, _ = self.site.api("GET", "/api/v1/agent/policy", token=c1["token"], headers={"If-None-Match": h["etag"]})
         self.assertEqual(status, 304)

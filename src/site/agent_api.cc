@@ -108,10 +108,12 @@ core::Result<Json> UpdateAttributes(SiteContext& ctx, std::int64_t client_id,
 
 namespace {
 
-// The client's addresses, as it reported them and as the site saw it connect.
-std::vector<core::IpAddress> ClientAddresses(const Attributes& attrs) {
+// The client's addresses for choosing boundary DPs: the one the site saw it connect
+// from, and (with `trust_reported`) the ones it reported about itself.
+std::vector<core::IpAddress> ClientAddresses(const Attributes& attrs, bool trust_reported) {
   std::vector<core::IpAddress> addresses;
   for (const char* key : {"address", "ips"}) {
+    if (std::string_view(key) == "ips" && !trust_reported) continue;
     auto it = attrs.find(key);
     if (it == attrs.end()) continue;
     for (const auto& v : it->second) {
@@ -171,7 +173,7 @@ core::Result<Json> BuildPolicy(SiteContext& ctx, std::int64_t client_id) {
       auto client,
       ctx.db->QueryRow("SELECT uid, attributes FROM clients WHERE id = ?", {client_id}));
   Attributes attrs = LoadAttributes(client.Text(1));
-  std::vector<core::IpAddress> addresses = ClientAddresses(attrs);
+  std::vector<core::IpAddress> addresses = ClientAddresses(attrs, ctx.config.trust_client_ips);
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows deps,
       ctx.db->Query(

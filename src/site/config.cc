@@ -71,6 +71,7 @@ Status ReadTables(toml::table& root, const std::string& path, SiteConfig* c) {
     core::TomlTable t(root["agents"].as_table(), "agents", path, "docs/site.md");
     DEPOT_RETURN_IF_ERROR(t.Duration("poll_interval", &c->poll_interval));
     DEPOT_RETURN_IF_ERROR(t.Duration("offline_after", &c->client_offline_after));
+    DEPOT_RETURN_IF_ERROR(t.Bool("trust_client_ips", &c->trust_client_ips));
     DEPOT_RETURN_IF_ERROR(t.Finish());
   }
   {
@@ -172,7 +173,10 @@ std::string RenderConfig(const SiteConfig& c) {
     << "timestamp_lifetime = " << q(core::FormatDuration(c.timestamp_lifetime)) << "\n\n"
     << "[agents]\n"
     << "poll_interval = " << q(core::FormatDuration(c.poll_interval)) << "\n"
-    << "offline_after = " << q(core::FormatDuration(c.client_offline_after)) << "\n\n"
+    << "offline_after = " << q(core::FormatDuration(c.client_offline_after)) << "\n"
+    << "# DP boundaries match the address the site sees an agent connect from. true: also\n"
+    << "# the addresses agents report (`ips`), for fleets the site sees through NAT.\n"
+    << "trust_client_ips = " << (c.trust_client_ips ? "true" : "false") << "\n\n"
     << "[limits]\n"
     << "max_connections = " << c.max_connections << "\n"
     << "# Connections one peer address may hold (0: a quarter of max_connections). Raise it\n"

@@ -27,6 +27,7 @@
 //   [agents]
 //   poll_interval = "60s"         # told to agents in every policy
 //   offline_after = "1h"          # `depot status` lists clients unseen this long
+//   trust_client_ips = false      # boundaries match only the address the site sees
 //   [limits]
 //   max_connections = 10000
 //   max_connections_per_address = 0   # 0: a quarter of max_connections
@@ -66,6 +67,10 @@ struct SiteConfig {
   core::Duration timestamp_lifetime = std::chrono::hours(24 * 7);
   core::Duration poll_interval = std::chrono::seconds(60);
   core::Duration client_offline_after = std::chrono::hours(1);
+  // Whether DP boundaries also match the addresses agents report about themselves
+  // (`ips`), not only the address the site sees them connect from (`address`): for
+  // fleets the site sees through NAT, where every agent has the gateway's address.
+  bool trust_client_ips = false;
   std::uint64_t max_connections = 10'000;
   std::uint64_t max_connections_per_address = 0;  // 0: a quarter of max_connections
   std::uint64_t max_body_memory = 1ull << 30;
