@@ -11,7 +11,7 @@ command -v clang-format >/dev/null || {
   echo "format: clang-format is missing; run scripts/install-deps.sh --test" >&2
   exit 2
 }
-mapfile -t files < <(git ls-files -- 'src/*.h' 'src/*.cc' 'bench/*.h' 'bench/*.cc')
+mapfile -t files < <(git ls-files -- 'src/*.h' 'src/*.cc' 'bench/*.h' 'bench/*.cc' 'fuzz/*.cc')
 if [[ "${1:-}" == --fix ]]; then
   clang-format -i "${files[@]}"
   exit 0

@@ -14,7 +14,8 @@ build_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   tzdata  # the agent reads maintenance-window time zones from /usr/share/zoneinfo
 )
-test_pkgs=(nginx-light curl zstd sqlite3 postgresql python3 clang-format)
+test_pkgs=(nginx-light curl zstd sqlite3 postgresql python3 clang-format
+  clang libclang-rt-14-dev)  # libFuzzer (scripts/fuzz.sh)
 bench_pkgs=(casync rsync wrk hyperfine vmtouch)
 
 want=("${build_pkgs[@]}")

@@ -2,8 +2,9 @@
 # Builds depot with warnings as errors and runs every test: unit tests (GoogleTest,
 # one executable per component) and cross-process tests (real depot processes,
 # nginx, tuf-js) -- first on the normal build, then again on a build with
-# AddressSanitizer and UndefinedBehaviorSanitizer (DEPOT_SANITIZE). Installs what it
-# needs first and checks the C++ format (scripts/format.sh). Ends with CTest's summary.
+# AddressSanitizer and UndefinedBehaviorSanitizer (DEPOT_SANITIZE), then each libFuzzer
+# target briefly (scripts/fuzz.sh). Installs what it
+# needs first and checks the C++ format (scripts/format.sh).
 #   scripts/test.sh [--no-sanitize]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +23,8 @@ if ((sanitize)); then
   cd "$root/build-asan"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure --timeout 900 -j "$jobs"
+  echo "== fuzzing (scripts/fuzz.sh: each target 15 s from fuzz/corpus)"
+  "$root/scripts/fuzz.sh" --seconds 15
 else
   cd "$root/build"
   ctest --output-on-failure --timeout 900 -j "$jobs"

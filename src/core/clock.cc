@@ -69,6 +69,12 @@ Result<TimePoint> ParseUtc(std::string_view s) {
     return bad();
   }
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return bad();
+  // A TimePoint counts nanoseconds in 64 bits: 1677-09-21 to 2262-04-11. (Found by
+  // fuzz_tuf_metadata: an `expires` in 3360 overflowed the conversion.)
+  if (y < 1678 || y > 2261) {
+    return Status::InvalidArgument("time '" + std::string(s) +
+                                   "' is outside the years 1678-2261 that depot can represent");
+  }
   std::tm tm{};
   tm.tm_year = y - 1900;
   tm.tm_mon = mo - 1;

@@ -23,6 +23,19 @@ TEST(ClockTest, UtcRejectsOtherForms) {
   }
 }
 
+// Found by fuzz_tuf_metadata: an `expires` far in the future overflowed the
+// nanosecond count (undefined behaviour) instead of being refused.
+TEST(ClockTest, UtcRefusesYearsATimePointCannotHold) {
+  for (const char* s : {"3360-01-03T14:45:43Z", "9999-12-31T23:59:59Z", "2262-04-12T00:00:00Z",
+                        "0000-01-01T00:00:00Z", "1677-01-01T00:00:00Z"}) {
+    auto t = ParseUtc(s);
+    EXPECT_TRUE(t.status().IsInvalidArgument()) << s;
+    EXPECT_NE(t.status().message().find("1678-2261"), std::string::npos) << t.status().ToString();
+  }
+  EXPECT_EQ(FormatUtc(*ParseUtc("2261-12-31T23:59:59Z")), "2261-12-31T23:59:59Z");
+  EXPECT_EQ(FormatUtc(*ParseUtc("1678-01-01T00:00:00Z")), "1678-01-01T00:00:00Z");
+}
+
 TEST(ClockTest, ManualClockAdvancesOnSleep) {
   ManualClock clock(*ParseUtc("2026-01-01T00:00:00Z"));
   clock.SleepFor(std::chrono::hours(25));

@@ -124,14 +124,23 @@ class StrictSax final : public nlohmann::json_sax<Json> {
 
 Status AppendCanonical(const Json& v, std::string_view what, int depth, std::string* out);
 
-// Appends `s` as a canonical JSON string: quoted, only '"' and '\\' escaped.
-void AppendCanonicalString(const std::string& s, std::string* out) {
+// Appends `s` as a canonical JSON string: quoted, only '"' and '\\' escaped. A
+// control character would go out raw (canonical JSON has no other escapes), which no
+// JSON parser -- depot's, tuf-js's -- reads back: such a string is refused, so nothing
+// gets signed that its clients cannot parse. (Found by fuzz_canonical_json.)
+Status AppendCanonicalString(const std::string& s, std::string_view what, std::string* out) {
   out->push_back('"');
   for (char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20) {
+      return Status::InvalidArgument(std::string(what) + ": the string '" + Excerpt(s) +
+                                     "' holds a control character, which canonical JSON "
+                                     "cannot carry readably; remove it");
+    }
     if (c == '"' || c == '\\') out->push_back('\\');
     out->push_back(c);
   }
   out->push_back('"');
+  return Status::Ok();
 }
 
 // Appends an integer, refusing what canonical JSON cannot carry (negative, > 2^53).
@@ -176,7 +185,7 @@ Status AppendCanonicalObject(const Json& v, std::string_view what, int depth, st
   for (const auto& [key, value] : v.get_ref<const Json::object_t&>()) {
     if (!first) out->push_back(',');
     first = false;
-    AppendCanonicalString(key, out);
+    DEPOT_RETURN_IF_ERROR(AppendCanonicalString(key, what, out));
     out->push_back(':');
     DEPOT_RETURN_IF_ERROR(AppendCanonical(value, what, depth + 1, out));
   }
@@ -203,8 +212,7 @@ Status AppendCanonical(const Json& v, std::string_view what, int depth, std::str
       return Status::InvalidArgument(std::string(what) +
                                      ": floating-point numbers have no canonical form");
     case Json::value_t::string:
-      AppendCanonicalString(v.get_ref<const Json::string_t&>(), out);
-      return Status::Ok();
+      return AppendCanonicalString(v.get_ref<const Json::string_t&>(), what, out);
     case Json::value_t::array:
       return AppendCanonicalArray(v, what, depth, out);
     case Json::value_t::object:
