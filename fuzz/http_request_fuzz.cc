@@ -1,12 +1,13 @@
 // Request heads as the server reads them off a socket: Beast's parser with the
-// server's header limit, then depot's own checks on what it parsed -- framing
-// (RFC 9112 section 6) and the percent-decoded target.
+// server's header limit, then what the server makes of it: the Request (headers,
+// percent-decoded path, query parameters) and the framing check (RFC 9112 section 6).
 #include <boost/beast/http.hpp>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "http/framing.h"
+#include "http/request_head.h"
 #include "http/server.h"
 
 namespace bhttp = boost::beast::http;
@@ -19,15 +20,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   boost::beast::error_code ec;
   parser.put(boost::asio::buffer(data, size), ec);
   if (!parser.is_header_done()) return 0;
-  std::vector<depot::http::Header> headers;
-  for (const auto& f : parser.get()) {
-    std::string name(f.name_string());
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    headers.push_back({std::move(name), std::string(f.value())});
+  depot::http::Request req =
+      depot::http::RequestOf(parser.get(), "127.0.0.1", false, std::chrono::steady_clock::now());
+  depot::http::FramingError(req.headers);
+  if (depot::http::SplitTarget(&req)) {
+    req.QueryParam("since");
+    depot::http::PercentEncode(req.path, true);
   }
-  depot::http::FramingError(headers);
-  std::string_view target = parser.get().target();
-  auto decoded = depot::http::PercentDecode(target.substr(0, target.find('?')));
-  if (decoded.ok()) depot::http::PercentEncode(*decoded, true);
   return 0;
 }

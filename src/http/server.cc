@@ -29,6 +29,7 @@
 #include "http/address_budget.h"
 #include "http/framing.h"
 #include "http/head_text.h"
+#include "http/request_head.h"
 #include "http/server_metrics.h"
 #include "http/server_setup.h"
 #include "http/stream_io.h"
@@ -384,35 +385,6 @@ struct Server::Impl {
                rec != bhttp::error::end_of_stream && rec != bhttp::error::partial_message) {
       co_await WriteSimple(stream, lowest, 400, "malformed HTTP request");
     }
-  }
-
-  // The Request of headers `h` (names lowercased), without its path, query and body.
-  static Request RequestOf(const bhttp::request<bhttp::string_body>& h, const std::string& remote,
-                           bool tls, std::chrono::steady_clock::time_point start) {
-    Request req;
-    req.method = std::string(h.method_string());
-    req.target = std::string(h.target());
-    req.remote_address = remote;
-    req.tls = tls;
-    req.received = start;
-    for (const auto& f : h) {
-      std::string name(f.name_string());
-      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      req.headers.push_back({std::move(name), std::string(f.value())});
-    }
-    return req;
-  }
-
-  // Sets the percent-decoded path and the raw query of `req` from its target. False
-  // when the path is empty, does not start with '/' or does not decode.
-  static bool SplitTarget(Request* req) {
-    std::string_view t = req->target;
-    auto qpos = t.find('?');
-    auto decoded = PercentDecode(t.substr(0, qpos));
-    if (!decoded.ok() || decoded->empty() || (*decoded)[0] != '/') return false;
-    req->path = std::move(*decoded);
-    if (qpos != std::string_view::npos) req->query = std::string(t.substr(qpos + 1));
-    return true;
   }
 
   // Reads the admitted body of `req` (within `limit`, which AdmitBody set on `parser`).

@@ -87,7 +87,10 @@ core::Result<NewToken> CreateToken(SiteContext& ctx, catalog::Tx& tx, Role role,
   return t;
 }
 
-core::Result<Principal> Authenticate(SiteContext& ctx, const http::Request& req) {
+namespace {
+
+// The SHA-256 (hex) of the bearer token of `req`: what the catalog stores.
+core::Result<std::string> BearerTokenHash(const http::Request& req) {
   const std::string* auth = req.GetHeader("authorization");
   if (auth == nullptr || auth->empty()) {
     return Status::PermissionDenied(
@@ -102,7 +105,13 @@ core::Result<Principal> Authenticate(SiteContext& ctx, const http::Request& req)
   std::string_view secret = std::string_view(*auth).substr(kBearer.size());
   while (!secret.empty() && secret.front() == ' ') secret.remove_prefix(1);
   if (secret.size() > 200) return Status::PermissionDenied("token not recognised");
-  std::string hash = core::Sha256::HashHex(secret);
+  return core::Sha256::HashHex(secret);
+}
+
+}  // namespace
+
+core::Result<Principal> Authenticate(SiteContext& ctx, const http::Request& req) {
+  DEPOT_ASSIGN_OR_RETURN(std::string hash, BearerTokenHash(req));
   const core::MonoTime now_steady = ctx.clock->Monotonic();
   std::int64_t now_ms = ctx.NowMs();
   bool write_last_use = false;
