@@ -30,7 +30,7 @@ for t in "${targets[@]}"; do
   name="${t#fuzz_}"
   mkdir -p "$build/corpus/$name" "$root/fuzz/corpus/$name"
   log="$build/$t.log"
-  if ! "$build/fuzz/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  if ! "$build/fuzz/$t" -max_total_time="$seconds" -timeout=60 -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" \
       "$build/corpus/$name" "$root/fuzz/corpus/$name" >"$log" 2>&1; then
     echo "FAIL $t: a finding (see $log and $build/artifacts/)"
