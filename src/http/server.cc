@@ -297,8 +297,10 @@ struct Server::Impl {
         const std::uint64_t reserved = co_await AdmitBody(stream, lowest, tls, parser, req);
         if (reserved == 0) co_return;
         const bool read = co_await ReadBody(stream, lowest, buffer, parser, reserved, req);
-        if (!read) bodies.Release(remote, reserved);
-        if (!read) co_return;
+        if (!read) {
+          bodies.Release(remote, reserved);
+          co_return;
+        }
         Response resp = co_await Respond(lowest, req);
         // The body is done with: its memory goes back before a slow reader is answered.
         GiveBuffer(std::move(req.body));
@@ -316,9 +318,10 @@ struct Server::Impl {
   awaitable<bool> Answer(Stream& stream, beast::tcp_stream& lowest, bool tls, const Request& req,
                          Response& resp, bool keep_alive) {
     if (resp.close || stopping) keep_alive = false;
-    bool ok = co_await WriteAnswer(stream, lowest, tls, req, resp, keep_alive);
+    const bool written = co_await WriteAnswer(stream, lowest, tls, req, resp, keep_alive);
     Record(req, resp, req.received);
-    co_return ok&& keep_alive;
+    const bool go_on = written && keep_alive;
+    co_return go_on;
   }
 
   // Shows `req` (its headers only) to the handler, then reserves memory for its body
