@@ -72,7 +72,9 @@ TEST(PullThroughTest, ABoundedPoolFetchesEachChunkOnceAndRefusesPastItsQueue) {
     upstream.frames["/repo/chunks/" + store::ChunkRelPath(c.id)] = *store::CompressFrame(data, 1);
     chunks.push_back(c);
   }
-  auto server = http::Server::Start(&upstream, {});
+  http::ServerOptions opts;
+  opts.threads = 4;  // held requests block their thread: more than the pool's 2 workers
+  auto server = http::Server::Start(&upstream, opts);
   ASSERT_TRUE(server.ok()) << server.status().ToString();
   depot::testing::TempDir dir;
   DpConfig cfg;
