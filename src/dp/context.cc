@@ -171,6 +171,7 @@ core::Result<std::string> DpContext::ManifestBytesUpstream(const Assigned& a) {
 Status DpContext::Refetch(const store::ChunkId& id, std::uint32_t size) {
   std::string path = std::string(repo::kChunksDir) + "/" + store::ChunkRelPath(id);
   DEPOT_ASSIGN_OR_RETURN(std::string frame, upstream->Fetch(path, store::MaxFrameSize(size)));
+  sync_rate.Throttle(frame.size(), [this] { return abort_requests.load(); });
   return chunks.PutFrame(id, size, frame, nullptr).status();
 }
 

@@ -93,7 +93,7 @@ struct DpContext {
   // assignment names, and staged.
   core::Result<std::string> ManifestBytesUpstream(const Assigned& a);
   // Fetches chunk `id` (`size` bytes uncompressed) from upstream, verifies and stores
-  // it (repair and pull-through).
+  // it (repair and pull-through), within `sync_rate` like the sync.
   core::Status Refetch(const store::ChunkId& id, std::uint32_t size);
   // Records that `chunks` of a known manifest are wanted (for repair and pull-through).
   void WantChunksOf(const std::string& manifest_bytes);

@@ -13,8 +13,7 @@ using Json = nlohmann::json;
 // Only chunk batches take a body; anything else that announces one is refused
 // before it is read.
 http::Admission Handler::Admit(const http::Request& head) {
-  if (head.method == "POST" && head.path.size() == 6 + http::kChunkBatchPath.size() &&
-      head.path.rfind("/repo/", 0) == 0 && head.path.substr(6) == http::kChunkBatchPath) {
+  if (head.method == "POST" && head.path == "/repo/" + std::string(http::kChunkBatchPath)) {
     return {http::kMaxBatchBody, std::nullopt};
   }
   http::Response r = http::Response::Json(

@@ -2,7 +2,6 @@
 
 #include "core/hex.h"
 #include "core/log.h"
-#include "store/compress.h"
 
 namespace depot::dp {
 
@@ -75,16 +74,11 @@ void PullThrough::Work() {
   }
 }
 
-// From upstream unless the sync stored it meanwhile; received bytes count against
-// the rate the sync has too.
+// From upstream (within the sync's rate) unless the sync stored it meanwhile.
 Status PullThrough::Fetch(const Job& job) {
   auto has = ctx_->chunks.Has(job.id);
   if (has.ok() && *has) return Status::Ok();
-  const std::string path = std::string(repo::kChunksDir) + "/" + store::ChunkRelPath(job.id);
-  DEPOT_ASSIGN_OR_RETURN(std::string frame,
-                         ctx_->upstream->Fetch(path, store::MaxFrameSize(job.size)));
-  ctx_->sync_rate.Throttle(frame.size(), [this] { return ctx_->abort_requests.load(); });
-  return ctx_->chunks.PutFrame(job.id, job.size, frame, nullptr).status();
+  return ctx_->Refetch(job.id, job.size);
 }
 
 void PullThrough::Finish(const store::ChunkId& id, const Status& s) {

@@ -93,7 +93,8 @@ struct Server::Impl {
   // defaults filled in.
   static ServerOptions Fitted(ServerOptions o) {
     o.max_connections = FitConnectionsToFileLimit(o.max_connections, kReservedFiles);
-    if (o.max_connections_per_address == 0 || o.max_connections_per_address > o.max_connections)
+    // (AddressBudget holds a per-address share above the total to the total.)
+    if (o.max_connections_per_address == 0)
       o.max_connections_per_address = std::max<std::size_t>(1, o.max_connections / 4);
     if (o.max_body_memory_per_address == 0) o.max_body_memory_per_address = o.max_body_memory / 4;
     return o;
@@ -251,8 +252,7 @@ struct Server::Impl {
   template <typename Stream>
   awaitable<void> WriteSimple(Stream& stream, beast::tcp_stream& lowest, int status,
                               std::string_view message) {
-    Response r = Response::Json(status, std::string("{\"error\":{\"code\":\"") + "InvalidArgument" +
-                                            "\",\"message\":\"" + std::string(message) + "\"}}");
+    Response r = ErrorJson(status, message);
     std::string head = HeadText(r, opts.server_name, r.body.size(), false);
     co_await WriteAll(stream, lowest, head, r.body);
     metrics.Count(status);
@@ -368,11 +368,13 @@ struct Server::Impl {
     co_return co_await WriteAll(stream, lowest, kContinue);
   }
 
-  static Response ErrorJson(int status, const std::string& message) {
+  // An error answer ({"error":{"code","message"}}) that closes the connection: 503 is
+  // Unavailable, everything else the server answers itself is the request's fault.
+  static Response ErrorJson(int status, std::string_view message) {
     Response r =
         Response::Json(status, R"({"error":{"code":")" +
                                    std::string(status == 503 ? "Unavailable" : "InvalidArgument") +
-                                   R"(","message":")" + message + "\"}}");
+                                   R"(","message":")" + std::string(message) + "\"}}");
     r.close = true;
     return r;
   }

@@ -353,7 +353,10 @@ void StaticTree::ServeChunkBatch(const Request& req, Response* resp) const {
     carried[i] = {std::move(file), size};
   }
   resp->hold = batch_budget_.Lease(req.remote_address, total);
-  if (resp->hold == nullptr) carried.assign(ids.size(), Carried{});
+  if (resp->hold == nullptr) {
+    carried.assign(ids.size(), Carried{});
+    total = ids.size() * (64 + 3);  // "<id> -\n" each: all that is held without a lease
+  }
   std::string body;
   body.reserve(total);
   for (std::size_t i = 0; i < ids.size(); ++i) {

@@ -1,6 +1,7 @@
 #include "repo/chunk_download.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -99,6 +100,43 @@ Round RunRound(core::RepoSource* source, const std::vector<store::ChunkRef>& chu
   return round;
 }
 
+// Runs `tick` every `interval` on `clock` until destroyed (nothing when `tick` is
+// empty).
+class Ticker {
+ public:
+  Ticker(core::Clock* clock, std::function<void()> tick, core::Duration interval)
+      : clock_(clock), tick_(std::move(tick)), interval_(interval) {
+    if (tick_) thread_ = std::thread([this] { Run(); });
+  }
+  ~Ticker() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock lock(mu_);
+    while (!clock_->WaitFor(lock, cv_, interval_, [this] { return done_; })) {
+      lock.unlock();
+      tick_();
+      lock.lock();
+    }
+  }
+
+  core::Clock* clock_;
+  std::function<void()> tick_;
+  core::Duration interval_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;  // under mu_
+  std::thread thread_;
+};
+
 }  // namespace
 
 Status DownloadChunks(core::Clock* clock, core::RepoSource* source,
@@ -107,6 +145,7 @@ Status DownloadChunks(core::Clock* clock, core::RepoSource* source,
   core::RateLimiter own(clock, o.max_rate);
   core::RateLimiter& limiter = o.limiter != nullptr ? *o.limiter : own;
   core::Backoff backoff(clock, o.backoff);
+  Ticker ticker(clock, o.tick, o.tick_interval);
   for (int round = 1; !todo.empty(); ++round) {
     Round r = RunRound(source, chunks, todo, o, &limiter, deliver);
     if (!r.hard.ok()) return r.hard;

@@ -42,6 +42,12 @@ struct DownloadOptions {
   std::function<std::size_t(std::size_t)> worker_of;
   // Where the downloader says what it is doing ("fetch", "mirror").
   const char* log_name = "download";
+  // Called every `tick_interval` on the clock, from a thread of the download's own,
+  // for as long as the download runs -- also while no chunk arrives (a source that
+  // stalls): where callers make what was delivered so far durable. Optional; must
+  // not block long.
+  std::function<void()> tick;
+  core::Duration tick_interval = std::chrono::seconds(1);
 };
 
 // Receives chunk `index`'s response (the frame, or the transfer's error) on a worker

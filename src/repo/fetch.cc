@@ -3,10 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
-#include <thread>
 
 #include "core/atomic_batch.h"
 #include "core/background_sync.h"
@@ -114,7 +112,6 @@ class Fetcher {
   Status Transfer();
   Status DeliverChunk(std::size_t i, core::Result<std::string>& frame, std::string* scratch);
   void CommitCache();
-  void CommitCacheEveryInterval();
   void Place(std::size_t i, std::string_view data);
   Status Finish(Status transferred);
 
@@ -144,9 +141,6 @@ class Fetcher {
   // Transfer.
   std::atomic<std::uint64_t> fetched_bytes_{0}, fetched_chunks_{0}, since_commit_{0};
   std::atomic<bool> committing_{false};
-  std::mutex commit_mu_;
-  std::condition_variable commit_cv_;
-  bool transfer_done_ = false;  // under commit_mu_
   std::mutex bad_mu_;
 
   std::mutex mu_;
@@ -370,18 +364,6 @@ void Fetcher::CommitCache() {
   if (!s.ok()) Fail(s.WithContext("cache"), /*is_local=*/true);
 }
 
-// Runs beside the transfer: a source that stalls after some chunks must not keep
-// what was verified out of the cache until the fetch is killed.
-void Fetcher::CommitCacheEveryInterval() {
-  std::unique_lock lock(commit_mu_);
-  while (
-      !clock_->WaitFor(lock, commit_cv_, kCacheCommitInterval, [this] { return transfer_done_; })) {
-    lock.unlock();
-    if (cache_batch_->size() > 0) CommitCache();
-    lock.lock();
-  }
-}
-
 // The rest from the source, through the shared chunk downloader.
 Status Fetcher::Transfer() {
   DownloadOptions d;
@@ -395,21 +377,19 @@ Status Fetcher::Transfer() {
   // writing one file contend on its inode lock.
   d.worker_of = [this](std::size_t i) { return static_cast<std::size_t>(assembler_->HomeFile(i)); };
   d.log_name = "fetch";
-  std::thread committer;
-  if (cache_batch_) committer = std::thread([this] { CommitCacheEveryInterval(); });
+  if (cache_batch_) {
+    // Also while the source sends nothing: a source that stalls after some chunks
+    // must not keep what was verified out of the cache until the fetch is killed.
+    d.tick = [this] {
+      if (cache_batch_->size() > 0) CommitCache();
+    };
+    d.tick_interval = kCacheCommitInterval;
+  }
   Status s =
       DownloadChunks(clock_, source_, assembler_->chunks(), missing_, d,
                      [this](std::size_t i, core::Result<std::string>& frame, std::string* scratch) {
                        return DeliverChunk(i, frame, scratch);
                      });
-  if (committer.joinable()) {
-    {
-      std::lock_guard lock(commit_mu_);
-      transfer_done_ = true;
-    }
-    commit_cv_.notify_all();
-    committer.join();
-  }
   if (!s.ok()) Fail(s, /*is_local=*/false);
   Failed();  // a cancellation during the transfer is the error
   result_.fetched_chunks = fetched_chunks_;

@@ -30,10 +30,9 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock,
   core::AtomicBatch batch(env, store->root());
   std::mutex mu;  // guards batch commits and result
   std::uint64_t uncommitted = 0;
-  core::MonoTime last_commit = clock->Monotonic();
+  Status tick_error;  // a failed commit on the tick, reported when the download ends
   auto commit_locked = [&]() -> Status {
     uncommitted = 0;
-    last_commit = clock->Monotonic();
     Status s = batch.Commit();
     core::CrashPoint("mirror.chunks_committed");
     return s.WithContext("storing chunks");
@@ -47,6 +46,15 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock,
   d.limiter = o.limiter;
   d.cancelled = o.cancelled;
   d.log_name = "mirror";
+  // By time on the download's tick, so a stalled source does not hold verified chunks
+  // back; by size on arrival (below).
+  d.tick = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    if (uncommitted == 0) return;
+    Status cs = commit_locked();
+    if (!cs.ok() && tick_error.ok()) tick_error = cs;
+  };
+  d.tick_interval = o.commit_interval;
   Status s = DownloadChunks(
       clock, source, chunks, std::move(missing), d,
       [&](std::size_t i, core::Result<std::string>& frame, std::string*) -> Status {
@@ -69,17 +77,14 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock,
         uncommitted += c.size;
         if (o.progress_bytes) *o.progress_bytes += c.size;
         if (o.progress_chunks) ++*o.progress_chunks;
-        if (uncommitted >= o.commit_bytes ||
-            clock->Monotonic() - last_commit >= o.commit_interval) {
-          DEPOT_RETURN_IF_ERROR(commit_locked());
-        }
+        if (uncommitted >= o.commit_bytes) DEPOT_RETURN_IF_ERROR(commit_locked());
         return Status::Ok();
       });
   // What was verified stays, whatever happened.
   {
     std::lock_guard<std::mutex> lock(mu);
     Status cs = commit_locked();
-    if (s.ok()) s = cs;
+    if (s.ok()) s = !tick_error.ok() ? tick_error : cs;
   }
   result.transfer_bytes = source->BytesFetched() - transfer_start;
   if (!s.ok()) return s;

@@ -29,14 +29,10 @@ Status ApiCall::NoFields(const std::string& what) {
 namespace {
 
 core::Result<std::int64_t> IdParam(const std::string& s) {
-  std::int64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9' || v > (INT64_MAX - (c - '0')) / 10)
-      return Status::InvalidArgument("`" + s.substr(0, 40) + "` is not an id");
-    v = v * 10 + (c - '0');
-  }
   if (s.empty()) return Status::InvalidArgument("empty id");
-  return v;
+  std::optional<std::int64_t> v = ParseDecimal(s, 0, INT64_MAX);
+  if (!v) return Status::InvalidArgument("`" + s.substr(0, 40) + "` is not an id");
+  return *v;
 }
 
 // POST /api/v1/tokens: a new admin, operator, read-only or enroll token.

@@ -49,15 +49,21 @@ core::Result<std::optional<std::int64_t>> IntQueryParam(const http::Request& req
                                                         std::int64_t lo, std::int64_t hi) {
   auto v = req.QueryParam(name);
   if (!v) return std::optional<std::int64_t>();
-  std::int64_t n = 0;
-  const char* end = v->data() + v->size();
-  auto [ptr, ec] = std::from_chars(v->data(), end, n);
-  if (v->empty() || ec != std::errc() || ptr != end || n < lo || n > hi) {
+  std::optional<std::int64_t> n = ParseDecimal(*v, lo, hi);
+  if (!n) {
     return Status::InvalidArgument("query parameter `" + std::string(name) +
                                    "` must be an integer from " + std::to_string(lo) + " to " +
                                    std::to_string(hi) + ", not `" + v->substr(0, 40) + "`");
   }
-  return std::optional<std::int64_t>(n);
+  return n;
+}
+
+std::optional<std::int64_t> ParseDecimal(std::string_view s, std::int64_t lo, std::int64_t hi) {
+  if (s.empty() || (s[0] == '-' && lo >= 0)) return std::nullopt;
+  std::int64_t n = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc() || ptr != s.data() + s.size() || n < lo || n > hi) return std::nullopt;
+  return n;
 }
 
 ObjectReader::ObjectReader(const Json& obj, std::string what) : obj_(obj), what_(std::move(what)) {

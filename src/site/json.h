@@ -25,6 +25,10 @@ using Json = nlohmann::json;
 core::Result<Json> ParseJsonBody(std::string_view body, bool allow_array = false,
                                  int max_depth = 32);
 
+// `s` as a decimal integer from `lo` to `hi` (digits, a '-' only where `lo` is
+// negative); nullopt for anything else.
+std::optional<std::int64_t> ParseDecimal(std::string_view s, std::int64_t lo, std::int64_t hi);
+
 // Query parameter `name` of `req` as an integer from `lo` to `hi`; nullopt when
 // absent; InvalidArgument naming it and the range for anything else.
 core::Result<std::optional<std::int64_t>> IntQueryParam(const http::Request& req, const char* name,
