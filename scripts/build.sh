@@ -19,12 +19,6 @@ while (($#)); do
   shift
 done
 "$root/scripts/install-deps.sh" "${deps[@]}"
-# Paths under the checkout are hashed relative to it, so clones in other places
-# (CI's clean clone) reuse the compiler cache.
-export CCACHE_BASEDIR="$root"
-# The two configurations (normal, ASan+UBSan) with debug info are ~1.3 GB of objects
-# per state of the sources; with ccache's default 5 GB, a day of other builds on the
-# machine evicted them and a clean CI clone compiled everything twice (~40 min, not ~17).
-export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-12G}"
+source "$root/scripts/ccache-env.sh"
 cmake -S "$root" -B "$build_dir" "${cmake_args[@]}" >/dev/null
 ninja -C "$build_dir" "${targets[@]}"

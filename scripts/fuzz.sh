@@ -17,7 +17,7 @@ while (($#)); do
   shift
 done
 build="$root/build-fuzz"
-export CCACHE_BASEDIR="$root"
+source "$root/scripts/ccache-env.sh"
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DDEPOT_FUZZ=ON -DDEPOT_BUILD_TESTS=OFF >/dev/null
 ninja -C "$build" fuzzers

@@ -11,21 +11,24 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 sanitize=1
 [[ "${1:-}" == --no-sanitize ]] && sanitize=0
 jobs=$(nproc)
+start=$SECONDS
+stage() { echo "== $1   [$(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s so far]"; }
 
 "$root/scripts/build.sh" --werror --test-deps
-echo "== format (.clang-format)"
+stage "format (.clang-format)"
 "$root/scripts/format.sh"
 if ((sanitize)); then
-  echo "== tests (build/)"
+  stage "tests (build/)"
   (cd "$root/build" && ctest --output-on-failure --timeout 900 -j "$jobs")
-  echo "== tests under ASan + UBSan (build-asan/)"
+  stage "tests under ASan + UBSan (build-asan/)"
   "$root/scripts/build.sh" --werror --sanitize --dir "$root/build-asan"
   cd "$root/build-asan"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure --timeout 900 -j "$jobs"
-  echo "== fuzzing (scripts/fuzz.sh: each target 15 s from fuzz/corpus)"
+  stage "fuzzing (scripts/fuzz.sh: each target 15 s from fuzz/corpus)"
   "$root/scripts/fuzz.sh" --seconds 15
 else
   cd "$root/build"
   ctest --output-on-failure --timeout 900 -j "$jobs"
 fi
+stage "done"
