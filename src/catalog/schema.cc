@@ -216,12 +216,95 @@ ALTER TABLE dp_records ADD COLUMN verify_reason TEXT;
 UPDATE dp_records SET state_since = updated_at;
 )sql";
 
+// Migration 3: the hierarchy of sites (docs/hierarchy.md).
+// At a parent: its children (each authenticates with a tokens row of kind 'child',
+// subject_id = children.id), the highest report sequence it applied from each, and the
+// subtree's state as its children reported it. `site` there is the path of the site the
+// row comes from, relative to this one ("B", "B/D").
+// At a child: the one row of its link to the parent, and up_dirty -- what changed since
+// the parent last acknowledged, one row per changed thing (so the queue is bounded by
+// the number of things, not of changes), sent as its current state.
+constexpr std::string_view kV3 = R"sql(
+CREATE TABLE children (
+  id {{ID}},
+  code TEXT NOT NULL UNIQUE,
+  all_packages BIGINT NOT NULL DEFAULT 0,
+  max_rate BIGINT NOT NULL DEFAULT 0,
+  windows TEXT NOT NULL DEFAULT '[]',
+  created_at BIGINT NOT NULL,
+  last_feed_at BIGINT,
+  last_report_at BIGINT,
+  up_seq BIGINT NOT NULL DEFAULT 0,
+  link TEXT NOT NULL DEFAULT '{}',
+  health TEXT NOT NULL DEFAULT 'active',
+  health_since BIGINT
+);
+CREATE TABLE parent_link (
+  id BIGINT PRIMARY KEY,
+  feed_etag TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL DEFAULT 'active',
+  state_since BIGINT,
+  failures BIGINT NOT NULL DEFAULT 0,
+  last_contact_at BIGINT,
+  last_error TEXT NOT NULL DEFAULT '',
+  versions_behind BIGINT NOT NULL DEFAULT 0,
+  bytes_behind BIGINT NOT NULL DEFAULT 0,
+  acked_seq BIGINT NOT NULL DEFAULT 0,
+  max_rate BIGINT NOT NULL DEFAULT 0,
+  windows TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE up_dirty (
+  kind TEXT NOT NULL,
+  key TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  PRIMARY KEY (kind, key)
+);
+CREATE INDEX up_dirty_seq ON up_dirty(seq);
+CREATE TABLE tree_sites (
+  site TEXT PRIMARY KEY,
+  link TEXT NOT NULL DEFAULT '{}',
+  updated_at BIGINT NOT NULL
+);
+CREATE TABLE tree_clients (
+  site TEXT NOT NULL,
+  uid TEXT NOT NULL,
+  name TEXT NOT NULL,
+  attributes TEXT NOT NULL DEFAULT '{}',
+  enrolled_at BIGINT,
+  last_seen_at BIGINT,
+  PRIMARY KEY (site, uid)
+);
+CREATE TABLE tree_client_deployments (
+  site TEXT NOT NULL,
+  client_uid TEXT NOT NULL,
+  deployment_id BIGINT NOT NULL,
+  state TEXT NOT NULL,
+  version BIGINT,
+  exit_code BIGINT,
+  detail TEXT NOT NULL DEFAULT '',
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (site, client_uid, deployment_id)
+);
+CREATE INDEX tree_client_deployments_deployment ON tree_client_deployments(deployment_id);
+CREATE TABLE tree_dps (
+  site TEXT NOT NULL,
+  name TEXT NOT NULL,
+  state TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT '{}',
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (site, name)
+);
+ALTER TABLE messages ADD COLUMN site TEXT NOT NULL DEFAULT '';
+CREATE INDEX messages_site ON messages(site);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& SiteMigrations() {
   static const std::vector<Migration> kMigrations = {
       {1, "initial schema", kV1},
       {2, "reports steer distribution", kV2},
+      {3, "hierarchy of sites", kV3},
   };
   return kMigrations;
 }

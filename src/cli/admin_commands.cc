@@ -12,6 +12,7 @@ void AddAdminCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
   AddPackageCommands(app, c);
   AddDpCommands(app, c);
   AddDistributeCommand(app, c);
+  AddChildCommands(app, c);
   AddCollectionCommands(app, c);
   AddDeploymentCommands(app, c);
   AddClientCommands(app, c);

@@ -45,6 +45,8 @@ void AddPackageCommands(CLI::App* app, AdminCtx c);
 void AddDpCommands(CLI::App* app, AdminCtx c);
 // depot distribute: assigns a package to DPs or DP groups.
 void AddDistributeCommand(CLI::App* app, AdminCtx c);
+// depot child add | set | list | show | remove (child_commands.cc).
+void AddChildCommands(CLI::App* app, AdminCtx c);
 // depot collection create | list | show | delete | add | remove | set-rule.
 void AddCollectionCommands(CLI::App* app, AdminCtx c);
 // depot deploy, and depot deployment list | show | cancel.

@@ -1,4 +1,6 @@
 // depot site init | serve
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -81,7 +83,19 @@ void AddSiteCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
     cmd->add_flag("--make-ca", o->make_ca,
                   "Make a private CA and an HTTPS certificate for the site");
     cmd->add_option("--keep-versions", o->keep_versions, "Versions kept per package (default 5)");
-    cmd->callback([=] { *exit_code = RunSiteInit(*o, flags->json); });
+    cmd->add_option("--parent", o->parent_url,
+                    "Make a child site of the site at this URL (docs/hierarchy.md)");
+    cmd->add_option("--parent-token", o->parent_token,
+                    "The token `depot child add` printed at the parent");
+    cmd->add_option("--parent-ca", o->parent_ca, "PEM CA certificate to trust for the parent");
+    cmd->callback([=] {
+      if (!o->parent_ca.empty() && o->parent_ca[0] != '/') {
+        char cwd[4096];
+        if (::getcwd(cwd, sizeof(cwd)) != nullptr)
+          o->parent_ca = std::string(cwd) + "/" + o->parent_ca;
+      }
+      *exit_code = RunSiteInit(*o, flags->json);
+    });
   }
   {
     auto* cmd = site->add_subcommand("serve", "Serve a site until SIGTERM");

@@ -41,6 +41,7 @@ void AddMessages(CLI::App* app, AdminCtx c) {
   auto package = std::make_shared<std::string>();
   auto dpname = std::make_shared<std::string>();
   auto client = std::make_shared<std::string>();
+  auto site_path = std::make_shared<std::string>();
   auto deployment = std::make_shared<long long>(0);
   auto code = std::make_shared<long long>(0);
   auto limit = std::make_shared<long long>(200);
@@ -50,6 +51,8 @@ void AddMessages(CLI::App* app, AdminCtx c) {
   cmd->add_option("--package", *package, "Only this package");
   cmd->add_option("--dp", *dpname, "Only this DP");
   cmd->add_option("--client", *client, "Only this client id");
+  cmd->add_option("--from-site", *site_path,
+                  "Only this site of the tree and its subtree (B, B/D; `.` this site's own)");
   cmd->add_option("--deployment", *deployment, "Only this deployment");
   cmd->add_option("--code", *code, "Only this message id");
   cmd->add_option("--limit", *limit, "At most this many, newest (default 200)");
@@ -63,6 +66,7 @@ void AddMessages(CLI::App* app, AdminCtx c) {
     add("package", *package);
     add("dp", *dpname);
     add("client", *client);
+    add("site", *site_path);
     if (*deployment > 0) add("deployment", std::to_string(*deployment));
     if (*code > 0) add("code", std::to_string(*code));
     *c.exit_code = WithApi(
@@ -73,9 +77,10 @@ void AddMessages(CLI::App* app, AdminCtx c) {
             std::string count = m.value("count", 1) > 1
                                     ? " (x" + S(m, "count") + ", last " + S(m, "last_time") + ")"
                                     : "";
-            std::printf("%s %-7s %s %-10s %s%s\n", S(m, "time").c_str(), S(m, "severity").c_str(),
-                        S(m, "code").c_str(), S(m, "source").c_str(), S(m, "text").c_str(),
-                        count.c_str());
+            std::string where = S(m, "site").empty() ? "" : "[" + S(m, "site") + "] ";
+            std::printf("%s %-7s %s %s%-10s %s%s\n", S(m, "time").c_str(), S(m, "severity").c_str(),
+                        S(m, "code").c_str(), where.c_str(), S(m, "source").c_str(),
+                        S(m, "text").c_str(), count.c_str());
           }
           if (j["messages"].empty()) std::printf("(no messages)\n");
         });

@@ -105,6 +105,22 @@ constexpr MessageSpec kMessages[] = {
     {msg::kClockAhead, S::kWarning, "site", "clock_ahead",
      "The clock of {sender} is {ahead} ahead of the site's: its messages are dated when they "
      "arrived (the time it reported is kept as reported_time); correct its clock (NTP)"},
+    {msg::kChildAdded, S::kInfo, "hierarchy", "child_added", "Child site {child} added"},
+    {msg::kChildRemoved, S::kInfo, "hierarchy", "child_removed",
+     "Child site {child} removed: its feed and reports are refused and its subtree's records "
+     "are gone"},
+    {msg::kLinkDegraded, S::kWarning, "hierarchy", "link_degraded",
+     "Link {link} degraded: {failures} consecutive failed contacts (last: {error})"},
+    {msg::kLinkFailed, S::kError, "hierarchy", "link_failed",
+     "Link {link} failed: {failures} consecutive failed contacts (last: {error})"},
+    {msg::kLinkActive, S::kInfo, "hierarchy", "link_active", "Link {link} is active again"},
+    {msg::kVersionReplicated, S::kInfo, "hierarchy", "version_replicated",
+     "Package {package} version {version} replicated from the parent site {parent}: "
+     "{transfer_bytes} bytes moved"},
+    {msg::kParentRejected, S::kWarning, "hierarchy", "parent_rejected",
+     "The parent site {parent} served {object}, which failed verification: {error}"},
+    {msg::kReplicationFailed, S::kWarning, "hierarchy", "replication_failed",
+     "Replication from the parent site {parent} failed: {error} (next retry {next_retry})"},
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 //   3000-3999 dp        (distribution points: sync, serving, scrub, repair)
 //   4000-4999 agent     (clients: download, install, cleanup)
 //   5000-5999 site      (tokens, clients, collections, deployments, the server)
+//   6000-6999 hierarchy (child sites: links, replication from the parent)
 // Templates name parameters as {name}; FormatMessage fills them from a string map.
 //
 // Thread safety: immutable data.
@@ -25,7 +26,7 @@ bool ParseSeverity(std::string_view s, Severity* out);
 struct MessageSpec {
   int id;
   Severity severity;
-  std::string_view component;  // "package", "distribution", "dp", "agent", "site"
+  std::string_view component;  // "package", "distribution", "dp", "agent", "site", "hierarchy"
   std::string_view name;       // stable identifier, e.g. "version_created"
   std::string_view text;       // template with {param} placeholders
 };
@@ -81,6 +82,15 @@ inline constexpr int kCollectionChanged = 5006;
 inline constexpr int kDeploymentCreated = 5007;
 inline constexpr int kDeploymentCancelled = 5008;
 inline constexpr int kClockAhead = 5009;
+// hierarchy
+inline constexpr int kChildAdded = 6001;
+inline constexpr int kChildRemoved = 6002;
+inline constexpr int kLinkDegraded = 6003;
+inline constexpr int kLinkFailed = 6004;
+inline constexpr int kLinkActive = 6005;
+inline constexpr int kVersionReplicated = 6006;
+inline constexpr int kParentRejected = 6007;
+inline constexpr int kReplicationFailed = 6008;
 }  // namespace msg
 
 // The spec of `id`, or nullptr for an unknown id.

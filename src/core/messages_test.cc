@@ -24,7 +24,8 @@ TEST(MessagesTest, CatalogIsSortedUniqueAndInItsComponentRange) {
                             : range == 2 ? "distribution"
                             : range == 3 ? "dp"
                             : range == 4 ? "agent"
-                                         : "site";
+                            : range == 5 ? "site"
+                                         : "hierarchy";
     EXPECT_EQ(all[i].component, want) << all[i].id;
     EXPECT_EQ(FindMessage(all[i].id), &all[i]);
   }

@@ -154,6 +154,29 @@ Status Repository::Init(core::Env* env, core::Clock* clock, const std::string& d
   return env->WriteFileAtomic(layout.config(), EncodeSettings(settings), 0644);
 }
 
+Status Repository::InitReplica(core::Env* env, core::Clock* clock, const std::string& dir,
+                               const RepoSettings& settings, const std::string& root_json) {
+  (void)clock;
+  DEPOT_RETURN_IF_ERROR(store::Chunker::Create(settings.chunker).status());
+  RepoLayout layout(dir);
+  auto listing = env->ListDir(dir);
+  if (listing.ok() && !listing->empty()) {
+    return Status::InvalidArgument(dir +
+                                   " already exists and is not empty; choose a new directory");
+  }
+  DEPOT_RETURN_IF_ERROR(env->CreateDirs(layout.metadata()));
+  DEPOT_RETURN_IF_ERROR(env->CreateDirs(layout.targets()));
+  store::ChunkStore chunks(env, layout.chunks(), settings.compression_level);
+  DEPOT_RETURN_IF_ERROR(chunks.Create());
+  DEPOT_ASSIGN_OR_RETURN(auto root, tuf::ParseRoot(root_json, "the parent's root.json"));
+  DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(
+      core::JoinPath(layout.metadata(), std::to_string(root.body.version) + ".root.json"),
+      root_json, 0644));
+  DEPOT_RETURN_IF_ERROR(
+      env->WriteFileAtomic(core::JoinPath(layout.metadata(), "root.json"), root_json, 0644));
+  return env->WriteFileAtomic(layout.config(), EncodeSettings(settings), 0644);
+}
+
 core::Result<std::unique_ptr<Repository>> Repository::Open(core::Env* env, core::Clock* clock,
                                                            const std::string& dir) {
   RepoLayout layout(dir);
@@ -438,20 +461,28 @@ Status Repository::RotateKeys(const std::vector<std::string>& roles) {
 }
 
 core::Result<GcReport> Repository::CollectGarbage(core::Duration min_age) {
+  std::map<std::string, std::string> live;
+  {
+    DEPOT_ASSIGN_OR_RETURN(
+        auto writer, tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(), layout_.metadata(),
+                                                 settings_.expiry));
+    for (const auto& [path, target] : writer.targets())
+      live[tuf::ConsistentTargetPath(path, target.sha256)] = target.sha256;
+  }
+  return CollectGarbageKeeping(live, min_age);
+}
+
+core::Result<GcReport> Repository::CollectGarbageKeeping(
+    const std::map<std::string, std::string>& live_paths, core::Duration min_age) {
   DEPOT_ASSIGN_OR_RETURN(auto lock, env_->LockFile(layout_.lock()));
-  DEPOT_ASSIGN_OR_RETURN(
-      auto writer, tuf::RepositoryWriter::Open(env_, clock_, layout_.keys(), layout_.metadata(),
-                                               settings_.expiry));
   GcReport report;
   store::ChunkIdSet live;
   std::set<std::string> live_manifests;  // paths relative to targets/
-  for (const auto& [path, target] : writer.targets()) {
-    std::string rel = tuf::ConsistentTargetPath(path, target.sha256);
+  for (const auto& [rel, sha256] : live_paths) {
     live_manifests.insert(rel);
-    auto bytes = env_->ReadFile(core::JoinPath(layout_.targets(), rel), target.length);
-    if (!bytes.ok() || bytes->size() != target.length ||
-        core::Sha256::HashHex(*bytes) != target.sha256) {
-      return Status::Corruption("gc: signed manifest " + rel +
+    auto bytes = env_->ReadFile(core::JoinPath(layout_.targets(), rel), 256ull << 20);
+    if (!bytes.ok() || core::Sha256::HashHex(*bytes) != sha256) {
+      return Status::Corruption("gc: manifest " + rel +
                                 " is missing or damaged; nothing was removed (run depot repo "
                                 "verify)");
     }

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -95,6 +96,12 @@ class Repository {
   static core::Status Init(core::Env* env, core::Clock* clock, const std::string& dir,
                            const RepoSettings& settings);
 
+  // Creates a replica of another site's library in `dir` (a child site's,
+  // docs/hierarchy.md): settings, an empty chunk store and the other library's root
+  // metadata (`root_json`, exact bytes) -- and no keys: a replica's metadata is
+  // mirrored, never signed here. InvalidArgument when `dir` is not empty.
+  static core::Status InitReplica(core::Env* env, core::Clock* clock, const std::string& dir,
+                                  const RepoSettings& settings, const std::string& root_json);
   // Opens an existing repository. NotFound when `dir` holds none (with a hint to run
   // `depot repo init`); InvalidArgument for unreadable settings.
   static core::Result<std::unique_ptr<Repository>> Open(core::Env* env, core::Clock* clock,
@@ -157,6 +164,11 @@ class Repository {
   // With `min_age`, chunks modified more recently are kept even when unreferenced:
   // they may belong to an upload whose version is not signed yet.
   core::Result<GcReport> CollectGarbage(core::Duration min_age = core::Duration::zero());
+  // The same for a replica, which cannot trust its targets to name only what it holds:
+  // the live manifests are `live` (paths under targets/ as ConsistentTargetPath gives
+  // them, with their SHA-256), each of which must be present and intact.
+  core::Result<GcReport> CollectGarbageKeeping(const std::map<std::string, std::string>& live,
+                                               core::Duration min_age);
 
   // Re-signs snapshot and timestamp (and targets/root when near expiry). With
   // `root`, also re-signs root as a new version with fresh expiry (needs root.pem).

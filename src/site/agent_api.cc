@@ -13,6 +13,7 @@
 #include "site/distribution.h"
 #include "site/membership.h"
 #include "site/messages.h"
+#include "site/upward.h"
 #include "store/manifest.h"
 
 namespace depot::site {
@@ -55,6 +56,7 @@ core::Result<Json> Enroll(SiteContext& ctx, const Principal& who, const http::Re
     DEPOT_ASSIGN_OR_RETURN(
         token, CreateToken(ctx, tx, Role::kAgent, "client " + name, id, 0, std::nullopt));
     DEPOT_RETURN_IF_ERROR(EvaluateClient(tx, id, attrs));
+    DEPOT_RETURN_IF_ERROR(MarkUp(ctx, tx, "client", uid));
     return PostMessage(ctx, tx, core::msg::kClientEnrolled, {{}, {}, {}, uid, {}},
                        {{"client", uid}, {"name", name}, {"address", req.remote_address}});
   });
@@ -98,6 +100,7 @@ core::Result<Json> UpdateAttributes(SiteContext& ctx, std::int64_t client_id,
                 {text, req.remote_address, ctx.NowMs(), client_id})
             .status());
     DEPOT_RETURN_IF_ERROR(EvaluateClient(tx, client_id, attrs));
+    DEPOT_RETURN_IF_ERROR(MarkUp(ctx, tx, "client", uid));
     return PostMessage(ctx, tx, core::msg::kClientAttributesChanged, {{}, {}, {}, uid, {}},
                        {{"client", uid}});
   });
@@ -314,8 +317,8 @@ struct ReportCounts {
 // target it (its collection's) or did when it last reported on them: another
 // deployment's report is dropped (counted, and answered 200 so that an agent's
 // outbox does not retry it forever).
-Status StoreReports(SiteContext& ctx, std::int64_t client_id, const std::vector<Report>& items,
-                    ReportCounts* counts) {
+Status StoreReports(SiteContext& ctx, std::int64_t client_id, const std::string& uid,
+                    const std::vector<Report>& items, ReportCounts* counts) {
   return ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
     *counts = ReportCounts();
     for (const Report& it : items) {
@@ -349,6 +352,7 @@ Status StoreReports(SiteContext& ctx, std::int64_t client_id, const std::vector<
                                       it.detail, it.seq, ctx.NowMs()}));
       if (n > 0) {
         ++counts->applied;
+        DEPOT_RETURN_IF_ERROR(MarkUp(ctx, tx, "cd", ClientDeploymentKey(uid, it.deployment)));
       } else {
         ++counts->stale;
       }
@@ -380,7 +384,7 @@ core::Result<Json> AgentStatus(SiteContext& ctx, std::int64_t client_id, const J
     out["messages"] = m;
   }
   if (deployments != nullptr) {
-    Status s = StoreReports(ctx, client_id, items, &counts);
+    Status s = StoreReports(ctx, client_id, uid, items, &counts);
     if (!s.ok()) return s;
     if (counts.not_targeted > 0) {
       core::Log(core::LogLevel::kWarn, "site.report_not_targeted",

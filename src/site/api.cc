@@ -71,6 +71,7 @@ SiteApi::SiteApi(SiteContext* ctx) : ctx_(ctx) {
   AddStatusRoutes(add);
   AddDpRoutes(add);
   AddAgentRoutes(add);
+  AddHierarchyRoutes(add);
 }
 
 const SiteApi::Route* SiteApi::Match(const http::Request& req,
@@ -111,6 +112,17 @@ struct SiteApi::Gate {
   std::optional<http::Response> refusal;
 };
 
+namespace {
+
+// What only the top of a tree creates: the catalog a child replicates.
+bool MadeAtTheTop(const SiteApi::Route& r) {
+  if (r.method == "GET" || r.segments.size() < 3 || r.segments[0] != "api") return false;
+  const std::string& area = r.segments[2];
+  return area == "chunks" || area == "packages" || area == "collections" || area == "deployments";
+}
+
+}  // namespace
+
 SiteApi::Gate SiteApi::Pass(const http::Request& req) {
   Gate g;
   g.route = Match(req, &g.params);
@@ -122,6 +134,15 @@ SiteApi::Gate SiteApi::Pass(const http::Request& req) {
       g.refusal = ErrorResponse(Status::NotFound("no such endpoint: " + req.method + " " +
                                                  req.path + " (see docs/api.md)"));
     }
+    return g;
+  }
+  if (ctx_->config.is_child() && MadeAtTheTop(*g.route)) {
+    g.refusal = ErrorResponse(
+        Status::InvalidArgument(
+            "this is a child site: packages, collections and deployments are made at the top "
+            "site and flow down to here (this site's parent is " +
+            ctx_->config.parent_url + "); run the command there"),
+        409);
     return g;
   }
   auto who = Authenticate(*ctx_, req);

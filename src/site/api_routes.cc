@@ -3,6 +3,7 @@
 #include "core/messages.h"
 #include "site/agent_api.h"
 #include "site/auth.h"
+#include "site/children.h"
 #include "site/client_admin.h"
 #include "site/collections.h"
 #include "site/deployments.h"
@@ -12,6 +13,7 @@
 #include "site/overview.h"
 #include "site/package_programs.h"
 #include "site/packages.h"
+#include "site/upward.h"
 
 namespace depot::site {
 
@@ -45,10 +47,11 @@ core::Result<Json> CreateTokenRoute(ApiCall& c) {
   std::string expires = r.String("expires", false, 40);
   DEPOT_RETURN_IF_ERROR(r.Finish());
   Role role;
-  if (!ParseRole(role_name, &role) || role == Role::kDp || role == Role::kAgent) {
+  if (!ParseRole(role_name, &role) || role == Role::kDp || role == Role::kAgent ||
+      role == Role::kChild) {
     return Status::InvalidArgument(
-        "role must be admin, operator, read-only or enroll (DP and agent credentials are issued "
-        "by `depot dp add` and at enrollment)");
+        "role must be admin, operator, read-only or enroll (DP, child-site and agent credentials "
+        "are issued by `depot dp add`, `depot child add` and at enrollment)");
   }
   if (uses && role != Role::kEnroll)
     return Status::InvalidArgument("only enroll tokens have a use count");
@@ -287,6 +290,41 @@ void AddAgentRoutes(const AddRouteFn& add) {
   add("POST", "/api/v1/agent/status", Role::kAgent, 4 << 20, [](ApiCall& c) -> core::Result<Json> {
     DEPOT_ASSIGN_OR_RETURN(Json body, c.Body());
     return AgentStatus(c.ctx, c.who.subject_id, body);
+  });
+}
+
+}  // namespace depot::site
+
+namespace depot::site {
+
+void AddHierarchyRoutes(const AddRouteFn& add) {
+  add("POST", "/api/v1/children", Role::kAdmin, kSmallBody, [](ApiCall& c) -> core::Result<Json> {
+    DEPOT_ASSIGN_OR_RETURN(Json body, c.Body());
+    auto r = AddChild(c.ctx, body);
+    if (r.ok()) c.status = 201;
+    return r;
+  });
+  add("GET", "/api/v1/children", Role::kReadOnly, 0,
+      [](ApiCall& c) { return ListChildren(c.ctx); });
+  add("GET", "/api/v1/children/{}", Role::kReadOnly, 0,
+      [](ApiCall& c) { return ShowChild(c.ctx, c.params[0]); });
+  add("PATCH", "/api/v1/children/{}", Role::kAdmin, kSmallBody,
+      [](ApiCall& c) -> core::Result<Json> {
+        DEPOT_ASSIGN_OR_RETURN(Json body, c.Body());
+        return ChangeChild(c.ctx, c.params[0], body);
+      });
+  add("DELETE", "/api/v1/children/{}", Role::kAdmin, 0,
+      [](ApiCall& c) { return RemoveChild(c.ctx, c.params[0]); });
+  // The child API: a child sees only its own feed.
+  add("GET", "/api/v1/child/trust", Role::kChild, 0, [](ApiCall& c) { return ChildTrust(c.ctx); });
+  add("GET", "/api/v1/child/feed", Role::kChild, 0, [](ApiCall& c) -> core::Result<Json> {
+    HandleChildFeed(c.ctx, c.who.subject_id, c.req, c.resp);
+    c.handled = true;
+    return Json();
+  });
+  add("POST", "/api/v1/child/report", Role::kChild, 16 << 20, [](ApiCall& c) -> core::Result<Json> {
+    DEPOT_ASSIGN_OR_RETURN(Json body, c.Body());
+    return ApplyChildReport(c.ctx, c.who.subject_id, body);
   });
 }
 

@@ -55,5 +55,7 @@ void AddStatusRoutes(const AddRouteFn& add);
 void AddDpRoutes(const AddRouteFn& add);
 // Agent API: an agent sees only its own policy and status.
 void AddAgentRoutes(const AddRouteFn& add);
+// Child sites (admin) and the child API (docs/hierarchy.md).
+void AddHierarchyRoutes(const AddRouteFn& add);
 
 }  // namespace depot::site

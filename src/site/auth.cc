@@ -36,6 +36,8 @@ std::string_view RoleName(Role r) {
       return "dp";
     case Role::kAgent:
       return "agent";
+    case Role::kChild:
+      return "child";
     default:
       return "none";
   }
@@ -45,7 +47,7 @@ bool ParseRole(std::string_view s, Role* out) {
   static const std::pair<std::string_view, Role> kRoles[] = {
       {"admin", Role::kAdmin},       {"operator", Role::kOperator}, {"read-only", Role::kReadOnly},
       {"readonly", Role::kReadOnly}, {"enroll", Role::kEnroll},     {"dp", Role::kDp},
-      {"agent", Role::kAgent}};
+      {"agent", Role::kAgent},       {"child", Role::kChild}};
   for (const auto& [name, role] : kRoles) {
     if (s == name) {
       *out = role;

@@ -24,6 +24,21 @@ core::Result<Json> ListClients(SiteContext& ctx) {
                    {"enrolled", FormatMs(r.Int(3))},
                    {"last_seen", r.IsNull(4) ? "" : FormatMs(r.Int(4))},
                    {"online", !r.IsNull(4) && now - r.Int(4) < offline_ms},
+                   {"attributes", attrs.is_discarded() ? Json::object() : attrs},
+                   {"site", ""}});
+  }
+  // Clients of the subtree, as the child sites reported them (docs/hierarchy.md).
+  DEPOT_ASSIGN_OR_RETURN(catalog::Rows tree,
+                         ctx.db->Query("SELECT site, uid, name, enrolled_at, last_seen_at, "
+                                       "attributes FROM tree_clients ORDER BY site, name, uid"));
+  for (const auto& r : tree) {
+    Json attrs = Json::parse(r.Text(5), nullptr, false);
+    out.push_back({{"id", r.Text(1)},
+                   {"name", r.Text(2)},
+                   {"site", r.Text(0)},
+                   {"enrolled", r.IsNull(3) ? "" : FormatMs(r.Int(3))},
+                   {"last_seen", r.IsNull(4) ? "" : FormatMs(r.Int(4))},
+                   {"online", !r.IsNull(4) && now - r.Int(4) < offline_ms},
                    {"attributes", attrs.is_discarded() ? Json::object() : attrs}});
   }
   return Json{{"clients", out}};

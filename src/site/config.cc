@@ -86,6 +86,13 @@ Status ReadTables(toml::table& root, const std::string& path, SiteConfig* c) {
     DEPOT_RETURN_IF_ERROR(t.Size("max_upload_body", &c->max_upload_body));
     DEPOT_RETURN_IF_ERROR(t.Finish());
   }
+  if (root.contains("parent")) {
+    core::TomlTable t(root["parent"].as_table(), "parent", path, "docs/hierarchy.md");
+    DEPOT_RETURN_IF_ERROR(t.String("url", &c->parent_url));
+    DEPOT_RETURN_IF_ERROR(t.String("token_file", &c->parent_token_file));
+    DEPOT_RETURN_IF_ERROR(t.String("ca", &c->parent_ca));
+    DEPOT_RETURN_IF_ERROR(t.Finish());
+  }
   return Status::Ok();
 }
 
@@ -106,6 +113,10 @@ Status CheckConfig(const SiteConfig& c, const std::string& path) {
   if (c.tls_cert.empty() != c.tls_key.empty()) {
     return Status::InvalidArgument(path + ": [tls] needs both cert and key, or neither");
   }
+  if (c.is_child() && c.parent_url.rfind("http://", 0) != 0 &&
+      c.parent_url.rfind("https://", 0) != 0) {
+    return Status::InvalidArgument(path + ": [parent] url must start with http:// or https://");
+  }
   return Status::Ok();
 }
 
@@ -118,13 +129,13 @@ core::Result<SiteConfig> LoadConfig(core::Env* env, const std::string& path) {
                                             "`depot site init --data DIR --code CODE`"));
   SiteConfig c;
   static const std::set<std::string> kTables = {"site",    "tls",    "packages", "distribution",
-                                                "signing", "agents", "limits"};
+                                                "signing", "agents", "limits",   "parent"};
   for (auto&& [k, v] : root) {
     std::string key(k.str());
     if (!kTables.count(key) || !v.is_table()) {
       return Status::InvalidArgument(path + ": unknown table or key `" + key +
                                      "` (expected one of [site], [tls], [packages], "
-                                     "[distribution], [signing], [agents], [limits])");
+                                     "[distribution], [signing], [agents], [limits], [parent])");
     }
   }
   DEPOT_RETURN_IF_ERROR(ReadTables(root, path, &c));
@@ -185,6 +196,16 @@ std::string RenderConfig(const SiteConfig& c) {
     << "# Request bodies held at once (one address gets a quarter; past it, 503).\n"
     << "max_body_memory = " << q(core::FormatSize(c.max_body_memory)) << "\n"
     << "max_upload_body = " << q(core::FormatSize(c.max_upload_body)) << "\n";
+  if (c.is_child()) {
+    o << "\n[parent]\n"
+      << "# This is a child site: it pulls content and work from its parent and reports\n"
+      << "# up to it (docs/hierarchy.md).\n"
+      << "url = " << q(c.parent_url) << "\n"
+      << "# The child's credential at the parent (relative: inside the data directory).\n"
+      << "token_file = " << q(c.parent_token_file) << "\n"
+      << "# A PEM CA certificate to trust for the parent; empty: the system's.\n"
+      << "ca = " << q(c.parent_ca) << "\n";
+  }
   return o.str();
 }
 

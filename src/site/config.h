@@ -33,6 +33,10 @@
 //   max_connections_per_address = 0   # 0: a quarter of max_connections
 //   max_body_memory = "1GiB"      # request bodies held at once; one address a quarter
 //   max_upload_body = "64MiB"     # largest chunk batch in one request
+//   [parent]                      # only at a child site (docs/hierarchy.md)
+//   url = "https://top:8080"      # the parent site
+//   token_file = "parent-token"   # the child's credential there (mode 0600)
+//   ca = ""                       # a PEM CA to trust for the parent; "": the system's
 //
 // Thread safety: a plain value.
 #pragma once
@@ -75,6 +79,13 @@ struct SiteConfig {
   std::uint64_t max_connections_per_address = 0;  // 0: a quarter of max_connections
   std::uint64_t max_body_memory = 1ull << 30;
   std::uint64_t max_upload_body = 64ull << 20;
+  // A child site pulls content and work from its parent and reports up to it; empty at
+  // the top of a tree.
+  std::string parent_url;
+  std::string parent_token_file = "parent-token";
+  std::string parent_ca;
+
+  bool is_child() const { return !parent_url.empty(); }
 };
 
 // Site codes: 1-8 characters of [A-Z0-9].

@@ -27,7 +27,7 @@
 
 namespace depot::site {
 
-enum class Role { kNone, kReadOnly, kOperator, kAdmin, kEnroll, kDp, kAgent };
+enum class Role { kNone, kReadOnly, kOperator, kAdmin, kEnroll, kDp, kAgent, kChild };
 
 // Who is calling: resolved from the bearer token of a request.
 struct Principal {

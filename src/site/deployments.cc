@@ -43,48 +43,6 @@ bool ValidTimeZone(const std::string& tz) {
   return ::stat(("/usr/share/zoneinfo/" + tz).c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-core::Result<Json> ParseWindows(const Json* raw) {
-  Json out = Json::array();
-  if (raw == nullptr) return out;
-  if (!raw->is_array() || raw->size() > 16) {
-    return Status::InvalidArgument("windows must be a list of at most 16 maintenance windows");
-  }
-  for (std::size_t i = 0; i < raw->size(); ++i) {
-    ObjectReader r((*raw)[i], "window " + std::to_string(i));
-    std::string start = r.String("start", true, 5);
-    std::string duration = r.String("duration", true, 16);
-    std::string tz = r.String("tz", false, 64, "UTC");
-    DEPOT_RETURN_IF_ERROR(r.Finish());
-    int hh = -1, mm = -1;
-    if (start.size() == 5 && start[2] == ':' &&
-        std::isdigit(static_cast<unsigned char>(start[0])) &&
-        std::isdigit(static_cast<unsigned char>(start[1])) &&
-        std::isdigit(static_cast<unsigned char>(start[3])) &&
-        std::isdigit(static_cast<unsigned char>(start[4]))) {
-      hh = (start[0] - '0') * 10 + (start[1] - '0');
-      mm = (start[3] - '0') * 10 + (start[4] - '0');
-    }
-    if (hh < 0 || hh > 23 || mm < 0 || mm > 59) {
-      return Status::InvalidArgument("window " + std::to_string(i) +
-                                     ": start must be HH:MM (24-hour)");
-    }
-    auto d = core::ParseDuration(duration);
-    if (!d.ok() || *d <= core::Duration::zero() || *d > std::chrono::hours(24)) {
-      return Status::InvalidArgument("window " + std::to_string(i) +
-                                     ": duration must be like 2h or 90m, at most 24h");
-    }
-    if (!ValidTimeZone(tz)) {
-      return Status::InvalidArgument("window " + std::to_string(i) + ": unknown time zone `" +
-                                     tz.substr(0, 64) +
-                                     "` (use an IANA name like Europe/Berlin, or UTC)");
-    }
-    out.push_back({{"start", start},
-                   {"duration_s", std::chrono::duration_cast<std::chrono::seconds>(*d).count()},
-                   {"tz", tz}});
-  }
-  return out;
-}
-
 // Deployment state counts: clients targeted, and how many reported each state.
 core::Result<Json> DeploymentCounts(SiteContext& ctx, std::int64_t deployment_id,
                                     std::int64_t collection_id) {
@@ -133,6 +91,48 @@ Status CheckProgram(const std::string& package, const std::string& program, cons
 }
 
 }  // namespace
+
+core::Result<Json> ParseWindows(const Json* raw) {
+  Json out = Json::array();
+  if (raw == nullptr) return out;
+  if (!raw->is_array() || raw->size() > 16) {
+    return Status::InvalidArgument("windows must be a list of at most 16 maintenance windows");
+  }
+  for (std::size_t i = 0; i < raw->size(); ++i) {
+    ObjectReader r((*raw)[i], "window " + std::to_string(i));
+    std::string start = r.String("start", true, 5);
+    std::string duration = r.String("duration", true, 16);
+    std::string tz = r.String("tz", false, 64, "UTC");
+    DEPOT_RETURN_IF_ERROR(r.Finish());
+    int hh = -1, mm = -1;
+    if (start.size() == 5 && start[2] == ':' &&
+        std::isdigit(static_cast<unsigned char>(start[0])) &&
+        std::isdigit(static_cast<unsigned char>(start[1])) &&
+        std::isdigit(static_cast<unsigned char>(start[3])) &&
+        std::isdigit(static_cast<unsigned char>(start[4]))) {
+      hh = (start[0] - '0') * 10 + (start[1] - '0');
+      mm = (start[3] - '0') * 10 + (start[4] - '0');
+    }
+    if (hh < 0 || hh > 23 || mm < 0 || mm > 59) {
+      return Status::InvalidArgument("window " + std::to_string(i) +
+                                     ": start must be HH:MM (24-hour)");
+    }
+    auto d = core::ParseDuration(duration);
+    if (!d.ok() || *d <= core::Duration::zero() || *d > std::chrono::hours(24)) {
+      return Status::InvalidArgument("window " + std::to_string(i) +
+                                     ": duration must be like 2h or 90m, at most 24h");
+    }
+    if (!ValidTimeZone(tz)) {
+      return Status::InvalidArgument("window " + std::to_string(i) + ": unknown time zone `" +
+                                     tz.substr(0, 64) +
+                                     "` (use an IANA name like Europe/Berlin, or UTC)");
+    }
+    out.push_back({{"start", start},
+                   {"duration_s", std::chrono::duration_cast<std::chrono::seconds>(*d).count()},
+                   {"tz", tz}});
+  }
+  return out;
+}
 
 core::Result<Json> CreateDeployment(SiteContext& ctx, const Json& body) {
   ObjectReader r(body, "new deployment");
@@ -271,9 +271,30 @@ core::Result<Json> ShowDeployment(SiteContext& ctx, std::int64_t id) {
                 {"updated", FormatMs(x.Int(6))}};
     if (!x.IsNull(3)) rep["version"] = x.Int(3);
     if (!x.IsNull(4)) rep["exit_code"] = x.Int(4);
+    rep["site"] = "";
+    reports.push_back(std::move(rep));
+  }
+  // The subtree's clients, as the child sites reported them (docs/hierarchy.md).
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows tree,
+      ctx.db->Query("SELECT t.site, t.client_uid, COALESCE(c.name, ''), t.state, t.version, "
+                    "t.exit_code, t.detail, t.updated_at FROM tree_client_deployments t LEFT JOIN "
+                    "tree_clients c ON c.site = t.site AND c.uid = t.client_uid WHERE "
+                    "t.deployment_id = ? ORDER BY t.site, c.name LIMIT 10000",
+                    {id}));
+  Json by_site = Json::object();
+  for (const auto& x : tree) {
+    Json rep = {{"site", x.Text(0)},  {"client", x.Text(1)}, {"name", x.Text(2)},
+                {"state", x.Text(3)}, {"detail", x.Text(6)}, {"updated", FormatMs(x.Int(7))}};
+    if (!x.IsNull(4)) rep["version"] = x.Int(4);
+    if (!x.IsNull(5)) rep["exit_code"] = x.Int(5);
+    Json& site_counts = by_site[x.Text(0)];
+    if (!site_counts.is_object()) site_counts = Json::object();
+    site_counts[x.Text(3)] = site_counts.value(x.Text(3), 0) + 1;
     reports.push_back(std::move(rep));
   }
   j["reports"] = reports;
+  j["sites"] = by_site;
   return j;
 }
 

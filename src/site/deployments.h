@@ -10,6 +10,11 @@
 
 namespace depot::site {
 
+// Checks a list of daily windows ([{"start": "HH:MM", "duration": "4h", "tz": zone}],
+// at most 16) and returns it normalised. InvalidArgument naming the window at fault.
+// Deployments' maintenance windows and links' bandwidth windows both use it.
+core::Result<Json> ParseWindows(const Json* raw);
+
 // InvalidArgument when the program is not in the deployed version, for a bad kind,
 // time or window; NotFound for an unknown package or collection.
 core::Result<Json> CreateDeployment(SiteContext& ctx, const Json& body);

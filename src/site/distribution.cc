@@ -312,6 +312,15 @@ core::Result<std::string> ApplyTarget(SiteContext& ctx, catalog::Tx& tx, const s
   } else if (t.rfind("group:", 0) == 0) {
     kind = "group";
     name = t.substr(6);
+  } else if (t.rfind("child:", 0) == 0) {
+    // A child site pulls the package's versions (docs/hierarchy.md); no records here.
+    kind = "child";
+    name = t.substr(6);
+    DEPOT_ASSIGN_OR_RETURN(std::int64_t is_child,
+                           tx.QueryInt("SELECT COUNT(*) FROM children WHERE code = ?", {name}));
+    if (is_child == 0 && !remove)
+      return Status::NotFound("no child site " + name + " (add it with `depot child add " + name +
+                              "`)");
   } else {
     name = t;
   }
@@ -332,7 +341,7 @@ core::Result<std::string> ApplyTarget(SiteContext& ctx, catalog::Tx& tx, const s
     }
   }
   if (kind == "dp" && is_dp == 0 && !remove) return Status::NotFound("no DP named " + name);
-  if (!store::ValidatePackageName(name).ok()) {
+  if (kind != "child" && !store::ValidatePackageName(name).ok()) {
     return Status::InvalidArgument("`" + name.substr(0, 80) + "` is not a valid DP or group name");
   }
   std::string target = kind + ":" + name;

@@ -9,6 +9,7 @@
 #include "core/messages.h"
 #include "site/distribution.h"
 #include "site/messages.h"
+#include "site/upward.h"
 
 namespace depot::site {
 
@@ -214,7 +215,8 @@ core::Result<Json> DpReport(SiteContext& ctx, std::int64_t dp_id, const Json& bo
     DEPOT_ASSIGN_OR_RETURN(auto dp, tx.QueryRow("SELECT name FROM dps WHERE id = ?", {dp_id}));
     for (const Item& it : items)
       DEPOT_RETURN_IF_ERROR(ApplyItem(ctx, tx, dp_id, dp.Text(0), it, &unknown, &changed));
-    return Status::Ok();
+    // A state change is the parent's business too (progress within a state is not).
+    return changed ? MarkUp(ctx, tx, "dp", dp.Text(0)) : Status::Ok();
   });
   if (!s.ok()) return s;
   if (changed) ctx.Changed();

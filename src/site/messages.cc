@@ -5,6 +5,7 @@
 #include "core/clock.h"
 #include "core/messages.h"
 #include "site/dp_reports.h"
+#include "site/upward.h"
 
 namespace depot::site {
 
@@ -30,9 +31,10 @@ Json ParamsJson(const std::map<std::string, std::string>& params) {
   return j;
 }
 
-Status Insert(catalog::Tx& tx, int code, const core::MessageSpec& spec, const std::string& source,
-              std::optional<std::int64_t> seq, const std::string& dedup_key, std::int64_t at,
-              const MessageSubject& subject, const std::map<std::string, std::string>& params) {
+Status Insert(SiteContext& ctx, catalog::Tx& tx, int code, const core::MessageSpec& spec,
+              const std::string& source, std::optional<std::int64_t> seq,
+              const std::string& dedup_key, std::int64_t at, const MessageSubject& subject,
+              const std::map<std::string, std::string>& params) {
   std::string text = core::FormatMessage(code, params);
   std::string params_json = Dump(ParamsJson(params));
   catalog::Value dedup = dedup_key.empty() ? catalog::Value() : catalog::Value(dedup_key);
@@ -50,12 +52,16 @@ Status Insert(catalog::Tx& tx, int code, const core::MessageSpec& spec, const st
   } else if (seq) {
     sql += " ON CONFLICT (source, source_seq) DO NOTHING";
   }
-  return tx
-      .Exec(sql,
-            {code, std::string(core::SeverityName(spec.severity)), std::string(spec.component),
-             source, seq, dedup, at, at, opt_text(subject.package), subject.version,
-             opt_text(subject.dp), opt_text(subject.client), subject.deployment, params_json, text})
-      .status();
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows id,
+      tx.Query(
+          sql + " RETURNING id",
+          {code, std::string(core::SeverityName(spec.severity)), std::string(spec.component),
+           source, seq, dedup, at, at, opt_text(subject.package), subject.version,
+           opt_text(subject.dp), opt_text(subject.client), subject.deployment, params_json, text}));
+  // A re-sent message (DO NOTHING) returns no row and changes nothing to report up.
+  if (id.empty()) return Status::Ok();
+  return MarkUp(ctx, tx, "msg", std::to_string(id[0].Int(0)));
 }
 
 // One message of a batch from a DP or an agent, checked.
@@ -119,7 +125,8 @@ Status PostMessage(SiteContext& ctx, catalog::Tx& tx, int code, const MessageSub
   const core::MessageSpec* spec = core::FindMessage(code);
   if (spec == nullptr)
     return Status::InvalidArgument("internal: unknown message " + std::to_string(code));
-  return Insert(tx, code, *spec, "site", std::nullopt, dedup_key, ctx.NowMs(), subject, params);
+  return Insert(ctx, tx, code, *spec, "site", std::nullopt, dedup_key, ctx.NowMs(), subject,
+                params);
 }
 
 core::Result<Json> IngestMessages(SiteContext& ctx, const std::string& source,
@@ -165,7 +172,7 @@ core::Result<Json> IngestMessages(SiteContext& ctx, const std::string& source,
         ++duplicates;
         continue;
       }
-      DEPOT_RETURN_IF_ERROR(Insert(tx, static_cast<int>(it.code), *it.spec, source, it.seq, {},
+      DEPOT_RETURN_IF_ERROR(Insert(ctx, tx, static_cast<int>(it.code), *it.spec, source, it.seq, {},
                                    it.at, it.subject, it.params));
       ++accepted;
       if (component == "agent") {
@@ -179,7 +186,7 @@ core::Result<Json> IngestMessages(SiteContext& ctx, const std::string& source,
       MessageSubject who{{}, {}, dp_name, client_uid, {}};
       std::string sender = !dp_name.empty() ? "DP " + dp_name : "client " + client_uid;
       const core::MessageSpec* spec = core::FindMessage(core::msg::kClockAhead);
-      DEPOT_RETURN_IF_ERROR(Insert(tx, core::msg::kClockAhead, *spec, "site", std::nullopt,
+      DEPOT_RETURN_IF_ERROR(Insert(ctx, tx, core::msg::kClockAhead, *spec, "site", std::nullopt,
                                    "clock-ahead:" + source, now, who,
                                    {{"sender", sender}, {"ahead", Span(ahead_ms)}}));
     }
@@ -242,7 +249,8 @@ Json MessageJson(const catalog::Row& r) {
             {"time", FormatMs(r.Int(5))},
             {"last_time", FormatMs(r.Int(6))},
             {"count", r.Int(7)},
-            {"text", r.Text(14)}};
+            {"text", r.Text(14)},
+            {"site", r.Text(15)}};
   const core::MessageSpec* spec = core::FindMessage(static_cast<int>(r.Int(1)));
   if (spec != nullptr) m["name"] = std::string(spec->name);
   if (!r.IsNull(8)) m["package"] = r.Text(8);
@@ -260,8 +268,18 @@ Json MessageJson(const catalog::Row& r) {
 core::Result<Json> QueryMessages(SiteContext& ctx, const http::Request& req) {
   std::string sql =
       "SELECT id, code, severity, component, source, at, last_at, count, package, version, dp, "
-      "client, deployment, params, text FROM messages WHERE 1=1";
+      "client, deployment, params, text, site FROM messages WHERE 1=1";
   catalog::Params params;
+  // A site of the tree ("B" also covers B's subtree); "." this site's own messages.
+  if (auto v = req.QueryParam("site")) {
+    if (*v == ".") {
+      sql += " AND site = ''";
+    } else {
+      sql += " AND (site = ? OR site LIKE ?)";
+      params.emplace_back(*v);
+      params.emplace_back(*v + "/%");
+    }
+  }
   if (auto since = req.QueryParam("since")) {
     DEPOT_ASSIGN_OR_RETURN(std::int64_t ms, SinceMs(ctx, *since));
     sql += " AND last_at >= ?";

@@ -384,9 +384,21 @@ void CollectContent(SiteContext& ctx) {
   if (!due.ok() || due->empty()) return;
   // Under the publish lock: nothing gets signed while the live set is computed.
   // Chunks younger than the grace period stay: they may belong to an upload in flight.
-  core::Result<repo::GcReport> report = [&] {
+  core::Result<repo::GcReport> report = [&]() -> core::Result<repo::GcReport> {
     std::lock_guard<std::mutex> lock(ctx.publish_mu);
-    return ctx.repo->CollectGarbage(ctx.config.gc_grace);
+    if (!ctx.config.is_child()) return ctx.repo->CollectGarbage(ctx.config.gc_grace);
+    // A child's signed targets are its parent's, naming much it does not hold: its
+    // live set is its own active versions.
+    DEPOT_ASSIGN_OR_RETURN(catalog::Rows active,
+                           ctx.db->Query("SELECT p.name, v.version, v.manifest_id FROM versions v "
+                                         "JOIN packages p ON p.id = v.package_id WHERE v.state = "
+                                         "'active'"));
+    std::map<std::string, std::string> live;
+    for (const auto& a : active) {
+      live[tuf::ConsistentTargetPath(repo::ManifestTargetPath(a.Text(0), a.Int(1)), a.Text(2))] =
+          a.Text(2);
+    }
+    return ctx.repo->CollectGarbageKeeping(live, ctx.config.gc_grace);
   }();
   // Files the /repo/ server keeps open would hold the deleted ones' disk space.
   if (ctx.repo_tree) ctx.repo_tree->CloseKeptFiles();

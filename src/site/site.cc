@@ -11,6 +11,8 @@
 #include "core/messages.h"
 #include "site/api.h"
 #include "site/auth.h"
+#include "site/child_link.h"
+#include "site/children.h"
 #include "site/context.h"
 #include "site/distribution.h"
 #include "site/messages.h"
@@ -74,12 +76,45 @@ core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const Init
   config.keep_versions = o.keep_versions;
   config.tls_cert = o.tls_cert;
   config.tls_key = o.tls_key;
-  DEPOT_RETURN_IF_ERROR(env->CreateDirs(o.data_dir, 0750));
 
   repo::RepoSettings settings;
-  DEPOT_RETURN_IF_ERROR(
-      repo::Repository::Init(env, clock, core::JoinPath(o.data_dir, kLibraryDir), settings)
-          .WithContext("content library"));
+  if (!o.parent_url.empty()) {
+    // A child: it joins its parent before anything is written, so a bad URL or token
+    // leaves no half-made directory behind.
+    std::string parent = o.parent_url;
+    while (!parent.empty() && parent.back() == '/') parent.pop_back();
+    if (o.parent_token.empty()) return Status::InvalidArgument("--parent needs --parent-token");
+    auto trust = FetchParentTrust(parent, o.parent_token, o.parent_ca);
+    if (!trust.ok()) {
+      return trust.status().WithContext("joining the parent site at " + parent +
+                                        " (check the URL and the token `depot child add` printed)");
+    }
+    if (trust->code == o.code)
+      return Status::InvalidArgument("the parent site's code is " + o.code +
+                                     " too; codes name sites in a tree");
+    settings.chunker.min_size = trust->chunk_min;
+    settings.chunker.avg_size = trust->chunk_avg;
+    settings.chunker.max_size = trust->chunk_max;
+    settings.compression_level = trust->compression_level;
+    config.parent_url = parent;
+    config.parent_ca = o.parent_ca;
+    DEPOT_RETURN_IF_ERROR(env->CreateDirs(o.data_dir, 0750));
+    DEPOT_RETURN_IF_ERROR(repo::Repository::InitReplica(env, clock,
+                                                        core::JoinPath(o.data_dir, kLibraryDir),
+                                                        settings, trust->root)
+                              .WithContext("content library"));
+    const std::string tuf_dir = core::JoinPath(o.data_dir, "parent/tuf");
+    DEPOT_RETURN_IF_ERROR(env->CreateDirs(tuf_dir, 0750));
+    DEPOT_RETURN_IF_ERROR(
+        env->WriteFileAtomic(core::JoinPath(tuf_dir, "root.json"), trust->root, 0644));
+    DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(core::JoinPath(o.data_dir, config.parent_token_file),
+                                               o.parent_token + "\n", 0600));
+  } else {
+    DEPOT_RETURN_IF_ERROR(env->CreateDirs(o.data_dir, 0750));
+    DEPOT_RETURN_IF_ERROR(
+        repo::Repository::Init(env, clock, core::JoinPath(o.data_dir, kLibraryDir), settings)
+            .WithContext("content library"));
+  }
   DEPOT_ASSIGN_OR_RETURN(auto db,
                          catalog::Db::OpenSqlite(core::JoinPath(o.data_dir, kCatalogFile)));
   DEPOT_RETURN_IF_ERROR(catalog::Migrate(db.get(), catalog::SiteMigrations()));
@@ -163,7 +198,9 @@ core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* cloc
     ctx.intake = std::make_unique<store::ChunkIntake>(ctx.repo->chunks(), intake);
     ctx.chunk_filter = std::make_unique<store::ChunkFilter>();
   }
-  DEPOT_RETURN_IF_ERROR(RecoverVersions(ctx).WithContext("recovering interrupted work"));
+  // A child's library is a replica: nothing is signed here, so nothing to recover.
+  if (!ctx.config.is_child())
+    DEPOT_RETURN_IF_ERROR(RecoverVersions(ctx).WithContext("recovering interrupted work"));
   ctx.chunks_received =
       ctx.metrics.GetCounter("depot_site_chunks_received_total", "Chunks uploaded and verified");
   ctx.chunk_bytes_received = ctx.metrics.GetCounter("depot_site_chunk_bytes_received_total",
@@ -268,7 +305,9 @@ void WorkerLoop(SiteContext& c, std::mutex& mu, std::condition_variable& cv, con
   auto housekeeping_every = std::clamp<core::Duration>(
       c.config.gc_grace / 4, std::chrono::seconds(1), std::chrono::minutes(1));
   // Fresh signatures at start: a site down for days comes back with valid metadata.
-  c.repo->Refresh().IgnoreError();
+  // (A child's metadata is its parent's, refreshed by its link.)
+  const bool top = !c.config.is_child();
+  if (top) c.repo->Refresh().IgnoreError();
   LoadChunkFilter(c);
   for (;;) {
     {
@@ -283,11 +322,14 @@ void WorkerLoop(SiteContext& c, std::mutex& mu, std::condition_variable& cv, con
     }
     if (now - last_minute >= housekeeping_every) {
       last_minute = now;
-      ApplyRetention(c);
-      RecoverVersions(c).IgnoreError();
+      if (top) {
+        ApplyRetention(c);
+        RecoverVersions(c).IgnoreError();
+      }
       CollectContent(c);
+      CheckChildren(c);
     }
-    if (now - last_refresh >= refresh_every) {
+    if (top && now - last_refresh >= refresh_every) {
       last_refresh = now;
       std::lock_guard<std::mutex> lock(c.publish_mu);
       Status s = c.repo->Refresh();
@@ -326,6 +368,10 @@ Status Site::Start() {
   core::Log(core::LogLevel::kInfo, "site.started",
             {{"code", ctx.config.code}, {"url", server_->url()}});
 
+  if (ctx.config.is_child()) {
+    DEPOT_ASSIGN_OR_RETURN(link_, ChildLink::Open(&ctx));
+    link_->Start();
+  }
   worker_ = std::make_unique<Worker>();
   Worker* w = worker_.get();
   w->thread = std::thread([this, w] { WorkerLoop(*ctx_, w->mu, w->cv, w->stop); });
@@ -333,6 +379,10 @@ Status Site::Start() {
 }
 
 void Site::Stop() {
+  if (link_) {
+    link_->Stop();
+    link_.reset();
+  }
   if (worker_) {
     {
       std::lock_guard<std::mutex> lock(worker_->mu);

@@ -33,6 +33,11 @@ struct InitOptions {
   std::string tls_key;
   bool make_ca = false;  // ...or make a private CA and a certificate for the site
   int keep_versions = 5;
+  // A child site (docs/hierarchy.md): its parent's URL, the token `depot child add`
+  // printed there, and a CA to trust for the parent ("" the system's).
+  std::string parent_url;
+  std::string parent_token;
+  std::string parent_ca;
 };
 
 struct InitResult {
@@ -52,6 +57,7 @@ struct ServeOverrides {
 
 struct SiteContext;
 class SiteApi;
+class ChildLink;
 
 class Site {
  public:
@@ -81,6 +87,7 @@ class Site {
   std::unique_ptr<SiteApi> api_;
   std::unique_ptr<Worker> worker_;
   std::unique_ptr<http::Server> server_;
+  std::unique_ptr<ChildLink> link_;  // at a child site
 };
 
 }  // namespace depot::site

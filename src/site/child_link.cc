@@ -1,0 +1,512 @@
+#include "site/child_link.h"
+
+#include <algorithm>
+
+#include "core/backoff.h"
+#include "core/log.h"
+#include "core/messages.h"
+#include "core/rate_limiter.h"
+#include "core/sha256.h"
+#include "http/client.h"
+#include "http/curl_source.h"
+#include "repo/mirror.h"
+#include "site/children.h"
+#include "site/messages.h"
+#include "site/replica.h"
+#include "site/upward.h"
+#include "store/manifest.h"
+#include "tuf/client.h"
+#include "tuf/metadata.h"
+
+namespace depot::site {
+
+using core::Status;
+
+namespace {
+
+constexpr std::size_t kReportBatch = 500;
+
+std::string Resolve(const std::string& dir, const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  return core::JoinPath(dir, path);
+}
+
+core::Result<std::unique_ptr<http::Client>> ParentClient(const std::string& url,
+                                                         const std::string& token,
+                                                         const std::string& ca, long timeout_s) {
+  http::ClientOptions o;
+  o.bearer_token = token;
+  o.ca_file = ca;
+  o.timeout_s = timeout_s;
+  o.max_response_bytes = 64ull << 20;
+  return http::Client::Create(url, o);
+}
+
+// Whether `now` falls in one of the daily UTC windows ([{start "HH:MM", duration}]);
+// true when there are none.
+bool InsideWindows(const Json& windows, core::TimePoint now) {
+  if (!windows.is_array() || windows.empty()) return true;
+  std::int64_t s = core::UnixMillis(now) / 1000;
+  std::int64_t minute_of_day = (s % 86400) / 60;
+  for (const auto& w : windows) {
+    std::string start = w.value("start", "");
+    auto d = core::ParseDuration(w.value("duration", ""));
+    if (start.size() != 5 || !d.ok()) continue;
+    std::int64_t from =
+        ((start[0] - '0') * 10 + (start[1] - '0')) * 60 + (start[3] - '0') * 10 + (start[4] - '0');
+    std::int64_t len = std::chrono::duration_cast<std::chrono::minutes>(*d).count();
+    std::int64_t into = (minute_of_day - from + 1440) % 1440;
+    if (into < len) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+struct ChildLink::State {
+  SiteContext* ctx = nullptr;
+  LinkTiming timing;
+  std::string token;
+  std::string ca;
+  std::string tuf_dir;
+  std::unique_ptr<http::CurlSource> upstream;
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  // The link's schedule, from the feed (changes apply at the next poll).
+  std::mutex schedule_mu;
+  std::uint64_t rate = 0;
+  Json windows = Json::array();
+  std::shared_ptr<core::RateLimiter> limiter;
+  // Consecutive failed contacts with the parent (puller and reporter both count).
+  std::mutex health_mu;
+  std::int64_t failures = 0;
+
+  // Waits `d` on the clock, or until Stop. True when stopping.
+  bool Sleep(core::Duration d) {
+    std::unique_lock<std::mutex> lock(mu);
+    ctx->clock->WaitFor(lock, cv, d, [this] { return stop.load(); });
+    return stop.load();
+  }
+  bool InWindow() {
+    std::lock_guard<std::mutex> lock(schedule_mu);
+    return InsideWindows(windows, ctx->clock->Now());
+  }
+  std::shared_ptr<core::RateLimiter> Limiter() {
+    std::lock_guard<std::mutex> lock(schedule_mu);
+    return limiter;
+  }
+  void SetSchedule(const Json& schedule);
+  void Contact(const Status& s);
+  Status MirrorMetadata(tuf::Client& tuf);
+  Status CopyVersion(tuf::Client& tuf, const MissingVersion& v);
+  void SaveProgress(const std::vector<MissingVersion>& missing, const std::string& etag);
+};
+
+void ChildLink::State::SetSchedule(const Json& schedule) {
+  std::uint64_t r = schedule.value("max_rate", std::uint64_t{0});
+  std::lock_guard<std::mutex> lock(schedule_mu);
+  if (schedule.contains("windows")) windows = schedule["windows"];
+  if (!limiter || r != rate) {
+    rate = r;
+    limiter = std::make_shared<core::RateLimiter>(ctx->clock, rate);
+  }
+}
+
+// Counts a contact with the parent and moves the link's health; each transition is
+// one message here and goes up with the link's state.
+void ChildLink::State::Contact(const Status& s) {
+  std::lock_guard<std::mutex> lock(health_mu);
+  const std::string before = LinkHealth(failures);
+  failures = s.ok() ? 0 : failures + 1;
+  const std::string after = LinkHealth(failures);
+  const std::string link = ctx->config.code + " -> " + ctx->config.parent_url;
+  if (!s.ok()) {
+    core::Log(core::LogLevel::kWarn, "site.parent_contact_failed",
+              {{"failures", std::to_string(failures)}, {"error", s.ToString()}});
+  }
+  ctx->db
+      ->Transaction([&](catalog::Tx& tx) -> Status {
+        std::int64_t now = ctx->NowMs();
+        DEPOT_RETURN_IF_ERROR(
+            tx.Exec("UPDATE parent_link SET failures = ?, state = ?, last_error = ?, "
+                    "state_since = CASE WHEN state = ? THEN state_since ELSE ? END, "
+                    "last_contact_at = CASE WHEN ? THEN ? ELSE last_contact_at END WHERE id = 1",
+                    {failures, after, s.ok() ? std::string() : s.ToString(), after, now,
+                     s.ok() ? 1 : 0, now})
+                .status());
+        if (before == after) return Status::Ok();
+        int code = after == "failed"     ? core::msg::kLinkFailed
+                   : after == "degraded" ? core::msg::kLinkDegraded
+                                         : core::msg::kLinkActive;
+        DEPOT_RETURN_IF_ERROR(MarkUp(*ctx, tx, "link", ""));
+        return PostMessage(*ctx, tx, code, {},
+                           {{"link", link},
+                            {"failures", std::to_string(failures)},
+                            {"error", s.ok() ? std::string() : s.message()}});
+      })
+      .IgnoreError();
+}
+
+Status ChildLink::State::MirrorMetadata(tuf::Client& tuf) {
+  DEPOT_RETURN_IF_ERROR(tuf.Refresh());
+  const std::string dest_dir = ctx->repo->layout().metadata();
+  struct File {
+    const char* trusted;
+    std::string public_name;
+  };
+  // Versioned files first, timestamp.json last: a reader never sees a timestamp whose
+  // snapshot is not here yet.
+  const std::vector<File> files = {
+      {"root.json", std::to_string(tuf.root_version()) + ".root.json"},
+      {"root.json", "root.json"},
+      {"targets.json", std::to_string(tuf.targets_version()) + ".targets.json"},
+      {"snapshot.json", std::to_string(tuf.snapshot_version()) + ".snapshot.json"},
+      {"timestamp.json", "timestamp.json"},
+  };
+  bool root_changed = false;
+  for (const File& f : files) {
+    DEPOT_ASSIGN_OR_RETURN(std::string bytes,
+                           ctx->env->ReadFile(core::JoinPath(tuf_dir, f.trusted), 64ull << 20));
+    std::string dest = core::JoinPath(dest_dir, f.public_name);
+    auto existing = ctx->env->ReadFile(dest, 64ull << 20);
+    if (existing.ok() && *existing == bytes) continue;
+    DEPOT_RETURN_IF_ERROR(ctx->env->WriteFileAtomic(dest, bytes, 0644));
+    if (f.public_name == "root.json") root_changed = true;
+  }
+  if (root_changed) {
+    // Agents enrolling from now on pin the top site's newest root.
+    auto root = ctx->repo->TrustedRoot();
+    if (root.ok()) {
+      std::lock_guard<std::mutex> lock(ctx->root_mu);
+      ctx->trusted_root = *root;
+    }
+  }
+  return Status::Ok();
+}
+
+Status ChildLink::State::CopyVersion(tuf::Client& tuf, const MissingVersion& v) {
+  const std::string target = repo::ManifestTargetPath(v.package, v.version);
+  DEPOT_ASSIGN_OR_RETURN(tuf::TargetInfo info, tuf.GetTarget(target));
+  if (info.sha256 != v.manifest_id) {
+    return Status::Corruption("the signed targets name manifest " + info.sha256 + " for " + target +
+                              ", the parent's feed " + v.manifest_id +
+                              "; retrying after the next refresh");
+  }
+  const std::string published =
+      core::JoinPath(ctx->repo->layout().targets(), tuf::ConsistentTargetPath(target, info.sha256));
+  std::string bytes;
+  auto local = ctx->env->ReadFile(published, info.length);
+  if (local.ok() && core::Sha256::HashHex(*local) == info.sha256) {
+    bytes = std::move(*local);
+  } else {
+    DEPOT_ASSIGN_OR_RETURN(bytes, tuf.FetchTarget(info));  // verified against the signed hash
+  }
+  DEPOT_ASSIGN_OR_RETURN(store::Manifest m, store::ParseManifest(bytes));
+  if (m.package_name != v.package || m.version != v.version) {
+    return Status::Corruption("manifest " + target + " describes " + m.package_name + " version " +
+                              std::to_string(m.version));
+  }
+  repo::MirrorOptions o;
+  o.commit_bytes = 4ull << 20;
+  o.commit_interval = std::chrono::milliseconds(500);
+  std::shared_ptr<core::RateLimiter> shared = Limiter();  // kept while the copy runs
+  o.limiter = shared.get();
+  o.cancelled = [this] { return stop.load() || !InWindow(); };
+  o.on_rejected = [&](const store::ChunkId& id, const Status& s) {
+    ctx->db
+        ->Transaction([&](catalog::Tx& tx) {
+          return PostMessage(*ctx, tx, core::msg::kParentRejected,
+                             {v.package, v.version, {}, {}, {}},
+                             {{"parent", ctx->config.parent_url},
+                              {"object", "chunks/" + store::ChunkRelPath(id)},
+                              {"error", s.message()}});
+        })
+        .IgnoreError();
+  };
+  DEPOT_ASSIGN_OR_RETURN(repo::MirrorResult r,
+                         repo::MirrorChunks(ctx->env, ctx->clock, upstream.get(),
+                                            ctx->repo->chunks(), m.UniqueChunks(), o));
+  // Every chunk is durable: the manifest is published, then the version activated.
+  DEPOT_RETURN_IF_ERROR(ctx->env->CreateDirs(std::string(core::Dirname(published))));
+  DEPOT_RETURN_IF_ERROR(ctx->env->WriteFileAtomic(published, bytes, 0644));
+  DEPOT_RETURN_IF_ERROR(ActivateVersion(*ctx, v));
+  core::Log(core::LogLevel::kInfo, "site.version_replicated",
+            {{"target", target}, {"transfer_bytes", std::to_string(r.transfer_bytes)}});
+  return ctx->db->Transaction([&](catalog::Tx& tx) {
+    return PostMessage(*ctx, tx, core::msg::kVersionReplicated, {v.package, v.version, {}, {}, {}},
+                       {{"package", v.package},
+                        {"version", std::to_string(v.version)},
+                        {"parent", ctx->config.parent_url},
+                        {"transfer_bytes", std::to_string(r.transfer_bytes)}});
+  });
+}
+
+void ChildLink::State::SaveProgress(const std::vector<MissingVersion>& missing,
+                                    const std::string& etag) {
+  std::int64_t bytes = 0;
+  for (const auto& v : missing) bytes += v.bytes;
+  ctx->db
+      ->Transaction([&](catalog::Tx& tx) -> Status {
+        DEPOT_ASSIGN_OR_RETURN(
+            catalog::Rows was,
+            tx.Query("SELECT versions_behind, bytes_behind FROM parent_link WHERE id = 1"));
+        const bool changed = was.empty() ||
+                             was[0].Int(0) != static_cast<std::int64_t>(missing.size()) ||
+                             was[0].Int(1) != bytes;
+        DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE parent_link SET versions_behind = ?, bytes_behind = "
+                                      "?, feed_etag = ? WHERE id = 1",
+                                      {static_cast<std::int64_t>(missing.size()), bytes, etag})
+                                  .status());
+        return changed ? MarkUp(*ctx, tx, "link", "") : Status::Ok();
+      })
+      .IgnoreError();
+}
+
+core::Result<std::unique_ptr<ChildLink>> ChildLink::Open(SiteContext* ctx, LinkTiming timing) {
+  auto s = std::make_unique<State>();
+  s->ctx = ctx;
+  s->timing = timing;
+  s->ca = Resolve(ctx->data_dir, ctx->config.parent_ca);
+  const std::string token_file = Resolve(ctx->data_dir, ctx->config.parent_token_file);
+  DEPOT_ASSIGN_OR_RETURN(std::string token, ctx->env->ReadFile(token_file, 4096));
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+  if (token.empty())
+    return Status::InvalidArgument(token_file +
+                                   " is empty: it must hold the token `depot child add` printed");
+  s->token = token;
+  s->tuf_dir = core::JoinPath(ctx->data_dir, "parent/tuf");
+  http::CurlOptions co;
+  co.ca_file = s->ca;
+  co.chunk_batches = true;
+  std::string base = ctx->config.parent_url;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  DEPOT_ASSIGN_OR_RETURN(s->upstream, http::CurlSource::Create(base + "/repo", co));
+  DEPOT_RETURN_IF_ERROR(ctx->db->Transaction([&](catalog::Tx& tx) {
+    return tx
+        .Exec("INSERT INTO parent_link (id, state_since) VALUES (1, ?) ON CONFLICT (id) DO NOTHING",
+              {ctx->NowMs()})
+        .status();
+  }));
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows link,
+      ctx->db->Query("SELECT failures, max_rate, windows FROM parent_link WHERE id = 1"));
+  if (!link.empty()) {
+    s->failures = link[0].Int(0);
+    Json w = Json::parse(link[0].Text(2), nullptr, false);
+    s->SetSchedule(
+        {{"max_rate", link[0].Int(1)}, {"windows", w.is_discarded() ? Json::array() : w}});
+  }
+  return std::unique_ptr<ChildLink>(new ChildLink(std::move(s)));
+}
+
+ChildLink::ChildLink(std::unique_ptr<State> state) : s_(std::move(state)) {}
+
+ChildLink::~ChildLink() { Stop(); }
+
+void ChildLink::Start() {
+  puller_ = std::thread([this] { Puller(); });
+  reporter_ = std::thread([this] { Reporter(); });
+}
+
+void ChildLink::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    s_->stop = true;
+  }
+  s_->cv.notify_all();
+  if (puller_.joinable()) puller_.join();
+  if (reporter_.joinable()) reporter_.join();
+}
+
+void ChildLink::Puller() {
+  State& s = *s_;
+  SiteContext& ctx = *s.ctx;
+  tuf::Client tuf(ctx.env, ctx.clock, s.upstream.get(), s.tuf_dir);
+  core::Backoff contact(ctx.clock, {s.timing.retry_base, s.timing.retry_max});
+  core::Backoff content(ctx.clock, {s.timing.retry_base, s.timing.retry_max});
+  std::string etag;
+  {
+    auto row = ctx.db->QueryRow("SELECT feed_etag FROM parent_link WHERE id = 1");
+    // Start with a full feed after a restart: the catalog may be behind what was seen.
+    (void)row;
+  }
+  std::vector<MissingVersion> missing;
+  bool trusted = false;
+  std::optional<core::MonoTime> last_metadata;
+  auto client = ParentClient(ctx.config.parent_url, s.token, s.ca, 0);
+  if (!client.ok()) {
+    core::Log(core::LogLevel::kError, "site.parent_client_failed",
+              {{"error", client.status().ToString()}});
+    return;
+  }
+  (*client)->SetAbortFlag(&s.stop);
+  while (!s.stop) {
+    if (!contact.Due()) {
+      if (s.Sleep(contact.Remaining())) return;
+      continue;
+    }
+    if (!trusted) {
+      Status t = tuf.Initialize({});
+      if (!t.ok()) {
+        s.Contact(t.WithContext("the parent's pinned root in " + s.tuf_dir));
+        contact.Failed();
+        continue;
+      }
+      trusted = true;
+    }
+    // Park at the parent unless there is copying to do now.
+    const bool copy_now = !missing.empty() && content.Due() && s.InWindow();
+    int wait_s = copy_now ? 0 : s.timing.feed_wait_s;
+    if (!missing.empty() && !content.Due()) {
+      wait_s = std::min<int>(
+          wait_s,
+          std::max<int>(
+              1,
+              static_cast<int>(
+                  std::chrono::duration_cast<std::chrono::seconds>(content.Remaining()).count())));
+    }
+    std::vector<std::string> headers;
+    if (!etag.empty()) headers.push_back("If-None-Match: " + etag);
+    auto r = (*client)->Do("GET", "/api/v1/child/feed?wait=" + std::to_string(wait_s), {},
+                           "application/json", headers, wait_s + 30);
+    Status got = r.ok()
+                     ? (r->status == 304 ? Status::Ok() : http::ApiError(*r, "the parent's feed"))
+                     : r.status();
+    if (s.stop) return;
+    if (!got.ok()) {
+      s.Contact(got);
+      contact.Failed();
+      continue;
+    }
+    bool changed = false;
+    if (r->status == 200) {
+      Json feed = Json::parse(r->body, nullptr, false);
+      if (feed.is_discarded() || !feed.is_object()) {
+        s.Contact(Status::Corruption("the parent's feed is not JSON"));
+        contact.Failed();
+        continue;
+      }
+      if (feed.contains("schedule") && feed["schedule"].is_object())
+        s.SetSchedule(feed["schedule"]);
+      const Json sched = feed.value("schedule", Json::object());
+      ctx.db
+          ->Transaction([&](catalog::Tx& tx) {
+            return tx
+                .Exec("UPDATE parent_link SET max_rate = ?, windows = ? WHERE id = 1",
+                      {sched.value("max_rate", std::int64_t{0}),
+                       Dump(sched.value("windows", Json::array()))})
+                .status();
+          })
+          .IgnoreError();
+      auto applied = ApplyFeed(ctx, feed);
+      if (!applied.ok()) {
+        s.Contact(applied.status());
+        contact.Failed();
+        continue;
+      }
+      missing = std::move(*applied);
+      etag = feed.value("etag", "");
+      changed = true;
+    }
+    const core::MonoTime now = ctx.clock->Monotonic();
+    if (changed || !last_metadata || now - *last_metadata >= s.timing.metadata_every) {
+      Status m = s.MirrorMetadata(tuf);
+      if (!m.ok()) {
+        s.Contact(m.WithContext("the parent's metadata"));
+        contact.Failed();
+        continue;
+      }
+      last_metadata = now;
+    }
+    s.Contact(Status::Ok());
+    contact.Succeeded();
+    s.SaveProgress(missing, etag);
+    if (missing.empty() || !content.Due() || !s.InWindow()) continue;
+    while (!missing.empty() && !s.stop && s.InWindow()) {
+      Status c = s.CopyVersion(tuf, missing.front());
+      if (!c.ok()) {
+        if (s.stop) return;
+        if (!s.InWindow()) break;  // the window closed mid-copy: resumes when it opens
+        content.Failed();
+        ctx.db
+            ->Transaction([&](catalog::Tx& tx) {
+              return PostMessage(ctx, tx, core::msg::kReplicationFailed,
+                                 {missing.front().package, missing.front().version, {}, {}, {}},
+                                 {{"parent", ctx.config.parent_url},
+                                  {"error", c.message()},
+                                  {"next_retry", core::FormatUtc(content.DueWall())}},
+                                 "replication_failed");
+            })
+            .IgnoreError();
+        break;
+      }
+      content.Succeeded();
+      missing.erase(missing.begin());
+      s.SaveProgress(missing, etag);
+    }
+  }
+}
+
+void ChildLink::Reporter() {
+  State& s = *s_;
+  SiteContext& ctx = *s.ctx;
+  core::Backoff retry(ctx.clock, {s.timing.retry_base, s.timing.retry_max});
+  auto client = ParentClient(ctx.config.parent_url, s.token, s.ca, 60);
+  if (!client.ok()) return;
+  (*client)->SetAbortFlag(&s.stop);
+  while (!s.stop) {
+    auto batch = BuildUpBatch(ctx, kReportBatch);
+    if (!batch.ok() || batch->last_seq == 0) {
+      if (s.Sleep(s.timing.report_every)) return;
+      continue;
+    }
+    Json body = {{"items", batch->items}, {"through", batch->last_seq}};
+    auto r = (*client)->Do("POST", "/api/v1/child/report", Dump(body));
+    Status sent = r.ok() ? http::ApiError(*r, "the parent's answer to a report") : r.status();
+    std::int64_t acked = 0;
+    if (sent.ok()) {
+      Json a = Json::parse(r->body, nullptr, false);
+      if (a.is_object() && a.contains("acked") && a["acked"].is_number_integer()) {
+        acked = a["acked"].get<std::int64_t>();
+      } else {
+        sent = Status::Corruption("the parent's answer to a report has no `acked`");
+      }
+    }
+    if (!sent.ok()) {
+      if (s.stop) return;
+      core::Log(core::LogLevel::kWarn, "site.report_up_failed", {{"error", sent.ToString()}});
+      if (s.Sleep(retry.Failed())) return;
+      continue;
+    }
+    retry.Succeeded();
+    Status ack = AckUp(ctx, acked);
+    if (!ack.ok())
+      core::Log(core::LogLevel::kWarn, "site.report_up_ack_failed", {{"error", ack.ToString()}});
+    // More marked than one batch holds: send on at once.
+    if (static_cast<std::size_t>(batch->pending) > batch->items.size()) continue;
+    if (s.Sleep(s.timing.report_every)) return;
+  }
+}
+
+core::Result<ParentTrust> FetchParentTrust(const std::string& url, const std::string& token,
+                                           const std::string& ca_file) {
+  DEPOT_ASSIGN_OR_RETURN(auto client, ParentClient(url, token, ca_file, 30));
+  DEPOT_ASSIGN_OR_RETURN(http::ClientResponse r, client->Do("GET", "/api/v1/child/trust"));
+  DEPOT_RETURN_IF_ERROR(http::ApiError(r, "the parent site's trust"));
+  Json j = Json::parse(r.body, nullptr, false);
+  if (j.is_discarded() || !j.contains("trusted_root") || !j["trusted_root"].is_string() ||
+      !j.contains("chunker") || !j["chunker"].is_object()) {
+    return Status::Unavailable("the parent's trust answer is incomplete");
+  }
+  ParentTrust t;
+  t.root = j["trusted_root"].get<std::string>();
+  t.code = j.value("site", "");
+  t.chunk_min = j["chunker"].value("min", 0u);
+  t.chunk_avg = j["chunker"].value("avg", 0u);
+  t.chunk_max = j["chunker"].value("max", 0u);
+  t.compression_level = j.value("compression_level", 3);
+  return t;
+}
+
+}  // namespace depot::site
