@@ -101,3 +101,93 @@ class HierarchyTest(DepotTestCase):
         # Status messages of the subtree are at the top, by site.
         msgs = top.cli("messages", "--from-site", "B/D", "--limit", "1000")["messages"]
         self.assertTrue(any(m["code"] == 4006 for m in msgs), msgs)
+
+    def test_delete_at_the_top_disappears_from_every_tier(self):
+        top = self.top()
+        b = self.child(top, "B")
+        d = self.child(b, "D", all_packages=True)
+        src = self.path("src")
+        make_tree(src, seed=4, big_mib=1)
+        top.cli("package", "create", "tools", "--source", src, "--program", self.program())
+        top.cli("distribute", "tools", "--to", "child:B")
+        self.wait_version(d, "tools", 1)
+        dp_d = self.dp(d, "dp-d")
+        d.cli("distribute", "tools", "--to", "dp-d")
+        dp_d.wait_state("tools", 1)
+        top.cli("package", "delete", "tools")
+        for site in (b, d):
+            wait_until(lambda s=site: s.cli("package", "show", "tools", check=False)[0] != 0 or
+                       not self.active_versions(s, "tools"), "tools gone at " + site.data, 30, interval=0.1)
+        # The grandchild's DP drops it from its assignment and purges it (its own rules).
+        wait_until(lambda: dp_d.record("tools", 1) is None, "the DP's record of tools gone", 30, interval=0.1)
+
+    def test_window_closed_moves_nothing_until_it_opens_then_the_rate_holds(self):
+        access = self.path("top-access.log")
+        top = self.top(extra=("--access-log", access))
+        # A window that is certainly closed now: one minute, twelve hours away.
+        import datetime
+        now = datetime.datetime.now(datetime.timezone.utc)
+        closed = (now + datetime.timedelta(hours=12)).strftime("%H:%M") + "+1m"
+        b = self.child(top, "B", all_packages=True, add=("--window", closed))
+        src = self.path("src")
+        make_tree(src, seed=5, big_mib=1)
+        mark = AccessLog(access).mark()
+        top.cli("package", "create", "tools", "--source", src, "--program", self.program())
+        # The feed and metadata move (the child knows the version) but no chunk does.
+        wait_until(lambda: b.cli("status")["hierarchy"]["parent"].get("versions_behind") == 1,
+                   "the child sees one version behind", 30, interval=0.1)
+        chunk_requests = [r for r in AccessLog(access).since(mark) if "/repo/chunks" in r.get("path", "")]
+        self.assertEqual(chunk_requests, [])
+        self.assertEqual(self.active_versions(b, "tools"), [])
+        # Open it (applies without a restart): the version arrives.
+        top.cli("child", "set", "B", "--window", "none")
+        self.wait_version(b, "tools", 1)
+
+    def test_rate_limit_holds_over_64_mib(self):
+        top = self.top()
+        rate = 16 << 20
+        b = self.child(top, "B", all_packages=True, add=("--max-rate", str(rate)))
+        src = self.path("src")
+        os.makedirs(src)
+        with open(os.path.join(src, "big.bin"), "wb") as f:
+            f.write(os.urandom(64 << 20))
+        top.cli("package", "create", "tools", "--source", src, "--program", self.program())
+        import time
+        t0 = time.monotonic()
+        self.wait_version(b, "tools", 1, timeout=120)
+        took = time.monotonic() - t0
+        # 64 MiB at 16 MiB/s: at least 4 s less a quarter-second burst (the limiter's
+        # allowance), i.e. the rate held within 10 %.
+        self.assertGreaterEqual(took, (64 << 20) / (rate * 1.10), took)
+
+    def test_kill_9_during_sync_and_report_converges(self):
+        top = self.top()
+        b = self.child(top, "B", all_packages=True, add=("--max-rate", str(8 << 20)))
+        src = self.path("src")
+        os.makedirs(src)
+        with open(os.path.join(src, "big.bin"), "wb") as f:
+            f.write(os.urandom(24 << 20))
+        top.cli("package", "create", "tools", "--source", src, "--program", self.program())
+        top.cli("collection", "create", "linux", "--rule", 'os == "linux"')
+        dep = top.cli("deploy", "tools", "--program", "install", "--to", "linux", "--required")["id"]
+        # Killed mid-copy (the rate makes it take ~3 s).
+        wait_until(lambda: b.cli("status")["hierarchy"]["parent"].get("versions_behind") == 1,
+                   "copy under way", 30, interval=0.05)
+        b.kill()
+        b.start()
+        self.wait_version(b, "tools", 1, timeout=120)
+        a = self.agent(b, "pc-b")
+        code, err = a.once()
+        self.assertEqual(code, 0, err)
+        # Killed right after the agent's report, before or while it goes up.
+        b.kill()
+        b.start()
+        def reported():
+            reps = [r for r in top.cli("deployment", "show", str(dep))["reports"] if r.get("site") == "B"]
+            return reps if reps and reps[0]["state"] == "succeeded" else None
+        reps = wait_until(reported, "the report at the top", 30, interval=0.2)
+        self.assertEqual(len(reps), 1, reps)
+        # Nothing counted twice: each message of the child is one record at the top.
+        msgs = top.cli("messages", "--from-site", "B", "--limit", "10000")["messages"]
+        keys = [(m["code"], m["source"], m["time"]) for m in msgs]
+        self.assertEqual(len(keys), len(set(keys)), msgs)

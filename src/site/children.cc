@@ -406,22 +406,52 @@ void CheckChildren(SiteContext& ctx) {
   }
 }
 
-core::Result<Json> ChildrenOverview(SiteContext& ctx) {
+core::Result<Json> HierarchyOverview(SiteContext& ctx) {
   DEPOT_ASSIGN_OR_RETURN(Json list, ListChildren(ctx));
-  Json out = Json::array();
+  Json children = Json::array();
   for (auto& c : list["children"]) {
-    out.push_back({{"code", c["code"]},
-                   {"health", c["health"]},
-                   {"since", c["health_since"]},
-                   {"silent_s", c["silent_s"]},
-                   {"link", c["link"]}});
+    children.push_back({{"code", c["code"]},
+                        {"health", c["health"]},
+                        {"since", c["health_since"]},
+                        {"silent_s", c["silent_s"]},
+                        {"link", c["link"]}});
   }
   auto rank = [](const Json& c) {
     const std::string h = c["health"].get<std::string>();
     return h == "failed" ? 0 : h == "degraded" ? 1 : 2;
   };
-  std::stable_sort(out.begin(), out.end(),
+  std::stable_sort(children.begin(), children.end(),
                    [&](const Json& a, const Json& b) { return rank(a) < rank(b); });
+  Json out = {{"children", children}};
+  if (ctx.config.is_child()) {
+    DEPOT_ASSIGN_OR_RETURN(
+        catalog::Rows link,
+        ctx.db->Query("SELECT state, failures, last_contact_at, last_error, versions_behind, "
+                      "bytes_behind, acked_seq, (SELECT COUNT(*) FROM up_dirty) FROM parent_link "
+                      "WHERE id = 1"));
+    Json p = {{"url", ctx.config.parent_url}};
+    if (!link.empty()) {
+      const auto& r = link[0];
+      p.update({{"state", r.Text(0)},
+                {"failures", r.Int(1)},
+                {"last_contact", r.IsNull(2) ? "" : FormatMs(r.Int(2))},
+                {"last_error", r.Text(3)},
+                {"versions_behind", r.Int(4)},
+                {"bytes_behind", r.Int(5)},
+                {"reports_acked", r.Int(6)},
+                {"reports_pending", r.Int(7)}});
+    }
+    out["parent"] = p;
+  }
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows sites,
+      ctx.db->Query("SELECT s.site, (SELECT COUNT(*) FROM tree_clients c WHERE c.site = s.site), "
+                    "(SELECT COUNT(*) FROM tree_dps d WHERE d.site = s.site AND d.state <> "
+                    "'ready') FROM tree_sites s ORDER BY s.site"));
+  Json subtree = Json::array();
+  for (const auto& r : sites)
+    subtree.push_back({{"site", r.Text(0)}, {"clients", r.Int(1)}, {"dps_not_ready", r.Int(2)}});
+  out["subtree"] = subtree;
   return out;
 }
 

@@ -55,7 +55,9 @@ core::Result<Json> ChildFeed(SiteContext& ctx, std::int64_t child_id);
 // failures the child itself reports; a transition is one message (6003-6005).
 void CheckChildren(SiteContext& ctx);
 
-// For `depot status`: every child with its health, worst first.
-core::Result<Json> ChildrenOverview(SiteContext& ctx);
+// For `depot status`: {"parent": this site's link to its parent (at a child),
+// "children": every child with its health, worst first, "subtree": site -> clients,
+// DPs not ready}.
+core::Result<Json> HierarchyOverview(SiteContext& ctx);
 
 }  // namespace depot::site

@@ -1,5 +1,6 @@
 #include "site/overview.h"
 
+#include "site/children.h"
 #include "site/deployments.h"
 #include "site/distribution.h"
 
@@ -59,7 +60,9 @@ core::Result<Json> StatusOverview(SiteContext& ctx) {
                          ctx.db->Query("SELECT state, COUNT(*) FROM dp_records GROUP BY state"));
   Json q = {{"pending", 0}, {"syncing", 0}, {"ready", 0}, {"failed", 0}, {"verifying", 0}};
   for (const auto& x : queue) q[x.Text(0)] = x.Int(1);
+  DEPOT_ASSIGN_OR_RETURN(Json hierarchy, HierarchyOverview(ctx));
   return Json{{"site", {{"code", ctx.config.code}, {"url", ctx.public_url}}},
+              {"hierarchy", hierarchy},
               {"packages", packages},
               {"dps", dps["dps"]},
               {"dps_not_ready", not_ready},
