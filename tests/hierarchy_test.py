@@ -1,9 +1,12 @@
 """A tree of sites (docs/hierarchy.md), with real processes on loopback: a top site,
 children that pull from it, a grandchild, each with DPs and agents. Content and work
 flow down, status flows up, links are observable and obey their schedules."""
+import collections
 import os
+import re
 
-from harness import (AccessLog, AgentProcess, DepotTestCase, DpProcess, SiteProcess, make_tree, wait_until)
+from harness import (AccessLog, AgentProcess, DepotTestCase, DpProcess, SiteProcess, free_port, make_tree,
+                     wait_until)
 
 
 class HierarchyTest(DepotTestCase):
@@ -17,13 +20,21 @@ class HierarchyTest(DepotTestCase):
             site.start(extra)
         return site
 
-    def child(self, parent, code, all_packages=False, extra=(), add=()):
+    def child(self, parent, code, all_packages=False, extra=(), add=(), settings=None):
         args = ["child", "add", code] + (["--all-packages"] if all_packages else []) + list(add)
         token = parent.cli(*args)["token"]
         site = SiteProcess(self.tmp, code, init_args=("--parent", parent.url, "--parent-token", token))
         self.addCleanup(site.stop)
-        if extra:
+        if extra or settings:
             site.stop()
+            cfg = os.path.join(site.data, "site.toml")
+            with open(cfg) as f:
+                text = f.read()
+            for key, value in (settings or {}).items():
+                text, n = re.subn(rf'^{key} = "[^"]*"', f'{key} = "{value}"', text, flags=re.M)
+                assert n == 1, key
+            with open(cfg, "w") as f:
+                f.write(text)
             site.start(extra)
         return site
 
@@ -136,7 +147,7 @@ class HierarchyTest(DepotTestCase):
         # The feed and metadata move (the child knows the version) but no chunk does.
         wait_until(lambda: b.cli("status")["hierarchy"]["parent"].get("versions_behind") == 1,
                    "the child sees one version behind", 30, interval=0.1)
-        chunk_requests = [r for r in AccessLog(access).since(mark) if "/repo/chunks" in r.get("path", "")]
+        chunk_requests = [r for r in AccessLog(access).since(mark) if "/repo/chunks" in r["target"]]
         self.assertEqual(chunk_requests, [])
         self.assertEqual(self.active_versions(b, "tools"), [])
         # Open it (applies without a restart): the version arrives.
@@ -191,3 +202,47 @@ class HierarchyTest(DepotTestCase):
         msgs = top.cli("messages", "--from-site", "B", "--limit", "10000")["messages"]
         keys = [(m["code"], m["source"], m["time"]) for m in msgs]
         self.assertEqual(len(keys), len(set(keys)), msgs)
+
+    def test_seed_002_dead_dp_under_a_child_costs_nothing_above_it(self):
+        """SMS: one unreachable DP made the parent re-send a package to every child
+        site each hour. Here a dead DP under child B is B's business alone."""
+        access = self.path("top-access.log")
+        top = self.top(extra=("--access-log", access))
+        # Probes back off fast; the live DP answers them (it listens where it says).
+        fast = {"dp_offline_after": "1s", "probe_base": "200ms", "probe_max": "1s", "retry_base": "200ms"}
+        b = self.child(top, "B", all_packages=True, settings=fast)
+        c = self.child(top, "C", all_packages=True)
+        live = self.dp(b, "b-live", port=free_port())
+        b.cli("dp", "add", "b-dead", "--url", "http://127.0.0.1:9")  # never runs
+        b.cli("distribute", "tools", "--to", "b-live", "b-dead", check=False)
+        src = self.path("src")
+        make_tree(src, seed=6, big_mib=1)
+        top.cli("package", "create", "tools", "--source", src, "--program", self.program())
+        b.cli("distribute", "tools", "--to", "b-live", "b-dead")
+        for v in range(2, 6):
+            with open(os.path.join(src, "version.txt"), "w") as f:
+                f.write(f"v{v}\n")
+            top.cli("package", "update", "tools", "--source", src, "--program", self.program())
+        for v in range(1, 6):
+            self.wait_version(c, "tools", v)
+            self.wait_version(b, "tools", v)
+        for v in (3, 4, 5):  # retention keeps the newest five; older ones may be retiring
+            live.wait_state("tools", v)
+        # No failed attempt anywhere above the dead DP.
+        self.assertEqual([r for r in b.cli("dp", "show", "b-live")["versions"] if r["attempts"] > 0], [])
+        for site in (b, c):
+            self.assertEqual(site.cli("messages", "--code", "6008")["messages"], [])
+        # The top sent each manifest at most once to each child.
+        served = collections.Counter(r["target"] for r in AccessLog(access).since(0)
+                                     if r["target"].startswith("/repo/targets/"))
+        self.assertTrue(served, "no manifest was served")
+        self.assertLessEqual(max(served.values()), 2, served)
+        # The dead DP is one record with a count, visible at the top.
+        def one_record():
+            m = top.cli("messages", "--from-site", "B", "--code", "2006")["messages"]
+            return m if len(m) == 1 and m[0]["count"] >= 2 else None
+        try:
+            wait_until(one_record, "one growing 2006 record of the dead DP at the top", 30, interval=0.2)
+        except AssertionError:
+            raise AssertionError(f"at B: {b.cli('messages', '--code', '2006')['messages']}; at the top: "
+                                 f"{top.cli('messages', '--code', '2006')['messages']}") from None
