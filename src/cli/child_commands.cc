@@ -79,67 +79,71 @@ void PrintChildren(const Json& j) {
              rows);
 }
 
+void AddChildAdd(CLI::App* child, AdminCtx c) {
+  auto site = std::make_shared<SiteFlags>();
+  auto code = std::make_shared<std::string>();
+  auto sched = std::make_shared<ScheduleFlags>();
+  auto* cmd = Sub(child, "add", "Add a child site (prints its token)", site.get());
+  cmd->add_option("CODE", *code, "The child's site code")->required();
+  AddScheduleFlags(cmd, sched.get());
+  cmd->add_flag("--all-packages", sched->all_packages,
+                "It pulls every package (else those given with distribute --to child:CODE)");
+  cmd->callback([=] {
+    Json body = {{"code", *code}};
+    core::Status s = ScheduleBody(*sched, true, &body);
+    if (!s.ok()) {
+      *c.exit_code = ReportError(s, c.flags->json);
+      return;
+    }
+    *c.exit_code = WithApi(
+        *site, c.flags->json,
+        [&](ApiClient& a) { return a.Send("POST", "/api/v1/children", body, "child add"); },
+        [](const Json& j) {
+          std::printf(
+              "added child site %s\n\nIts token (shown only now):\n\n  %s\n\n"
+              "Create the child with:\n  depot site init --data DIR --code %s "
+              "--parent URL-OF-THIS-SITE --parent-token TOKEN\n",
+              S(j, "code").c_str(), S(j, "token").c_str(), S(j, "code").c_str());
+        });
+  });
+}
+
+void AddChildSet(CLI::App* child, AdminCtx c) {
+  auto site = std::make_shared<SiteFlags>();
+  auto code = std::make_shared<std::string>();
+  auto sched = std::make_shared<ScheduleFlags>();
+  auto all = std::make_shared<std::string>();
+  auto* cmd =
+      Sub(child, "set", "Change a child's link schedule (applies without restart)", site.get());
+  cmd->add_option("CODE", *code, "The child's site code")->required();
+  AddScheduleFlags(cmd, sched.get());
+  cmd->add_option("--all-packages", *all, "yes: it pulls every package; no: only those assigned");
+  cmd->callback([=] {
+    Json body = Json::object();
+    sched->all_packages = *all == "yes";
+    core::Status s = ScheduleBody(*sched, !all->empty(), &body);
+    if (s.ok() && !sched->windows.empty() && sched->windows[0] == "none")
+      body["windows"] = Json::array();
+    if (!s.ok()) {
+      *c.exit_code = ReportError(s, c.flags->json);
+      return;
+    }
+    *c.exit_code = WithApi(
+        *site, c.flags->json,
+        [&](ApiClient& a) {
+          return a.Send("PATCH", "/api/v1/children/" + Escape(*code), body, "child set");
+        },
+        [](const Json& j) { PrintObject(j); });
+  });
+}
+
 }  // namespace
 
 void AddChildCommands(CLI::App* app, AdminCtx c) {
   auto* child = app->add_subcommand("child", "Manage the child sites of this site");
   child->require_subcommand(1);
-  {
-    auto site = std::make_shared<SiteFlags>();
-    auto code = std::make_shared<std::string>();
-    auto sched = std::make_shared<ScheduleFlags>();
-    auto* cmd = Sub(child, "add", "Add a child site (prints its token)", site.get());
-    cmd->add_option("CODE", *code, "The child's site code")->required();
-    AddScheduleFlags(cmd, sched.get());
-    cmd->add_flag("--all-packages", sched->all_packages,
-                  "It pulls every package (else those given with distribute --to child:CODE)");
-    cmd->callback([=] {
-      Json body = {{"code", *code}};
-      core::Status s = ScheduleBody(*sched, true, &body);
-      if (!s.ok()) {
-        *c.exit_code = ReportError(s, c.flags->json);
-        return;
-      }
-      *c.exit_code = WithApi(
-          *site, c.flags->json,
-          [&](ApiClient& a) { return a.Send("POST", "/api/v1/children", body, "child add"); },
-          [](const Json& j) {
-            std::printf(
-                "added child site %s\n\nIts token (shown only now):\n\n  %s\n\n"
-                "Create the child with:\n  depot site init --data DIR --code %s "
-                "--parent URL-OF-THIS-SITE --parent-token TOKEN\n",
-                S(j, "code").c_str(), S(j, "token").c_str(), S(j, "code").c_str());
-          });
-    });
-  }
-  {
-    auto site = std::make_shared<SiteFlags>();
-    auto code = std::make_shared<std::string>();
-    auto sched = std::make_shared<ScheduleFlags>();
-    auto all = std::make_shared<std::string>();
-    auto* cmd =
-        Sub(child, "set", "Change a child's link schedule (applies without restart)", site.get());
-    cmd->add_option("CODE", *code, "The child's site code")->required();
-    AddScheduleFlags(cmd, sched.get());
-    cmd->add_option("--all-packages", *all, "yes: it pulls every package; no: only those assigned");
-    cmd->callback([=] {
-      Json body = Json::object();
-      sched->all_packages = *all == "yes";
-      core::Status s = ScheduleBody(*sched, !all->empty(), &body);
-      if (s.ok() && !sched->windows.empty() && sched->windows[0] == "none")
-        body["windows"] = Json::array();
-      if (!s.ok()) {
-        *c.exit_code = ReportError(s, c.flags->json);
-        return;
-      }
-      *c.exit_code = WithApi(
-          *site, c.flags->json,
-          [&](ApiClient& a) {
-            return a.Send("PATCH", "/api/v1/children/" + Escape(*code), body, "child set");
-          },
-          [](const Json& j) { PrintObject(j); });
-    });
-  }
+  AddChildAdd(child, c);
+  AddChildSet(child, c);
   {
     auto site = std::make_shared<SiteFlags>();
     auto* cmd = Sub(child, "list", "Child sites with their link health", site.get());

@@ -101,6 +101,9 @@ struct ChildLink::State {
   Status MirrorMetadata(tuf::Client& tuf);
   Status CopyVersion(tuf::Client& tuf, const MissingVersion& v);
   void SaveProgress(const std::vector<MissingVersion>& missing, const std::string& etag);
+  Status TakeFeed(const std::string& body, std::vector<MissingVersion>* missing, std::string* etag);
+  void CopyMissing(tuf::Client& tuf, core::Backoff& content, std::vector<MissingVersion>* missing,
+                   const std::string& etag);
 };
 
 void ChildLink::State::SetSchedule(const Json& schedule) {
@@ -242,6 +245,57 @@ Status ChildLink::State::CopyVersion(tuf::Client& tuf, const MissingVersion& v) 
   });
 }
 
+// Copies the missing versions in order while the window is open; a failure backs off
+// the link's content (one 6008 record with a count) and ends the pass.
+void ChildLink::State::CopyMissing(tuf::Client& tuf, core::Backoff& content,
+                                   std::vector<MissingVersion>* missing, const std::string& etag) {
+  while (!missing->empty() && !stop && InWindow()) {
+    Status c = CopyVersion(tuf, missing->front());
+    if (!c.ok()) {
+      if (stop) return;
+      if (!InWindow()) break;  // the window closed mid-copy: resumes when it opens
+      content.Failed();
+      ctx->db
+          ->Transaction([&](catalog::Tx& tx) {
+            return PostMessage(*ctx, tx, core::msg::kReplicationFailed,
+                               {missing->front().package, missing->front().version, {}, {}, {}},
+                               {{"parent", ctx->config.parent_url},
+                                {"error", c.message()},
+                                {"next_retry", core::FormatUtc(content.DueWall())}},
+                               "replication_failed");
+          })
+          .IgnoreError();
+      break;
+    }
+    content.Succeeded();
+    missing->erase(missing->begin());
+    SaveProgress(*missing, etag);
+  }
+}
+
+// Applies a feed the parent sent: the link's schedule, then the catalog
+// (replica.h); `missing` and `etag` take the feed's.
+Status ChildLink::State::TakeFeed(const std::string& body, std::vector<MissingVersion>* missing,
+                                  std::string* etag) {
+  Json feed = Json::parse(body, nullptr, false);
+  if (feed.is_discarded() || !feed.is_object())
+    return Status::Corruption("the parent's feed is not JSON");
+  const Json sched = feed.value("schedule", Json::object());
+  if (sched.is_object()) SetSchedule(sched);
+  ctx->db
+      ->Transaction([&](catalog::Tx& tx) {
+        return tx
+            .Exec("UPDATE parent_link SET max_rate = ?, windows = ? WHERE id = 1",
+                  {sched.value("max_rate", std::int64_t{0}),
+                   Dump(sched.value("windows", Json::array()))})
+            .status();
+      })
+      .IgnoreError();
+  DEPOT_ASSIGN_OR_RETURN(*missing, ApplyFeed(*ctx, feed));
+  *etag = feed.value("etag", "");
+  return Status::Ok();
+}
+
 void ChildLink::State::SaveProgress(const std::vector<MissingVersion>& missing,
                                     const std::string& etag) {
   std::int64_t bytes = 0;
@@ -326,11 +380,7 @@ void ChildLink::Puller() {
   core::Backoff contact(ctx.clock, {s.timing.retry_base, s.timing.retry_max});
   core::Backoff content(ctx.clock, {s.timing.retry_base, s.timing.retry_max});
   std::string etag;
-  {
-    auto row = ctx.db->QueryRow("SELECT feed_etag FROM parent_link WHERE id = 1");
-    // Start with a full feed after a restart: the catalog may be behind what was seen.
-    (void)row;
-  }
+  // Every start reads the whole feed: the catalog may be behind what was seen before.
   std::vector<MissingVersion> missing;
   bool trusted = false;
   std::optional<core::MonoTime> last_metadata;
@@ -381,32 +431,12 @@ void ChildLink::Puller() {
     }
     bool changed = false;
     if (r->status == 200) {
-      Json feed = Json::parse(r->body, nullptr, false);
-      if (feed.is_discarded() || !feed.is_object()) {
-        s.Contact(Status::Corruption("the parent's feed is not JSON"));
+      Status took = s.TakeFeed(r->body, &missing, &etag);
+      if (!took.ok()) {
+        s.Contact(took);
         contact.Failed();
         continue;
       }
-      if (feed.contains("schedule") && feed["schedule"].is_object())
-        s.SetSchedule(feed["schedule"]);
-      const Json sched = feed.value("schedule", Json::object());
-      ctx.db
-          ->Transaction([&](catalog::Tx& tx) {
-            return tx
-                .Exec("UPDATE parent_link SET max_rate = ?, windows = ? WHERE id = 1",
-                      {sched.value("max_rate", std::int64_t{0}),
-                       Dump(sched.value("windows", Json::array()))})
-                .status();
-          })
-          .IgnoreError();
-      auto applied = ApplyFeed(ctx, feed);
-      if (!applied.ok()) {
-        s.Contact(applied.status());
-        contact.Failed();
-        continue;
-      }
-      missing = std::move(*applied);
-      etag = feed.value("etag", "");
       changed = true;
     }
     const core::MonoTime now = ctx.clock->Monotonic();
@@ -423,28 +453,7 @@ void ChildLink::Puller() {
     contact.Succeeded();
     s.SaveProgress(missing, etag);
     if (missing.empty() || !content.Due() || !s.InWindow()) continue;
-    while (!missing.empty() && !s.stop && s.InWindow()) {
-      Status c = s.CopyVersion(tuf, missing.front());
-      if (!c.ok()) {
-        if (s.stop) return;
-        if (!s.InWindow()) break;  // the window closed mid-copy: resumes when it opens
-        content.Failed();
-        ctx.db
-            ->Transaction([&](catalog::Tx& tx) {
-              return PostMessage(ctx, tx, core::msg::kReplicationFailed,
-                                 {missing.front().package, missing.front().version, {}, {}, {}},
-                                 {{"parent", ctx.config.parent_url},
-                                  {"error", c.message()},
-                                  {"next_retry", core::FormatUtc(content.DueWall())}},
-                                 "replication_failed");
-            })
-            .IgnoreError();
-        break;
-      }
-      content.Succeeded();
-      missing.erase(missing.begin());
-      s.SaveProgress(missing, etag);
-    }
+    s.CopyMissing(tuf, content, &missing, etag);
   }
 }
 

@@ -49,6 +49,50 @@ std::string ListenHost(const std::string& listen) {
 
 }  // namespace
 
+namespace {
+
+// A child's part of InitSite: joins the parent before anything is written, so a bad
+// URL or token leaves no half-made directory behind; then the replica library, the
+// pinned root and the token file.
+Status InitChild(core::Env* env, core::Clock* clock, const InitOptions& o, SiteConfig* out,
+                 repo::RepoSettings* out_settings) {
+  SiteConfig& config = *out;
+  repo::RepoSettings& settings = *out_settings;
+  // A child: it joins its parent before anything is written, so a bad URL or token
+  // leaves no half-made directory behind.
+  std::string parent = o.parent_url;
+  while (!parent.empty() && parent.back() == '/') parent.pop_back();
+  if (o.parent_token.empty()) return Status::InvalidArgument("--parent needs --parent-token");
+  auto trust = FetchParentTrust(parent, o.parent_token, o.parent_ca);
+  if (!trust.ok()) {
+    return trust.status().WithContext("joining the parent site at " + parent +
+                                      " (check the URL and the token `depot child add` printed)");
+  }
+  if (trust->code == o.code)
+    return Status::InvalidArgument("the parent site's code is " + o.code +
+                                   " too; codes name sites in a tree");
+  settings.chunker.min_size = trust->chunk_min;
+  settings.chunker.avg_size = trust->chunk_avg;
+  settings.chunker.max_size = trust->chunk_max;
+  settings.compression_level = trust->compression_level;
+  config.parent_url = parent;
+  config.parent_ca = o.parent_ca;
+  DEPOT_RETURN_IF_ERROR(env->CreateDirs(o.data_dir, 0750));
+  DEPOT_RETURN_IF_ERROR(repo::Repository::InitReplica(env, clock,
+                                                      core::JoinPath(o.data_dir, kLibraryDir),
+                                                      settings, trust->root)
+                            .WithContext("content library"));
+  const std::string tuf_dir = core::JoinPath(o.data_dir, "parent/tuf");
+  DEPOT_RETURN_IF_ERROR(env->CreateDirs(tuf_dir, 0750));
+  DEPOT_RETURN_IF_ERROR(
+      env->WriteFileAtomic(core::JoinPath(tuf_dir, "root.json"), trust->root, 0644));
+  DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(core::JoinPath(o.data_dir, config.parent_token_file),
+                                             o.parent_token + "\n", 0600));
+  return Status::Ok();
+}
+
+}  // namespace
+
 core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const InitOptions& o) {
   DEPOT_RETURN_IF_ERROR(ValidateSiteCode(o.code));
   if (o.data_dir.empty()) return Status::InvalidArgument("--data is required");
@@ -79,36 +123,7 @@ core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const Init
 
   repo::RepoSettings settings;
   if (!o.parent_url.empty()) {
-    // A child: it joins its parent before anything is written, so a bad URL or token
-    // leaves no half-made directory behind.
-    std::string parent = o.parent_url;
-    while (!parent.empty() && parent.back() == '/') parent.pop_back();
-    if (o.parent_token.empty()) return Status::InvalidArgument("--parent needs --parent-token");
-    auto trust = FetchParentTrust(parent, o.parent_token, o.parent_ca);
-    if (!trust.ok()) {
-      return trust.status().WithContext("joining the parent site at " + parent +
-                                        " (check the URL and the token `depot child add` printed)");
-    }
-    if (trust->code == o.code)
-      return Status::InvalidArgument("the parent site's code is " + o.code +
-                                     " too; codes name sites in a tree");
-    settings.chunker.min_size = trust->chunk_min;
-    settings.chunker.avg_size = trust->chunk_avg;
-    settings.chunker.max_size = trust->chunk_max;
-    settings.compression_level = trust->compression_level;
-    config.parent_url = parent;
-    config.parent_ca = o.parent_ca;
-    DEPOT_RETURN_IF_ERROR(env->CreateDirs(o.data_dir, 0750));
-    DEPOT_RETURN_IF_ERROR(repo::Repository::InitReplica(env, clock,
-                                                        core::JoinPath(o.data_dir, kLibraryDir),
-                                                        settings, trust->root)
-                              .WithContext("content library"));
-    const std::string tuf_dir = core::JoinPath(o.data_dir, "parent/tuf");
-    DEPOT_RETURN_IF_ERROR(env->CreateDirs(tuf_dir, 0750));
-    DEPOT_RETURN_IF_ERROR(
-        env->WriteFileAtomic(core::JoinPath(tuf_dir, "root.json"), trust->root, 0644));
-    DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(core::JoinPath(o.data_dir, config.parent_token_file),
-                                               o.parent_token + "\n", 0600));
+    DEPOT_RETURN_IF_ERROR(InitChild(env, clock, o, &config, &settings));
   } else {
     DEPOT_RETURN_IF_ERROR(env->CreateDirs(o.data_dir, 0750));
     DEPOT_RETURN_IF_ERROR(
