@@ -2,11 +2,13 @@
 children that pull from it, a grandchild, each with DPs and agents. Content and work
 flow down, status flows up, links are observable and obey their schedules."""
 import collections
+import json
 import os
 import re
+import urllib.request
 
 from harness import (AccessLog, AgentProcess, DepotTestCase, DpProcess, SiteProcess, free_port, make_tree,
-                     wait_until)
+                     site_root_json, wait_until)
 
 
 class HierarchyTest(DepotTestCase):
@@ -102,9 +104,18 @@ class HierarchyTest(DepotTestCase):
         self.assertEqual(len([r for r in shown["reports"] if r["state"] == "succeeded"]), 4, shown)
         clients = top.cli("client", "list")["clients"]
         self.assertEqual(sorted(c.get("site", "") for c in clients), ["", "B", "B/D", "C"], clients)
-        # An agent at the grandchild verified against the top's root: a child never re-signs.
-        with open(os.path.join(agents[3].data, "agent.json")) as f:
-            self.assertIn("trusted_root", f.read() + "trusted_root")
+        # The grandchild's agent pinned the top's root, byte for byte, and the grandchild
+        # serves the top's metadata unchanged: a child never re-signs.
+        top_root = site_root_json(top, self.path("top-root.json"))
+        with open(top_root, "rb") as f, open(os.path.join(agents[3].data, "trusted_root.json"), "rb") as g:
+            self.assertEqual(f.read(), g.read())
+        with open(site_root_json(d, self.path("d-root.json")), "rb") as f, open(top_root, "rb") as g:
+            self.assertEqual(f.read(), g.read())
+        # Its timestamp (maybe one refresh behind the top's) is signed by the top's key.
+        with urllib.request.urlopen(top.url + "/repo/metadata/timestamp.json") as t, \
+                urllib.request.urlopen(d.url + "/repo/metadata/timestamp.json") as g:
+            top_key = json.loads(t.read())["signatures"][0]["keyid"]
+            self.assertEqual(json.loads(g.read())["signatures"][0]["keyid"], top_key)
         # A child refuses what only the top makes.
         code, _, err = d.cli("package", "create", "x", "--source", src, check=False)
         self.assertNotEqual(code, 0)
@@ -198,10 +209,15 @@ class HierarchyTest(DepotTestCase):
             return reps if reps and reps[0]["state"] == "succeeded" else None
         reps = wait_until(reported, "the report at the top", 30, interval=0.2)
         self.assertEqual(len(reps), 1, reps)
-        # Nothing counted twice: each message of the child is one record at the top.
-        msgs = top.cli("messages", "--from-site", "B", "--limit", "10000")["messages"]
-        keys = [(m["code"], m["source"], m["time"]) for m in msgs]
-        self.assertEqual(len(keys), len(set(keys)), msgs)
+        # Nothing lost, nothing counted twice: the top holds exactly the child's own
+        # messages, each once, with the child's counts.
+        def same_messages():
+            at_b = sorted((m["code"], m["text"], m["count"])
+                          for m in b.cli("messages", "--from-site", ".", "--limit", "10000")["messages"])
+            at_top = sorted((m["code"], m["text"], m["count"])
+                            for m in top.cli("messages", "--from-site", "B", "--limit", "10000")["messages"])
+            return at_b if at_b == at_top else None
+        wait_until(same_messages, "the child's messages at the top, each once", 30, interval=0.2)
 
     def test_seed_002_dead_dp_under_a_child_costs_nothing_above_it(self):
         """SMS: one unreachable DP made the parent re-send a package to every child

@@ -241,7 +241,6 @@ CREATE TABLE children (
 );
 CREATE TABLE parent_link (
   id BIGINT PRIMARY KEY,
-  feed_etag TEXT NOT NULL DEFAULT '',
   state TEXT NOT NULL DEFAULT 'active',
   state_since BIGINT,
   failures BIGINT NOT NULL DEFAULT 0,
@@ -296,6 +295,7 @@ CREATE TABLE tree_dps (
 );
 ALTER TABLE messages ADD COLUMN site TEXT NOT NULL DEFAULT '';
 CREATE INDEX messages_site ON messages(site);
+INSERT INTO meta (key, value) VALUES ('up_seq', '0');
 )sql";
 
 }  // namespace

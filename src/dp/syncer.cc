@@ -93,27 +93,8 @@ Status Syncer::InitTrust(tuf::Client* client) {
 }
 
 Status Syncer::MirrorMetadata(tuf::Client& client) {
-  struct File {
-    const char* trusted;
-    std::string public_name;
-  };
-  std::vector<File> files = {
-      {"root.json", std::to_string(client.root_version()) + ".root.json"},
-      {"root.json", "root.json"},
-      {"targets.json", std::to_string(client.targets_version()) + ".targets.json"},
-      {"snapshot.json", std::to_string(client.snapshot_version()) + ".snapshot.json"},
-      {"timestamp.json", "timestamp.json"},
-  };
-  for (const File& f : files) {
-    DEPOT_ASSIGN_OR_RETURN(
-        std::string bytes,
-        ctx_->env->ReadFile(core::JoinPath(ctx_->tuf_dir, f.trusted), 64ull << 20));
-    std::string dest = core::JoinPath(ctx_->layout.metadata(), f.public_name);
-    auto existing = ctx_->env->ReadFile(dest, 64ull << 20);
-    if (existing.ok() && *existing == bytes) continue;
-    DEPOT_RETURN_IF_ERROR(ctx_->env->WriteFileAtomic(dest, bytes, 0644));
-  }
-  return Status::Ok();
+  return repo::PublishTrustedMetadata(ctx_->env, client, ctx_->tuf_dir, ctx_->layout.metadata())
+      .status();
 }
 
 void Syncer::FindPublished() {

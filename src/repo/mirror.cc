@@ -91,4 +91,31 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock,
   return result;
 }
 
+core::Result<bool> PublishTrustedMetadata(core::Env* env, const tuf::Client& client,
+                                          const std::string& trusted_dir,
+                                          const std::string& metadata_dir) {
+  struct File {
+    const char* trusted;
+    std::string public_name;
+  };
+  const std::vector<File> files = {
+      {"root.json", std::to_string(client.root_version()) + ".root.json"},
+      {"root.json", "root.json"},
+      {"targets.json", std::to_string(client.targets_version()) + ".targets.json"},
+      {"snapshot.json", std::to_string(client.snapshot_version()) + ".snapshot.json"},
+      {"timestamp.json", "timestamp.json"},
+  };
+  bool root_changed = false;
+  for (const File& f : files) {
+    DEPOT_ASSIGN_OR_RETURN(std::string bytes,
+                           env->ReadFile(core::JoinPath(trusted_dir, f.trusted), 64ull << 20));
+    std::string dest = core::JoinPath(metadata_dir, f.public_name);
+    auto existing = env->ReadFile(dest, 64ull << 20);
+    if (existing.ok() && *existing == bytes) continue;
+    DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(dest, bytes, 0644));
+    if (f.public_name == "root.json") root_changed = true;
+  }
+  return root_changed;
+}
+
 }  // namespace depot::repo

@@ -25,6 +25,7 @@
 #include "core/status.h"
 #include "store/chunk_store.h"
 #include "store/manifest.h"
+#include "tuf/client.h"
 
 namespace depot::repo {
 
@@ -66,5 +67,15 @@ core::Result<MirrorResult> MirrorChunks(core::Env* env, core::Clock* clock,
                                         core::RepoSource* source, store::ChunkStore* store,
                                         const std::vector<store::ChunkRef>& chunks,
                                         const MirrorOptions& options);
+
+// Publishes the TUF metadata `client` trusts (held in `trusted_dir`, the directory the
+// client was made with) into `metadata_dir`, a served tree's metadata/: the versioned
+// files first and timestamp.json last, so a reader never sees a timestamp whose
+// snapshot is not there yet; files already identical are not rewritten. What a DP and
+// a child site serve is their upstream's metadata byte for byte. Returns whether
+// root.json changed; IOError from the disk.
+core::Result<bool> PublishTrustedMetadata(core::Env* env, const tuf::Client& client,
+                                          const std::string& trusted_dir,
+                                          const std::string& metadata_dir);
 
 }  // namespace depot::repo

@@ -134,8 +134,11 @@ Repository::Repository(core::Env* env, core::Clock* clock, std::string dir, Repo
       settings_(settings),
       chunks_(env, layout_.chunks(), settings.compression_level) {}
 
-Status Repository::Init(core::Env* env, core::Clock* clock, const std::string& dir,
-                        const RepoSettings& settings) {
+namespace {
+
+// The part of a new repository every kind shares: checked settings, an empty
+// directory, the public tree and an empty chunk store.
+Status CreateLayout(core::Env* env, const std::string& dir, const RepoSettings& settings) {
   DEPOT_RETURN_IF_ERROR(store::Chunker::Create(settings.chunker).status());
   RepoLayout layout(dir);
   auto listing = env->ListDir(dir);
@@ -147,27 +150,25 @@ Status Repository::Init(core::Env* env, core::Clock* clock, const std::string& d
   DEPOT_RETURN_IF_ERROR(env->CreateDirs(layout.metadata()));
   DEPOT_RETURN_IF_ERROR(env->CreateDirs(layout.targets()));
   store::ChunkStore chunks(env, layout.chunks(), settings.compression_level);
-  DEPOT_RETURN_IF_ERROR(chunks.Create());
+  return chunks.Create();
+}
+
+}  // namespace
+
+Status Repository::Init(core::Env* env, core::Clock* clock, const std::string& dir,
+                        const RepoSettings& settings) {
+  DEPOT_RETURN_IF_ERROR(CreateLayout(env, dir, settings));
+  RepoLayout layout(dir);
   DEPOT_RETURN_IF_ERROR(
       tuf::RepositoryWriter::Init(env, clock, layout.keys(), layout.metadata(), settings.expiry));
   // The settings file is written last: its presence marks a complete repository.
   return env->WriteFileAtomic(layout.config(), EncodeSettings(settings), 0644);
 }
 
-Status Repository::InitReplica(core::Env* env, core::Clock* clock, const std::string& dir,
-                               const RepoSettings& settings, const std::string& root_json) {
-  (void)clock;
-  DEPOT_RETURN_IF_ERROR(store::Chunker::Create(settings.chunker).status());
+Status Repository::InitReplica(core::Env* env, const std::string& dir, const RepoSettings& settings,
+                               const std::string& root_json) {
+  DEPOT_RETURN_IF_ERROR(CreateLayout(env, dir, settings));
   RepoLayout layout(dir);
-  auto listing = env->ListDir(dir);
-  if (listing.ok() && !listing->empty()) {
-    return Status::InvalidArgument(dir +
-                                   " already exists and is not empty; choose a new directory");
-  }
-  DEPOT_RETURN_IF_ERROR(env->CreateDirs(layout.metadata()));
-  DEPOT_RETURN_IF_ERROR(env->CreateDirs(layout.targets()));
-  store::ChunkStore chunks(env, layout.chunks(), settings.compression_level);
-  DEPOT_RETURN_IF_ERROR(chunks.Create());
   DEPOT_ASSIGN_OR_RETURN(auto root, tuf::ParseRoot(root_json, "the parent's root.json"));
   DEPOT_RETURN_IF_ERROR(env->WriteFileAtomic(
       core::JoinPath(layout.metadata(), std::to_string(root.body.version) + ".root.json"),

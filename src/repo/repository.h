@@ -100,7 +100,7 @@ class Repository {
   // docs/hierarchy.md): settings, an empty chunk store and the other library's root
   // metadata (`root_json`, exact bytes) -- and no keys: a replica's metadata is
   // mirrored, never signed here. InvalidArgument when `dir` is not empty.
-  static core::Status InitReplica(core::Env* env, core::Clock* clock, const std::string& dir,
+  static core::Status InitReplica(core::Env* env, const std::string& dir,
                                   const RepoSettings& settings, const std::string& root_json);
   // Opens an existing repository. NotFound when `dir` holds none (with a hint to run
   // `depot repo init`); InvalidArgument for unreadable settings.

@@ -1,6 +1,7 @@
 #include "site/api.h"
 
 #include "core/log.h"
+#include "core/sha256.h"
 #include "site/api_routes.h"
 #include "site/auth.h"
 #include "site/json.h"
@@ -34,6 +35,35 @@ http::Response ErrorResponse(const Status& s, int status) {
       status != 0 ? status : HttpStatusFor(s),
       Dump({{"error",
              {{"code", std::string(core::CodeName(s.code()))}, {"message", s.message()}}}}));
+}
+
+std::string ContentEtag(const Json& body) {
+  return "\"" + core::Sha256::HashHex(Dump(body)).substr(0, 32) + "\"";
+}
+
+void AnswerLongPoll(SiteContext& ctx, const http::Request& req, std::uint64_t seq, const Json& body,
+                    http::Response* resp) {
+  const std::string etag = body.value("etag", "");
+  const std::string* inm = req.GetHeader("if-none-match");
+  if (inm != nullptr && *inm == etag) {
+    std::int64_t wait_s = 30;
+    if (auto w = req.QueryParam("wait"))
+      wait_s = std::clamp<std::int64_t>(catalog::Value(*w).AsInt(), 0, 120);
+    auto left =
+        std::chrono::seconds(wait_s) - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           std::chrono::steady_clock::now() - req.received);
+    if (left > std::chrono::milliseconds(0) && !req.poll_timed_out && ctx.server != nullptr) {
+      // First look, or woken by a change elsewhere: park (again) until one here.
+      resp->wait = http::Response::Wait{
+          "assignments", seq, std::chrono::duration_cast<std::chrono::milliseconds>(left)};
+      return;
+    }
+    resp->status = 304;
+    resp->SetHeader("ETag", etag);
+    return;
+  }
+  *resp = http::Response::Json(200, Dump(body));
+  resp->SetHeader("ETag", etag);
 }
 
 struct SiteApi::Route {
@@ -136,15 +166,6 @@ SiteApi::Gate SiteApi::Pass(const http::Request& req) {
     }
     return g;
   }
-  if (ctx_->config.is_child() && MadeAtTheTop(*g.route)) {
-    g.refusal = ErrorResponse(
-        Status::InvalidArgument(
-            "this is a child site: packages, collections and deployments are made at the top "
-            "site and flow down to here (this site's parent is " +
-            ctx_->config.parent_url + "); run the command there"),
-        409);
-    return g;
-  }
   auto who = Authenticate(*ctx_, req);
   if (!who.ok()) {
     g.refusal = ErrorResponse(who.status(), 401);
@@ -155,6 +176,15 @@ SiteApi::Gate SiteApi::Pass(const http::Request& req) {
     g.refusal = ErrorResponse(Status::PermissionDenied(
         "a " + std::string(RoleName(who->role)) + " credential may not " + req.method + " " +
         req.path + " (needs " + std::string(RoleName(g.route->need)) + ")"));
+    return g;
+  }
+  if (ctx_->config.is_child() && MadeAtTheTop(*g.route)) {
+    g.refusal = ErrorResponse(
+        Status::InvalidArgument(
+            "this is a child site: packages, collections and deployments are made at the top "
+            "site and flow down to here (this site's parent is " +
+            ctx_->config.parent_url + "); run the command there"),
+        409);
     return g;
   }
   g.who = std::move(*who);

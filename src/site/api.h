@@ -5,6 +5,7 @@
 
 #include "http/server.h"
 #include "site/context.h"
+#include "site/json.h"
 
 namespace depot::site {
 
@@ -34,5 +35,17 @@ class SiteApi final : public http::Handler {
 int HttpStatusFor(const core::Status& s);
 // {"error":{"code":"NotFound","message":"..."}} with the status above.
 http::Response ErrorResponse(const core::Status& s, int status = 0);
+
+// A strong ETag naming `body`'s content (the first 128 bits of the SHA-256 of its
+// serialisation): any change in it, and only a change, gives another.
+std::string ContentEtag(const Json& body);
+
+// Answers a long poll on the "assignments" topic (a DP's assignment, a child's feed)
+// whose current state is `body` (with "etag"): 200 with it when the caller's
+// If-None-Match differs; else parks the request until the topic moves past `seq`
+// (read before the state, so no change slips in between) or its `wait` seconds
+// (default 30, at most 120) pass, then 304.
+void AnswerLongPoll(SiteContext& ctx, const http::Request& req, std::uint64_t seq, const Json& body,
+                    http::Response* resp);
 
 }  // namespace depot::site

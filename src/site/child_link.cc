@@ -26,11 +26,6 @@ namespace {
 
 constexpr std::size_t kReportBatch = 500;
 
-std::string Resolve(const std::string& dir, const std::string& path) {
-  if (path.empty() || path[0] == '/') return path;
-  return core::JoinPath(dir, path);
-}
-
 core::Result<std::unique_ptr<http::Client>> ParentClient(const std::string& url,
                                                          const std::string& token,
                                                          const std::string& ca, long timeout_s) {
@@ -78,7 +73,8 @@ struct ChildLink::State {
   std::uint64_t rate = 0;
   Json windows = Json::array();
   std::shared_ptr<core::RateLimiter> limiter;
-  // Consecutive failed contacts with the parent (puller and reporter both count).
+  // Consecutive failed contacts with the parent: feed polls, metadata refreshes and
+  // reports all count.
   std::mutex health_mu;
   std::int64_t failures = 0;
 
@@ -97,13 +93,19 @@ struct ChildLink::State {
     return limiter;
   }
   void SetSchedule(const Json& schedule);
+  bool Failing() {
+    std::lock_guard<std::mutex> lock(health_mu);
+    return failures > 0;
+  }
   void Contact(const Status& s);
   Status MirrorMetadata(tuf::Client& tuf);
   Status CopyVersion(tuf::Client& tuf, const MissingVersion& v);
-  void SaveProgress(const std::vector<MissingVersion>& missing, const std::string& etag);
+  void SaveProgress(const std::vector<MissingVersion>& missing);
+  int FeedWaitSeconds(const std::vector<MissingVersion>& missing, const core::Backoff& content);
+  core::Result<std::optional<std::string>> PollFeed(http::Client& client, const std::string& etag,
+                                                    int wait_s);
   Status TakeFeed(const std::string& body, std::vector<MissingVersion>* missing, std::string* etag);
-  void CopyMissing(tuf::Client& tuf, core::Backoff& content, std::vector<MissingVersion>* missing,
-                   const std::string& etag);
+  void CopyMissing(tuf::Client& tuf, core::Backoff& content, std::vector<MissingVersion>* missing);
 };
 
 void ChildLink::State::SetSchedule(const Json& schedule) {
@@ -153,30 +155,9 @@ void ChildLink::State::Contact(const Status& s) {
 
 Status ChildLink::State::MirrorMetadata(tuf::Client& tuf) {
   DEPOT_RETURN_IF_ERROR(tuf.Refresh());
-  const std::string dest_dir = ctx->repo->layout().metadata();
-  struct File {
-    const char* trusted;
-    std::string public_name;
-  };
-  // Versioned files first, timestamp.json last: a reader never sees a timestamp whose
-  // snapshot is not here yet.
-  const std::vector<File> files = {
-      {"root.json", std::to_string(tuf.root_version()) + ".root.json"},
-      {"root.json", "root.json"},
-      {"targets.json", std::to_string(tuf.targets_version()) + ".targets.json"},
-      {"snapshot.json", std::to_string(tuf.snapshot_version()) + ".snapshot.json"},
-      {"timestamp.json", "timestamp.json"},
-  };
-  bool root_changed = false;
-  for (const File& f : files) {
-    DEPOT_ASSIGN_OR_RETURN(std::string bytes,
-                           ctx->env->ReadFile(core::JoinPath(tuf_dir, f.trusted), 64ull << 20));
-    std::string dest = core::JoinPath(dest_dir, f.public_name);
-    auto existing = ctx->env->ReadFile(dest, 64ull << 20);
-    if (existing.ok() && *existing == bytes) continue;
-    DEPOT_RETURN_IF_ERROR(ctx->env->WriteFileAtomic(dest, bytes, 0644));
-    if (f.public_name == "root.json") root_changed = true;
-  }
+  DEPOT_ASSIGN_OR_RETURN(
+      bool root_changed,
+      repo::PublishTrustedMetadata(ctx->env, tuf, tuf_dir, ctx->repo->layout().metadata()));
   if (root_changed) {
     // Agents enrolling from now on pin the top site's newest root.
     auto root = ctx->repo->TrustedRoot();
@@ -248,7 +229,8 @@ Status ChildLink::State::CopyVersion(tuf::Client& tuf, const MissingVersion& v) 
 // Copies the missing versions in order while the window is open; a failure backs off
 // the link's content (one 6008 record with a count) and ends the pass.
 void ChildLink::State::CopyMissing(tuf::Client& tuf, core::Backoff& content,
-                                   std::vector<MissingVersion>* missing, const std::string& etag) {
+                                   std::vector<MissingVersion>* missing) {
+  if (!content.Due()) return;
   while (!missing->empty() && !stop && InWindow()) {
     Status c = CopyVersion(tuf, missing->front());
     if (!c.ok()) {
@@ -269,8 +251,34 @@ void ChildLink::State::CopyMissing(tuf::Client& tuf, core::Backoff& content,
     }
     content.Succeeded();
     missing->erase(missing->begin());
-    SaveProgress(*missing, etag);
+    SaveProgress(*missing);
   }
+}
+
+// How long a feed poll may park at the parent: not at all when there is copying to
+// do now, at most until the content's backoff ends when a copy waits on it.
+int ChildLink::State::FeedWaitSeconds(const std::vector<MissingVersion>& missing,
+                                      const core::Backoff& content) {
+  if (missing.empty()) return timing.feed_wait_s;
+  if (!content.Due()) {
+    auto left = std::chrono::duration_cast<std::chrono::seconds>(content.Remaining()).count();
+    return std::clamp<int>(static_cast<int>(left), 1, timing.feed_wait_s);
+  }
+  return InWindow() ? 0 : timing.feed_wait_s;
+}
+
+// One feed poll: the new feed's body, or nullopt when it has not changed (304).
+core::Result<std::optional<std::string>> ChildLink::State::PollFeed(http::Client& client,
+                                                                    const std::string& etag,
+                                                                    int wait_s) {
+  std::vector<std::string> headers;
+  if (!etag.empty()) headers.push_back("If-None-Match: " + etag);
+  DEPOT_ASSIGN_OR_RETURN(http::ClientResponse r,
+                         client.Do("GET", "/api/v1/child/feed?wait=" + std::to_string(wait_s), {},
+                                   "application/json", headers, wait_s + 30));
+  if (r.status == 304) return std::optional<std::string>();
+  DEPOT_RETURN_IF_ERROR(http::ApiError(r, "the parent's feed"));
+  return std::optional<std::string>(std::move(r.body));
 }
 
 // Applies a feed the parent sent: the link's schedule, then the catalog
@@ -296,8 +304,7 @@ Status ChildLink::State::TakeFeed(const std::string& body, std::vector<MissingVe
   return Status::Ok();
 }
 
-void ChildLink::State::SaveProgress(const std::vector<MissingVersion>& missing,
-                                    const std::string& etag) {
+void ChildLink::State::SaveProgress(const std::vector<MissingVersion>& missing) {
   std::int64_t bytes = 0;
   for (const auto& v : missing) bytes += v.bytes;
   ctx->db
@@ -305,14 +312,14 @@ void ChildLink::State::SaveProgress(const std::vector<MissingVersion>& missing,
         DEPOT_ASSIGN_OR_RETURN(
             catalog::Rows was,
             tx.Query("SELECT versions_behind, bytes_behind FROM parent_link WHERE id = 1"));
-        const bool changed = was.empty() ||
-                             was[0].Int(0) != static_cast<std::int64_t>(missing.size()) ||
-                             was[0].Int(1) != bytes;
-        DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE parent_link SET versions_behind = ?, bytes_behind = "
-                                      "?, feed_etag = ? WHERE id = 1",
-                                      {static_cast<std::int64_t>(missing.size()), bytes, etag})
-                                  .status());
-        return changed ? MarkUp(*ctx, tx, "link", "") : Status::Ok();
+        const auto versions = static_cast<std::int64_t>(missing.size());
+        if (!was.empty() && was[0].Int(0) == versions && was[0].Int(1) == bytes)
+          return Status::Ok();
+        DEPOT_RETURN_IF_ERROR(
+            tx.Exec("UPDATE parent_link SET versions_behind = ?, bytes_behind = ? WHERE id = 1",
+                    {versions, bytes})
+                .status());
+        return MarkUp(*ctx, tx, "link", "");
       })
       .IgnoreError();
 }
@@ -321,8 +328,8 @@ core::Result<std::unique_ptr<ChildLink>> ChildLink::Open(SiteContext* ctx, LinkT
   auto s = std::make_unique<State>();
   s->ctx = ctx;
   s->timing = timing;
-  s->ca = Resolve(ctx->data_dir, ctx->config.parent_ca);
-  const std::string token_file = Resolve(ctx->data_dir, ctx->config.parent_token_file);
+  s->ca = ResolvePath(ctx->data_dir, ctx->config.parent_ca);
+  const std::string token_file = ResolvePath(ctx->data_dir, ctx->config.parent_token_file);
   DEPOT_ASSIGN_OR_RETURN(std::string token, ctx->env->ReadFile(token_file, 4096));
   while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
   if (token.empty())
@@ -405,24 +412,8 @@ void ChildLink::Puller() {
       }
       trusted = true;
     }
-    // Park at the parent unless there is copying to do now.
-    const bool copy_now = !missing.empty() && content.Due() && s.InWindow();
-    int wait_s = copy_now ? 0 : s.timing.feed_wait_s;
-    if (!missing.empty() && !content.Due()) {
-      wait_s = std::min<int>(
-          wait_s,
-          std::max<int>(
-              1,
-              static_cast<int>(
-                  std::chrono::duration_cast<std::chrono::seconds>(content.Remaining()).count())));
-    }
-    std::vector<std::string> headers;
-    if (!etag.empty()) headers.push_back("If-None-Match: " + etag);
-    auto r = (*client)->Do("GET", "/api/v1/child/feed?wait=" + std::to_string(wait_s), {},
-                           "application/json", headers, wait_s + 30);
-    Status got = r.ok()
-                     ? (r->status == 304 ? Status::Ok() : http::ApiError(*r, "the parent's feed"))
-                     : r.status();
+    auto r = s.PollFeed(**client, etag, s.FeedWaitSeconds(missing, content));
+    Status got = r.status();
     if (s.stop) return;
     if (!got.ok()) {
       s.Contact(got);
@@ -430,8 +421,8 @@ void ChildLink::Puller() {
       continue;
     }
     bool changed = false;
-    if (r->status == 200) {
-      Status took = s.TakeFeed(r->body, &missing, &etag);
+    if (r->has_value()) {
+      Status took = s.TakeFeed(**r, &missing, &etag);
       if (!took.ok()) {
         s.Contact(took);
         contact.Failed();
@@ -451,9 +442,8 @@ void ChildLink::Puller() {
     }
     s.Contact(Status::Ok());
     contact.Succeeded();
-    s.SaveProgress(missing, etag);
-    if (missing.empty() || !content.Due() || !s.InWindow()) continue;
-    s.CopyMissing(tuf, content, &missing, etag);
+    s.SaveProgress(missing);
+    s.CopyMissing(tuf, content, &missing);
   }
 }
 
@@ -484,11 +474,12 @@ void ChildLink::Reporter() {
     }
     if (!sent.ok()) {
       if (s.stop) return;
-      core::Log(core::LogLevel::kWarn, "site.report_up_failed", {{"error", sent.ToString()}});
+      s.Contact(sent.WithContext("a report to the parent"));
       if (s.Sleep(retry.Failed())) return;
       continue;
     }
     retry.Succeeded();
+    if (s.Failing()) s.Contact(Status::Ok());  // else the puller's polls record contact
     Status ack = AckUp(ctx, acked);
     if (!ack.ok())
       core::Log(core::LogLevel::kWarn, "site.report_up_ack_failed", {{"error", ack.ToString()}});

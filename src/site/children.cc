@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "core/messages.h"
-#include "core/sha256.h"
 #include "site/api.h"
 #include "site/auth.h"
 #include "site/config.h"
@@ -218,14 +217,13 @@ core::Result<Json> ChildTrust(SiteContext& ctx) {
 
 namespace {
 
-// The packages child `id` pulls, with their active versions.
-core::Result<Json> FeedPackages(catalog::Tx& tx, std::int64_t id, bool all, const std::string& code,
+// The packages child `code` pulls (`all`: every one), with their active versions.
+core::Result<Json> FeedPackages(catalog::Tx& tx, bool all, const std::string& code,
                                 std::vector<std::int64_t>* package_ids) {
   const std::string sql =
       "SELECT p.id, p.uid, p.name, p.description, p.created_at FROM packages p WHERE "
       "p.deleted_at IS NULL AND (? = 1 OR EXISTS (SELECT 1 FROM distributions x WHERE "
       "x.package_id = p.id AND x.target_kind = 'child' AND x.target = ?)) ORDER BY p.id";
-  (void)id;
   DEPOT_ASSIGN_OR_RETURN(catalog::Rows pkgs, tx.Query(sql, {all ? 1 : 0, code}));
   Json out = Json::array();
   for (const auto& p : pkgs) {
@@ -314,8 +312,8 @@ core::Result<Json> ChildFeed(SiteContext& ctx, std::int64_t child_id) {
       return row.status();
     }
     std::vector<std::int64_t> package_ids;
-    DEPOT_ASSIGN_OR_RETURN(
-        Json packages, FeedPackages(tx, child_id, row->Int(1) != 0, row->Text(0), &package_ids));
+    DEPOT_ASSIGN_OR_RETURN(Json packages,
+                           FeedPackages(tx, row->Int(1) != 0, row->Text(0), &package_ids));
     Json windows = Json::parse(row->Text(3), nullptr, false);
     feed = {{"site", ctx.config.code},
             {"child", row->Text(0)},
@@ -328,7 +326,7 @@ core::Result<Json> ChildFeed(SiteContext& ctx, std::int64_t child_id) {
   if (!s.ok()) return s;
   // The ETag is the feed's own hash: any change anywhere in it, and only a change,
   // answers a parked poll.
-  feed["etag"] = "\"" + core::Sha256::HashHex(Dump(feed)).substr(0, 32) + "\"";
+  feed["etag"] = ContentEtag(feed);
   return feed;
 }
 
@@ -351,26 +349,7 @@ void HandleChildFeed(SiteContext& ctx, std::int64_t child_id, http::Request& req
     *resp = ErrorResponse(feed.status());
     return;
   }
-  std::string etag = (*feed)["etag"].get<std::string>();
-  const std::string* inm = req.GetHeader("if-none-match");
-  if (inm != nullptr && *inm == etag) {
-    std::int64_t wait_s = 30;
-    if (auto w = req.QueryParam("wait"))
-      wait_s = std::clamp<std::int64_t>(catalog::Value(*w).AsInt(), 0, 120);
-    auto left =
-        std::chrono::seconds(wait_s) - std::chrono::duration_cast<std::chrono::milliseconds>(
-                                           std::chrono::steady_clock::now() - req.received);
-    if (left > std::chrono::milliseconds(0) && !req.poll_timed_out && ctx.server != nullptr) {
-      resp->wait = http::Response::Wait{
-          "assignments", seq, std::chrono::duration_cast<std::chrono::milliseconds>(left)};
-      return;
-    }
-    resp->status = 304;
-    resp->SetHeader("ETag", etag);
-    return;
-  }
-  *resp = http::Response::Json(200, Dump(*feed));
-  resp->SetHeader("ETag", etag);
+  AnswerLongPoll(ctx, req, seq, *feed, resp);
 }
 
 void CheckChildren(SiteContext& ctx) {

@@ -24,6 +24,11 @@ Status ValidateSiteCode(std::string_view code) {
   return Status::Ok();
 }
 
+std::string ResolvePath(const std::string& data_dir, const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  return core::JoinPath(data_dir, path);
+}
+
 namespace {
 
 // Reads each table of site.toml into `c`; keys a table does not know are errors.

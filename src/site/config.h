@@ -88,6 +88,10 @@ struct SiteConfig {
   bool is_child() const { return !parent_url.empty(); }
 };
 
+// A path from site.toml: relative ones are inside the data directory `data_dir`; ""
+// stays "".
+std::string ResolvePath(const std::string& data_dir, const std::string& path);
+
 // Site codes: 1-8 characters of [A-Z0-9].
 core::Status ValidateSiteCode(std::string_view code);
 

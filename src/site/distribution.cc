@@ -467,8 +467,7 @@ core::Result<Json> Assignment(SiteContext& ctx, std::int64_t dp_id) {
     versions.push_back(std::move(v));
   }
   Json body = {{"dp", dp.Text(0)}, {"versions", versions}};
-  std::string etag = "\"" + core::Sha256::HashHex(Dump(body)).substr(0, 32) + "\"";
-  body["etag"] = etag;
+  body["etag"] = ContentEtag(body);
   body["revision"] = ctx.revision.load();
   return body;
 }
@@ -487,27 +486,7 @@ void HandleAssignment(SiteContext& ctx, std::int64_t dp_id, http::Request& req,
     *resp = ErrorResponse(a.status());
     return;
   }
-  std::string etag = (*a)["etag"].get<std::string>();
-  const std::string* inm = req.GetHeader("if-none-match");
-  if (inm != nullptr && *inm == etag) {
-    std::int64_t wait_s = 30;
-    if (auto w = req.QueryParam("wait"))
-      wait_s = std::clamp<std::int64_t>(catalog::Value(*w).AsInt(), 0, 120);
-    auto left =
-        std::chrono::seconds(wait_s) - std::chrono::duration_cast<std::chrono::milliseconds>(
-                                           std::chrono::steady_clock::now() - req.received);
-    if (left > std::chrono::milliseconds(0) && !req.poll_timed_out && ctx.server != nullptr) {
-      // First look, or woken by a change elsewhere: park (again) until one here.
-      resp->wait = http::Response::Wait{
-          "assignments", seq, std::chrono::duration_cast<std::chrono::milliseconds>(left)};
-      return;
-    }
-    resp->status = 304;
-    resp->SetHeader("ETag", etag);
-    return;
-  }
-  *resp = http::Response::Json(200, Dump(*a));
-  resp->SetHeader("ETag", etag);
+  AnswerLongPoll(ctx, req, seq, *a, resp);
 }
 
 }  // namespace depot::site

@@ -59,6 +59,9 @@ class ObjectReader {
   bool ok() const { return status_.ok(); }
   // The first error, or InvalidArgument for an unknown field; OK otherwise.
   core::Status Finish();
+  // The first error, ignoring fields never asked for: for an object read in parts, or
+  // sent by a newer depot (a parent site upgraded before its children).
+  core::Status FinishKnown() const { return status_; }
 
  private:
   const Json* Get(const char* key, bool required);

@@ -15,39 +15,142 @@ using core::Status;
 
 namespace {
 
-std::int64_t IntField(const Json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : 0;
-}
+struct FeedPackage {
+  std::int64_t id = 0, created_at = 0;
+  std::string uid, name, description;
+  std::vector<MissingVersion> versions;  // every active version (not only missing ones)
+};
 
-std::string TextField(const Json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
+struct FeedCollection {
+  std::int64_t id = 0, created_at = 0;
+  std::string name, kind, rule, description;
+};
 
-catalog::Value OptField(const Json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number_integer() ? catalog::Value(it->get<std::int64_t>())
-                                                  : catalog::Value();
-}
+struct FeedDeployment {
+  std::int64_t id = 0, package_id = 0, collection_id = 0, start_at = 0, created_at = 0;
+  std::optional<std::int64_t> pinned_version, deadline_at;
+  std::string program, kind, windows = "[]";
+};
 
-Status CheckFeed(const Json& feed) {
-  for (const char* key : {"packages", "collections", "deployments"}) {
-    if (!feed.contains(key) || !feed[key].is_array())
-      return Status::InvalidArgument(std::string("the parent's feed has no list `") + key + "`");
+struct Feed {
+  std::vector<FeedPackage> packages;
+  std::vector<FeedCollection> collections;
+  std::vector<FeedDeployment> deployments;
+};
+
+// The list `raw` (field `what`), each element checked to be an object.
+core::Result<std::vector<const Json*>> List(const Json* raw, const char* what) {
+  if (raw == nullptr || !raw->is_array())
+    return Status::InvalidArgument(std::string("the parent's feed: `") + what + "` must be a list");
+  std::vector<const Json*> out;
+  for (const auto& e : *raw) {
+    if (!e.is_object())
+      return Status::InvalidArgument(std::string("the parent's feed: an element of `") + what +
+                                     "` is not an object");
+    out.push_back(&e);
   }
-  for (const auto& p : feed["packages"]) {
-    if (!p.is_object() || IntField(p, "id") <= 0 || TextField(p, "name").empty() ||
-        !p.contains("versions") || !p["versions"].is_array())
-      return Status::InvalidArgument("the parent's feed has a malformed package");
-    for (const auto& v : p["versions"]) {
-      if (!v.is_object() || IntField(v, "id") <= 0 || IntField(v, "version") <= 0 ||
-          TextField(v, "manifest_id").size() != 64)
-        return Status::InvalidArgument("the parent's feed has a malformed version of " +
-                                       TextField(p, "name"));
-    }
+  return out;
+}
+
+core::Result<MissingVersion> ParseVersion(const Json& j, const FeedPackage& p) {
+  ObjectReader r(j, "the parent's feed: a version of " + p.name);
+  MissingVersion v;
+  v.package_id = p.id;
+  v.package = p.name;
+  v.id = r.Int("id", true, 1, INT64_MAX);
+  v.version = r.Int("version", true, 1, INT64_MAX);
+  v.manifest_id = r.String("manifest_id", true, 64);
+  v.manifest_bytes = r.Int("manifest_bytes", false, 0, INT64_MAX);
+  v.files = r.Int("files", false, 0, INT64_MAX);
+  v.bytes = r.Int("bytes", false, 0, INT64_MAX);
+  v.chunks = r.Int("chunks", false, 0, INT64_MAX);
+  v.created_at = r.Int("created_at", false, 0, INT64_MAX);
+  const Json* programs = r.Raw("programs");
+  DEPOT_RETURN_IF_ERROR(r.FinishKnown());
+  if (v.manifest_id.size() != 64)
+    return Status::InvalidArgument("the parent's feed: a version of " + p.name +
+                                   " has no 64-digit manifest_id");
+  if (programs != nullptr) {
+    if (!programs->is_array())
+      return Status::InvalidArgument("the parent's feed: programs of " + p.name + " version " +
+                                     std::to_string(v.version) + " must be a list");
+    v.programs = Dump(*programs);
   }
-  return Status::Ok();
+  return v;
+}
+
+core::Result<FeedPackage> ParsePackage(const Json& j) {
+  ObjectReader r(j, "the parent's feed: a package");
+  FeedPackage p;
+  p.id = r.Int("id", true, 1, INT64_MAX);
+  p.uid = r.String("uid", true, 128);
+  p.name = r.String("name", true, 64);
+  p.description = r.String("description", false, 4096);
+  p.created_at = r.Int("created_at", false, 0, INT64_MAX);
+  DEPOT_ASSIGN_OR_RETURN(auto versions, List(r.Raw("versions"), "versions"));
+  DEPOT_RETURN_IF_ERROR(r.FinishKnown());
+  for (const Json* v : versions) {
+    DEPOT_ASSIGN_OR_RETURN(MissingVersion mv, ParseVersion(*v, p));
+    p.versions.push_back(std::move(mv));
+  }
+  return p;
+}
+
+core::Result<FeedCollection> ParseCollection(const Json& j) {
+  ObjectReader r(j, "the parent's feed: a collection");
+  FeedCollection c;
+  c.id = r.Int("id", true, 1, INT64_MAX);
+  c.name = r.String("name", true, 128);
+  c.kind = r.String("kind", true, 16);
+  c.rule = r.String("rule", false, 1 << 20);
+  c.description = r.String("description", false, 4096);
+  c.created_at = r.Int("created_at", false, 0, INT64_MAX);
+  DEPOT_RETURN_IF_ERROR(r.FinishKnown());
+  return c;
+}
+
+core::Result<FeedDeployment> ParseDeployment(const Json& j) {
+  ObjectReader r(j, "the parent's feed: a deployment");
+  FeedDeployment d;
+  d.id = r.Int("id", true, 1, INT64_MAX);
+  d.package_id = r.Int("package_id", true, 1, INT64_MAX);
+  d.collection_id = r.Int("collection_id", true, 1, INT64_MAX);
+  d.pinned_version = r.OptInt("pinned_version", 1, INT64_MAX);
+  d.program = r.String("program", true, 64);
+  d.kind = r.String("kind", true, 16);
+  d.start_at = r.Int("start_at", false, 0, INT64_MAX);
+  d.deadline_at = r.OptInt("deadline_at", 0, INT64_MAX);
+  d.created_at = r.Int("created_at", false, 0, INT64_MAX);
+  const Json* windows = r.Raw("windows");
+  DEPOT_RETURN_IF_ERROR(r.FinishKnown());
+  if (windows != nullptr) {
+    if (!windows->is_array())
+      return Status::InvalidArgument("the parent's feed: windows of deployment " +
+                                     std::to_string(d.id) + " must be a list");
+    d.windows = Dump(*windows);
+  }
+  return d;
+}
+
+core::Result<Feed> ParseFeed(const Json& j) {
+  ObjectReader r(j, "the parent's feed");
+  DEPOT_ASSIGN_OR_RETURN(auto packages, List(r.Raw("packages"), "packages"));
+  DEPOT_ASSIGN_OR_RETURN(auto collections, List(r.Raw("collections"), "collections"));
+  DEPOT_ASSIGN_OR_RETURN(auto deployments, List(r.Raw("deployments"), "deployments"));
+  Feed feed;
+  for (const Json* p : packages) {
+    DEPOT_ASSIGN_OR_RETURN(FeedPackage fp, ParsePackage(*p));
+    feed.packages.push_back(std::move(fp));
+  }
+  for (const Json* c : collections) {
+    DEPOT_ASSIGN_OR_RETURN(FeedCollection fc, ParseCollection(*c));
+    feed.collections.push_back(std::move(fc));
+  }
+  for (const Json* d : deployments) {
+    DEPOT_ASSIGN_OR_RETURN(FeedDeployment fd, ParseDeployment(*d));
+    feed.deployments.push_back(std::move(fd));
+  }
+  return feed;
 }
 
 // Retires active versions the feed no longer names (their records go: DPs stop at
@@ -72,19 +175,18 @@ Status RetireMissing(SiteContext& ctx, catalog::Tx& tx, const std::set<std::int6
   return Status::Ok();
 }
 
-Status ApplyPackages(SiteContext& ctx, catalog::Tx& tx, const Json& feed,
+Status ApplyPackages(SiteContext& ctx, catalog::Tx& tx, const Feed& feed,
                      std::set<std::int64_t>* wanted_versions) {
   std::set<std::int64_t> wanted;
-  for (const auto& p : feed["packages"]) {
-    wanted.insert(IntField(p, "id"));
+  for (const FeedPackage& p : feed.packages) {
+    wanted.insert(p.id);
     DEPOT_RETURN_IF_ERROR(
         tx.Exec("INSERT INTO packages (id, name, uid, description, created_at) VALUES (?, ?, ?, "
                 "?, ?) ON CONFLICT (id) DO UPDATE SET description = excluded.description, "
                 "deleted_at = NULL",
-                {IntField(p, "id"), TextField(p, "name"), TextField(p, "uid"),
-                 TextField(p, "description"), IntField(p, "created_at")})
+                {p.id, p.name, p.uid, p.description, p.created_at})
             .status());
-    for (const auto& v : p["versions"]) wanted_versions->insert(IntField(v, "id"));
+    for (const MissingVersion& v : p.versions) wanted_versions->insert(v.id);
   }
   DEPOT_RETURN_IF_ERROR(RetireMissing(ctx, tx, *wanted_versions));
   DEPOT_ASSIGN_OR_RETURN(catalog::Rows live,
@@ -109,22 +211,20 @@ Status ApplyPackages(SiteContext& ctx, catalog::Tx& tx, const Json& feed,
   return Status::Ok();
 }
 
-Status ApplyCollections(catalog::Tx& tx, const Json& feed) {
+Status ApplyCollections(catalog::Tx& tx, const Feed& feed) {
   std::set<std::int64_t> wanted;
-  for (const auto& c : feed["collections"]) {
-    std::int64_t id = IntField(c, "id");
-    if (id <= 0) return Status::InvalidArgument("the parent's feed has a malformed collection");
+  for (const FeedCollection& c : feed.collections) {
+    const std::int64_t id = c.id;
     wanted.insert(id);
-    const std::string kind = TextField(c, "kind");
-    const std::string rule = TextField(c, "rule");
+    const std::string& kind = c.kind;
+    const std::string& rule = c.rule;
     DEPOT_ASSIGN_OR_RETURN(catalog::Rows had,
                            tx.Query("SELECT kind, rule FROM collections WHERE id = ?", {id}));
     DEPOT_RETURN_IF_ERROR(
         tx.Exec("INSERT INTO collections (id, name, kind, rule, description, created_at) VALUES "
                 "(?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = "
                 "excluded.kind, rule = excluded.rule, description = excluded.description",
-                {id, TextField(c, "name"), kind, rule, TextField(c, "description"),
-                 IntField(c, "created_at")})
+                {id, c.name, kind, rule, c.description, c.created_at})
             .status());
     const bool same = !had.empty() && had[0].Text(0) == kind && had[0].Text(1) == rule;
     if (same) continue;
@@ -151,13 +251,10 @@ Status ApplyCollections(catalog::Tx& tx, const Json& feed) {
   return Status::Ok();
 }
 
-Status ApplyDeployments(SiteContext& ctx, catalog::Tx& tx, const Json& feed) {
+Status ApplyDeployments(SiteContext& ctx, catalog::Tx& tx, const Feed& feed) {
   std::set<std::int64_t> wanted;
-  for (const auto& d : feed["deployments"]) {
-    std::int64_t id = IntField(d, "id");
-    if (id <= 0) return Status::InvalidArgument("the parent's feed has a malformed deployment");
-    wanted.insert(id);
-    Json windows = d.contains("windows") && d["windows"].is_array() ? d["windows"] : Json::array();
+  for (const FeedDeployment& d : feed.deployments) {
+    wanted.insert(d.id);
     DEPOT_RETURN_IF_ERROR(
         tx.Exec("INSERT INTO deployments (id, package_id, pinned_version, program, "
                 "collection_id, kind, start_at, deadline_at, windows, created_at) VALUES (?, ?, "
@@ -165,10 +262,8 @@ Status ApplyDeployments(SiteContext& ctx, catalog::Tx& tx, const Json& feed) {
                 "excluded.pinned_version, program = excluded.program, kind = excluded.kind, "
                 "start_at = excluded.start_at, deadline_at = excluded.deadline_at, windows = "
                 "excluded.windows, cancelled_at = NULL",
-                {id, IntField(d, "package_id"), OptField(d, "pinned_version"),
-                 TextField(d, "program"), IntField(d, "collection_id"), TextField(d, "kind"),
-                 IntField(d, "start_at"), OptField(d, "deadline_at"), Dump(windows),
-                 IntField(d, "created_at")})
+                {d.id, d.package_id, d.pinned_version, d.program, d.collection_id, d.kind,
+                 d.start_at, d.deadline_at, d.windows, d.created_at})
             .status());
   }
   DEPOT_ASSIGN_OR_RETURN(catalog::Rows live,
@@ -184,8 +279,8 @@ Status ApplyDeployments(SiteContext& ctx, catalog::Tx& tx, const Json& feed) {
 
 }  // namespace
 
-core::Result<std::vector<MissingVersion>> ApplyFeed(SiteContext& ctx, const Json& feed) {
-  DEPOT_RETURN_IF_ERROR(CheckFeed(feed));
+core::Result<std::vector<MissingVersion>> ApplyFeed(SiteContext& ctx, const Json& json) {
+  DEPOT_ASSIGN_OR_RETURN(Feed feed, ParseFeed(json));
   std::vector<MissingVersion> missing;
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
     missing.clear();
@@ -193,23 +288,12 @@ core::Result<std::vector<MissingVersion>> ApplyFeed(SiteContext& ctx, const Json
     DEPOT_RETURN_IF_ERROR(ApplyPackages(ctx, tx, feed, &wanted_versions));
     DEPOT_RETURN_IF_ERROR(ApplyCollections(tx, feed));
     DEPOT_RETURN_IF_ERROR(ApplyDeployments(ctx, tx, feed));
-    for (const auto& p : feed["packages"]) {
-      for (const auto& v : p["versions"]) {
+    for (const FeedPackage& p : feed.packages) {
+      for (const MissingVersion& v : p.versions) {
         DEPOT_ASSIGN_OR_RETURN(
             std::int64_t have,
-            tx.QueryInt("SELECT COUNT(*) FROM versions WHERE id = ? AND state = 'active'",
-                        {IntField(v, "id")}));
-        if (have > 0) continue;
-        MissingVersion m;
-        m.id = IntField(v, "id");
-        m.package_id = IntField(p, "id");
-        m.package = TextField(p, "name");
-        m.version = IntField(v, "version");
-        m.manifest_id = TextField(v, "manifest_id");
-        m.manifest_bytes = IntField(v, "manifest_bytes");
-        m.bytes = IntField(v, "bytes");
-        m.row = v;
-        missing.push_back(std::move(m));
+            tx.QueryInt("SELECT COUNT(*) FROM versions WHERE id = ? AND state = 'active'", {v.id}));
+        if (have == 0) missing.push_back(v);
       }
     }
     return Status::Ok();
@@ -223,16 +307,13 @@ core::Result<std::vector<MissingVersion>> ApplyFeed(SiteContext& ctx, const Json
 
 Status ActivateVersion(SiteContext& ctx, const MissingVersion& v) {
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-    const Json& r = v.row;
-    Json programs = r.contains("programs") ? r["programs"] : Json::array();
     DEPOT_RETURN_IF_ERROR(
-        tx.Exec(
-              "INSERT INTO versions (id, package_id, version, state, manifest_id, "
-              "manifest_bytes, files, bytes, chunks, programs, created_at) VALUES (?, ?, ?, "
-              "'active', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = 'active', "
-              "retired_at = NULL, collected_at = NULL",
-              {v.id, v.package_id, v.version, v.manifest_id, v.manifest_bytes, IntField(r, "files"),
-               v.bytes, IntField(r, "chunks"), Dump(programs), IntField(r, "created_at")})
+        tx.Exec("INSERT INTO versions (id, package_id, version, state, manifest_id, "
+                "manifest_bytes, files, bytes, chunks, programs, created_at) VALUES (?, ?, ?, "
+                "'active', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = 'active', "
+                "retired_at = NULL, collected_at = NULL",
+                {v.id, v.package_id, v.version, v.manifest_id, v.manifest_bytes, v.files, v.bytes,
+                 v.chunks, v.programs, v.created_at})
             .status());
     return SyncRecords(ctx, tx, v.package_id);
   });

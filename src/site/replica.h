@@ -25,14 +25,19 @@ struct MissingVersion {
   std::int64_t version = 0;
   std::string manifest_id;
   std::int64_t manifest_bytes = 0;
+  std::int64_t files = 0;
   std::int64_t bytes = 0;
-  Json row;  // the feed's version object, stored once the content is here
+  std::int64_t chunks = 0;
+  std::string programs = "[]";  // JSON text, as the versions table keeps it
+  std::int64_t created_at = 0;
 };
 
 // Brings packages, collections and deployments in line with `feed` (a parent's
 // ChildFeed), retires versions and deletes packages the feed no longer names, and
 // returns the versions whose content must be copied before they can be activated,
-// oldest first. InvalidArgument for a malformed feed (nothing is changed then).
+// oldest first. InvalidArgument naming the field at fault for a malformed feed
+// (nothing is changed then); fields this site does not know are ignored (a parent
+// is upgraded before its children).
 core::Result<std::vector<MissingVersion>> ApplyFeed(SiteContext& ctx, const Json& feed);
 
 // Records a copied version as active (the content is durable and its manifest

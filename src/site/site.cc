@@ -35,11 +35,6 @@ constexpr char kConfigFile[] = "site.toml";
 constexpr char kCatalogFile[] = "catalog.db";
 constexpr char kLibraryDir[] = "library";
 
-std::string Resolve(const std::string& data_dir, const std::string& path) {
-  if (path.empty() || path[0] == '/') return path;
-  return core::JoinPath(data_dir, path);
-}
-
 std::string ListenHost(const std::string& listen) {
   auto colon = listen.rfind(':');
   std::string host = colon == std::string::npos ? listen : listen.substr(0, colon);
@@ -54,7 +49,7 @@ namespace {
 // A child's part of InitSite: joins the parent before anything is written, so a bad
 // URL or token leaves no half-made directory behind; then the replica library, the
 // pinned root and the token file.
-Status InitChild(core::Env* env, core::Clock* clock, const InitOptions& o, SiteConfig* out,
+Status InitChild(core::Env* env, const InitOptions& o, SiteConfig* out,
                  repo::RepoSettings* out_settings) {
   SiteConfig& config = *out;
   repo::RepoSettings& settings = *out_settings;
@@ -78,8 +73,7 @@ Status InitChild(core::Env* env, core::Clock* clock, const InitOptions& o, SiteC
   config.parent_url = parent;
   config.parent_ca = o.parent_ca;
   DEPOT_RETURN_IF_ERROR(env->CreateDirs(o.data_dir, 0750));
-  DEPOT_RETURN_IF_ERROR(repo::Repository::InitReplica(env, clock,
-                                                      core::JoinPath(o.data_dir, kLibraryDir),
+  DEPOT_RETURN_IF_ERROR(repo::Repository::InitReplica(env, core::JoinPath(o.data_dir, kLibraryDir),
                                                       settings, trust->root)
                             .WithContext("content library"));
   const std::string tuf_dir = core::JoinPath(o.data_dir, "parent/tuf");
@@ -123,7 +117,7 @@ core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const Init
 
   repo::RepoSettings settings;
   if (!o.parent_url.empty()) {
-    DEPOT_RETURN_IF_ERROR(InitChild(env, clock, o, &config, &settings));
+    DEPOT_RETURN_IF_ERROR(InitChild(env, o, &config, &settings));
   } else {
     DEPOT_RETURN_IF_ERROR(env->CreateDirs(o.data_dir, 0750));
     DEPOT_RETURN_IF_ERROR(
@@ -361,8 +355,8 @@ Status Site::Start() {
   api_ = std::make_unique<SiteApi>(&ctx);
   http::ServerOptions opts;
   opts.listen = ctx.config.listen;
-  opts.tls_cert_file = Resolve(ctx.data_dir, ctx.config.tls_cert);
-  opts.tls_key_file = Resolve(ctx.data_dir, ctx.config.tls_key);
+  opts.tls_cert_file = ResolvePath(ctx.data_dir, ctx.config.tls_cert);
+  opts.tls_key_file = ResolvePath(ctx.data_dir, ctx.config.tls_key);
   opts.max_connections = ctx.config.max_connections;
   opts.max_connections_per_address = ctx.config.max_connections_per_address;
   opts.max_body_memory = ctx.config.max_body_memory;
@@ -370,7 +364,7 @@ Status Site::Start() {
   opts.metrics_prefix = "depot_site_http";
   opts.server_name = "depot-site";
   if (!ctx.config.access_log.empty())
-    opts.access_log = Resolve(ctx.data_dir, ctx.config.access_log);
+    opts.access_log = ResolvePath(ctx.data_dir, ctx.config.access_log);
   DEPOT_ASSIGN_OR_RETURN(server_, http::Server::Start(api_.get(), opts));
   ctx.server = server_.get();
   ctx.public_url = PublicUrl(ctx.config, *server_);

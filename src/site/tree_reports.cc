@@ -11,6 +11,7 @@ using core::Status;
 namespace {
 
 constexpr std::size_t kMaxItems = 1000;
+constexpr std::size_t kMaxObject = 8u << 20;
 
 // One checked item of a report.
 struct Item {
@@ -21,8 +22,6 @@ struct Item {
 };
 
 Status CheckPath(const std::string& site, std::size_t i) {
-  if (site.size() > 255)
-    return Status::InvalidArgument("item " + std::to_string(i) + ": site too long");
   for (char c : site) {
     if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/')) {
       return Status::InvalidArgument("item " + std::to_string(i) +
@@ -47,17 +46,12 @@ core::Result<std::vector<Item>> ParseItems(const Json& body, std::int64_t* throu
     if (!j.is_object())
       return Status::InvalidArgument("item " + std::to_string(i) + ": not an object");
     Item it;
-    auto seq = j.find("seq");
-    auto kind = j.find("kind");
-    auto site = j.find("site");
-    if (seq == j.end() || !seq->is_number_integer() || seq->get<std::int64_t>() < 1 ||
-        kind == j.end() || !kind->is_string() || (site != j.end() && !site->is_string())) {
-      return Status::InvalidArgument("item " + std::to_string(i) +
-                                     ": needs seq (a positive integer), kind and site");
-    }
-    it.seq = seq->get<std::int64_t>();
-    it.kind = kind->get<std::string>();
-    it.site = site == j.end() ? "" : site->get<std::string>();
+    ObjectReader ir(j, "item " + std::to_string(i));
+    it.seq = ir.Int("seq", true, 1, INT64_MAX);
+    it.kind = ir.String("kind", true, 16);
+    it.site = ir.String("site", false, 255);
+    // The rest is the kind's, read when it is applied.
+    DEPOT_RETURN_IF_ERROR(ir.FinishKnown());
     DEPOT_RETURN_IF_ERROR(CheckPath(it.site, i));
     static const char* kKinds[] = {"client", "cd", "dp", "msg", "link"};
     if (std::find_if(std::begin(kKinds), std::end(kKinds),
@@ -71,39 +65,36 @@ core::Result<std::vector<Item>> ParseItems(const Json& body, std::int64_t* throu
   return items;
 }
 
-std::string Str(const Json& j, const char* key, std::size_t max = 4096) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_string()) return {};
-  std::string s = it->get<std::string>();
-  if (s.size() > max) s.resize(max);
-  return s;
+// An object field (`attributes`, `detail`, `params`, `link`) as stored: its JSON text,
+// "{}" when absent. InvalidArgument when it is something else or over 8 MiB (more than
+// anything a site accepts: a client's attributes stay under about 1.1 MiB).
+core::Result<std::string> ObjectText(ObjectReader& r, const char* key) {
+  const Json* v = r.Raw(key);
+  if (v == nullptr || v->is_null()) return std::string("{}");
+  std::string text = v->is_object() ? Dump(*v) : std::string();
+  if (text.empty() || text.size() > 65536)
+    return Status::InvalidArgument(std::string("`") + key +
+                                   "` must be an object of at most 64 KiB");
+  return text;
 }
 
-catalog::Value OptInt(const Json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number_integer()) return catalog::Value();
-  return catalog::Value(it->get<std::int64_t>());
-}
-
-catalog::Value OptStr(const Json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_string()) return catalog::Value();
-  return catalog::Value(Str(j, key));
-}
-
-bool Gone(const Json& j) { return j.contains("gone") && j["gone"] == true; }
-
-std::string ObjectText(const Json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_object()) return "{}";
-  std::string s = Dump(*it);
-  return s.size() > 65536 ? "{}" : s;
+// A reader for the fields of item `j` beyond seq, kind and site (read by ParseItems).
+ObjectReader ItemReader(const Json& j, const std::string& kind) {
+  ObjectReader r(j, kind + " item");
+  for (const char* k : {"seq", "kind", "site"}) r.Raw(k);
+  return r;
 }
 
 Status ApplyClient(SiteContext& ctx, catalog::Tx& tx, const std::string& path, const Json& j) {
-  std::string uid = Str(j, "uid", 128);
-  if (uid.empty()) return Status::InvalidArgument("client item without uid");
-  if (Gone(j)) {
+  ObjectReader r = ItemReader(j, "client");
+  const std::string uid = r.String("uid", true, 128);
+  const bool gone = r.Bool("gone");
+  const std::string name = r.String("name", !gone, 256);
+  auto enrolled = r.OptInt("enrolled_at", 0, INT64_MAX);
+  auto seen = r.OptInt("last_seen_at", 0, INT64_MAX);
+  DEPOT_ASSIGN_OR_RETURN(std::string attributes, ObjectText(r, "attributes"));
+  DEPOT_RETURN_IF_ERROR(r.Finish());
+  if (gone) {
     DEPOT_RETURN_IF_ERROR(
         tx.Exec("DELETE FROM tree_clients WHERE site = ? AND uid = ?", {path, uid}).status());
   } else {
@@ -112,8 +103,7 @@ Status ApplyClient(SiteContext& ctx, catalog::Tx& tx, const std::string& path, c
                 "last_seen_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, uid) DO UPDATE SET "
                 "name = excluded.name, attributes = excluded.attributes, enrolled_at = "
                 "excluded.enrolled_at, last_seen_at = excluded.last_seen_at",
-                {path, uid, Str(j, "name", 256), ObjectText(j, "attributes"),
-                 OptInt(j, "enrolled_at"), OptInt(j, "last_seen_at")})
+                {path, uid, name, attributes, enrolled, seen})
             .status());
   }
   return MarkUp(ctx, tx, "tclient", TreeKey(path, uid));
@@ -121,11 +111,17 @@ Status ApplyClient(SiteContext& ctx, catalog::Tx& tx, const std::string& path, c
 
 Status ApplyClientDeployment(SiteContext& ctx, catalog::Tx& tx, const std::string& path,
                              const Json& j) {
-  std::string uid = Str(j, "client", 128);
-  catalog::Value dep = OptInt(j, "deployment");
-  if (uid.empty() || dep.is_null())
-    return Status::InvalidArgument("cd item without client or deployment");
-  if (Gone(j)) {
+  ObjectReader r = ItemReader(j, "cd");
+  const std::string uid = r.String("client", true, 128);
+  const std::int64_t dep = r.Int("deployment", true, 1, INT64_MAX);
+  const bool gone = r.Bool("gone");
+  const std::string state = r.String("state", !gone, 32);
+  auto version = r.OptInt("version", 0, INT64_MAX);
+  auto exit_code = r.OptInt("exit_code", INT64_MIN, INT64_MAX);
+  const std::string detail = r.String("detail", false, 65536);
+  const std::int64_t updated = r.Int("updated_at", false, 0, INT64_MAX, ctx.NowMs());
+  DEPOT_RETURN_IF_ERROR(r.Finish());
+  if (gone) {
     DEPOT_RETURN_IF_ERROR(tx.Exec("DELETE FROM tree_client_deployments WHERE site = ? AND "
                                   "client_uid = ? AND deployment_id = ?",
                                   {path, uid, dep})
@@ -137,19 +133,20 @@ Status ApplyClientDeployment(SiteContext& ctx, catalog::Tx& tx, const std::strin
                 "CONFLICT (site, client_uid, deployment_id) DO UPDATE SET state = excluded.state, "
                 "version = excluded.version, exit_code = excluded.exit_code, detail = "
                 "excluded.detail, updated_at = excluded.updated_at",
-                {path, uid, dep, Str(j, "state", 32), OptInt(j, "version"), OptInt(j, "exit_code"),
-                 Str(j, "detail"),
-                 OptInt(j, "updated_at").is_null() ? catalog::Value(ctx.NowMs())
-                                                   : OptInt(j, "updated_at")})
+                {path, uid, dep, state, version, exit_code, detail, updated})
             .status());
   }
-  return MarkUp(ctx, tx, "tcd", TreeKey(path, ClientDeploymentKey(uid, dep.AsInt())));
+  return MarkUp(ctx, tx, "tcd", TreeKey(path, ClientDeploymentKey(uid, dep)));
 }
 
 Status ApplyDp(SiteContext& ctx, catalog::Tx& tx, const std::string& path, const Json& j) {
-  std::string name = Str(j, "name", 64);
-  if (name.empty()) return Status::InvalidArgument("dp item without name");
-  if (Gone(j)) {
+  ObjectReader r = ItemReader(j, "dp");
+  const std::string name = r.String("name", true, 64);
+  const bool gone = r.Bool("gone");
+  const std::string state = r.String("state", !gone, 32);
+  DEPOT_ASSIGN_OR_RETURN(std::string detail, ObjectText(r, "detail"));
+  DEPOT_RETURN_IF_ERROR(r.Finish());
+  if (gone) {
     DEPOT_RETURN_IF_ERROR(
         tx.Exec("DELETE FROM tree_dps WHERE site = ? AND name = ?", {path, name}).status());
   } else {
@@ -157,23 +154,38 @@ Status ApplyDp(SiteContext& ctx, catalog::Tx& tx, const std::string& path, const
         tx.Exec("INSERT INTO tree_dps (site, name, state, detail, updated_at) VALUES (?, ?, ?, "
                 "?, ?) ON CONFLICT (site, name) DO UPDATE SET state = excluded.state, detail = "
                 "excluded.detail, updated_at = excluded.updated_at",
-                {path, name, Str(j, "state", 32), ObjectText(j, "detail"), ctx.NowMs()})
+                {path, name, state, detail, ctx.NowMs()})
             .status());
   }
   return MarkUp(ctx, tx, "tdp", TreeKey(path, name));
 }
 
 Status ApplyMessage(SiteContext& ctx, catalog::Tx& tx, const std::string& path, const Json& j) {
-  std::string key = Str(j, "key", 64);
-  if (key.empty()) return Status::InvalidArgument("msg item without key");
-  const core::MessageSpec* spec = core::FindMessage(static_cast<int>(OptInt(j, "code").AsInt()));
-  if (spec == nullptr) return Status::InvalidArgument("msg item with an unknown code");
-  catalog::Value at = OptInt(j, "at");
-  catalog::Value last_at = OptInt(j, "last_at");
-  if (at.is_null()) at = catalog::Value(ctx.NowMs());
-  if (last_at.is_null()) last_at = at;
-  std::int64_t count = std::max<std::int64_t>(1, OptInt(j, "count").AsInt());
+  ObjectReader r = ItemReader(j, "msg");
+  const std::string key = r.String("key", true, 64);
+  const std::int64_t code = r.Int("code", true, 1, 9999);
+  r.Raw("severity");  // the code's, as this site's catalog has it
+  r.Raw("component");
+  const std::string source = r.String("source", true, 256);
+  const std::int64_t at = r.Int("at", false, 0, INT64_MAX, ctx.NowMs());
+  const std::int64_t last_at = r.Int("last_at", false, 0, INT64_MAX, at);
   // Absolute state: the count as the origin counts it, so a re-sent item changes nothing.
+  const std::int64_t count = r.Int("count", false, 1, INT64_MAX, 1);
+  auto package = r.OptString("package", 64);
+  auto version = r.OptInt("version", 0, INT64_MAX);
+  auto dp = r.OptString("dp", 64);
+  auto client = r.OptString("client", 128);
+  auto deployment = r.OptInt("deployment", 0, INT64_MAX);
+  const std::string text = r.String("text", true, 256 * 1024);
+  DEPOT_ASSIGN_OR_RETURN(std::string params, ObjectText(r, "params"));
+  DEPOT_RETURN_IF_ERROR(r.Finish());
+  const core::MessageSpec* spec = core::FindMessage(static_cast<int>(code));
+  if (spec == nullptr)
+    return Status::InvalidArgument("msg item: code " + std::to_string(code) +
+                                   " is not in this site's catalog (docs/messages.md)");
+  auto opt = [](const std::optional<std::string>& v) {
+    return v ? catalog::Value(*v) : catalog::Value();
+  };
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows id,
       tx.Query(
@@ -183,21 +195,25 @@ Status ApplyMessage(SiteContext& ctx, catalog::Tx& tx, const std::string& path, 
           "count = excluded.count, last_at = excluded.last_at, params = excluded.params, "
           "text = excluded.text RETURNING id",
           {spec->id, std::string(core::SeverityName(spec->severity)), std::string(spec->component),
-           path + ":" + Str(j, "source", 256), "tree|" + path + "|" + key, at, last_at, count,
-           OptStr(j, "package"), OptInt(j, "version"), OptStr(j, "dp"), OptStr(j, "client"),
-           OptInt(j, "deployment"), ObjectText(j, "params"), Str(j, "text", 8192), path}));
+           path + ":" + source, "tree|" + path + "|" + key, at, last_at, count, opt(package),
+           version, opt(dp), opt(client), deployment, params, text, path}));
   if (id.empty()) return Status::Ok();
   return MarkUp(ctx, tx, "msg", std::to_string(id[0].Int(0)));
 }
 
-Status ApplyLink(SiteContext& ctx, catalog::Tx& tx, const std::string& path, const Json& j) {
-  std::string link = ObjectText(j, "link");
+// Returns the link's JSON text (the reporting child's own link goes on its row too).
+core::Result<std::string> ApplyLink(SiteContext& ctx, catalog::Tx& tx, const std::string& path,
+                                    const Json& j) {
+  ObjectReader r = ItemReader(j, "link");
+  DEPOT_ASSIGN_OR_RETURN(std::string link, ObjectText(r, "link"));
+  DEPOT_RETURN_IF_ERROR(r.Finish());
   DEPOT_RETURN_IF_ERROR(tx.Exec("INSERT INTO tree_sites (site, link, updated_at) VALUES (?, ?, ?) "
                                 "ON CONFLICT (site) DO UPDATE SET link = excluded.link, "
                                 "updated_at = excluded.updated_at",
                                 {path, link, ctx.NowMs()})
                             .status());
-  return MarkUp(ctx, tx, "tlink", TreeKey(path, ""));
+  DEPOT_RETURN_IF_ERROR(MarkUp(ctx, tx, "tlink", TreeKey(path, "")));
+  return link;
 }
 
 }  // namespace
@@ -232,11 +248,10 @@ core::Result<Json> ApplyChildReport(SiteContext& ctx, std::int64_t child_id, con
       } else if (it.kind == "msg") {
         a = ApplyMessage(ctx, tx, path, it.body);
       } else {
-        a = ApplyLink(ctx, tx, path, it.body);
+        auto link = ApplyLink(ctx, tx, path, it.body);
+        a = link.status();
         if (a.ok() && it.site.empty()) {
-          a = tx.Exec("UPDATE children SET link = ? WHERE id = ?",
-                      {ObjectText(it.body, "link"), child_id})
-                  .status();
+          a = tx.Exec("UPDATE children SET link = ? WHERE id = ?", {*link, child_id}).status();
         }
       }
       if (!a.ok()) return a.WithContext("item seq " + std::to_string(it.seq));

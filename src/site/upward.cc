@@ -230,9 +230,6 @@ std::string TreeKey(const std::string& site, const std::string& rest) { return s
 
 Status MarkUp(SiteContext& ctx, catalog::Tx& tx, std::string_view kind, const std::string& key) {
   if (!ctx.config.is_child()) return Status::Ok();
-  DEPOT_RETURN_IF_ERROR(tx.Exec("INSERT INTO meta (key, value) VALUES ('up_seq', '0') ON "
-                                "CONFLICT (key) DO NOTHING")
-                            .status());
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows seq,
       tx.Query("UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = "
@@ -255,11 +252,14 @@ core::Result<UpBatch> BuildUpBatch(SiteContext& ctx, std::size_t max_items) {
     DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
                            tx.Query("SELECT kind, key, seq FROM up_dirty ORDER BY seq LIMIT ?",
                                     {static_cast<std::int64_t>(max_items)}));
+    std::size_t bytes = 0;
     for (const auto& r : rows) {
+      if (bytes > kMaxUpBatchBytes) break;  // the rest goes in the next batch
       DEPOT_ASSIGN_OR_RETURN(Json item, LoadItem(tx, r.Text(0), r.Text(1)));
       batch.last_seq = std::max(batch.last_seq, r.Int(2));
       if (item.is_null()) continue;
       item["seq"] = r.Int(2);
+      bytes += Dump(item).size();
       batch.items.push_back(std::move(item));
     }
     return Status::Ok();

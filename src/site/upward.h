@@ -40,7 +40,10 @@ struct UpBatch {
   std::int64_t last_seq = 0;  // the highest sequence number in `items`
   std::int64_t pending = 0;   // marked things not acknowledged yet (including these)
 };
-// The current state of the oldest `max_items` marked things.
+// The current state of the oldest `max_items` marked things, stopping early once the
+// items pass kMaxUpBatchBytes serialised (the parent takes 16 MiB per report; one item
+// is at most about 8 MiB).
+inline constexpr std::size_t kMaxUpBatchBytes = 6u << 20;
 core::Result<UpBatch> BuildUpBatch(SiteContext& ctx, std::size_t max_items);
 // Drops the marks the parent acknowledged (sequence numbers up to `acked`).
 core::Status AckUp(SiteContext& ctx, std::int64_t acked);
