@@ -58,7 +58,7 @@ class HierarchyTest(DepotTestCase):
         code, out, _ = site.cli("package", "show", package, check=False)
         if code != 0:
             return []
-        return [v["version"] for v in out.get("versions", []) if v.get("state") == "active"]
+        return sorted(v["version"] for v in out.get("versions", []) if v.get("state") == "active")
 
     def wait_version(self, site, package, version, timeout=60):
         wait_until(lambda: version in self.active_versions(site, package),
@@ -262,3 +262,34 @@ class HierarchyTest(DepotTestCase):
         except AssertionError:
             raise AssertionError(f"at B: {b.cli('messages', '--code', '2006')['messages']}; at the top: "
                                  f"{top.cli('messages', '--code', '2006')['messages']}") from None
+
+    def test_child_offline_catches_up_with_only_missing_chunks_and_siblings_unaffected(self):
+        """A child down while a day's worth of versions is published (more than the top
+        keeps): back up, it converges to exactly the top's active versions by itself,
+        moving only the chunks it lacks; its sibling is unaffected meanwhile."""
+        top = self.top()
+        b = self.child(top, "B", all_packages=True)
+        c = self.child(top, "C", all_packages=True)
+        src = self.path("src")
+        make_tree(src, seed=7, big_mib=2)
+        top.cli("package", "create", "tools", "--source", src, "--program", self.program())
+        self.wait_version(b, "tools", 1)
+        self.wait_version(c, "tools", 1)
+        b.stop()
+        for v in range(2, 9):  # keep_versions is 5: the top retires 1-3 meanwhile
+            with open(os.path.join(src, "version.txt"), "w") as f:
+                f.write(f"v{v}\n")
+            top.cli("package", "update", "tools", "--source", src, "--program", self.program())
+            self.wait_version(c, "tools", v)  # the sibling keeps up throughout
+        top_active = self.active_versions(top, "tools")
+        self.assertEqual(top_active, [4, 5, 6, 7, 8])
+        b.start()
+        wait_until(lambda: self.active_versions(b, "tools") == top_active, "B converges to the top", 60,
+                   interval=0.2)
+        self.assertEqual(self.active_versions(c, "tools"), top_active)
+        moved = {m["version"]: int(m["params"]["transfer_bytes"])
+                 for m in b.cli("messages", "--code", "6006", "--limit", "1000")["messages"]}
+        # Version 1 moved the whole tree; each later one only its changed chunks.
+        for v in top_active:
+            self.assertLess(moved[v], moved[1] / 20, moved)
+        self.assertEqual([ch["health"] for ch in top.cli("child", "list")["children"]], ["active", "active"])
