@@ -161,8 +161,11 @@ class HierarchyTest(DepotTestCase):
         chunk_requests = [r for r in AccessLog(access).since(mark) if "/repo/chunks" in r["target"]]
         self.assertEqual(chunk_requests, [])
         self.assertEqual(self.active_versions(b, "tools"), [])
-        # Open it (applies without a restart): the version arrives.
-        top.cli("child", "set", "B", "--window", "none")
+        # Open it (applies without a restart) with a window that is open now in Kolkata
+        # (UTC+05:30) and would be closed read as UTC: the version arrives.
+        import zoneinfo
+        kolkata = datetime.datetime.now(zoneinfo.ZoneInfo("Asia/Kolkata")) - datetime.timedelta(minutes=5)
+        top.cli("child", "set", "B", "--window", kolkata.strftime("%H:%M") + "+1h@Asia/Kolkata")
         self.wait_version(b, "tools", 1)
 
     def test_rate_limit_holds_over_64_mib(self):

@@ -81,7 +81,7 @@ struct Agent::Impl {
   std::unique_ptr<PolicySync> policy;
   std::unique_ptr<Driver> driver;
   std::unique_ptr<http::Client> site;
-  ZoneCache zones;
+  core::ZoneCache zones;
   const std::atomic<bool>* stop = nullptr;
 
   Status ConnectSite() {

@@ -21,7 +21,7 @@ std::string Tail(const std::string& s, std::size_t n) {
 
 Driver::Driver(core::Env* env, core::Clock* clock, const AgentConfig* config, StateStore* state,
                ContentStore* content, Installer* installer, Downloader* downloader,
-               ZoneCache* zones)
+               core::ZoneCache* zones)
     : env_(env),
       clock_(clock),
       config_(config),
@@ -229,7 +229,7 @@ Status Driver::OnDownloaded(const Deployment& d, bool* busy) {
   if (d.required() && d.deadline_ms && now > *d.deadline_ms) {
     return FailFinal(d, Event::kDeadlinePassed, "the deadline passed outside every window");
   }
-  auto inside = InsideWindows(zones_, d.windows, now / 1000);
+  auto inside = core::InsideWindows(zones_, d.windows, now / 1000);
   if (!inside.ok()) return FailFinal(d, Event::kUnschedulable, inside.status().message());
   if (!*inside) return Status::Ok();
   const store::Program* program = installer_->ProgramOf(d.manifest_id, d.program);

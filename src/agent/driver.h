@@ -23,9 +23,9 @@
 #include "agent/content.h"
 #include "agent/downloader.h"
 #include "agent/installer.h"
-#include "agent/schedule.h"
 #include "agent/state_store.h"
 #include "core/backoff.h"
+#include "core/time_windows.h"
 
 namespace depot::agent {
 
@@ -39,7 +39,8 @@ class Driver {
  public:
   // None of the pointers is owned; all must outlive the driver.
   Driver(core::Env* env, core::Clock* clock, const AgentConfig* config, StateStore* state,
-         ContentStore* content, Installer* installer, Downloader* downloader, ZoneCache* zones);
+         ContentStore* content, Installer* installer, Downloader* downloader,
+         core::ZoneCache* zones);
 
   // One pass over the live deployments; what it left under way. `site_clock`: the
   // site's clock minus ours, passed to downloads for their messages.
@@ -85,7 +86,7 @@ class Driver {
   ContentStore* content_;
   Installer* installer_;
   Downloader* downloader_;
-  ZoneCache* zones_;
+  core::ZoneCache* zones_;
   std::map<std::int64_t, core::Backoff> retries_;
   std::optional<core::Duration> site_clock_;
   std::uint64_t transitions_ = 0;

@@ -98,7 +98,7 @@ void PartsFixture::Open() {
       env_, &clock_, &config_, data_dir_, Factory(),
       [content](const std::string& id) { return content->LoadManifest(id); });
   downloader_->SetTrustedRoot(trusted_root_);
-  zones_ = std::make_unique<ZoneCache>(env_);
+  zones_ = std::make_unique<core::ZoneCache>(env_);
   driver_ = std::make_unique<Driver>(env_, &clock_, &config_, state_.get(), content_.get(),
                                      installer_.get(), downloader_.get(), zones_.get());
 }

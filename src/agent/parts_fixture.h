@@ -23,10 +23,10 @@
 #include "agent/driver.h"
 #include "agent/installer.h"
 #include "agent/program.h"
-#include "agent/schedule.h"
 #include "agent/state_store.h"
 #include "core/clock.h"
 #include "core/testing.h"
+#include "core/time_windows.h"
 #include "repo/repository.h"
 
 namespace depot::agent::testing {
@@ -107,7 +107,7 @@ class PartsFixture : public ::testing::Test {
   std::unique_ptr<ContentStore> content_;
   std::unique_ptr<Installer> installer_;
   std::unique_ptr<Downloader> downloader_;
-  std::unique_ptr<ZoneCache> zones_;
+  std::unique_ptr<core::ZoneCache> zones_;
   std::unique_ptr<Driver> driver_;
 
  private:

@@ -105,7 +105,7 @@ void ReadPolicy(const std::string& text, Deployment* d) {
   if (policy.contains("windows") && policy["windows"].is_array()) {
     for (const auto& w : policy["windows"]) {
       if (!w.is_object()) continue;
-      auto start = ParseClock(w.value("start", ""));
+      auto start = core::ParseClock(w.value("start", ""));
       if (!start.ok()) continue;
       d->windows.push_back(
           {*start, w.value("duration_s", std::int64_t{0}), w.value("tz", std::string("UTC"))});

@@ -21,10 +21,10 @@
 #include <vector>
 
 #include "agent/machine.h"
-#include "agent/schedule.h"
 #include "catalog/db.h"
 #include "catalog/outbox.h"
 #include "core/clock.h"
+#include "core/time_windows.h"
 
 namespace depot::agent {
 
@@ -50,7 +50,7 @@ struct Deployment {
   std::int64_t start_ms = 0;
   std::optional<std::int64_t> deadline_ms;
   std::vector<Source> sources;
-  std::vector<Window> windows;
+  std::vector<core::Window> windows;
   bool required() const { return kind == "required"; }
 };
 

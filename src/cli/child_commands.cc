@@ -23,8 +23,8 @@ void AddScheduleFlags(CLI::App* cmd, ScheduleFlags* f) {
   cmd->add_option("--max-rate", f->max_rate,
                   "Bandwidth of the link, shared by all its transfers (like 10MiB; 0: none)");
   cmd->add_option("--window", f->windows,
-                  "Daily window HH:MM+DURATION (UTC) outside which only metadata and status "
-                  "move, like 22:00+6h (repeatable; `none` clears them)");
+                  "Daily window HH:MM+DURATION[@ZONE] (default UTC) outside which only metadata "
+                  "and status move, like 22:00+6h@Europe/Berlin (repeatable; `none` clears them)");
 }
 
 // "22:00+6h" -> {"start": "22:00", "duration": "6h"}.

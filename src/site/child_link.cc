@@ -7,6 +7,7 @@
 #include "core/messages.h"
 #include "core/rate_limiter.h"
 #include "core/sha256.h"
+#include "core/time_windows.h"
 #include "http/client.h"
 #include "http/curl_source.h"
 #include "repo/mirror.h"
@@ -37,23 +38,26 @@ core::Result<std::unique_ptr<http::Client>> ParentClient(const std::string& url,
   return http::Client::Create(url, o);
 }
 
-// Whether `now` falls in one of the daily UTC windows ([{start "HH:MM", duration}]);
-// true when there are none.
-bool InsideWindows(const Json& windows, core::TimePoint now) {
-  if (!windows.is_array() || windows.empty()) return true;
-  std::int64_t s = core::UnixMillis(now) / 1000;
-  std::int64_t minute_of_day = (s % 86400) / 60;
-  for (const auto& w : windows) {
-    std::string start = w.value("start", "");
-    auto d = core::ParseDuration(w.value("duration", ""));
-    if (start.size() != 5 || !d.ok()) continue;
-    std::int64_t from =
-        ((start[0] - '0') * 10 + (start[1] - '0')) * 60 + (start[3] - '0') * 10 + (start[4] - '0');
-    std::int64_t len = std::chrono::duration_cast<std::chrono::minutes>(*d).count();
-    std::int64_t into = (minute_of_day - from + 1440) % 1440;
-    if (into < len) return true;
+// The feed's windows ([{start "HH:MM", duration_s, tz}], as ParseWindows makes them at
+// the parent) as daily windows; one this site cannot read is skipped, and said so.
+std::vector<core::Window> ParseLinkWindows(const Json& list) {
+  std::vector<core::Window> out;
+  if (!list.is_array()) return out;
+  for (const auto& w : list) {
+    if (!w.is_object()) continue;
+    auto start = core::ParseClock(w.value("start", ""));
+    const std::int64_t duration_s = w.value("duration_s", std::int64_t{0});
+    if (!start.ok() || duration_s <= 0) {
+      core::Log(core::LogLevel::kWarn, "site.link_window_unreadable", {{"window", Dump(w)}});
+      continue;
+    }
+    core::Window win;
+    win.start_minute = *start;
+    win.duration_s = duration_s;
+    win.tz = w.value("tz", "UTC");
+    out.push_back(std::move(win));
   }
-  return false;
+  return out;
 }
 
 }  // namespace
@@ -71,7 +75,8 @@ struct ChildLink::State {
   // The link's schedule, from the feed (changes apply at the next poll).
   std::mutex schedule_mu;
   std::uint64_t rate = 0;
-  Json windows = Json::array();
+  std::vector<core::Window> windows;
+  std::unique_ptr<core::ZoneCache> zones;
   std::shared_ptr<core::RateLimiter> limiter;
   // Consecutive failed contacts with the parent: feed polls, metadata refreshes and
   // reports all count.
@@ -84,9 +89,16 @@ struct ChildLink::State {
     ctx->clock->WaitFor(lock, cv, d, [this] { return stop.load(); });
     return stop.load();
   }
+  // Whether bulk transfers may run now. A window whose time zone this machine lacks
+  // keeps the link closed (and says so): a slow link's business hours are not guessed.
   bool InWindow() {
     std::lock_guard<std::mutex> lock(schedule_mu);
-    return InsideWindows(windows, ctx->clock->Now());
+    auto inside =
+        core::InsideWindows(zones.get(), windows, core::UnixMillis(ctx->clock->Now()) / 1000);
+    if (inside.ok()) return *inside;
+    core::Log(core::LogLevel::kWarn, "site.link_window_zone",
+              {{"error", inside.status().ToString()}});
+    return false;
   }
   std::shared_ptr<core::RateLimiter> Limiter() {
     std::lock_guard<std::mutex> lock(schedule_mu);
@@ -111,7 +123,7 @@ struct ChildLink::State {
 void ChildLink::State::SetSchedule(const Json& schedule) {
   std::uint64_t r = schedule.value("max_rate", std::uint64_t{0});
   std::lock_guard<std::mutex> lock(schedule_mu);
-  if (schedule.contains("windows")) windows = schedule["windows"];
+  if (schedule.contains("windows")) windows = ParseLinkWindows(schedule["windows"]);
   if (!limiter || r != rate) {
     rate = r;
     limiter = std::make_shared<core::RateLimiter>(ctx->clock, rate);
@@ -328,6 +340,7 @@ core::Result<std::unique_ptr<ChildLink>> ChildLink::Open(SiteContext* ctx, LinkT
   auto s = std::make_unique<State>();
   s->ctx = ctx;
   s->timing = timing;
+  s->zones = std::make_unique<core::ZoneCache>(ctx->env);
   s->ca = ResolvePath(ctx->data_dir, ctx->config.parent_ca);
   const std::string token_file = ResolvePath(ctx->data_dir, ctx->config.parent_token_file);
   DEPOT_ASSIGN_OR_RETURN(std::string token, ctx->env->ReadFile(token_file, 4096));

@@ -46,11 +46,6 @@ core::Result<Schedule> ReadSchedule(ObjectReader& r) {
   DEPOT_RETURN_IF_ERROR(r.Finish());
   if (windows != nullptr) {
     DEPOT_ASSIGN_OR_RETURN(Json w, ParseWindows(windows));
-    for (const auto& x : w) {
-      if (x.value("tz", "UTC") != "UTC")
-        return Status::InvalidArgument(
-            "link windows are in UTC (give the start time in UTC, like 21:00+6h)");
-    }
     s.windows = std::move(w);
   }
   if (all != nullptr) {

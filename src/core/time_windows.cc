@@ -1,4 +1,4 @@
-#include "agent/schedule.h"
+#include "core/time_windows.h"
 
 #include <algorithm>
 #include <cctype>
@@ -6,7 +6,7 @@
 
 #include "core/path.h"
 
-namespace depot::agent {
+namespace depot::core {
 
 using core::Status;
 
@@ -329,4 +329,4 @@ core::Result<bool> InsideWindows(ZoneCache* zones, const std::vector<Window>& wi
   return false;
 }
 
-}  // namespace depot::agent
+}  // namespace depot::core

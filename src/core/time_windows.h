@@ -1,5 +1,5 @@
-// When a deployment may install: its start time, its deadline, and its daily
-// maintenance windows in the operator's time zones ("22:00 for 4 h, Europe/Berlin").
+// Daily windows in the operator's time zones ("22:00 for 4 h, Europe/Berlin"): when an
+// agent may install a deployment, when a site's link may move bulk content.
 //
 // Time zones come from the system's compiled tz database (TZif files under
 // /usr/share/zoneinfo, or $TZDIR): the 64-bit transition table, and for instants
@@ -20,7 +20,7 @@
 #include "core/env.h"
 #include "core/status.h"
 
-namespace depot::agent {
+namespace depot::core {
 
 class TimeZone {
  public:
@@ -83,4 +83,4 @@ core::Result<bool> InsideWindows(ZoneCache* zones, const std::vector<Window>& wi
 // Days since 1970-01-01 of a proleptic Gregorian date (month 1-12).
 std::int64_t DaysFromCivil(std::int64_t year, int month, int day);
 
-}  // namespace depot::agent
+}  // namespace depot::core

@@ -1,8 +1,8 @@
-#include "agent/schedule.h"
+#include "core/time_windows.h"
 
 #include <gtest/gtest.h>
 
-namespace depot::agent {
+namespace depot::core {
 namespace {
 
 std::int64_t Utc(int y, int mo, int d, int h, int mi) {
@@ -80,4 +80,4 @@ TEST(ScheduleTest, WindowsInLocalTimeIncludingAcrossMidnight) {
 }
 
 }  // namespace
-}  // namespace depot::agent
+}  // namespace depot::core
