@@ -96,9 +96,9 @@ PIDS+=("$SERVE_PID"); DP_ERR="$WORK/dp$RUNS-b.err"
 cp -a "$TREE" "$WORK/tree2"
 python3 "$MAKE_TREE_PY" --mutate "$WORK/tree2" >/dev/null
 "$DEPOT" --json package update tree --source "$WORK/tree2" >/dev/null
-until [[ "$(state_of_dp "$R_DP_NAME")" == ready ]] && grep -q '"dp.synced"' "$DP_ERR" &&
+until [[ "$(state_of_dp "$R_DP_NAME")" == ready ]] && grep -q ' dp.synced ' "$DP_ERR" &&
   active_at "$R_CHILD_URL" "$R_CHILD_TOKEN" 2; do sleep 0.2; done
-dp_bytes=$(grep '"dp.synced"' "$DP_ERR" | tail -1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["transfer_bytes"])')
+dp_bytes=$(grep ' dp.synced ' "$DP_ERR" | tail -1 | sed -n 's/.* transfer_bytes=\([0-9]*\).*/\1/p')
 child_bytes=$(DEPOT_SITE=$R_CHILD_URL DEPOT_TOKEN=$R_CHILD_TOKEN "$DEPOT" --json messages --code 6006 |
   python3 -c 'import json,sys; print([m for m in json.load(sys.stdin)["messages"] if m.get("version") == 2][-1]["params"]["transfer_bytes"])')
 
