@@ -359,9 +359,10 @@ class DpProcess(ServerProcess):
     loopback port; `stop()`/`kill()`/`start()` for restarts."""
 
     def __init__(self, site, workdir, name, groups=(), boundaries=(), extra=(), register=True, url=None,
-                 port=0, env=None):
+                 port=0, env=None, add=()):
         """`url`: what the site tells agents (default: the DP itself when `port` is
-        given, else a dead address); `port`: where the DP listens (0: any)."""
+        given, else a dead address); `port`: where the DP listens (0: any); `add`:
+        more flags for `dp add` (--max-rate, --window)."""
         self.site = site
         self.name = name
         self.data = os.path.join(workdir, "dp-" + name)
@@ -377,7 +378,7 @@ class DpProcess(ServerProcess):
                 args += ["--group", g]
             for b in boundaries:
                 args += ["--boundary", b]
-            self.token = site.cli(*args)["token"]
+            self.token = site.cli(*args, *add)["token"]
         self.start(first=True)
 
     def start(self, first=False, extra=()):

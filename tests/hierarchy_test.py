@@ -125,9 +125,10 @@ class HierarchyTest(DepotTestCase):
         self.assertTrue(any(m["code"] == 4006 for m in msgs), msgs)
 
     def test_delete_at_the_top_disappears_from_every_tier(self):
-        top = self.top()
-        b = self.child(top, "B")
-        d = self.child(b, "D", all_packages=True)
+        logs = {code: self.path(code + "-access.log") for code in ("top", "B", "D")}
+        top = self.top(extra=("--access-log", logs["top"]))
+        b = self.child(top, "B", extra=("--access-log", logs["B"]))
+        d = self.child(b, "D", all_packages=True, extra=("--access-log", logs["D"]))
         src = self.path("src")
         make_tree(src, seed=4, big_mib=1)
         top.cli("package", "create", "tools", "--source", src, "--program", self.program())
@@ -142,6 +143,19 @@ class HierarchyTest(DepotTestCase):
                        not self.active_versions(s, "tools"), "tools gone at " + site.data, 30, interval=0.1)
         # The grandchild's DP drops it from its assignment and purges it (its own rules).
         wait_until(lambda: dp_d.record("tools", 1) is None, "the DP's record of tools gone", 30, interval=0.1)
+        # Afterwards nobody asks for it: another package goes all the way down (every
+        # tier polls, copies and reports again) and no access log names tools.
+        marks = {code: AccessLog(path).mark() for code, path in logs.items()}
+        other = self.path("other")
+        make_tree(other, seed=41, big_mib=1)
+        top.cli("package", "create", "other", "--source", other, "--program", self.program())
+        top.cli("distribute", "other", "--to", "child:B")
+        self.wait_version(d, "other", 1)
+        d.cli("distribute", "other", "--to", "dp-d")
+        dp_d.wait_state("other", 1)
+        for code, path in logs.items():
+            asked = [r["target"] for r in AccessLog(path).since(marks[code]) if "tools" in r["target"]]
+            self.assertEqual(asked, [], code)
 
     def test_window_closed_moves_nothing_until_it_opens_then_the_rate_holds(self):
         access = self.path("top-access.log")
@@ -167,6 +181,60 @@ class HierarchyTest(DepotTestCase):
         kolkata = datetime.datetime.now(zoneinfo.ZoneInfo("Asia/Kolkata")) - datetime.timedelta(minutes=5)
         top.cli("child", "set", "B", "--window", kolkata.strftime("%H:%M") + "+1h@Asia/Kolkata")
         self.wait_version(b, "tools", 1)
+
+    def test_dp_schedule_window_and_rate_apply_without_restart(self):
+        """A DP's link has a schedule too: set at the site, carried in its assignment."""
+        import datetime
+        import zoneinfo
+        from harness import metric
+        access = self.path("site-access.log")
+        site = self.top(extra=("--access-log", access))
+        now = datetime.datetime.now(datetime.timezone.utc)
+        closed = (now + datetime.timedelta(hours=12)).strftime("%H:%M") + "+1m"
+        dp = self.dp(site, "dp1", add=("--window", closed))
+        src = self.path("src")
+        os.makedirs(src)
+        with open(os.path.join(src, "big.bin"), "wb") as f:
+            f.write(os.urandom(12 << 20))
+        mark = AccessLog(access).mark()
+        site.cli("package", "create", "tools", "--source", src, "--program", self.program())
+        site.cli("distribute", "tools", "--to", "dp1")
+        # The DP holds the version, knows its window is closed, and copies nothing.
+        wait_until(lambda: metric(dp.url, "depot_dp_versions", '{state="pending"}') == 1 and
+                   metric(dp.url, "depot_dp_window_open") == 0 and
+                   "dp.window_closed" in open(dp.log.name).read(),
+                   "the DP waiting for its window", 30, interval=0.1)
+        self.assertEqual([r for r in AccessLog(access).since(mark) if "/repo/chunks" in r["target"]], [])
+        self.assertEqual(metric(dp.url, "depot_dp_sync_bytes_total"), 0)
+        self.assertEqual(site.cli("dp", "show", "dp1")["schedule"]["windows"][0]["duration_s"], 60)
+        # Open it at a low rate (both apply at the next poll, no restart), close it
+        # mid-copy: the copy pauses, not fails, and resumes where it stopped.
+        kolkata = datetime.datetime.now(zoneinfo.ZoneInfo("Asia/Kolkata")) - datetime.timedelta(minutes=5)
+        site.cli("dp", "set", "dp1", "--max-rate", str(2 << 20),
+                 "--window", kolkata.strftime("%H:%M") + "+1h@Asia/Kolkata")
+        wait_until(lambda: (dp.record("tools", 1) or {}).get("bytes_done", 0) >= (1 << 20), "copy under way",
+                   30, interval=0.05)
+        self.assertEqual(metric(dp.url, "depot_dp_max_rate_bytes"), 2 << 20)
+        site.cli("dp", "set", "dp1", "--window", closed)
+        wait_until(lambda: "dp.sync_paused" in open(dp.log.name).read(), "the copy paused", 30, interval=0.05)
+        rec = dp.record("tools", 1)
+        self.assertEqual((rec["state"], rec["attempts"]), ("syncing", 0), rec)
+        site.cli("dp", "set", "dp1", "--window", "none", "--max-rate", "0")
+        dp.wait_state("tools", 1)
+        self.assertEqual(dp.record("tools", 1)["attempts"], 0)
+        self.assertEqual(metric(dp.url, "depot_dp_max_rate_bytes"), 0)
+        # What was verified before the pause was kept: the resumed copy fetched only
+        # the rest (the counter counts completed copies).
+        fetched = metric(dp.url, "depot_dp_sync_bytes_total")
+        self.assertGreater(fetched, 0)
+        self.assertLessEqual(fetched, (12 << 20) - (1 << 20), fetched)
+        # A bad window is refused, naming the fix; the DP's schedule is unchanged.
+        code, _, err = site.cli("dp", "set", "dp1", "--window", "25:00+1h", check=False)
+        self.assertNotEqual(code, 0)
+        self.assertIn("HH:MM", err)
+        code, _, err = site.cli("dp", "set", "nosuch", "--max-rate", "1MiB", check=False)
+        self.assertNotEqual(code, 0)
+        self.assertIn("dp list", err)
 
     def test_rate_limit_holds_over_64_mib(self):
         top = self.top()

@@ -298,6 +298,13 @@ CREATE INDEX messages_site ON messages(site);
 INSERT INTO meta (key, value) VALUES ('up_seq', '0');
 )sql";
 
+// A DP's link has a bandwidth schedule like a child's (docs/hierarchy.md), carried
+// in its assignment.
+constexpr std::string_view kV4 = R"sql(
+ALTER TABLE dps ADD COLUMN max_rate BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE dps ADD COLUMN windows TEXT NOT NULL DEFAULT '[]';
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& SiteMigrations() {
@@ -305,6 +312,7 @@ const std::vector<Migration>& SiteMigrations() {
       {1, "initial schema", kV1},
       {2, "reports steer distribution", kV2},
       {3, "hierarchy of sites", kV3},
+      {4, "DP bandwidth schedules", kV4},
   };
   return kMigrations;
 }

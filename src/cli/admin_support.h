@@ -37,6 +37,19 @@ void PrintObject(const Json& j, int indent = 0);
 // Adds subcommand `name` to `parent` with the --site, --token and --ca flags.
 CLI::App* Sub(CLI::App* parent, const char* name, const char* help, SiteFlags* site);
 
+// A link's bandwidth schedule flags (--max-rate, --window), shared by `child add|set`
+// and `dp add|set`.
+struct ScheduleFlags {
+  std::string max_rate;
+  std::vector<std::string> windows;
+};
+void AddScheduleFlags(CLI::App* cmd, ScheduleFlags* f);
+// Adds "max_rate" and "windows" to `body` for the flags given (`--window none`: no
+// windows). InvalidArgument naming the flag at fault.
+core::Status ScheduleBody(const ScheduleFlags& f, Json* body);
+// "10 MiB/s" for a rate, "-" for none.
+std::string RateText(const Json& schedule_or_row);
+
 // depot token create | list | revoke.
 void AddTokenCommands(CLI::App* app, AdminCtx c);
 // depot package create | update | list | show | delete.

@@ -6,73 +6,18 @@
 
 #include "cli/admin_support.h"
 #include "cli/output.h"
-#include "core/toml_config.h"
 
 namespace depot::cli {
 
 namespace {
 
-// --max-rate and --window, shared by add and set.
-struct ScheduleFlags {
-  std::string max_rate;
-  std::vector<std::string> windows;
-  bool all_packages = false;
-};
-
-void AddScheduleFlags(CLI::App* cmd, ScheduleFlags* f) {
-  cmd->add_option("--max-rate", f->max_rate,
-                  "Bandwidth of the link, shared by all its transfers (like 10MiB; 0: none)");
-  cmd->add_option("--window", f->windows,
-                  "Daily window HH:MM+DURATION[@ZONE] (default UTC) outside which only metadata "
-                  "and status move, like 22:00+6h@Europe/Berlin (repeatable; `none` clears them)");
-}
-
-// "22:00+6h" -> {"start": "22:00", "duration": "6h"}.
-core::Result<Json> ParseWindowFlags(const std::vector<std::string>& flags) {
-  Json out = Json::array();
-  for (const auto& w : flags) {
-    if (w == "none") continue;
-    auto plus = w.find('+');
-    std::string start = w.substr(0, plus);
-    std::string rest = plus == std::string::npos ? "" : w.substr(plus + 1);
-    std::string tz = "UTC";
-    if (auto at = rest.find('@'); at != std::string::npos) {
-      tz = rest.substr(at + 1);
-      rest = rest.substr(0, at);
-    }
-    if (start.empty() || rest.empty())
-      return core::Status::InvalidArgument("--window `" + w +
-                                           "` must be HH:MM+DURATION like 22:00+6h");
-    out.push_back({{"start", start}, {"duration", rest}, {"tz", tz}});
-  }
-  return out;
-}
-
-core::Status ScheduleBody(const ScheduleFlags& f, bool all_set, Json* body) {
-  if (!f.max_rate.empty()) {
-    auto r = core::ParseSize(f.max_rate);
-    if (!r.ok())
-      return core::Status::InvalidArgument("--max-rate `" + f.max_rate +
-                                           "` must be a size like 10MiB");
-    (*body)["max_rate"] = *r;
-  }
-  if (!f.windows.empty()) {
-    DEPOT_ASSIGN_OR_RETURN(Json w, ParseWindowFlags(f.windows));
-    (*body)["windows"] = w;
-  }
-  if (all_set) (*body)["all_packages"] = f.all_packages;
-  return core::Status::Ok();
-}
-
 void PrintChildren(const Json& j) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& c : j["children"]) {
     const Json& l = c["link"];
-    rows.push_back(
-        {S(c, "code"), S(c, "health"), S(c, "last_feed"), S(c, "last_report"),
-         l.is_object() ? S(l, "versions_behind") : "",
-         l.is_object() ? HumanBytes(l.value("bytes_behind", 0ull)) : "",
-         c.value("max_rate", 0) == 0 ? "-" : HumanBytes(c.value("max_rate", 0ull)) + "/s"});
+    rows.push_back({S(c, "code"), S(c, "health"), S(c, "last_feed"), S(c, "last_report"),
+                    l.is_object() ? S(l, "versions_behind") : "",
+                    l.is_object() ? HumanBytes(l.value("bytes_behind", 0ull)) : "", RateText(c)});
   }
   PrintTable({"CODE", "HEALTH", "LAST FEED POLL", "LAST REPORT", "VERSIONS BEHIND", "BYTES BEHIND",
               "MAX RATE"},
@@ -83,14 +28,15 @@ void AddChildAdd(CLI::App* child, AdminCtx c) {
   auto site = std::make_shared<SiteFlags>();
   auto code = std::make_shared<std::string>();
   auto sched = std::make_shared<ScheduleFlags>();
+  auto all = std::make_shared<bool>(false);
   auto* cmd = Sub(child, "add", "Add a child site (prints its token)", site.get());
   cmd->add_option("CODE", *code, "The child's site code")->required();
   AddScheduleFlags(cmd, sched.get());
-  cmd->add_flag("--all-packages", sched->all_packages,
+  cmd->add_flag("--all-packages", *all,
                 "It pulls every package (else those given with distribute --to child:CODE)");
   cmd->callback([=] {
-    Json body = {{"code", *code}};
-    core::Status s = ScheduleBody(*sched, true, &body);
+    Json body = {{"code", *code}, {"all_packages", *all}};
+    core::Status s = ScheduleBody(*sched, &body);
     if (!s.ok()) {
       *c.exit_code = ReportError(s, c.flags->json);
       return;
@@ -120,10 +66,10 @@ void AddChildSet(CLI::App* child, AdminCtx c) {
   cmd->add_option("--all-packages", *all, "yes: it pulls every package; no: only those assigned");
   cmd->callback([=] {
     Json body = Json::object();
-    sched->all_packages = *all == "yes";
-    core::Status s = ScheduleBody(*sched, !all->empty(), &body);
-    if (s.ok() && !sched->windows.empty() && sched->windows[0] == "none")
-      body["windows"] = Json::array();
+    if (!all->empty()) body["all_packages"] = *all == "yes";
+    core::Status s = ScheduleBody(*sched, &body);
+    if (s.ok() && !all->empty() && *all != "yes" && *all != "no")
+      s = core::Status::InvalidArgument("--all-packages `" + *all + "` must be yes or no");
     if (!s.ok()) {
       *c.exit_code = ReportError(s, c.flags->json);
       return;

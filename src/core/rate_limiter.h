@@ -13,6 +13,7 @@
 // (the DP's sync and its pull-through do).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -31,17 +32,26 @@ class RateLimiter {
   // says so.
   void Throttle(std::uint64_t bytes, const std::function<bool()>& cancelled = nullptr);
 
+  // Changes the rate (0: unlimited) for every thread sharing the limiter, from the
+  // next body on; a thread paused now wakes within 100 ms and pays at the new rate.
+  void SetRate(std::uint64_t bytes_per_second);
+  std::uint64_t rate() const { return rate_.load(); }
+
   // The most the allowance can hold: what may pass at once after a pause.
-  std::uint64_t burst() const { return burst_; }
+  std::uint64_t burst() {
+    std::lock_guard lock(mu_);
+    return burst_;
+  }
 
  private:
   void Refill();  // caller holds mu_
+  static std::uint64_t BurstFor(std::uint64_t rate);
 
   Clock* clock_;
-  const std::uint64_t rate_;
-  const std::uint64_t burst_;
+  std::atomic<std::uint64_t> rate_;  // read without mu_ on the unlimited fast path
   std::mutex mu_;
-  double allowance_;  // bytes; negative while paying off a large body
+  std::uint64_t burst_;  // under mu_
+  double allowance_;     // bytes; negative while paying off a large body
   MonoTime last_;
 };
 

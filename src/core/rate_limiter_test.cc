@@ -74,5 +74,22 @@ TEST(RateLimiterTest, ZeroIsUnlimitedAndCancelEndsTheWait) {
   EXPECT_LT(SecondsSince(clock, start), 1.0);
 }
 
+TEST(RateLimiterTest, ANewRateAppliesFromTheNextBody) {
+  ManualClock clock(TimePoint(std::chrono::hours(1000)));
+  RateLimiter limiter(&clock, kRate);
+  Receive(limiter, 4 << 20);
+  limiter.SetRate(4 * kRate);
+  EXPECT_EQ(limiter.rate(), 4 * kRate);
+  MonoTime before = clock.Monotonic();
+  Receive(limiter, 8 << 20);
+  // The old burst carried over is at most a quarter second at the old rate.
+  double expected = static_cast<double>(8 << 20) / (4 * kRate);
+  EXPECT_NEAR(SecondsSince(clock, before), expected, 0.3);
+  limiter.SetRate(0);  // lifted: nothing waits any more
+  before = clock.Monotonic();
+  limiter.Throttle(1ull << 40);
+  EXPECT_EQ(clock.Monotonic(), before);
+}
+
 }  // namespace
 }  // namespace depot::core

@@ -69,7 +69,11 @@ DpMetrics::DpMetrics(core::Registry* r)
       pull_through(
           r->GetCounter("depot_dp_pull_through_total", "Objects fetched on demand for a client")),
       scrub_passes(r->GetCounter("depot_dp_scrub_passes_total",
-                                 "Completed scrub passes over the whole store")) {}
+                                 "Completed scrub passes over the whole store")),
+      window_open(r->GetGauge("depot_dp_window_open",
+                              "1 while the link's transfer windows let content move")),
+      max_rate(r->GetGauge("depot_dp_max_rate_bytes",
+                           "Bytes/s the sync and pull-through share (0: unlimited)")) {}
 
 DpContext::DpContext(core::Env* e, core::Clock* c, std::string d, DpConfig config)
     : env(e),
@@ -171,7 +175,7 @@ core::Result<std::string> DpContext::ManifestBytesUpstream(const Assigned& a) {
 Status DpContext::Refetch(const store::ChunkId& id, std::uint32_t size) {
   std::string path = std::string(repo::kChunksDir) + "/" + store::ChunkRelPath(id);
   DEPOT_ASSIGN_OR_RETURN(std::string frame, upstream->Fetch(path, store::MaxFrameSize(size)));
-  sync_rate.Throttle(frame.size(), [this] { return abort_requests.load(); });
+  schedule.limiter()->Throttle(frame.size(), [this] { return abort_requests.load(); });
   return chunks.PutFrame(id, size, frame, nullptr).status();
 }
 

@@ -19,7 +19,7 @@
 #include "core/clock.h"
 #include "core/env.h"
 #include "core/metrics.h"
-#include "core/rate_limiter.h"
+#include "core/transfer_schedule.h"
 #include "dp/dp.h"
 #include "dp/versions.h"
 #include "http/client.h"
@@ -42,6 +42,8 @@ struct DpMetrics {
   core::Counter* repaired;
   core::Counter* pull_through;
   core::Counter* scrub_passes;
+  core::Gauge* window_open;  // 1 while the link's schedule lets content move
+  core::Gauge* max_rate;     // bytes/s the sync and pull-through share (0: none)
 };
 
 struct DpContext {
@@ -65,8 +67,10 @@ struct DpContext {
   core::Registry registry;
   DpMetrics metrics{&registry};
   VersionBook book;
-  // --max-sync-rate, shared by the sync and pull-through.
-  core::RateLimiter sync_rate{clock, cfg.max_sync_rate};
+  // The link's schedule: the site's rate and windows (from the assignment) within
+  // --max-sync-rate; its limiter is shared by the sync and pull-through. Outside a
+  // window the syncer copies nothing (metadata and reports still move).
+  core::TransferSchedule schedule{env, clock, cfg.max_sync_rate, "dp"};
   std::atomic<bool> abort_requests{false};  // ends long polls and reports at Stop
 
   // The base URL of what the DP copies from (its upstream, or else the site).
@@ -93,7 +97,7 @@ struct DpContext {
   // assignment names, and staged.
   core::Result<std::string> ManifestBytesUpstream(const Assigned& a);
   // Fetches chunk `id` (`size` bytes uncompressed) from upstream, verifies and stores
-  // it (repair and pull-through), within `sync_rate` like the sync.
+  // it (repair and pull-through), within the schedule's rate like the sync.
   core::Status Refetch(const store::ChunkId& id, std::uint32_t size);
   // Records that `chunks` of a known manifest are wanted (for repair and pull-through).
   void WantChunksOf(const std::string& manifest_bytes);

@@ -58,6 +58,8 @@ void Poller::Run() {
     }
     backoff.Succeeded();
     if (const std::string* e = r->GetHeader("etag")) etag = *e;
+    ctx_->schedule.Set(j.value("schedule", Json::object()));
+    ctx_->metrics.max_rate->Set(static_cast<double>(ctx_->schedule.limiter()->rate()));
     Apply(ParseAssignment(j));
   }
 }

@@ -1,7 +1,7 @@
 // Pull-through (internal to the dp component): a chunk of an assigned version asked
 // for before the sync stored it is fetched from upstream, verified and stored by a
 // bounded pool of workers (the DP's `parallel`), within the sync's rate limit
-// (DpContext::sync_rate). Requests for a chunk already being pulled wait for that
+// (DpContext::schedule). Requests for a chunk already being pulled wait for that
 // one fetch: the handler parks every request for it on the chunk's topic, which is
 // notified when the fetch ends.
 //

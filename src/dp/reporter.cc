@@ -45,16 +45,12 @@ Status Reporter::SendReports(http::Client* client) {
   std::vector<ReportRow> rows = ctx_->book.DueReports();
   if (rows.empty()) return Status::Ok();
   Json versions = Json::array();
-  std::vector<std::string> sent;
-  for (auto& r : rows) {
-    versions.push_back(std::move(r.json));
-    sent.push_back(r.target);
-  }
+  for (auto& r : rows) versions.push_back(std::move(r.json));
   DEPOT_ASSIGN_OR_RETURN(
       http::ClientResponse r,
       client->Do("POST", "/api/v1/dp/report", core::DumpJson({{"versions", versions}})));
   DEPOT_RETURN_IF_ERROR(http::ApiError(r, "report"));
-  ctx_->book.Reported(sent);
+  ctx_->book.Reported(rows);
   return Status::Ok();
 }
 

@@ -48,6 +48,11 @@ void Syncer::Run() {
     }
     FindPublished();
     auto pick = book.NextWork();
+    // Outside the link's windows nothing is copied; metadata still is (below), and a
+    // version cut off mid-copy stays syncing and resumes where it stopped.
+    const bool open = ctx_->schedule.Open();
+    ctx_->metrics.window_open->Set(open ? 1 : 0);
+    if (!open) pick.reset();
     const core::MonoTime now = ctx_->clock->Monotonic();
     if (pick || !last_refresh || now - *last_refresh > kIdleRefresh) {
       if (!metadata.Due()) {
@@ -175,10 +180,10 @@ Status Syncer::SyncOne(tuf::Client& client, const Pick& pick) {
       })) {
     return Status::Ok();  // no longer assigned
   }
-  auto cancelled = [&] { return !book.StillAssigned(a.target); };
+  auto unassigned = [&] { return !book.StillAssigned(a.target); };
   VersionCheck checked;
   if (pick.check) {
-    checked = CheckVersionChunks(&ctx_->chunks, refs, a.verify_chunks, cancelled);
+    checked = CheckVersionChunks(&ctx_->chunks, refs, a.verify_chunks, unassigned);
     for (const auto& d : checked.damaged_objects) {
       ctx_->Post(core::msg::kDpScrubDamage, a.package, a.version,
                  {{"object", d.substr(0, d.find(':'))}, {"error", d.substr(d.find(':') + 2)}});
@@ -192,10 +197,10 @@ Status Syncer::SyncOne(tuf::Client& client, const Pick& pick) {
   // Durable progress often: a kill refetches at most this much plus what was in flight.
   o.commit_bytes = 4ull << 20;
   o.commit_interval = std::chrono::milliseconds(500);
-  o.limiter = &ctx_->sync_rate;  // shared with pull-through
+  o.limiter = ctx_->schedule.limiter();  // shared with pull-through
   o.progress_bytes = &book.sync_bytes();
   o.progress_chunks = &book.sync_chunks();
-  o.cancelled = cancelled;
+  o.cancelled = [&] { return unassigned() || !ctx_->schedule.Open(); };
   o.on_rejected = [&](const store::ChunkId& id, const Status& s) {
     ctx_->metrics.rejected->Inc();
     ctx_->Post(core::msg::kDpUpstreamRejected, a.package, a.version,
@@ -205,6 +210,13 @@ Status Syncer::SyncOne(tuf::Client& client, const Pick& pick) {
   };
   auto r = repo::MirrorChunks(ctx_->env, ctx_->clock, ctx_->upstream.get(), &ctx_->chunks, refs, o);
   book.SetSyncing("");
+  if (!r.ok() && !unassigned() && !ctx_->schedule.Open()) {
+    // The window closed: not a failure. What was verified is kept (MirrorChunks
+    // commits it) and the copy resumes when the window opens.
+    core::Log(core::LogLevel::kInfo, "dp.sync_paused",
+              {{"target", a.target}, {"reason", "outside the link's transfer windows"}});
+    return Status::Ok();
+  }
   if (!r.ok()) return r.status();
   ctx_->metrics.synced_bytes->Inc(r->bytes);
   ctx_->metrics.synced_chunks->Inc(r->chunks);

@@ -170,7 +170,7 @@ bool VersionBook::Move(const std::string& target, VersionEvent event,
     if (!to) return false;
     l.state = *to;
     if (fn) fn(l);
-    l.report_due = true;
+    ++l.changes;
   }
   cv_.notify_all();
   return true;
@@ -201,7 +201,7 @@ void VersionBook::Damaged(const std::string& package) {
       auto to = NextVersionState(l.state, VersionEvent::kDamaged);
       if (!to) continue;
       l.state = *to;
-      l.report_due = true;
+      ++l.changes;
     }
     woken_ = true;
   }
@@ -264,7 +264,7 @@ std::vector<ReportRow> VersionBook::DueReports() {
     auto it = assigned_.find(t);
     if (it == assigned_.end()) continue;
     const bool live = t == syncing_;
-    if (!l.report_due && !live) continue;
+    if (l.changes == l.reported && !live) continue;
     if (l.state == VersionState::kPending) continue;
     Json v = {{"package", it->second.package},
               {"version", it->second.version},
@@ -275,16 +275,16 @@ std::vector<ReportRow> VersionBook::DueReports() {
     v["bytes_done"] = live ? sync_bytes_.load() : l.bytes_done;
     v["chunks_done"] = live ? sync_chunks_.load() : l.chunks_done;
     if (!l.error.empty()) v["error"] = l.error.substr(0, 2000);
-    out.push_back({t, std::move(v)});
+    out.push_back({t, std::move(v), l.changes});
   }
   return out;
 }
 
-void VersionBook::Reported(const std::vector<std::string>& targets) {
+void VersionBook::Reported(const std::vector<ReportRow>& rows) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& t : targets) {
-    auto it = local_.find(t);
-    if (it != local_.end()) it->second.report_due = false;
+  for (const auto& r : rows) {
+    auto it = local_.find(r.target);
+    if (it != local_.end()) it->second.reported = std::max(it->second.reported, r.changes);
   }
 }
 

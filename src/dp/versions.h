@@ -72,7 +72,11 @@ struct Local {
   bool urgent = false;             // a verify request: worked on at once, whatever the backoff
   std::uint64_t bytes_done = 0, bytes_total = 0, chunks_done = 0, chunks_total = 0;
   std::string error;
-  bool report_due = true;
+  // A report is due while `changes` is ahead of `reported` (the count of changes the
+  // site has acknowledged). A count, not a flag: a change made while a report is in
+  // flight must not be cleared by that report's answer.
+  std::uint64_t changes = 1;
+  std::uint64_t reported = 0;
   // The site's latest verify request this DP has answered for the version; a ready
   // report carries it ("verified"), and only that brings a withheld copy back.
   std::int64_t verified_seq = 0;
@@ -95,6 +99,7 @@ struct AssignmentDelta {
 struct ReportRow {
   std::string target;
   nlohmann::json json;
+  std::uint64_t changes = 0;  // Local::changes when the row was taken
 };
 
 class VersionBook {
@@ -142,9 +147,10 @@ class VersionBook {
   std::atomic<std::uint64_t>& sync_bytes() { return sync_bytes_; }
   std::atomic<std::uint64_t>& sync_chunks() { return sync_chunks_; }
 
-  // Versions whose report is due (or that are syncing), and marking them sent.
+  // Versions whose report is due (or that are syncing), and marking them sent: a row
+  // acknowledged by the site clears what it reported, not a change made since.
   std::vector<ReportRow> DueReports();
-  void Reported(const std::vector<std::string>& targets);
+  void Reported(const std::vector<ReportRow>& rows);
 
   // Local states counted, for /metrics.
   std::map<std::string, int> CountByState();

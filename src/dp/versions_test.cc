@@ -166,7 +166,7 @@ TEST_F(VersionBookTest, ReportsAreDueAfterAChangeAndPendingIsNeverReported) {
   auto rows = book_.DueReports();
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].json["bytes_done"], 400) << "live progress of the version syncing";
-  book_.Reported({"tools/1.json"});
+  book_.Reported(rows);
   EXPECT_EQ(book_.DueReports().size(), 1u) << "the syncing version is always reported";
   book_.sync_bytes() = 1000;
   book_.SetSyncing("");
@@ -174,7 +174,29 @@ TEST_F(VersionBookTest, ReportsAreDueAfterAChangeAndPendingIsNeverReported) {
   rows = book_.DueReports();
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].json["bytes_done"], 1000);
-  book_.Reported({"tools/1.json"});
+  book_.Reported(rows);
+  EXPECT_TRUE(book_.DueReports().empty());
+}
+
+// The syncer finishes while a report of the syncing state is in flight: the site's
+// answer to that report must not swallow the ready state (a DP stayed "syncing" at
+// its site forever, all bytes done, when it did).
+TEST_F(VersionBookTest, AChangeWhileAReportIsInFlightIsReportedNext) {
+  book_.Apply(Assignment({Entry("tools/1.json", 1)}));
+  ASSERT_TRUE(
+      book_.Move("tools/1.json", VersionEvent::kStart, [](Local& l) { l.bytes_total = 1000; }));
+  book_.SetSyncing("tools/1.json");
+  book_.sync_bytes() = 1000;
+  auto in_flight = book_.DueReports();
+  ASSERT_EQ(in_flight.size(), 1u);
+  EXPECT_EQ(in_flight[0].json["state"], "syncing");
+  book_.SetSyncing("");
+  ASSERT_TRUE(book_.Move("tools/1.json", VersionEvent::kSynced));
+  book_.Reported(in_flight);
+  auto next = book_.DueReports();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].json["state"], "ready");
+  book_.Reported(next);
   EXPECT_TRUE(book_.DueReports().empty());
 }
 

@@ -9,6 +9,7 @@
 #include "site/deployments.h"
 #include "site/distribution.h"
 #include "site/dp_reports.h"
+#include "site/link_schedule.h"
 #include "site/messages.h"
 #include "site/overview.h"
 #include "site/package_programs.h"
@@ -189,6 +190,10 @@ void AddDpAdminRoutes(const AddRouteFn& add) {
       [](ApiCall& c) { return ShowDp(c.ctx, c.params[0]); });
   add("DELETE", "/api/v1/dps/{}", Role::kAdmin, 0,
       [](ApiCall& c) { return RemoveDp(c.ctx, c.params[0]); });
+  add("PATCH", "/api/v1/dps/{}", Role::kAdmin, kSmallBody, [](ApiCall& c) -> core::Result<Json> {
+    DEPOT_ASSIGN_OR_RETURN(Json body, c.Body());
+    return ChangeDp(c.ctx, c.params[0], body);
+  });
   add("POST", "/api/v1/distributions", Role::kOperator, kSmallBody,
       [](ApiCall& c) -> core::Result<Json> {
         DEPOT_ASSIGN_OR_RETURN(Json body, c.Body());

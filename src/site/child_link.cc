@@ -5,9 +5,8 @@
 #include "core/backoff.h"
 #include "core/log.h"
 #include "core/messages.h"
-#include "core/rate_limiter.h"
 #include "core/sha256.h"
-#include "core/time_windows.h"
+#include "core/transfer_schedule.h"
 #include "http/client.h"
 #include "http/curl_source.h"
 #include "repo/mirror.h"
@@ -38,28 +37,6 @@ core::Result<std::unique_ptr<http::Client>> ParentClient(const std::string& url,
   return http::Client::Create(url, o);
 }
 
-// The feed's windows ([{start "HH:MM", duration_s, tz}], as ParseWindows makes them at
-// the parent) as daily windows; one this site cannot read is skipped, and said so.
-std::vector<core::Window> ParseLinkWindows(const Json& list) {
-  std::vector<core::Window> out;
-  if (!list.is_array()) return out;
-  for (const auto& w : list) {
-    if (!w.is_object()) continue;
-    auto start = core::ParseClock(w.value("start", ""));
-    const std::int64_t duration_s = w.value("duration_s", std::int64_t{0});
-    if (!start.ok() || duration_s <= 0) {
-      core::Log(core::LogLevel::kWarn, "site.link_window_unreadable", {{"window", Dump(w)}});
-      continue;
-    }
-    core::Window win;
-    win.start_minute = *start;
-    win.duration_s = duration_s;
-    win.tz = w.value("tz", "UTC");
-    out.push_back(std::move(win));
-  }
-  return out;
-}
-
 }  // namespace
 
 struct ChildLink::State {
@@ -73,11 +50,7 @@ struct ChildLink::State {
   std::mutex mu;
   std::condition_variable cv;
   // The link's schedule, from the feed (changes apply at the next poll).
-  std::mutex schedule_mu;
-  std::uint64_t rate = 0;
-  std::vector<core::Window> windows;
-  std::unique_ptr<core::ZoneCache> zones;
-  std::shared_ptr<core::RateLimiter> limiter;
+  std::unique_ptr<core::TransferSchedule> schedule;
   // Consecutive failed contacts with the parent: feed polls, metadata refreshes and
   // reports all count.
   std::mutex health_mu;
@@ -89,22 +62,8 @@ struct ChildLink::State {
     ctx->clock->WaitFor(lock, cv, d, [this] { return stop.load(); });
     return stop.load();
   }
-  // Whether bulk transfers may run now. A window whose time zone this machine lacks
-  // keeps the link closed (and says so): a slow link's business hours are not guessed.
-  bool InWindow() {
-    std::lock_guard<std::mutex> lock(schedule_mu);
-    auto inside =
-        core::InsideWindows(zones.get(), windows, core::UnixMillis(ctx->clock->Now()) / 1000);
-    if (inside.ok()) return *inside;
-    core::Log(core::LogLevel::kWarn, "site.link_window_zone",
-              {{"error", inside.status().ToString()}});
-    return false;
-  }
-  std::shared_ptr<core::RateLimiter> Limiter() {
-    std::lock_guard<std::mutex> lock(schedule_mu);
-    return limiter;
-  }
-  void SetSchedule(const Json& schedule);
+  // Whether bulk transfers may run now (core::TransferSchedule::Open).
+  bool InWindow() { return schedule->Open(); }
   bool Failing() {
     std::lock_guard<std::mutex> lock(health_mu);
     return failures > 0;
@@ -119,16 +78,6 @@ struct ChildLink::State {
   Status TakeFeed(const std::string& body, std::vector<MissingVersion>* missing, std::string* etag);
   void CopyMissing(tuf::Client& tuf, core::Backoff& content, std::vector<MissingVersion>* missing);
 };
-
-void ChildLink::State::SetSchedule(const Json& schedule) {
-  std::uint64_t r = schedule.value("max_rate", std::uint64_t{0});
-  std::lock_guard<std::mutex> lock(schedule_mu);
-  if (schedule.contains("windows")) windows = ParseLinkWindows(schedule["windows"]);
-  if (!limiter || r != rate) {
-    rate = r;
-    limiter = std::make_shared<core::RateLimiter>(ctx->clock, rate);
-  }
-}
 
 // Counts a contact with the parent and moves the link's health; each transition is
 // one message here and goes up with the link's state.
@@ -206,8 +155,7 @@ Status ChildLink::State::CopyVersion(tuf::Client& tuf, const MissingVersion& v) 
   repo::MirrorOptions o;
   o.commit_bytes = 4ull << 20;
   o.commit_interval = std::chrono::milliseconds(500);
-  std::shared_ptr<core::RateLimiter> shared = Limiter();  // kept while the copy runs
-  o.limiter = shared.get();
+  o.limiter = schedule->limiter();
   o.cancelled = [this] { return stop.load() || !InWindow(); };
   o.on_rejected = [&](const store::ChunkId& id, const Status& s) {
     ctx->db
@@ -301,7 +249,7 @@ Status ChildLink::State::TakeFeed(const std::string& body, std::vector<MissingVe
   if (feed.is_discarded() || !feed.is_object())
     return Status::Corruption("the parent's feed is not JSON");
   const Json sched = feed.value("schedule", Json::object());
-  if (sched.is_object()) SetSchedule(sched);
+  if (sched.is_object()) schedule->Set(sched);
   ctx->db
       ->Transaction([&](catalog::Tx& tx) {
         return tx
@@ -340,7 +288,7 @@ core::Result<std::unique_ptr<ChildLink>> ChildLink::Open(SiteContext* ctx, LinkT
   auto s = std::make_unique<State>();
   s->ctx = ctx;
   s->timing = timing;
-  s->zones = std::make_unique<core::ZoneCache>(ctx->env);
+  s->schedule = std::make_unique<core::TransferSchedule>(ctx->env, ctx->clock, 0, "site.link");
   s->ca = ResolvePath(ctx->data_dir, ctx->config.parent_ca);
   const std::string token_file = ResolvePath(ctx->data_dir, ctx->config.parent_token_file);
   DEPOT_ASSIGN_OR_RETURN(std::string token, ctx->env->ReadFile(token_file, 4096));
@@ -368,7 +316,7 @@ core::Result<std::unique_ptr<ChildLink>> ChildLink::Open(SiteContext* ctx, LinkT
   if (!link.empty()) {
     s->failures = link[0].Int(0);
     Json w = Json::parse(link[0].Text(2), nullptr, false);
-    s->SetSchedule(
+    s->schedule->Set(
         {{"max_rate", link[0].Int(1)}, {"windows", w.is_discarded() ? Json::array() : w}});
   }
   return std::unique_ptr<ChildLink>(new ChildLink(std::move(s)));

@@ -7,6 +7,7 @@
 #include "site/auth.h"
 #include "site/config.h"
 #include "site/deployments.h"
+#include "site/link_schedule.h"
 #include "site/messages.h"
 
 namespace depot::site {
@@ -31,23 +32,16 @@ core::Result<std::int64_t> ChildId(catalog::Tx& tx, const std::string& code) {
   return row->Int(0);
 }
 
-// The schedule fields of an add or change request, checked.
+// The schedule and `all_packages` of an add or change request, checked.
 struct Schedule {
-  std::optional<std::int64_t> max_rate;
-  std::optional<Json> windows;
+  LinkSchedule link;
   std::optional<bool> all_packages;
 };
 
 core::Result<Schedule> ReadSchedule(ObjectReader& r) {
   Schedule s;
-  s.max_rate = r.OptInt("max_rate", 0, INT64_MAX);
-  const Json* windows = r.Raw("windows");
   const Json* all = r.Raw("all_packages");
-  DEPOT_RETURN_IF_ERROR(r.Finish());
-  if (windows != nullptr) {
-    DEPOT_ASSIGN_OR_RETURN(Json w, ParseWindows(windows));
-    s.windows = std::move(w);
-  }
+  DEPOT_ASSIGN_OR_RETURN(s.link, ReadLinkSchedule(r, [&] { return r.Finish(); }));
   if (all != nullptr) {
     if (!all->is_boolean()) return Status::InvalidArgument("all_packages must be true or false");
     s.all_packages = all->get<bool>();
@@ -99,10 +93,11 @@ core::Result<Json> AddChild(SiteContext& ctx, const Json& body) {
                                      " already exists (remove it first to issue a new token)");
     DEPOT_ASSIGN_OR_RETURN(
         std::int64_t id,
-        tx.QueryInt("INSERT INTO children (code, all_packages, max_rate, windows, created_at, "
-                    "health_since) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                    {code, sched.all_packages.value_or(false) ? 1 : 0, sched.max_rate.value_or(0),
-                     Dump(sched.windows.value_or(Json::array())), ctx.NowMs(), ctx.NowMs()}));
+        tx.QueryInt(
+            "INSERT INTO children (code, all_packages, max_rate, windows, created_at, "
+            "health_since) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            {code, sched.all_packages.value_or(false) ? 1 : 0, sched.link.max_rate.value_or(0),
+             Dump(sched.link.windows.value_or(Json::array())), ctx.NowMs(), ctx.NowMs()}));
     DEPOT_ASSIGN_OR_RETURN(
         token, CreateToken(ctx, tx, Role::kChild, "child site " + code, id, 0, std::nullopt));
     return PostMessage(ctx, tx, core::msg::kChildAdded, {}, {{"child", code}});
@@ -155,15 +150,7 @@ core::Result<Json> ChangeChild(SiteContext& ctx, const std::string& code, const 
   DEPOT_ASSIGN_OR_RETURN(Schedule sched, ReadSchedule(r));
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
     DEPOT_ASSIGN_OR_RETURN(std::int64_t id, ChildId(tx, code));
-    if (sched.max_rate) {
-      DEPOT_RETURN_IF_ERROR(
-          tx.Exec("UPDATE children SET max_rate = ? WHERE id = ?", {*sched.max_rate, id}).status());
-    }
-    if (sched.windows) {
-      DEPOT_RETURN_IF_ERROR(
-          tx.Exec("UPDATE children SET windows = ? WHERE id = ?", {Dump(*sched.windows), id})
-              .status());
-    }
+    DEPOT_RETURN_IF_ERROR(StoreLinkSchedule(tx, "children", id, sched.link));
     if (sched.all_packages) {
       DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE children SET all_packages = ? WHERE id = ?",
                                     {*sched.all_packages ? 1 : 0, id})
@@ -309,13 +296,10 @@ core::Result<Json> ChildFeed(SiteContext& ctx, std::int64_t child_id) {
     std::vector<std::int64_t> package_ids;
     DEPOT_ASSIGN_OR_RETURN(Json packages,
                            FeedPackages(tx, row->Int(1) != 0, row->Text(0), &package_ids));
-    Json windows = Json::parse(row->Text(3), nullptr, false);
     feed = {{"site", ctx.config.code},
             {"child", row->Text(0)},
             {"packages", packages},
-            {"schedule",
-             {{"max_rate", row->Int(2)},
-              {"windows", windows.is_discarded() ? Json::array() : windows}}}};
+            {"schedule", LinkScheduleJson(row->Int(2), row->Text(3))}};
     return FeedWork(tx, package_ids, &feed);
   });
   if (!s.ok()) return s;

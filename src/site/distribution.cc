@@ -10,6 +10,7 @@
 #include "core/sha256.h"
 #include "site/api.h"
 #include "site/auth.h"
+#include "site/link_schedule.h"
 #include "site/messages.h"
 #include "store/manifest.h"
 
@@ -79,7 +80,7 @@ core::Result<Json> AddDp(SiteContext& ctx, const Json& body) {
   std::string url = r.String("url", true, 2048);
   std::vector<std::string> groups = r.Strings("groups", false, 64, 64);
   std::vector<std::string> boundaries = r.Strings("boundaries", false, 256, 64);
-  DEPOT_RETURN_IF_ERROR(r.Finish());
+  DEPOT_ASSIGN_OR_RETURN(LinkSchedule sched, ReadLinkSchedule(r, [&] { return r.Finish(); }));
   DEPOT_RETURN_IF_ERROR(ValidateDpName(name));
   DEPOT_RETURN_IF_ERROR(ValidateUrl(url));
   while (!url.empty() && url.back() == '/') url.pop_back();
@@ -103,6 +104,7 @@ core::Result<Json> AddDp(SiteContext& ctx, const Json& body) {
     DEPOT_ASSIGN_OR_RETURN(dp_id, tx.QueryInt("INSERT INTO dps (name, url, created_at) VALUES "
                                               "(?, ?, ?) RETURNING id",
                                               {name, url, ctx.NowMs()}));
+    DEPOT_RETURN_IF_ERROR(StoreLinkSchedule(tx, "dps", dp_id, sched));
     for (const auto& g : std::set<std::string>(groups.begin(), groups.end())) {
       DEPOT_RETURN_IF_ERROR(
           tx.Exec("INSERT INTO dp_groups (dp_id, name) VALUES (?, ?)", {dp_id, g}).status());
@@ -129,7 +131,9 @@ core::Result<Json> AddDp(SiteContext& ctx, const Json& body) {
               {"url", url},
               {"token", token.secret},
               {"groups", groups},
-              {"boundaries", cidrs}};
+              {"boundaries", cidrs},
+              {"schedule", LinkScheduleJson(sched.max_rate.value_or(0),
+                                            Dump(sched.windows.value_or(Json::array())))}};
 }
 
 core::Result<Json> RemoveDp(SiteContext& ctx, const std::string& name) {
@@ -167,13 +171,15 @@ Json DpSummary(const catalog::Row& r) {
             {"created", FormatMs(r.Int(3))},
             {"last_seen", r.IsNull(4) ? "" : FormatMs(r.Int(4))},
             {"probe_attempts", r.Int(5)},
-            {"reachable", r.Int(5) == 0}};
+            {"reachable", r.Int(5) == 0},
+            {"schedule", LinkScheduleJson(r.Int(7), r.Text(8))}};
   if (!r.IsNull(6)) j["probe_error"] = r.Text(6);
   return j;
 }
 
 constexpr const char* kDpColumns =
-    "SELECT id, name, url, created_at, last_seen_at, probe_attempts, probe_error FROM dps";
+    "SELECT id, name, url, created_at, last_seen_at, probe_attempts, probe_error, max_rate, "
+    "windows FROM dps";
 
 }  // namespace
 
@@ -433,7 +439,8 @@ core::Result<Json> DistributionTargets(SiteContext& ctx, std::int64_t package_id
 namespace {
 
 core::Result<Json> Assignment(SiteContext& ctx, std::int64_t dp_id) {
-  DEPOT_ASSIGN_OR_RETURN(auto dp, ctx.db->QueryRow("SELECT name FROM dps WHERE id = ?", {dp_id}));
+  DEPOT_ASSIGN_OR_RETURN(
+      auto dp, ctx.db->QueryRow("SELECT name, max_rate, windows FROM dps WHERE id = ?", {dp_id}));
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows rows,
       ctx.db->Query("SELECT p.name, p.uid, v.version, v.manifest_id, v.manifest_bytes, v.bytes, "
@@ -466,7 +473,9 @@ core::Result<Json> Assignment(SiteContext& ctx, std::int64_t dp_id) {
     }
     versions.push_back(std::move(v));
   }
-  Json body = {{"dp", dp.Text(0)}, {"versions", versions}};
+  Json body = {{"dp", dp.Text(0)},
+               {"versions", versions},
+               {"schedule", LinkScheduleJson(dp.Int(1), dp.Text(2))}};
   body["etag"] = ContentEtag(body);
   body["revision"] = ctx.revision.load();
   return body;

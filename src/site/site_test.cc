@@ -61,6 +61,7 @@ TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredential
       {"GET", "/api/v1/dps", "read-only"},
       {"GET", "/api/v1/dps/x", "read-only"},
       {"DELETE", "/api/v1/dps/x", "admin"},
+      {"PATCH", "/api/v1/dps/x", "admin"},
       {"POST", "/api/v1/distributions", "operator"},
       {"GET", "/api/v1/clients", "read-only"},
       {"GET", "/api/v1/clients/x", "read-only"},
