@@ -104,6 +104,14 @@ class HierarchyTest(DepotTestCase):
         self.assertEqual(len([r for r in shown["reports"] if r["state"] == "succeeded"]), 4, shown)
         clients = top.cli("client", "list")["clients"]
         self.assertEqual(sorted(c.get("site", "") for c in clients), ["", "B", "B/D", "C"], clients)
+        # Each link's health is in /metrics at both ends.
+        def metrics(site):
+            with urllib.request.urlopen(site.url + "/metrics") as r:
+                return r.read().decode()
+        self.assertIn('depot_site_child_link_up{child="B",state="active"} 1', metrics(top))
+        self.assertIn('depot_site_child_link_up{child="D",state="active"} 1', metrics(b))
+        self.assertIn('depot_site_parent_link{value="versions_behind",state="active"} 0', metrics(d))
+        self.assertIn('depot_site_dp_probe_attempts{dp="dp-d"} 0', metrics(d))
         # The grandchild's agent pinned the top's root, byte for byte, and the grandchild
         # serves the top's metadata unchanged: a child never re-signs.
         top_root = site_root_json(top, self.path("top-root.json"))

@@ -229,19 +229,24 @@ Status Syncer::SyncOne(tuf::Client& client, const Pick& pick) {
     // Everything was re-checked above when the site asked: this ready answers it.
     if (pick.check) l.verified_seq = std::max(l.verified_seq, a.verify_seq);
   });
+  Announce(pick, checked, *r);
+  return Status::Ok();
+}
+
+void Syncer::Announce(const Pick& pick, const VersionCheck& checked, const repo::MirrorResult& r) {
+  const Assigned& a = pick.a;
   if (pick.check) {
     ctx_->Post(core::msg::kDpVersionVerified, a.package, a.version,
                {{"checked", std::to_string(checked.checked)},
                 {"damaged", std::to_string(checked.damaged + checked.missing)},
-                {"repaired", std::to_string(r->chunks)}});
+                {"repaired", std::to_string(r.chunks)}});
   } else {
     ctx_->Post(core::msg::kDpSyncComplete, a.package, a.version, {});
   }
   core::Log(core::LogLevel::kInfo, "dp.synced",
             {{"target", a.target},
-             {"fetched_bytes", std::to_string(r->bytes)},
-             {"transfer_bytes", std::to_string(r->transfer_bytes)}});
-  return Status::Ok();
+             {"fetched_bytes", std::to_string(r.bytes)},
+             {"transfer_bytes", std::to_string(r.transfer_bytes)}});
 }
 
 // Everything is present and durable: the manifest is published, last.

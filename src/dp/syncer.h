@@ -15,6 +15,8 @@
 #pragma once
 
 #include "dp/context.h"
+#include "dp/version_check.h"
+#include "repo/mirror.h"
 #include "tuf/client.h"
 
 namespace depot::dp {
@@ -40,6 +42,8 @@ class Syncer {
   // Records `a` as published here (the versions table, which the collector reads).
   core::Status Record(const Assigned& a);
   core::Status Publish(const Assigned& a, const std::string& manifest_bytes);
+  // The status message and log line of a finished sync or re-verification.
+  void Announce(const Pick& pick, const VersionCheck& checked, const repo::MirrorResult& r);
   void Failed(const Assigned& a, const core::Status& s);
 
   DpContext* ctx_;

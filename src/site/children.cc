@@ -77,6 +77,44 @@ constexpr char kChildColumns[] =
 
 }  // namespace
 
+void AddLinkMetrics(SiteContext& ctx) {
+  SiteContext* raw = &ctx;
+  using Emit = core::Registry::Emit;
+  ctx.metrics.AddCollector(
+      "depot_site_child_link_up", "1 for each child link's health state (active, degraded, failed)",
+      [raw](const Emit& emit) {
+        auto rows = raw->db->Query("SELECT code, health FROM children ORDER BY code");
+        if (!rows.ok()) return;
+        for (const auto& r : *rows) emit({{"child", r.Text(0)}, {"state", r.Text(1)}}, 1);
+      });
+  ctx.metrics.AddCollector(
+      "depot_site_child_silence_seconds", "Seconds since each child's last feed poll",
+      [raw](const Emit& emit) {
+        auto rows = raw->db->Query("SELECT code, COALESCE(last_feed_at, created_at) FROM children");
+        if (!rows.ok()) return;
+        for (const auto& r : *rows)
+          emit({{"child", r.Text(0)}}, static_cast<double>(raw->NowMs() - r.Int(1)) / 1000.0);
+      });
+  ctx.metrics.AddCollector(
+      "depot_site_parent_link", "The link to the parent: failures, versions_behind, bytes_behind",
+      [raw](const Emit& emit) {
+        auto rows = raw->db->Query(
+            "SELECT state, failures, versions_behind, bytes_behind FROM parent_link WHERE id = 1");
+        if (!rows.ok() || rows->empty()) return;
+        const auto& r = (*rows)[0];
+        emit({{"value", "failures"}, {"state", r.Text(0)}}, static_cast<double>(r.Int(1)));
+        emit({{"value", "versions_behind"}, {"state", r.Text(0)}}, static_cast<double>(r.Int(2)));
+        emit({{"value", "bytes_behind"}, {"state", r.Text(0)}}, static_cast<double>(r.Int(3)));
+      });
+  ctx.metrics.AddCollector(
+      "depot_site_dp_probe_attempts",
+      "Failed probes of each DP that stopped polling (0: reachable)", [raw](const Emit& emit) {
+        auto rows = raw->db->Query("SELECT name, probe_attempts FROM dps ORDER BY name");
+        if (!rows.ok()) return;
+        for (const auto& r : *rows) emit({{"dp", r.Text(0)}}, static_cast<double>(r.Int(1)));
+      });
+}
+
 core::Result<Json> AddChild(SiteContext& ctx, const Json& body) {
   ObjectReader r(body, "new child site");
   std::string code = r.String("code", true, 16);

@@ -28,6 +28,11 @@ inline constexpr std::int64_t kLinkFailedAfter = 24;
 // "active", "degraded" or "failed" for `failures` consecutive failed contacts.
 const char* LinkHealth(std::int64_t failures);
 
+// Registers the /metrics collectors of this site's links: each child's health and
+// silence, the link to the parent (state, failures, versions and bytes behind), and
+// each DP's reachability. Call once at start; `ctx` must outlive its metrics.
+void AddLinkMetrics(SiteContext& ctx);
+
 // Admin API. {"code", "max_rate" (bytes/s, 0: none), "windows" ([{start, duration,
 // tz}]), "all_packages"}: adds a child and returns its token (shown once).
 core::Result<Json> AddChild(SiteContext& ctx, const Json& body);

@@ -136,16 +136,20 @@ core::Result<Json> AddDp(SiteContext& ctx, const Json& body) {
                                             Dump(sched.windows.value_or(Json::array())))}};
 }
 
+core::Result<std::int64_t> DpId(catalog::Tx& tx, const std::string& name) {
+  auto row = tx.QueryRow("SELECT id FROM dps WHERE name = ?", {name});
+  if (!row.ok()) {
+    if (row.status().IsNotFound())
+      return Status::NotFound("no DP named " + name + " (see `depot dp list`)");
+    return row.status();
+  }
+  return row->Int(0);
+}
+
 core::Result<Json> RemoveDp(SiteContext& ctx, const std::string& name) {
   std::int64_t records = 0;
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-    auto row = tx.QueryRow("SELECT id FROM dps WHERE name = ?", {name});
-    if (!row.ok()) {
-      if (row.status().IsNotFound())
-        return Status::NotFound("no DP named " + name + " (see `depot dp list`)");
-      return row.status();
-    }
-    std::int64_t id = row->Int(0);
+    DEPOT_ASSIGN_OR_RETURN(std::int64_t id, DpId(tx, name));
     DEPOT_ASSIGN_OR_RETURN(records,
                            tx.QueryInt("SELECT COUNT(*) FROM dp_records WHERE dp_id = ?", {id}));
     // Its records, groups and boundaries go with it (ON DELETE CASCADE): every retry,

@@ -17,6 +17,8 @@
 namespace depot::site {
 
 core::Result<Json> AddDp(SiteContext& ctx, const Json& body);
+// The id of the DP named `name`; NotFound naming it and `depot dp list`.
+core::Result<std::int64_t> DpId(catalog::Tx& tx, const std::string& name);
 core::Result<Json> RemoveDp(SiteContext& ctx, const std::string& name);
 core::Result<Json> ListDps(SiteContext& ctx);
 core::Result<Json> ShowDp(SiteContext& ctx, const std::string& name);

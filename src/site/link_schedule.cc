@@ -1,6 +1,7 @@
 #include "site/link_schedule.h"
 
 #include "site/deployments.h"
+#include "site/distribution.h"
 
 namespace depot::site {
 
@@ -43,13 +44,7 @@ core::Result<Json> ChangeDp(SiteContext& ctx, const std::string& name, const Jso
   DEPOT_ASSIGN_OR_RETURN(LinkSchedule sched, ReadLinkSchedule(r, [&] { return r.Finish(); }));
   Json schedule;
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-    auto row = tx.QueryRow("SELECT id FROM dps WHERE name = ?", {name});
-    if (!row.ok()) {
-      if (row.status().IsNotFound())
-        return Status::NotFound("no DP named " + name + " (see `depot dp list`)");
-      return row.status();
-    }
-    const std::int64_t id = row->Int(0);
+    DEPOT_ASSIGN_OR_RETURN(const std::int64_t id, DpId(tx, name));
     DEPOT_RETURN_IF_ERROR(StoreLinkSchedule(tx, "dps", id, sched));
     DEPOT_ASSIGN_OR_RETURN(auto now,
                            tx.QueryRow("SELECT max_rate, windows FROM dps WHERE id = ?", {id}));

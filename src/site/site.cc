@@ -237,6 +237,7 @@ core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* cloc
                              auto n = raw->db->QueryInt("SELECT COUNT(*) FROM clients");
                              if (n.ok()) emit({}, static_cast<double>(*n));
                            });
+  AddLinkMetrics(ctx);
   ctx.metrics.AddCollector(
       "depot_site_messages", "Status message records by severity",
       [raw](const core::Registry::Emit& emit) {

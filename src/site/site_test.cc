@@ -36,61 +36,63 @@ TEST_F(SiteTest, HealthMetricsAndRepositoryArePublic) {
   EXPECT_EQ(r->status, 404);
 }
 
+struct Endpoint {
+  const char* method;
+  const char* target;
+  const char* least;  // weakest role that passes
+};
+// Every API endpoint with the weakest role that may call it.
+const Endpoint kEndpoints[] = {
+    {"POST", "/api/v1/tokens", "admin"},
+    {"GET", "/api/v1/tokens", "admin"},
+    {"DELETE", "/api/v1/tokens/999", "admin"},
+    {"POST", "/api/v1/chunks/missing", "operator"},
+    {"POST", "/api/v1/chunks", "operator"},
+    {"POST", "/api/v1/chunks/commit", "operator"},
+    {"POST", "/api/v1/packages/x/versions", "operator"},
+    {"GET", "/api/v1/packages", "read-only"},
+    {"GET", "/api/v1/packages/x", "read-only"},
+    {"DELETE", "/api/v1/packages/x", "operator"},
+    {"GET", "/api/v1/settings", "read-only"},
+    {"POST", "/api/v1/dps", "admin"},
+    {"GET", "/api/v1/dps", "read-only"},
+    {"GET", "/api/v1/dps/x", "read-only"},
+    {"DELETE", "/api/v1/dps/x", "admin"},
+    {"PATCH", "/api/v1/dps/x", "admin"},
+    {"POST", "/api/v1/distributions", "operator"},
+    {"GET", "/api/v1/clients", "read-only"},
+    {"GET", "/api/v1/clients/x", "read-only"},
+    {"POST", "/api/v1/collections", "operator"},
+    {"GET", "/api/v1/collections", "read-only"},
+    {"GET", "/api/v1/collections/x", "read-only"},
+    {"DELETE", "/api/v1/collections/x", "operator"},
+    {"PATCH", "/api/v1/collections/x", "operator"},
+    {"POST", "/api/v1/deployments", "operator"},
+    {"GET", "/api/v1/deployments", "read-only"},
+    {"GET", "/api/v1/deployments/1", "read-only"},
+    {"POST", "/api/v1/deployments/1/cancel", "operator"},
+    {"GET", "/api/v1/messages", "read-only"},
+    {"GET", "/api/v1/status", "read-only"},
+    {"GET", "/api/v1/dp/assignment", "dp"},
+    {"POST", "/api/v1/dp/report", "dp"},
+    {"GET", "/api/v1/dp/trust", "dp"},
+    {"POST", "/api/v1/dp/messages", "dp"},
+    {"POST", "/api/v1/agent/enroll", "enroll"},
+    {"GET", "/api/v1/agent/policy", "agent"},
+    {"POST", "/api/v1/agent/attributes", "agent"},
+    {"POST", "/api/v1/agent/status", "agent"},
+};
+
 TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredentials) {
   Json ro = Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "read-only"}}, 201);
   Json op = Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "operator"}}, 201);
   Json en = Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "enroll"}, {"uses", 5}}, 201);
-  struct Endpoint {
-    const char* method;
-    const char* target;
-    const char* least;  // weakest role that passes
-  };
-  const Endpoint endpoints[] = {
-      {"POST", "/api/v1/tokens", "admin"},
-      {"GET", "/api/v1/tokens", "admin"},
-      {"DELETE", "/api/v1/tokens/999", "admin"},
-      {"POST", "/api/v1/chunks/missing", "operator"},
-      {"POST", "/api/v1/chunks", "operator"},
-      {"POST", "/api/v1/chunks/commit", "operator"},
-      {"POST", "/api/v1/packages/x/versions", "operator"},
-      {"GET", "/api/v1/packages", "read-only"},
-      {"GET", "/api/v1/packages/x", "read-only"},
-      {"DELETE", "/api/v1/packages/x", "operator"},
-      {"GET", "/api/v1/settings", "read-only"},
-      {"POST", "/api/v1/dps", "admin"},
-      {"GET", "/api/v1/dps", "read-only"},
-      {"GET", "/api/v1/dps/x", "read-only"},
-      {"DELETE", "/api/v1/dps/x", "admin"},
-      {"PATCH", "/api/v1/dps/x", "admin"},
-      {"POST", "/api/v1/distributions", "operator"},
-      {"GET", "/api/v1/clients", "read-only"},
-      {"GET", "/api/v1/clients/x", "read-only"},
-      {"POST", "/api/v1/collections", "operator"},
-      {"GET", "/api/v1/collections", "read-only"},
-      {"GET", "/api/v1/collections/x", "read-only"},
-      {"DELETE", "/api/v1/collections/x", "operator"},
-      {"PATCH", "/api/v1/collections/x", "operator"},
-      {"POST", "/api/v1/deployments", "operator"},
-      {"GET", "/api/v1/deployments", "read-only"},
-      {"GET", "/api/v1/deployments/1", "read-only"},
-      {"POST", "/api/v1/deployments/1/cancel", "operator"},
-      {"GET", "/api/v1/messages", "read-only"},
-      {"GET", "/api/v1/status", "read-only"},
-      {"GET", "/api/v1/dp/assignment", "dp"},
-      {"POST", "/api/v1/dp/report", "dp"},
-      {"GET", "/api/v1/dp/trust", "dp"},
-      {"POST", "/api/v1/dp/messages", "dp"},
-      {"POST", "/api/v1/agent/enroll", "enroll"},
-      {"GET", "/api/v1/agent/policy", "agent"},
-      {"POST", "/api/v1/agent/attributes", "agent"},
-      {"POST", "/api/v1/agent/status", "agent"},
-  };
   auto none = Client("");
   auto wrong = Client("depot_admin_" + std::string(64, '0'));
   auto read_only = Client(ro["token"]);
   auto oper = Client(op["token"]);
   auto enroll = Client(en["token"]);
-  for (const auto& e : endpoints) {
+  for (const auto& e : kEndpoints) {
     std::string what = std::string(e.method) + " " + e.target;
     std::string body =
         std::string(e.method) == "POST" || std::string(e.method) == "PATCH" ? "{}" : "";
