@@ -1,11 +1,10 @@
 // The SQL seam of the catalog: a small interface over a database, so catalog code
-// never sees a driver. The only backend today is an embedded SQLite file
-// (OpenSqlite, sqlite_db.cc). A PostgreSQL backend is planned (the scale-out issue,
-// 22); until it exists, Dialect::kPostgres is only known to ExpandSql (migrate.h).
-// Nothing of sqlite3.h appears here.
+// never sees a driver. Two backends: an embedded SQLite file (OpenSqlite,
+// sqlite_db.cc) and a PostgreSQL server through libpq (OpenPostgres, postgres_db.cc).
+// Nothing of sqlite3.h or libpq-fe.h appears here.
 //
-// SQL is written once, in a subset meant to run on PostgreSQL as well (nothing has
-// run it there yet): `?` placeholders, BIGINT/TEXT/DOUBLE PRECISION columns,
+// SQL is written once, in the subset both run: `?` placeholders (numbered `$n` for
+// PostgreSQL by its backend), BIGINT/TEXT/DOUBLE PRECISION columns,
 // `INSERT ... RETURNING`, `ON CONFLICT ... DO ...`. Times are BIGINT milliseconds
 // since the epoch; booleans are BIGINT 0/1; binary data is stored as lowercase hex
 // TEXT.
@@ -138,6 +137,13 @@ class Db {
   // when the file cannot be opened or is not a database.
   static core::Result<std::unique_ptr<Db>> OpenSqlite(const std::string& path,
                                                       const DbOptions& options = {});
+  // Connects to PostgreSQL (`conninfo`: a libpq connection string or
+  // postgresql:// URI). A write transaction holds the catalog's write lock (an
+  // advisory lock shared by every process on the database) from BEGIN; reads see one
+  // snapshot. IOError when the server cannot be reached, PermissionDenied when it
+  // refuses the credentials; the message names the database, never its password.
+  static core::Result<std::unique_ptr<Db>> OpenPostgres(const std::string& conninfo,
+                                                        const DbOptions& options = {});
 
   virtual Dialect dialect() const = 0;
   // "sqlite:/path/catalog.db", for messages (never includes a password).

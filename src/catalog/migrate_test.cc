@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "catalog/schema.h"
+#include "catalog/test_db.h"
 #include "core/sha256.h"
 #include "core/testing.h"
 
@@ -13,19 +14,44 @@ namespace {
 
 using core::Status;
 
-std::unique_ptr<Db> OpenDb(const testing::TempDir& dir) {
-  auto db = Db::OpenSqlite(dir.Sub("catalog.db"));
-  EXPECT_TRUE(db.ok()) << db.status().ToString();
-  return std::move(*db);
-}
+// Every test that touches a database runs on SQLite and on PostgreSQL.
+class MigrateTest : public ::testing::TestWithParam<Dialect> {
+ protected:
+  void SetUp() override {
+    auto where = NewTestDatabase(GetParam(), dir_.path());
+    ASSERT_TRUE(where.ok()) << where.status().ToString();
+    where_ = *where;
+  }
+  std::unique_ptr<Db> OpenDb() {
+    auto db = OpenTestDatabase(GetParam(), where_);
+    EXPECT_TRUE(db.ok()) << db.status().ToString();
+    return db.ok() ? std::move(*db) : nullptr;
+  }
+  bool TableExists(Db* db, const std::string& table) {
+    auto n = db->QueryInt(GetParam() == Dialect::kSqlite
+                              ? "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name=?"
+                              : "SELECT COUNT(*) FROM information_schema.tables WHERE "
+                                "table_schema = current_schema() AND table_name = ?",
+                          {table});
+    EXPECT_TRUE(n.ok()) << n.status().ToString();
+    return n.ok() && *n == 1;
+  }
+  testing::TempDir dir_;
+  std::string where_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, MigrateTest, ::testing::ValuesIn(TestDialects()),
+                         DialectTestName);
 
 // Migrations that have shipped must never change: a changed script would leave
 // databases migrated before the change with a different schema than new ones. Add a
 // migration instead, and append its hash here.
-TEST(MigrateTest, ShippedMigrationsAreImmutable) {
+TEST(MigrateScriptsTest, ShippedMigrationsAreImmutable) {
   const char* kShipped[] = {
       "8be7d3b4a6d284aea20ef3990dc6d246dd375717c476a69ae8a52be7d93084d6",
       "f0ea5275bf603abbc9fb66fbfe5b436808eddde6e8e598b613b3a72c8e21c4e4",
+      "a1abaab9b31ff9d2a8361916b421f355c13a3a4fe221bf3724e4470c04e3b959",
+      "c9cc3e27e6d708de8726c30b449763c4addcc8de47866f4e17f9714c88c2bee0",
   };
   const auto& migrations = SiteMigrations();
   ASSERT_GE(migrations.size(), std::size(kShipped));
@@ -36,9 +62,8 @@ TEST(MigrateTest, ShippedMigrationsAreImmutable) {
   }
 }
 
-TEST(MigrateTest, FreshDatabaseGetsEveryMigrationOnce) {
-  testing::TempDir dir;
-  auto db = OpenDb(dir);
+TEST_P(MigrateTest, FreshDatabaseGetsEveryMigrationOnce) {
+  auto db = OpenDb();
   EXPECT_EQ(*SchemaVersion(db.get()), 0);
   ASSERT_TRUE(Migrate(db.get(), SiteMigrations()).ok());
   EXPECT_EQ(*SchemaVersion(db.get()), static_cast<int>(SiteMigrations().size()));
@@ -47,10 +72,7 @@ TEST(MigrateTest, FreshDatabaseGetsEveryMigrationOnce) {
        {"meta", "tokens", "packages", "versions", "dps", "dp_groups", "dp_boundaries",
         "distributions", "dp_records", "clients", "collections", "collection_members",
         "deployments", "client_deployments", "messages"}) {
-    auto n =
-        db->QueryInt("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name=?", {table});
-    ASSERT_TRUE(n.ok());
-    EXPECT_EQ(*n, 1) << table;
+    EXPECT_TRUE(TableExists(db.get(), table)) << table;
   }
   // Running again changes nothing.
   ASSERT_TRUE(Migrate(db.get(), SiteMigrations()).ok());
@@ -58,9 +80,8 @@ TEST(MigrateTest, FreshDatabaseGetsEveryMigrationOnce) {
             static_cast<std::int64_t>(SiteMigrations().size()));
 }
 
-TEST(MigrateTest, UpgradesStepByStepKeepingData) {
-  testing::TempDir dir;
-  auto db = OpenDb(dir);
+TEST_P(MigrateTest, UpgradesStepByStepKeepingData) {
+  auto db = OpenDb();
   std::vector<Migration> v1 = {
       {1, "one", "CREATE TABLE a (id {{ID}}, name TEXT NOT NULL)"},
   };
@@ -78,9 +99,8 @@ TEST(MigrateTest, UpgradesStepByStepKeepingData) {
   EXPECT_EQ(row->Int(1), 0);
 }
 
-TEST(MigrateTest, FailingMigrationLeavesTheSchemaAtTheLastWholeVersion) {
-  testing::TempDir dir;
-  auto db = OpenDb(dir);
+TEST_P(MigrateTest, FailingMigrationLeavesTheSchemaAtTheLastWholeVersion) {
+  auto db = OpenDb();
   std::vector<Migration> ms = {
       {1, "one", "CREATE TABLE a (id {{ID}})"},
       {2, "broken", "CREATE TABLE b (id {{ID}}); CREATE TABLE a (x TEXT)"},
@@ -89,12 +109,11 @@ TEST(MigrateTest, FailingMigrationLeavesTheSchemaAtTheLastWholeVersion) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("migration 2 (broken)"), std::string::npos) << s.ToString();
   EXPECT_EQ(*SchemaVersion(db.get()), 1);
-  EXPECT_EQ(*db->QueryInt("SELECT COUNT(*) FROM sqlite_master WHERE name='b'"), 0);
+  EXPECT_FALSE(TableExists(db.get(), "b"));
 }
 
-TEST(MigrateTest, RefusesADatabaseNewerThanTheBinary) {
-  testing::TempDir dir;
-  auto db = OpenDb(dir);
+TEST_P(MigrateTest, RefusesADatabaseNewerThanTheBinary) {
+  auto db = OpenDb();
   std::vector<Migration> ms = {{1, "one", "CREATE TABLE a (id {{ID}})"},
                                {2, "two", "CREATE TABLE b (id {{ID}})"}};
   ASSERT_TRUE(Migrate(db.get(), ms).ok());
@@ -104,17 +123,15 @@ TEST(MigrateTest, RefusesADatabaseNewerThanTheBinary) {
   EXPECT_NE(s.message().find("newer than this depot"), std::string::npos);
 }
 
-TEST(MigrateTest, GapsInNumberingAreRejected) {
-  testing::TempDir dir;
-  auto db = OpenDb(dir);
+TEST_P(MigrateTest, GapsInNumberingAreRejected) {
+  auto db = OpenDb();
   std::vector<Migration> ms = {{1, "one", "SELECT 1"}, {3, "three", "SELECT 1"}};
   EXPECT_TRUE(Migrate(db.get(), ms).IsInvalidArgument());
 }
 
-TEST(MigrateTest, ConcurrentMigratorsBothSucceed) {
-  testing::TempDir dir;
-  auto a = OpenDb(dir);
-  auto b = OpenDb(dir);
+TEST_P(MigrateTest, ConcurrentMigratorsBothSucceed) {
+  auto a = OpenDb();
+  auto b = OpenDb();
   Status sa, sb;
   std::thread t1([&] { sa = Migrate(a.get(), SiteMigrations()); });
   std::thread t2([&] { sb = Migrate(b.get(), SiteMigrations()); });
@@ -125,7 +142,7 @@ TEST(MigrateTest, ConcurrentMigratorsBothSucceed) {
   EXPECT_EQ(*SchemaVersion(a.get()), static_cast<int>(SiteMigrations().size()));
 }
 
-TEST(MigrateTest, ExpandSqlPerDialect) {
+TEST(MigrateScriptsTest, ExpandSqlPerDialect) {
   EXPECT_EQ(ExpandSql("id {{ID}}", Dialect::kSqlite), "id INTEGER PRIMARY KEY");
   EXPECT_EQ(ExpandSql("id {{ID}}", Dialect::kPostgres),
             "id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY");
