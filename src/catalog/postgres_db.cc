@@ -9,11 +9,10 @@
 #include <libpq-fe.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
 #include <thread>
 
+#include "catalog/conn_pool.h"
 #include "catalog/db.h"
 #include "core/random.h"
 
@@ -206,14 +205,16 @@ std::string DescribeConninfo(const std::string& conninfo) {
     if (k == "dbname") db = o->val;
   }
   PQconninfoFree(opts);
-  return "postgresql://" + (user.empty() ? "" : user + "@") + host + (port.empty() ? "" : ":" + port) +
-         "/" + db;
+  return "postgresql://" + (user.empty() ? "" : user + "@") + host +
+         (port.empty() ? "" : ":" + port) + "/" + db;
 }
 
 class PgDb final : public Db {
  public:
   PgDb(std::string conninfo, DbOptions options)
-      : conninfo_(std::move(conninfo)), described_(DescribeConninfo(conninfo_)), options_(options) {}
+      : conninfo_(std::move(conninfo)),
+        described_(DescribeConninfo(conninfo_)),
+        options_(options) {}
 
   Dialect dialect() const override { return Dialect::kPostgres; }
   std::string Describe() const override { return described_; }
@@ -223,11 +224,11 @@ class PgDb final : public Db {
         std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.busy_timeout_ms);
     std::chrono::milliseconds backoff(2);
     for (;;) {
-      DEPOT_ASSIGN_OR_RETURN(auto conn, Acquire());
+      DEPOT_ASSIGN_OR_RETURN(auto conn, pool_.Acquire());
       bool may_retry = false;
       Status s = Once(conn.get(), fn, mode, &may_retry);
       const bool broken = conn->broken();
-      Release(std::move(conn), !broken);
+      pool_.Release(std::move(conn), !broken);
       // A connection lost before COMMIT was sent applied nothing: run it again on a
       // new one. Lost at COMMIT, the outcome is unknown and the error is returned.
       if (!(s.IsUnavailable() || (broken && may_retry)) ||
@@ -254,45 +255,13 @@ class PgDb final : public Db {
       if (auth) return Status::PermissionDenied(msg + " (check the user and password in --db)");
       return Status::IOError(msg + " (is PostgreSQL running and the address in --db right?)");
     }
-    PQsetNoticeProcessor(conn->pg, [](void*, const char*) {}, nullptr);
+    PQsetNoticeProcessor(
+        conn->pg, [](void*, const char*) {}, nullptr);
     Result res(PQexec(conn->pg, "SET client_min_messages = warning; SET TIME ZONE 'UTC'"));
     if (PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
       return PgStatus(res.get(), conn->pg, "set up a connection to " + described_);
     }
     return conn;
-  }
-
-  core::Result<std::unique_ptr<Conn>> Acquire() {
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-      if (!idle_.empty()) {
-        auto c = std::move(idle_.back());
-        idle_.pop_back();
-        return c;
-      }
-      if (open_ < options_.max_connections) {
-        ++open_;
-        lock.unlock();
-        auto c = Connect();
-        if (!c.ok()) {
-          std::lock_guard<std::mutex> relock(mu_);
-          --open_;
-          cv_.notify_one();
-        }
-        return c;
-      }
-      cv_.wait(lock);
-    }
-  }
-
-  void Release(std::unique_ptr<Conn> c, bool healthy) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (healthy) {
-      idle_.push_back(std::move(c));
-    } else {
-      --open_;
-    }
-    cv_.notify_one();
   }
 
   // One attempt. *may_retry: nothing was committed, whatever happened.
@@ -327,10 +296,7 @@ class PgDb final : public Db {
   std::string conninfo_;
   std::string described_;
   DbOptions options_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<Conn>> idle_;
-  unsigned open_ = 0;
+  ConnPool<Conn> pool_{options_.max_connections, [this] { return Connect(); }};
 };
 
 }  // namespace

@@ -3,11 +3,10 @@
 #include <sqlite3.h>
 
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
 #include <unordered_map>
 
+#include "catalog/conn_pool.h"
 #include "catalog/db.h"
 #include "core/random.h"
 
@@ -185,41 +184,8 @@ class SqliteDb final : public Db {
     return conn;
   }
 
-  core::Result<std::unique_ptr<Conn>> Acquire() {
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-      if (!idle_.empty()) {
-        auto c = std::move(idle_.back());
-        idle_.pop_back();
-        return c;
-      }
-      if (open_ < options_.max_connections) {
-        ++open_;
-        lock.unlock();
-        auto c = Connect();
-        if (!c.ok()) {
-          std::lock_guard<std::mutex> relock(mu_);
-          --open_;
-          cv_.notify_one();
-        }
-        return c;
-      }
-      cv_.wait(lock);
-    }
-  }
-
-  void Release(std::unique_ptr<Conn> c, bool healthy) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (healthy) {
-      idle_.push_back(std::move(c));
-    } else {
-      --open_;
-    }
-    cv_.notify_one();
-  }
-
   Status Transaction(const std::function<Status(Tx&)>& fn, Mode mode) override {
-    DEPOT_ASSIGN_OR_RETURN(auto conn, Acquire());
+    DEPOT_ASSIGN_OR_RETURN(auto conn, pool_.Acquire());
     auto deadline =
         std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.busy_timeout_ms);
     std::chrono::milliseconds backoff(2);
@@ -231,7 +197,7 @@ class SqliteDb final : public Db {
       backoff = std::min(backoff * 2, std::chrono::milliseconds(200));
     }
     bool healthy = sqlite3_get_autocommit(conn->db) != 0;
-    Release(std::move(conn), healthy);
+    pool_.Release(std::move(conn), healthy);
     return result;
   }
 
@@ -255,10 +221,7 @@ class SqliteDb final : public Db {
 
   std::string path_;
   DbOptions options_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<Conn>> idle_;
-  unsigned open_ = 0;
+  ConnPool<Conn> pool_{options_.max_connections, [this] { return Connect(); }};
 };
 
 }  // namespace

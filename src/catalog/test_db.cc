@@ -36,7 +36,7 @@ core::Result<std::string> ServerConninfo() {
   std::string line;
   if (!std::getline(in, line) || line.empty()) {
     return Status::InvalidArgument(std::string("no connection string in ") + file +
-                                      " (did the postgres_start test fail?)");
+                                   " (did the postgres_start test fail?)");
   }
   return line;
 }
@@ -65,8 +65,7 @@ core::Result<std::string> NewTestDatabase(Dialect d, const std::string& dir) {
 
 core::Result<std::unique_ptr<Db>> OpenTestDatabase(Dialect d, const std::string& where,
                                                    const DbOptions& options) {
-  return d == Dialect::kSqlite ? Db::OpenSqlite(where, options)
-                               : Db::OpenPostgres(where, options);
+  return d == Dialect::kSqlite ? Db::OpenSqlite(where, options) : Db::OpenPostgres(where, options);
 }
 
 }  // namespace depot::catalog
