@@ -273,12 +273,17 @@ class SignallingClock final : public core::Clock {
   void SleepFor(core::Duration d) override { manual_.Advance(d); }
   bool WaitFor(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
                core::Duration timeout, const std::function<bool()>& pred) override {
+    // The deadline is fixed before the wait is signalled: an Advance made once the
+    // test has seen this wait begin must count against it (taken after the signal,
+    // it could land past the Advance, and the wait would outlast it by a whole
+    // timeout while the test waited for the next one).
+    const core::MonoTime deadline = manual_.Monotonic() + timeout;
     {
       std::lock_guard seen(mu_);
       ++waits_;
     }
     begun_.notify_all();
-    return manual_.WaitFor(lock, cv, timeout, pred);
+    return manual_.WaitFor(lock, cv, deadline - manual_.Monotonic(), pred);
   }
   void Advance(core::Duration d) { manual_.Advance(d); }
   // Returns once a timed wait has begun after the `seen`th; false after a minute.
