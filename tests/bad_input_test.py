@@ -169,10 +169,7 @@ class BadInputTest(DepotTestCase):
         st, exp, _ = site.api("POST", "/api/v1/tokens", token=site.admin_token,
                               body={"role": "admin", "name": "bi-expired", "expires": "1h"})
         assert st == 201, exp
-        import sqlite3
-        with sqlite3.connect(os.path.join(site.data, "catalog.db"), timeout=30) as db:
-            db.execute("UPDATE tokens SET expires_at = 978307200000 WHERE name = 'bi-expired'")
-        db.close()
+        site.sql("UPDATE tokens SET expires_at = 978307200000 WHERE name = 'bi-expired'")
         cls.tok["expired"] = exp["token"]
         cls.ro_token_id = [t["id"] for t in site.cli("token", "list")["tokens"] if t["name"] == "bi-read-only"][0]
 

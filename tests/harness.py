@@ -4,6 +4,7 @@ Everything here runs real programs: the depot binary under test, nginx, node.
 Nothing is mocked; fault-injecting servers live in fault_server.py.
 """
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -289,15 +290,35 @@ class ServerProcess:
         self.log.close()
 
 
+_pg_databases = itertools.count()
+
+
+def new_postgres_catalog():
+    """With DEPOT_TEST_PG (the file scripts/pg-temp.sh wrote), a new empty PostgreSQL
+    database's connection string for a site's catalog; else None (SQLite)."""
+    conninfo_file = os.environ.get("DEPOT_TEST_PG")
+    if not conninfo_file:
+        return None
+    with open(conninfo_file) as f:
+        server = f.read().strip()
+    name = f"depot_it{os.getpid()}_{next(_pg_databases)}"
+    subprocess.run(["psql", server, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    return f"{server} dbname={name}"
+
+
 class SiteProcess(ServerProcess):
     """A real `depot site serve` on a free loopback port, with its data directory made
-    by `depot site init`. `api()` talks to its HTTP API with any credential."""
+    by `depot site init`. `api()` talks to its HTTP API with any credential. Its
+    catalog is SQLite, or PostgreSQL when DEPOT_TEST_PG is set (new_postgres_catalog)."""
 
     def __init__(self, workdir, code="TST", init_args=(), env=None):
         self.data = os.path.join(workdir, "site-" + code.lower())
         self.env = env
+        db = new_postgres_catalog()
+        self.db = db  # None: SQLite (catalog.db in the data directory)
         _, out, _ = run_depot("site", "init", "--data", self.data, "--code", code,
-                              "--listen", "127.0.0.1:0", *init_args, json_out=True)
+                              "--listen", "127.0.0.1:0", *init_args, *(["--db", db] if db else []),
+                              json_out=True)
         self.admin_token = out["admin_token"]
         self.ca = out.get("ca", "")
         self.proc = None
@@ -307,6 +328,17 @@ class SiteProcess(ServerProcess):
         self.extra = list(extra)
         self._spawn("site", [DEPOT, "--json", "--log-level", "info", "site", "serve", "--data", self.data, *extra],
                     env=self.env)
+
+    def sql(self, statement):
+        """Runs one SQL statement on the site's catalog, whichever backend holds it (for
+        tests that set up a state no API makes, like a token expired since)."""
+        if self.db:
+            subprocess.run(["psql", self.db, "-qc", statement], check=True, capture_output=True)
+            return
+        import sqlite3
+        with sqlite3.connect(os.path.join(self.data, "catalog.db"), timeout=30) as db:
+            db.execute(statement)
+        db.close()
 
     def cli_env(self, token=None):
         e = dict(os.environ if self.env is None else self.env)

@@ -88,6 +88,9 @@ void AddSiteCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
     cmd->add_option("--parent-token", o->parent_token,
                     "The token `depot child add` printed at the parent");
     cmd->add_option("--parent-ca", o->parent_ca, "PEM CA certificate to trust for the parent");
+    cmd->add_option("--db", o->db,
+                    "Catalog in PostgreSQL: an empty database's connection string "
+                    "(postgresql://USER@HOST/DB); default: SQLite in the data directory");
     cmd->callback([=] {
       if (!o->parent_ca.empty() && o->parent_ca[0] != '/') {
         char cwd[4096];

@@ -91,6 +91,11 @@ Status ReadTables(toml::table& root, const std::string& path, SiteConfig* c) {
     DEPOT_RETURN_IF_ERROR(t.Size("max_upload_body", &c->max_upload_body));
     DEPOT_RETURN_IF_ERROR(t.Finish());
   }
+  if (root.contains("catalog")) {
+    core::TomlTable t(root["catalog"].as_table(), "catalog", path, "docs/scale-out.md");
+    DEPOT_RETURN_IF_ERROR(t.String("db", &c->db));
+    DEPOT_RETURN_IF_ERROR(t.Finish());
+  }
   if (root.contains("parent")) {
     core::TomlTable t(root["parent"].as_table(), "parent", path, "docs/hierarchy.md");
     DEPOT_RETURN_IF_ERROR(t.String("url", &c->parent_url));
@@ -118,6 +123,13 @@ Status CheckConfig(const SiteConfig& c, const std::string& path) {
   if (c.tls_cert.empty() != c.tls_key.empty()) {
     return Status::InvalidArgument(path + ": [tls] needs both cert and key, or neither");
   }
+  if (!c.db.empty() && c.db.rfind("postgresql://", 0) != 0 && c.db.rfind("postgres://", 0) != 0 &&
+      c.db.find('=') == std::string::npos) {
+    return Status::InvalidArgument(
+        path +
+        ": [catalog] db must be a PostgreSQL connection string (postgresql://... or "
+        "host=... dbname=...)");
+  }
   if (c.is_child() && c.parent_url.rfind("http://", 0) != 0 &&
       c.parent_url.rfind("https://", 0) != 0) {
     return Status::InvalidArgument(path + ": [parent] url must start with http:// or https://");
@@ -133,13 +145,14 @@ core::Result<SiteConfig> LoadConfig(core::Env* env, const std::string& path) {
                                             "is this a site data directory? Create one with "
                                             "`depot site init --data DIR --code CODE`"));
   SiteConfig c;
-  static const std::set<std::string> kTables = {"site",    "tls",    "packages", "distribution",
-                                                "signing", "agents", "limits",   "parent"};
+  static const std::set<std::string> kTables = {"site",         "tls",     "packages",
+                                                "distribution", "signing", "agents",
+                                                "limits",       "parent",  "catalog"};
   for (auto&& [k, v] : root) {
     std::string key(k.str());
     if (!kTables.count(key) || !v.is_table()) {
       return Status::InvalidArgument(path + ": unknown table or key `" + key +
-                                     "` (expected one of [site], [tls], [packages], "
+                                     "` (expected one of [site], [tls], [packages], [catalog], "
                                      "[distribution], [signing], [agents], [limits], [parent])");
     }
   }
@@ -201,6 +214,12 @@ std::string RenderConfig(const SiteConfig& c) {
     << "# Request bodies held at once (one address gets a quarter; past it, 503).\n"
     << "max_body_memory = " << q(core::FormatSize(c.max_body_memory)) << "\n"
     << "max_upload_body = " << q(core::FormatSize(c.max_upload_body)) << "\n";
+  if (!c.db.empty()) {
+    o << "\n[catalog]\n"
+      << "# The catalog is in PostgreSQL (docs/scale-out.md); without this table it is\n"
+      << "# the SQLite file catalog.db in the data directory.\n"
+      << "db = " << q(c.db) << "\n";
+  }
   if (c.is_child()) {
     o << "\n[parent]\n"
       << "# This is a child site: it pulls content and work from its parent and reports\n"

@@ -84,6 +84,9 @@ struct SiteConfig {
   std::string parent_url;
   std::string parent_token_file = "parent-token";
   std::string parent_ca;
+  // The catalog database: "" is the embedded SQLite file catalog.db in the data
+  // directory; else a PostgreSQL connection string (postgresql://... or key=value).
+  std::string db;
 
   bool is_child() const { return !parent_url.empty(); }
 };

@@ -17,6 +17,7 @@
 #include "site/distribution.h"
 #include "site/packages.h"
 #include "site/site.h"
+#include "site/site_fixture.h"
 #include "store/chunk_store.h"
 #include "store/manifest.h"
 #include "store/snapshot.h"
@@ -26,13 +27,14 @@ namespace {
 
 using std::chrono::milliseconds;
 
-class SiteScheduleTest : public ::testing::Test {
+class SiteScheduleTest : public ::testing::TestWithParam<catalog::Dialect> {
  protected:
   void SetUp() override {
     InitOptions o;
     o.data_dir = dir_.Sub("site");
     o.code = "TST";
     o.listen = "127.0.0.1:0";
+    o.db = TestCatalog(GetParam(), dir_);
     auto init = InitSite(core::Env::Default(), &clock_, o);
     ASSERT_TRUE(init.ok()) << init.status().ToString();
     auto site = Site::Open(core::Env::Default(), &clock_, o.data_dir);
@@ -113,7 +115,10 @@ class SiteScheduleTest : public ::testing::Test {
   SiteContext* ctx_ = nullptr;
 };
 
-TEST_F(SiteScheduleTest, ASilentDpIsProbedOnItsBackoffAndAPollingDpNever) {
+INSTANTIATE_TEST_SUITE_P(Backends, SiteScheduleTest, ::testing::ValuesIn(catalog::TestDialects()),
+                         catalog::DialectTestName);
+
+TEST_P(SiteScheduleTest, ASilentDpIsProbedOnItsBackoffAndAPollingDpNever) {
   // The defaults: silent after 5 minutes, probes back off from 1 minute to 12 hours.
   const SiteConfig& cfg = ctx_->config;
   const core::BackoffPolicy policy{cfg.probe_base, cfg.probe_max};
@@ -166,7 +171,7 @@ TEST_F(SiteScheduleTest, ASilentDpIsProbedOnItsBackoffAndAPollingDpNever) {
   EXPECT_EQ(Messages(core::msg::kDpReachable, "dead").first, 1);
 }
 
-TEST_F(SiteScheduleTest, RemovingADpEndsItsProbesAtOnce) {
+TEST_P(SiteScheduleTest, RemovingADpEndsItsProbesAtOnce) {
   NewDp("dead");
   clock_.Advance(ctx_->config.dp_offline_after + milliseconds(1));
   ProbeDps(*ctx_);
@@ -180,7 +185,7 @@ TEST_F(SiteScheduleTest, RemovingADpEndsItsProbesAtOnce) {
   EXPECT_EQ(MessageCount(core::msg::kDpRemoved), 1);
 }
 
-TEST_F(SiteScheduleTest, DeletedContentIsCollectedOnceTheGracePeriodIsOverAndSharedChunksStay) {
+TEST_P(SiteScheduleTest, DeletedContentIsCollectedOnceTheGracePeriodIsOverAndSharedChunksStay) {
   // pa and pb share every chunk but only-a.bin's.
   for (const char* p : {"a", "b"}) {
     testing::WriteFileOrDie(dir_.Sub(std::string(p) + "/shared.bin"),

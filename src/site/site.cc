@@ -35,6 +35,14 @@ constexpr char kConfigFile[] = "site.toml";
 constexpr char kCatalogFile[] = "catalog.db";
 constexpr char kLibraryDir[] = "library";
 
+// The site's catalog: PostgreSQL when site.toml names one, else the SQLite file in
+// the data directory.
+core::Result<std::unique_ptr<catalog::Db>> OpenCatalog(const std::string& data_dir,
+                                                       const SiteConfig& config) {
+  if (!config.db.empty()) return catalog::Db::OpenPostgres(config.db);
+  return catalog::Db::OpenSqlite(core::JoinPath(data_dir, kCatalogFile));
+}
+
 std::string ListenHost(const std::string& listen) {
   auto colon = listen.rfind(':');
   std::string host = colon == std::string::npos ? listen : listen.substr(0, colon);
@@ -114,7 +122,19 @@ core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const Init
   config.keep_versions = o.keep_versions;
   config.tls_cert = o.tls_cert;
   config.tls_key = o.tls_key;
+  config.db = o.db;
 
+  // A PostgreSQL catalog is checked before anything is written: a new site gets an
+  // empty database (one that holds a site belongs to another data directory).
+  std::unique_ptr<catalog::Db> db;
+  if (!config.db.empty()) {
+    DEPOT_ASSIGN_OR_RETURN(db, catalog::Db::OpenPostgres(config.db));
+    DEPOT_ASSIGN_OR_RETURN(int schema, catalog::SchemaVersion(db.get()));
+    if (schema != 0) {
+      return Status::InvalidArgument(db->Describe() +
+                                     " already holds a depot catalog: give --db an empty database");
+    }
+  }
   repo::RepoSettings settings;
   if (!o.parent_url.empty()) {
     DEPOT_RETURN_IF_ERROR(InitChild(env, o, &config, &settings));
@@ -124,8 +144,9 @@ core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const Init
         repo::Repository::Init(env, clock, core::JoinPath(o.data_dir, kLibraryDir), settings)
             .WithContext("content library"));
   }
-  DEPOT_ASSIGN_OR_RETURN(auto db,
-                         catalog::Db::OpenSqlite(core::JoinPath(o.data_dir, kCatalogFile)));
+  if (!db) {
+    DEPOT_ASSIGN_OR_RETURN(db, OpenCatalog(o.data_dir, config));
+  }
   DEPOT_RETURN_IF_ERROR(catalog::Migrate(db.get(), catalog::SiteMigrations()));
 
   InitResult result;
@@ -194,7 +215,7 @@ core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* cloc
                          repo::Repository::Open(env, clock, core::JoinPath(data_dir, kLibraryDir)));
   ctx.repo->SetTimestampLifetime(ctx.config.timestamp_lifetime);
   DEPOT_ASSIGN_OR_RETURN(ctx.repo_tree, http::StaticTree::Open(ctx.repo->layout().public_root()));
-  DEPOT_ASSIGN_OR_RETURN(ctx.db, catalog::Db::OpenSqlite(core::JoinPath(data_dir, kCatalogFile)));
+  DEPOT_ASSIGN_OR_RETURN(ctx.db, OpenCatalog(data_dir, ctx.config));
   DEPOT_RETURN_IF_ERROR(catalog::Migrate(ctx.db.get(), catalog::SiteMigrations()));
   DEPOT_ASSIGN_OR_RETURN(ctx.trusted_root, ctx.repo->TrustedRoot());
   {

@@ -38,6 +38,9 @@ struct InitOptions {
   std::string parent_url;
   std::string parent_token;
   std::string parent_ca;
+  // The catalog: "" the SQLite file in the data directory, else an empty PostgreSQL
+  // database's connection string (docs/scale-out.md).
+  std::string db;
 };
 
 struct InitResult {

@@ -1,6 +1,6 @@
-// The in-process site tests' fixture: a real site on loopback (real SQLite, a real
-// content library) and an admin client, driven through the HTTP client like the CLI
-// drives it. Test-only.
+// The in-process site tests' fixture: a real site on loopback (a real catalog -- each
+// test runs on SQLite and on PostgreSQL -- and a real content library) and an admin
+// client, driven through the HTTP client like the CLI drives it. Test-only.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -9,13 +9,23 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "catalog/test_db.h"
 #include "core/testing.h"
 #include "http/client.h"
 #include "site/site.h"
 
 namespace depot::site {
 
-class SiteTest : public ::testing::Test {
+// For the catalog of a test site: "" (SQLite in the data directory) or a new
+// PostgreSQL database. Fails the test when the database cannot be made.
+inline std::string TestCatalog(catalog::Dialect d, const testing::TempDir& dir) {
+  if (d == catalog::Dialect::kSqlite) return "";
+  auto where = catalog::NewTestDatabase(d, dir.path());
+  EXPECT_TRUE(where.ok()) << where.status().ToString();
+  return where.ok() ? *where : "";
+}
+
+class SiteTest : public ::testing::TestWithParam<catalog::Dialect> {
  protected:
   using Json = nlohmann::json;
 
@@ -24,6 +34,7 @@ class SiteTest : public ::testing::Test {
     o.data_dir = dir_.Sub("site");
     o.code = "TST";
     o.listen = "127.0.0.1:0";
+    o.db = TestCatalog(GetParam(), dir_);
     auto init = InitSite(core::Env::Default(), core::Clock::Real(), o);
     ASSERT_TRUE(init.ok()) << init.status().ToString();
     admin_token_ = init->admin_token;

@@ -18,9 +18,33 @@
 namespace depot::site {
 namespace {
 
+INSTANTIATE_TEST_SUITE_P(Backends, SiteTest, ::testing::ValuesIn(catalog::TestDialects()),
+                         catalog::DialectTestName);
+
+// A site's catalog in PostgreSQL must be an empty database: one that holds a site is
+// refused before anything is written, naming the database but not its password.
+TEST(SiteInitTest, APostgresCatalogHoldingASiteIsRefusedBeforeAnythingIsWritten) {
+  testing::TempDir dir;
+  const std::string db = TestCatalog(catalog::Dialect::kPostgres, dir);
+  ASSERT_FALSE(db.empty());
+  InitOptions o;
+  o.data_dir = dir.Sub("a");
+  o.code = "TST";
+  o.listen = "127.0.0.1:0";
+  o.db = db;
+  auto first = InitSite(core::Env::Default(), core::Clock::Real(), o);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  o.data_dir = dir.Sub("b");
+  auto again = InitSite(core::Env::Default(), core::Clock::Real(), o);
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.status().message().find("already holds a depot catalog"), std::string::npos)
+      << again.status().ToString();
+  EXPECT_FALSE(*core::Env::Default()->Exists(o.data_dir)) << "nothing written";
+}
+
 using Json = nlohmann::json;
 
-TEST_F(SiteTest, HealthMetricsAndRepositoryArePublic) {
+TEST_P(SiteTest, HealthMetricsAndRepositoryArePublic) {
   auto anon = Client("");
   auto r = anon->Do("GET", "/healthz");
   ASSERT_TRUE(r.ok());
@@ -83,7 +107,7 @@ const Endpoint kEndpoints[] = {
     {"POST", "/api/v1/agent/status", "agent"},
 };
 
-TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredentials) {
+TEST_P(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredentials) {
   Json ro = Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "read-only"}}, 201);
   Json op = Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "operator"}}, 201);
   Json en = Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "enroll"}, {"uses", 5}}, 201);
@@ -120,7 +144,7 @@ TEST_F(SiteTest, EveryApiEndpointRefusesMissingWrongAndUnderPrivilegedCredential
   }
 }
 
-TEST_F(SiteTest, RevokedAndExpiredTokensStopWorkingAtOnce) {
+TEST_P(SiteTest, RevokedAndExpiredTokensStopWorkingAtOnce) {
   Json t =
       Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "read-only"}, {"name", "ci"}}, 201);
   auto c = Client(t["token"]);
@@ -141,7 +165,7 @@ TEST_F(SiteTest, RevokedAndExpiredTokensStopWorkingAtOnce) {
 
 // The DP assignment long poll, on the handler itself (the server parks and wakes
 // requests as a Response::Wait asks: http/server_test.cc).
-TEST_F(SiteTest, AssignmentLongPollParksForWhatIsLeftOfItsWaitThenAnswers304) {
+TEST_P(SiteTest, AssignmentLongPollParksForWhatIsLeftOfItsWaitThenAnswers304) {
   Call(admin_.get(), "POST", "/api/v1/dps", {{"name", "dp1"}, {"url", "http://127.0.0.1:9"}}, 201);
   SiteContext* ctx = site_->context();
   const std::int64_t dp = *ctx->db->QueryInt("SELECT id FROM dps WHERE name = 'dp1'");
@@ -194,7 +218,7 @@ TEST_F(SiteTest, AssignmentLongPollParksForWhatIsLeftOfItsWaitThenAnswers304) {
   EXPECT_GT(ctx->server->Sequence("assignments"), seq);
 }
 
-TEST_F(SiteTest, BadInputIsAClearErrorAndChangesNothing) {
+TEST_P(SiteTest, BadInputIsAClearErrorAndChangesNothing) {
   auto r = admin_->Do("POST", "/api/v1/dps", "{not json");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 400);
@@ -261,7 +285,7 @@ store::Manifest UploadTree(SiteTest* t, http::Client* c, const std::string& src,
   return m;
 }
 
-TEST_F(SiteTest, ManifestsThatDisagreeWithTheirChunksAreNotSigned) {
+TEST_P(SiteTest, ManifestsThatDisagreeWithTheirChunksAreNotSigned) {
   testing::WriteFileOrDie(dir_.Sub("src/big.bin"), testing::RandomData(700000, 5));
   testing::WriteFileOrDie(dir_.Sub("src/small.txt"), "hello");
   store::Manifest m = UploadTree(this, admin_.get(), dir_.Sub("src"), dir_.Sub("staging"));
@@ -304,7 +328,7 @@ TEST_F(SiteTest, ManifestsThatDisagreeWithTheirChunksAreNotSigned) {
   EXPECT_EQ(r.status, 201) << r.body;
 }
 
-TEST_F(SiteTest, MissingChunkAnswersFollowTheLibraryBeforeAndAfterItsFilterIsLoaded) {
+TEST_P(SiteTest, MissingChunkAnswersFollowTheLibraryBeforeAndAfterItsFilterIsLoaded) {
   testing::WriteFileOrDie(dir_.Sub("src/big.bin"), testing::RandomData(700000, 6));
   testing::WriteFileOrDie(dir_.Sub("src/small.txt"), "hello again");
   store::Manifest m = UploadTree(this, admin_.get(), dir_.Sub("src"), dir_.Sub("staging"));
