@@ -95,7 +95,11 @@ Status InitChild(core::Env* env, const InitOptions& o, SiteConfig* out,
 
 }  // namespace
 
-core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const InitOptions& o) {
+namespace {
+
+// What InitSite checks before it writes anything: the code, an empty data directory,
+// TLS flags that go together.
+Status CheckInitOptions(core::Env* env, const InitOptions& o) {
   DEPOT_RETURN_IF_ERROR(ValidateSiteCode(o.code));
   if (o.data_dir.empty()) return Status::InvalidArgument("--data is required");
   auto listing = env->ListDir(o.data_dir);
@@ -115,6 +119,13 @@ core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const Init
     return Status::InvalidArgument("--tls-cert and --tls-key go together");
   if (o.make_ca && !o.tls_cert.empty())
     return Status::InvalidArgument("--make-ca and --tls-cert exclude each other");
+  return Status::Ok();
+}
+
+}  // namespace
+
+core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const InitOptions& o) {
+  DEPOT_RETURN_IF_ERROR(CheckInitOptions(env, o));
   SiteConfig config;
   config.code = o.code;
   config.listen = o.listen;
