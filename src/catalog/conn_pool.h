@@ -1,4 +1,5 @@
-// Internal to the catalog component: the connection pool of both backends. At most
+// Internal to the catalog component: the connection pool of both backends, and their
+// one retry of busy transactions (RetryWhileBusy). At most
 // `max` connections are open; a transaction takes one for its duration (waiting when
 // all are taken) and gives it back, or drops it when it is no longer usable.
 //
@@ -11,6 +12,8 @@
 #include <mutex>
 #include <vector>
 
+#include "core/backoff.h"
+#include "core/clock.h"
 #include "core/status.h"
 
 namespace depot::catalog {
@@ -66,5 +69,20 @@ class ConnPool {
   std::vector<std::unique_ptr<Conn>> idle_;  // under mu_
   unsigned open_ = 0;                        // under mu_
 };
+
+// Runs `attempt` again while it says so (*again), pausing between runs on `clock`
+// (core::Backoff, 2 ms doubling to 200 ms), until `busy_timeout_ms` have passed;
+// returns the last run's status.
+inline core::Status RetryWhileBusy(core::Clock* clock, std::int64_t busy_timeout_ms,
+                                   const std::function<core::Status(bool* again)>& attempt) {
+  const core::MonoTime deadline = clock->Monotonic() + std::chrono::milliseconds(busy_timeout_ms);
+  core::Backoff backoff(clock, {std::chrono::milliseconds(2), std::chrono::milliseconds(200)});
+  for (;;) {
+    bool again = false;
+    core::Status s = attempt(&again);
+    if (!again || clock->Monotonic() >= deadline) return s;
+    clock->SleepFor(backoff.Failed());
+  }
+}
 
 }  // namespace depot::catalog

@@ -30,6 +30,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/status.h"
 
 namespace depot::catalog {
@@ -126,6 +127,8 @@ struct DbOptions {
   // How long a transaction keeps retrying lock conflicts before giving up with
   // Unavailable.
   std::int64_t busy_timeout_ms = 10'000;
+  // What retries of a busy transaction wait on; nullptr: the real clock.
+  core::Clock* clock = nullptr;
 };
 
 class Db {

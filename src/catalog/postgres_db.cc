@@ -10,11 +10,9 @@
 
 #include <chrono>
 #include <cstdio>
-#include <thread>
 
 #include "catalog/conn_pool.h"
 #include "catalog/db.h"
-#include "core/random.h"
 
 namespace depot::catalog {
 namespace {
@@ -57,7 +55,7 @@ Status PgStatus(const PGresult* res, PGconn* conn, std::string_view what) {
 struct ResultDeleter {
   void operator()(PGresult* r) const { PQclear(r); }
 };
-using Result = std::unique_ptr<PGresult, ResultDeleter>;
+using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
 
 struct Conn {
   PGconn* pg = nullptr;
@@ -121,7 +119,7 @@ class PgTx final : public Tx {
   Dialect dialect() const override { return Dialect::kPostgres; }
 
   core::Result<Rows> Query(std::string_view sql, const Params& params) override {
-    DEPOT_ASSIGN_OR_RETURN(Result res, Run(sql, params));
+    DEPOT_ASSIGN_OR_RETURN(PgResult res, Run(sql, params));
     Rows rows;
     const int n = PQntuples(res.get()), cols = PQnfields(res.get());
     rows.reserve(n);
@@ -135,13 +133,13 @@ class PgTx final : public Tx {
   }
 
   core::Result<std::int64_t> Exec(std::string_view sql, const Params& params) override {
-    DEPOT_ASSIGN_OR_RETURN(Result res, Run(sql, params));
+    DEPOT_ASSIGN_OR_RETURN(PgResult res, Run(sql, params));
     const char* n = PQcmdTuples(res.get());
     return static_cast<std::int64_t>(n != nullptr && *n != '\0' ? std::strtoll(n, nullptr, 10) : 0);
   }
 
   Status ExecScript(std::string_view sql) override {
-    Result res(PQexec(conn_->pg, std::string(sql).c_str()));
+    PgResult res(PQexec(conn_->pg, std::string(sql).c_str()));
     const ExecStatusType st = PQresultStatus(res.get());
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
       return PgStatus(res.get(), conn_->pg, "sql script");
@@ -150,7 +148,7 @@ class PgTx final : public Tx {
   }
 
  private:
-  core::Result<Result> Run(std::string_view sql, const Params& params) {
+  core::Result<PgResult> Run(std::string_view sql, const Params& params) {
     int wanted = 0;
     const std::string text = NumberPlaceholders(sql, &wanted);
     if (wanted != static_cast<int>(params.size())) {
@@ -177,8 +175,8 @@ class PgTx final : public Tx {
       }
       values[i] = storage[i].c_str();
     }
-    Result res(PQexecParams(conn_->pg, text.c_str(), static_cast<int>(params.size()), types.data(),
-                            values.data(), nullptr, nullptr, 0));
+    PgResult res(PQexecParams(conn_->pg, text.c_str(), static_cast<int>(params.size()),
+                              types.data(), values.data(), nullptr, nullptr, 0));
     const ExecStatusType st = PQresultStatus(res.get());
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
       return PgStatus(res.get(), conn_->pg, "sql `" + std::string(sql.substr(0, 120)) + "`");
@@ -220,10 +218,7 @@ class PgDb final : public Db {
   std::string Describe() const override { return described_; }
 
   Status Transaction(const std::function<Status(Tx&)>& fn, Mode mode) override {
-    auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.busy_timeout_ms);
-    std::chrono::milliseconds backoff(2);
-    for (;;) {
+    return RetryWhileBusy(clock_, options_.busy_timeout_ms, [&](bool* again) -> Status {
       DEPOT_ASSIGN_OR_RETURN(auto conn, pool_.Acquire());
       bool may_retry = false;
       Status s = Once(conn.get(), fn, mode, &may_retry);
@@ -231,13 +226,9 @@ class PgDb final : public Db {
       pool_.Release(std::move(conn), !broken);
       // A connection lost before COMMIT was sent applied nothing: run it again on a
       // new one. Lost at COMMIT, the outcome is unknown and the error is returned.
-      if (!(s.IsUnavailable() || (broken && may_retry)) ||
-          std::chrono::steady_clock::now() >= deadline) {
-        return s;
-      }
-      std::this_thread::sleep_for(backoff + std::chrono::milliseconds(core::FastRandom64() % 5));
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(200));
-    }
+      *again = s.IsUnavailable() || (broken && may_retry);
+      return s;
+    });
   }
 
  private:
@@ -257,7 +248,7 @@ class PgDb final : public Db {
     }
     PQsetNoticeProcessor(
         conn->pg, [](void*, const char*) {}, nullptr);
-    Result res(PQexec(conn->pg, "SET client_min_messages = warning; SET TIME ZONE 'UTC'"));
+    PgResult res(PQexec(conn->pg, "SET client_min_messages = warning; SET TIME ZONE 'UTC'"));
     if (PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
       return PgStatus(res.get(), conn->pg, "set up a connection to " + described_);
     }
@@ -267,7 +258,7 @@ class PgDb final : public Db {
   // One attempt. *may_retry: nothing was committed, whatever happened.
   Status Once(Conn* conn, const std::function<Status(Tx&)>& fn, Mode mode, bool* may_retry) {
     *may_retry = true;
-    Result begin(PQexec(conn->pg, mode == Mode::kWrite ? kBeginWrite : kBeginRead));
+    PgResult begin(PQexec(conn->pg, mode == Mode::kWrite ? kBeginWrite : kBeginRead));
     const ExecStatusType bs = PQresultStatus(begin.get());
     if (bs != PGRES_COMMAND_OK && bs != PGRES_TUPLES_OK) {
       Status s = PgStatus(begin.get(), conn->pg, "begin transaction");
@@ -278,7 +269,7 @@ class PgDb final : public Db {
     Status s = fn(tx);
     if (s.ok()) {
       *may_retry = false;
-      Result commit(PQexec(conn->pg, "COMMIT"));
+      PgResult commit(PQexec(conn->pg, "COMMIT"));
       if (PQresultStatus(commit.get()) == PGRES_COMMAND_OK) return s;
       // A serialization failure at COMMIT rolled everything back.
       s = PgStatus(commit.get(), conn->pg, "commit");
@@ -290,12 +281,13 @@ class PgDb final : public Db {
   }
 
   static void Rollback(Conn* conn) {
-    if (PQtransactionStatus(conn->pg) != PQTRANS_IDLE) Result(PQexec(conn->pg, "ROLLBACK"));
+    if (PQtransactionStatus(conn->pg) != PQTRANS_IDLE) PgResult(PQexec(conn->pg, "ROLLBACK"));
   }
 
   std::string conninfo_;
   std::string described_;
   DbOptions options_;
+  core::Clock* clock_ = options_.clock != nullptr ? options_.clock : core::Clock::Real();
   ConnPool<Conn> pool_{options_.max_connections, [this] { return Connect(); }};
 };
 

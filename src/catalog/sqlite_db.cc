@@ -3,12 +3,10 @@
 #include <sqlite3.h>
 
 #include <chrono>
-#include <thread>
 #include <unordered_map>
 
 #include "catalog/conn_pool.h"
 #include "catalog/db.h"
-#include "core/random.h"
 
 namespace depot::catalog {
 namespace {
@@ -186,16 +184,11 @@ class SqliteDb final : public Db {
 
   Status Transaction(const std::function<Status(Tx&)>& fn, Mode mode) override {
     DEPOT_ASSIGN_OR_RETURN(auto conn, pool_.Acquire());
-    auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.busy_timeout_ms);
-    std::chrono::milliseconds backoff(2);
-    Status result;
-    for (;;) {
-      result = Once(conn.get(), fn, mode);
-      if (!result.IsUnavailable() || std::chrono::steady_clock::now() >= deadline) break;
-      std::this_thread::sleep_for(backoff + std::chrono::milliseconds(core::FastRandom64() % 5));
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(200));
-    }
+    Status result = RetryWhileBusy(clock_, options_.busy_timeout_ms, [&](bool* again) {
+      Status s = Once(conn.get(), fn, mode);
+      *again = s.IsUnavailable();
+      return s;
+    });
     bool healthy = sqlite3_get_autocommit(conn->db) != 0;
     pool_.Release(std::move(conn), healthy);
     return result;
@@ -221,6 +214,7 @@ class SqliteDb final : public Db {
 
   std::string path_;
   DbOptions options_;
+  core::Clock* clock_ = options_.clock != nullptr ? options_.clock : core::Clock::Real();
   ConnPool<Conn> pool_{options_.max_connections, [this] { return Connect(); }};
 };
 

@@ -15,8 +15,7 @@ std::uint64_t LowerRate(std::uint64_t a, std::uint64_t b) {
 
 TransferSchedule::TransferSchedule(Env* env, Clock* clock, std::uint64_t local_rate,
                                    std::string log_name)
-    : env_(env),
-      clock_(clock),
+    : clock_(clock),
       local_rate_(local_rate),
       log_name_(std::move(log_name)),
       limiter_(clock, local_rate),
@@ -52,9 +51,7 @@ void TransferSchedule::Set(const Json& schedule) {
     windows.push_back(std::move(win));
   }
   std::lock_guard lock(mu_);
-  rate_ = rate;
   windows_ = std::move(windows);
-  windows_json_ = list;
   limiter_.SetRate(LowerRate(local_rate_, rate));
 }
 
@@ -62,8 +59,12 @@ bool TransferSchedule::Open() {
   std::lock_guard lock(mu_);
   auto inside = InsideWindows(&zones_, windows_, UnixMillis(clock_->Now()) / 1000);
   const bool open = inside.ok() && *inside;
-  if (!inside.ok()) {
-    Log(LogLevel::kWarn, log_name_ + ".window_zone", {{"error", inside.status().ToString()}});
+  const std::string zone_error = inside.ok() ? "" : inside.status().ToString();
+  if (zone_error != last_zone_error_) {
+    if (!zone_error.empty()) {
+      Log(LogLevel::kWarn, log_name_ + ".window_zone", {{"error", zone_error}});
+    }
+    last_zone_error_ = zone_error;
   }
   if (last_open_ != static_cast<int>(open)) {
     if (last_open_ != -1 || !open) {
@@ -72,15 +73,6 @@ bool TransferSchedule::Open() {
     last_open_ = open;
   }
   return open;
-}
-
-Json TransferSchedule::Describe() {
-  const bool open = Open();
-  std::lock_guard lock(mu_);
-  return {{"max_rate", rate_},
-          {"effective_rate", limiter_.rate()},
-          {"windows", windows_json_},
-          {"window_open", open}};
 }
 
 }  // namespace depot::core

@@ -37,26 +37,22 @@ class TransferSchedule {
 
   // Whether bulk content may move now. A window whose time zone this machine lacks
   // keeps the link closed and is logged: a slow link's business hours are not guessed.
-  // Opening and closing are logged once each.
+  // Opening, closing and a zone error are logged once each (this runs per chunk).
   bool Open();
 
   // The limiter every bulk transfer of the link throttles through.
   RateLimiter* limiter() { return &limiter_; }
-  // The operator's rate, windows and whether they are open now, for status pages.
-  nlohmann::json Describe();
 
  private:
-  Env* env_;
   Clock* clock_;
   const std::uint64_t local_rate_;
   const std::string log_name_;
   RateLimiter limiter_;
   ZoneCache zones_;
   std::mutex mu_;
-  std::uint64_t rate_ = 0;                                 // under mu_: the operator's (0: none)
-  std::vector<Window> windows_;                            // under mu_
-  nlohmann::json windows_json_ = nlohmann::json::array();  // under mu_, as received
-  int last_open_ = -1;                                     // under mu_: -1 unknown
+  std::vector<Window> windows_;  // under mu_
+  int last_open_ = -1;           // under mu_: -1 unknown
+  std::string last_zone_error_;  // under mu_: the one last logged
 };
 
 // The effective rate of a link: the lower of two caps where 0 means none.
