@@ -34,13 +34,14 @@ class DriverTest : public testing::PartsFixture {
     }
     ASSERT_EQ(StateName(Get(id).state), StateName(state));
   }
-  // A daily window opening `from_now` from now (whole minutes), lasting an hour.
-  Json WindowIn(std::chrono::minutes from_now) {
+  // A daily window opening `from_now` from now (whole minutes), lasting `length`.
+  Json WindowIn(std::chrono::minutes from_now,
+                std::chrono::seconds length = std::chrono::hours(1)) {
     const std::int64_t minute = (NowMs() / 60'000 + from_now.count()) % 1440;
     char hhmm[16];
     std::snprintf(hhmm, sizeof(hhmm), "%02d:%02d", static_cast<int>(minute / 60),
                   static_cast<int>(minute % 60));
-    return Json::array({{{"start", hhmm}, {"duration_s", 3600}, {"tz", "UTC"}}});
+    return Json::array({{{"start", hhmm}, {"duration_s", length.count()}, {"tz", "UTC"}}});
   }
 };
 
@@ -180,7 +181,9 @@ TEST_F(DriverTest, InstallWaitsForTheMaintenanceWindow) {
 
 TEST_F(DriverTest, ADownloadWhoseManifestWentMissingBeforeTheInstallIsFetchedAgain) {
   repo::AddResult v = AddVersion("tools", {{"a.txt", "one"}});
-  Insert(Item(1, v, {{"windows", WindowIn(std::chrono::minutes(120))}}));
+  // The window outlasts the retry (up to retry_base, an hour, by its jitter): an hour
+  // long, a late draw would leave the refetched download waiting for tomorrow's.
+  Insert(Item(1, v, {{"windows", WindowIn(std::chrono::minutes(120), std::chrono::hours(3))}}));
   Settle();
   ASSERT_EQ(Get(1).state, State::kDownloaded);
   // Lost while the agent was down: the restarted agent cannot know the program.
