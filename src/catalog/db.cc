@@ -85,6 +85,29 @@ core::Result<Row> Db::QueryRow(std::string_view sql, const Params& params) {
   return std::move(rows.front());
 }
 
+void Db::Subscribe(Subscriber fn) {
+  std::lock_guard<std::mutex> lock(subscribers_mu_);
+  subscribers_.push_back(std::move(fn));
+}
+
+void Db::Deliver(std::string_view message) {
+  std::vector<Subscriber> subscribers;
+  {
+    std::lock_guard<std::mutex> lock(subscribers_mu_);
+    subscribers = subscribers_;
+  }
+  for (const Subscriber& fn : subscribers) fn(message);
+}
+
+core::Status Db::CheckMessage(std::string_view message) {
+  if (message.empty() || message.size() > 7000 || message.find('\0') != std::string_view::npos) {
+    return core::Status::InvalidArgument("catalog notification of " +
+                                         std::to_string(message.size()) +
+                                         " bytes: must be 1 to 7000 bytes without NUL");
+  }
+  return core::Status::Ok();
+}
+
 core::Result<std::int64_t> Db::QueryInt(std::string_view sql, const Params& params) {
   DEPOT_ASSIGN_OR_RETURN(Row row, QueryRow(sql, params));
   return row.Int(0);

@@ -24,6 +24,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -131,6 +132,21 @@ struct DbOptions {
   core::Clock* clock = nullptr;
 };
 
+// A lock named by a string, held by this process until the object is destroyed
+// (docs/scale-out.md). On PostgreSQL it is a session advisory lock on a connection of
+// its own, so it excludes every process on the database and the server releases it
+// when the holder dies; on SQLite (one process per catalog) it excludes this process's
+// threads. Destroy it on the thread that took it.
+class NamedLock {
+ public:
+  virtual ~NamedLock() = default;
+};
+
+// What a subscriber is called with: a message another process (or this one) sent
+// with Notify, or "" when messages may have been missed (the listening connection
+// was lost and is back): the subscriber must then assume anything changed.
+using Subscriber = std::function<void(std::string_view message)>;
+
 class Db {
  public:
   virtual ~Db() = default;
@@ -160,10 +176,40 @@ class Db {
   virtual core::Status Transaction(const std::function<core::Status(Tx&)>& fn,
                                    Mode mode = Mode::kWrite) = 0;
 
+  // Whether several processes may share this catalog (PostgreSQL): then caches must
+  // be invalidated through Notify, and background work is leased.
+  bool shared() const { return dialect() == Dialect::kPostgres; }
+
+  // Sends `message` (at most 7000 bytes, no NUL) to every subscriber of every process
+  // on this database, this process's included (those synchronously, before it
+  // returns; others as soon as their listener reads it). Call it after the change it
+  // announces has committed. The local delivery happens even when sending fails
+  // (IOError: the database is unreachable; other processes then get "" once their
+  // listener reconnects).
+  virtual core::Status Notify(std::string_view message) = 0;
+  // Adds a subscriber (see Subscriber). It is called on the listener's thread (on
+  // PostgreSQL) or on Notify's caller's thread (this process's messages), so it must
+  // be quick and thread-safe. The first call on PostgreSQL starts the listener and
+  // returns once it listens (or failed once: it then keeps reconnecting).
+  virtual void Subscribe(Subscriber fn);
+  // Takes the lock `name`, waiting for it as long as it takes. IOError when the
+  // database is unreachable.
+  virtual core::Result<std::unique_ptr<NamedLock>> Lock(std::string_view name) = 0;
+
   // Read-only convenience wrappers around Transaction(kRead).
   core::Result<Rows> Query(std::string_view sql, const Params& params = {});
   core::Result<Row> QueryRow(std::string_view sql, const Params& params = {});
   core::Result<std::int64_t> QueryInt(std::string_view sql, const Params& params = {});
+
+ protected:
+  // Calls every subscriber with `message`.
+  void Deliver(std::string_view message);
+  // InvalidArgument for a message Notify cannot carry.
+  static core::Status CheckMessage(std::string_view message);
+
+ private:
+  std::mutex subscribers_mu_;
+  std::vector<Subscriber> subscribers_;  // under subscribers_mu_
 };
 
 }  // namespace depot::catalog

@@ -13,6 +13,9 @@
 
 #include "catalog/conn_pool.h"
 #include "catalog/db.h"
+#include "catalog/postgres_conn.h"
+#include "catalog/postgres_listener.h"
+#include "core/random.h"
 
 namespace depot::catalog {
 namespace {
@@ -27,43 +30,6 @@ constexpr const char* kBeginRead = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ 
 // Type OIDs of pg_type that results and parameters use.
 constexpr Oid kBoolOid = 16, kInt8Oid = 20, kInt2Oid = 21, kInt4Oid = 23, kOidOid = 26,
               kFloat4Oid = 700, kFloat8Oid = 701, kNumericOid = 1700;
-
-// The one conversion of PostgreSQL errors (SQLSTATE classes, Appendix A of its manual).
-Status PgStatus(const PGresult* res, PGconn* conn, std::string_view what) {
-  const char* state = res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
-  std::string msg(what);
-  msg += ": ";
-  const char* text = res != nullptr ? PQresultErrorMessage(res) : PQerrorMessage(conn);
-  msg += text != nullptr && *text != '\0' ? text : PQerrorMessage(conn);
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-  const std::string code = state != nullptr ? state : "";
-  if (code == "40001" || code == "40P01" || code == "55P03" || code == "57014") {
-    return Status::Unavailable(std::move(msg) + " (the catalog is busy; retry)");
-  }
-  if (code.rfind("08", 0) == 0 || code == "57P01" || code == "57P02" || code == "57P03" ||
-      PQstatus(conn) == CONNECTION_BAD) {
-    return Status::IOError(std::move(msg) + " (the connection to PostgreSQL failed)");
-  }
-  if (code.rfind("28", 0) == 0 || code == "42501") return Status::PermissionDenied(std::move(msg));
-  if (code == "XX001" || code == "XX002") {
-    return Status::Corruption(std::move(msg) + " (restore the catalog from a backup)");
-  }
-  if (code.rfind("53", 0) == 0 || code.rfind("58", 0) == 0) return Status::IOError(std::move(msg));
-  return Status::InvalidArgument(std::move(msg));
-}
-
-struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
-
-struct Conn {
-  PGconn* pg = nullptr;
-  ~Conn() {
-    if (pg != nullptr) PQfinish(pg);
-  }
-  bool broken() const { return PQstatus(pg) != CONNECTION_OK; }
-};
 
 // `?` placeholders as PostgreSQL's `$1`, `$2`...; a `?` inside a quoted literal or
 // identifier is left alone.
@@ -187,25 +153,31 @@ class PgTx final : public Tx {
   Conn* conn_;
 };
 
-// "postgresql://user@host:port/db" from a connection string, without its password.
-std::string DescribeConninfo(const std::string& conninfo) {
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
-  if (err != nullptr) PQfreemem(err);
-  if (opts == nullptr) return "postgresql:(unparsable connection string)";
-  std::string user, host, port, db;
-  for (PQconninfoOption* o = opts; o->keyword != nullptr; ++o) {
-    if (o->val == nullptr) continue;
-    std::string_view k = o->keyword;
-    if (k == "user") user = o->val;
-    if (k == "host") host = o->val;
-    if (k == "port") port = o->val;
-    if (k == "dbname") db = o->val;
+// The channel of the catalog's notifications; each payload is "ORIGIN|MESSAGE".
+constexpr const char* kChannel = "depot_catalog";
+constexpr const char* kNotifySql = "SELECT pg_notify('depot_catalog', $1)";
+// Named locks: session advisory locks keyed (1684370548 = "depot" folded, hash of the
+// name), a key space apart from the single-bigint write lock.
+constexpr const char* kLockSql = "SELECT pg_advisory_lock(1684370548, hashtext($1))";
+constexpr const char* kUnlockSql = "SELECT pg_advisory_unlock(1684370548, hashtext($1))";
+
+class PgLock final : public NamedLock {
+ public:
+  PgLock(ConnPool<Conn>* pool, std::unique_ptr<Conn> conn, std::string key)
+      : pool_(pool), conn_(std::move(conn)), key_(std::move(key)) {}
+  ~PgLock() override {
+    const char* values[1] = {key_.c_str()};
+    PgResult res(PQexecParams(conn_->pg, kUnlockSql, 1, nullptr, values, nullptr, nullptr, 0));
+    // Not unlocked: closing the connection releases it.
+    const bool ok = PQresultStatus(res.get()) == PGRES_TUPLES_OK && !conn_->broken();
+    pool_->Release(std::move(conn_), ok);
   }
-  PQconninfoFree(opts);
-  return "postgresql://" + (user.empty() ? "" : user + "@") + host +
-         (port.empty() ? "" : ":" + port) + "/" + db;
-}
+
+ private:
+  ConnPool<Conn>* pool_;
+  std::unique_ptr<Conn> conn_;
+  std::string key_;
+};
 
 class PgDb final : public Db {
  public:
@@ -216,6 +188,45 @@ class PgDb final : public Db {
 
   Dialect dialect() const override { return Dialect::kPostgres; }
   std::string Describe() const override { return described_; }
+
+  Status Notify(std::string_view message) override {
+    DEPOT_RETURN_IF_ERROR(CheckMessage(message));
+    Deliver(message);
+    const std::string payload = origin_ + "|" + std::string(message);
+    DEPOT_ASSIGN_OR_RETURN(auto conn, pool_.Acquire());
+    const char* values[1] = {payload.c_str()};
+    PgResult res(PQexecParams(conn->pg, kNotifySql, 1, nullptr, values, nullptr, nullptr, 0));
+    Status s = PQresultStatus(res.get()) == PGRES_TUPLES_OK
+                   ? Status::Ok()
+                   : PgStatus(res.get(), conn->pg, "notify " + described_);
+    const bool broken = conn->broken();
+    pool_.Release(std::move(conn), !broken);
+    return s;
+  }
+
+  void Subscribe(Subscriber fn) override {
+    Db::Subscribe(std::move(fn));
+    std::lock_guard<std::mutex> lock(listener_mu_);
+    if (listener_) return;
+    listener_ = std::make_unique<PgListener>(conninfo_, described_, kChannel, origin_, clock_,
+                                             [this](std::string_view m) { Deliver(m); });
+    listener_->Start();
+  }
+
+  core::Result<std::unique_ptr<NamedLock>> Lock(std::string_view name) override {
+    DEPOT_ASSIGN_OR_RETURN(auto conn, lock_pool_.Acquire());
+    const std::string key(name);
+    const char* values[1] = {key.c_str()};
+    PgResult res(PQexecParams(conn->pg, kLockSql, 1, nullptr, values, nullptr, nullptr, 0));
+    if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) {
+      Status s = PgStatus(res.get(), conn->pg, "take the lock `" + key + "` in " + described_);
+      const bool broken = conn->broken();
+      lock_pool_.Release(std::move(conn), !broken);
+      return s;
+    }
+    return std::unique_ptr<NamedLock>(
+        std::make_unique<PgLock>(&lock_pool_, std::move(conn), key));
+  }
 
   Status Transaction(const std::function<Status(Tx&)>& fn, Mode mode) override {
     return RetryWhileBusy(clock_, options_.busy_timeout_ms, [&](bool* again) -> Status {
@@ -232,28 +243,7 @@ class PgDb final : public Db {
   }
 
  private:
-  core::Result<std::unique_ptr<Conn>> Connect() {
-    auto conn = std::make_unique<Conn>();
-    conn->pg = PQconnectdb(conninfo_.c_str());
-    if (conn->pg == nullptr) return Status::IOError("connect to " + described_ + ": out of memory");
-    if (PQstatus(conn->pg) != CONNECTION_OK) {
-      std::string why = PQerrorMessage(conn->pg);
-      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-      const bool auth = why.find("password") != std::string::npos ||
-                        why.find("authentication") != std::string::npos ||
-                        why.find("role") != std::string::npos;
-      std::string msg = "connect to " + described_ + ": " + why;
-      if (auth) return Status::PermissionDenied(msg + " (check the user and password in --db)");
-      return Status::IOError(msg + " (is PostgreSQL running and the address in --db right?)");
-    }
-    PQsetNoticeProcessor(
-        conn->pg, [](void*, const char*) {}, nullptr);
-    PgResult res(PQexec(conn->pg, "SET client_min_messages = warning; SET TIME ZONE 'UTC'"));
-    if (PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
-      return PgStatus(res.get(), conn->pg, "set up a connection to " + described_);
-    }
-    return conn;
-  }
+  core::Result<std::unique_ptr<Conn>> Connect() { return PgConnect(conninfo_, described_); }
 
   // One attempt. *may_retry: nothing was committed, whatever happened.
   Status Once(Conn* conn, const std::function<Status(Tx&)>& fn, Mode mode, bool* may_retry) {
@@ -289,6 +279,12 @@ class PgDb final : public Db {
   DbOptions options_;
   core::Clock* clock_ = options_.clock != nullptr ? options_.clock : core::Clock::Real();
   ConnPool<Conn> pool_{options_.max_connections, [this] { return Connect(); }};
+  // Named locks hold a connection each for as long as they are held: their own pool,
+  // so waiting for one never starves transactions (which the holder may need).
+  ConnPool<Conn> lock_pool_{options_.max_connections, [this] { return Connect(); }};
+  const std::string origin_ = core::RandomHex(8);  // tags this Db's notifications
+  std::mutex listener_mu_;
+  std::unique_ptr<PgListener> listener_;  // under listener_mu_; after the pools: stops first
 };
 
 }  // namespace

@@ -212,6 +212,37 @@ class SqliteDb final : public Db {
     return s;
   }
 
+  // A lock of this process's threads: an SQLite catalog has one process.
+  class LocalLock final : public NamedLock {
+   public:
+    explicit LocalLock(std::mutex* mu) : lock_(*mu) {}
+
+   private:
+    std::unique_lock<std::mutex> lock_;
+  };
+
+ public:
+  Status Notify(std::string_view message) override {
+    DEPOT_RETURN_IF_ERROR(CheckMessage(message));
+    Deliver(message);
+    return Status::Ok();
+  }
+
+  core::Result<std::unique_ptr<NamedLock>> Lock(std::string_view name) override {
+    std::mutex* mu = nullptr;
+    {
+      std::lock_guard<std::mutex> guard(locks_mu_);
+      auto& slot = locks_[std::string(name)];
+      if (!slot) slot = std::make_unique<std::mutex>();
+      mu = slot.get();
+    }
+    return std::unique_ptr<NamedLock>(std::make_unique<LocalLock>(mu));
+  }
+
+ private:
+  std::mutex locks_mu_;
+  std::unordered_map<std::string, std::unique_ptr<std::mutex>> locks_;  // never shrinks
+
   std::string path_;
   DbOptions options_;
   core::Clock* clock_ = options_.clock != nullptr ? options_.clock : core::Clock::Real();
