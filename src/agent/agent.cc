@@ -89,6 +89,8 @@ struct Agent::Impl {
     o.bearer_token = identity.token;
     o.ca_file = config.ca;
     o.timeout_s = 120;
+    o.fallback_urls = config.more_sites;
+    o.clock = clock;
     DEPOT_ASSIGN_OR_RETURN(site, http::Client::Create(config.site, o));
     if (stop != nullptr) site->SetAbortFlag(stop);
     return Status::Ok();

@@ -30,6 +30,7 @@ Status SaveAgentConfig(core::Env* env, const std::string& data_dir, const AgentC
   Json tags = Json::object();
   for (const auto& [k, v] : c.tags) tags[k] = v;
   Json j = {{"site", c.site},
+            {"more_sites", c.more_sites},
             {"ca", c.ca},
             {"name", c.name},
             {"tags", tags},
@@ -57,6 +58,7 @@ Status LoadAgentConfig(core::Env* env, const std::string& data_dir, AgentConfig*
     return Status::Corruption(path + " is not a JSON object; remove it and enroll again");
   try {
     c->site = j.value("site", "");
+    c->more_sites = j.value("more_sites", std::vector<std::string>{});
     c->ca = j.value("ca", "");
     c->name = j.value("name", "");
     if (j.contains("tags") && j["tags"].is_object()) {
@@ -89,6 +91,7 @@ Status LoadAgentConfig(core::Env* env, const std::string& data_dir, AgentConfig*
 
 core::Result<AgentConfig> ApplyOverrides(AgentConfig c, const AgentOverrides& o) {
   if (!o.site.empty()) c.site = o.site;
+  if (o.more_sites) c.more_sites = *o.more_sites;
   if (!o.ca.empty()) {
     std::error_code ec;
     auto absolute = std::filesystem::absolute(o.ca, ec);

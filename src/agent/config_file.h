@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/clock.h"
 #include "core/env.h"
@@ -20,6 +21,9 @@ namespace depot::agent {
 
 struct AgentConfig {
   std::string site;                         // site base URL
+  // More URLs of the same site (its other processes, docs/scale-out.md), tried in turn
+  // when one fails.
+  std::vector<std::string> more_sites;
   std::string ca;                           // CA bundle to trust for the site and DPs (private CA)
   std::string name;                         // client name; "" = the host name
   std::map<std::string, std::string> tags;  // reported as attributes tag.NAME
@@ -39,6 +43,7 @@ struct AgentConfig {
 // (and is saved), so a later start with fewer flags keeps the rest.
 struct AgentOverrides {
   std::string site, ca, name;  // "" = keep
+  std::optional<std::vector<std::string>> more_sites;  // replaces the saved list when set
   std::map<std::string, std::string> tags;
   std::optional<core::Duration> poll_interval, purge_grace, stall_timeout, retry_base, retry_max,
       source_penalty;

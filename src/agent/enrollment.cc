@@ -105,6 +105,7 @@ core::Result<Enrollment> Enroll(const AgentConfig& config, const std::string& en
   http::ClientOptions o;
   o.bearer_token = enroll_token;
   o.ca_file = config.ca;
+  o.fallback_urls = config.more_sites;
   DEPOT_ASSIGN_OR_RETURN(auto client, http::Client::Create(config.site, o));
   Enrollment out;
   out.attributes = CollectAttributes(config);

@@ -305,6 +305,25 @@ ALTER TABLE dps ADD COLUMN max_rate BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE dps ADD COLUMN windows TEXT NOT NULL DEFAULT '[]';
 )sql";
 
+// Several site processes on one catalog (docs/scale-out.md): who is alive, who holds
+// which background job, and which process a version's reservation belongs to.
+constexpr std::string_view kV5 = R"sql(
+CREATE TABLE site_processes (
+  id TEXT PRIMARY KEY,
+  host TEXT NOT NULL,
+  pid BIGINT NOT NULL,
+  url TEXT NOT NULL DEFAULT '',
+  started_at BIGINT NOT NULL,
+  seen_at BIGINT NOT NULL
+);
+CREATE TABLE leases (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+ALTER TABLE versions ADD COLUMN reserved_by TEXT;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& SiteMigrations() {
@@ -313,6 +332,7 @@ const std::vector<Migration>& SiteMigrations() {
       {2, "reports steer distribution", kV2},
       {3, "hierarchy of sites", kV3},
       {4, "DP bandwidth schedules", kV4},
+      {5, "several site processes", kV5},
   };
   return kMigrations;
 }

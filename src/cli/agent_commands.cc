@@ -22,7 +22,8 @@ using Json = nlohmann::json;
 namespace {
 
 struct RunFlags {
-  std::string data, site, enroll_token, ca, name, poll_interval, purge_grace, stall_timeout,
+  std::vector<std::string> sites;
+  std::string data, enroll_token, ca, name, poll_interval, purge_grace, stall_timeout,
       retry_base, source_penalty;
   std::vector<std::string> tags;
   long long cache_size = -1, max_rate = -1;
@@ -32,7 +33,11 @@ struct RunFlags {
 
 core::Result<agent::AgentOverrides> ConfigFromFlags(const RunFlags& f) {
   agent::AgentOverrides c;
-  c.site = f.site;
+  if (!f.sites.empty()) {
+    // Given again, the list replaces the saved one.
+    c.site = f.sites.front();
+    c.more_sites = std::vector<std::string>(f.sites.begin() + 1, f.sites.end());
+  }
   // Saved in agent.json: a relative path would name another file (or none) when the
   // agent next starts from another directory, and it would go offline.
   if (!f.ca.empty()) c.ca = std::filesystem::absolute(f.ca).string();
@@ -199,7 +204,9 @@ void AddAgentCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
     auto* cmd = agent_cmd->add_subcommand(
         "run", "Enroll (first start), then poll the policy and install what it says");
     cmd->add_option("--data", f->data, "Agent data directory (created on first start)")->required();
-    cmd->add_option("--site", f->site, "Site URL (first start; then kept in DIR/agent.json)");
+    cmd->add_option("--site", f->sites,
+                    "Site URL (first start; then kept in DIR/agent.json); repeat it for each "
+                    "process of a site on several machines, tried in turn on failure");
     cmd->add_option("--enroll-token", f->enroll_token, "Enrollment token (first start only)");
     cmd->add_option("--ca", f->ca, "CA certificate to trust for the site and DPs");
     cmd->add_option("--name", f->name, "Client name (default: the host name)");

@@ -19,7 +19,8 @@ using Json = nlohmann::json;
 namespace {
 
 struct ServeFlags {
-  std::string data, site, token, upstream, listen, tls_cert, tls_key, ca, scrub_every, scrub_start,
+  std::vector<std::string> sites;
+  std::string data, token, upstream, listen, tls_cert, tls_key, ca, scrub_every, scrub_start,
       gc_grace, retry_base, access_log, poll_wait;
   long long max_sync_rate = -1;
   int parallel = 0;
@@ -35,7 +36,11 @@ core::Result<dp::DpConfig> ResolveConfig(const ServeFlags& f) {
   } else if (!loaded.status().IsNotFound()) {
     return loaded.status();
   }
-  if (!f.site.empty()) c.site = f.site;
+  if (!f.sites.empty()) {
+    // Given again, the list replaces the saved one.
+    c.site = f.sites.front();
+    c.more_sites.assign(f.sites.begin() + 1, f.sites.end());
+  }
   if (!f.token.empty()) c.token = f.token;
   if (!f.upstream.empty()) c.upstream = f.upstream;
   if (!f.listen.empty()) c.listen = f.listen;
@@ -124,7 +129,9 @@ void AddDpServeCommands(CLI::App* dp, GlobalFlags* flags, int* exit_code) {
     auto f = std::make_shared<ServeFlags>();
     auto* cmd = dp->add_subcommand("serve", "Run a distribution point until SIGTERM");
     cmd->add_option("--data", f->data, "DP data directory (created on first start)")->required();
-    cmd->add_option("--site", f->site, "Site URL (first start; then kept in DIR/dp.toml)");
+    cmd->add_option("--site", f->sites,
+                    "Site URL (first start; then kept in DIR/dp.toml); repeat it for each "
+                    "process of a site on several machines, tried in turn on failure");
     cmd->add_option("--token", f->token, "This DP's token from `depot dp add` (first start)");
     cmd->add_option("--upstream", f->upstream,
                     "Copy from this site or parent DP instead of the site");

@@ -43,6 +43,21 @@ Status TomlTable::String(const char* key, std::string* out) {
   return Status::Ok();
 }
 
+Status TomlTable::Strings(const char* key, std::vector<std::string>* out) {
+  const toml::node* n = Get(key);
+  if (n == nullptr) return Status::Ok();
+  const toml::array* a = n->as_array();
+  if (a == nullptr) return Bad(key, "must be an array of strings");
+  std::vector<std::string> v;
+  for (const toml::node& e : *a) {
+    auto text = e.value<std::string>();
+    if (!text) return Bad(key, "must be an array of strings");
+    v.push_back(*text);
+  }
+  *out = std::move(v);
+  return Status::Ok();
+}
+
 Status TomlTable::Int(const char* key, std::int64_t lo, std::int64_t hi, std::int64_t* out) {
   const toml::node* n = Get(key);
   if (n == nullptr) return Status::Ok();

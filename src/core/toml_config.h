@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "core/clock.h"
@@ -34,6 +35,8 @@ class TomlTable {
   TomlTable(const toml::table* t, std::string name, std::string path, std::string docs);
 
   Status String(const char* key, std::string* out);
+  // An array of strings (replaces `out` when present).
+  Status Strings(const char* key, std::vector<std::string>* out);
   Status Int(const char* key, std::int64_t lo, std::int64_t hi, std::int64_t* out);
   Status Uint(const char* key, std::uint64_t lo, std::uint64_t hi, std::uint64_t* out);
   // A string like "250ms", "90s", "15m", "12h", "30d"; must be positive.

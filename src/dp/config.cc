@@ -25,6 +25,7 @@ core::Result<DpConfig> LoadDpConfig(core::Env* env, const std::string& data_dir)
   std::uint64_t parallel = c.parallel, max_connections = c.max_connections,
                 per_address = c.max_connections_per_address;
   DEPOT_RETURN_IF_ERROR(t.String("site", &c.site));
+  DEPOT_RETURN_IF_ERROR(t.Strings("more_sites", &c.more_sites));
   DEPOT_RETURN_IF_ERROR(t.String("token", &c.token));
   DEPOT_RETURN_IF_ERROR(t.String("upstream", &c.upstream));
   DEPOT_RETURN_IF_ERROR(t.String("listen", &c.listen));
@@ -57,6 +58,12 @@ Status SaveDpConfig(core::Env* env, const std::string& data_dir, const DpConfig&
   std::ostringstream o;
   o << "# depot distribution point (docs/dp.md). Holds this DP's token: keep it 0600.\n"
     << "site = " << TomlQuote(c.site) << "\n"
+    << "# Other URLs of the same site (its other processes), tried in turn on failure.\n"
+    << "more_sites = [" << [&] {
+         std::string list;
+         for (const auto& u : c.more_sites) list += (list.empty() ? "" : ", ") + TomlQuote(u);
+         return list;
+       }() << "]\n"
     << "token = " << TomlQuote(c.token) << "\n"
     << "upstream = " << TomlQuote(c.upstream) << "\n"
     << "listen = " << TomlQuote(c.listen) << "\n"

@@ -2,6 +2,7 @@
 
 #include "catalog/migrate.h"
 #include "catalog/outbox.h"
+#include "core/failover_source.h"
 #include "core/log.h"
 #include "core/messages.h"
 #include "core/path.h"
@@ -101,9 +102,19 @@ Status DpContext::Open() {
   // The upstream is a site or a DP: many chunks per request; a plain web server
   // (nginx) as upstream gets GETs.
   co.chunk_batches = true;
-  std::string base = UpstreamBase();
-  while (!base.empty() && base.back() == '/') base.pop_back();
-  DEPOT_ASSIGN_OR_RETURN(upstream, http::CurlSource::Create(base + "/repo", co));
+  std::vector<std::string> bases = {UpstreamBase()};
+  if (cfg.upstream.empty()) bases.insert(bases.end(), cfg.more_sites.begin(), cfg.more_sites.end());
+  std::vector<std::unique_ptr<core::RepoSource>> sources;
+  for (std::string base : bases) {
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    DEPOT_ASSIGN_OR_RETURN(auto source, http::CurlSource::Create(base + "/repo", co));
+    sources.push_back(std::move(source));
+  }
+  if (sources.size() == 1) {
+    upstream = std::move(sources.front());
+  } else {
+    upstream = std::make_unique<core::FailoverSource>(std::move(sources), clock);
+  }
   DEPOT_ASSIGN_OR_RETURN(tree, http::StaticTree::Open(layout.public_root()));
   // Temp files of a previous run that was killed.
   chunks.SweepAbandonedTemps().status().IgnoreError();
@@ -116,6 +127,8 @@ core::Result<std::unique_ptr<http::Client>> DpContext::SiteClient(long timeout_s
   o.ca_file = cfg.ca;
   o.timeout_s = timeout_s;
   o.max_response_bytes = 64ull << 20;
+  o.fallback_urls = cfg.more_sites;
+  o.clock = clock;
   DEPOT_ASSIGN_OR_RETURN(auto client, http::Client::Create(cfg.site, o));
   client->SetAbortFlag(&abort_requests);
   return client;

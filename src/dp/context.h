@@ -60,8 +60,9 @@ struct DpContext {
   store::ChunkStore chunks;
   std::string state_dir, staged_dir, tuf_dir;
   std::unique_ptr<catalog::Db> db;
-  std::unique_ptr<http::CurlSource>
-      upstream;  // Fetch() from any thread, FetchMany() from the syncer
+  // Fetch() from any thread, FetchMany() from the syncer. The upstream, or else the
+  // site -- with more_sites, whichever of its processes answers (core::FailoverSource).
+  std::unique_ptr<core::RepoSource> upstream;
   std::unique_ptr<http::StaticTree> tree;
   http::Server* server = nullptr;  // set by Start
   core::Registry registry;

@@ -36,6 +36,9 @@ namespace depot::dp {
 
 struct DpConfig {
   std::string site;      // site base URL, e.g. https://site:8443
+  // More URLs of the same site (its other processes, docs/scale-out.md): the DP moves
+  // to the next when one fails, for the site's API and (without upstream) content.
+  std::vector<std::string> more_sites;
   std::string token;     // this DP's token (from `depot dp add`)
   std::string upstream;  // base URL to copy from; "" = the site (a parent DP also works)
   std::string listen = "0.0.0.0:8081";

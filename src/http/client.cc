@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/log.h"
 #include "http/curl_errors.h"
 
 namespace depot::http {
@@ -65,27 +66,75 @@ struct Client::Impl {
   }
 };
 
-Client::Client(std::string base_url, ClientOptions options)
-    : base_url_(std::move(base_url)), options_(std::move(options)), impl_(new Impl) {}
+Client::Client(std::vector<std::string> bases, ClientOptions options)
+    : bases_(std::move(bases)), options_(std::move(options)), impl_(new Impl) {
+  core::Clock* clock = options_.clock != nullptr ? options_.clock : core::Clock::Real();
+  for (std::size_t i = 0; i < bases_.size(); ++i)
+    backoffs_.emplace_back(clock, core::BackoffPolicy{std::chrono::seconds(1), std::chrono::minutes(1)});
+}
 
 Client::~Client() = default;
 
 core::Result<std::unique_ptr<Client>> Client::Create(std::string base_url, ClientOptions options) {
-  if (base_url.rfind("http://", 0) != 0 && base_url.rfind("https://", 0) != 0) {
-    return Status::InvalidArgument("URL '" + base_url + "' must start with http:// or https://");
+  std::vector<std::string> bases = {std::move(base_url)};
+  for (const std::string& u : options.fallback_urls) bases.push_back(u);
+  for (std::string& u : bases) {
+    if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0) {
+      return Status::InvalidArgument("URL '" + u + "' must start with http:// or https://");
+    }
+    while (!u.empty() && u.back() == '/') u.pop_back();
   }
-  while (!base_url.empty() && base_url.back() == '/') base_url.pop_back();
   CurlGlobalInit();
-  std::unique_ptr<Client> c(new Client(std::move(base_url), std::move(options)));
+  std::unique_ptr<Client> c(new Client(std::move(bases), std::move(options)));
   c->impl_->easy = curl_easy_init();
   if (c->impl_->easy == nullptr) return Status::Unavailable("libcurl: cannot create a handle");
   return c;
+}
+
+std::size_t Client::NextDue() const {
+  for (std::size_t step = 1; step < bases_.size(); ++step) {
+    const std::size_t i = (current_ + step) % bases_.size();
+    if (backoffs_[i].Due()) return i;
+  }
+  return std::string::npos;
 }
 
 core::Result<ClientResponse> Client::Do(std::string_view method, std::string_view target,
                                         std::string_view body, std::string_view content_type,
                                         const std::vector<std::string>& extra_headers,
                                         long timeout_s) {
+  const bool idempotent = method == "GET" || method == "HEAD";
+  for (std::size_t tried = 0;; ++tried) {
+    bool sent = false;
+    auto r = DoOnce(bases_[current_], method, target, body, content_type, extra_headers,
+                    timeout_s, &sent);
+    const bool stopping = abort_ != nullptr && abort_->load();
+    const long code = r.ok() ? r->status : 0;
+    const bool failed = r.ok() ? code == 502 || code == 503 || code == 504
+                               : r.status().IsUnavailable() && !stopping;
+    if (!failed) {
+      backoffs_[current_].Succeeded();
+      return r;
+    }
+    if (bases_.size() == 1) return r;
+    backoffs_[current_].Failed();
+    const std::size_t next = NextDue();
+    if (next == std::string::npos || tried + 1 >= bases_.size()) return r;
+    core::Log(core::LogLevel::kWarn, "http.failover",
+              {{"from", bases_[current_]},
+               {"to", bases_[next]},
+               {"error", r.ok() ? "HTTP " + std::to_string(code) : r.status().ToString()}});
+    current_ = next;
+    const bool unprocessed = !sent || code == 502 || code == 503;
+    if (!unprocessed && !idempotent) return r;
+  }
+}
+
+core::Result<ClientResponse> Client::DoOnce(const std::string& base, std::string_view method,
+                                            std::string_view target, std::string_view body,
+                                            std::string_view content_type,
+                                            const std::vector<std::string>& extra_headers,
+                                            long timeout_s, bool* sent) {
   CURL* e = impl_->easy;
   curl_easy_reset(e);  // keeps the connection cache
   ClientResponse resp;
@@ -93,7 +142,7 @@ core::Result<ClientResponse> Client::Do(std::string_view method, std::string_vie
   impl_->too_big = false;
   impl_->max_bytes = options_.max_response_bytes;
   impl_->errbuf[0] = 0;
-  std::string url = base_url_ + std::string(target);
+  std::string url = base + std::string(target);
   std::string m(method);
   curl_easy_setopt(e, CURLOPT_URL, url.c_str());
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -140,6 +189,9 @@ core::Result<ClientResponse> Client::Do(std::string_view method, std::string_vie
   }
   CURLcode rc = curl_easy_perform(e);
   curl_slist_free_all(headers);
+  long request_bytes = 0;
+  curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &request_bytes);
+  *sent = request_bytes > 0;
   impl_->current = nullptr;
   if (impl_->too_big) {
     return Status::Corruption(url + ": response longer than " +

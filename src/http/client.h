@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/backoff.h"
 #include "core/clock.h"
 #include "core/status.h"
 #include "http/server.h"
@@ -23,6 +24,11 @@
 namespace depot::http {
 
 struct ClientOptions {
+  // Other base URLs of the same service (several site processes, docs/scale-out.md),
+  // tried in turn when the current one fails (see Client::Do).
+  std::vector<std::string> fallback_urls;
+  // What a failed URL's backoff runs on (nullptr: the real clock).
+  core::Clock* clock = nullptr;
   std::string bearer_token;  // sent as "Authorization: Bearer ..." when set
   std::string ca_file;       // PEM bundle to trust (a site's private CA)
   long connect_timeout_s = 10;
@@ -43,12 +49,14 @@ struct ClientResponse {
 
 class Client {
  public:
-  // `base_url` like "https://site:8443" (no trailing path needed).
+  // `base_url` like "https://site:8443" (no trailing path needed); with
+  // options.fallback_urls, the first of several.
   static core::Result<std::unique_ptr<Client>> Create(std::string base_url,
                                                       ClientOptions options = {});
   ~Client();
 
-  const std::string& base_url() const { return base_url_; }
+  // The base URL requests go to now.
+  const std::string& base_url() const { return bases_[current_]; }
 
   // While *flag is true, requests in flight are abandoned (Unavailable) within about
   // a second and new ones fail at once: lets a long poll end promptly at shutdown.
@@ -58,6 +66,14 @@ class Client {
   // Sends `method` to base_url + `target` ("/api/v1/x?y=1"). `body` is sent with
   // `content_type` when non-empty (or for POST/PUT). `extra_headers` are "Name: value".
   // `timeout_s` overrides the default when non-negative.
+  //
+  // Failover (with fallback URLs): when the current URL cannot be reached or answers
+  // 502/503/504, it backs off (core::Backoff, 1 s doubling to 1 min) and the next URL
+  // not backing off becomes current -- it stays current while it works. The request
+  // is sent there too when that cannot apply it twice: nothing was sent, the answer
+  // was 502/503 (not processed), or the method is GET/HEAD. Otherwise the error is
+  // returned and the caller's retry goes to the new URL. When every URL is backing
+  // off, the error is returned.
   core::Result<ClientResponse> Do(std::string_view method, std::string_view target,
                                   std::string_view body = {},
                                   std::string_view content_type = "application/json",
@@ -66,8 +82,18 @@ class Client {
 
  private:
   struct Impl;
-  Client(std::string base_url, ClientOptions options);
-  std::string base_url_;
+  Client(std::vector<std::string> bases, ClientOptions options);
+  // One request to `base`; *sent: whether any of the request left this process.
+  core::Result<ClientResponse> DoOnce(const std::string& base, std::string_view method,
+                                      std::string_view target, std::string_view body,
+                                      std::string_view content_type,
+                                      const std::vector<std::string>& extra_headers,
+                                      long timeout_s, bool* sent);
+  // The next URL after the current one that is not backing off; npos when none.
+  std::size_t NextDue() const;
+  std::vector<std::string> bases_;
+  std::vector<core::Backoff> backoffs_;  // one per base
+  std::size_t current_ = 0;
   ClientOptions options_;
   std::unique_ptr<Impl> impl_;
   const std::atomic<bool>* abort_ = nullptr;

@@ -2,6 +2,7 @@
 
 #include <strings.h>
 
+#include "core/log.h"
 #include "core/random.h"
 #include "core/sha256.h"
 
@@ -227,10 +228,19 @@ Status RevokeSubjectTokens(SiteContext& ctx, catalog::Tx& tx, Role role, std::in
       .status();
 }
 
-void ForgetCachedTokens(SiteContext& ctx) {
+void ForgetCachedTokensHere(SiteContext& ctx) {
   std::lock_guard<std::mutex> lock(ctx.tokens_mu);
   ++ctx.token_generation;
   ctx.token_cache.clear();
+}
+
+void ForgetCachedTokens(SiteContext& ctx) {
+  // Every process's cache (this one's synchronously, through its subscription).
+  Status s = ctx.db->Notify("tokens");
+  if (!s.ok()) {
+    core::Log(core::LogLevel::kWarn, "site.notify_failed",
+              {{"what", "tokens"}, {"error", s.ToString()}});
+  }
 }
 
 }  // namespace depot::site

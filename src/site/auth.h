@@ -47,6 +47,9 @@ core::Status ConsumeEnrollToken(SiteContext& ctx, catalog::Tx& tx, std::int64_t 
 core::Status RevokeToken(SiteContext& ctx, catalog::Tx& tx, std::int64_t token_id);
 core::Status RevokeSubjectTokens(SiteContext& ctx, catalog::Tx& tx, Role role,
                                  std::int64_t subject_id);
+// Empties the token cache of every process on the catalog (a "tokens" notification).
 void ForgetCachedTokens(SiteContext& ctx);
+// The same in this process only (what the notification does on arrival).
+void ForgetCachedTokensHere(SiteContext& ctx);
 
 }  // namespace depot::site

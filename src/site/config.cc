@@ -94,6 +94,7 @@ Status ReadTables(toml::table& root, const std::string& path, SiteConfig* c) {
   if (root.contains("catalog")) {
     core::TomlTable t(root["catalog"].as_table(), "catalog", path, "docs/scale-out.md");
     DEPOT_RETURN_IF_ERROR(t.String("db", &c->db));
+    DEPOT_RETURN_IF_ERROR(t.Duration("lease_ttl", &c->lease_ttl));
     DEPOT_RETURN_IF_ERROR(t.Finish());
   }
   if (root.contains("parent")) {
@@ -122,6 +123,11 @@ Status CheckConfig(const SiteConfig& c, const std::string& path) {
   }
   if (c.tls_cert.empty() != c.tls_key.empty()) {
     return Status::InvalidArgument(path + ": [tls] needs both cert and key, or neither");
+  }
+  if (c.lease_ttl < std::chrono::seconds(2) || c.lease_ttl > std::chrono::minutes(10)) {
+    return Status::InvalidArgument(path +
+                                   ": [catalog] lease_ttl must be from 2s to 10m (a process "
+                                   "renews its leases every third of it)");
   }
   if (!c.db.empty() && c.db.rfind("postgresql://", 0) != 0 && c.db.rfind("postgres://", 0) != 0 &&
       c.db.find('=') == std::string::npos) {
@@ -218,7 +224,10 @@ std::string RenderConfig(const SiteConfig& c) {
     o << "\n[catalog]\n"
       << "# The catalog is in PostgreSQL (docs/scale-out.md); without this table it is\n"
       << "# the SQLite file catalog.db in the data directory.\n"
-      << "db = " << q(c.db) << "\n";
+      << "db = " << q(c.db) << "\n"
+      << "# Several site processes may serve it; one silent this long is taken as dead and\n"
+      << "# its background work and unfinished versions pass to the others.\n"
+      << "lease_ttl = " << q(core::FormatDuration(c.lease_ttl)) << "\n";
   }
   if (c.is_child()) {
     o << "\n[parent]\n"

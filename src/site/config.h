@@ -33,6 +33,9 @@
 //   max_connections_per_address = 0   # 0: a quarter of max_connections
 //   max_body_memory = "1GiB"      # request bodies held at once; one address a quarter
 //   max_upload_body = "64MiB"     # largest chunk batch in one request
+//   [catalog]                     # only with PostgreSQL (docs/scale-out.md)
+//   db = "postgresql://..."       # the catalog's database
+//   lease_ttl = "30s"             # a process silent this long is taken as dead
 //   [parent]                      # only at a child site (docs/hierarchy.md)
 //   url = "https://top:8080"      # the parent site
 //   token_file = "parent-token"   # the child's credential there (mode 0600)
@@ -87,6 +90,9 @@ struct SiteConfig {
   // The catalog database: "" is the embedded SQLite file catalog.db in the data
   // directory; else a PostgreSQL connection string (postgresql://... or key=value).
   std::string db;
+  // Several processes on one catalog: one silent this long is taken as dead, and its
+  // leases and version reservations pass to the others.
+  core::Duration lease_ttl = std::chrono::seconds(30);
 
   bool is_child() const { return !parent_url.empty(); }
 };

@@ -67,14 +67,14 @@ struct SiteContext {
   // the store by the housekeeping thread at start (until then it answers "maybe").
   std::unique_ptr<store::ChunkFilter> chunk_filter;
   core::Registry metrics;
-  http::Server* server = nullptr;  // set while serving
+  http::Server* server = nullptr;  // set while serving; under server_mu
 
   // Bumped by every change that can alter some client's policy or DP's assignment;
   // policy and assignment caches are valid for one revision.
   std::atomic<std::uint64_t> revision{1};
 
-  // Serialises signing within this process (the repository lock does it across
-  // processes; this keeps threads from queueing on a file lock).
+  // Serialises signing within this process; LockSigner (processes.h) takes it and
+  // the catalog's lock that excludes the other processes.
   std::mutex publish_mu;
 
   std::mutex tokens_mu;
@@ -107,11 +107,21 @@ struct SiteContext {
     return std::chrono::duration_cast<std::chrono::milliseconds>(clock->Now().time_since_epoch())
         .count();
   }
-  // Marks every cached policy/assignment stale and wakes long polls.
-  void Changed() {
-    revision.fetch_add(1);
-    if (server != nullptr) server->Notify("assignments");
-  }
+  // Version creations of this process between reserving a number and recording the
+  // version: while any runs, recovery leaves this process's reservations alone.
+  std::atomic<int> reserving{0};
+
+  // This process's id in site_processes (processes.h): random, new at every start.
+  std::string process_id;
+  // Guards `server` for threads that wake long polls (the catalog's listener).
+  std::mutex server_mu;
+
+  // Marks every cached policy/assignment stale and wakes long polls, in every process
+  // on the catalog (a "changed" notification; processes.cc). Call after the change
+  // committed.
+  void Changed();
+  // The same in this process only (what the notification does on arrival).
+  void ChangedHere();
 };
 
 // Milliseconds since the epoch -> "2026-11-22T03:04:05Z"; 0 -> "".

@@ -105,6 +105,11 @@ class InterleavingDb final : public catalog::Db {
     if (mode == Mode::kRead && after_read) std::exchange(after_read, nullptr)();
     return s;
   }
+  // The site subscribed to the inner catalog's notifications.
+  core::Status Notify(std::string_view message) override { return inner_->Notify(message); }
+  core::Result<std::unique_ptr<catalog::NamedLock>> Lock(std::string_view name) override {
+    return inner_->Lock(name);
+  }
   std::function<void()> after_read;
 
  private:

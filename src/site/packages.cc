@@ -12,6 +12,7 @@
 #include "site/distribution.h"
 #include "site/messages.h"
 #include "site/package_programs.h"
+#include "site/processes.h"
 #include "store/chunk_batch.h"
 #include "store/manifest.h"
 #include "tuf/metadata.h"
@@ -49,7 +50,7 @@ Status RetireVersions(SiteContext& ctx, const std::vector<VersionRow>& versions,
   ctx.Changed();
   std::vector<std::pair<std::string, std::int64_t>> remove;
   for (const VersionRow& v : versions) remove.emplace_back(v.package, v.version);
-  std::lock_guard<std::mutex> lock(ctx.publish_mu);
+  DEPOT_ASSIGN_OR_RETURN(SignerLock signer, LockSigner(ctx));
   return ctx.repo->RemoveVersions(remove);
 }
 
@@ -140,6 +141,7 @@ core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body) {
   // One decompression buffer per server thread, reused across requests.
   thread_local std::string scratch;
   std::uint64_t stored = 0, bytes = 0;
+  std::vector<core::Digest> ids;
   DEPOT_RETURN_IF_ERROR(store::ForEachChunkRecord(body, [&](const store::ChunkRecord& r) -> Status {
     if (r.size > max_size) {
       return Status::InvalidArgument("chunk batch: chunk " + core::DigestHex(r.id) + " is " +
@@ -157,11 +159,18 @@ core::Result<Json> ReceiveChunks(SiteContext& ctx, std::string_view body) {
     }
     ++stored;
     bytes += r.frame.size();
+    ids.push_back(r.id);
     return Status::Ok();
   }));
   // Staged: verified and written, durable at the intake's next group commit, which
   // runs off this thread (and at the latest when a version referencing them commits).
   core::CrashPoint("site.chunks_stored");
+  if (ctx.db->shared()) {
+    // Other processes may commit the version that references them (a balancer spreads
+    // one upload's requests): durable before the answer, and out of their filters.
+    DEPOT_RETURN_IF_ERROR(ctx.intake->Flush().WithContext("committing uploaded chunks"));
+    AnnounceChunks(ctx, ids);
+  }
   if (ctx.chunks_received) ctx.chunks_received->Inc(stored);
   if (ctx.chunk_bytes_received) ctx.chunk_bytes_received->Inc(bytes);
   return Json{{"stored", stored}, {"bytes", bytes}};
@@ -303,8 +312,9 @@ core::Result<Json> DeletePackage(SiteContext& ctx, const std::string& name) {
   std::vector<std::pair<std::string, std::int64_t>> remove;
   for (const VersionRow& v : versions) remove.emplace_back(v.package, v.version);
   {
-    std::lock_guard<std::mutex> lock(ctx.publish_mu);
-    Status rs = ctx.repo->RemoveVersions(remove);
+    // Not unsigned now (an error): recovery unsigns retired versions at its next pass.
+    auto signer = LockSigner(ctx);
+    Status rs = signer.ok() ? ctx.repo->RemoveVersions(remove) : signer.status();
     if (!rs.ok()) {
       core::Log(core::LogLevel::kWarn, "site.unsign_failed",
                 {{"package", name}, {"error", rs.ToString()}});
@@ -317,35 +327,49 @@ core::Result<Json> DeletePackage(SiteContext& ctx, const std::string& name) {
 }
 
 Status RecoverVersions(SiteContext& ctx) {
-  DEPOT_ASSIGN_OR_RETURN(std::vector<repo::VersionInfo> signed_versions, ctx.repo->ListVersions());
-  std::map<std::pair<std::string, std::int64_t>, repo::VersionInfo> by_key;
-  for (auto& v : signed_versions) by_key[{v.package, v.version}] = v;
-  DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
-                         ctx.db->Query("SELECT v.id, v.package_id, v.version, v.state, p.name "
-                                       "FROM versions v JOIN packages p ON p.id = v.package_id"));
   std::vector<std::pair<std::string, std::int64_t>> unsign;
   std::vector<VersionRow> lost;
-  for (const auto& r : rows) {
-    VersionRow v{r.Int(0), r.Int(1), r.Int(2), r.Text(4)};
-    std::string state = r.Text(3);
-    auto it = by_key.find({v.package, v.version});
-    bool is_signed = it != by_key.end();
-    if (state == "publishing") {
-      DEPOT_RETURN_IF_ERROR(ResolveReservation(ctx, v, is_signed ? &it->second : nullptr));
-    } else if (state == "retired" && is_signed) {
-      unsign.emplace_back(v.package, v.version);
-    } else if (state == "active" && !is_signed) {
-      lost.push_back(v);
+  bool resolved = false;
+  {
+    // Under the signer lock: no version is signed between reading the signed targets
+    // and the catalog, so "active but not signed" means lost, not "signed just now".
+    DEPOT_ASSIGN_OR_RETURN(SignerLock signer, LockSigner(ctx));
+    DEPOT_ASSIGN_OR_RETURN(std::vector<repo::VersionInfo> signed_versions,
+                           ctx.repo->ListVersions());
+    std::map<std::pair<std::string, std::int64_t>, repo::VersionInfo> by_key;
+    for (auto& v : signed_versions) by_key[{v.package, v.version}] = v;
+    // A reservation is resolved only when no live process is still working on it: its
+    // process is dead, or it is this process's and no upload of it is in flight.
+    DEPOT_ASSIGN_OR_RETURN(
+        catalog::Rows rows,
+        ctx.db->Query("SELECT v.id, v.package_id, v.version, v.state, p.name, "
+                      "COALESCE(v.reserved_by, ''), CASE WHEN " +
+                          AliveSql("v.reserved_by") +
+                          " THEN 1 ELSE 0 END "
+                          "FROM versions v JOIN packages p ON p.id = v.package_id",
+                      {LiveSince(ctx)}));
+    for (const auto& r : rows) {
+      VersionRow v{r.Int(0), r.Int(1), r.Int(2), r.Text(4)};
+      const std::string state = r.Text(3), owner = r.Text(5);
+      auto it = by_key.find({v.package, v.version});
+      bool is_signed = it != by_key.end();
+      if (state == "publishing") {
+        const bool mine = owner == ctx.process_id, alive = r.Int(6) != 0;
+        if (mine ? ctx.reserving.load() > 0 : alive) continue;
+        DEPOT_RETURN_IF_ERROR(ResolveReservation(ctx, v, is_signed ? &it->second : nullptr));
+        resolved = true;
+      } else if (state == "retired" && is_signed) {
+        unsign.emplace_back(v.package, v.version);
+      } else if (state == "active" && !is_signed) {
+        lost.push_back(v);
+      }
     }
-  }
-  if (!unsign.empty()) {
-    std::lock_guard<std::mutex> lock(ctx.publish_mu);
-    DEPOT_RETURN_IF_ERROR(ctx.repo->RemoveVersions(unsign));
+    if (!unsign.empty()) DEPOT_RETURN_IF_ERROR(ctx.repo->RemoveVersions(unsign));
   }
   if (!lost.empty()) {
     DEPOT_RETURN_IF_ERROR(RetireVersions(ctx, lost, "no longer in the signed targets"));
   }
-  ctx.Changed();
+  if (resolved || !unsign.empty()) ctx.Changed();
   return Status::Ok();
 }
 
@@ -385,7 +409,7 @@ void CollectContent(SiteContext& ctx) {
   // Under the publish lock: nothing gets signed while the live set is computed.
   // Chunks younger than the grace period stay: they may belong to an upload in flight.
   core::Result<repo::GcReport> report = [&]() -> core::Result<repo::GcReport> {
-    std::lock_guard<std::mutex> lock(ctx.publish_mu);
+    DEPOT_ASSIGN_OR_RETURN(SignerLock signer, LockSigner(ctx));
     if (!ctx.config.is_child()) return ctx.repo->CollectGarbage(ctx.config.gc_grace);
     // A child's signed targets are its parent's, naming much it does not hold: its
     // live set is its own active versions.

@@ -9,6 +9,7 @@
 #include "catalog/schema.h"
 #include "core/log.h"
 #include "core/messages.h"
+#include "core/random.h"
 #include "site/api.h"
 #include "site/auth.h"
 #include "site/child_link.h"
@@ -17,7 +18,9 @@
 #include "site/distribution.h"
 #include "site/messages.h"
 #include "site/packages.h"
+#include "site/processes.h"
 #include "site/tls_ca.h"
+#include "site/worker.h"
 #include "tuf/repository.h"
 
 namespace depot::site {
@@ -202,6 +205,7 @@ core::Result<InitResult> InitSite(core::Env* env, core::Clock* clock, const Init
 
 struct Site::Worker {
   std::thread thread;
+  std::thread heartbeat;
   std::mutex mu;
   std::condition_variable cv;
   bool stop = false;
@@ -229,6 +233,7 @@ core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* cloc
   DEPOT_ASSIGN_OR_RETURN(ctx.db, OpenCatalog(data_dir, ctx.config));
   DEPOT_RETURN_IF_ERROR(catalog::Migrate(ctx.db.get(), catalog::SiteMigrations()));
   DEPOT_ASSIGN_OR_RETURN(ctx.trusted_root, ctx.repo->TrustedRoot());
+  ctx.process_id = core::RandomHex(16);
   {
     store::ChunkIntakeOptions intake;
     // The intake vouches for a chunk it committed only while collection cannot have
@@ -239,6 +244,9 @@ core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* cloc
     ctx.intake = std::make_unique<store::ChunkIntake>(ctx.repo->chunks(), intake);
     ctx.chunk_filter = std::make_unique<store::ChunkFilter>();
   }
+  // Before anything can change: other processes' changes reach this one's caches.
+  SubscribeSignals(ctx);
+  DEPOT_RETURN_IF_ERROR(RegisterProcess(ctx).WithContext("registering in " + ctx.db->Describe()));
   // A child's library is a replica: nothing is signed here, so nothing to recover.
   if (!ctx.config.is_child())
     DEPOT_RETURN_IF_ERROR(RecoverVersions(ctx).WithContext("recovering interrupted work"));
@@ -303,84 +311,6 @@ std::string PublicUrl(const SiteConfig& config, const http::Server& server) {
   return url;
 }
 
-// One pass over the store at start, off the start-up path: uploaded chunks a
-// crashed site staged but never committed (temp files named after its pid) go,
-// and every chunk id goes into the filter for missing-chunk queries (uploads
-// staged meanwhile add their own; until it is ready, every query looks up).
-void LoadChunkFilter(SiteContext& c) {
-  auto t0 = std::chrono::steady_clock::now();
-  std::uint64_t n = 0;
-  auto swept = c.repo->chunks()->SweepAbandonedTemps([&](const store::ChunkId& id) {
-    c.chunk_filter->Add(id);
-    ++n;
-  });
-  if (swept.ok()) {
-    c.chunk_filter->MarkReady();
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - t0);
-    if (*swept > 0)
-      core::Log(core::LogLevel::kInfo, "site.swept_temp_files",
-                {{"files", std::to_string(*swept)}});
-    core::Log(core::LogLevel::kInfo, "site.chunk_filter_loaded",
-              {{"chunks", std::to_string(n)}, {"ms", std::to_string(ms.count())}});
-  } else {
-    core::Log(core::LogLevel::kWarn, "site.chunk_filter_failed",
-              {{"error", swept.status().ToString()},
-               {"effect", "missing-chunk queries look up every chunk"}});
-  }
-}
-
-// The background worker: DP probes, housekeeping and metadata refresh on timers,
-// until `stop` is set (under `mu`, with `cv` notified).
-void WorkerLoop(SiteContext& c, std::mutex& mu, std::condition_variable& cv, const bool& stop) {
-  // Timers on the clock's monotonic time: a wall clock that jumps neither stops nor
-  // floods housekeeping.
-  core::MonoTime last_probe{};
-  core::MonoTime last_minute = c.clock->Monotonic();
-  core::MonoTime last_refresh = c.clock->Monotonic();
-  // Every quarter of the timestamp's lifetime: three chances to re-sign before any
-  // timestamp an agent holds expires, even across a site restart or a slow disk.
-  auto refresh_every =
-      std::max<core::Duration>(std::chrono::minutes(1), c.config.timestamp_lifetime / 4);
-  // Retention, recovery and collection: every minute, or sooner when the grace
-  // period is short (so content is collected within about a quarter of it).
-  auto housekeeping_every = std::clamp<core::Duration>(
-      c.config.gc_grace / 4, std::chrono::seconds(1), std::chrono::minutes(1));
-  // Fresh signatures at start: a site down for days comes back with valid metadata.
-  // (A child's metadata is its parent's, refreshed by its link.)
-  const bool top = !c.config.is_child();
-  if (top) c.repo->Refresh().IgnoreError();
-  LoadChunkFilter(c);
-  for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      c.clock->WaitFor(lock, cv, std::chrono::milliseconds(500), [&stop] { return stop; });
-      if (stop) return;
-    }
-    const core::MonoTime now = c.clock->Monotonic();
-    if (now - last_probe >= std::chrono::seconds(2)) {
-      last_probe = now;
-      ProbeDps(c);
-    }
-    if (now - last_minute >= housekeeping_every) {
-      last_minute = now;
-      if (top) {
-        ApplyRetention(c);
-        RecoverVersions(c).IgnoreError();
-      }
-      CollectContent(c);
-      CheckChildren(c);
-    }
-    if (top && now - last_refresh >= refresh_every) {
-      last_refresh = now;
-      std::lock_guard<std::mutex> lock(c.publish_mu);
-      Status s = c.repo->Refresh();
-      if (!s.ok())
-        core::Log(core::LogLevel::kError, "site.refresh_failed", {{"error", s.ToString()}});
-    }
-  }
-}
-
 }  // namespace
 
 Status Site::Start() {
@@ -399,7 +329,10 @@ Status Site::Start() {
   if (!ctx.config.access_log.empty())
     opts.access_log = ResolvePath(ctx.data_dir, ctx.config.access_log);
   DEPOT_ASSIGN_OR_RETURN(server_, http::Server::Start(api_.get(), opts));
-  ctx.server = server_.get();
+  {
+    std::lock_guard<std::mutex> lock(ctx.server_mu);
+    ctx.server = server_.get();
+  }
   ctx.public_url = PublicUrl(ctx.config, *server_);
   ctx.db
       ->Transaction([&](catalog::Tx& tx) {
@@ -416,6 +349,8 @@ Status Site::Start() {
   }
   worker_ = std::make_unique<Worker>();
   Worker* w = worker_.get();
+  Heartbeat(ctx);  // with the URL it serves
+  w->heartbeat = std::thread([this, w] { HeartbeatLoop(*ctx_, w->mu, w->cv, w->stop); });
   w->thread = std::thread([this, w] { WorkerLoop(*ctx_, w->mu, w->cv, w->stop); });
   return Status::Ok();
 }
@@ -432,11 +367,16 @@ void Site::Stop() {
     }
     worker_->cv.notify_all();
     if (worker_->thread.joinable()) worker_->thread.join();
+    if (worker_->heartbeat.joinable()) worker_->heartbeat.join();
     worker_.reset();
+    UnregisterProcess(*ctx_);  // its leases pass on at once
   }
   if (server_) {
     server_->Stop();
-    ctx_->server = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(ctx_->server_mu);
+      ctx_->server = nullptr;
+    }
     server_.reset();
     FlushSeen(*ctx_);
     // Uploads whose version was not committed yet: their chunks still become durable

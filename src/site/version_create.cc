@@ -11,6 +11,7 @@
 #include "site/messages.h"
 #include "site/package_programs.h"
 #include "site/packages.h"
+#include "site/processes.h"
 #include "store/manifest.h"
 
 namespace depot::site {
@@ -118,10 +119,11 @@ Status ReserveVersion(SiteContext& ctx, const std::string& name, bool create,
                                        "package_id = ?",
                                        {package_id}));
     version = latest + 1;
-    DEPOT_ASSIGN_OR_RETURN(version_id,
-                           tx.QueryInt("INSERT INTO versions (package_id, version, state, "
-                                       "created_at) VALUES (?, ?, 'publishing', ?) RETURNING id",
-                                       {package_id, version, ctx.NowMs()}));
+    DEPOT_ASSIGN_OR_RETURN(
+        version_id,
+        tx.QueryInt("INSERT INTO versions (package_id, version, state, created_at, reserved_by) "
+                    "VALUES (?, ?, 'publishing', ?, ?) RETURNING id",
+                    {package_id, version, ctx.NowMs(), ctx.process_id}));
     return Status::Ok();
   });
 }
@@ -131,8 +133,9 @@ using ChunkKnown = std::function<bool(const store::ChunkId&, std::uint64_t)>;
 // Signs the manifest into the targets; on failure gives the reserved number back.
 core::Result<repo::AddResult> SignVersion(SiteContext& ctx, const store::Manifest& m,
                                           std::int64_t version_id, const ChunkKnown& just_stored) {
-  std::lock_guard<std::mutex> lock(ctx.publish_mu);
-  auto r = ctx.repo->PublishManifest(m, just_stored);
+  auto signer = LockSigner(ctx);
+  auto r = signer.ok() ? ctx.repo->PublishManifest(m, just_stored)
+                       : core::Result<repo::AddResult>(signer.status());
   if (!r.ok()) {
     // Give the number back: nothing was signed.
     ctx.db
@@ -170,7 +173,8 @@ Status RecordVersion(SiteContext& ctx, const std::string& name, const store::Man
                         {"manifest_id", published.manifest_id}});
   });
   if (!s.ok()) {
-    // Signed but not recorded: RecoverVersions activates it at the next start.
+    // Signed but not recorded: recovery activates it (at the next housekeeping here,
+    // or in another process once this one is gone).
     return s.WithContext("version " + std::to_string(res.version) + " of " + name +
                          " was signed but not recorded; restart the site to finish it");
   }
@@ -221,6 +225,13 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
       ctx.repo->VerifyManifestContent(m, 0, ctx.config.verify_file_hashes, just_stored));
   auto t_verified = std::chrono::steady_clock::now();
 
+  // From reserving the number to recording the version, recovery in this process
+  // leaves its reservations alone (other processes see it alive).
+  ctx.reserving.fetch_add(1);
+  struct Done {
+    SiteContext& ctx;
+    ~Done() { ctx.reserving.fetch_sub(1); }
+  } done{ctx};
   Reservation res;
   DEPOT_RETURN_IF_ERROR(ReserveVersion(ctx, name, create, m, &res));
   core::CrashPoint("site.version_reserved");

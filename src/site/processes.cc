@@ -1,0 +1,180 @@
+#include "site/processes.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "core/log.h"
+#include "site/auth.h"
+
+namespace depot::site {
+
+using core::Status;
+
+namespace {
+
+std::string HostName() {
+  char name[256] = {};
+  ::gethostname(name, sizeof(name) - 1);
+  return name;
+}
+
+// Whether process `pid` of this host is gone (not merely someone else's).
+bool PidGone(std::int64_t pid) {
+  return pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
+std::int64_t TtlMs(const SiteContext& ctx) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.lease_ttl).count();
+}
+
+void LogNotifyFailure(std::string_view what, const Status& s) {
+  core::Log(core::LogLevel::kWarn, "site.notify_failed",
+            {{"what", std::string(what)}, {"error", s.ToString()}});
+}
+
+}  // namespace
+
+void SiteContext::ChangedHere() {
+  revision.fetch_add(1);
+  std::lock_guard<std::mutex> lock(server_mu);
+  if (server != nullptr) server->Notify("assignments");
+}
+
+void SiteContext::Changed() {
+  Status s = db->Notify("changed");
+  if (!s.ok()) LogNotifyFailure("changed", s);
+}
+
+Status RegisterProcess(SiteContext& ctx) {
+  const std::string host = HostName();
+  const std::int64_t now = ctx.NowMs();
+  return ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    DEPOT_ASSIGN_OR_RETURN(
+        catalog::Rows rows, tx.Query("SELECT id, pid FROM site_processes WHERE host = ?", {host}));
+    for (const auto& r : rows) {
+      if (!PidGone(r.Int(1))) continue;
+      DEPOT_RETURN_IF_ERROR(
+          tx.Exec("DELETE FROM site_processes WHERE id = ?", {r.Text(0)}).status());
+      DEPOT_RETURN_IF_ERROR(
+          tx.Exec("UPDATE leases SET expires_at = 0 WHERE holder = ?", {r.Text(0)}).status());
+    }
+    return tx
+        .Exec("INSERT INTO site_processes (id, host, pid, url, started_at, seen_at) "
+              "VALUES (?, ?, ?, '', ?, ?)",
+              {ctx.process_id, host, static_cast<std::int64_t>(::getpid()), now, now})
+        .status();
+  });
+}
+
+void Heartbeat(SiteContext& ctx) {
+  const std::int64_t now = ctx.NowMs();
+  Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    DEPOT_ASSIGN_OR_RETURN(
+        std::int64_t n, tx.Exec("UPDATE site_processes SET seen_at = ?, url = ? WHERE id = ?",
+                                {now, ctx.public_url, ctx.process_id}));
+    if (n > 0) {
+      // Its leases stay its own while it lives (a job may run longer than the ttl).
+      return tx
+          .Exec("UPDATE leases SET expires_at = ? WHERE holder = ?",
+                {now + TtlMs(ctx), ctx.process_id})
+          .status();
+    }
+    return tx
+        .Exec("INSERT INTO site_processes (id, host, pid, url, started_at, seen_at) "
+              "VALUES (?, ?, ?, ?, ?, ?)",
+              {ctx.process_id, HostName(), static_cast<std::int64_t>(::getpid()), ctx.public_url,
+               now, now})
+        .status();
+  });
+  if (!s.ok()) {
+    core::Log(core::LogLevel::kWarn, "site.heartbeat_failed", {{"error", s.ToString()}});
+  }
+}
+
+void UnregisterProcess(SiteContext& ctx) {
+  ctx.db
+      ->Transaction([&](catalog::Tx& tx) -> Status {
+        DEPOT_RETURN_IF_ERROR(
+            tx.Exec("DELETE FROM site_processes WHERE id = ?", {ctx.process_id}).status());
+        return tx.Exec("DELETE FROM leases WHERE holder = ?", {ctx.process_id}).status();
+      })
+      .IgnoreError();
+}
+
+bool HoldLease(SiteContext& ctx, std::string_view name) {
+  const std::int64_t now = ctx.NowMs();
+  std::int64_t changed = 0;
+  Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    // Taken when free or lapsed, renewed when ours; left alone when another's.
+    DEPOT_ASSIGN_OR_RETURN(
+        changed, tx.Exec("INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                         "expires_at = excluded.expires_at "
+                         "WHERE leases.holder = excluded.holder OR leases.expires_at < ?",
+                         {std::string(name), ctx.process_id, now + TtlMs(ctx), now}));
+    return Status::Ok();
+  });
+  if (!s.ok()) {
+    core::Log(core::LogLevel::kWarn, "site.lease_failed",
+              {{"lease", std::string(name)}, {"error", s.ToString()}});
+    return false;
+  }
+  return changed > 0;
+}
+
+std::string AliveSql(std::string_view column) {
+  return std::string(column) + " IN (SELECT id FROM site_processes WHERE seen_at >= ?)";
+}
+
+std::int64_t LiveSince(const SiteContext& ctx) { return ctx.NowMs() - TtlMs(ctx); }
+
+core::Result<SignerLock> LockSigner(SiteContext& ctx) {
+  std::unique_lock<std::mutex> local(ctx.publish_mu);
+  DEPOT_ASSIGN_OR_RETURN(auto shared, ctx.db->Lock("signer"));
+  return SignerLock(std::move(local), std::move(shared));
+}
+
+void SubscribeSignals(SiteContext& ctx) {
+  SiteContext* c = &ctx;
+  ctx.db->Subscribe([c](std::string_view m) {
+    if (m == "changed") {
+      c->ChangedHere();
+    } else if (m == "tokens") {
+      ForgetCachedTokensHere(*c);
+    } else if (m.rfind("chunks:", 0) == 0) {
+      m.remove_prefix(7);
+      while (!m.empty()) {
+        const auto comma = m.find(',');
+        auto id = core::ParseDigestHex(m.substr(0, comma));
+        if (id.ok()) c->chunk_filter->Add(*id);
+        if (comma == std::string_view::npos) break;
+        m.remove_prefix(comma + 1);
+      }
+    } else if (m.empty()) {
+      // Notifications were lost: whatever they said may have happened. (Chunks stored
+      // meanwhile may be reported missing here and sent again: harmless.)
+      ForgetCachedTokensHere(*c);
+      c->ChangedHere();
+    }
+  });
+}
+
+void AnnounceChunks(SiteContext& ctx, const std::vector<core::Digest>& ids) {
+  constexpr std::size_t kPerMessage = 100;  // 100 * 65 bytes: within a notification
+  for (std::size_t i = 0; i < ids.size(); i += kPerMessage) {
+    std::string m = "chunks:";
+    for (std::size_t j = i; j < std::min(ids.size(), i + kPerMessage); ++j) {
+      if (j > i) m += ',';
+      m += core::DigestHex(ids[j]);
+    }
+    Status s = ctx.db->Notify(m);
+    if (!s.ok()) {
+      LogNotifyFailure("chunks", s);
+      return;
+    }
+  }
+}
+
+}  // namespace depot::site
