@@ -107,6 +107,7 @@ struct Server::Impl {
   std::unique_ptr<asio::ssl::context> ssl;
   std::vector<std::thread> threads;
   std::atomic<std::size_t> connections{0};
+  std::atomic<std::size_t> parked{0};  // requests in a long-poll wait
   std::atomic<bool> stopping{false};
   std::atomic<bool> stopped{false};
   std::string host;
@@ -429,7 +430,9 @@ struct Server::Impl {
     while (resp.wait) {
       lowest.expires_never();
       Response::Wait wait = *resp.wait;
+      parked.fetch_add(1);
       bool timed_out = co_await topics.Wait(wait);
+      parked.fetch_sub(1);
       req.poll_round++;
       req.poll_timed_out = timed_out;
       resp = Response();
@@ -511,7 +514,8 @@ core::Result<std::unique_ptr<Server>> Server::Start(Handler* handler,
   impl->host = local.address().is_unspecified() ? (local.address().is_v6() ? "::1" : "127.0.0.1")
                                                 : local.address().to_string();
   if (!options.access_log.empty()) DEPOT_RETURN_IF_ERROR(impl->access_log.Open(options.access_log));
-  impl->metrics.SetUp(options.metrics, options.metrics_prefix, &impl->connections);
+  impl->metrics.SetUp(options.metrics, options.metrics_prefix, &impl->connections,
+                      &impl->parked);
   impl->RunThreads();
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }

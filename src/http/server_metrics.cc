@@ -3,7 +3,8 @@
 namespace depot::http {
 
 void ServerMetrics::SetUp(core::Registry* r, const std::string& prefix,
-                          const std::atomic<std::size_t>* connections) {
+                          const std::atomic<std::size_t>* connections,
+                          const std::atomic<std::size_t>* parked) {
   if (r == nullptr) return;
   const std::string& p = prefix;
   for (int c = 1; c <= 5; ++c) {
@@ -23,6 +24,10 @@ void ServerMetrics::SetUp(core::Registry* r, const std::string& prefix,
   r->AddCollector(p + "_connections", "Open connections",
                   [connections](const core::Registry::Emit& emit) {
                     emit({}, static_cast<double>(connections->load()));
+                  });
+  r->AddCollector(p + "_long_polls", "Requests parked in a long poll",
+                  [parked](const core::Registry::Emit& emit) {
+                    emit({}, static_cast<double>(parked->load()));
                   });
 }
 

@@ -19,9 +19,9 @@ struct ServerMetrics {
   core::Counter* rejected_bodies = nullptr;       // over the body memory budget
 
   // Registers the metrics as `prefix`_... in `r` (nothing when null); the open
-  // connections gauge reads `connections`.
+  // connections gauge reads `connections`, the long polls gauge `parked`.
   void SetUp(core::Registry* r, const std::string& prefix,
-             const std::atomic<std::size_t>* connections);
+             const std::atomic<std::size_t>* connections, const std::atomic<std::size_t>* parked);
   // Counts a request answered with `status`.
   void Count(int status);
 };

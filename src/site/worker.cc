@@ -49,6 +49,14 @@ void LoadChunkFilter(SiteContext& c) {
   }
 }
 
+// Whether a version reservation belongs to a process that is gone.
+bool OrphanedReservations(SiteContext& c) {
+  auto n = c.db->QueryInt("SELECT COUNT(*) FROM versions WHERE state = 'publishing' AND "
+                          "(reserved_by IS NULL OR NOT " + AliveSql("reserved_by") + ")",
+                          {LiveSince(c)});
+  return n.ok() && *n > 0;
+}
+
 }  // namespace
 
 void WorkerLoop(SiteContext& c, std::mutex& mu, std::condition_variable& cv, const bool& stop) {
@@ -80,6 +88,11 @@ void WorkerLoop(SiteContext& c, std::mutex& mu, std::condition_variable& cv, con
     if (now - last_probe >= std::chrono::seconds(2)) {
       last_probe = now;
       if (HoldLease(c, "probe")) ProbeDps(c);
+      // A version another process left half made (it died): finished or given back
+      // within seconds, not at the next housekeeping.
+      if (top && OrphanedReservations(c) && HoldLease(c, "housekeeping")) {
+        RecoverVersions(c).IgnoreError();
+      }
     }
     if (now - last_minute >= housekeeping_every && HoldLease(c, "housekeeping")) {
       last_minute = now;
