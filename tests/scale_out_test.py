@@ -6,7 +6,7 @@ DPs and agents given several --site URLs (or a balancer) carry on."""
 import os
 import threading
 
-from cluster import SiteCluster
+from cluster import Balancer, SiteCluster
 from harness import (AgentProcess, DepotTestCase, DpProcess, HERE, describe_tree, free_port, make_tree, metric,
                      run_depot, site_root_json, wait_until)
 
@@ -183,3 +183,39 @@ class ScaleOutTest(DepotTestCase):
         # b's cache would keep the entry 5 s: refused sooner, the notification did it.
         wait_until(lambda: b.api("GET", "/api/v1/packages", token=token["token"])[0] == 401,
                    "the revocation reached b's token cache", timeout=4)
+
+    def test_agents_and_dps_behind_a_balancer_carry_on_when_a_process_dies(self):
+        a, b = self.a, self.b
+        balancer = Balancer(self.tmp, [a.url, b.url])
+        self.addCleanup(balancer.stop)
+        a.cli("package", "create", "tools", "--source", self.src, "--program", "install=true")
+        a.cli("collection", "create", "all", "--rule", 'os == "linux"')
+        # The site tells DPs and agents the balancer's address, as an operator's would.
+        front = SiteNodeView(a, balancer.url)
+        dp = DpProcess(front, self.tmp, "dp1", port=free_port(), extra=["--retry-base", "1s"])
+        self.addCleanup(dp.stop)
+        ag = AgentProcess(front, self.tmp, "pc1", extra=["--poll-interval", "1", "--retry-base", "1s"])
+        ag.start()
+        self.addCleanup(ag.stop)
+        a.cli("distribute", "tools", "--to", "dp1")
+        a.cli("deploy", "tools", "--program", "install", "--to", "all", "--required")
+        ag.wait(lambda s: s["installed"] == {"tools": 1}, "version 1 installed", timeout=60)
+        a.stop(sig=9)
+        self.edit("behind the balancer\n")
+        self.assertEqual(b.cli("package", "update", "tools", "--source", self.src)["version"], 2)
+        dp.site = b
+        dp.wait_state("tools", 2, timeout=60)
+        ag.wait(lambda s: s["installed"] == {"tools": 2}, "version 2 installed through b", timeout=60)
+
+
+class SiteNodeView:
+    """A site process seen through another URL (the balancer): what DpProcess and
+    AgentProcess need of a site."""
+
+    def __init__(self, node, url):
+        self.node = node
+        self.url = url
+        self.ca = ""
+
+    def cli(self, *args, **kwargs):
+        return self.node.cli(*args, **kwargs)
