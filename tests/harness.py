@@ -311,10 +311,11 @@ class SiteProcess(ServerProcess):
     by `depot site init`. `api()` talks to its HTTP API with any credential. Its
     catalog is SQLite, or PostgreSQL when DEPOT_TEST_PG is set (new_postgres_catalog)."""
 
-    def __init__(self, workdir, code="TST", init_args=(), env=None):
+    def __init__(self, workdir, code="TST", init_args=(), env=None, sqlite=False):
+        """`sqlite`: the SQLite catalog even when the suite runs on PostgreSQL."""
         self.data = os.path.join(workdir, "site-" + code.lower())
         self.env = env
-        db = new_postgres_catalog()
+        db = None if sqlite else new_postgres_catalog()
         self.db = db  # None: SQLite (catalog.db in the data directory)
         _, out, _ = run_depot("site", "init", "--data", self.data, "--code", code,
                               "--listen", "127.0.0.1:0", *init_args, *(["--db", db] if db else []),

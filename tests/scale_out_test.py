@@ -7,8 +7,8 @@ import os
 import threading
 
 from cluster import Balancer, SiteCluster
-from harness import (AgentProcess, DepotTestCase, DpProcess, HERE, describe_tree, free_port, make_tree, metric,
-                     run_depot, site_root_json, wait_until)
+from harness import (AgentProcess, DepotTestCase, DpProcess, HERE, SiteProcess, describe_tree, free_port, make_tree,
+                     metric, new_postgres_catalog, run_depot, site_root_json, wait_until)
 
 KILLED = -9
 
@@ -206,6 +206,75 @@ class ScaleOutTest(DepotTestCase):
         dp.site = b
         dp.wait_state("tools", 2, timeout=60)
         ag.wait(lambda s: s["installed"] == {"tools": 2}, "version 2 installed through b", timeout=60)
+
+
+class MigrateDbTest(DepotTestCase):
+    # What every admin command answers, to compare before and after the move.
+    COMMANDS = [("package", "list"), ("package", "show", "tools"), ("dp", "list"), ("dp", "show", "dp1"),
+                ("client", "list"), ("collection", "list"), ("deployment", "list"), ("token", "list"),
+                ("status",)]
+
+    def answers(self, site):
+        out = {" ".join(c): site.cli(*c) for c in self.COMMANDS}
+        # The admin token is used by these very commands: its last use moves on.
+        for t in out["token list"]["tokens"]:
+            for k in [k for k in t if k.startswith("last_used")]:
+                del t[k]
+        out["messages"] = site.cli("messages", "--limit", "1000")["messages"]
+        return out
+
+    def test_a_site_moved_to_postgresql_answers_every_admin_command_as_before(self):
+        site = SiteProcess(self.tmp, code="MIG", sqlite=True)
+        self.addCleanup(site.stop)
+        src = self.path("src")
+        make_tree(src, seed=51, big_mib=1)
+        site.cli("package", "create", "tools", "--source", src, "--program", "install=true")
+        site.cli("collection", "create", "all", "--rule", 'os == "linux"')
+        dp = DpProcess(site, self.tmp, "dp1", port=free_port())
+        site.cli("distribute", "tools", "--to", "dp1")
+        dp.wait_state("tools", 1)
+        agent = AgentProcess(site, self.tmp, "pc1")
+        site.cli("deploy", "tools", "--program", "install", "--to", "all", "--required")
+        code, err = agent.once()
+        self.assertEqual(code, 0, err)
+        dp.stop()
+        # Restarted: what the site kept in memory (last seen times) is in the catalog.
+        listen = site.url.split("://", 1)[1]
+        site.stop()
+        site.start(["--listen", listen])
+        target = new_postgres_catalog()
+        # Refused while the site runs, naming it; nothing switched.
+        code, out, _ = run_depot("site", "migrate-db", "--data", site.data, "--to", target, check=False,
+                                 json_out=True)
+        self.assertNotEqual(code, 0)
+        self.assertIn("the site is running", out["error"]["message"])
+        before = self.answers(site)
+        site.stop()
+        _, report, _ = run_depot("site", "migrate-db", "--data", site.data, "--to", target, json_out=True)
+        self.assertTrue(report["verified"])
+        self.assertGreater(report["tables"]["messages"], 0)
+        with open(os.path.join(site.data, "site.toml")) as f:
+            self.assertIn("[catalog]", f.read())
+        site.db = target
+        site.start(["--listen", listen])
+        after = self.answers(site)
+        # The restart posts its own "site started" message; everything before is identical.
+        after["messages"] = [m for m in after["messages"] if m["id"] <= max(x["id"] for x in before["messages"])]
+        for key in before:
+            self.assertEqual(before[key], after[key], key)
+        # New rows continue after the copied ones, and the site works on.
+        with open(os.path.join(src, "src/mod0/file0.txt"), "ab") as f:
+            f.write(b"after the move\n")
+        self.assertEqual(site.cli("package", "update", "tools", "--source", src)["version"], 2)
+        code, err = agent.once()
+        self.assertEqual(code, 0, err)
+        self.assertEqual(agent.status()["installed"], {"tools": 2})
+        # A second move is refused: the catalog is in PostgreSQL now.
+        site.stop()
+        code, out, _ = run_depot("site", "migrate-db", "--data", site.data, "--to", new_postgres_catalog(),
+                                 check=False, json_out=True)
+        self.assertNotEqual(code, 0)
+        self.assertIn("already in PostgreSQL", out["error"]["message"])
 
 
 class SiteNodeView:

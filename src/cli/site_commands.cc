@@ -11,6 +11,7 @@
 #include "cli/output.h"
 #include "core/env.h"
 #include "core/log.h"
+#include "site/migrate_db.h"
 #include "site/site.h"
 
 namespace depot::cli {
@@ -65,6 +66,23 @@ int RunSiteServe(const std::string& data, const site::ServeOverrides& overrides,
   return kExitOk;
 }
 
+int RunSiteMigrateDb(const std::string& data, const std::string& to, bool json) {
+  auto r = site::MigrateCatalogToPostgres(core::Env::Default(), core::Clock::Real(), data, to);
+  if (!r.ok()) return ReportError(r.status().WithContext("site migrate-db"), json);
+  std::int64_t rows = 0;
+  for (const auto& [table, n] : r->rows) rows += n;
+  if (json) {
+    PrintJson({{"from", r->from}, {"to", r->to}, {"tables", r->rows}, {"rows", rows},
+               {"verified", true}, {"config", r->config_path}});
+  } else {
+    std::printf("copied %lld rows of %zu tables from %s to %s, verified; %s now names %s\n"
+                "(the SQLite file stays as the copy from before the move)\n",
+                static_cast<long long>(rows), r->rows.size(), r->from.c_str(), r->to.c_str(),
+                r->config_path.c_str(), r->to.c_str());
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 void AddSiteCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
@@ -114,6 +132,17 @@ void AddSiteCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
       if (!o.access_log.empty()) o.access_log = std::filesystem::absolute(o.access_log).string();
       *exit_code = RunSiteServe(*data, o, flags->json);
     });
+  }
+  {
+    auto* cmd = site->add_subcommand(
+        "migrate-db",
+        "Move a stopped site's catalog from SQLite into an empty PostgreSQL database: copy, "
+        "verify every table, switch site.toml (docs/scale-out.md)");
+    auto data = std::make_shared<std::string>();
+    auto to = std::make_shared<std::string>();
+    cmd->add_option("--data", *data, "Site data directory")->required();
+    cmd->add_option("--to", *to, "The empty database: postgresql://USER@HOST/DB")->required();
+    cmd->callback([=] { *exit_code = RunSiteMigrateDb(*data, *to, flags->json); });
   }
 }
 

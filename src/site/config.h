@@ -54,6 +54,11 @@
 
 namespace depot::site {
 
+// In the data directory: the configuration, and the SQLite catalog (when the
+// configuration names no PostgreSQL database).
+inline constexpr char kSiteConfigFile[] = "site.toml";
+inline constexpr char kSiteCatalogFile[] = "catalog.db";
+
 struct SiteConfig {
   std::string code;
   std::string listen = "127.0.0.1:8080";

@@ -34,8 +34,8 @@ std::string FormatMs(std::int64_t ms) {
 
 namespace {
 
-constexpr char kConfigFile[] = "site.toml";
-constexpr char kCatalogFile[] = "catalog.db";
+constexpr const char* kConfigFile = kSiteConfigFile;
+constexpr const char* kCatalogFile = kSiteCatalogFile;
 constexpr char kLibraryDir[] = "library";
 
 // The site's catalog: PostgreSQL when site.toml names one, else the SQLite file in
