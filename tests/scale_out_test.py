@@ -175,6 +175,16 @@ class ScaleOutTest(DepotTestCase):
         # Assigned through a: the parked poll at b wakes (well before its two minutes).
         a.cli("distribute", "tools", "--to", "dp1")
         dp.wait_state("tools", 1, timeout=60)
+        dp.stop()
+        # An idle agent that knows only b, its poll held there up to 100 s (and polling
+        # hourly otherwise): a deployment made through a reaches it at once.
+        a.cli("collection", "create", "all", "--rule", 'os == "linux"')
+        ag = AgentProcess(b, self.tmp, "pc1", extra=["--poll-interval", "3600", "--long-poll", "100s"])
+        ag.start()
+        self.addCleanup(ag.stop)
+        wait_until(lambda: metric(b.url, "depot_site_http_long_polls") == 1, "the agent's poll held at b")
+        a.cli("deploy", "tools", "--program", "install", "--to", "all", "--required")
+        ag.wait(lambda s: s["installed"] == {"tools": 1}, "installed through a change made at a", timeout=60)
         # A token b has cached stops working there as soon as a revokes it.
         token = a.cli("token", "create", "--role", "read-only")
         status, _, _ = b.api("GET", "/api/v1/packages", token=token["token"])

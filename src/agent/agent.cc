@@ -201,6 +201,8 @@ Status Agent::Run(const std::atomic<bool>* stop) {
   core::Backoff reports(a.clock, {std::chrono::seconds(1), std::chrono::minutes(1)});
   bool was_busy = true;
   while (!stop->load()) {
+    // Held at the site only while nothing here needs the loop (downloads, programs).
+    a.policy->SetLongPoll(!was_busy);
     a.Poll(/*force=*/false).IgnoreError();
     auto step = a.driver->Step(a.policy->site_clock_offset());
     const bool is_busy = step.ok() && step->busy;

@@ -38,6 +38,7 @@ Status SaveAgentConfig(core::Env* env, const std::string& data_dir, const AgentC
             {"token", id.token},
             {"site_code", id.site_code},
             {"poll_interval", core::FormatDuration(c.poll_interval)},
+            {"long_poll", core::FormatDuration(c.long_poll)},
             {"cache_max_bytes", c.cache_max_bytes},
             {"purge_grace", core::FormatDuration(c.purge_grace)},
             {"parallel", c.parallel},
@@ -78,7 +79,8 @@ Status LoadAgentConfig(core::Env* env, const std::string& data_dir, AgentConfig*
   struct {
     const char* key;
     core::Duration* out;
-  } durs[] = {{"poll_interval", &c->poll_interval}, {"purge_grace", &c->purge_grace},
+  } durs[] = {{"poll_interval", &c->poll_interval}, {"long_poll", &c->long_poll},
+              {"purge_grace", &c->purge_grace},
               {"stall_timeout", &c->stall_timeout}, {"retry_base", &c->retry_base},
               {"retry_max", &c->retry_max},         {"source_penalty", &c->source_penalty}};
   for (auto& d : durs) {
@@ -103,6 +105,9 @@ core::Result<AgentConfig> ApplyOverrides(AgentConfig c, const AgentOverrides& o)
     if (from) into = *from;
   };
   take(c.poll_interval, o.poll_interval);
+  take(c.long_poll, o.long_poll);
+  if (c.long_poll > std::chrono::seconds(110))
+    return Status::InvalidArgument("long_poll must be at most 110s (the site holds a poll 120 s)");
   take(c.purge_grace, o.purge_grace);
   take(c.stall_timeout, o.stall_timeout);
   take(c.retry_base, o.retry_base);

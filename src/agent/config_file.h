@@ -28,6 +28,9 @@ struct AgentConfig {
   std::string name;                         // client name; "" = the host name
   std::map<std::string, std::string> tags;  // reported as attributes tag.NAME
   core::Duration poll_interval{0};          // 0: what the site says
+  // While idle, hold each poll at the site up to this long (at most 110 s): a change
+  // arrives at once instead of at the next poll. 0: plain polls.
+  core::Duration long_poll{0};
   std::uint64_t cache_max_bytes = 4ull << 30;
   core::Duration purge_grace = std::chrono::hours(1);       // content kept after leaving the policy
   unsigned parallel = 8;                                    // concurrent chunk downloads
@@ -45,7 +48,7 @@ struct AgentOverrides {
   std::string site, ca, name;  // "" = keep
   std::optional<std::vector<std::string>> more_sites;  // replaces the saved list when set
   std::map<std::string, std::string> tags;
-  std::optional<core::Duration> poll_interval, purge_grace, stall_timeout, retry_base, retry_max,
+  std::optional<core::Duration> poll_interval, long_poll, purge_grace, stall_timeout, retry_base, retry_max,
       source_penalty;
   std::optional<std::uint64_t> cache_max_bytes, max_rate;
   std::optional<unsigned> parallel;

@@ -62,10 +62,12 @@ Status PolicySync::MaybePoll(http::Client* site, bool force, std::vector<std::in
   const core::MonoTime now = clock_->Monotonic();
   if (!force && next_poll_ && now < *next_poll_) return Status::Ok();
   SyncAttributes(state_, site, *config_);
+  const bool holding = long_poll_ && config_->long_poll.count() > 0 && !etag_.empty();
   Status s = Poll(site, stop);
   if (s.ok()) {
     failures_.Succeeded();
-    next_poll_ = now + poll_interval();
+    // A held poll waited at the site already: the next one may follow at once.
+    next_poll_ = holding ? now : now + poll_interval();
   } else {
     // Backs off, but never polls less often than the interval says.
     next_poll_ = now + std::min(failures_.Failed(), poll_interval());
@@ -77,8 +79,15 @@ Status PolicySync::MaybePoll(http::Client* site, bool force, std::vector<std::in
 Status PolicySync::Poll(http::Client* site, std::vector<std::int64_t>* stop) {
   std::vector<std::string> headers;
   if (!etag_.empty()) headers.push_back("If-None-Match: " + etag_);
+  std::string target = "/api/v1/agent/policy";
+  long timeout_s = -1;
+  if (long_poll_ && config_->long_poll.count() > 0 && !etag_.empty()) {
+    const auto wait = std::chrono::duration_cast<std::chrono::seconds>(config_->long_poll).count();
+    target += "?wait=" + std::to_string(wait);
+    timeout_s = wait + 30;
+  }
   DEPOT_ASSIGN_OR_RETURN(http::ClientResponse r,
-                         site->Do("GET", "/api/v1/agent/policy", {}, "", headers));
+                         site->Do("GET", target, {}, "", headers, timeout_s));
   if (const std::string* date = r.GetHeader("date")) {
     // Whole seconds: enough to tell a clock days off from one that is right.
     if (auto t = http::ParseHttpDate(*date)) site_clock_offset_ = *t - clock_->Now();

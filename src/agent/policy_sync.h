@@ -37,6 +37,9 @@ class PolicySync {
   // unset until a poll got an answer.
   std::optional<core::Duration> site_clock_offset() const { return site_clock_offset_; }
   core::Duration poll_interval() const;
+  // Whether polls may be held at the site (config long_poll, while the agent is idle):
+  // then the next poll follows each answer at once.
+  void SetLongPoll(bool on) { long_poll_ = on; }
 
  private:
   core::Status Poll(http::Client* site, std::vector<std::int64_t>* stop);
@@ -51,6 +54,7 @@ class PolicySync {
   core::Duration site_interval_ = std::chrono::seconds(60);
   std::optional<core::Duration> site_clock_offset_;
   std::optional<core::MonoTime> next_poll_;
+  bool long_poll_ = false;
   core::Backoff failures_;
 };
 

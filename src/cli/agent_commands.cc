@@ -23,7 +23,7 @@ namespace {
 
 struct RunFlags {
   std::vector<std::string> sites;
-  std::string data, enroll_token, ca, name, poll_interval, purge_grace, stall_timeout,
+  std::string data, enroll_token, ca, name, poll_interval, long_poll, purge_grace, stall_timeout,
       retry_base, source_penalty;
   std::vector<std::string> tags;
   long long cache_size = -1, max_rate = -1;
@@ -49,7 +49,8 @@ core::Result<agent::AgentOverrides> ConfigFromFlags(const RunFlags& f) {
     c.tags[t.substr(0, eq)] = t.substr(eq + 1);
   }
   for (auto [text, out] :
-       {std::pair{&f.poll_interval, &c.poll_interval}, std::pair{&f.purge_grace, &c.purge_grace},
+       {std::pair{&f.poll_interval, &c.poll_interval}, std::pair{&f.long_poll, &c.long_poll},
+        std::pair{&f.purge_grace, &c.purge_grace},
         std::pair{&f.stall_timeout, &c.stall_timeout}, std::pair{&f.retry_base, &c.retry_base},
         std::pair{&f.source_penalty, &c.source_penalty}}) {
     if (text->empty()) continue;
@@ -215,6 +216,9 @@ void AddAgentCommands(CLI::App* app, GlobalFlags* flags, int* exit_code) {
                   "One full cycle, then exit: 0 success, 1 something failed, 4 nothing to do");
     cmd->add_option("--poll-interval", f->poll_interval,
                     "Seconds (or 90s, 5m) between polls (default: the site's)");
+    cmd->add_option("--long-poll", f->long_poll,
+                    "While idle, let the site hold each poll up to this long (at most 110s), "
+                    "so changes arrive at once; 0 (the default): plain polls");
     cmd->add_option("--cache-size", f->cache_size, "Chunk cache limit in bytes (default 4 GiB)");
     cmd->add_option("--purge-grace", f->purge_grace,
                     "Keep content of removed deployments this long (default 1h)");

@@ -231,8 +231,13 @@ core::Result<Json> BuildPolicy(SiteContext& ctx, std::int64_t client_id) {
 
 void HandlePolicy(SiteContext& ctx, std::int64_t client_id, const http::Request& req,
                   http::Response* resp) {
-  if (ctx.policy_polls) ctx.policy_polls->Inc();
-  SeenClient(ctx, client_id);
+  // Read the topic sequence before the state, so no change can slip in between.
+  const std::uint64_t seq = ctx.server != nullptr ? ctx.server->Sequence("assignments") : 0;
+  if (req.poll_round == 0) {
+    // The agent's request, not a wake-up of it parked here.
+    if (ctx.policy_polls) ctx.policy_polls->Inc();
+    SeenClient(ctx, client_id);
+  }
   std::uint64_t revision = ctx.revision.load();
   CachedPolicy cached;
   bool hit = false;
@@ -259,6 +264,8 @@ void HandlePolicy(SiteContext& ctx, std::int64_t client_id, const http::Request&
   }
   const std::string* inm = req.GetHeader("if-none-match");
   if (inm != nullptr && *inm == cached.etag) {
+    // With ?wait=S (an agent's --long-poll), held until the policy may have changed.
+    if (ParkUntilChange(ctx, req, seq, 0, resp)) return;
     if (ctx.policy_not_modified) ctx.policy_not_modified->Inc();
     resp->status = 304;
     resp->SetHeader("ETag", cached.etag);

@@ -41,23 +41,28 @@ std::string ContentEtag(const Json& body) {
   return "\"" + core::Sha256::HashHex(Dump(body)).substr(0, 32) + "\"";
 }
 
+bool ParkUntilChange(SiteContext& ctx, const http::Request& req, std::uint64_t seq,
+                     std::int64_t default_wait_s, http::Response* resp) {
+  std::int64_t wait_s = default_wait_s;
+  if (auto w = req.QueryParam("wait"))
+    wait_s = std::clamp<std::int64_t>(catalog::Value(*w).AsInt(), 0, 120);
+  auto left = std::chrono::seconds(wait_s) - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 std::chrono::steady_clock::now() - req.received);
+  if (left <= std::chrono::milliseconds(0) || req.poll_timed_out || ctx.server == nullptr) {
+    return false;
+  }
+  // First look, or woken by a change that did not change this answer: park (again).
+  resp->wait = http::Response::Wait{"assignments", seq,
+                                    std::chrono::duration_cast<std::chrono::milliseconds>(left)};
+  return true;
+}
+
 void AnswerLongPoll(SiteContext& ctx, const http::Request& req, std::uint64_t seq, const Json& body,
                     http::Response* resp) {
   const std::string etag = body.value("etag", "");
   const std::string* inm = req.GetHeader("if-none-match");
   if (inm != nullptr && *inm == etag) {
-    std::int64_t wait_s = 30;
-    if (auto w = req.QueryParam("wait"))
-      wait_s = std::clamp<std::int64_t>(catalog::Value(*w).AsInt(), 0, 120);
-    auto left =
-        std::chrono::seconds(wait_s) - std::chrono::duration_cast<std::chrono::milliseconds>(
-                                           std::chrono::steady_clock::now() - req.received);
-    if (left > std::chrono::milliseconds(0) && !req.poll_timed_out && ctx.server != nullptr) {
-      // First look, or woken by a change elsewhere: park (again) until one here.
-      resp->wait = http::Response::Wait{
-          "assignments", seq, std::chrono::duration_cast<std::chrono::milliseconds>(left)};
-      return;
-    }
+    if (ParkUntilChange(ctx, req, seq, 30, resp)) return;
     resp->status = 304;
     resp->SetHeader("ETag", etag);
     return;
