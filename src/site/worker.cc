@@ -87,6 +87,8 @@ void WorkerLoop(SiteContext& c, std::mutex& mu, std::condition_variable& cv, con
     const core::MonoTime now = c.clock->Monotonic();
     if (now - last_probe >= std::chrono::seconds(2)) {
       last_probe = now;
+      // Every process records what polled it (the probe below flushes first too).
+      FlushSeen(c);
       if (HoldLease(c, "probe")) ProbeDps(c);
       // A version another process left half made (it died): finished or given back
       // within seconds, not at the next housekeeping.
