@@ -49,9 +49,9 @@ class ScaleOutTest(DepotTestCase):
     def no_reservation_left(self):
         return self.cluster.query("SELECT COUNT(*) FROM versions WHERE state = 'publishing'") == [["0"]]
 
-    def test_kills_at_every_crash_point_leave_the_survivors_finishing_the_work(self):
+    def spread_dps_and_agents(self):
+        """Two DPs and three agents, each given every process, a different one first."""
         a, b, c = self.a, self.b, self.c
-        # Uploads through a, admin calls through b, DPs and agents spread over all three.
         a.cli("package", "create", "tools", "--source", self.src, "--program", "install=true")
         b.cli("collection", "create", "all", "--rule", 'os == "linux"')
         dps = []
@@ -70,6 +70,12 @@ class ScaleOutTest(DepotTestCase):
             self.addCleanup(ag.stop)
             agents.append(ag)
         b.cli("deploy", "tools", "--program", "install", "--to", "all", "--required")
+        return dps, agents
+
+    def test_kills_at_every_crash_point_leave_the_survivors_finishing_the_work(self):
+        a, b, c = self.a, self.b, self.c
+        # Uploads through a, admin calls through b, DPs and agents spread over all three.
+        dps, agents = self.spread_dps_and_agents()
 
         # kill -9 of the uploading process at each named point; the survivors finish.
         uploader = [a, b, c]
@@ -102,7 +108,13 @@ class ScaleOutTest(DepotTestCase):
             dp.wait_state("tools", 5, timeout=60)
         a.restart()
 
-        # kill -9 of the process holding the background leases: another takes them.
+        self.kill_the_housekeeping_lease_holder()
+
+        # Every agent installs the newest version, each message once.
+        self.assert_installed_everywhere_with_each_message_once(agents, 5)
+
+    def kill_the_housekeeping_lease_holder(self):
+        """kill -9 of the process holding the background leases: another takes them."""
         def holder():
             rows = self.cluster.query(
                 "SELECT l.holder, p.url FROM leases l JOIN site_processes p ON p.id = l.holder "
@@ -116,17 +128,17 @@ class ScaleOutTest(DepotTestCase):
                    timeout=30)
         owner.restart()
 
-        # Every agent installs the newest version, each message once.
+    def assert_installed_everywhere_with_each_message_once(self, agents, version):
+        b = self.b
         for ag in agents:
-            ag.wait(lambda s: s["installed"] == {"tools": 5}, "version 5 installed", timeout=90)
-        latest = self.assert_contiguous_with_one_message_each(b)
-        self.assertEqual(latest, 5)
+            ag.wait(lambda s: s["installed"] == {"tools": version}, f"version {version} installed", timeout=90)
+        self.assertEqual(self.assert_contiguous_with_one_message_each(b), version)
         for ag in agents:
             msgs = b.cli("messages", "--client", ag.client(), "--code", "4006", "--limit", "1000")["messages"]
             versions = [m.get("version") for m in msgs]
             self.assertEqual(len(versions), len(set(versions)), msgs)
             self.assertTrue(all(m.get("count", 1) == 1 for m in msgs), msgs)
-            self.assertIn(5, versions)
+            self.assertIn(version, versions)
         # The library verifies whole.
         code, report, _ = run_depot("repo", "verify", os.path.join(self.cluster.data, "library"), json_out=True,
                                     check=False)
