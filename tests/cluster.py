@@ -2,11 +2,9 @@
 catalog and one data directory (docs/scale-out.md), for the scale-out tests."""
 import os
 import re
-import shutil
-import socket
 import subprocess
 
-from harness import SiteProcess, free_port, new_postgres_catalog, run_depot, wait_until
+from harness import Nginx, SiteProcess, free_port, new_postgres_catalog, run_depot, run_nginx
 
 
 class SiteNode(SiteProcess):
@@ -76,32 +74,15 @@ class SiteCluster:
         return flags
 
 
-class Balancer:
+class Balancer(Nginx):
     """A real nginx in front of `urls`, as an operator would put one: a backend that
     refuses connections or answers 502/503/504 is skipped for the next."""
 
     def __init__(self, workdir, urls):
         self.dir = os.path.join(workdir, "balancer")
-        os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
         servers = "".join(f"    server {u.split('://', 1)[1]} max_fails=1 fail_timeout=2s;\n" for u in urls)
-        user = "user root;" if os.geteuid() == 0 else ""
-        conf = os.path.join(self.dir, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(f"""
-{user}
-worker_processes 1;
-daemon off;
-error_log {self.dir}/error.log;
-pid {self.dir}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-  access_log {self.dir}/access.log;
-  client_body_temp_path {self.dir};
-  proxy_temp_path {self.dir};
-  fastcgi_temp_path {self.dir};
-  uwsgi_temp_path {self.dir};
-  scgi_temp_path {self.dir};
+        self.proc = run_nginx(self.dir, self.port, f"""
   upstream site {{
 {servers}  }}
   server {{
@@ -115,28 +96,5 @@ http {{
       proxy_request_buffering off;
       proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;
     }}
-  }}
-}}
-""")
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        self.proc = subprocess.Popen([nginx, "-c", conf, "-p", self.dir],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def listening():
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                if self.proc.poll() is not None:
-                    with open(os.path.join(self.dir, "error.log")) as log:
-                        raise RuntimeError("nginx failed: " + log.read())
-                return False
-        wait_until(listening, "the balancer listening", timeout=10)
+  }}""")
         self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()

@@ -159,6 +159,48 @@ def describe_tree(root):
     return out
 
 
+def run_nginx(workdir, port, server_block):
+    """A real nginx in `workdir` on 127.0.0.1:`port` with `server_block` (the inside of
+    its `http {}` after the common settings): the process, once it listens."""
+    os.makedirs(workdir, exist_ok=True)
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(conf, "w") as f:
+        # As root, nginx would hand requests to an unprivileged worker that cannot
+        # enter the test's private temp dir.
+        user = "user root;" if os.geteuid() == 0 else ""
+        f.write(f"""
+{user}
+worker_processes 1;
+daemon off;
+error_log {workdir}/error.log;
+pid {workdir}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+  access_log {workdir}/access.log;
+  client_body_temp_path {workdir};
+  proxy_temp_path {workdir};
+  fastcgi_temp_path {workdir};
+  uwsgi_temp_path {workdir};
+  scgi_temp_path {workdir};
+{server_block}
+}}
+""")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = subprocess.Popen([nginx, "-c", conf, "-p", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def listening():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            if proc.poll() is not None:
+                with open(os.path.join(workdir, "error.log")) as log:
+                    raise RuntimeError("nginx failed: " + log.read())
+            return False
+    wait_until(listening, "nginx listening", timeout=10)
+    return proc
+
+
 class Nginx:
     """A real nginx serving `root` on `port` (default: a free one) of loopback; its
     access log is `access_log`."""
@@ -166,50 +208,16 @@ class Nginx:
     def __init__(self, root, workdir, port=None):
         self.root = root
         self.dir = os.path.join(workdir, "nginx")
-        os.makedirs(self.dir, exist_ok=True)
         self.port = port or free_port()
         self.access_log = os.path.join(self.dir, "access.log")
-        conf = os.path.join(self.dir, "nginx.conf")
-        with open(conf, "w") as f:
-            # As root, nginx would hand requests to an unprivileged worker that cannot
-            # enter the test's private temp dir.
-            user = "user root;" if os.geteuid() == 0 else ""
-            f.write(f"""
-{user}
-worker_processes 1;
-daemon off;
-error_log {self.dir}/error.log;
-pid {self.dir}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
+        self.proc = run_nginx(self.dir, self.port, f"""
   sendfile on;
-  access_log {self.dir}/access.log;
   default_type application/octet-stream;
-  client_body_temp_path {self.dir};
-  proxy_temp_path {self.dir};
-  fastcgi_temp_path {self.dir};
-  uwsgi_temp_path {self.dir};
-  scgi_temp_path {self.dir};
   server {{
     listen 127.0.0.1:{self.port};
     root {root};
     location / {{ }}
-  }}
-}}
-""")
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        self.proc = subprocess.Popen([nginx, "-c", conf, "-p", self.dir],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        def listening():
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                if self.proc.poll() is not None:
-                    with open(os.path.join(self.dir, "error.log")) as log:
-                        raise RuntimeError("nginx failed: " + log.read())
-                return False
-        wait_until(listening, "nginx listening", timeout=10)
+  }}""")
         self.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self):

@@ -50,6 +50,14 @@ void AppendCanonical(const Value& v, std::string* out) {
   }
 }
 
+// Every row of `table`, its columns in *columns' order.
+core::Result<Rows> SelectAll(Tx& tx, const std::string& table, std::vector<std::string>* columns) {
+  DEPOT_ASSIGN_OR_RETURN(*columns, Columns(tx, table));
+  std::string select;
+  for (const auto& c : *columns) select += (select.empty() ? "" : ", ") + Quote(c);
+  return tx.Query("SELECT " + select + " FROM " + Quote(table));
+}
+
 }  // namespace
 
 core::Result<std::vector<std::string>> ListTables(Db* db) {
@@ -71,11 +79,8 @@ core::Result<std::map<std::string, TableDigest>> DigestTables(
   Status s = db->Transaction(
       [&](Tx& tx) -> Status {
         for (const std::string& table : tables) {
-          DEPOT_ASSIGN_OR_RETURN(std::vector<std::string> columns, Columns(tx, table));
-          std::string select;
-          for (const auto& c : columns) select += (select.empty() ? "" : ", ") + Quote(c);
-          DEPOT_ASSIGN_OR_RETURN(Rows rows,
-                                 tx.Query("SELECT " + select + " FROM " + Quote(table)));
+          std::vector<std::string> columns;
+          DEPOT_ASSIGN_OR_RETURN(Rows rows, SelectAll(tx, table, &columns));
           // A sum of row hashes (two 64-bit lanes): the order rows come in is the
           // backend's and does not matter; each row counts once per occurrence.
           std::array<std::uint64_t, 2> sum{};
@@ -110,10 +115,8 @@ core::Result<std::map<std::string, std::int64_t>> CopyTables(
   Status read = from->Transaction(
       [&](Tx& tx) -> Status {
         for (const std::string& table : tables) {
-          DEPOT_ASSIGN_OR_RETURN(std::vector<std::string> columns, Columns(tx, table));
-          std::string select;
-          for (const auto& c : columns) select += (select.empty() ? "" : ", ") + Quote(c);
-          DEPOT_ASSIGN_OR_RETURN(Rows rows, tx.Query("SELECT " + select + " FROM " + Quote(table)));
+          std::vector<std::string> columns;
+          DEPOT_ASSIGN_OR_RETURN(Rows rows, SelectAll(tx, table, &columns));
           data[table] = {std::move(columns), std::move(rows)};
         }
         return Status::Ok();

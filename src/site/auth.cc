@@ -12,7 +12,10 @@ using core::Status;
 
 namespace {
 
-constexpr auto kCacheTtl = std::chrono::seconds(5);
+// A revocation or removal empties the token cache of every process at once (a
+// "tokens" notification, processes.h); the lifetime bounds what a lost notification
+// could leave, and re-reads expiry and revocation for anything edited by hand.
+constexpr auto kCacheTtl = std::chrono::seconds(60);
 constexpr auto kLastUseInterval = std::chrono::seconds(60);
 
 // The role as it appears inside a token's text: RoleName without the dash, so a

@@ -22,9 +22,11 @@ void SeenDp(SiteContext& ctx, std::int64_t dp_id) {
 
 namespace {
 
-// Sets `column` of each row of `table` (by id) to its time, where that is later.
+// Sets `column` of each row of `table` (by id) to its time, where that is at least
+// `step_ms` later (a row is found by its key and left alone otherwise: no write).
 Status UpdateTimes(catalog::Tx& tx, const std::string& table, const std::string& column,
-                   const std::unordered_map<std::int64_t, std::int64_t>& times) {
+                   const std::unordered_map<std::int64_t, std::int64_t>& times,
+                   std::int64_t step_ms) {
   constexpr std::size_t kPerStatement = 500;
   auto it = times.begin();
   while (it != times.end()) {
@@ -35,11 +37,12 @@ Status UpdateTimes(catalog::Tx& tx, const std::string& table, const std::string&
       ints.push_back(it->first);
       ints.push_back(it->second);
     }
+    ints.push_back(step_ms);
     const catalog::Params params(ints.begin(), ints.end());
     DEPOT_RETURN_IF_ERROR(
         tx.Exec("UPDATE " + table + " SET " + column + " = v.ms FROM (VALUES " + values +
                     ") AS v(id, ms) WHERE " + table + ".id = v.id AND (" + table + "." + column +
-                    " IS NULL OR " + table + "." + column + " < v.ms)",
+                    " IS NULL OR " + table + "." + column + " <= v.ms - ?)",
                 params)
             .status());
   }
@@ -73,8 +76,11 @@ void FlushSeen(SiteContext& ctx) {
     }
     // Many rows per statement: one round trip per few hundred clients, not per client
     // (on PostgreSQL each statement is one; a fleet's flush is thousands of rows).
-    DEPOT_RETURN_IF_ERROR(UpdateTimes(tx, "clients", "last_seen_at", clients));
-    return UpdateTimes(tx, "tokens", "last_used_at", tokens);
+    // A client's last sighting to the minute: a fleet polling every minute would
+    // otherwise rewrite every client row every minute (the offline threshold is an hour).
+    DEPOT_RETURN_IF_ERROR(UpdateTimes(tx, "clients", "last_seen_at", clients, 60'000));
+    // Tokens are noted at most once a minute already (Authenticate).
+    return UpdateTimes(tx, "tokens", "last_used_at", tokens, 1);
   });
   if (!s.ok() && !s.IsNotFound()) {
     core::Log(core::LogLevel::kWarn, "site.last_seen_failed", {{"error", s.ToString()}});

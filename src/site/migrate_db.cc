@@ -1,16 +1,12 @@
 #include "site/migrate_db.h"
 
-#include <signal.h>
-#include <unistd.h>
-
-#include <cerrno>
-
 #include "catalog/copy.h"
 #include "catalog/migrate.h"
 #include "catalog/schema.h"
 #include "core/log.h"
 #include "core/path.h"
 #include "site/config.h"
+#include "site/processes.h"
 
 namespace depot::site {
 
@@ -20,9 +16,7 @@ namespace {
 
 // InvalidArgument naming a process of the site that still runs.
 Status CheckStopped(catalog::Db* db, core::Clock* clock, const SiteConfig& config) {
-  char name[256] = {};
-  ::gethostname(name, sizeof(name) - 1);
-  const std::string host = name;
+  const std::string host = ProcessHost();
   const std::int64_t now = core::UnixMillis(clock->Now());
   const std::int64_t ttl =
       std::chrono::duration_cast<std::chrono::milliseconds>(config.lease_ttl).count();
@@ -30,8 +24,7 @@ Status CheckStopped(catalog::Db* db, core::Clock* clock, const SiteConfig& confi
                          db->Query("SELECT host, pid, seen_at, url FROM site_processes"));
   for (const auto& r : rows) {
     const bool here = r.Text(0) == host;
-    const bool alive = here ? !(::kill(static_cast<pid_t>(r.Int(1)), 0) != 0 && errno == ESRCH)
-                            : r.Int(2) >= now - ttl;
+    const bool alive = here ? !PidGone(r.Int(1)) : r.Int(2) >= now - ttl;
     if (alive) {
       return Status::InvalidArgument("the site is running (pid " + std::to_string(r.Int(1)) +
                                      " on " + r.Text(0) + (r.Text(3).empty() ? "" : ", " + r.Text(3)) +

@@ -12,18 +12,19 @@ namespace depot::site {
 
 using core::Status;
 
-namespace {
-
-std::string HostName() {
+std::string ProcessHost() {
   char name[256] = {};
   ::gethostname(name, sizeof(name) - 1);
-  return name;
+  char ns[64] = {};
+  const ssize_t n = ::readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
+  return std::string(name) + (n > 0 ? " " + std::string(ns, static_cast<std::size_t>(n)) : "");
 }
 
-// Whether process `pid` of this host is gone (not merely someone else's).
 bool PidGone(std::int64_t pid) {
   return pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
 }
+
+namespace {
 
 std::int64_t TtlMs(const SiteContext& ctx) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.lease_ttl).count();
@@ -48,7 +49,7 @@ void SiteContext::Changed() {
 }
 
 Status RegisterProcess(SiteContext& ctx) {
-  const std::string host = HostName();
+  const std::string host = ProcessHost();
   const std::int64_t now = ctx.NowMs();
   return ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
     DEPOT_ASSIGN_OR_RETURN(
@@ -84,7 +85,7 @@ void Heartbeat(SiteContext& ctx) {
     return tx
         .Exec("INSERT INTO site_processes (id, host, pid, url, started_at, seen_at) "
               "VALUES (?, ?, ?, ?, ?, ?)",
-              {ctx.process_id, HostName(), static_cast<std::int64_t>(::getpid()), ctx.public_url,
+              {ctx.process_id, ProcessHost(), static_cast<std::int64_t>(::getpid()), ctx.public_url,
                now, now})
         .status();
   });

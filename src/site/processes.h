@@ -34,6 +34,12 @@
 
 namespace depot::site {
 
+// Where a pid names one process (site_processes.host): the host name and the pid
+// namespace, so containers or machines that share a host name still differ.
+std::string ProcessHost();
+// Whether process `pid` of this ProcessHost() is gone (not merely another user's).
+bool PidGone(std::int64_t pid);
+
 // Adds this process to site_processes (after removing the rows of processes of this
 // host that are gone). Errors from the catalog.
 core::Status RegisterProcess(SiteContext& ctx);

@@ -369,7 +369,6 @@ void Site::Stop() {
     if (worker_->thread.joinable()) worker_->thread.join();
     if (worker_->heartbeat.joinable()) worker_->heartbeat.join();
     worker_.reset();
-    UnregisterProcess(*ctx_);  // its leases pass on at once
   }
   if (server_) {
     server_->Stop();
@@ -384,6 +383,9 @@ void Site::Stop() {
     Status s = ctx_->intake->Flush();
     if (!s.ok())
       core::Log(core::LogLevel::kError, "site.upload_commit_failed", {{"error", s.ToString()}});
+    // Last: requests in flight may have reserved versions in this process's name. Its
+    // leases pass on at once.
+    UnregisterProcess(*ctx_);
   }
 }
 
