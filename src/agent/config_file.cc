@@ -79,10 +79,10 @@ Status LoadAgentConfig(core::Env* env, const std::string& data_dir, AgentConfig*
   struct {
     const char* key;
     core::Duration* out;
-  } durs[] = {{"poll_interval", &c->poll_interval}, {"long_poll", &c->long_poll},
-              {"purge_grace", &c->purge_grace},
-              {"stall_timeout", &c->stall_timeout}, {"retry_base", &c->retry_base},
-              {"retry_max", &c->retry_max},         {"source_penalty", &c->source_penalty}};
+  } durs[] = {{"poll_interval", &c->poll_interval},  {"long_poll", &c->long_poll},
+              {"purge_grace", &c->purge_grace},      {"stall_timeout", &c->stall_timeout},
+              {"retry_base", &c->retry_base},        {"retry_max", &c->retry_max},
+              {"source_penalty", &c->source_penalty}};
   for (auto& d : durs) {
     auto v = DurFrom(j, d.key, *d.out);
     if (!v.ok()) return v.status().WithContext(path);

@@ -20,7 +20,7 @@
 namespace depot::agent {
 
 struct AgentConfig {
-  std::string site;                         // site base URL
+  std::string site;  // site base URL
   // More URLs of the same site (its other processes, docs/scale-out.md), tried in turn
   // when one fails.
   std::vector<std::string> more_sites;
@@ -45,11 +45,11 @@ struct AgentConfig {
 // Settings given on the command line: each one that is set replaces the stored one
 // (and is saved), so a later start with fewer flags keeps the rest.
 struct AgentOverrides {
-  std::string site, ca, name;  // "" = keep
+  std::string site, ca, name;                          // "" = keep
   std::optional<std::vector<std::string>> more_sites;  // replaces the saved list when set
   std::map<std::string, std::string> tags;
-  std::optional<core::Duration> poll_interval, long_poll, purge_grace, stall_timeout, retry_base, retry_max,
-      source_penalty;
+  std::optional<core::Duration> poll_interval, long_poll, purge_grace, stall_timeout, retry_base,
+      retry_max, source_penalty;
   std::optional<std::uint64_t> cache_max_bytes, max_rate;
   std::optional<unsigned> parallel;
   std::optional<int> max_attempts;

@@ -20,8 +20,8 @@ std::string Quote(const std::string& name) { return "\"" + name + "\""; }
 core::Result<std::vector<std::string>> Columns(Tx& tx, const std::string& table) {
   std::vector<std::string> out;
   if (tx.dialect() == Dialect::kSqlite) {
-    DEPOT_ASSIGN_OR_RETURN(Rows rows, tx.Query("SELECT name FROM pragma_table_info(?) ORDER BY cid",
-                                               {table}));
+    DEPOT_ASSIGN_OR_RETURN(Rows rows,
+                           tx.Query("SELECT name FROM pragma_table_info(?) ORDER BY cid", {table}));
     for (const auto& r : rows) out.push_back(r.Text(0));
   } else {
     DEPOT_ASSIGN_OR_RETURN(Rows rows, tx.Query("SELECT column_name FROM information_schema.columns "
@@ -127,7 +127,8 @@ core::Result<std::map<std::string, std::int64_t>> CopyTables(
     copied.clear();
     // Emptied children first (reverse creation order), filled parents first.
     for (auto it = tables.rbegin(); it != tables.rend(); ++it) {
-      DEPOT_RETURN_IF_ERROR(tx.Exec("DELETE FROM " + Quote(*it)).status().WithContext("emptying " + *it));
+      DEPOT_RETURN_IF_ERROR(
+          tx.Exec("DELETE FROM " + Quote(*it)).status().WithContext("emptying " + *it));
     }
     for (const std::string& table : tables) {
       const auto& [columns, rows] = data[table];

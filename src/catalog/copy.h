@@ -25,14 +25,14 @@ struct TableDigest {
   bool operator==(const TableDigest&) const = default;
 };
 // The digest of each of `tables`.
-core::Result<std::map<std::string, TableDigest>> DigestTables(Db* db,
-                                                              const std::vector<std::string>& tables);
+core::Result<std::map<std::string, TableDigest>> DigestTables(
+    Db* db, const std::vector<std::string>& tables);
 
 // Copies every row of `tables` from `from` into `to`, whose schema must be the same
 // (both migrated to one version): in one transaction of `to`, each table's rows
 // replaced by `from`'s, and on PostgreSQL identity columns moved past the copied ids.
 // Returns the rows copied per table. Errors from either database, naming the table.
-core::Result<std::map<std::string, std::int64_t>> CopyTables(Db* from, Db* to,
-                                                             const std::vector<std::string>& tables);
+core::Result<std::map<std::string, std::int64_t>> CopyTables(
+    Db* from, Db* to, const std::vector<std::string>& tables);
 
 }  // namespace depot::catalog

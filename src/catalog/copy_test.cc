@@ -53,11 +53,13 @@ TEST_F(CopyTest, EveryRowArrivesTheDigestsAgreeAndNewIdsContinueAfterTheCopied) 
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(*a, *b);
   // The meta rows the migrations wrote on the target were replaced, not doubled.
-  EXPECT_EQ(*pg_->QueryInt("SELECT COUNT(*) FROM meta"), *sqlite_->QueryInt("SELECT COUNT(*) FROM meta"));
+  EXPECT_EQ(*pg_->QueryInt("SELECT COUNT(*) FROM meta"),
+            *sqlite_->QueryInt("SELECT COUNT(*) FROM meta"));
   // The next package gets an id past every copied one.
   auto max_id = sqlite_->QueryInt("SELECT MAX(id) FROM packages");
   ASSERT_TRUE(pg_->Transaction([](Tx& tx) {
-                   return tx.Exec("INSERT INTO packages (name, uid, created_at) VALUES ('new', 'u', 1)")
+                   return tx
+                       .Exec("INSERT INTO packages (name, uid, created_at) VALUES ('new', 'u', 1)")
                        .status();
                  })
                   .ok());
@@ -67,11 +69,11 @@ TEST_F(CopyTest, EveryRowArrivesTheDigestsAgreeAndNewIdsContinueAfterTheCopied) 
 TEST_F(CopyTest, ADigestTellsARowThatDiffers) {
   auto tables = ListTables(sqlite_.get());
   ASSERT_TRUE(CopyTables(sqlite_.get(), pg_.get(), *tables).ok());
-  ASSERT_TRUE(pg_->Transaction([](Tx& tx) {
-                   return tx.Exec("UPDATE packages SET description = 'x' WHERE name = 'ünïcode'")
-                       .status();
-                 })
-                  .ok());
+  ASSERT_TRUE(
+      pg_->Transaction([](Tx& tx) {
+           return tx.Exec("UPDATE packages SET description = 'x' WHERE name = 'ünïcode'").status();
+         })
+          .ok());
   auto a = DigestTables(sqlite_.get(), {"packages"});
   auto b = DigestTables(pg_.get(), {"packages"});
   EXPECT_EQ(a->at("packages").rows, b->at("packages").rows);

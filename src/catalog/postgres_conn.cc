@@ -51,7 +51,7 @@ std::string DescribeConninfo(const std::string& conninfo) {
 }
 
 core::Result<std::unique_ptr<Conn>> PgConnect(const std::string& conninfo,
-                                           const std::string& described) {
+                                              const std::string& described) {
   auto conn = std::make_unique<Conn>();
   conn->pg = PQconnectdb(conninfo.c_str());
   if (conn->pg == nullptr) return Status::IOError("connect to " + described + ": out of memory");
@@ -73,6 +73,5 @@ core::Result<std::unique_ptr<Conn>> PgConnect(const std::string& conninfo,
   }
   return conn;
 }
-
 
 }  // namespace depot::catalog

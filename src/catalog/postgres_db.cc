@@ -224,8 +224,7 @@ class PgDb final : public Db {
       lock_pool_.Release(std::move(conn), !broken);
       return s;
     }
-    return std::unique_ptr<NamedLock>(
-        std::make_unique<PgLock>(&lock_pool_, std::move(conn), key));
+    return std::unique_ptr<NamedLock>(std::make_unique<PgLock>(&lock_pool_, std::move(conn), key));
   }
 
   Status Transaction(const std::function<Status(Tx&)>& fn, Mode mode) override {

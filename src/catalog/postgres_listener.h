@@ -48,9 +48,9 @@ class PgListener {
   int wake_fd_ = -1;  // an eventfd the destructor writes to end the socket wait
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;        // under mu_
-  bool attempted_ = false;   // under mu_: the first attempt is over
-  int connections_ = 0;      // under mu_
+  bool stop_ = false;       // under mu_
+  bool attempted_ = false;  // under mu_: the first attempt is over
+  int connections_ = 0;     // under mu_
   std::thread thread_;
 };
 

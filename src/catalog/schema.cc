@@ -328,10 +328,8 @@ ALTER TABLE versions ADD COLUMN reserved_by TEXT;
 
 const std::vector<Migration>& SiteMigrations() {
   static const std::vector<Migration> kMigrations = {
-      {1, "initial schema", kV1},
-      {2, "reports steer distribution", kV2},
-      {3, "hierarchy of sites", kV3},
-      {4, "DP bandwidth schedules", kV4},
+      {1, "initial schema", kV1},         {2, "reports steer distribution", kV2},
+      {3, "hierarchy of sites", kV3},     {4, "DP bandwidth schedules", kV4},
       {5, "several site processes", kV5},
   };
   return kMigrations;

@@ -123,11 +123,11 @@ TEST_F(PgSignalsTest, AListenerThatLostItsConnectionSaysSoAndListensAgain) {
   // The server ends the listener's session, as a restart or a network cut would.
   ASSERT_TRUE(a_->Transaction([](Tx& tx) {
                   return tx
-                      .Query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-                             "datname = current_database() AND query LIKE 'LISTEN%'")
+                      .Query(
+                          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                          "datname = current_database() AND query LIKE 'LISTEN%'")
                       .status();
-                })
-                  .ok());
+                }).ok());
   // "" once it listens again: what was sent meanwhile may be lost.
   EXPECT_EQ(inbox.WaitFor(1), std::vector<std::string>{""});
   ASSERT_TRUE(a_->Notify("changed").ok());
@@ -163,8 +163,8 @@ TEST_P(SignalsTest, ANamedLockExcludesOtherHoldersUntilReleased) {
   if (GetParam() == Dialect::kPostgres) {
     // The second holder is queued at the server (pg_locks shows it not granted).
     for (int i = 0; i < 3000; ++i) {
-      auto n = a_->QueryInt(
-          "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+      auto n =
+          a_->QueryInt("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
       ASSERT_TRUE(n.ok());
       if (*n == 1) break;
       std::this_thread::yield();

@@ -50,9 +50,8 @@ core::Result<agent::AgentOverrides> ConfigFromFlags(const RunFlags& f) {
   }
   for (auto [text, out] :
        {std::pair{&f.poll_interval, &c.poll_interval}, std::pair{&f.long_poll, &c.long_poll},
-        std::pair{&f.purge_grace, &c.purge_grace},
-        std::pair{&f.stall_timeout, &c.stall_timeout}, std::pair{&f.retry_base, &c.retry_base},
-        std::pair{&f.source_penalty, &c.source_penalty}}) {
+        std::pair{&f.purge_grace, &c.purge_grace}, std::pair{&f.stall_timeout, &c.stall_timeout},
+        std::pair{&f.retry_base, &c.retry_base}, std::pair{&f.source_penalty, &c.source_penalty}}) {
     if (text->empty()) continue;
     // A bare number is seconds, as in --poll-interval 5.
     std::string t = *text;

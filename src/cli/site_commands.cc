@@ -72,13 +72,18 @@ int RunSiteMigrateDb(const std::string& data, const std::string& to, bool json) 
   std::int64_t rows = 0;
   for (const auto& [table, n] : r->rows) rows += n;
   if (json) {
-    PrintJson({{"from", r->from}, {"to", r->to}, {"tables", r->rows}, {"rows", rows},
-               {"verified", true}, {"config", r->config_path}});
+    PrintJson({{"from", r->from},
+               {"to", r->to},
+               {"tables", r->rows},
+               {"rows", rows},
+               {"verified", true},
+               {"config", r->config_path}});
   } else {
-    std::printf("copied %lld rows of %zu tables from %s to %s, verified; %s now names %s\n"
-                "(the SQLite file stays as the copy from before the move)\n",
-                static_cast<long long>(rows), r->rows.size(), r->from.c_str(), r->to.c_str(),
-                r->config_path.c_str(), r->to.c_str());
+    std::printf(
+        "copied %lld rows of %zu tables from %s to %s, verified; %s now names %s\n"
+        "(the SQLite file stays as the copy from before the move)\n",
+        static_cast<long long>(rows), r->rows.size(), r->from.c_str(), r->to.c_str(),
+        r->config_path.c_str(), r->to.c_str());
   }
   return kExitOk;
 }

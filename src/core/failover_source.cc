@@ -63,18 +63,17 @@ Status FailoverSource::FetchMany(
     std::vector<std::size_t> unreachable;
     Status first_error;
     bool stopped = false;
-    Status s = sources_[at]->FetchMany(
-        batch, parallel, [&](std::size_t k, Result<std::string> r) {
-          if (!last && !r.ok() && r.status().IsUnavailable()) {
-            // Held back for the next source (unless this is the last one to try).
-            if (first_error.ok()) first_error = r.status();
-            unreachable.push_back(pending[k]);
-            return true;
-          }
-          if (r.ok()) CountBytes(r->size());
-          if (!on_done(pending[k], std::move(r))) stopped = true;
-          return !stopped;
-        });
+    Status s = sources_[at]->FetchMany(batch, parallel, [&](std::size_t k, Result<std::string> r) {
+      if (!last && !r.ok() && r.status().IsUnavailable()) {
+        // Held back for the next source (unless this is the last one to try).
+        if (first_error.ok()) first_error = r.status();
+        unreachable.push_back(pending[k]);
+        return true;
+      }
+      if (r.ok()) CountBytes(r->size());
+      if (!on_done(pending[k], std::move(r))) stopped = true;
+      return !stopped;
+    });
     if (unreachable.empty() || stopped) {
       if (s.ok() && !stopped) {
         std::lock_guard<std::mutex> lock(mu_);
@@ -93,6 +92,8 @@ Status FailoverSource::FetchMany(
   }
 }
 
-void FailoverSource::Recycle(std::string buffer) { sources_[Current()]->Recycle(std::move(buffer)); }
+void FailoverSource::Recycle(std::string buffer) {
+  sources_[Current()]->Recycle(std::move(buffer));
+}
 
 }  // namespace depot::core

@@ -100,8 +100,9 @@ TEST_F(FailoverSourceTest, AManyFetchDeliversEachRequestOnceWithTheFailedOnesFro
     return true;
   });
   ASSERT_TRUE(s.ok()) << s.ToString();
-  EXPECT_EQ(got, (std::map<std::size_t, std::string>{
-                     {0, "xx"}, {1, "yy"}, {2, "zz"}, {3, std::string(CodeName(Code::kNotFound))}}));
+  EXPECT_EQ(got,
+            (std::map<std::size_t, std::string>{
+                {0, "xx"}, {1, "yy"}, {2, "zz"}, {3, std::string(CodeName(Code::kNotFound))}}));
   EXPECT_EQ(source_->Describe(), "b");
 }
 

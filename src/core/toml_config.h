@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <set>
 #include <string>
-#include <vector>
 #include <string_view>
+#include <vector>
 
 #include "core/clock.h"
 #include "core/env.h"

@@ -59,11 +59,13 @@ Status SaveDpConfig(core::Env* env, const std::string& data_dir, const DpConfig&
   o << "# depot distribution point (docs/dp.md). Holds this DP's token: keep it 0600.\n"
     << "site = " << TomlQuote(c.site) << "\n"
     << "# Other URLs of the same site (its other processes), tried in turn on failure.\n"
-    << "more_sites = [" << [&] {
-         std::string list;
-         for (const auto& u : c.more_sites) list += (list.empty() ? "" : ", ") + TomlQuote(u);
-         return list;
-       }() << "]\n"
+    << "more_sites = [" <<
+      [&] {
+        std::string list;
+        for (const auto& u : c.more_sites) list += (list.empty() ? "" : ", ") + TomlQuote(u);
+        return list;
+      }()
+    << "]\n"
     << "token = " << TomlQuote(c.token) << "\n"
     << "upstream = " << TomlQuote(c.upstream) << "\n"
     << "listen = " << TomlQuote(c.listen) << "\n"

@@ -35,7 +35,7 @@
 namespace depot::dp {
 
 struct DpConfig {
-  std::string site;      // site base URL, e.g. https://site:8443
+  std::string site;  // site base URL, e.g. https://site:8443
   // More URLs of the same site (its other processes, docs/scale-out.md): the DP moves
   // to the next when one fails, for the site's API and (without upstream) content.
   std::vector<std::string> more_sites;

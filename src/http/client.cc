@@ -70,7 +70,8 @@ Client::Client(std::vector<std::string> bases, ClientOptions options)
     : bases_(std::move(bases)), options_(std::move(options)), impl_(new Impl) {
   core::Clock* clock = options_.clock != nullptr ? options_.clock : core::Clock::Real();
   for (std::size_t i = 0; i < bases_.size(); ++i)
-    backoffs_.emplace_back(clock, core::BackoffPolicy{std::chrono::seconds(1), std::chrono::minutes(1)});
+    backoffs_.emplace_back(clock,
+                           core::BackoffPolicy{std::chrono::seconds(1), std::chrono::minutes(1)});
 }
 
 Client::~Client() = default;
@@ -106,8 +107,8 @@ core::Result<ClientResponse> Client::Do(std::string_view method, std::string_vie
   const bool idempotent = method == "GET" || method == "HEAD";
   for (std::size_t tried = 0;; ++tried) {
     bool sent = false;
-    auto r = DoOnce(bases_[current_], method, target, body, content_type, extra_headers,
-                    timeout_s, &sent);
+    auto r = DoOnce(bases_[current_], method, target, body, content_type, extra_headers, timeout_s,
+                    &sent);
     const bool stopping = abort_ != nullptr && abort_->load();
     const long code = r.ok() ? r->status : 0;
     const bool failed = r.ok() ? code == 502 || code == 503 || code == 504

@@ -87,8 +87,8 @@ class Client {
   core::Result<ClientResponse> DoOnce(const std::string& base, std::string_view method,
                                       std::string_view target, std::string_view body,
                                       std::string_view content_type,
-                                      const std::vector<std::string>& extra_headers,
-                                      long timeout_s, bool* sent);
+                                      const std::vector<std::string>& extra_headers, long timeout_s,
+                                      bool* sent);
   // The next URL after the current one that is not backing off; npos when none.
   std::size_t NextDue() const;
   std::vector<std::string> bases_;

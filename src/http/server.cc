@@ -514,8 +514,7 @@ core::Result<std::unique_ptr<Server>> Server::Start(Handler* handler,
   impl->host = local.address().is_unspecified() ? (local.address().is_v6() ? "::1" : "127.0.0.1")
                                                 : local.address().to_string();
   if (!options.access_log.empty()) DEPOT_RETURN_IF_ERROR(impl->access_log.Open(options.access_log));
-  impl->metrics.SetUp(options.metrics, options.metrics_prefix, &impl->connections,
-                      &impl->parked);
+  impl->metrics.SetUp(options.metrics, options.metrics_prefix, &impl->connections, &impl->parked);
   impl->RunThreads();
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }

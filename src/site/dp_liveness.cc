@@ -39,12 +39,12 @@ Status UpdateTimes(catalog::Tx& tx, const std::string& table, const std::string&
     }
     ints.push_back(step_ms);
     const catalog::Params params(ints.begin(), ints.end());
-    DEPOT_RETURN_IF_ERROR(
-        tx.Exec("UPDATE " + table + " SET " + column + " = v.ms FROM (VALUES " + values +
-                    ") AS v(id, ms) WHERE " + table + ".id = v.id AND (" + table + "." + column +
-                    " IS NULL OR " + table + "." + column + " <= v.ms - ?)",
-                params)
-            .status());
+    DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE " + table + " SET " + column + " = v.ms FROM (VALUES " +
+                                      values + ") AS v(id, ms) WHERE " + table +
+                                      ".id = v.id AND (" + table + "." + column + " IS NULL OR " +
+                                      table + "." + column + " <= v.ms - ?)",
+                                  params)
+                              .status());
   }
   return Status::Ok();
 }

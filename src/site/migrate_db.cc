@@ -27,7 +27,8 @@ Status CheckStopped(catalog::Db* db, core::Clock* clock, const SiteConfig& confi
     const bool alive = here ? !PidGone(r.Int(1)) : r.Int(2) >= now - ttl;
     if (alive) {
       return Status::InvalidArgument("the site is running (pid " + std::to_string(r.Int(1)) +
-                                     " on " + r.Text(0) + (r.Text(3).empty() ? "" : ", " + r.Text(3)) +
+                                     " on " + r.Text(0) +
+                                     (r.Text(3).empty() ? "" : ", " + r.Text(3)) +
                                      "): stop every `depot site serve` of it, then run migrate-db "
                                      "again");
     }
@@ -48,7 +49,8 @@ core::Result<MigrateDbResult> MigrateCatalogToPostgres(core::Env* env, core::Clo
                                    config.db.substr(0, config.db.find('@')) +
                                    "...); migrate-db moves an SQLite catalog");
   }
-  if (to.empty()) return Status::InvalidArgument("--to is required: a PostgreSQL connection string");
+  if (to.empty())
+    return Status::InvalidArgument("--to is required: a PostgreSQL connection string");
   const std::string sqlite_path = core::JoinPath(data_dir, kSiteCatalogFile);
   DEPOT_ASSIGN_OR_RETURN(auto from, catalog::Db::OpenSqlite(sqlite_path));
   // The source at this binary's schema, so both sides have the same tables.
@@ -59,7 +61,8 @@ core::Result<MigrateDbResult> MigrateCatalogToPostgres(core::Env* env, core::Clo
   out.to = dest->Describe();
   DEPOT_ASSIGN_OR_RETURN(int schema, catalog::SchemaVersion(dest.get()));
   if (schema != 0) {
-    return Status::InvalidArgument(out.to + " is not empty (it holds a depot catalog): give "
+    return Status::InvalidArgument(out.to +
+                                   " is not empty (it holds a depot catalog): give "
                                    "--to a new, empty database");
   }
   DEPOT_RETURN_IF_ERROR(catalog::Migrate(dest.get(), catalog::SiteMigrations()));

@@ -16,7 +16,7 @@
 namespace depot::site {
 
 struct MigrateDbResult {
-  std::string from, to;                     // the databases, described without passwords
+  std::string from, to;                      // the databases, described without passwords
   std::map<std::string, std::int64_t> rows;  // copied and verified, per table
   std::string config_path;                   // site.toml, now naming `to`
 };

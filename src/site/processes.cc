@@ -52,8 +52,8 @@ Status RegisterProcess(SiteContext& ctx) {
   const std::string host = ProcessHost();
   const std::int64_t now = ctx.NowMs();
   return ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-    DEPOT_ASSIGN_OR_RETURN(
-        catalog::Rows rows, tx.Query("SELECT id, pid FROM site_processes WHERE host = ?", {host}));
+    DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
+                           tx.Query("SELECT id, pid FROM site_processes WHERE host = ?", {host}));
     for (const auto& r : rows) {
       if (!PidGone(r.Int(1))) continue;
       DEPOT_RETURN_IF_ERROR(
@@ -62,9 +62,10 @@ Status RegisterProcess(SiteContext& ctx) {
           tx.Exec("UPDATE leases SET expires_at = 0 WHERE holder = ?", {r.Text(0)}).status());
     }
     return tx
-        .Exec("INSERT INTO site_processes (id, host, pid, url, started_at, seen_at) "
-              "VALUES (?, ?, ?, '', ?, ?)",
-              {ctx.process_id, host, static_cast<std::int64_t>(::getpid()), now, now})
+        .Exec(
+            "INSERT INTO site_processes (id, host, pid, url, started_at, seen_at) "
+            "VALUES (?, ?, ?, '', ?, ?)",
+            {ctx.process_id, host, static_cast<std::int64_t>(::getpid()), now, now})
         .status();
   });
 }
@@ -72,9 +73,9 @@ Status RegisterProcess(SiteContext& ctx) {
 void Heartbeat(SiteContext& ctx) {
   const std::int64_t now = ctx.NowMs();
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-    DEPOT_ASSIGN_OR_RETURN(
-        std::int64_t n, tx.Exec("UPDATE site_processes SET seen_at = ?, url = ? WHERE id = ?",
-                                {now, ctx.public_url, ctx.process_id}));
+    DEPOT_ASSIGN_OR_RETURN(std::int64_t n,
+                           tx.Exec("UPDATE site_processes SET seen_at = ?, url = ? WHERE id = ?",
+                                   {now, ctx.public_url, ctx.process_id}));
     if (n > 0) {
       // Its leases stay its own while it lives (a job may run longer than the ttl).
       return tx
@@ -83,10 +84,11 @@ void Heartbeat(SiteContext& ctx) {
           .status();
     }
     return tx
-        .Exec("INSERT INTO site_processes (id, host, pid, url, started_at, seen_at) "
-              "VALUES (?, ?, ?, ?, ?, ?)",
-              {ctx.process_id, ProcessHost(), static_cast<std::int64_t>(::getpid()), ctx.public_url,
-               now, now})
+        .Exec(
+            "INSERT INTO site_processes (id, host, pid, url, started_at, seen_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            {ctx.process_id, ProcessHost(), static_cast<std::int64_t>(::getpid()), ctx.public_url,
+             now, now})
         .status();
   });
   if (!s.ok()) {
@@ -109,12 +111,12 @@ bool HoldLease(SiteContext& ctx, std::string_view name) {
   std::int64_t changed = 0;
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
     // Taken when free or lapsed, renewed when ours; left alone when another's.
-    DEPOT_ASSIGN_OR_RETURN(
-        changed, tx.Exec("INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) "
-                         "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
-                         "expires_at = excluded.expires_at "
-                         "WHERE leases.holder = excluded.holder OR leases.expires_at < ?",
-                         {std::string(name), ctx.process_id, now + TtlMs(ctx), now}));
+    DEPOT_ASSIGN_OR_RETURN(changed,
+                           tx.Exec("INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) "
+                                   "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                                   "expires_at = excluded.expires_at "
+                                   "WHERE leases.holder = excluded.holder OR leases.expires_at < ?",
+                                   {std::string(name), ctx.process_id, now + TtlMs(ctx), now}));
     return Status::Ok();
   });
   if (!s.ok()) {

@@ -213,7 +213,12 @@ struct Site::Worker {
 
 Site::Site() : ctx_(std::make_unique<SiteContext>()) {}
 
-Site::~Site() { Stop(); }
+Site::~Site() {
+  Stop();
+  // The catalog first: its listener thread delivers into the context's caches, which
+  // are destroyed before it otherwise.
+  if (ctx_) ctx_->db.reset();
+}
 
 core::Result<std::unique_ptr<Site>> Site::Open(core::Env* env, core::Clock* clock,
                                                const std::string& data_dir,

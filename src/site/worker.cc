@@ -51,9 +51,11 @@ void LoadChunkFilter(SiteContext& c) {
 
 // Whether a version reservation belongs to a process that is gone.
 bool OrphanedReservations(SiteContext& c) {
-  auto n = c.db->QueryInt("SELECT COUNT(*) FROM versions WHERE state = 'publishing' AND "
-                          "(reserved_by IS NULL OR NOT " + AliveSql("reserved_by") + ")",
-                          {LiveSince(c)});
+  auto n = c.db->QueryInt(
+      "SELECT COUNT(*) FROM versions WHERE state = 'publishing' AND "
+      "(reserved_by IS NULL OR NOT " +
+          AliveSql("reserved_by") + ")",
+      {LiveSince(c)});
   return n.ok() && *n > 0;
 }
 
@@ -124,6 +126,5 @@ void HeartbeatLoop(SiteContext& c, std::mutex& mu, std::condition_variable& cv, 
     Heartbeat(c);
   }
 }
-
 
 }  // namespace depot::site
