@@ -16,6 +16,7 @@
 #include "site/context.h"
 #include "site/distribution.h"
 #include "site/packages.h"
+#include "site/processes.h"
 #include "site/site.h"
 #include "site/site_fixture.h"
 #include "store/chunk_store.h"
@@ -216,6 +217,64 @@ TEST_P(SiteScheduleTest, DeletedContentIsCollectedOnceTheGracePeriodIsOverAndSha
     ASSERT_TRUE(has.ok());
     EXPECT_TRUE(*has) << "a chunk pb uses was collected";
   }
+}
+
+// Several processes on one catalog (processes.h): recovery gives back only the
+// reservations of processes that are gone, and a lease is one process's until it lapses.
+TEST_P(SiteScheduleTest, RecoveryResolvesOnlyReservationsOfGoneProcessesAndLeasesLapse) {
+  testing::WriteFileOrDie(dir_.Sub("t/a.txt"), "one\n");
+  CreatePackage("tools", dir_.Sub("t"));
+  const std::int64_t now = ctx_->NowMs();
+  const std::int64_t ttl = core::ToMillis(ctx_->config.lease_ttl);
+  auto exec = [&](const std::string& sql, const catalog::Params& p) {
+    ASSERT_TRUE(ctx_->db->Transaction([&](catalog::Tx& tx) { return tx.Exec(sql, p).status(); })
+                    .ok())
+        << sql;
+  };
+  exec("INSERT INTO site_processes (id, host, pid, url, started_at, seen_at) VALUES "
+       "('live', 'elsewhere', 1, '', ?, ?), ('silent', 'elsewhere', 2, '', ?, ?)",
+       {now, now, now - 2 * ttl, now - ttl - 1000});
+  const std::int64_t package = *ctx_->db->QueryInt("SELECT id FROM packages WHERE name = 'tools'");
+  for (auto [version, owner] : {std::pair<int, std::string>{2, "live"}, {3, "silent"},
+                                {4, ctx_->process_id}}) {
+    exec("INSERT INTO versions (package_id, version, state, created_at, reserved_by) VALUES "
+         "(?, ?, 'publishing', ?, ?)",
+         {package, version, now, owner});
+  }
+  auto reserved = [&] {
+    std::vector<std::int64_t> out;
+    auto rows = ctx_->db->Query(
+        "SELECT version FROM versions WHERE state = 'publishing' ORDER BY version");
+    EXPECT_TRUE(rows.ok());
+    for (const auto& r : *rows) out.push_back(r.Int(0));
+    return out;
+  };
+  // This process is mid-upload: its own reservation stays, as does the live one's.
+  ctx_->reserving = 1;
+  ASSERT_TRUE(RecoverVersions(*ctx_).ok());
+  EXPECT_EQ(reserved(), (std::vector<std::int64_t>{2, 4}));
+  // Its upload ended without recording version 4 (a failure that could not give the
+  // number back): recovered here too.
+  ctx_->reserving = 0;
+  ASSERT_TRUE(RecoverVersions(*ctx_).ok());
+  EXPECT_EQ(reserved(), (std::vector<std::int64_t>{2}));
+  // The live process falls silent for longer than the ttl.
+  clock_.Advance(ctx_->config.lease_ttl + milliseconds(1001));
+  Heartbeat(*ctx_);  // this one is still here
+  ASSERT_TRUE(RecoverVersions(*ctx_).ok());
+  EXPECT_EQ(reserved(), (std::vector<std::int64_t>{}));
+  EXPECT_EQ(*ctx_->db->QueryInt("SELECT MAX(version) FROM versions"), 1);
+
+  // A lease: taken, renewed by its holder, refused to another until it lapses.
+  EXPECT_TRUE(HoldLease(*ctx_, "housekeeping"));
+  EXPECT_TRUE(HoldLease(*ctx_, "housekeeping"));
+  const std::string me = ctx_->process_id;
+  ctx_->process_id = "other";
+  EXPECT_FALSE(HoldLease(*ctx_, "housekeeping"));
+  clock_.Advance(ctx_->config.lease_ttl + milliseconds(1));
+  EXPECT_TRUE(HoldLease(*ctx_, "housekeeping"));
+  ctx_->process_id = me;
+  EXPECT_FALSE(HoldLease(*ctx_, "housekeeping"));
 }
 
 }  // namespace

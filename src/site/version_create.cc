@@ -130,12 +130,30 @@ Status ReserveVersion(SiteContext& ctx, const std::string& name, bool create,
 
 using ChunkKnown = std::function<bool(const store::ChunkId&, std::uint64_t)>;
 
+// OK while the reservation `version_id` is still waiting to be signed; Unavailable
+// when recovery gave it back.
+Status ReservationHeld(SiteContext& ctx, std::int64_t version_id) {
+  auto n = ctx.db->QueryInt("SELECT COUNT(*) FROM versions WHERE id = ? AND state = 'publishing'",
+                            {version_id});
+  if (!n.ok()) return n.status();
+  if (*n == 0) {
+    return Status::Unavailable(
+        "the version number reserved for this upload was given back while this site process "
+        "stalled (another process took it for dead); upload again");
+  }
+  return Status::Ok();
+}
+
 // Signs the manifest into the targets; on failure gives the reserved number back.
 core::Result<repo::AddResult> SignVersion(SiteContext& ctx, const store::Manifest& m,
                                           std::int64_t version_id, const ChunkKnown& just_stored) {
   auto signer = LockSigner(ctx);
-  auto r = signer.ok() ? ctx.repo->PublishManifest(m, just_stored)
-                       : core::Result<repo::AddResult>(signer.status());
+  // Under the signer lock, as recovery runs: a process stalled for longer than the
+  // lease ttl may have been taken for dead and its reservation given back. Then it
+  // must not sign a number the catalog no longer holds for it.
+  Status held = signer.ok() ? ReservationHeld(ctx, version_id) : signer.status();
+  auto r = held.ok() ? ctx.repo->PublishManifest(m, just_stored)
+                     : core::Result<repo::AddResult>(held);
   if (!r.ok()) {
     // Give the number back: nothing was signed.
     ctx.db
@@ -158,12 +176,16 @@ Status RecordVersion(SiteContext& ctx, const std::string& name, const store::Man
   Json programs = Json::array();
   for (const auto& p : m.programs) programs.push_back(p.name);
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
-    DEPOT_RETURN_IF_ERROR(
+    DEPOT_ASSIGN_OR_RETURN(
+        std::int64_t activated,
         tx.Exec("UPDATE versions SET state = 'active', manifest_id = ?, manifest_bytes = ?, "
-                "files = ?, bytes = ?, chunks = ?, programs = ? WHERE id = ?",
+                "files = ?, bytes = ?, chunks = ?, programs = ? WHERE id = ? AND "
+                "state = 'publishing'",
                 {published.manifest_id, published.manifest_bytes, published.stats.files,
-                 published.stats.bytes, unique_chunks, Dump(programs), res.version_id})
-            .status());
+                 published.stats.bytes, unique_chunks, Dump(programs), res.version_id}));
+    // Recovery in another process finished it already (this one stalled past the
+    // lease ttl after signing): recorded, its message posted, once.
+    if (activated == 0) return Status::Ok();
     DEPOT_RETURN_IF_ERROR(SyncRecords(ctx, tx, res.package_id));
     return PostMessage(ctx, tx, core::msg::kVersionCreated, {name, res.version, {}, {}, {}},
                        {{"package", name},
