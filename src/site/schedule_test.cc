@@ -227,24 +227,26 @@ TEST_P(SiteScheduleTest, RecoveryResolvesOnlyReservationsOfGoneProcessesAndLease
   const std::int64_t now = ctx_->NowMs();
   const std::int64_t ttl = core::ToMillis(ctx_->config.lease_ttl);
   auto exec = [&](const std::string& sql, const catalog::Params& p) {
-    ASSERT_TRUE(ctx_->db->Transaction([&](catalog::Tx& tx) { return tx.Exec(sql, p).status(); })
-                    .ok())
+    ASSERT_TRUE(
+        ctx_->db->Transaction([&](catalog::Tx& tx) { return tx.Exec(sql, p).status(); }).ok())
         << sql;
   };
-  exec("INSERT INTO site_processes (id, host, pid, url, started_at, seen_at) VALUES "
-       "('live', 'elsewhere', 1, '', ?, ?), ('silent', 'elsewhere', 2, '', ?, ?)",
-       {now, now, now - 2 * ttl, now - ttl - 1000});
+  exec(
+      "INSERT INTO site_processes (id, host, pid, url, started_at, seen_at) VALUES "
+      "('live', 'elsewhere', 1, '', ?, ?), ('silent', 'elsewhere', 2, '', ?, ?)",
+      {now, now, now - 2 * ttl, now - ttl - 1000});
   const std::int64_t package = *ctx_->db->QueryInt("SELECT id FROM packages WHERE name = 'tools'");
-  for (auto [version, owner] : {std::pair<int, std::string>{2, "live"}, {3, "silent"},
-                                {4, ctx_->process_id}}) {
-    exec("INSERT INTO versions (package_id, version, state, created_at, reserved_by) VALUES "
-         "(?, ?, 'publishing', ?, ?)",
-         {package, version, now, owner});
+  for (auto [version, owner] :
+       {std::pair<int, std::string>{2, "live"}, {3, "silent"}, {4, ctx_->process_id}}) {
+    exec(
+        "INSERT INTO versions (package_id, version, state, created_at, reserved_by) VALUES "
+        "(?, ?, 'publishing', ?, ?)",
+        {package, version, now, owner});
   }
   auto reserved = [&] {
     std::vector<std::int64_t> out;
-    auto rows = ctx_->db->Query(
-        "SELECT version FROM versions WHERE state = 'publishing' ORDER BY version");
+    auto rows =
+        ctx_->db->Query("SELECT version FROM versions WHERE state = 'publishing' ORDER BY version");
     EXPECT_TRUE(rows.ok());
     for (const auto& r : *rows) out.push_back(r.Int(0));
     return out;

@@ -152,8 +152,8 @@ core::Result<repo::AddResult> SignVersion(SiteContext& ctx, const store::Manifes
   // lease ttl may have been taken for dead and its reservation given back. Then it
   // must not sign a number the catalog no longer holds for it.
   Status held = signer.ok() ? ReservationHeld(ctx, version_id) : signer.status();
-  auto r = held.ok() ? ctx.repo->PublishManifest(m, just_stored)
-                     : core::Result<repo::AddResult>(held);
+  auto r =
+      held.ok() ? ctx.repo->PublishManifest(m, just_stored) : core::Result<repo::AddResult>(held);
   if (!r.ok()) {
     // Give the number back: nothing was signed.
     ctx.db
