@@ -39,12 +39,11 @@ Status UpdateTimes(catalog::Tx& tx, const std::string& table, const std::string&
     }
     ints.push_back(step_ms);
     const catalog::Params params(ints.begin(), ints.end());
-    DEPOT_RETURN_IF_ERROR(tx.Exec("UPDATE " + table + " SET " + column + " = v.ms FROM (VALUES " +
-                                      values + ") AS v(id, ms) WHERE " + table +
-                                      ".id = v.id AND (" + table + "." + column + " IS NULL OR " +
-                                      table + "." + column + " <= v.ms - ?)",
-                                  params)
-                              .status());
+    // A WITH list names the columns on both backends (SQLite has no `AS v(id, ms)`).
+    const std::string sql = "WITH v(id, ms) AS (VALUES " + values + ") UPDATE " + table + " SET " +
+                            column + " = v.ms FROM v WHERE " + table + ".id = v.id AND (" + table +
+                            "." + column + " IS NULL OR " + table + "." + column + " <= v.ms - ?)";
+    DEPOT_RETURN_IF_ERROR(tx.Exec(sql, params).status());
   }
   return Status::Ok();
 }
@@ -76,9 +75,12 @@ void FlushSeen(SiteContext& ctx) {
     }
     // Many rows per statement: one round trip per few hundred clients, not per client
     // (on PostgreSQL each statement is one; a fleet's flush is thousands of rows).
-    // A client's last sighting to the minute: a fleet polling every minute would
-    // otherwise rewrite every client row every minute (the offline threshold is an hour).
-    DEPOT_RETURN_IF_ERROR(UpdateTimes(tx, "clients", "last_seen_at", clients, 60'000));
+    // A client's last sighting to the minute (or a quarter of the offline threshold,
+    // when that is shorter): a fleet polling every minute would otherwise rewrite every
+    // client row every minute.
+    const std::int64_t step =
+        std::min<std::int64_t>(60'000, core::ToMillis(ctx.config.client_offline_after) / 4);
+    DEPOT_RETURN_IF_ERROR(UpdateTimes(tx, "clients", "last_seen_at", clients, step));
     // Tokens are noted at most once a minute already (Authenticate).
     return UpdateTimes(tx, "tokens", "last_used_at", tokens, 1);
   });

@@ -219,6 +219,39 @@ TEST_P(SiteScheduleTest, DeletedContentIsCollectedOnceTheGracePeriodIsOverAndSha
   }
 }
 
+// Sightings recorded in memory reach the catalog in batches (FlushSeen), a client's to
+// a quarter of the offline threshold at most (here an hour: to the minute).
+TEST_P(SiteScheduleTest, SightingsAreFlushedInBatchesAClientsToTheMinute) {
+  const std::int64_t t0 = ctx_->NowMs();
+  ASSERT_TRUE(ctx_->db
+                  ->Transaction([&](catalog::Tx& tx) -> core::Status {
+                    for (int i = 0; i < 1200; ++i) {  // more than one statement's batch
+                      DEPOT_RETURN_IF_ERROR(
+                          tx.Exec("INSERT INTO clients (uid, name, attributes, address, "
+                                  "enrolled_at, last_seen_at, attributes_at) VALUES (?, ?, '{}', "
+                                  "'', ?, ?, ?)",
+                                  {"u" + std::to_string(i), "pc" + std::to_string(i), t0, t0, t0})
+                              .status());
+                    }
+                    return core::Status::Ok();
+                  })
+                  .ok());
+  auto seen_at = [&](std::int64_t ms) {
+    std::lock_guard<std::mutex> lock(ctx_->seen_mu);
+    auto rows = ctx_->db->Query("SELECT id FROM clients");
+    for (const auto& r : *rows) ctx_->client_seen[r.Int(0)] = ms;
+  };
+  auto at = [&](std::int64_t ms) {
+    return *ctx_->db->QueryInt("SELECT COUNT(*) FROM clients WHERE last_seen_at = ?", {ms});
+  };
+  seen_at(t0 + 59'000);  // within the minute: not written
+  FlushSeen(*ctx_);
+  EXPECT_EQ(at(t0), 1200);
+  seen_at(t0 + 60'000);
+  FlushSeen(*ctx_);
+  EXPECT_EQ(at(t0 + 60'000), 1200);
+}
+
 // Several processes on one catalog (processes.h): recovery gives back only the
 // reservations of processes that are gone, and a lease is one process's until it lapses.
 TEST_P(SiteScheduleTest, RecoveryResolvesOnlyReservationsOfGoneProcessesAndLeasesLapse) {
