@@ -34,13 +34,13 @@ class SiteCluster:
     """`n` processes of one site; settings replace site.toml string keys (lease_ttl,
     gc_grace, ...). Needs DEPOT_TEST_PG (ctest's postgres fixture)."""
 
-    def __init__(self, workdir, n=3, settings=None, code="TST"):
+    def __init__(self, workdir, n=3, settings=None, code="TST", init_args=()):
         self.db = new_postgres_catalog()
         if not self.db:
             raise AssertionError("a cluster needs PostgreSQL: run through ctest (DEPOT_TEST_PG)")
         self.data = os.path.join(workdir, "site-" + code.lower())
         _, out, _ = run_depot("site", "init", "--data", self.data, "--code", code, "--listen", "127.0.0.1:0",
-                              "--db", self.db, json_out=True)
+                              "--db", self.db, *init_args, json_out=True)
         self.admin_token = out["admin_token"]
         cfg = os.path.join(self.data, "site.toml")
         with open(cfg) as f:

@@ -230,6 +230,40 @@ class ScaleOutTest(DepotTestCase):
         ag.wait(lambda s: s["installed"] == {"tools": 2}, "version 2 installed through b", timeout=60)
 
 
+class ChildClusterTest(DepotTestCase):
+    def active(self, node):
+        code, out, _ = node.cli("package", "show", "tools", check=False)
+        return sorted(v["version"] for v in out.get("versions", []) if v.get("state") == "active") if code == 0 else []
+
+    def test_a_child_site_of_two_processes_keeps_its_link_when_its_holder_dies(self):
+        top = SiteProcess(self.tmp, code="TOP")
+        self.addCleanup(top.stop)
+        token = top.cli("child", "add", "KID")["token"]
+        child = SiteCluster(self.tmp, n=2, code="KID", init_args=["--parent", top.url, "--parent-token", token])
+        self.addCleanup(child.stop)
+        src = self.path("src")
+        make_tree(src, seed=61, big_mib=1)
+        top.cli("package", "create", "tools", "--source", src, "--program", "install=true")
+        top.cli("distribute", "tools", "--to", "child:KID")
+        for node in child.nodes:
+            wait_until(lambda: self.active(node) == [1], f"v1 active at child process {node.name}", timeout=60)
+        # One process drives the link: the lease's holder.
+        rows = child.query("SELECT p.url FROM leases l JOIN site_processes p ON p.id = l.holder "
+                           "WHERE l.name = 'parent_link'")
+        self.assertEqual(len(rows), 1, rows)
+        holder = [n for n in child.nodes if n.url == rows[0][0]][0]
+        survivor = [n for n in child.nodes if n is not holder][0]
+        holder.stop(sig=9)
+        with open(os.path.join(src, "src/mod0/file0.txt"), "ab") as f:
+            f.write(b"after the link holder died\n")
+        self.assertEqual(top.cli("package", "update", "tools", "--source", src)["version"], 2)
+        # The survivor takes the lease once it lapses and brings version 2.
+        wait_until(lambda: 2 in self.active(survivor), "v2 active at the surviving child process", timeout=60)
+        code, report, _ = run_depot("repo", "verify", os.path.join(child.data, "library"), json_out=True,
+                                    check=False)
+        self.assertEqual(code, 0, report)
+
+
 class MigrateDbTest(DepotTestCase):
     # What every admin command answers, to compare before and after the move.
     COMMANDS = [("package", "list"), ("package", "show", "tools"), ("dp", "list"), ("dp", "show", "dp1"),

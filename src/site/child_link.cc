@@ -12,6 +12,7 @@
 #include "repo/mirror.h"
 #include "site/children.h"
 #include "site/messages.h"
+#include "site/processes.h"
 #include "site/replica.h"
 #include "site/upward.h"
 #include "store/manifest.h"
@@ -25,6 +26,10 @@ using core::Status;
 namespace {
 
 constexpr std::size_t kReportBatch = 500;
+// With several processes of one child site (docs/scale-out.md), one drives the link:
+// the holder of this lease; the others look again this often.
+constexpr const char* kLinkLease = "parent_link";
+constexpr auto kLeaseCheckEvery = std::chrono::seconds(1);
 
 core::Result<std::unique_ptr<http::Client>> ParentClient(const std::string& url,
                                                          const std::string& token,
@@ -360,6 +365,14 @@ void ChildLink::Puller() {
   }
   (*client)->SetAbortFlag(&s.stop);
   while (!s.stop) {
+    if (!HoldLease(ctx, kLinkLease)) {
+      // Another process of this child site drives the link; after a takeover this
+      // one starts from the whole feed (level-triggered).
+      etag.clear();
+      trusted = false;
+      if (s.Sleep(kLeaseCheckEvery)) return;
+      continue;
+    }
     if (!contact.Due()) {
       if (s.Sleep(contact.Remaining())) return;
       continue;
@@ -416,6 +429,10 @@ void ChildLink::Reporter() {
   if (!client.ok()) return;
   (*client)->SetAbortFlag(&s.stop);
   while (!s.stop) {
+    if (!HoldLease(ctx, kLinkLease)) {
+      if (s.Sleep(kLeaseCheckEvery)) return;
+      continue;
+    }
     auto batch = BuildUpBatch(ctx, kReportBatch);
     if (!batch.ok() || batch->last_seq == 0) {
       if (s.Sleep(s.timing.report_every)) return;

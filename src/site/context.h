@@ -113,6 +113,11 @@ struct SiteContext {
 
   // This process's id in site_processes (processes.h): random, new at every start.
   std::string process_id;
+  // Leases this process holds, by "process id/lease name": until when (wall ms), as
+  // last written (HoldLease, Heartbeat). Lets HoldLease skip the catalog while a lease
+  // has more than half its ttl left.
+  std::mutex leases_mu;
+  std::unordered_map<std::string, std::int64_t> leases_until;  // under leases_mu
   // Guards `server` for threads that wake long polls (the catalog's listener).
   std::mutex server_mu;
 

@@ -72,16 +72,18 @@ Status RegisterProcess(SiteContext& ctx) {
 
 void Heartbeat(SiteContext& ctx) {
   const std::int64_t now = ctx.NowMs();
+  catalog::Rows renewed;
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    renewed.clear();
     DEPOT_ASSIGN_OR_RETURN(std::int64_t n,
                            tx.Exec("UPDATE site_processes SET seen_at = ?, url = ? WHERE id = ?",
                                    {now, ctx.public_url, ctx.process_id}));
     if (n > 0) {
       // Its leases stay its own while it lives (a job may run longer than the ttl).
-      return tx
-          .Exec("UPDATE leases SET expires_at = ? WHERE holder = ?",
-                {now + TtlMs(ctx), ctx.process_id})
-          .status();
+      DEPOT_ASSIGN_OR_RETURN(renewed, tx.Query("UPDATE leases SET expires_at = ? WHERE holder = ? "
+                                               "RETURNING name",
+                                               {now + TtlMs(ctx), ctx.process_id}));
+      return Status::Ok();
     }
     return tx
         .Exec(
@@ -93,7 +95,14 @@ void Heartbeat(SiteContext& ctx) {
   });
   if (!s.ok()) {
     core::Log(core::LogLevel::kWarn, "site.heartbeat_failed", {{"error", s.ToString()}});
+    return;
   }
+  // What the catalog renewed is held; what it did not (taken over while this process
+  // stalled) is not.
+  std::lock_guard<std::mutex> lock(ctx.leases_mu);
+  const std::string prefix = ctx.process_id + "/";
+  std::erase_if(ctx.leases_until, [&](const auto& e) { return e.first.rfind(prefix, 0) == 0; });
+  for (const auto& r : renewed) ctx.leases_until[prefix + r.Text(0)] = now + TtlMs(ctx);
 }
 
 void UnregisterProcess(SiteContext& ctx) {
@@ -104,10 +113,20 @@ void UnregisterProcess(SiteContext& ctx) {
         return tx.Exec("DELETE FROM leases WHERE holder = ?", {ctx.process_id}).status();
       })
       .IgnoreError();
+  std::lock_guard<std::mutex> lock(ctx.leases_mu);
+  ctx.leases_until.clear();
 }
 
 bool HoldLease(SiteContext& ctx, std::string_view name) {
   const std::int64_t now = ctx.NowMs();
+  const std::string key = ctx.process_id + "/" + std::string(name);
+  {
+    // Held with more than half the ttl left (the catalog agrees: nobody else may take
+    // it before its expiry): no transaction.
+    std::lock_guard<std::mutex> lock(ctx.leases_mu);
+    auto it = ctx.leases_until.find(key);
+    if (it != ctx.leases_until.end() && now < it->second - TtlMs(ctx) / 2) return true;
+  }
   std::int64_t changed = 0;
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
     // Taken when free or lapsed, renewed when ours; left alone when another's.
@@ -119,12 +138,17 @@ bool HoldLease(SiteContext& ctx, std::string_view name) {
                                    {std::string(name), ctx.process_id, now + TtlMs(ctx), now}));
     return Status::Ok();
   });
-  if (!s.ok()) {
-    core::Log(core::LogLevel::kWarn, "site.lease_failed",
-              {{"lease", std::string(name)}, {"error", s.ToString()}});
+  std::lock_guard<std::mutex> lock(ctx.leases_mu);
+  if (!s.ok() || changed == 0) {
+    ctx.leases_until.erase(key);
+    if (!s.ok()) {
+      core::Log(core::LogLevel::kWarn, "site.lease_failed",
+                {{"lease", std::string(name)}, {"error", s.ToString()}});
+    }
     return false;
   }
-  return changed > 0;
+  ctx.leases_until[key] = now + TtlMs(ctx);
+  return true;
 }
 
 std::string AliveSql(std::string_view column) {
