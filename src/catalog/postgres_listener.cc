@@ -42,11 +42,6 @@ void PgListener::Start() {
   cv_.wait(lock, [this] { return attempted_ || stop_; });
 }
 
-int PgListener::connections() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return connections_;
-}
-
 void PgListener::Run() {
   core::Backoff backoff(clock_, {std::chrono::milliseconds(100), std::chrono::seconds(5)});
   for (;;) {
@@ -81,7 +76,6 @@ bool PgListener::ListenOnce() {
   bool missed = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ++connections_;
     missed = attempted_;  // an attempt before this one: a time nobody listened
     attempted_ = true;
   }

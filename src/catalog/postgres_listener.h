@@ -33,8 +33,6 @@ class PgListener {
 
   // Starts the thread; returns once it listens, or once its first attempt failed.
   void Start();
-  // Connections made so far (1 after a start without loss); for tests and logs.
-  int connections() const;
 
  private:
   void Run();
@@ -46,11 +44,10 @@ class PgListener {
   core::Clock* clock_;
   std::function<void(std::string_view)> deliver_;
   int wake_fd_ = -1;  // an eventfd the destructor writes to end the socket wait
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;       // under mu_
   bool attempted_ = false;  // under mu_: the first attempt is over
-  int connections_ = 0;     // under mu_
   std::thread thread_;
 };
 

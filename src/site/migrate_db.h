@@ -26,8 +26,8 @@ struct MigrateDbResult {
 // rewrites site.toml to name it (atomically). The SQLite file stays where it is, as
 // the copy from before the move. Errors, with nothing switched: InvalidArgument when
 // the site is already on PostgreSQL, the target is not empty, or the copy does not
-// verify (naming the table); FailedPrecondition-like InvalidArgument while a process
-// of the site runs (naming it); the databases' errors.
+// verify (naming the table), or while a process of the site runs (naming it); the
+// databases' errors.
 core::Result<MigrateDbResult> MigrateCatalogToPostgres(core::Env* env, core::Clock* clock,
                                                        const std::string& data_dir,
                                                        const std::string& to);
