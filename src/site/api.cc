@@ -1,5 +1,6 @@
 #include "site/api.h"
 
+#include "console/assets.h"
 #include "core/log.h"
 #include "core/sha256.h"
 #include "site/api_routes.h"
@@ -42,7 +43,7 @@ std::string ContentEtag(const Json& body) {
 }
 
 bool ParkUntilChange(SiteContext& ctx, const http::Request& req, std::uint64_t seq,
-                     std::int64_t default_wait_s, http::Response* resp) {
+                     std::int64_t default_wait_s, http::Response* resp, const char* topic) {
   std::int64_t wait_s = default_wait_s;
   if (auto w = req.QueryParam("wait"))
     wait_s = std::clamp<std::int64_t>(catalog::Value(*w).AsInt(), 0, 120);
@@ -52,8 +53,8 @@ bool ParkUntilChange(SiteContext& ctx, const http::Request& req, std::uint64_t s
     return false;
   }
   // First look, or woken by a change that did not change this answer: park (again).
-  resp->wait = http::Response::Wait{"assignments", seq,
-                                    std::chrono::duration_cast<std::chrono::milliseconds>(left)};
+  resp->wait =
+      http::Response::Wait{topic, seq, std::chrono::duration_cast<std::chrono::milliseconds>(left)};
   return true;
 }
 
@@ -107,6 +108,7 @@ SiteApi::SiteApi(SiteContext* ctx) : ctx_(ctx) {
   AddDpRoutes(add);
   AddAgentRoutes(add);
   AddHierarchyRoutes(add);
+  AddConsoleRoutes(add);
 }
 
 const SiteApi::Route* SiteApi::Match(const http::Request& req,
@@ -197,6 +199,13 @@ SiteApi::Gate SiteApi::Pass(const http::Request& req) {
 }
 
 http::Admission SiteApi::Admit(const http::Request& head) {
+  if (console::IsConsolePath(head.path)) {
+    // The console's files are static: nothing there takes a body.
+    http::Response r = ErrorResponse(
+        Status::InvalidArgument(head.method + " with a body is not allowed on " + head.path), 405);
+    r.SetHeader("Allow", "GET, HEAD");
+    return {0, std::move(r)};
+  }
   if (head.path.rfind("/repo/", 0) == 0) {
     // The content library is public; of it only a chunk batch takes a body.
     if (head.method == "POST" && std::string_view(head.path).substr(6) == http::kChunkBatchPath) {
@@ -235,6 +244,11 @@ void SiteApi::Handle(http::Request& req, http::Response* resp) {
       }
       return;
     }
+    if (console::IsConsolePath(req.path)) {
+      // Public like the library: the files hold no data; the API they call checks roles.
+      console::Serve(req, resp);
+      return;
+    }
     Gate g = Pass(req);
     if (g.refusal) {
       *resp = std::move(*g.refusal);
@@ -254,6 +268,10 @@ void SiteApi::Handle(http::Request& req, http::Response* resp) {
     }
     *resp = http::Response::Json(call.status, Dump(*result) + "\n");
     resp->SetHeader("Cache-Control", "no-store");
+    // A change made through the API (a report, a message, a token): open consoles
+    // look again. Chunk uploads change nothing a console shows until their version.
+    if (req.method != "GET" && req.method != "HEAD" && req.path.rfind("/api/v1/chunks", 0) != 0)
+      ctx_->Activity();
   } catch (const std::exception& e) {
     // Nothing may escape into the server; an exception here is a bug, reported as one.
     core::Log(core::LogLevel::kError, "site.handler_exception",

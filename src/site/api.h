@@ -40,12 +40,16 @@ http::Response ErrorResponse(const core::Status& s, int status = 0);
 // serialisation): any change in it, and only a change, gives another.
 std::string ContentEtag(const Json& body);
 
-// For a long poll whose answer has not changed: parks the request on the
-// "assignments" topic past `seq` for what is left of its `wait` seconds (query
+// The server topic the console's change stream parks on (Activity wakes it).
+inline constexpr const char* kConsoleTopic = "console";
+
+// For a long poll whose answer has not changed: parks the request on `topic`
+// past `seq` for what is left of its `wait` seconds (query
 // parameter; `default_wait_s` without one; at most 120) and returns true; false when
 // the wait is over (answer 304 then).
 bool ParkUntilChange(SiteContext& ctx, const http::Request& req, std::uint64_t seq,
-                     std::int64_t default_wait_s, http::Response* resp);
+                     std::int64_t default_wait_s, http::Response* resp,
+                     const char* topic = "assignments");
 
 // Answers a long poll on the "assignments" topic (a DP's assignment, a child's feed)
 // whose current state is `body` (with "etag"): 200 with it when the caller's

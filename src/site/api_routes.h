@@ -57,5 +57,8 @@ void AddDpRoutes(const AddRouteFn& add);
 void AddAgentRoutes(const AddRouteFn& add);
 // Child sites (admin) and the child API (docs/hierarchy.md).
 void AddHierarchyRoutes(const AddRouteFn& add);
+// What the web console needs beyond the rest (docs/console.md): who the caller is,
+// the change stream (a long poll on the console revision), rule previews.
+void AddConsoleRoutes(const AddRouteFn& add);
 
 }  // namespace depot::site

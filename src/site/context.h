@@ -73,6 +73,11 @@ struct SiteContext {
   // policy and assignment caches are valid for one revision.
   std::atomic<std::uint64_t> revision{1};
 
+  // The console's revision: the time (microseconds, strictly increasing here) this
+  // process last learnt of a change; GET /api/v1/changes answers when it passes the
+  // caller's. Each process keeps its own; they agree to within their clocks' skew.
+  std::atomic<std::int64_t> console_revision{0};
+
   // Serialises signing within this process; LockSigner (processes.h) takes it and
   // the catalog's lock that excludes the other processes.
   std::mutex publish_mu;
@@ -127,6 +132,12 @@ struct SiteContext {
   void Changed();
   // The same in this process only (what the notification does on arrival).
   void ChangedHere();
+  // Something a console shows changed (a report, a message, a DP's health): wakes the
+  // console's change streams in every process (an "activity" notification). Changed
+  // does this too. Call after the change committed.
+  void Activity();
+  // The same in this process only: advances console_revision and wakes the streams.
+  void ActivityHere();
 };
 
 // Milliseconds since the epoch -> "2026-11-22T03:04:05Z"; 0 -> "".

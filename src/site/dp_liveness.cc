@@ -59,7 +59,9 @@ void FlushSeen(SiteContext& ctx) {
     tokens.swap(ctx.token_used);
   }
   if (dps.empty() && clients.empty() && tokens.empty()) return;
+  bool back = false;  // a DP being probed polled again: consoles show it reachable
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
+    back = false;
     for (const auto& [id, ms] : dps) {
       DEPOT_ASSIGN_OR_RETURN(
           auto row, tx.QueryRow("SELECT name, probe_attempts FROM dps WHERE id = ?", {id}));
@@ -69,6 +71,7 @@ void FlushSeen(SiteContext& ctx) {
                   {ms, id})
               .status());
       if (row.Int(1) > 0) {  // it was being probed: it is back
+        back = true;
         DEPOT_RETURN_IF_ERROR(PostMessage(ctx, tx, core::msg::kDpReachable,
                                           {{}, {}, row.Text(0), {}, {}}, {{"dp", row.Text(0)}}));
       }
@@ -87,6 +90,7 @@ void FlushSeen(SiteContext& ctx) {
   if (!s.ok() && !s.IsNotFound()) {
     core::Log(core::LogLevel::kWarn, "site.last_seen_failed", {{"error", s.ToString()}});
   }
+  if (s.ok() && back) ctx.Activity();
 }
 
 void ProbeDps(SiteContext& ctx) {
@@ -152,6 +156,7 @@ void ProbeDps(SiteContext& ctx) {
               "dp-unreachable:" + std::to_string(id));
         })
         .IgnoreError();
+    ctx.Activity();  // a probe's outcome is on the DPs page
     if (!error.empty()) {
       core::Log(core::LogLevel::kWarn, "site.dp_unreachable",
                 {{"dp", name}, {"attempt", std::to_string(attempts + 1)}, {"error", error}});

@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "core/log.h"
+#include "site/api.h"
 #include "site/auth.h"
 
 namespace depot::site {
@@ -39,8 +40,25 @@ void LogNotifyFailure(std::string_view what, const Status& s) {
 
 void SiteContext::ChangedHere() {
   revision.fetch_add(1);
+  {
+    std::lock_guard<std::mutex> lock(server_mu);
+    if (server != nullptr) server->Notify("assignments");
+  }
+  ActivityHere();
+}
+
+void SiteContext::Activity() {
+  Status s = db->Notify("activity");
+  if (!s.ok()) LogNotifyFailure("activity", s);
+}
+
+void SiteContext::ActivityHere() {
+  const std::int64_t now_us = NowMs() * 1000;
+  std::int64_t seen = console_revision.load();
+  while (!console_revision.compare_exchange_weak(seen, std::max(now_us, seen + 1))) {
+  }
   std::lock_guard<std::mutex> lock(server_mu);
-  if (server != nullptr) server->Notify("assignments");
+  if (server != nullptr) server->Notify(kConsoleTopic);
 }
 
 void SiteContext::Changed() {
@@ -168,6 +186,8 @@ void SubscribeSignals(SiteContext& ctx) {
   ctx.db->Subscribe([c](std::string_view m) {
     if (m == "changed") {
       c->ChangedHere();
+    } else if (m == "activity") {
+      c->ActivityHere();
     } else if (m == "tokens") {
       ForgetCachedTokensHere(*c);
     } else if (m.rfind("chunks:", 0) == 0) {

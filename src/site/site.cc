@@ -345,8 +345,11 @@ Status Site::Start() {
                            {{"site", ctx.config.code}, {"listen", server_->url()}});
       })
       .IgnoreError();
+  ctx.ActivityHere();  // a revision from now: streams from before a restart look again
   core::Log(core::LogLevel::kInfo, "site.started",
-            {{"code", ctx.config.code}, {"url", server_->url()}});
+            {{"code", ctx.config.code},
+             {"url", server_->url()},
+             {"console", ctx.public_url + "/console/"}});
 
   if (ctx.config.is_child()) {
     DEPOT_ASSIGN_OR_RETURN(link_, ChildLink::Open(&ctx));
