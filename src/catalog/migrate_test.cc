@@ -53,6 +53,7 @@ TEST(MigrateScriptsTest, ShippedMigrationsAreImmutable) {
       "a1abaab9b31ff9d2a8361916b421f355c13a3a4fe221bf3724e4470c04e3b959",
       "c9cc3e27e6d708de8726c30b449763c4addcc8de47866f4e17f9714c88c2bee0",
       "df1bf189f16f52477571210691d275448275c79aa82045f5488db977034df3f2",
+      "ffd4cbf0e123d27ae31064f9100c44b2281dcacfb19e6e602ee20e40c9cfbd90",
   };
   const auto& migrations = SiteMigrations();
   ASSERT_GE(migrations.size(), std::size(kShipped));

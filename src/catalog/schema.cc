@@ -324,13 +324,19 @@ CREATE TABLE leases (
 ALTER TABLE versions ADD COLUMN reserved_by TEXT;
 )sql";
 
+// The console shows what each version added: the bytes of its chunks the previous
+// version lacked (NULL where not known: versions made before, replicas).
+constexpr std::string_view kV6 = R"sql(
+ALTER TABLE versions ADD COLUMN new_bytes BIGINT;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& SiteMigrations() {
   static const std::vector<Migration> kMigrations = {
       {1, "initial schema", kV1},         {2, "reports steer distribution", kV2},
       {3, "hierarchy of sites", kV3},     {4, "DP bandwidth schedules", kV4},
-      {5, "several site processes", kV5},
+      {5, "several site processes", kV5}, {6, "bytes new in each version", kV6},
   };
   return kMigrations;
 }

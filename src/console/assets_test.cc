@@ -42,7 +42,8 @@ TEST(ConsoleAssetsTest, ServesIndexWithAPolicyAndRevalidatesByEtag) {
   ASSERT_EQ(resp.status, 200);
   EXPECT_EQ(resp.body, std::string(FindFile("index.html")->bytes));
   ASSERT_NE(resp.GetHeader("Content-Security-Policy"), nullptr);
-  EXPECT_NE(resp.GetHeader("Content-Security-Policy")->find("script-src 'self'"), std::string::npos);
+  EXPECT_NE(resp.GetHeader("Content-Security-Policy")->find("script-src 'self'"),
+            std::string::npos);
   EXPECT_EQ(*resp.GetHeader("X-Content-Type-Options"), "nosniff");
   ASSERT_NE(resp.GetHeader("ETag"), nullptr);
   http::Request again = Get("/console/index.html");
@@ -69,13 +70,13 @@ TEST(ConsoleAssetsTest, UnknownFilesAreNotFoundAndOtherMethodsRefused) {
 // Every module import, script, stylesheet and icon the files name is embedded: a
 // file added to a page but not to web/ fails here, not in a browser.
 TEST(ConsoleAssetsTest, EveryReferencedFileIsEmbedded) {
-  const std::regex ref(R"((?:from\s+|import\s+|src=|href=)['"](\.{0,2}/?[A-Za-z0-9_./-]+\.(?:js|css|svg))['"])");
+  const std::regex ref(
+      R"((?:from\s+|import\s+|src=|href=)['"](\.{0,2}/?[A-Za-z0-9_./-]+\.(?:js|css|svg))['"])");
   int checked = 0;
   for (const EmbeddedFile& f : EmbeddedFiles()) {
     std::string text(f.bytes);
-    std::string dir(f.path.substr(0, f.path.rfind('/') == std::string_view::npos
-                                         ? 0
-                                         : f.path.rfind('/') + 1));
+    std::string dir(
+        f.path.substr(0, f.path.rfind('/') == std::string_view::npos ? 0 : f.path.rfind('/') + 1));
     for (std::sregex_iterator it(text.begin(), text.end(), ref), end; it != end; ++it) {
       std::string target = (*it)[1].str();
       std::string base = dir;

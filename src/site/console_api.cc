@@ -29,24 +29,28 @@ core::Result<Json> ChangesRoute(ApiCall& c) {
 }
 
 // POST /api/v1/rules/preview {"rule": "..."}: the clients a rule matches now, for a
-// collection being written (nothing is stored).
+// collection being written (nothing is stored): {"valid": true, "count", "clients"
+// (the first 50)}, or {"valid": false, "error"} for a rule that does not parse.
 core::Result<Json> PreviewRoute(ApiCall& c) {
   constexpr std::size_t kShown = 50;
   DEPOT_ASSIGN_OR_RETURN(Json body, c.Body());
   ObjectReader r(body, "rule preview");
   std::string text = r.String("rule", true, 4096);
   DEPOT_RETURN_IF_ERROR(r.Finish());
-  DEPOT_ASSIGN_OR_RETURN(Rule rule, Rule::Parse(text));
-  DEPOT_ASSIGN_OR_RETURN(catalog::Rows rows,
-                         c.ctx.db->Query("SELECT uid, name, attributes FROM clients ORDER BY name, uid"));
+  auto rule = Rule::Parse(text);
+  // Half a rule, as typed, is not a failed request: the answer says what is wrong.
+  if (!rule.ok()) return Json{{"valid", false}, {"error", rule.status().message()}};
+  DEPOT_ASSIGN_OR_RETURN(
+      catalog::Rows rows,
+      c.ctx.db->Query("SELECT uid, name, attributes FROM clients ORDER BY name, uid"));
   Json shown = Json::array();
   std::int64_t count = 0;
   for (const auto& row : rows) {
-    if (!rule.Matches(LoadAttributes(row.Text(2)))) continue;
+    if (!rule->Matches(LoadAttributes(row.Text(2)))) continue;
     if (++count <= static_cast<std::int64_t>(kShown))
       shown.push_back({{"id", row.Text(0)}, {"name", row.Text(1)}});
   }
-  return Json{{"rule", rule.text()}, {"count", count}, {"clients", shown}};
+  return Json{{"valid", true}, {"rule", rule->text()}, {"count", count}, {"clients", shown}};
 }
 
 }  // namespace

@@ -9,6 +9,23 @@ namespace depot::site {
 
 using core::Status;
 
+core::Result<store::Manifest> LoadStoredManifest(SiteContext& ctx, const std::string& name,
+                                                 std::int64_t version,
+                                                 const std::string& manifest_id,
+                                                 std::int64_t manifest_bytes) {
+  std::string path = core::JoinPath(
+      ctx.repo->layout().targets(),
+      tuf::ConsistentTargetPath(repo::ManifestTargetPath(name, version), manifest_id));
+  DEPOT_ASSIGN_OR_RETURN(std::string bytes,
+                         ctx.env->ReadFile(path, static_cast<std::uint64_t>(manifest_bytes)));
+  if (core::Sha256::HashHex(bytes) != manifest_id) {
+    return Status::Corruption(
+        "the stored manifest of " + name + " version " + std::to_string(version) +
+        " does not match its id; run `depot repo verify` on the site's library");
+  }
+  return store::ParseManifest(bytes);
+}
+
 core::Result<Json> LatestPrograms(SiteContext& ctx, const std::string& name) {
   DEPOT_RETURN_IF_ERROR(store::ValidatePackageName(name));
   auto row = ctx.db->QueryRow(
@@ -24,18 +41,8 @@ core::Result<Json> LatestPrograms(SiteContext& ctx, const std::string& name) {
     return row.status();
   }
   std::int64_t version = row->Int(0);
-  std::string manifest_id = row->Text(1);
-  std::string path = core::JoinPath(
-      ctx.repo->layout().targets(),
-      tuf::ConsistentTargetPath(repo::ManifestTargetPath(name, version), manifest_id));
-  DEPOT_ASSIGN_OR_RETURN(std::string bytes,
-                         ctx.env->ReadFile(path, static_cast<std::uint64_t>(row->Int(2))));
-  if (core::Sha256::HashHex(bytes) != manifest_id) {
-    return Status::Corruption(
-        "the stored manifest of " + name + " version " + std::to_string(version) +
-        " does not match its id; run `depot repo verify` on the site's library");
-  }
-  DEPOT_ASSIGN_OR_RETURN(store::Manifest m, store::ParseManifest(bytes));
+  DEPOT_ASSIGN_OR_RETURN(store::Manifest m,
+                         LoadStoredManifest(ctx, name, version, row->Text(1), row->Int(2)));
   DEPOT_ASSIGN_OR_RETURN(std::string programs, store::SerializePrograms(m.programs));
   return Json{{"package", name}, {"version", version}, {"programs", Json::parse(programs)}};
 }

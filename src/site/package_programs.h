@@ -18,6 +18,13 @@ namespace depot::site {
 // signed manifest). NotFound for an unknown package or one without versions.
 core::Result<Json> LatestPrograms(SiteContext& ctx, const std::string& name);
 
+// The signed manifest of version `version` of `name`, read from the library and
+// checked against `manifest_id` (Corruption when it differs: run `depot repo verify`).
+core::Result<store::Manifest> LoadStoredManifest(SiteContext& ctx, const std::string& name,
+                                                 std::int64_t version,
+                                                 const std::string& manifest_id,
+                                                 std::int64_t manifest_bytes);
+
 // The deployments of package `name` that follow its newest version (not pinned, not
 // cancelled) and run a program `programs` lacks:
 // [{"deployment", "program", "collection"}]. Empty for a new package.

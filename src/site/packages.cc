@@ -228,10 +228,11 @@ core::Result<Json> ShowPackage(SiteContext& ctx, const std::string& name) {
   std::int64_t package_id = pkg->Int(0);
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows versions,
-      ctx.db->Query("SELECT id, version, state, manifest_id, files, bytes, chunks, programs, "
-                    "created_at, retired_at FROM versions WHERE package_id = ? AND state != "
-                    "'publishing' ORDER BY version DESC",
-                    {package_id}));
+      ctx.db->Query(
+          "SELECT id, version, state, manifest_id, files, bytes, chunks, programs, "
+          "created_at, retired_at, new_bytes FROM versions WHERE package_id = ? AND state != "
+          "'publishing' ORDER BY version DESC",
+          {package_id}));
   Json vs = Json::array();
   for (const auto& v : versions) {
     Json item = {{"version", v.Int(1)},
@@ -241,6 +242,7 @@ core::Result<Json> ShowPackage(SiteContext& ctx, const std::string& name) {
                  {"bytes", v.Int(5)},
                  {"chunks", v.Int(6)},
                  {"created", FormatMs(v.Int(8))}};
+    if (!v.IsNull(10)) item["new_bytes"] = v.Int(10);
     Json programs = Json::parse(v.Text(7), nullptr, false);
     item["programs"] = programs.is_discarded() ? Json::array() : programs;
     if (!v.IsNull(9)) item["retired"] = FormatMs(v.Int(9));

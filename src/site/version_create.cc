@@ -2,6 +2,8 @@
 // active version of its package, in three steps -- reserve, sign, record.
 #include <chrono>
 #include <functional>
+#include <optional>
+#include <unordered_set>
 
 #include "core/crash_point.h"
 #include "core/log.h"
@@ -12,6 +14,7 @@
 #include "site/package_programs.h"
 #include "site/packages.h"
 #include "site/processes.h"
+#include "store/chunk_store.h"
 #include "store/manifest.h"
 
 namespace depot::site {
@@ -169,20 +172,44 @@ core::Result<repo::AddResult> SignVersion(SiteContext& ctx, const store::Manifes
   return published;
 }
 
+// The bytes of `m`'s chunks that the package's newest active version before it
+// lacks (all of them for a first version); nullopt when that version's manifest
+// cannot be read (it is shown as unknown, not guessed).
+std::optional<std::int64_t> NewBytes(SiteContext& ctx, const std::string& name,
+                                     const store::Manifest& m, const Reservation& res) {
+  auto prev = ctx.db->QueryRow(
+      "SELECT version, manifest_id, manifest_bytes FROM versions WHERE package_id = ? AND "
+      "state = 'active' AND version < ? ORDER BY version DESC LIMIT 1",
+      {res.package_id, res.version});
+  std::unordered_set<store::ChunkId, store::ChunkIdHash> had;
+  if (prev.ok()) {
+    auto pm = LoadStoredManifest(ctx, name, prev->Int(0), prev->Text(1), prev->Int(2));
+    if (!pm.ok()) return std::nullopt;
+    for (const auto& c : pm->UniqueChunks()) had.insert(c.id);
+  } else if (!prev.status().IsNotFound()) {
+    return std::nullopt;
+  }
+  std::int64_t n = 0;
+  for (const auto& c : m.UniqueChunks())
+    if (!had.contains(c.id)) n += c.size;
+  return n;
+}
+
 // Activates the signed version in the catalog and posts its message.
 Status RecordVersion(SiteContext& ctx, const std::string& name, const store::Manifest& m,
                      const Reservation& res, const repo::AddResult& published,
                      std::uint64_t unique_chunks) {
+  const std::optional<std::int64_t> new_bytes = NewBytes(ctx, name, m, res);
   Json programs = Json::array();
   for (const auto& p : m.programs) programs.push_back(p.name);
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
     DEPOT_ASSIGN_OR_RETURN(
         std::int64_t activated,
         tx.Exec("UPDATE versions SET state = 'active', manifest_id = ?, manifest_bytes = ?, "
-                "files = ?, bytes = ?, chunks = ?, programs = ? WHERE id = ? AND "
+                "files = ?, bytes = ?, chunks = ?, programs = ?, new_bytes = ? WHERE id = ? AND "
                 "state = 'publishing'",
                 {published.manifest_id, published.manifest_bytes, published.stats.files,
-                 published.stats.bytes, unique_chunks, Dump(programs), res.version_id}));
+                 published.stats.bytes, unique_chunks, Dump(programs), new_bytes, res.version_id}));
     // Recovery in another process finished it already (this one stalled past the
     // lease ttl after signing): recorded, its message posted, once.
     if (activated == 0) return Status::Ok();

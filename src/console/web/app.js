@@ -54,6 +54,7 @@ const ctx = {
   get role() { return state.who ? state.who.role : ''; },
   can(role) { return (kRank[this.role] || 0) >= kRank[role]; },
   get site() { return state.who ? state.who.site : ''; },
+  get tokenId() { return state.who ? state.who.token_id : 0; },
   go(route) { location.hash = '#/' + route; },
   refresh() { scheduleUpdate(); },
 };
@@ -171,10 +172,11 @@ async function stream() {
 }
 
 function signOut(why) {
-  api.setToken('');
+  // The stream first: nothing may go out without the token once it is gone.
+  if (state.stream) state.stream.abort();
   state.who = null;
   state.page = null;
-  if (state.stream) state.stream.abort();
+  api.setToken('');
   showSignIn(why);
 }
 
@@ -221,6 +223,7 @@ async function start() {
   fill(document.getElementById('site'), 'site ' + who.site, who.parent ? ` (child of ${who.parent})` : '');
   fill(document.getElementById('who'), h('span', {title: 'token ' + who.name}, who.role),
       h('button.link', {type: 'button', onclick: () => signOut()}, 'Sign out'));
+  setLive(true, 'live');
   stream();
   await route();
 }

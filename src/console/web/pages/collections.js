@@ -25,7 +25,7 @@ export const page = {
 };
 
 function createForm(ctx) {
-  const name = h('input', {type: 'text', name: 'name', required: true, autocomplete: 'off', pattern: '[A-Za-z0-9._-]{1,64}'});
+  const name = h('input', {type: 'text', name: 'name', required: true, autocomplete: 'off', pattern: '[A-Za-z0-9._\\-]{1,64}'});
   const rule = h('textarea', {name: 'rule', rows: 2, required: true, spellcheck: 'false',
     placeholder: 'os == "linux" and hostname ~ "^web-"'});
   const description = h('input', {type: 'text', name: 'description'});
@@ -40,6 +40,7 @@ function createForm(ctx) {
       try {
         const r = await api.post('/rules/preview', {rule: rule.value});
         if (mine !== asked) return;  // an answer to an older text
+        if (!r.valid) return fill(preview, h('p.error', r.error));
         fill(preview, h('p', h('strong', {dataset: {count: String(r.count)}}, String(r.count)),
             ` client${r.count === 1 ? '' : 's'} match now`, r.count > r.clients.length ? ` (first ${r.clients.length} shown)` : '', ':'),
         h('ul.inline', r.clients.map((c) => h('li', link('/client/' + seg(c.id), c.name || c.id)))));

@@ -21,20 +21,26 @@ export const page = {
           {title: 'Created', cell: (t) => time(t.created)},
           {title: 'Expires', cell: (t) => time(t.expires)},
           {title: 'Last used', cell: (t) => time(t.last_used)},
-          {title: '', cell: (t) => t.state === 'active' ? h('button', {type: 'button',
-            'aria-label': `Revoke token ${t.id}`, onclick: async () => {
-              showError(err, null);
-              if (!window.confirm(`Revoke token ${t.id} (${t.name})? Whatever uses it stops working.`)) return;
-              try {
-                await api.del('/tokens/' + t.id);
-                ctx.refresh();
-              } catch (e) { showError(err, e); }
-            }}, 'Revoke') : ''},
+          {title: '', cell: (t) => t.state !== 'active' ? '' : t.id === ctx.tokenId ? h('span.muted', 'signed in') : revoke(t, err, ctx)},
         ], r.tokens));
       },
     };
   },
 };
+
+// Revoking asks once more, in place: whatever uses the token stops working.
+function revoke(t, err, ctx) {
+  const confirm = h('button.dangerous', {type: 'button', hidden: true, onclick: async () => {
+    showError(err, null);
+    try {
+      await api.del('/tokens/' + t.id);
+      ctx.refresh();
+    } catch (e) { showError(err, e); }
+  }}, 'Yes, revoke');
+  const ask = h('button', {type: 'button', 'aria-label': `Revoke token ${t.id} (${t.name})`,
+    onclick: () => { ask.hidden = true; confirm.hidden = false; confirm.focus(); }}, 'Revoke');
+  return h('span', ask, confirm);
+}
 
 function createForm(ctx) {
   const role = h('select', {name: 'role'}, ['read-only', 'operator', 'admin', 'enroll'].map((r) =>
