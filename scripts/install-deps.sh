@@ -15,7 +15,8 @@ build_pkgs=(
   tzdata  # the agent reads maintenance-window time zones from /usr/share/zoneinfo
 )
 test_pkgs=(nginx-light curl zstd sqlite3 postgresql python3 clang-format
-  clang libclang-rt-14-dev)  # libFuzzer (scripts/fuzz.sh)
+  clang libclang-rt-14-dev  # libFuzzer (scripts/fuzz.sh)
+  chromium fonts-liberation)  # the console's browser tests (driven by playwright-core from npm)
 bench_pkgs=(casync rsync wrk hyperfine vmtouch)
 
 want=("${build_pkgs[@]}")
@@ -45,7 +46,7 @@ fi
 if [[ "${1:-}" == --test || "${1:-}" == --bench ]]; then
   # npm packages for tests live in a project-local folder, pinned by its lockfile.
   npm_dir="$root/tests/node"
-  if [[ ! -d "$npm_dir/node_modules/tuf-js" ]]; then
+  if [[ ! -d "$npm_dir/node_modules/tuf-js" || ! -d "$npm_dir/node_modules/playwright-core" ]]; then
     echo "install-deps: npm packages into $npm_dir" >&2
     (cd "$npm_dir" && npm ci --no-audit --no-fund --loglevel=error 2>/dev/null \
       || npm install --no-audit --no-fund --loglevel=error)

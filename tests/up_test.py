@@ -2,6 +2,7 @@
 package through them. A second run reuses the data and moves only changed chunks."""
 import json
 import os
+import urllib.request
 import signal
 import subprocess
 import unittest
@@ -52,6 +53,11 @@ class UpTest(DepotTestCase):
         env = dict(os.environ, DEPOT_SITE=up["url"], DEPOT_TOKEN=up["admin_token"])
         status = run_depot("status", json_out=True, env=env)[1]
         self.assertEqual([c["name"] for c in status.get("offline_clients", [])], [])
+        # The console is at the address it prints (its pages: tests/console_test.py).
+        self.assertEqual(up["console"], up["url"] + "/console/")
+        with urllib.request.urlopen(up["console"]) as r:
+            self.assertEqual(r.headers["Content-Type"], "text/html; charset=utf-8")
+            self.assertIn(b"depot console", r.read())
         self.stop(p)
 
         # Second run: same data, a changed source, an update that moves a few chunks.

@@ -513,12 +513,14 @@ int RunUp(const UpFlags& f, bool json) {
   const std::string agent_dir = Join(f.data, "agent");
   out.Event("up",
             {{"url", (*s)->url()},
+             {"console", (*s)->url() + "/console/"},
              {"admin_token", admin_token},
              {"dp", (*point)->url()},
              {"agent", agent_dir},
              {"data", f.data}},
             "depot up: site " + (*s)->url() + ", DP " + kDpName + " at " + (*point)->url() +
-                ", agent " + kAgentName + " on " + agent_dir + "\n\nAdmin token (kept in " +
+                ", agent " + kAgentName + " on " + agent_dir + "\n\nConsole: " + (*s)->url() +
+                "/console/ (sign in with the admin token)\n\nAdmin token (kept in " +
                 Join(f.data, "up.json") + "):\n\n  export DEPOT_SITE=" + (*s)->url() +
                 " DEPOT_TOKEN=" + admin_token +
                 "\n\nNext, in another shell:\n"
