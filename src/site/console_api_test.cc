@@ -80,8 +80,8 @@ TEST_P(SiteTest, TheChangeStreamParksUntilActivityPassesTheCallersRevision) {
 }
 
 TEST_P(SiteTest, ARulePreviewCountsTheClientsItMatchesAndExplainsAHalfRule) {
-  const std::string enroll = Call(admin_.get(), "POST", "/api/v1/tokens",
-                                  {{"role", "enroll"}, {"uses", 3}}, 201)["token"];
+  const std::string enroll =
+      Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "enroll"}, {"uses", 3}}, 201)["token"];
   auto agent = Client(enroll);
   for (const char* name : {"web-1", "web-2", "db-1"}) {
     Call(agent.get(), "POST", "/api/v1/agent/enroll",
