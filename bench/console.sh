@@ -5,6 +5,10 @@
 #
 #   bench/console.sh      STREAMS=1000 CHANGES=50 IDLE=20
 #
+# Then the same with every stream also loading the overview (GET /api/v1/status)
+# after each answer, as a tab on the overview does: the time to the last tab's
+# reloaded overview.
+#
 # Figures: the site's RSS and CPU while every stream is parked and nothing changes,
 # and the time from a change (POST /api/v1/tokens) to its answer at the last stream
 # (p50, p99 over CHANGES changes). Client and site share the 2 cores.
@@ -36,9 +40,9 @@ READ=$(DEPOT_SITE="$url" DEPOT_TOKEN="$ADMIN" "$DEPOT" --json token create --rol
   python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 ulimit -n 65536 2>/dev/null || true
 
-run() {  # run N -> the JSON line of console_streams.py
+run() {  # run N [RELOAD] -> the JSON line of console_streams.py
   settle
-  python3 "$bench_dir/console_streams.py" "$url" "$ADMIN" "$READ" "$1" "$CHANGES" "$IDLE" "$SERVE_PID"
+  python3 "$bench_dir/console_streams.py" "$url" "$ADMIN" "$READ" "$1" "$CHANGES" "$IDLE" "$SERVE_PID" "${2:-0}"
 }
 log "anchor: 1 stream"
 one=$(run 1)
@@ -46,6 +50,12 @@ log "  $one"
 log "$STREAMS streams"
 many=$(run "$STREAMS")
 log "  $many"
+log "anchor with reloads: 1 stream"
+one_r=$(run 1 1)
+log "  $one_r"
+log "$STREAMS streams with reloads"
+many_r=$(run "$STREAMS" 1)
+log "  $many_r"
 
 f() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 print_machine
@@ -57,3 +67,9 @@ for j in "$one" "$many"; do
 done
 echo "ratio $STREAMS/1: last-stream p99 $(calc "$(f "$many" last_p99_ms) / $(f "$one" last_p99_ms)")x," \
   "RSS $(calc "$(f "$many" rss_kib) / $(f "$one" rss_kib)")x"
+echo "with each tab reloading the overview after each change:"
+printf '%-12s %16s %16s\n' streams reloaded_p50_ms reloaded_p99_ms
+for j in "$one_r" "$many_r"; do
+  printf '%-12s %16s %16s\n' "$(f "$j" streams)" "$(f "$j" reloaded_p50_ms)" "$(f "$j" reloaded_p99_ms)"
+done
+echo "ratio $STREAMS/1: last reloaded overview p99 $(calc "$(f "$many_r" reloaded_p99_ms) / $(f "$one_r" reloaded_p99_ms)")x"

@@ -18,8 +18,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from browser import Browser, unavailable_reason  # noqa: E402
-from harness import (AgentProcess, DepotTestCase, DpProcess, free_port, make_tree,  # noqa: E402
-                     site_with, wait_until)
+from harness import (AgentProcess, DepotTestCase, DpProcess, SiteProcess, free_port,  # noqa: E402
+                     make_tree, site_with, wait_until)
 
 MARKUP_NAME = '<img src=x onerror="window.__pwned=1"><b>kiosk</b>'
 
@@ -38,7 +38,7 @@ class ConsoleTest(DepotTestCase):
         os.makedirs(cls.shots, exist_ok=True)
         cls.site = site_with(cls.tmpdir, {"retry_base": "200ms", "dp_offline_after": "2s",
                                           "probe_base": "200ms", "probe_timeout": "1s"})
-        src = os.path.join(cls.tmpdir, "src")
+        cls.src = src = os.path.join(cls.tmpdir, "src")
         make_tree(src, big_mib=1)
         with open(os.path.join(src, "install.sh"), "w") as f:
             f.write("#!/bin/sh\necho installing demo\n")
@@ -56,12 +56,15 @@ class ConsoleTest(DepotTestCase):
         assert code in (0, 4), err
         wait_until(lambda: len(cls.site.cli("client", "list")["clients"]) == 2, "both agents enrolled")
         cls.readonly = cls.site.cli("token", "create", "--role", "read-only", "--name", "viewer")["token"]
+        # A child site below this one (docs/hierarchy.md).
+        token = cls.site.cli("child", "add", "B", "--all-packages")["token"]
+        cls.child = SiteProcess(cls.tmpdir, "B", init_args=("--parent", cls.site.url, "--parent-token", token))
         cls.browser = Browser()
 
     @classmethod
     def tearDownClass(cls):
         cls.browser.close()
-        for p in (cls.pc1, cls.dp, cls.site):
+        for p in (cls.pc1, cls.dp, cls.child, cls.site):
             try:
                 os.kill(p.proc.pid, signal.SIGCONT)
             except (ProcessLookupError, AttributeError):
@@ -157,6 +160,10 @@ class ConsoleTest(DepotTestCase):
         self.assertEqual(self.b.eval("window.__sameDocument"), "yes", "the page was reloaded")
         self.b.wait("dd[data-state='succeeded']", text="1")
         self.b.wait("main td a", text="pc1")
+        # Any attribute the agents report can be a column.
+        self.b.select("select[aria-label='Attribute column']", "os")
+        self.b.wait("main th", text="os")
+        self.b.wait("main tr:has-text('pc1') td", text="linux")
         dep = self.site.cli("deployment", "list")["deployments"][-1]
         self.assertEqual((dep["package"], dep["collection"], dep["kind"]), ("demo", "first", "required"))
         self.assertEqual(dep["clients"]["succeeded"], 1)
@@ -234,8 +241,11 @@ class ConsoleTest(DepotTestCase):
         self.b.wait("main td a", text="kiosk")
         self.assertEqual(self.b.text("main td a", text="kiosk"), MARKUP_NAME)
         self.assertEqual(self.b.count("main img"), 0)
+        self.b.fill("main input[type=search]", "name=pc")
+        self.b.wait("main p", text="2 of 3 clients")
+        self.assertEqual(self.b.count("main td a:has-text('kiosk')"), 0)
         self.b.fill("main input[type=search]", "os=linux")
-        self.b.wait("main td a", text="pc2")
+        self.b.wait("main p", text="3 of 3 clients")
         self.shot("clients")
         self.b.click("main td a", text="kiosk")
         self.b.wait("main h1", text="Client")
@@ -332,6 +342,55 @@ class ConsoleTest(DepotTestCase):
         self.assertEqual(self.b.focused(), "a:d1")
         self.b.press("Enter")
         self.b.wait("main h1", text="DP")
+
+    def test_12_a_second_version_appears_live_with_its_new_and_reused_bytes(self):
+        self.sign_in(self.site.admin_token)
+        self.open("package/demo", "Package")
+        self.b.wait("main tbody tr", text="active")
+        self.b.eval("window.__sameDocument = 'yes'")
+        # The operator's next step: edit one file, publish the next version.
+        with open(os.path.join(self.src, "install.sh"), "a") as f:
+            f.write("echo version two\n")
+        self.site.cli("package", "update", "demo", "--source", self.src)
+        v2 = [v for v in self.site.cli("package", "show", "demo")["versions"] if v["version"] == 2][0]
+        self.assertGreater(v2["new_bytes"], 0)
+        self.assertLess(v2["new_bytes"], v2["bytes"] // 10, "one edited file is a small part of the version")
+        # The row of version 2 arrives without a reload: "New" is small, "Reused" the rest.
+        self.b.wait_for("[...document.querySelectorAll('main tbody tr')].some(r => r.cells[0]"
+                        " && r.cells[0].textContent === '2' && r.cells[5].textContent.endsWith('B'))")
+        cells = self.b.eval("[...[...document.querySelectorAll('main tbody tr')].find(r => "
+                            "r.cells[0].textContent === '2').cells].map(c => c.textContent)")
+        self.assertTrue(cells[5].endswith(" KiB") or cells[5].endswith(" B"), cells)
+        self.assertTrue(cells[6].endswith(" MiB"), cells)
+        self.assertEqual(self.b.eval("window.__sameDocument"), "yes", "the page was reloaded")
+
+    def test_13_the_overview_shows_child_sites_with_their_link_health(self):
+        self.sign_in(self.site.admin_token)
+        self.b.wait("main section", text="Sites")
+        self.b.wait("main section:has-text('Sites') tr", text="B")
+        health = self.b.text("main section:has-text('Sites') tr:has-text('B') .badge")
+        self.assertEqual(health, "active")
+        # The child's own console says whose child it is; what it shows flowed down.
+        self.b.goto(self.child.url + "/console/")
+        self.b.wait("#token")
+        self.b.fill("#token", self.child.admin_token)
+        self.b.press("Enter")
+        self.b.wait("#site", text="child of")
+        self.b.wait("main a", text="demo", timeout_ms=60000)
+        self.b.wait("main section", text="Sites")
+        self.b.click("button", text="Sign out")
+
+    def test_14_a_page_for_something_gone_says_so_and_a_bad_address_is_not_found(self):
+        self.sign_in(self.site.admin_token)
+        self.b.goto(self.url + "#/deployment/999")
+        self.b.wait("#problem", text="no deployment 999")
+        problems = self.b.problems()
+        self.assertTrue(problems and all("404" in p for p in problems), problems)
+        self.b.goto(self.url + "#/package/%E0%A4%A")
+        self.b.wait("main h1", text="Not found")
+        self.assertEqual(self.b.eval("document.getElementById('problem').hidden"), True)
+        self.b.goto(self.url + "#/dps")
+        self.b.wait("main h1", text="Distribution points")
 
 if __name__ == "__main__":
     unittest.main()

@@ -202,7 +202,10 @@ void AddDpAdminRoutes(const AddRouteFn& add) {
 }
 
 void AddClientRoutes(const AddRouteFn& add) {
-  add("GET", "/api/v1/clients", Role::kReadOnly, 0, [](ApiCall& c) { return ListClients(c.ctx); });
+  add("GET", "/api/v1/clients", Role::kReadOnly, 0, [](ApiCall& c) -> core::Result<Json> {
+    DEPOT_ASSIGN_OR_RETURN(auto limit, IntQueryParam(c.req, "limit", 1, 1'000'000));
+    return ListClients(c.ctx, c.req.QueryParam("q").value_or("").substr(0, 256), limit.value_or(0));
+  });
   add("GET", "/api/v1/clients/{}", Role::kReadOnly, 0,
       [](ApiCall& c) { return ShowClient(c.ctx, c.params[0]); });
   add("POST", "/api/v1/collections", Role::kOperator, 16 << 20,
@@ -234,7 +237,7 @@ void AddClientRoutes(const AddRouteFn& add) {
       [](ApiCall& c) { return ListDeployments(c.ctx); });
   add("GET", "/api/v1/deployments/{}", Role::kReadOnly, 0, [](ApiCall& c) -> core::Result<Json> {
     DEPOT_ASSIGN_OR_RETURN(std::int64_t id, IdParam(c.params[0]));
-    return ShowDeployment(c.ctx, id);
+    return ShowDeployment(c.ctx, id, c.req.QueryParam("attributes").value_or("") == "1");
   });
   add("POST", "/api/v1/deployments/{}/cancel", Role::kOperator, kSmallBody,
       [](ApiCall& c) -> core::Result<Json> {

@@ -79,7 +79,7 @@ TEST_P(SiteTest, TheChangeStreamParksUntilActivityPassesTheCallersRevision) {
   EXPECT_NE(refused.body.find("since"), std::string::npos);
 }
 
-TEST_P(SiteTest, ARulePreviewCountsTheClientsItMatchesAndExplainsAHalfRule) {
+TEST_P(SiteTest, ARulePreviewAndTheClientSearchCountWhatTheyMatch) {
   const std::string enroll =
       Call(admin_.get(), "POST", "/api/v1/tokens", {{"role", "enroll"}, {"uses", 3}}, 201)["token"];
   auto agent = Client(enroll);
@@ -103,6 +103,16 @@ TEST_P(SiteTest, ARulePreviewCountsTheClientsItMatchesAndExplainsAHalfRule) {
   EXPECT_FALSE(half["error"].get<std::string>().empty());
   // Nothing was stored.
   EXPECT_EQ(Call(admin_.get(), "GET", "/api/v1/collections")["collections"].size(), 0u);
+  // The clients list searches at the site and sends only what is asked for.
+  Json web = Call(look.get(), "GET", "/api/v1/clients?q=WEB");
+  EXPECT_EQ(web["matched"], 2);
+  EXPECT_EQ(web["total"], 3);
+  Json one = Call(look.get(), "GET", "/api/v1/clients?q=os%3Dlinux&limit=1");
+  EXPECT_EQ(one["matched"], 3);
+  ASSERT_EQ(one["clients"].size(), 1u);
+  EXPECT_EQ(one["clients"][0]["name"], "db-1");
+  EXPECT_EQ(Call(look.get(), "GET", "/api/v1/clients?q=os%3Dwin")["matched"], 0);
+  Call(look.get(), "GET", "/api/v1/clients?limit=0", nullptr, 400);
   // A field the preview does not take is an error, not ignored.
   Call(look.get(), "POST", "/api/v1/rules/preview", {{"rule", "os == \"linux\""}, {"save", true}},
        400);

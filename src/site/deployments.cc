@@ -204,6 +204,16 @@ core::Result<Json> CreateDeployment(SiteContext& ctx, const Json& body) {
   return ShowDeployment(ctx, id);
 }
 
+namespace {
+
+// A client's stored attributes as a JSON object ({} when unreadable).
+Json AttributesObject(const std::string& text) {
+  Json a = Json::parse(text, nullptr, false);
+  return a.is_object() ? a : Json::object();
+}
+
+}  // namespace
+
 core::Result<Json> ListDeployments(SiteContext& ctx) {
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows rows,
@@ -229,7 +239,7 @@ core::Result<Json> ListDeployments(SiteContext& ctx) {
   return Json{{"deployments", out}};
 }
 
-core::Result<Json> ShowDeployment(SiteContext& ctx, std::int64_t id) {
+core::Result<Json> ShowDeployment(SiteContext& ctx, std::int64_t id, bool with_attributes) {
   auto r = ctx.db->QueryRow(
       "SELECT d.id, p.name, d.program, c.name, d.kind, d.start_at, d.deadline_at, d.cancelled_at, "
       "d.collection_id, d.pinned_version, d.windows, d.created_at FROM deployments d JOIN packages "
@@ -259,7 +269,8 @@ core::Result<Json> ShowDeployment(SiteContext& ctx, std::int64_t id) {
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows reps,
       ctx.db->Query("SELECT cl.uid, cl.name, cd.state, cd.version, cd.exit_code, cd.detail, "
-                    "cd.updated_at FROM client_deployments cd JOIN clients cl ON cl.id = "
+                    "cd.updated_at, cl.attributes FROM client_deployments cd JOIN clients cl ON "
+                    "cl.id = "
                     "cd.client_id WHERE cd.deployment_id = ? ORDER BY cl.name LIMIT 1000",
                     {id}));
   Json reports = Json::array();
@@ -272,13 +283,15 @@ core::Result<Json> ShowDeployment(SiteContext& ctx, std::int64_t id) {
     if (!x.IsNull(3)) rep["version"] = x.Int(3);
     if (!x.IsNull(4)) rep["exit_code"] = x.Int(4);
     rep["site"] = "";
+    if (with_attributes) rep["attributes"] = AttributesObject(x.Text(7));
     reports.push_back(std::move(rep));
   }
   // The subtree's clients, as the child sites reported them (docs/hierarchy.md).
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows tree,
       ctx.db->Query("SELECT t.site, t.client_uid, COALESCE(c.name, ''), t.state, t.version, "
-                    "t.exit_code, t.detail, t.updated_at FROM tree_client_deployments t LEFT JOIN "
+                    "t.exit_code, t.detail, t.updated_at, COALESCE(c.attributes, '{}') FROM "
+                    "tree_client_deployments t LEFT JOIN "
                     "tree_clients c ON c.site = t.site AND c.uid = t.client_uid WHERE "
                     "t.deployment_id = ? ORDER BY t.site, c.name LIMIT 10000",
                     {id}));
@@ -288,6 +301,7 @@ core::Result<Json> ShowDeployment(SiteContext& ctx, std::int64_t id) {
                 {"state", x.Text(3)}, {"detail", x.Text(6)}, {"updated", FormatMs(x.Int(7))}};
     if (!x.IsNull(4)) rep["version"] = x.Int(4);
     if (!x.IsNull(5)) rep["exit_code"] = x.Int(5);
+    if (with_attributes) rep["attributes"] = AttributesObject(x.Text(8));
     Json& site_counts = by_site[x.Text(0)];
     if (!site_counts.is_object()) site_counts = Json::object();
     site_counts[x.Text(3)] = site_counts.value(x.Text(3), 0) + 1;

@@ -20,7 +20,10 @@ core::Result<Json> ParseWindows(const Json* raw);
 core::Result<Json> CreateDeployment(SiteContext& ctx, const Json& body);
 // Every deployment with its client counts per state.
 core::Result<Json> ListDeployments(SiteContext& ctx);
-core::Result<Json> ShowDeployment(SiteContext& ctx, std::int64_t id);
+// One deployment: its counts, windows and client reports (the first 1000 here and
+// 10000 of the subtree); `with_attributes` adds each reporting client's attributes
+// (the console's attribute columns). NotFound for an unknown id.
+core::Result<Json> ShowDeployment(SiteContext& ctx, std::int64_t id, bool with_attributes = false);
 // Out of every policy at once.
 core::Result<Json> CancelDeployment(SiteContext& ctx, std::int64_t id);
 

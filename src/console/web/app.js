@@ -47,6 +47,7 @@ const state = {
   updating: false,
   again: false,
   lastUpdate: 0,
+  lastCost: 0,      // how long the last update took, ms
 };
 
 // What pages are handed: who is signed in and what they may do.
@@ -89,11 +90,18 @@ function renderNav(current) {
 
 async function route() {
   if (!state.who) return;
-  const path = decodeURI(location.hash.replace(/^#\/?/, '')).split('?')[0];
-  const m = match(location.hash.replace(/^#\/?/, '').split('?')[0]);
+  const raw = location.hash.replace(/^#\/?/, '').split('?')[0];
+  let path = raw, m = null;
+  try {
+    path = decodeURIComponent(raw);
+    m = match(raw);
+  } catch {
+    m = null;  // a malformed escape in a typed URL: no such page
+  }
   renderNav(path);
   const view = document.getElementById('view');
   view.replaceChildren();
+  showProblem(null);
   if (!m) {
     state.page = null;
     fill(view, h('h1', 'Not found'), h('p', 'No console page is at ', h('code', path), '.'));
@@ -109,14 +117,19 @@ async function runUpdate() {
   const page = state.page;
   if (!page) return;
   state.updating = true;
+  const began = performance.now();
   try {
     await page.update();
+    if (state.page === page) showProblem(null);
   } catch (e) {
     if (e.status === 401) return signOut('Your token is no longer valid: ' + e.message);
-    console.warn('depot console: update failed:', e.message);
+    // Shown above the page (a deployment that does not exist, the site down), which
+    // keeps what it showed last.
+    if (state.page === page) showProblem(e);
   } finally {
     state.updating = false;
     state.lastUpdate = performance.now();
+    state.lastCost = state.lastUpdate - began;
   }
   if (state.again && state.page === page) {
     state.again = false;
@@ -124,14 +137,22 @@ async function runUpdate() {
   }
 }
 
-// The page looks again, at most every 250 ms: a burst of changes is one update.
+// The page looks again, at most every 250 ms -- a burst of changes is one update --
+// and never sooner than twice its last update took, so a busy site is asked less.
 function scheduleUpdate() {
   if (state.updating) {
     state.again = true;
     return;
   }
-  const wait = Math.max(0, 250 - (performance.now() - state.lastUpdate));
+  const gap = Math.max(250, 2 * state.lastCost);
+  const wait = Math.max(0, gap - (performance.now() - state.lastUpdate));
   setTimeout(runUpdate, wait);
+}
+
+function showProblem(e) {
+  const el = document.getElementById('problem');
+  fill(el, e ? (e.status === 404 ? '' : 'Could not load this page: ') + e.message : '');
+  el.hidden = !e;
 }
 
 function setLive(ok, text) {
@@ -177,6 +198,7 @@ function signOut(why) {
   state.who = null;
   state.page = null;
   api.setToken('');
+  showProblem(null);
   showSignIn(why);
 }
 

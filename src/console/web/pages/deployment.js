@@ -38,18 +38,17 @@ export const page = {
     const clientsBox = h('div');
     const points = [];  // counts over time, sampled on every update
     const filter = {state: '', text: '', attr: ''};
-    let last = null, attrs = new Map();
-    const redrawClients = () => last && fill(clientsBox, clientsTable(last, attrs, filter));
+    let last = null;
+    const redrawClients = () => last && fill(clientsBox, clientsTable(last, filter));
     const controls = clientControls(filter, redrawClients);
     let actions = null;
     view.append(head, h('div.grid', section('Progress', counts, chartBox), section('Failures', failures)),
         section('Clients', controls.node, clientsBox));
     return {
       async update() {
-        const [d, cl] = await Promise.all([api.get('/deployments/' + seg(id)), api.get('/clients')]);
+        const d = await api.get('/deployments/' + seg(id) + '?attributes=1');
         last = d;
-        attrs = new Map(cl.clients.map((c) => [c.id, c.attributes || {}]));
-        controls.setKeys([...new Set(cl.clients.flatMap((c) => Object.keys(c.attributes || {})))].sort());
+        controls.setKeys([...new Set(d.reports.flatMap((r) => Object.keys(r.attributes || {})))].sort());
         if (!points.length) points.push(...history(d));
         points.push({t: Date.now(), counts: {...d.clients}});
         fill(head, h('div.titlebar', h('h1', `Deployment ${d.id}`), badge(d.state)),
@@ -123,7 +122,7 @@ function clientControls(filter, redraw) {
   };
 }
 
-function clientsTable(d, attrs, f) {
+function clientsTable(d, f) {
   const rows = d.reports.filter((r) => (!f.state || r.state === f.state) &&
       (!f.text || (r.name || '').toLowerCase().includes(f.text) || r.client.includes(f.text)));
   const cols = [
@@ -137,7 +136,7 @@ function clientsTable(d, attrs, f) {
   ];
   if (f.attr) {
     cols.splice(1, 0, {title: f.attr, cell: (r) => {
-      const v = (attrs.get(r.client) || {})[f.attr];
+      const v = (r.attributes || {})[f.attr];
       return v === undefined ? '—' : Array.isArray(v) ? v.join(', ') : String(v);
     }});
   }
