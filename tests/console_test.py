@@ -265,8 +265,11 @@ class ConsoleTest(DepotTestCase):
         self.b.fill("main input[aria-label=dp]", "")
         self.b.fill("main input[aria-label=client]", "no-such-client")
         self.b.wait("main .error", text="no-such-client")
-        self.b.problems()  # the 404 the site gave that filter
         self.b.fill("main input[aria-label=client]", "")
+        self.b.wait("main .error", state="hidden")
+        # The 404s the site gave that filter (live updates may have asked again).
+        problems = self.b.problems()
+        self.assertTrue(problems and all("404" in p for p in problems), problems)
         self.b.fill("main input[aria-label=code]", "4006")
         self.b.wait("main td", text="installed package demo")
         self.b.click("main td a", text="deployment")
@@ -356,10 +359,10 @@ class ConsoleTest(DepotTestCase):
         self.assertGreater(v2["new_bytes"], 0)
         self.assertLess(v2["new_bytes"], v2["bytes"] // 10, "one edited file is a small part of the version")
         # The row of version 2 arrives without a reload: "New" is small, "Reused" the rest.
-        self.b.wait_for("[...document.querySelectorAll('main tbody tr')].some(r => r.cells[0]"
-                        " && r.cells[0].textContent === '2' && r.cells[5].textContent.endsWith('B'))")
-        cells = self.b.eval("[...[...document.querySelectorAll('main tbody tr')].find(r => "
-                            "r.cells[0].textContent === '2').cells].map(c => c.textContent)")
+        rows = ("[...[...document.querySelectorAll('main section')].find(s => "
+                "s.querySelector('h2').textContent === 'Versions').querySelectorAll('tbody tr')]")
+        self.b.wait_for(f"{rows}.some(r => r.cells[0].textContent === '2' && r.cells[5].textContent.endsWith('B'))")
+        cells = self.b.eval(f"[...{rows}.find(r => r.cells[0].textContent === '2').cells].map(c => c.textContent)")
         self.assertTrue(cells[5].endswith(" KiB") or cells[5].endswith(" B"), cells)
         self.assertTrue(cells[6].endswith(" MiB"), cells)
         self.assertEqual(self.b.eval("window.__sameDocument"), "yes", "the page was reloaded")

@@ -8,7 +8,7 @@ export const page = {
   mount(view) {
     const q0 = new URLSearchParams(location.hash.split('?')[1] || '').get('q') || '';
     const body = h('div');
-    let timer = 0;
+    let timer = 0, asked = 0;
     const search = h('input', {type: 'search', value: q0, placeholder: 'name, or attribute=value (os_release=debian)',
       'aria-label': 'Search clients', oninput: () => { clearTimeout(timer); timer = setTimeout(() => self.update(), 200); }});
     view.append(h('h1', 'Clients'), h('div.filters', search), body);
@@ -16,8 +16,9 @@ export const page = {
       // The site searches (name, id or any attribute value; key=value for one
       // attribute) and sends the first 500 matches, not the whole fleet.
       async update() {
+        const mine = ++asked;  // typing and live updates overlap: the newest answer wins
         const r = await api.get('/clients' + api.query({q: search.value.trim(), limit: kShown}));
-        fill(body, clientTable(r));
+        if (mine === asked) fill(body, clientTable(r));
       },
     };
     return self;

@@ -42,7 +42,8 @@ export const page = {
     const redrawClients = () => last && fill(clientsBox, clientsTable(last, filter));
     const controls = clientControls(filter, redrawClients);
     let actions = null;
-    view.append(head, h('div.grid', section('Progress', counts, chartBox), section('Failures', failures)),
+    const actionsBox = h('div');  // outside what updates redraw: a pending confirm keeps its focus
+    view.append(head, actionsBox, h('div.grid', section('Progress', counts, chartBox), section('Failures', failures)),
         section('Clients', controls.node, clientsBox));
     return {
       async update() {
@@ -59,8 +60,10 @@ export const page = {
                 d.windows.length ? ' · windows ' + d.windows.map((w) =>
                   `${w.start}+${w.duration_s / 60}m ${w.tz}`).join(', ') : ''));
         if (ctx.can('operator') && d.state === 'active') {
-          if (!actions) actions = cancelForm(d, ctx);
-          head.append(actions);
+          if (!actions) actionsBox.append(actions = cancelForm(d, ctx));
+        } else if (actions) {
+          actions.remove();
+          actions = null;
         }
         fill(counts, stateBar(d.clients, d.clients.targeted),
             h('dl.counts', ['targeted', ...kStates].map((s) =>

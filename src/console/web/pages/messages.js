@@ -17,7 +17,7 @@ export const page = {
       'aria-label': k, value: given.get(k) || '', size: 12})]));
     const err = h('p.error', {role: 'alert', hidden: true});
     const body = h('div');
-    let timer = 0;
+    let timer = 0, asked = 0;
     const changed = () => { clearTimeout(timer); timer = setTimeout(() => self.update(), 200); };
     sev.addEventListener('change', changed);
     Object.values(inputs).forEach((i) => i.addEventListener('input', changed));
@@ -26,13 +26,16 @@ export const page = {
       async update() {
         const q = {severity: sev.value, limit: 200};
         for (const k of kFilters) q[k] = inputs[k].value.trim();
+        const mine = ++asked;  // filters and live updates overlap: the newest answer wins
         try {
           const r = await api.get('/messages' + api.query(q));
+          if (mine !== asked) return;
           err.hidden = true;
           fill(body, messageRows(r.messages.slice().reverse(), 'No messages match.'));
         } catch (e) {
           // A filter naming no client, say: the site says what is wrong with it.
           if (e.status !== 400 && e.status !== 404) throw e;
+          if (mine !== asked) return;
           fill(err, e.message);
           err.hidden = false;
         }

@@ -8,6 +8,9 @@ export const page = {
   mount(view, ctx) {
     const body = h('div');
     const err = h('p.error', {role: 'alert', hidden: true});
+    // The token whose revocation is being confirmed: a live update redraws the
+    // table, and must not take the question away.
+    const asking = {id: 0};
     view.append(h('h1', 'Tokens'), err, body, ctx.can('admin') ? createForm(ctx) : null);
     return {
       async update() {
@@ -21,24 +24,28 @@ export const page = {
           {title: 'Created', cell: (t) => time(t.created)},
           {title: 'Expires', cell: (t) => time(t.expires)},
           {title: 'Last used', cell: (t) => time(t.last_used)},
-          {title: '', cell: (t) => t.state !== 'active' ? '' : t.id === ctx.tokenId ? h('span.muted', 'signed in') : revoke(t, err, ctx)},
+          {title: '', cell: (t) => t.state !== 'active' ? '' : t.id === ctx.tokenId ? h('span.muted', 'signed in') : revoke(t, err, ctx, asking)},
         ], r.tokens));
+        const confirm = body.querySelector('button.dangerous:not([hidden])');
+        if (confirm && document.activeElement === document.body) confirm.focus();
       },
     };
   },
 };
 
 // Revoking asks once more, in place: whatever uses the token stops working.
-function revoke(t, err, ctx) {
-  const confirm = h('button.dangerous', {type: 'button', hidden: true, onclick: async () => {
+function revoke(t, err, ctx, asking) {
+  const confirm = h('button.dangerous', {type: 'button', hidden: asking.id !== t.id, onclick: async () => {
     showError(err, null);
+    asking.id = 0;
     try {
       await api.del('/tokens/' + t.id);
       ctx.refresh();
     } catch (e) { showError(err, e); }
   }}, 'Yes, revoke');
-  const ask = h('button', {type: 'button', 'aria-label': `Revoke token ${t.id} (${t.name})`,
-    onclick: () => { ask.hidden = true; confirm.hidden = false; confirm.focus(); }}, 'Revoke');
+  const ask = h('button', {type: 'button', hidden: asking.id === t.id,
+    'aria-label': `Revoke token ${t.id} (${t.name})`,
+    onclick: () => { asking.id = t.id; ask.hidden = true; confirm.hidden = false; confirm.focus(); }}, 'Revoke');
   return h('span', ask, confirm);
 }
 
