@@ -395,5 +395,71 @@ class ConsoleTest(DepotTestCase):
         self.b.goto(self.url + "#/dps")
         self.b.wait("main h1", text="Distribution points")
 
+    def test_15_a_dp_added_in_the_console_gets_its_token_once_and_is_removed_there(self):
+        self.sign_in(self.site.admin_token)
+        self.open("dps", "Distribution points")
+        self.b.fill("input[name=name]", "d2")
+        self.b.fill("input[name=url]", "http://127.0.0.1:9")
+        self.b.fill("input[name=groups]", "hamburg, floor-2")
+        self.b.click("button", text="Add DP")
+        token = self.b.text("pre.secret")
+        self.assertTrue(token.startswith("depot_dp_"), token)
+        self.assertIn(token, self.b.text("main code"), "the dp serve command carries it")
+        status, body, _ = self.site.api("GET", "/api/v1/dp/trust", token=token)
+        self.assertEqual(status, 200, body)
+        self.b.wait("main td a", text="d2")
+        # Distribute to a group of it, from the package page.
+        self.open("package/demo", "Package")
+        self.b.click("label.check", text="group hamburg")
+        self.b.click("button", text="Distribute")
+        self.b.wait("main p.ok", text="group:hamburg")
+        targets = self.site.cli("package", "show", "demo")["distributed_to"]
+        self.assertIn({"kind": "group", "name": "hamburg"}, targets)
+        self.b.wait("main ul.dpstates a", text="d2")
+        # Removing asks first; then its token stops working.
+        self.open("dp/d2", "DP")
+        self.b.click("button", text="Remove DP")
+        self.b.click("button", text="Yes, remove d2")
+        self.b.wait("main h1", text="Distribution points")
+        self.assertNotIn("d2", [d["name"] for d in self.site.cli("dp", "list")["dps"]])
+        status, _, _ = self.site.api("GET", "/api/v1/dp/trust", token=token)
+        self.assertEqual(status, 401)
+
+    def test_16_a_deployment_with_windows_and_a_deadline_is_made_as_typed(self):
+        self.sign_in(self.site.admin_token)
+        self.b.goto(self.url + "#/deployments/new?package=demo")
+        self.b.wait("select[name=program] option[value=install]", state="attached")
+        self.b.select("select[name=collection]", "second")
+        self.b.fill("input[name=windows]", "22:00+4h@Asia/Kolkata, 03:00+90m")
+        # The deadline is typed in the browser's time (Europe/Berlin): 2030-01-15 10:30.
+        self.b.fill("input[name=deadline]", "2030-01-15T10:30")
+        self.b.fill("input[name=windows]", "22:00+4h@Asia/Kolkata, 3am")
+        self.b.click("button", text="Deploy")
+        self.b.wait("main .error", text="3am")
+        self.b.fill("input[name=windows]", "22:00+4h@Asia/Kolkata, 03:00+90m")
+        self.b.click("button", text="Deploy")
+        self.b.wait("main h1", text="Deployment")
+        dep = self.site.cli("deployment", "list")["deployments"][-1]
+        shown = self.site.cli("deployment", "show", str(dep["id"]))
+        self.assertEqual(shown["deadline"], "2030-01-15T09:30:00Z", "10:30 in Berlin is 09:30 UTC")
+        self.assertEqual([(w["start"], w["duration_s"], w["tz"]) for w in shown["windows"]],
+                         [("22:00", 4 * 3600, "Asia/Kolkata"), ("03:00", 90 * 60, "UTC")])
+        self.assertEqual(shown["kind"], "required")
+
+    def test_17_a_package_is_deleted_only_by_typing_its_name(self):
+        scratch = os.path.join(self.tmp, "scratch")
+        make_tree(scratch, big_mib=1)
+        self.site.cli("package", "create", "scratch", "--source", scratch, "--program", "install=true")
+        self.sign_in(self.site.admin_token)
+        self.open("package/scratch", "Package")
+        self.b.fill("form[aria-label='Delete package'] input", "scratc")
+        self.b.click("button", text="Delete package")
+        self.b.wait("form[aria-label='Delete package'] .error", text="Type scratch exactly")
+        self.assertIn("scratch", [p["name"] for p in self.site.cli("package", "list")["packages"]])
+        self.b.fill("form[aria-label='Delete package'] input", "scratch")
+        self.b.click("button", text="Delete package")
+        self.b.wait("main h1", text="Packages")
+        self.assertNotIn("scratch", [p["name"] for p in self.site.cli("package", "list")["packages"]])
+
 if __name__ == "__main__":
     unittest.main()

@@ -69,7 +69,7 @@ export const page = {
             h('dl.counts', ['targeted', ...kStates].map((s) =>
               h('div', h('dt', s), h('dd', {dataset: {state: s}}, String(d.clients[s] || 0))))));
         fill(chartBox, stateChart(points, d.clients.targeted));
-        fill(failures, failureGroups(d));
+        fill(failures, failureGroups(d), bySite(d));
         redrawClients();
       },
     };
@@ -88,6 +88,16 @@ function history(d) {
     out.push({t: r.t, counts: {...c}});
   }
   return out;
+}
+
+// The subtree's share, per child site (docs/hierarchy.md), when there is one.
+function bySite(d) {
+  const sites = Object.entries(d.sites || {});
+  if (!sites.length) return null;
+  return [h('h2', 'By site'), table([
+    {title: 'Site', cell: ([site]) => site},
+    ...kStates.map((st) => ({title: st, cell: ([, c]) => String(c[st] || 0), cls: 'num'})),
+  ], sites)];
 }
 
 function failureGroups(d) {
