@@ -36,9 +36,11 @@ export const detailPage = {
   mount(view, ctx, {name}) {
     const head = h('div');
     const body = h('div');
-    view.append(head, body, ctx.can('admin') ? removeForm(name, ctx) : null);
+    const gone = {yes: false};  // removed here: no more updates of a page about to close
+    view.append(head, body, ctx.can('admin') ? removeForm(name, ctx, gone) : null);
     return {
       async update() {
+        if (gone.yes) return;
         const d = await api.get('/dps/' + seg(name));
         const sched = d.schedule || {};
         fill(head, h('div.titlebar', h('h1', 'DP ', h('span.name', d.name)), health(d)),
@@ -87,13 +89,17 @@ function addForm(ctx) {
   field('Groups (optional)', groups), err, h('button.primary', {type: 'submit'}, 'Add DP'), out);
 }
 
-function removeForm(name, ctx) {
+function removeForm(name, ctx, gone) {
   const err = h('p.error', {role: 'alert', hidden: true});
   const confirm = h('button.dangerous', {type: 'button', hidden: true, onclick: async () => {
+    gone.yes = true;
     try {
       await api.del('/dps/' + seg(name));
       ctx.go('dps');
-    } catch (e) { showError(err, e); }
+    } catch (e) {
+      gone.yes = false;
+      showError(err, e);
+    }
   }}, `Yes, remove ${name}`);
   return h('section.card.danger', h('h2', 'Remove'),
       h('p', 'Revokes its token; clients stop being sent to it.'),

@@ -33,8 +33,10 @@ export const page = {
     const actions = ctx.can('operator') ? h('div.actions') : null;
     view.append(head, actions, body);
     let actionsBuilt = false;
+    const gone = {yes: false};  // deleted here: no more updates of a page about to close
     return {
       async update() {
+        if (gone.yes) return;
         const p = await api.get('/packages/' + seg(name));
         fill(head, h('h1', 'Package ', h('span.name', p.name)),
             p.description ? h('p.desc', p.description) : null,
@@ -42,7 +44,7 @@ export const page = {
                 p.distributed_to.length ? p.distributed_to.map((t) => `${t.kind} ${t.name}`).join(', ') : 'nothing yet'));
         if (actions && !actionsBuilt) {
           actionsBuilt = true;
-          fill(actions, await distributeForm(p, ctx), deleteForm(p, ctx));
+          fill(actions, await distributeForm(p, ctx), deleteForm(p, ctx, gone));
         }
         fill(body, versions(p), deploymentsOf(p));
       },
@@ -116,7 +118,7 @@ async function distributeForm(p, ctx) {
 }
 
 // Deleting a package is for good: the person types its name to confirm.
-function deleteForm(p, ctx) {
+function deleteForm(p, ctx, gone) {
   const input = h('input', {type: 'text', autocomplete: 'off', spellcheck: 'false'});
   const err = h('p.error', {role: 'alert', hidden: true});
   return h('form.card.inline.danger', {
@@ -125,10 +127,14 @@ function deleteForm(p, ctx) {
       ev.preventDefault();
       showError(err, null);
       if (input.value !== p.name) return showError(err, `Type ${p.name} exactly to delete it.`);
+      gone.yes = true;
       try {
         await api.del('/packages/' + seg(p.name));
         ctx.go('packages');
-      } catch (e) { showError(err, e); }
+      } catch (e) {
+        gone.yes = false;
+        showError(err, e);
+      }
     },
   }, h('h2', 'Delete'),
   h('p', 'Retires every version: DPs and agents purge it, and it cannot be deployed again.'),
