@@ -1,11 +1,7 @@
 #include "console/assets.h"
 
 #include <algorithm>
-#include <mutex>
 #include <string>
-#include <unordered_map>
-
-#include "core/sha256.h"
 
 namespace depot::console {
 
@@ -18,15 +14,6 @@ constexpr std::string_view kPrefix = "/console/";
 constexpr const char* kPolicy =
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-const std::string& EtagOf(const EmbeddedFile& f) {
-  static std::mutex mu;
-  static std::unordered_map<const EmbeddedFile*, std::string> etags;
-  std::lock_guard<std::mutex> lock(mu);
-  std::string& e = etags[&f];
-  if (e.empty()) e = "\"" + core::Sha256::HashHex(f.bytes).substr(0, 32) + "\"";
-  return e;
-}
 
 void SetCommonHeaders(http::Response* resp) {
   resp->SetHeader("Content-Security-Policy", kPolicy);
@@ -83,7 +70,7 @@ void Serve(const http::Request& req, http::Response* resp) {
     *resp = http::Response::Text(404, "no such console file: " + std::string(path) + "\n");
     return;
   }
-  const std::string& etag = EtagOf(*f);
+  const std::string etag(f->etag);
   const std::string* inm = req.GetHeader("if-none-match");
   if (inm != nullptr && *inm == etag) {
     *resp = http::Response::Text(304, "");

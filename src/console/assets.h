@@ -13,10 +13,12 @@
 
 namespace depot::console {
 
-// One embedded file: `path` relative to web/ ("index.html", "pages/dps.js").
+// One embedded file: `path` relative to web/ ("index.html", "pages/dps.js"), and
+// its strong ETag (the first 128 bits of its SHA-256, quoted; made at build time).
 struct EmbeddedFile {
   std::string_view path;
   std::string_view bytes;
+  std::string_view etag;
 };
 
 // Every embedded file, sorted by path; generated at build time. Thread-safe.

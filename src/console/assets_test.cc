@@ -6,6 +6,8 @@
 #include <set>
 #include <string>
 
+#include "core/sha256.h"
+
 namespace depot::console {
 namespace {
 
@@ -22,6 +24,7 @@ TEST(ConsoleAssetsTest, EveryFileHasAKnownTypeAndIndexIsHtml) {
   for (const EmbeddedFile& f : EmbeddedFiles()) {
     EXPECT_NE(ContentType(f.path), "application/octet-stream") << f.path;
     EXPECT_FALSE(f.bytes.empty()) << f.path;
+    EXPECT_EQ(f.etag, "\"" + core::Sha256::HashHex(f.bytes).substr(0, 32) + "\"") << f.path;
   }
   EXPECT_EQ(FindFile("nope.js"), nullptr);
 }

@@ -269,11 +269,8 @@ void SiteApi::Handle(http::Request& req, http::Response* resp) {
     *resp = http::Response::Json(call.status, Dump(*result) + "\n");
     resp->SetHeader("Cache-Control", "no-store");
     // A change made through the API (a report, a message, a token): open consoles
-    // look again. Chunk uploads change nothing a console shows until their version;
-    // a rule preview changes nothing.
-    if (req.method != "GET" && req.method != "HEAD" && req.path.rfind("/api/v1/chunks", 0) != 0 &&
-        req.path != "/api/v1/rules/preview")
-      ctx_->Activity();
+    // look again.
+    if (req.method != "GET" && req.method != "HEAD" && !call.quiet) ctx_->Activity();
   } catch (const std::exception& e) {
     // Nothing may escape into the server; an exception here is a bug, reported as one.
     core::Log(core::LogLevel::kError, "site.handler_exception",

@@ -135,10 +135,12 @@ void AddTokenRoutes(const AddRouteFn& add) {
 void AddPackageRoutes(const AddRouteFn& add, std::uint64_t upload) {
   add("POST", "/api/v1/chunks/missing", Role::kOperator, 32 << 20,
       [](ApiCall& c) -> core::Result<Json> {
+        c.quiet = true;
         DEPOT_ASSIGN_OR_RETURN(Json body, c.Body());
         return ChunksMissing(c.ctx, body);
       });
   add("POST", "/api/v1/chunks", Role::kOperator, upload, [](ApiCall& c) -> core::Result<Json> {
+    c.quiet = true;
     auto r = ReceiveChunks(c.ctx, c.req.body);
     // The CLI names the package it uploads for (?package=): the message names it too.
     if (!r.ok()) PostUploadRejected(c.ctx, c.req.QueryParam("package").value_or(""), r.status());
@@ -147,6 +149,7 @@ void AddPackageRoutes(const AddRouteFn& add, std::uint64_t upload) {
   add("POST", "/api/v1/chunks/commit", Role::kOperator, kSmallBody,
       [](ApiCall& c) -> core::Result<Json> {
         // The client has sent its last chunks: commit them while it sends the manifest.
+        c.quiet = true;
         DEPOT_RETURN_IF_ERROR(c.NoFields("chunk commit"));
         c.ctx.intake->CommitSoon();
         c.status = 202;
@@ -204,7 +207,10 @@ void AddDpAdminRoutes(const AddRouteFn& add) {
 void AddClientRoutes(const AddRouteFn& add) {
   add("GET", "/api/v1/clients", Role::kReadOnly, 0, [](ApiCall& c) -> core::Result<Json> {
     DEPOT_ASSIGN_OR_RETURN(auto limit, IntQueryParam(c.req, "limit", 1, 1'000'000));
-    return ListClients(c.ctx, c.req.QueryParam("q").value_or("").substr(0, 256), limit.value_or(0));
+    const std::string q = c.req.QueryParam("q").value_or("");
+    if (q.size() > 256)
+      return Status::InvalidArgument("q (the client search) is longer than 256 characters");
+    return ListClients(c.ctx, q, limit.value_or(0));
   });
   add("GET", "/api/v1/clients/{}", Role::kReadOnly, 0,
       [](ApiCall& c) { return ShowClient(c.ctx, c.params[0]); });

@@ -23,6 +23,9 @@ struct ApiCall {
   std::vector<std::string> params;
   http::Response* resp;
   bool handled = false;  // the handler wrote *resp itself
+  // A POST that changes nothing a console shows (chunk uploads before their version,
+  // previews): no Activity() for it.
+  bool quiet = false;
   int status = 200;
 
   // The request body as a JSON object.

@@ -16,32 +16,44 @@ std::string Lower(std::string s) {
   return s;
 }
 
-// Whether a listed client matches a search: "key=value" is that attribute holding
-// `value` (case-insensitive substring); other text is a substring of its name, id or
-// any attribute value.
-bool MatchesSearch(const Json& client, const std::string& q) {
-  if (q.empty()) return true;
-  auto holds = [](const Json& v, const std::string& needle) {
+// A client search, parsed once: "key=value" is that attribute holding `value`
+// (case-insensitive substring); other text is a substring of the name, id or any
+// attribute value; empty matches every client.
+class Search {
+ public:
+  explicit Search(const std::string& q) {
+    const auto eq = q.find('=');
+    if (eq != std::string::npos && eq > 0) {
+      key_ = q.substr(0, eq);
+      needle_ = Lower(q.substr(eq + 1));
+    } else {
+      needle_ = Lower(q);
+    }
+    all_ = q.empty();
+  }
+
+  bool Matches(const std::string& name, const std::string& id, const Json& attrs) const {
+    if (all_) return true;
+    if (!key_.empty()) return attrs.contains(key_) && Holds(attrs[key_]);
+    if (Holds(name) || Holds(id)) return true;
+    for (const auto& [k, v] : attrs.items())
+      if (Holds(v)) return true;
+    return false;
+  }
+
+ private:
+  bool Holds(const Json& v) const {
     if (v.is_array()) {
       for (const auto& x : v)
-        if (x.is_string() && Lower(x.get<std::string>()).find(needle) != std::string::npos)
-          return true;
+        if (Holds(x)) return true;
       return false;
     }
-    return v.is_string() && Lower(v.get<std::string>()).find(needle) != std::string::npos;
-  };
-  const Json& attrs = client["attributes"];
-  const auto eq = q.find('=');
-  if (eq != std::string::npos && eq > 0) {
-    const std::string key = q.substr(0, eq);
-    return attrs.contains(key) && holds(attrs[key], Lower(q.substr(eq + 1)));
+    return v.is_string() && Lower(v.get<std::string>()).find(needle_) != std::string::npos;
   }
-  const std::string needle = Lower(q);
-  if (holds(client["name"], needle) || holds(client["id"], needle)) return true;
-  for (const auto& [k, v] : attrs.items())
-    if (holds(v, needle)) return true;
-  return false;
-}
+
+  std::string key_, needle_;
+  bool all_ = false;
+};
 
 }  // namespace
 
@@ -53,38 +65,43 @@ core::Result<Json> ListClients(SiteContext& ctx, const std::string& q, std::int6
       std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.client_offline_after)
           .count();
   std::int64_t now = ctx.NowMs();
+  const Search search(q);
   Json out = Json::array();
   std::int64_t total = 0, matched = 0;
-  auto add = [&](Json c) {
+  // Whether the client is listed: counted when it matches, its row built only when
+  // it is within `limit` (a fleet's search sends, and builds, only what is shown).
+  auto keep = [&](const std::string& name, const std::string& id, const Json& attrs) {
     ++total;
-    if (!MatchesSearch(c, q)) return;
-    if (limit <= 0 || matched < limit) out.push_back(std::move(c));
+    if (!search.Matches(name, id, attrs)) return false;
     ++matched;
+    return limit <= 0 || matched <= limit;
   };
   for (const auto& r : rows) {
-    Json attrs = Json::parse(r.Text(5), nullptr, false);
-    add({{"id", r.Text(0)},
-         {"name", r.Text(1)},
-         {"address", r.Text(2)},
-         {"enrolled", FormatMs(r.Int(3))},
-         {"last_seen", r.IsNull(4) ? "" : FormatMs(r.Int(4))},
-         {"online", !r.IsNull(4) && now - r.Int(4) < offline_ms},
-         {"attributes", attrs.is_discarded() ? Json::object() : attrs},
-         {"site", ""}});
+    Json attrs = StoredAttributesJson(r.Text(5));
+    if (!keep(r.Text(1), r.Text(0), attrs)) continue;
+    out.push_back({{"id", r.Text(0)},
+                   {"name", r.Text(1)},
+                   {"address", r.Text(2)},
+                   {"enrolled", FormatMs(r.Int(3))},
+                   {"last_seen", r.IsNull(4) ? "" : FormatMs(r.Int(4))},
+                   {"online", !r.IsNull(4) && now - r.Int(4) < offline_ms},
+                   {"attributes", std::move(attrs)},
+                   {"site", ""}});
   }
   // Clients of the subtree, as the child sites reported them (docs/hierarchy.md).
   DEPOT_ASSIGN_OR_RETURN(catalog::Rows tree,
                          ctx.db->Query("SELECT site, uid, name, enrolled_at, last_seen_at, "
                                        "attributes FROM tree_clients ORDER BY site, name, uid"));
   for (const auto& r : tree) {
-    Json attrs = Json::parse(r.Text(5), nullptr, false);
-    add({{"id", r.Text(1)},
-         {"name", r.Text(2)},
-         {"site", r.Text(0)},
-         {"enrolled", r.IsNull(3) ? "" : FormatMs(r.Int(3))},
-         {"last_seen", r.IsNull(4) ? "" : FormatMs(r.Int(4))},
-         {"online", !r.IsNull(4) && now - r.Int(4) < offline_ms},
-         {"attributes", attrs.is_discarded() ? Json::object() : attrs}});
+    Json attrs = StoredAttributesJson(r.Text(5));
+    if (!keep(r.Text(2), r.Text(1), attrs)) continue;
+    out.push_back({{"id", r.Text(1)},
+                   {"name", r.Text(2)},
+                   {"site", r.Text(0)},
+                   {"enrolled", r.IsNull(3) ? "" : FormatMs(r.Int(3))},
+                   {"last_seen", r.IsNull(4) ? "" : FormatMs(r.Int(4))},
+                   {"online", !r.IsNull(4) && now - r.Int(4) < offline_ms},
+                   {"attributes", std::move(attrs)}});
   }
   return Json{{"clients", out}, {"total", total}, {"matched", matched}};
 }
@@ -103,7 +120,7 @@ core::Result<Json> ShowClient(SiteContext& ctx, const std::string& ref) {
       auto r, ctx.db->QueryRow("SELECT uid, name, address, enrolled_at, last_seen_at, attributes "
                                "FROM clients WHERE id = ?",
                                {id}));
-  Json attrs = Json::parse(r.Text(5), nullptr, false);
+  Json attrs = StoredAttributesJson(r.Text(5));
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows cols,
       ctx.db->Query("SELECT c.name FROM collections c JOIN collection_members m ON "
@@ -132,7 +149,7 @@ core::Result<Json> ShowClient(SiteContext& ctx, const std::string& ref) {
               {"address", r.Text(2)},
               {"enrolled", FormatMs(r.Int(3))},
               {"last_seen", r.IsNull(4) ? "" : FormatMs(r.Int(4))},
-              {"attributes", attrs.is_discarded() ? Json::object() : attrs},
+              {"attributes", attrs},
               {"collections", collections},
               {"deployments", reports},
               {"policy", policy}};

@@ -33,6 +33,7 @@ core::Result<Json> ChangesRoute(ApiCall& c) {
 // (the first 50)}, or {"valid": false, "error"} for a rule that does not parse.
 core::Result<Json> PreviewRoute(ApiCall& c) {
   constexpr std::size_t kShown = 50;
+  c.quiet = true;
   DEPOT_ASSIGN_OR_RETURN(Json body, c.Body());
   ObjectReader r(body, "rule preview");
   std::string text = r.String("rule", true, 4096);

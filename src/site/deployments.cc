@@ -6,6 +6,7 @@
 #include <cctype>
 
 #include "core/messages.h"
+#include "site/membership.h"
 #include "site/messages.h"
 
 namespace depot::site {
@@ -204,16 +205,6 @@ core::Result<Json> CreateDeployment(SiteContext& ctx, const Json& body) {
   return ShowDeployment(ctx, id);
 }
 
-namespace {
-
-// A client's stored attributes as a JSON object ({} when unreadable).
-Json AttributesObject(const std::string& text) {
-  Json a = Json::parse(text, nullptr, false);
-  return a.is_object() ? a : Json::object();
-}
-
-}  // namespace
-
 core::Result<Json> ListDeployments(SiteContext& ctx) {
   DEPOT_ASSIGN_OR_RETURN(
       catalog::Rows rows,
@@ -283,7 +274,7 @@ core::Result<Json> ShowDeployment(SiteContext& ctx, std::int64_t id, bool with_a
     if (!x.IsNull(3)) rep["version"] = x.Int(3);
     if (!x.IsNull(4)) rep["exit_code"] = x.Int(4);
     rep["site"] = "";
-    if (with_attributes) rep["attributes"] = AttributesObject(x.Text(7));
+    if (with_attributes) rep["attributes"] = StoredAttributesJson(x.Text(7));
     reports.push_back(std::move(rep));
   }
   // The subtree's clients, as the child sites reported them (docs/hierarchy.md).
@@ -301,7 +292,7 @@ core::Result<Json> ShowDeployment(SiteContext& ctx, std::int64_t id, bool with_a
                 {"state", x.Text(3)}, {"detail", x.Text(6)}, {"updated", FormatMs(x.Int(7))}};
     if (!x.IsNull(4)) rep["version"] = x.Int(4);
     if (!x.IsNull(5)) rep["exit_code"] = x.Int(5);
-    if (with_attributes) rep["attributes"] = AttributesObject(x.Text(8));
+    if (with_attributes) rep["attributes"] = StoredAttributesJson(x.Text(8));
     Json& site_counts = by_site[x.Text(0)];
     if (!site_counts.is_object()) site_counts = Json::object();
     site_counts[x.Text(3)] = site_counts.value(x.Text(3), 0) + 1;

@@ -79,6 +79,11 @@ Json AttributesJson(const Attributes& a) {
   return j;
 }
 
+Json StoredAttributesJson(const std::string& text) {
+  Json a = Json::parse(text, nullptr, false);
+  return a.is_object() ? a : Json::object();
+}
+
 Attributes LoadAttributes(const std::string& text) {
   Json j = Json::parse(text, nullptr, false);
   auto a =

@@ -22,6 +22,9 @@ core::Result<Attributes> ParseAttributes(const Json& j);
 Json AttributesJson(const Attributes& a);
 // The attributes stored for a client (empty when unreadable).
 Attributes LoadAttributes(const std::string& text);
+// Stored attributes (a client row's `attributes` text) as the API shows them: the
+// JSON object as stored, {} when unreadable.
+Json StoredAttributesJson(const std::string& text);
 
 // Re-evaluates every rule collection for one client, in `tx`.
 core::Status EvaluateClient(catalog::Tx& tx, std::int64_t client_id, const Attributes& attrs);

@@ -176,7 +176,8 @@ core::Result<repo::AddResult> SignVersion(SiteContext& ctx, const store::Manifes
 // lacks (all of them for a first version); nullopt when that version's manifest
 // cannot be read (it is shown as unknown, not guessed).
 std::optional<std::int64_t> NewBytes(SiteContext& ctx, const std::string& name,
-                                     const store::Manifest& m, const Reservation& res) {
+                                     const std::vector<store::ChunkRef>& unique,
+                                     const Reservation& res) {
   auto prev = ctx.db->QueryRow(
       "SELECT version, manifest_id, manifest_bytes FROM versions WHERE package_id = ? AND "
       "state = 'active' AND version < ? ORDER BY version DESC LIMIT 1",
@@ -190,7 +191,7 @@ std::optional<std::int64_t> NewBytes(SiteContext& ctx, const std::string& name,
     return std::nullopt;
   }
   std::int64_t n = 0;
-  for (const auto& c : m.UniqueChunks())
+  for (const auto& c : unique)
     if (!had.contains(c.id)) n += c.size;
   return n;
 }
@@ -198,8 +199,9 @@ std::optional<std::int64_t> NewBytes(SiteContext& ctx, const std::string& name,
 // Activates the signed version in the catalog and posts its message.
 Status RecordVersion(SiteContext& ctx, const std::string& name, const store::Manifest& m,
                      const Reservation& res, const repo::AddResult& published,
-                     std::uint64_t unique_chunks) {
-  const std::optional<std::int64_t> new_bytes = NewBytes(ctx, name, m, res);
+                     const std::vector<store::ChunkRef>& unique) {
+  const std::uint64_t unique_chunks = unique.size();
+  const std::optional<std::int64_t> new_bytes = NewBytes(ctx, name, unique, res);
   Json programs = Json::array();
   for (const auto& p : m.programs) programs.push_back(p.name);
   Status s = ctx.db->Transaction([&](catalog::Tx& tx) -> Status {
@@ -291,8 +293,9 @@ core::Result<Json> CreateVersion(SiteContext& ctx, const std::string& name, bool
   DEPOT_ASSIGN_OR_RETURN(repo::AddResult published,
                          SignVersion(ctx, m, res.version_id, just_stored));
   auto t_signed = std::chrono::steady_clock::now();
-  std::uint64_t unique_chunks = m.UniqueChunks().size();
-  DEPOT_RETURN_IF_ERROR(RecordVersion(ctx, name, m, res, published, unique_chunks));
+  const std::vector<store::ChunkRef> unique = m.UniqueChunks();
+  const std::uint64_t unique_chunks = unique.size();
+  DEPOT_RETURN_IF_ERROR(RecordVersion(ctx, name, m, res, published, unique));
   ctx.Changed();
   auto ms = [](auto a, auto b) {
     return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count());

@@ -54,7 +54,6 @@ const state = {
 const ctx = {
   get role() { return state.who ? state.who.role : ''; },
   can(role) { return (kRank[this.role] || 0) >= kRank[role]; },
-  get site() { return state.who ? state.who.site : ''; },
   get tokenId() { return state.who ? state.who.token_id : 0; },
   go(route) { location.hash = '#/' + route; },
   refresh() { scheduleUpdate(); },

@@ -48,7 +48,7 @@ function packages(st) {
   ], st.packages, 'No packages yet: `depot package create NAME --source DIR`.'));
 }
 
-export function coverage(d) {
+function coverage(d) {
   const text = `${d.ready}/${d.assigned} ready` + (d.failed ? `, ${d.failed} failed` : '');
   const cls = d.failed ? '.bad' : d.ready < d.assigned ? '.busy' : '.good';
   return h('span.cov' + cls, text);
